@@ -1,0 +1,25 @@
+// Resource ids and times as the EC2 API shapes them.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "error.h"
+
+namespace virtsnap {
+
+// "snap-" + 17 random lowercase hex digits.
+Result<std::string> newSnapshotId();
+// "vol-" + 17 hex digits derived from the instance and disk, so the same
+// disk of the same instance always has the same id.
+std::string volumeIdFor(std::string_view instanceKey, std::string_view diskId);
+
+bool isSnapshotId(std::string_view s);
+bool isVolumeId(std::string_view s);
+// InvalidSnapshotID.Malformed unless isSnapshotId(s).
+Result<void> checkSnapshotId(std::string_view s);
+
+// ISO 8601 UTC with milliseconds: 2026-11-23T02:41:07.123Z
+std::string isoTimeNow();
+
+} // namespace virtsnap

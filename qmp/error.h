@@ -1,0 +1,27 @@
+// Errors of the protocol library: QEMU's own error class where the peer sent
+// one, or one of the transport classes below.
+#pragma once
+
+#include <expected>
+#include <string>
+
+namespace qmp {
+
+struct Error {
+	// QEMU's error.class ("GenericError", "DeviceNotFound", ...) or one of:
+	// "ConnectionFailed", "ConnectionClosed", "Timeout", "ProtocolError".
+	std::string errorClass;
+	std::string desc;
+
+	std::string toString() const { return errorClass + ": " + desc; }
+};
+
+template<typename T>
+using Result = std::expected<T, Error>;
+
+inline std::unexpected<Error> fail(std::string errorClass, std::string desc)
+{
+	return std::unexpected(Error{std::move(errorClass), std::move(desc)});
+}
+
+} // namespace qmp
