@@ -57,6 +57,7 @@ public:
 
 private:
 	struct Impl;
+	explicit Hmac(std::unique_ptr<Impl> impl);
 	std::unique_ptr<Impl> impl_;
 };
 
