@@ -14,6 +14,10 @@
 
 namespace qmp {
 
+namespace detail {
+class JsonStream;
+}
+
 class GuestAgentClient
 {
 public:
@@ -34,10 +38,18 @@ public:
 			     Duration timeout = Duration(10000));
 
 private:
-	explicit GuestAgentClient(int fd);
+	using Deadline = std::chrono::steady_clock::time_point;
+
+	GuestAgentClient(int fd, std::string socketPath);
+	// `what` names the command the sync is for in a Timeout desc.
+	Result<void> syncUntil(Deadline deadline, Duration timeout, const std::string &what);
+	// Drops 0xFF delimiters and whitespace between replies.
+	void skipSeparators();
 
 	int fd_;
+	std::string socketPath_;
 	std::string buffer_;
+	std::unique_ptr<detail::JsonStream> stream_;
 	bool needSync_ = true;
 };
 

@@ -7,12 +7,17 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "error.h"
 #include "json.h"
 
 namespace qmp {
+
+namespace detail {
+class JsonStream;
+}
 
 struct Event {
 	std::string name;  // "BLOCK_JOB_CANCELLED", ...
@@ -53,11 +58,22 @@ public:
 	Json version() const { return version_; }
 
 private:
-	QmpClient(int fd);
-	Result<Json> readMessage(std::chrono::steady_clock::time_point deadline);
+	using Deadline = std::chrono::steady_clock::time_point;
+
+	QmpClient(int fd, std::string socketPath);
+	Result<Json> readMessage(Deadline deadline);
+	Result<Json> executeUntil(const std::string &command, const Json &arguments,
+				  Deadline deadline, Duration timeout);
+	// Queues `message` if it is an event; returns whether it was one.
+	bool queueEvent(const Json &message);
+	// Records a fatal error: later calls fail with it at once.
+	std::unexpected<Error> die(Error error);
 
 	int fd_;
+	std::string socketPath_;
 	std::string buffer_;
+	std::unique_ptr<detail::JsonStream> stream_;
+	std::optional<Error> dead_;
 	std::deque<Event> events_;
 	Json version_;
 	uint64_t nextId_ = 1;
