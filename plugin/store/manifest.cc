@@ -1,0 +1,123 @@
+#include "manifest.h"
+
+#include "qmp/json.h"
+
+namespace virtsnap::store {
+
+using qmp::Json;
+
+namespace {
+
+constexpr int kManifestVersion = 1;
+
+Json str(const std::string &s)
+{
+	return Json::string(s);
+}
+
+Json u64(uint64_t v)
+{
+	return Json::integer(int64_t(v));
+}
+
+} // namespace
+
+std::string serializeManifest(const Manifest &m)
+{
+	Json j = Json::object();
+	j.set("version", Json::integer(kManifestVersion));
+	j.set("snapshot_id", str(m.snapshotId));
+	j.set("volume_id", str(m.volumeId));
+	Json vol = Json::object();
+	vol.set("instance_key", str(m.volume.instanceKey));
+	vol.set("instance_name", str(m.volume.instanceName));
+	vol.set("disk_id", str(m.volume.diskId));
+	vol.set("format", str(m.volume.format));
+	j.set("volume", vol);
+	j.set("parent_snapshot_id", str(m.parentSnapshotId));
+	j.set("start_time", str(m.startTime));
+	j.set("completion_time", str(m.completionTime));
+	j.set("volume_size", u64(m.volumeSize));
+	j.set("chunk_size", u64(m.chunkSize));
+	j.set("page_entries", u64(m.pageEntries));
+	Json pages = Json::array();
+	for (const ChunkId &id : m.indexPages)
+		pages.append(str(idHex(id)));
+	j.set("index_pages", pages);
+	j.set("description", str(m.description));
+	j.set("name", str(m.name));
+	Json tags = Json::array();
+	for (const auto &[k, v] : m.tags) {
+		Json t = Json::object();
+		t.set("key", str(k));
+		t.set("value", str(v));
+		tags.append(t);
+	}
+	j.set("tags", tags);
+	j.set("consistency", str(m.consistency));
+	j.set("capture_mode", str(m.captureMode));
+	j.set("capture_reason", str(m.captureReason));
+	j.set("freeze_ms", Json::integer(m.freezeMillis));
+	j.set("bitmap_name", str(m.bitmapName));
+	Json st = Json::object();
+	st.set("bytes_read", u64(m.stats.bytesRead));
+	st.set("bytes_added", u64(m.stats.bytesAdded));
+	st.set("chunks_new", u64(m.stats.chunksNew));
+	st.set("chunks_reused", u64(m.stats.chunksReused));
+	st.set("zero_chunks", u64(m.stats.zeroChunks));
+	j.set("stats", st);
+	return j.dump();
+}
+
+Result<Manifest> parseManifest(std::string_view text)
+{
+	auto parsed = Json::parse(text);
+	if (!parsed || !parsed->isObject())
+		return fail(errc::kCorrupt, "manifest is not a JSON object");
+	const Json &j = *parsed;
+	if (j.getInt("version").value_or(0) != kManifestVersion)
+		return fail(errc::kCorrupt, "manifest version is not supported");
+	Manifest m;
+	auto s = [&](const Json &o, const char *k) { return o.getString(k).value_or(""); };
+	auto u = [&](const Json &o, const char *k) { return uint64_t(o.getInt(k).value_or(0)); };
+	m.snapshotId = s(j, "snapshot_id");
+	m.volumeId = s(j, "volume_id");
+	Json vol = j.get("volume");
+	m.volume = {s(vol, "instance_key"), s(vol, "instance_name"), s(vol, "disk_id"), s(vol, "format")};
+	m.parentSnapshotId = s(j, "parent_snapshot_id");
+	m.startTime = s(j, "start_time");
+	m.completionTime = s(j, "completion_time");
+	m.volumeSize = u(j, "volume_size");
+	m.chunkSize = uint32_t(u(j, "chunk_size"));
+	m.pageEntries = uint32_t(u(j, "page_entries"));
+	Json pages = j.get("index_pages");
+	for (size_t i = 0; i < pages.size(); i++) {
+		auto bytes = fromHex(pages.at(i).asString());
+		if (!bytes || bytes->size() != 32)
+			return fail(errc::kCorrupt, "manifest has a malformed index page id");
+		ChunkId id;
+		std::copy(bytes->begin(), bytes->end(), id.begin());
+		m.indexPages.push_back(id);
+	}
+	m.description = s(j, "description");
+	m.name = s(j, "name");
+	Json tags = j.get("tags");
+	for (size_t i = 0; i < tags.size(); i++)
+		m.tags.emplace_back(s(tags.at(i), "key"), s(tags.at(i), "value"));
+	m.consistency = s(j, "consistency");
+	m.captureMode = s(j, "capture_mode");
+	m.captureReason = s(j, "capture_reason");
+	m.freezeMillis = j.getInt("freeze_ms").value_or(-1);
+	m.bitmapName = s(j, "bitmap_name");
+	Json st = j.get("stats");
+	m.stats = {u(st, "bytes_read"), u(st, "bytes_added"), u(st, "chunks_new"), u(st, "chunks_reused"),
+		   u(st, "zero_chunks")};
+	if (m.snapshotId.empty() || m.chunkSize == 0 || m.pageEntries == 0)
+		return fail(errc::kCorrupt, "manifest lacks required fields");
+	uint64_t slots = (m.volumeSize + m.chunkSize - 1) / m.chunkSize;
+	if (m.indexPages.size() != (slots + m.pageEntries - 1) / m.pageEntries)
+		return fail(errc::kCorrupt, "manifest's index does not cover the volume");
+	return m;
+}
+
+} // namespace virtsnap::store

@@ -1,0 +1,57 @@
+// A snapshot's manifest (FORMAT.md, "Manifest"): everything needed to list,
+// describe and restore one snapshot, sealed with its key domain.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "chunk_id.h"
+#include "core/error.h"
+
+namespace virtsnap::store {
+
+using Tags = std::vector<std::pair<std::string, std::string>>;
+
+// What the snapshot was taken of. instanceKey is what VolumeId derives from.
+struct VolumeIdentity {
+	std::string instanceKey;  // "uuid:...", "name:..." or "socket:..."
+	std::string instanceName;
+	std::string diskId;       // qdev id ("vda") or node name
+	std::string format;       // "qcow2", "raw", ...
+};
+
+struct CaptureStats {
+	uint64_t bytesRead = 0;    // from the disk
+	uint64_t bytesAdded = 0;   // to the store (blobs of new chunks and pages)
+	uint64_t chunksNew = 0;
+	uint64_t chunksReused = 0; // read, but already in the store
+	uint64_t zeroChunks = 0;   // read or known zero: not stored
+};
+
+struct Manifest {
+	std::string snapshotId;
+	std::string volumeId;
+	VolumeIdentity volume;
+	std::string parentSnapshotId; // whose index this one was built from; "" when full
+	std::string startTime;        // ISO 8601 UTC
+	std::string completionTime;
+	uint64_t volumeSize = 0;      // bytes
+	uint32_t chunkSize = 0;
+	uint32_t pageEntries = 0;
+	std::vector<ChunkId> indexPages;
+	std::string description;
+	std::string name;
+	Tags tags;
+	std::string consistency = "crash"; // "crash" | "application"
+	std::string captureMode;           // "full" | "incremental"
+	std::string captureReason;         // why full, when it was
+	int64_t freezeMillis = -1;         // guest frozen for this long; -1: no freeze
+	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
+	CaptureStats stats;
+};
+
+std::string serializeManifest(const Manifest &m);
+Result<Manifest> parseManifest(std::string_view json);
+
+} // namespace virtsnap::store

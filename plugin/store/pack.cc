@@ -1,0 +1,108 @@
+#include "pack.h"
+
+#include <cstring>
+
+namespace virtsnap::store {
+
+namespace {
+
+constexpr char kPackMagic[8] = {'V', 'S', 'P', 'A', 'C', 'K', '0', '1'};
+constexpr size_t kEntrySize = 32 + 4 + 8 + 4 + 4;
+
+fs::path packDir(const fs::path &storeDir, const PackId &id)
+{
+	return storeDir / "packs" / toHex(std::span(id).first(1));
+}
+
+} // namespace
+
+fs::path packPath(const fs::path &storeDir, const PackId &id)
+{
+	return packDir(storeDir, id) / (toHex(id) + ".pack");
+}
+
+fs::path packIndexPath(const fs::path &storeDir, const PackId &id)
+{
+	return packDir(storeDir, id) / (toHex(id) + ".idx");
+}
+
+Bytes serializePackIndex(const PackIndex &index)
+{
+	Bytes out(16 + 4 + index.entries.size() * kEntrySize);
+	uint8_t *p = out.data();
+	std::memcpy(p, index.packId.data(), 16);
+	putLe32(p + 16, uint32_t(index.entries.size()));
+	p += 20;
+	for (const PackEntry &e : index.entries) {
+		std::memcpy(p, e.id.data(), 32);
+		p[32] = uint8_t(e.type);
+		p[33] = p[34] = p[35] = 0;
+		putLe64(p + 36, e.offset);
+		putLe32(p + 44, e.length);
+		putLe32(p + 48, e.rawLength);
+		p += kEntrySize;
+	}
+	return out;
+}
+
+Result<PackIndex> parsePackIndex(std::span<const uint8_t> data)
+{
+	if (data.size() < 20)
+		return fail(errc::kCorrupt, "pack index is truncated");
+	PackIndex index;
+	std::memcpy(index.packId.data(), data.data(), 16);
+	uint32_t count = getLe32(data.data() + 16);
+	if (data.size() != 20 + size_t(count) * kEntrySize)
+		return fail(errc::kCorrupt, "pack index " + toHex(index.packId) + " has a wrong size");
+	index.entries.resize(count);
+	const uint8_t *p = data.data() + 20;
+	for (PackEntry &e : index.entries) {
+		std::memcpy(e.id.data(), p, 32);
+		e.type = ChunkType(p[32]);
+		e.offset = getLe64(p + 36);
+		e.length = getLe32(p + 44);
+		e.rawLength = getLe32(p + 48);
+		p += kEntrySize;
+	}
+	return index;
+}
+
+Result<PackWriter> PackWriter::create(const fs::path &storeDir)
+{
+	PackId id;
+	VS_TRY(crypto::randomBytes(id));
+	fs::path path = packPath(storeDir, id);
+	VS_TRY(makeDirs(path.parent_path()));
+	auto file = TempFile::create(path);
+	if (!file)
+		return std::unexpected(file.error());
+	PackWriter w(storeDir, std::move(*file));
+	w.index_.packId = id;
+	uint8_t header[kPackHeaderSize];
+	std::memcpy(header, kPackMagic, 8);
+	std::memcpy(header + 8, id.data(), 16);
+	VS_TRY(writeAll(w.file_.fd(), header));
+	w.size_ = kPackHeaderSize;
+	return w;
+}
+
+Result<void> PackWriter::append(const ChunkId &id, ChunkType type, uint32_t rawLength, std::span<const uint8_t> blob)
+{
+	VS_TRY(writeAll(file_.fd(), blob));
+	index_.entries.push_back(PackEntry{id, type, size_, uint32_t(blob.size()), rawLength});
+	size_ += blob.size();
+	return {};
+}
+
+Result<PackIndex> PackWriter::finish(const KeyDomain &domain)
+{
+	VS_TRY(file_.commit());
+	auto sealed = sealObject(ObjectType::PackIndex, domain.id, domain.encKey, toHex(index_.packId),
+				 serializePackIndex(index_));
+	if (!sealed)
+		return std::unexpected(sealed.error());
+	VS_TRY(writeFileAtomic(packIndexPath(storeDir_, index_.packId), *sealed));
+	return std::move(index_);
+}
+
+} // namespace virtsnap::store

@@ -1,0 +1,64 @@
+// Pack files and their indexes (FORMAT.md, "Packs and pack indexes").
+#pragma once
+
+#include <array>
+#include <filesystem>
+#include <optional>
+#include <vector>
+
+#include "chunk_id.h"
+#include "core/file_util.h"
+#include "key_domain.h"
+
+namespace virtsnap::store {
+
+using PackId = std::array<uint8_t, 16>;
+
+inline constexpr uint64_t kPackHeaderSize = 24;
+// Packs close past this size: large enough that a TiB is tens of thousands
+// of files, not millions; small enough to upload and rewrite in one piece.
+inline constexpr uint64_t kPackTargetSize = 32ull << 20;
+
+struct PackEntry {
+	ChunkId id{};
+	ChunkType type = ChunkType::Data;
+	uint64_t offset = 0;
+	uint32_t length = 0;    // whole blob
+	uint32_t rawLength = 0; // plaintext
+};
+
+struct PackIndex {
+	PackId packId{};
+	std::vector<PackEntry> entries;
+};
+
+fs::path packPath(const fs::path &storeDir, const PackId &id);
+fs::path packIndexPath(const fs::path &storeDir, const PackId &id);
+
+Bytes serializePackIndex(const PackIndex &index);
+Result<PackIndex> parsePackIndex(std::span<const uint8_t> data);
+
+// Writes one pack under a temporary name; finish() makes the pack and then
+// its index durable, in that order. Dropped unfinished, it removes its file.
+class PackWriter
+{
+public:
+	static Result<PackWriter> create(const fs::path &storeDir);
+
+	const PackId &id() const { return index_.packId; }
+	uint64_t size() const { return size_; }
+	size_t count() const { return index_.entries.size(); }
+
+	Result<void> append(const ChunkId &id, ChunkType type, uint32_t rawLength, std::span<const uint8_t> blob);
+	Result<PackIndex> finish(const KeyDomain &domain);
+
+private:
+	PackWriter(fs::path storeDir, TempFile file) : storeDir_(std::move(storeDir)), file_(std::move(file)) {}
+
+	fs::path storeDir_;
+	TempFile file_;
+	PackIndex index_;
+	uint64_t size_ = 0;
+};
+
+} // namespace virtsnap::store

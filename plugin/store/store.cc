@@ -1,0 +1,376 @@
+#include "store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/ids.h"
+#include "qmp/json.h"
+
+namespace virtsnap::store {
+
+namespace {
+
+constexpr const char *kFormatName = "virtsnap-store";
+constexpr int kFormatVersion = 1;
+
+Result<UniqueFd> lockShared(const fs::path &dir)
+{
+	fs::path path = dir / "lock";
+	UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+	if (!fd.isValid())
+		return failErrno("open " + path.string(), errno);
+	if (::flock(fd.get(), LOCK_SH) != 0)
+		return failErrno("lock " + path.string(), errno);
+	return fd;
+}
+
+bool isPowerOfTwo(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+} // namespace
+
+Result<void> Store::init(const fs::path &dir, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated)
+{
+	if (!isPowerOfTwo(chunkSize) || chunkSize < 4096 || chunkSize > (16u << 20))
+		return fail(errc::kInvalidParameterValue,
+			    "chunk size " + std::to_string(chunkSize) + " must be a power of two from 4 KiB to 16 MiB");
+	struct stat st;
+	if (::stat((dir / "config.json").c_str(), &st) == 0)
+		return fail(errc::kStoreExists, "store " + dir.string() + " is already initialised");
+
+	*keyCreated = false;
+	crypto::SecretKey master;
+	if (::stat(keyFile.c_str(), &st) == 0) {
+		auto key = crypto::loadKeyFile(keyFile);
+		if (!key)
+			return std::unexpected(key.error());
+		master = *key;
+	} else {
+		auto key = crypto::SecretKey::random();
+		if (!key)
+			return std::unexpected(key.error());
+		VS_TRY(crypto::writeKeyFile(keyFile, *key));
+		master = *key;
+		*keyCreated = true;
+	}
+
+	uint8_t rawStoreId[8];
+	VS_TRY(crypto::randomBytes(rawStoreId));
+	std::string storeId = toHex(rawStoreId);
+	auto domain = KeyDomain::generate();
+	if (!domain)
+		return std::unexpected(domain.error());
+
+	VS_TRY(makeDirs(dir, 0750));
+	for (const char *sub : {"keys", "packs", "snapshots", "scratch"})
+		VS_TRY(makeDirs(dir / sub, 0750));
+	auto wrapped = wrapDomain(*domain, master, storeId);
+	if (!wrapped)
+		return std::unexpected(wrapped.error());
+	VS_TRY(writeFileAtomic(dir / "keys" / (domain->idHex() + ".key"), *wrapped, 0600, false));
+
+	// The config comes last: its presence is what makes the store exist.
+	qmp::Json config = qmp::Json::object();
+	config.set("format", qmp::Json::string(kFormatName));
+	config.set("version", qmp::Json::integer(kFormatVersion));
+	config.set("store_id", qmp::Json::string(storeId));
+	config.set("chunk_size", qmp::Json::integer(chunkSize));
+	config.set("default_key_domain", qmp::Json::string(domain->idHex()));
+	config.set("created", qmp::Json::string(isoTimeNow()));
+	std::string text = config.dump(true) + "\n";
+	return writeFileAtomic(dir / "config.json", std::span((const uint8_t *)text.data(), text.size()), 0644,
+			       false);
+}
+
+Result<std::unique_ptr<Store>> Store::open(const fs::path &dir, const fs::path &keyFile)
+{
+	auto configBytes = readFile(dir / "config.json");
+	if (!configBytes) {
+		if (!fs::exists(dir / "config.json"))
+			return fail(errc::kStoreNotInitialized,
+				    "no store at " + dir.string() + " (run 'virtsnap init' first)");
+		return std::unexpected(configBytes.error());
+	}
+	auto config = qmp::Json::parse(std::string_view((const char *)configBytes->data(), configBytes->size()));
+	if (!config || config->getString("format").value_or("") != kFormatName)
+		return fail(errc::kCorrupt, dir.string() + "/config.json is not a virtsnap store config");
+	if (config->getInt("version").value_or(0) != kFormatVersion)
+		return fail(errc::kCorrupt, "store " + dir.string() + " has format version " +
+						    std::to_string(config->getInt("version").value_or(0)) +
+						    "; this virtsnap reads version " + std::to_string(kFormatVersion));
+
+	auto master = crypto::loadKeyFile(keyFile);
+	if (!master)
+		return std::unexpected(master.error());
+
+	std::unique_ptr<Store> s(new Store());
+	s->dir_ = dir;
+	s->storeId_ = config->getString("store_id").value_or("");
+	s->chunkSize_ = uint32_t(config->getInt("chunk_size").value_or(0));
+	std::string domainHex = config->getString("default_key_domain").value_or("");
+	if (s->storeId_.empty() || !isPowerOfTwo(s->chunkSize_) || domainHex.size() != 16 ||
+	    !fromHex(domainHex))
+		return fail(errc::kCorrupt, dir.string() + "/config.json is incomplete");
+
+	auto wrapped = readFile(dir / "keys" / (domainHex + ".key"));
+	if (!wrapped)
+		return fail(errc::kCorrupt, "store " + dir.string() + " lacks its key domain " + domainHex);
+	auto domain = unwrapDomain(*wrapped, *master, s->storeId_);
+	if (!domain) {
+		if (domain.error().code == errc::kWrongKey)
+			return fail(errc::kWrongKey,
+				    "key file " + keyFile.string() + " does not open store " + dir.string());
+		return std::unexpected(domain.error());
+	}
+	s->domain_ = std::move(*domain);
+
+	auto lock = lockShared(dir);
+	if (!lock)
+		return std::unexpected(lock.error());
+	s->lock_ = std::move(*lock);
+	VS_TRY(s->refresh());
+	return s;
+}
+
+Store::~Store() = default;
+
+std::unique_ptr<ChunkWriter> Store::newWriter()
+{
+	return std::make_unique<ChunkWriter>(*this);
+}
+
+Result<void> Store::refresh()
+{
+	fs::path packsDir = dir_ / "packs";
+	std::error_code ec;
+	std::vector<fs::path> found;
+	for (auto it = fs::recursive_directory_iterator(packsDir, ec); !ec && it != fs::end(it); it.increment(ec)) {
+		const fs::path &p = it->path();
+		if (p.extension() == ".idx" && p.filename().string().find(".tmp-") == std::string::npos)
+			found.push_back(p);
+	}
+	if (ec)
+		return fail(errc::kIo, "list " + packsDir.string() + ": " + ec.message());
+
+	for (const fs::path &p : found) {
+		std::string name = p.stem().string();
+		{
+			std::shared_lock lock(mutex_);
+			if (packNames_.count(name))
+				continue;
+		}
+		auto sealed = readFile(p);
+		if (!sealed)
+			return std::unexpected(sealed.error());
+		auto plain = openObject(ObjectType::PackIndex, domain_.encKey, name, *sealed);
+		if (!plain)
+			return fail(errc::kCorrupt, "pack index " + p.string() + ": " + plain.error().message);
+		auto index = parsePackIndex(*plain);
+		if (!index)
+			return std::unexpected(index.error());
+		std::unique_lock lock(mutex_);
+		addPackLocked(*index);
+	}
+	return {};
+}
+
+void Store::addPackLocked(const PackIndex &index)
+{
+	std::string name = toHex(index.packId);
+	if (!packNames_.insert(name).second)
+		return;
+	uint32_t ordinal = uint32_t(packs_.size());
+	packs_.push_back(index.packId);
+	packFds_.emplace_back();
+	for (const PackEntry &e : index.entries)
+		chunks_.try_emplace(e.id, Location{ordinal, e.length, e.offset});
+}
+
+bool Store::contains(const ChunkId &id) const
+{
+	std::shared_lock lock(mutex_);
+	return chunks_.count(id) != 0;
+}
+
+std::optional<Store::ChunkLocation> Store::locate(const ChunkId &id) const
+{
+	std::shared_lock lock(mutex_);
+	auto it = chunks_.find(id);
+	if (it == chunks_.end())
+		return std::nullopt;
+	return ChunkLocation{packs_[it->second.pack], it->second.offset, it->second.length};
+}
+
+Result<int> Store::packFd(uint32_t pack)
+{
+	std::unique_lock lock(mutex_);
+	if (!packFds_[pack].isValid()) {
+		fs::path path = packPath(dir_, packs_[pack]);
+		UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+		if (!fd.isValid())
+			return failErrno("open pack " + path.string(), errno);
+		packFds_[pack] = std::move(fd);
+	}
+	return packFds_[pack].get();
+}
+
+Result<Bytes> Store::readChunk(ChunkCodec &codec, const ChunkId &id)
+{
+	std::optional<Location> loc;
+	for (int attempt = 0; attempt < 2 && !loc; attempt++) {
+		{
+			std::shared_lock lock(mutex_);
+			auto it = chunks_.find(id);
+			if (it != chunks_.end())
+				loc = it->second;
+		}
+		if (!loc && attempt == 0)
+			VS_TRY(refresh());
+	}
+	if (!loc)
+		return fail(errc::kCorrupt, "chunk " + idHex(id) + " is missing from the store");
+	auto fd = packFd(loc->pack);
+	if (!fd)
+		return std::unexpected(fd.error());
+	Bytes blob(loc->length);
+	if (auto r = preadAll(*fd, blob, loc->offset); !r)
+		return fail(r.error().code, "read chunk " + idHex(id) + " from pack " + toHex(packs_[loc->pack]) +
+						    ": " + r.error().message);
+	auto plain = codec.decode(id, blob);
+	if (!plain)
+		return fail(plain.error().code, plain.error().message + " (pack " + toHex(packs_[loc->pack]) +
+							", offset " + std::to_string(loc->offset) + ")");
+	return plain;
+}
+
+fs::path Store::manifestPath(const std::string &snapshotId) const
+{
+	return dir_ / "snapshots" / (snapshotId + ".manifest");
+}
+
+Result<void> Store::putManifest(const Manifest &m, bool overwrite)
+{
+	std::string json = serializeManifest(m);
+	auto sealed = sealObject(ObjectType::Manifest, domain_.id, domain_.encKey, m.snapshotId,
+				 std::span((const uint8_t *)json.data(), json.size()));
+	if (!sealed)
+		return std::unexpected(sealed.error());
+	return writeFileAtomic(manifestPath(m.snapshotId), *sealed, 0640, overwrite);
+}
+
+Result<Manifest> Store::getManifest(const std::string &snapshotId) const
+{
+	fs::path path = manifestPath(snapshotId);
+	auto sealed = readFile(path);
+	if (!sealed) {
+		if (!fs::exists(path))
+			return fail(errc::kSnapshotNotFound, "snapshot " + snapshotId + " does not exist");
+		return std::unexpected(sealed.error());
+	}
+	auto plain = openObject(ObjectType::Manifest, domain_.encKey, snapshotId, *sealed);
+	if (!plain)
+		return fail(errc::kCorrupt, "manifest of " + snapshotId + ": " + plain.error().message);
+	auto m = parseManifest(std::string_view((const char *)plain->data(), plain->size()));
+	if (!m)
+		return fail(errc::kCorrupt, "manifest of " + snapshotId + ": " + m.error().message);
+	if (m->snapshotId != snapshotId)
+		return fail(errc::kCorrupt, "manifest of " + snapshotId + " names " + m->snapshotId);
+	return m;
+}
+
+Result<std::vector<Manifest>> Store::listManifests() const
+{
+	std::vector<Manifest> out;
+	std::error_code ec;
+	for (auto it = fs::directory_iterator(dir_ / "snapshots", ec); !ec && it != fs::end(it); it.increment(ec)) {
+		const fs::path &p = it->path();
+		if (p.extension() != ".manifest")
+			continue;
+		auto m = getManifest(p.stem().string());
+		if (!m) {
+			// Deleted between listing and reading: not an error.
+			if (m.error().code == errc::kSnapshotNotFound)
+				continue;
+			return std::unexpected(m.error());
+		}
+		out.push_back(std::move(*m));
+	}
+	if (ec)
+		return fail(errc::kIo, "list " + (dir_ / "snapshots").string() + ": " + ec.message());
+	std::sort(out.begin(), out.end(), [](const Manifest &a, const Manifest &b) {
+		return std::tie(a.startTime, a.snapshotId) < std::tie(b.startTime, b.snapshotId);
+	});
+	return out;
+}
+
+Result<void> Store::deleteManifest(const std::string &snapshotId)
+{
+	fs::path path = manifestPath(snapshotId);
+	if (::unlink(path.c_str()) != 0) {
+		if (errno == ENOENT)
+			return fail(errc::kSnapshotNotFound, "snapshot " + snapshotId + " does not exist");
+		return failErrno("remove " + path.string(), errno);
+	}
+	return fsyncDir(path.parent_path());
+}
+
+Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type)
+{
+	ChunkId id = codec.idOf(data);
+	if (store_.contains(id)) {
+		std::lock_guard lock(mutex_);
+		chunksReused_++;
+		return id;
+	}
+	// Encode outside the lock: this is where the CPU goes.
+	Bytes blob;
+	blob.reserve(data.size() + kBlobOverhead);
+	VS_TRY(codec.encode(id, type, data, blob));
+
+	std::lock_guard lock(mutex_);
+	if (!inPack_.insert(id).second) {
+		chunksReused_++;
+		return id;
+	}
+	if (!pack_) {
+		auto pack = PackWriter::create(store_.dir());
+		if (!pack)
+			return std::unexpected(pack.error());
+		pack_.emplace(std::move(*pack));
+	}
+	VS_TRY(pack_->append(id, type, uint32_t(data.size()), blob));
+	bytesAdded_ += blob.size();
+	chunksNew_++;
+	if (pack_->size() >= kPackTargetSize)
+		VS_TRY(finishPackLocked());
+	return id;
+}
+
+Result<void> ChunkWriter::finishPackLocked()
+{
+	auto index = pack_->finish(store_.domain());
+	pack_.reset();
+	if (!index)
+		return std::unexpected(index.error());
+	std::unique_lock lock(store_.mutex_);
+	store_.addPackLocked(*index);
+	return {};
+}
+
+Result<void> ChunkWriter::commit()
+{
+	std::lock_guard lock(mutex_);
+	if (pack_)
+		VS_TRY(finishPackLocked());
+	inPack_.clear();
+	return {};
+}
+
+} // namespace virtsnap::store

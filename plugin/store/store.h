@@ -1,0 +1,125 @@
+// The chunk store on a local directory (FORMAT.md). The contract every
+// backend keeps:
+//  - a chunk, once put and committed, reads back bit for bit or fails loudly;
+//  - nothing becomes visible before it is durable, and a manifest only
+//    after every chunk it names;
+//  - readers never see a half-written object, whatever crashes.
+// One Store may be shared by threads: lookups and reads are concurrent.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "chunk_codec.h"
+#include "core/unique_fd.h"
+#include "key_domain.h"
+#include "manifest.h"
+#include "pack.h"
+
+namespace virtsnap::store {
+
+namespace fs = std::filesystem;
+
+class ChunkWriter;
+
+class Store
+{
+public:
+	// 64 KiB: QEMU's default bitmap granularity and qcow2 cluster, and the
+	// measured best trade-off (tests/bench/chunk_size.cc, README).
+	static constexpr uint32_t kDefaultChunkSize = 64 * 1024;
+
+	// Creates the store; creates the key file too if it is absent (then
+	// *keyCreated is set). Refuses a directory that already holds a store.
+	static Result<void> init(const fs::path &dir, const fs::path &keyFile, uint32_t chunkSize,
+				 bool *keyCreated);
+	// StoreNotInitialized, KeyFileError or WrongKey before touching anything.
+	static Result<std::unique_ptr<Store>> open(const fs::path &dir, const fs::path &keyFile);
+	~Store();
+
+	const fs::path &dir() const { return dir_; }
+	const std::string &storeId() const { return storeId_; }
+	uint32_t chunkSize() const { return chunkSize_; }
+	const KeyDomain &domain() const { return domain_; }
+
+	std::unique_ptr<ChunkCodec> newCodec() const { return std::make_unique<ChunkCodec>(domain_); }
+	std::unique_ptr<ChunkWriter> newWriter();
+
+	bool contains(const ChunkId &id) const;
+	// Reads, authenticates and decompresses one stored chunk (not the zero id).
+	Result<Bytes> readChunk(ChunkCodec &codec, const ChunkId &id);
+	// Learns packs written by other processes since open.
+	Result<void> refresh();
+
+	Result<void> putManifest(const Manifest &m, bool overwrite = false);
+	Result<Manifest> getManifest(const std::string &snapshotId) const;
+	Result<std::vector<Manifest>> listManifests() const;
+	Result<void> deleteManifest(const std::string &snapshotId);
+
+	struct ChunkLocation {
+		PackId pack;
+		uint64_t offset;
+		uint32_t length;
+	};
+	std::optional<ChunkLocation> locate(const ChunkId &id) const;
+
+private:
+	friend class ChunkWriter;
+	struct Location {
+		uint32_t pack;
+		uint32_t length;
+		uint64_t offset;
+	};
+
+	Store() = default;
+	void addPackLocked(const PackIndex &index);
+	Result<int> packFd(uint32_t pack);
+	fs::path manifestPath(const std::string &snapshotId) const;
+
+	fs::path dir_;
+	std::string storeId_;
+	uint32_t chunkSize_ = kDefaultChunkSize;
+	KeyDomain domain_;
+	UniqueFd lock_;
+
+	mutable std::shared_mutex mutex_;
+	std::unordered_map<ChunkId, Location, ChunkIdHash> chunks_;
+	std::vector<PackId> packs_;
+	std::vector<UniqueFd> packFds_;
+	std::unordered_set<std::string> packNames_;
+};
+
+// Writes the new chunks of one job into packs. put() may be called from
+// several threads, each with its own codec. Nothing is visible before
+// commit(); dropped uncommitted, the unfinished pack is removed.
+class ChunkWriter
+{
+public:
+	explicit ChunkWriter(Store &store) : store_(store) {}
+
+	Result<ChunkId> put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type);
+	Result<void> commit();
+
+	uint64_t bytesAdded() const { return bytesAdded_; }
+	uint64_t chunksNew() const { return chunksNew_; }
+	uint64_t chunksReused() const { return chunksReused_; }
+
+private:
+	Result<void> finishPackLocked();
+
+	Store &store_;
+	std::mutex mutex_;
+	std::optional<PackWriter> pack_;
+	std::unordered_set<ChunkId, ChunkIdHash> inPack_;
+	uint64_t bytesAdded_ = 0;
+	uint64_t chunksNew_ = 0;
+	uint64_t chunksReused_ = 0;
+};
+
+} // namespace virtsnap::store
