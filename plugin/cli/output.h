@@ -1,0 +1,23 @@
+// Renders results as the AWS CLI does: JSON by default, or a table.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "qmp/json.h"
+#include "store/manifest.h"
+
+namespace virtsnap::cli {
+
+enum class OutputFormat { Json, Table };
+
+// One snapshot in the EC2 DescribeSnapshots shape.
+qmp::Json snapshotJson(const store::Manifest &m);
+
+// Prints `doc` to stdout. For tables, `listKey` names the array member whose
+// objects become rows (and `columns` their columns); scalars print as
+// "Key  Value" lines.
+void print(OutputFormat format, const qmp::Json &doc, const std::string &listKey = "",
+	   const std::vector<std::string> &columns = {});
+
+} // namespace virtsnap::cli
