@@ -1,0 +1,68 @@
+#include "cli_runner.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace virtsnap::test {
+
+namespace {
+
+std::string slurp(const std::string &path)
+{
+	std::ifstream in(path);
+	std::stringstream ss;
+	ss << in.rdbuf();
+	return ss.str();
+}
+
+} // namespace
+
+qmp::Json CliResult::json() const
+{
+	auto j = qmp::Json::parse(out);
+	return j ? *j : qmp::Json();
+}
+
+CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<std::string> &env)
+{
+	const char *bin = std::getenv("VIRTSNAP_BIN");
+	CliResult r;
+	if (!bin) {
+		r.err = "VIRTSNAP_BIN is not set";
+		return r;
+	}
+	char outPath[] = "/tmp/vs-cli-out-XXXXXX", errPath[] = "/tmp/vs-cli-err-XXXXXX";
+	int outFd = mkstemp(outPath), errFd = mkstemp(errPath);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(outFd, 1);
+		dup2(errFd, 2);
+		int devNull = open("/dev/null", O_RDONLY);
+		dup2(devNull, 0);
+		for (const std::string &e : env)
+			putenv(const_cast<char *>(e.c_str()));
+		std::vector<char *> argv{const_cast<char *>(bin)};
+		for (const std::string &a : args)
+			argv.push_back(const_cast<char *>(a.c_str()));
+		argv.push_back(nullptr);
+		execv(bin, argv.data());
+		_exit(127);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	close(outFd);
+	close(errFd);
+	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	r.out = slurp(outPath);
+	r.err = slurp(errPath);
+	unlink(outPath);
+	unlink(errPath);
+	return r;
+}
+
+} // namespace virtsnap::test

@@ -1,0 +1,22 @@
+// Runs the virtsnap binary under test as a user would, with stdout and
+// stderr kept apart: stdout is the JSON contract, stderr the error line.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "qmp/json.h"
+
+namespace virtsnap::test {
+
+struct CliResult {
+	int status = -1;
+	std::string out;
+	std::string err;
+	qmp::Json json() const;
+};
+
+// argv excludes the program; VIRTSNAP_BIN (set by meson) names it.
+CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<std::string> &env = {});
+
+} // namespace virtsnap::test

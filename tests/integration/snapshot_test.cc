@@ -1,0 +1,464 @@
+// The core slice end to end, against a real QEMU with no guest OS: the
+// virtsnap binary snapshots a running disk, full then incremental, and every
+// snapshot restores bit for bit. The references are built by this test with
+// its own writes, never by the code under test.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <cstring>
+#include <random>
+#include <set>
+
+#include "cli_runner.h"
+#include "tests/support/qemu_instance.h"
+#include "tests/support/test_env.h"
+
+namespace virtsnap::test {
+namespace {
+
+namespace fs = std::filesystem;
+using qmp::Json;
+
+constexpr uint64_t kMiB = 1 << 20;
+constexpr uint64_t kDiskSize = 64 * kMiB;
+
+class SnapshotTest : public ::testing::Test
+{
+protected:
+	void SetUp() override
+	{
+		REQUIRE_QEMU();
+		storeDir_ = tmp_.file("store");
+		keyFile_ = tmp_.file("keys/store.key");
+		reference_ = tmp_.file("reference.raw");
+		makeReference();
+		startQemu("qcow2");
+		CliResult init = cli({"init"});
+		ASSERT_EQ(init.status, 0) << init.err;
+	}
+
+	// 16 MiB random, 16 MiB repetitive text, 32 MiB never written.
+	void makeReference()
+	{
+		std::mt19937_64 rng(42);
+		std::vector<uint8_t> data(kDiskSize, 0);
+		for (uint64_t i = 0; i < 16 * kMiB; i += 8) {
+			uint64_t v = rng();
+			std::memcpy(&data[i], &v, 8);
+		}
+		const std::string text = "virtsnap reference line, block-level test data 0123456789\n";
+		for (uint64_t i = 16 * kMiB; i < 32 * kMiB; i++)
+			data[i] = uint8_t(text[i % text.size()]);
+		int fd = ::open(reference_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(::pwrite(fd, data.data(), 32 * kMiB, 0), ssize_t(32 * kMiB));
+		ASSERT_EQ(::ftruncate(fd, kDiskSize), 0);
+		::close(fd);
+	}
+
+	void startQemu(const std::string &format)
+	{
+		disk_ = tmp_.file("disk." + format);
+		std::string out;
+		if (!fs::exists(disk_)) {
+			int rc = runCommand({"qemu-img", "convert", "-f", "raw", "-O", format, reference_, disk_}, &out);
+			ASSERT_EQ(rc, 0) << out;
+		}
+		std::string error;
+		QemuOptions opts;
+		opts.disks = {{disk_, format, "vda"}};
+		opts.name = "vs-int";
+		vm_ = QemuInstance::start(opts, &error);
+		ASSERT_TRUE(vm_) << error;
+	}
+
+	CliResult cli(std::vector<std::string> args, const std::string &keyFile = "")
+	{
+		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile.empty() ? keyFile_ : keyFile});
+		return runVirtsnap(args);
+	}
+
+	Json snapshot(const std::vector<std::string> &extra = {})
+	{
+		std::vector<std::string> args{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda"};
+		args.insert(args.end(), extra.begin(), extra.end());
+		CliResult r = cli(args);
+		EXPECT_EQ(r.status, 0) << r.err;
+		EXPECT_TRUE(r.err.empty()) << r.err;
+		return r.json();
+	}
+
+	// The same write into the running disk and into the reference.
+	void write(uint64_t offset, uint64_t length, uint8_t pattern)
+	{
+		char cmd[96];
+		std::snprintf(cmd, sizeof(cmd), "write -P 0x%02x %llu %llu", pattern, (unsigned long long)offset,
+			      (unsigned long long)length);
+		std::string out;
+		ASSERT_TRUE(vm_->qemuIo("vda", cmd, &out)) << out;
+		std::vector<uint8_t> buf(length, pattern);
+		int fd = ::open(reference_.c_str(), O_WRONLY);
+		ASSERT_EQ(::pwrite(fd, buf.data(), length, off_t(offset)), ssize_t(length));
+		::close(fd);
+	}
+
+	std::string saveReference(const std::string &name)
+	{
+		std::string path = tmp_.file(name);
+		fs::copy_file(reference_, path);
+		return path;
+	}
+
+	void expectRestoresTo(const std::string &snapshotId, const std::string &expected, const std::string &format)
+	{
+		std::string target = tmp_.file(snapshotId + "-restored." + format);
+		CliResult r = cli({"create-volume", "--snapshot-id", snapshotId, "--target", target, "--format", format});
+		ASSERT_EQ(r.status, 0) << r.err;
+		std::string out;
+		EXPECT_EQ(runCommand({"qemu-img", "compare", "-f", format, "-F", "raw", target, expected}, &out), 0)
+			<< snapshotId << ": " << out;
+	}
+
+	std::set<std::string> bitmaps()
+	{
+		std::set<std::string> names;
+		auto blocks = vm_->control().execute("query-block");
+		EXPECT_TRUE(blocks);
+		for (size_t i = 0; blocks && i < blocks->size(); i++) {
+			Json list = blocks->at(i).get("inserted").get("dirty-bitmaps");
+			for (size_t k = 0; k < list.size(); k++)
+				names.insert(list.at(k).getString("name").value_or(""));
+		}
+		return names;
+	}
+
+	// Everything a capture may create in QEMU, as one comparable string.
+	std::string qemuResidue()
+	{
+		std::string s;
+		auto nodes = vm_->control().execute("query-named-block-nodes");
+		std::set<std::string> names;
+		for (size_t i = 0; nodes && i < nodes->size(); i++)
+			names.insert(nodes->at(i).getString("node-name").value_or(""));
+		for (const std::string &n : names)
+			s += "node:" + n + " ";
+		auto jobs = vm_->control().execute("query-block-jobs");
+		s += "jobs:" + std::to_string(jobs ? jobs->size() : 99) + " ";
+		auto exports = vm_->control().execute("query-block-exports");
+		s += "exports:" + std::to_string(exports ? exports->size() : 99) + " ";
+		for (const std::string &b : bitmaps())
+			s += "bitmap:" + b + " ";
+		return s;
+	}
+
+	std::set<std::string> storeFiles()
+	{
+		std::set<std::string> files;
+		for (auto &e : fs::recursive_directory_iterator(storeDir_))
+			if (e.is_regular_file() && e.path().filename() != "lock")
+				files.insert(e.path().string() + ":" + std::to_string(e.file_size()));
+		return files;
+	}
+
+	static std::set<std::string> workDirs()
+	{
+		std::set<std::string> dirs;
+		for (auto &e : fs::directory_iterator("/tmp"))
+			if (e.path().filename().string().rfind("virtsnap-", 0) == 0)
+				dirs.insert(e.path().string());
+		return dirs;
+	}
+
+	TempDir tmp_{"vs-int"};
+	std::string storeDir_, keyFile_, reference_, disk_;
+	std::unique_ptr<QemuInstance> vm_;
+};
+
+TEST_F(SnapshotTest, FullThenIncrementalRestoreBitExact)
+{
+	Json full = snapshot({"--description", "first", "--tag", "env=test"});
+	std::string ref1 = saveReference("ref1.raw");
+	std::string s1 = full.getString("SnapshotId").value_or("");
+	EXPECT_EQ(full.getString("CaptureMode"), "full");
+	EXPECT_EQ(full.getString("State"), "completed");
+	EXPECT_EQ(full.getString("Description"), "first");
+	EXPECT_EQ(full.get("Tags").at(0).getString("Key"), "env");
+	EXPECT_EQ(bitmaps(), std::set<std::string>{s1});
+
+	// Scattered changes, some unaligned to the 64 KiB grid, one inside the
+	// never-written region and one zeroing random data.
+	std::mt19937_64 rng(7);
+	for (int i = 0; i < 12; i++)
+		write((rng() % (kDiskSize / 4096 - 16)) * 4096, 4096 * (1 + rng() % 8), uint8_t(0x10 + i));
+	write(40 * kMiB + 123 * 512, 70000, 0xee);
+	write(kMiB, 64 * 1024, 0x00);
+
+	Json incr = snapshot();
+	std::string s2 = incr.getString("SnapshotId").value_or("");
+	std::string ref2 = saveReference("ref2.raw");
+	EXPECT_EQ(incr.getString("CaptureMode"), "incremental");
+	EXPECT_EQ(incr.getString("ParentSnapshotId"), s1);
+	EXPECT_EQ(incr.getString("VolumeId"), full.getString("VolumeId"));
+	// The parent's bitmap went once the child was durable.
+	EXPECT_EQ(bitmaps(), std::set<std::string>{s2});
+
+	int64_t fullAdded = full.getInt("BytesAdded").value_or(0);
+	int64_t incrAdded = incr.getInt("BytesAdded").value_or(0);
+	int64_t incrRead = incr.getInt("BytesRead").value_or(0);
+	EXPECT_GT(fullAdded, int64_t(16 * kMiB)); // the random part cannot shrink
+	EXPECT_LT(incrAdded * 20, fullAdded) << "incremental added " << incrAdded << " of " << fullAdded;
+	EXPECT_LE(incrRead, int64_t(14 * 3 * 64 * 1024)) << "incremental read more than the dirty chunks";
+
+	expectRestoresTo(s1, ref1, "qcow2");
+	expectRestoresTo(s2, ref2, "raw");
+	expectRestoresTo(s2, ref2, "qcow2");
+	EXPECT_EQ(workDirs(), std::set<std::string>{});
+}
+
+TEST_F(SnapshotTest, ThirdSnapshotAfterNoChangeAddsAlmostNothing)
+{
+	std::string s1 = snapshot().getString("SnapshotId").value_or("");
+	Json same = snapshot();
+	EXPECT_EQ(same.getString("CaptureMode"), "incremental");
+	EXPECT_EQ(same.getInt("BytesRead"), 0);
+	EXPECT_EQ(same.getInt("BytesAdded"), 0); // no chunk, no page changed
+	expectRestoresTo(same.getString("SnapshotId").value_or(""), reference_, "raw");
+	(void)s1;
+}
+
+TEST_F(SnapshotTest, DeletingTheFirstLeavesTheSecondRestorable)
+{
+	std::string s1 = snapshot().getString("SnapshotId").value_or("");
+	write(3 * kMiB, 128 * 1024, 0x42);
+	std::string s2 = snapshot().getString("SnapshotId").value_or("");
+	std::string ref2 = saveReference("ref2.raw");
+
+	CliResult del = cli({"delete-snapshot", "--snapshot-id", s1});
+	ASSERT_EQ(del.status, 0) << del.err;
+	CliResult gone = cli({"describe-snapshots", "--snapshot-id", s1});
+	EXPECT_EQ(gone.status, 1);
+	EXPECT_NE(gone.err.find("InvalidSnapshot.NotFound"), std::string::npos) << gone.err;
+	expectRestoresTo(s2, ref2, "raw");
+
+	// And the chain goes on from the survivor.
+	write(5 * kMiB, 4096, 0x43);
+	Json s3 = snapshot();
+	EXPECT_EQ(s3.getString("CaptureMode"), "incremental");
+	EXPECT_EQ(s3.getString("ParentSnapshotId"), s2);
+	expectRestoresTo(s3.getString("SnapshotId").value_or(""), reference_, "raw");
+}
+
+TEST_F(SnapshotTest, FlippedByteInAPackFailsRestoreLoudly)
+{
+	std::string s1 = snapshot().getString("SnapshotId").value_or("");
+	std::string pack;
+	for (auto &e : fs::recursive_directory_iterator(storeDir_ + "/packs"))
+		if (e.path().extension() == ".pack" && (pack.empty() || e.file_size() > fs::file_size(pack)))
+			pack = e.path().string();
+	ASSERT_FALSE(pack.empty());
+	// The middle of the largest pack is inside some chunk's ciphertext.
+	int fd = ::open(pack.c_str(), O_RDWR);
+	off_t middle = off_t(fs::file_size(pack) / 2);
+	uint8_t b;
+	ASSERT_EQ(::pread(fd, &b, 1, middle), 1);
+	b ^= 0x01;
+	ASSERT_EQ(::pwrite(fd, &b, 1, middle), 1);
+	::close(fd);
+
+	std::string target = tmp_.file("corrupt.raw");
+	CliResult r = cli({"create-volume", "--snapshot-id", s1, "--target", target, "--format", "raw"});
+	EXPECT_EQ(r.status, 1);
+	EXPECT_NE(r.err.find("StoreCorrupted"), std::string::npos) << r.err;
+	EXPECT_NE(r.err.find("authentication failed"), std::string::npos) << r.err;
+	EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+	EXPECT_FALSE(fs::exists(target));
+	for (auto &e : fs::directory_iterator(tmp_.path()))
+		EXPECT_EQ(e.path().filename().string().find("corrupt.raw"), std::string::npos) << e.path();
+}
+
+TEST_F(SnapshotTest, WrongKeyIsRefusedAndTouchesNothing)
+{
+	snapshot();
+	std::string otherKey = tmp_.file("other/store.key");
+	CliResult other = runVirtsnap({"--store", tmp_.file("other-store"), "--key-file", otherKey, "init"});
+	ASSERT_EQ(other.status, 0) << other.err;
+	std::string keyText;
+	{
+		std::ifstream in(otherKey);
+		std::getline(in, keyText);
+	}
+
+	auto filesBefore = storeFiles();
+	std::string residueBefore = qemuResidue();
+	for (const std::vector<std::string> &args :
+	     {std::vector<std::string>{"describe-snapshots"},
+	      std::vector<std::string>{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda"}}) {
+		CliResult r = cli(args, otherKey);
+		EXPECT_EQ(r.status, 1) << args[0];
+		EXPECT_NE(r.err.find("WrongKey"), std::string::npos) << r.err;
+		EXPECT_EQ(r.err.find(keyText.substr(16)), std::string::npos) << "key material in the message";
+		EXPECT_TRUE(r.out.empty());
+	}
+	EXPECT_EQ(storeFiles(), filesBefore);
+	EXPECT_EQ(qemuResidue(), residueBefore);
+}
+
+TEST_F(SnapshotTest, BadInputGetsOneLineAndLeavesNoTrace)
+{
+	std::string s1 = snapshot().getString("SnapshotId").value_or("");
+	auto filesBefore = storeFiles();
+	std::string residueBefore = qemuResidue();
+
+	struct Case {
+		std::vector<std::string> args;
+		std::string code;
+		std::string mentions;
+	};
+	std::vector<Case> cases = {
+		{{"create-snapshot", "--qmp-socket", tmp_.file("nope.sock"), "--disk", "vda"}, "HypervisorError",
+		 "nope.sock"},
+		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vdz"}, "InvalidDisk.NotFound", "vda"},
+		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket()}, "MissingParameter", "--disk"},
+		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--tag", "novalue"},
+		 "InvalidParameterValue", "novalue"},
+		{{"describe-snapshots", "--snapshot-id", "snap-XYZ"}, "InvalidSnapshotID.Malformed", "snap-XYZ"},
+		{{"delete-snapshot", "--snapshot-id", "snap-00000000000000000"}, "InvalidSnapshot.NotFound",
+		 "snap-00000000000000000"},
+		{{"create-volume", "--snapshot-id", s1, "--target", tmp_.file("x.img"), "--format", "vmdk"},
+		 "InvalidParameterValue", "vmdk"},
+		{{"create-volume", "--snapshot-id", s1, "--target", reference_}, "TargetExists", reference_},
+		{{"create-volume", "--snapshot-id", s1, "--target", tmp_.file("no/such/dir/x.img")},
+		 "InvalidParameterValue", "does not exist"},
+	};
+	for (const Case &c : cases) {
+		CliResult r = cli(c.args);
+		EXPECT_NE(r.status, 0) << c.args[0];
+		EXPECT_NE(r.err.find(c.code), std::string::npos) << r.err;
+		EXPECT_NE(r.err.find(c.mentions), std::string::npos) << r.err;
+		EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+	}
+	CliResult noStore = runVirtsnap({"--store", tmp_.file("empty"), "--key-file", keyFile_, "describe-snapshots"});
+	EXPECT_EQ(noStore.status, 1);
+	EXPECT_NE(noStore.err.find("StoreNotInitialized"), std::string::npos) << noStore.err;
+
+	EXPECT_EQ(storeFiles(), filesBefore);
+	EXPECT_EQ(qemuResidue(), residueBefore);
+	EXPECT_EQ(workDirs(), std::set<std::string>{});
+}
+
+TEST_F(SnapshotTest, FailureAfterTheTransactionDropsTheNewBitmapAndKeepsTheOld)
+{
+	std::string s1 = snapshot().getString("SnapshotId").value_or("");
+	write(2 * kMiB, 64 * 1024, 0x77);
+	// An NBD server someone else started makes ours fail after the point in
+	// time is fixed: everything from the transaction on must be undone.
+	Json addr = Json::object();
+	Json data = Json::object();
+	data.set("path", Json::string(tmp_.file("foreign.nbd")));
+	addr.set("type", Json::string("unix"));
+	addr.set("data", data);
+	Json args = Json::object();
+	args.set("addr", addr);
+	ASSERT_TRUE(vm_->control().execute("nbd-server-start", args));
+	std::string residueBefore = qemuResidue();
+	auto filesBefore = storeFiles();
+
+	CliResult r = cli({"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda"});
+	EXPECT_EQ(r.status, 1);
+	EXPECT_NE(r.err.find("HypervisorError"), std::string::npos) << r.err;
+	EXPECT_EQ(qemuResidue(), residueBefore);
+	EXPECT_EQ(bitmaps(), std::set<std::string>{s1});
+	EXPECT_EQ(storeFiles(), filesBefore);
+	EXPECT_EQ(workDirs(), std::set<std::string>{});
+
+	// The old bitmap still covers the write: the next one is incremental
+	// and correct.
+	ASSERT_TRUE(vm_->control().execute("nbd-server-stop"));
+	Json next = snapshot();
+	EXPECT_EQ(next.getString("CaptureMode"), "incremental");
+	expectRestoresTo(next.getString("SnapshotId").value_or(""), reference_, "raw");
+}
+
+TEST_F(SnapshotTest, MissingBitmapMeansAFullReadThatSaysWhy)
+{
+	std::string s1 = snapshot().getString("SnapshotId").value_or("");
+	Json args = Json::object();
+	args.set("node", Json::string("fmt-vda"));
+	args.set("name", Json::string(s1));
+	ASSERT_TRUE(vm_->control().execute("block-dirty-bitmap-remove", args));
+	write(9 * kMiB, 4096, 0x99);
+
+	Json s2 = snapshot();
+	EXPECT_EQ(s2.getString("CaptureMode"), "full");
+	EXPECT_NE(s2.getString("CaptureReason").value_or("").find("missing"), std::string::npos);
+	// Dedup: the full read stores only the changed chunk and the pages.
+	EXPECT_LT(s2.getInt("BytesAdded").value_or(0), int64_t(kMiB));
+	expectRestoresTo(s2.getString("SnapshotId").value_or(""), reference_, "raw");
+}
+
+TEST_F(SnapshotTest, BitmapSurvivesACleanRestartAndACrashMakesItInconsistent)
+{
+	std::string s1 = snapshot().getString("SnapshotId").value_or("");
+	// QEMU writes persistent bitmaps into the qcow2 file when it closes it.
+	vm_.reset();
+	startQemu("qcow2");
+	ASSERT_EQ(bitmaps(), std::set<std::string>{s1});
+	write(11 * kMiB, 8192, 0x55);
+	Json s2 = snapshot();
+	EXPECT_EQ(s2.getString("CaptureMode"), "incremental");
+	expectRestoresTo(s2.getString("SnapshotId").value_or(""), reference_, "raw");
+
+	// Reopened, the image marks its bitmaps in use; dying now leaves them
+	// inconsistent, and they cannot be trusted.
+	vm_.reset();
+	startQemu("qcow2");
+	write(12 * kMiB, 8192, 0x56);
+	vm_->kill(SIGKILL);
+	vm_.reset();
+	startQemu("qcow2");
+	ASSERT_EQ(bitmaps(), std::set<std::string>{s2.getString("SnapshotId").value_or("")});
+
+	Json s3 = snapshot();
+	EXPECT_EQ(s3.getString("CaptureMode"), "full");
+	EXPECT_NE(s3.getString("CaptureReason").value_or("").find("inconsistent"), std::string::npos)
+		<< s3.getString("CaptureReason").value_or("");
+	expectRestoresTo(s3.getString("SnapshotId").value_or(""), reference_, "raw");
+	// The unusable bitmap is gone; the new one tracks from here.
+	EXPECT_EQ(bitmaps(), std::set<std::string>{s3.getString("SnapshotId").value_or("")});
+}
+
+class RawSnapshotTest : public SnapshotTest
+{
+protected:
+	void SetUp() override
+	{
+		REQUIRE_QEMU();
+		storeDir_ = tmp_.file("store");
+		keyFile_ = tmp_.file("keys/store.key");
+		reference_ = tmp_.file("reference.raw");
+		makeReference();
+		startQemu("raw");
+		ASSERT_EQ(cli({"init"}).status, 0);
+	}
+};
+
+TEST_F(RawSnapshotTest, RawDisksAreIncrementalWithinOneQemuRun)
+{
+	Json s1 = snapshot();
+	write(7 * kMiB, 64 * 1024, 0x31);
+	Json s2 = snapshot();
+	EXPECT_EQ(s2.getString("CaptureMode"), "incremental");
+	expectRestoresTo(s2.getString("SnapshotId").value_or(""), reference_, "raw");
+	auto blocks = vm_->control().execute("query-block");
+	ASSERT_TRUE(blocks);
+	Json bm = blocks->at(0).get("inserted").get("dirty-bitmaps").at(0);
+	EXPECT_EQ(bm.getBool("persistent"), false); // raw cannot keep them
+}
+
+} // namespace
+} // namespace virtsnap::test
