@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "error.h"
@@ -37,6 +38,15 @@ public:
 	Result<Json> execute(const std::string &command, Json arguments = Json(),
 			     Duration timeout = Duration(10000));
 
+	// Sends one command without waiting for its reply or syncing first,
+	// for when waiting is no option: a thaw queued behind a freeze that a
+	// hung agent may still run. A 0xFF before it drops whatever half
+	// command an earlier timeout left in the agent's parser; the reply is
+	// discarded by the resync of the next execute(). Errors: Timeout (could
+	// not even send), ConnectionClosed.
+	Result<void> post(const std::string &command, Json arguments = Json(),
+			  Duration timeout = Duration(1000));
+
 private:
 	using Deadline = std::chrono::steady_clock::time_point;
 
@@ -45,6 +55,8 @@ private:
 	Result<void> syncUntil(Deadline deadline, Duration timeout, const std::string &what);
 	// Drops 0xFF delimiters and whitespace between replies.
 	void skipSeparators();
+	// The next complete reply in buffer_, nullopt if more bytes are needed.
+	Result<std::optional<Json>> nextReply();
 
 	int fd_;
 	std::string socketPath_;

@@ -1,0 +1,219 @@
+#include "qmp/json.h"
+
+#include <json-c/json.h>
+
+#include <utility>
+
+#include "qmp/json_stream.h"
+
+namespace qmp {
+
+Json::Json(json_object *owned) : obj_(owned) {}
+
+Json Json::borrow(json_object *obj)
+{
+	return Json(json_object_get(obj));
+}
+
+Json::Json(const Json &other) : obj_(json_object_get(other.obj_)) {}
+
+Json::Json(Json &&other) noexcept : obj_(std::exchange(other.obj_, nullptr)) {}
+
+Json &Json::operator=(Json other) noexcept
+{
+	std::swap(obj_, other.obj_);
+	return *this;
+}
+
+Json::~Json()
+{
+	json_object_put(obj_);
+}
+
+Json Json::object()
+{
+	return Json(json_object_new_object());
+}
+
+Json Json::array()
+{
+	return Json(json_object_new_array());
+}
+
+Json Json::string(std::string_view s)
+{
+	return Json(json_object_new_string_len(s.data(), static_cast<int>(s.size())));
+}
+
+Json Json::integer(int64_t v)
+{
+	return Json(json_object_new_int64(v));
+}
+
+Json Json::boolean(bool v)
+{
+	return Json(json_object_new_boolean(v ? 1 : 0));
+}
+
+std::optional<Json> Json::parse(std::string_view text)
+{
+	detail::JsonStream stream;
+	std::string buffer(text);
+	auto value = stream.next(buffer);
+	if (!value || !*value) {
+		// A bare number has no terminator of its own: only the end of the
+		// text completes it, which the stream learns from a final NUL.
+		if (!value || stream.idle())
+			return std::nullopt;
+		buffer.assign(1, '\0');
+		value = stream.next(buffer);
+		if (!value || !*value)
+			return std::nullopt;
+		return std::move(**value);
+	}
+	for (char c : buffer) {
+		if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+			return std::nullopt;
+	}
+	return std::move(**value);
+}
+
+bool Json::isObject() const
+{
+	return json_object_is_type(obj_, json_type_object);
+}
+
+bool Json::isArray() const
+{
+	return json_object_is_type(obj_, json_type_array);
+}
+
+bool Json::isString() const
+{
+	return json_object_is_type(obj_, json_type_string);
+}
+
+Json Json::get(std::string_view key) const
+{
+	json_object *value = nullptr;
+	if (!isObject() || !json_object_object_get_ex(obj_, std::string(key).c_str(), &value))
+		return Json();
+	return borrow(value);
+}
+
+bool Json::has(std::string_view key) const
+{
+	return isObject() && json_object_object_get_ex(obj_, std::string(key).c_str(), nullptr);
+}
+
+std::optional<std::string> Json::getString(std::string_view key) const
+{
+	Json value = get(key);
+	if (!value.isString())
+		return std::nullopt;
+	return value.asString();
+}
+
+std::optional<int64_t> Json::getInt(std::string_view key) const
+{
+	Json value = get(key);
+	if (!json_object_is_type(value.obj_, json_type_int))
+		return std::nullopt;
+	return value.asInt();
+}
+
+std::optional<bool> Json::getBool(std::string_view key) const
+{
+	Json value = get(key);
+	if (!json_object_is_type(value.obj_, json_type_boolean))
+		return std::nullopt;
+	return value.asBool();
+}
+
+Json &Json::set(std::string_view key, Json value)
+{
+	// A null Json becomes an object on first set, so arguments can be built
+	// up from a default-constructed value.
+	if (isNull())
+		obj_ = json_object_new_object();
+	if (isObject() && value.obj_ != obj_) {
+		if (json_object_object_add(obj_, std::string(key).c_str(), value.obj_) == 0)
+			value.obj_ = nullptr;
+	}
+	return *this;
+}
+
+std::vector<std::string> Json::keys() const
+{
+	std::vector<std::string> result;
+	if (!isObject())
+		return result;
+	json_object_object_foreach(obj_, key, value)
+	{
+		(void)value;
+		result.emplace_back(key);
+	}
+	return result;
+}
+
+size_t Json::size() const
+{
+	if (isArray())
+		return json_object_array_length(obj_);
+	if (isObject())
+		return static_cast<size_t>(json_object_object_length(obj_));
+	return 0;
+}
+
+Json Json::at(size_t i) const
+{
+	if (!isArray() || i >= json_object_array_length(obj_))
+		return Json();
+	return borrow(json_object_array_get_idx(obj_, i));
+}
+
+Json &Json::append(Json value)
+{
+	if (isNull())
+		obj_ = json_object_new_array();
+	if (isArray() && value.obj_ != obj_) {
+		if (json_object_array_add(obj_, value.obj_) == 0)
+			value.obj_ = nullptr;
+	}
+	return *this;
+}
+
+std::string Json::asString() const
+{
+	if (!isString())
+		return {};
+	return std::string(json_object_get_string(obj_),
+			   static_cast<size_t>(json_object_get_string_len(obj_)));
+}
+
+int64_t Json::asInt() const
+{
+	if (!json_object_is_type(obj_, json_type_int))
+		return 0;
+	return json_object_get_int64(obj_);
+}
+
+bool Json::asBool() const
+{
+	if (!json_object_is_type(obj_, json_type_boolean))
+		return false;
+	return json_object_get_boolean(obj_) != 0;
+}
+
+std::string Json::dump(bool pretty) const
+{
+	if (obj_ == nullptr)
+		return "null";
+	int flags = JSON_C_TO_STRING_NOSLASHESCAPE;
+	flags |= pretty ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN;
+	size_t length = 0;
+	const char *text = json_object_to_json_string_length(obj_, flags, &length);
+	return std::string(text, length);
+}
+
+} // namespace qmp

@@ -1,0 +1,143 @@
+#include "tests/support/test_env.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+namespace virtsnap::test {
+
+bool inCi()
+{
+	const char *ci = std::getenv("CI");
+	return ci != nullptr && std::strcmp(ci, "true") == 0;
+}
+
+std::optional<std::string> findTool(const std::string &name)
+{
+	if (name.find('/') != std::string::npos) {
+		if (::access(name.c_str(), X_OK) == 0)
+			return name;
+		return std::nullopt;
+	}
+	const char *path = std::getenv("PATH");
+	std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+	size_t start = 0;
+	while (start <= dirs.size()) {
+		size_t end = dirs.find(':', start);
+		if (end == std::string::npos)
+			end = dirs.size();
+		std::string dir = dirs.substr(start, end - start);
+		std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + name;
+		std::error_code ec;
+		if (::access(candidate.c_str(), X_OK) == 0 &&
+		    std::filesystem::is_regular_file(candidate, ec))
+			return candidate;
+		start = end + 1;
+	}
+	return std::nullopt;
+}
+
+TempDir::TempDir(const std::string &prefix)
+{
+	std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+	if (::mkdtemp(tmpl.data()) == nullptr) {
+		ADD_FAILURE() << "mkdtemp " << tmpl << ": " << std::strerror(errno);
+		return;
+	}
+	path_ = tmpl;
+}
+
+TempDir::~TempDir()
+{
+	if (path_.empty())
+		return;
+	std::error_code ec;
+	std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::file(const std::string &name) const
+{
+	return path_ + "/" + name;
+}
+
+int runCommand(const std::vector<std::string> &argv, std::string *output)
+{
+	if (argv.empty())
+		return -1;
+	// Everything the child touches is prepared before fork(): the test
+	// process may have other threads, so the child may only exec.
+	std::vector<char *> args;
+	for (const auto &arg : argv)
+		args.push_back(const_cast<char *>(arg.c_str()));
+	args.push_back(nullptr);
+
+	int pipeFds[2];
+	if (::pipe2(pipeFds, O_CLOEXEC) < 0)
+		return -1;
+	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pid_t pid = ::fork();
+	if (pid < 0) {
+		::close(pipeFds[0]);
+		::close(pipeFds[1]);
+		if (devNull >= 0)
+			::close(devNull);
+		return -1;
+	}
+	if (pid == 0) {
+		if (devNull >= 0)
+			::dup2(devNull, 0);
+		::dup2(pipeFds[1], 1);
+		::dup2(pipeFds[1], 2);
+		::execvp(args[0], args.data());
+		static const char msg[] = "exec failed\n";
+		(void)!::write(2, msg, sizeof(msg) - 1);
+		::_exit(127);
+	}
+	::close(pipeFds[1]);
+	if (devNull >= 0)
+		::close(devNull);
+
+	std::string captured;
+	char buf[4096];
+	for (;;) {
+		ssize_t n = ::read(pipeFds[0], buf, sizeof(buf));
+		if (n > 0)
+			captured.append(buf, static_cast<size_t>(n));
+		else if (n == 0 || errno != EINTR)
+			break;
+	}
+	::close(pipeFds[0]);
+
+	int status = 0;
+	while (::waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	if (output)
+		*output = std::move(captured);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+bool createImage(const std::string &path, const std::string &format, const std::string &size,
+		 std::string *error)
+{
+	std::string output;
+	int status = runCommand({"qemu-img", "create", "-q", "-f", format, path, size}, &output);
+	if (status == 0)
+		return true;
+	if (error)
+		*error = "qemu-img create " + path + " failed (status " + std::to_string(status) +
+			 "): " + output;
+	return false;
+}
+
+} // namespace virtsnap::test

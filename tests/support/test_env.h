@@ -1,0 +1,71 @@
+// What every test binary needs from its surroundings: external tools that
+// may be missing, scratch directories, and running helper programs.
+//
+// A test that needs a tool starts with REQUIRE_TOOL("qemu-system-x86_64")
+// (or REQUIRE_QEMU()): without the tool it is skipped on a developer machine
+// but fails when CI=true, where a skip would hide a broken runner.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace virtsnap::test {
+
+// True when the environment variable CI is "true".
+bool inCi();
+
+// The tool's full path if `name` is an executable on PATH.
+std::optional<std::string> findTool(const std::string &name);
+
+// A fresh directory under /tmp, removed with everything in it on destruction.
+class TempDir
+{
+public:
+	// `prefix` becomes the start of the directory's name.
+	explicit TempDir(const std::string &prefix = "vs-test");
+	~TempDir();
+	TempDir(const TempDir &) = delete;
+	TempDir &operator=(const TempDir &) = delete;
+
+	const std::string &path() const { return path_; }
+	// path() + "/" + name.
+	std::string file(const std::string &name) const;
+
+private:
+	std::string path_;
+};
+
+// Runs argv[0] (looked up on PATH) with stdout and stderr captured into
+// `output` (if given). Returns the exit status, 128 + signal when killed,
+// or -1 if it could not be started.
+int runCommand(const std::vector<std::string> &argv, std::string *output = nullptr);
+
+// `qemu-img create -f FORMAT PATH SIZE` ("64M", "1G", ...); false with the
+// tool's output in `error` on failure.
+bool createImage(const std::string &path, const std::string &format, const std::string &size,
+		 std::string *error = nullptr);
+
+} // namespace virtsnap::test
+
+// Skips (or, under CI=true, fails) the current test when `tool` is not on
+// PATH. A macro because GTEST_SKIP and FAIL return from the caller; usable
+// in a test body or a fixture's SetUp().
+#define REQUIRE_TOOL(tool)                                                                        \
+	do {                                                                                       \
+		if (!::virtsnap::test::findTool(tool)) {                                           \
+			if (::virtsnap::test::inCi())                                              \
+				FAIL() << (tool) << " is not on PATH (required when CI=true)";     \
+			else                                                                       \
+				GTEST_SKIP() << (tool) << " is not on PATH";                       \
+		}                                                                                  \
+	} while (0)
+
+// The tools a test running a real QEMU needs.
+#define REQUIRE_QEMU()                                                                            \
+	do {                                                                                       \
+		REQUIRE_TOOL("qemu-system-x86_64");                                                \
+		REQUIRE_TOOL("qemu-img");                                                          \
+	} while (0)
