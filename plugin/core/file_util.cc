@@ -125,6 +125,19 @@ TempFile::~TempFile()
 		::unlink(tempPath_.c_str());
 }
 
+TempFile &TempFile::operator=(TempFile &&other) noexcept
+{
+	if (this != &other) {
+		if (!committed_ && !tempPath_.empty() && fd_.isValid())
+			::unlink(tempPath_.c_str());
+		fd_ = std::move(other.fd_);
+		tempPath_ = std::move(other.tempPath_);
+		finalPath_ = std::move(other.finalPath_);
+		committed_ = other.committed_;
+	}
+	return *this;
+}
+
 Result<void> TempFile::commit(bool overwrite)
 {
 	if (::fsync(fd_.get()) != 0)

@@ -33,7 +33,8 @@ class TempFile
 public:
 	static Result<TempFile> create(const fs::path &finalPath, mode_t mode = 0644);
 	TempFile(TempFile &&) = default;
-	TempFile &operator=(TempFile &&) = default;
+	// Drops (removes) the file this one held unless it was committed.
+	TempFile &operator=(TempFile &&other) noexcept;
 	~TempFile();
 
 	int fd() const { return fd_.get(); }

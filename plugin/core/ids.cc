@@ -34,8 +34,9 @@ Result<std::string> newSnapshotId()
 
 std::string volumeIdFor(std::string_view instanceKey, std::string_view diskId)
 {
-	std::string input = "virtsnap-volume\n";
-	input.append(instanceKey).append("\n").append(diskId);
+	// Length-prefixed, so no two (instance, disk) pairs share an input.
+	std::string input = "virtsnap-volume\n" + std::to_string(instanceKey.size()) + ":";
+	input.append(instanceKey).append(std::to_string(diskId.size())).append(":").append(diskId);
 	uint8_t digest[EVP_MAX_MD_SIZE];
 	unsigned len = 0;
 	EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);

@@ -25,6 +25,7 @@ enum class ObjectType : uint8_t {
 	KeyDomain = 1,
 	PackIndex = 2,
 	Manifest = 3,
+	Record = 4,
 };
 
 // Seals `plaintext` as an object of `type` bound to `name`.

@@ -58,6 +58,8 @@ std::string serializeManifest(const Manifest &m)
 	j.set("capture_mode", str(m.captureMode));
 	j.set("capture_reason", str(m.captureReason));
 	j.set("freeze_ms", Json::integer(m.freezeMillis));
+	j.set("quiesce_note", str(m.quiesceNote));
+	j.set("snapshot_set_id", str(m.snapshotSetId));
 	j.set("bitmap_name", str(m.bitmapName));
 	Json st = Json::object();
 	st.set("bytes_read", u64(m.stats.bytesRead));
@@ -108,10 +110,15 @@ Result<Manifest> parseManifest(std::string_view text)
 	m.captureMode = s(j, "capture_mode");
 	m.captureReason = s(j, "capture_reason");
 	m.freezeMillis = j.getInt("freeze_ms").value_or(-1);
+	m.quiesceNote = s(j, "quiesce_note");
+	m.snapshotSetId = s(j, "snapshot_set_id");
 	m.bitmapName = s(j, "bitmap_name");
 	Json st = j.get("stats");
 	m.stats = {u(st, "bytes_read"), u(st, "bytes_added"), u(st, "chunks_new"), u(st, "chunks_reused"),
 		   u(st, "zero_chunks")};
+	for (const char *k : {"volume_size", "chunk_size", "page_entries"})
+		if (j.getInt(k).value_or(-1) < 0)
+			return fail(errc::kCorrupt, std::string("manifest has a negative or missing ") + k);
 	if (m.snapshotId.empty() || m.chunkSize == 0 || m.pageEntries == 0)
 		return fail(errc::kCorrupt, "manifest lacks required fields");
 	uint64_t slots = (m.volumeSize + m.chunkSize - 1) / m.chunkSize;

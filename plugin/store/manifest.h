@@ -47,6 +47,8 @@ struct Manifest {
 	std::string captureMode;           // "full" | "incremental"
 	std::string captureReason;         // why full, when it was
 	int64_t freezeMillis = -1;         // guest frozen for this long; -1: no freeze
+	std::string quiesceNote;           // why crash-consistent when a freeze was wanted
+	std::string snapshotSetId;         // shared by the snapshots of one create-snapshots
 	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
 	CaptureStats stats;
 };

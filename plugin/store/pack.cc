@@ -36,7 +36,8 @@ Bytes serializePackIndex(const PackIndex &index)
 	for (const PackEntry &e : index.entries) {
 		std::memcpy(p, e.id.data(), 32);
 		p[32] = uint8_t(e.type);
-		p[33] = p[34] = p[35] = 0;
+		p[33] = e.flags;
+		p[34] = p[35] = 0;
 		putLe64(p + 36, e.offset);
 		putLe32(p + 44, e.length);
 		putLe32(p + 48, e.rawLength);
@@ -59,6 +60,7 @@ Result<PackIndex> parsePackIndex(std::span<const uint8_t> data)
 	for (PackEntry &e : index.entries) {
 		std::memcpy(e.id.data(), p, 32);
 		e.type = ChunkType(p[32]);
+		e.flags = p[33];
 		e.offset = getLe64(p + 36);
 		e.length = getLe32(p + 44);
 		e.rawLength = getLe32(p + 48);
@@ -86,10 +88,11 @@ Result<PackWriter> PackWriter::create(const fs::path &storeDir)
 	return w;
 }
 
-Result<void> PackWriter::append(const ChunkId &id, ChunkType type, uint32_t rawLength, std::span<const uint8_t> blob)
+Result<void> PackWriter::append(const ChunkId &id, ChunkType type, uint8_t flags, uint32_t rawLength,
+				std::span<const uint8_t> blob)
 {
 	VS_TRY(writeAll(file_.fd(), blob));
-	index_.entries.push_back(PackEntry{id, type, size_, uint32_t(blob.size()), rawLength});
+	index_.entries.push_back(PackEntry{id, type, flags, size_, uint32_t(blob.size()), rawLength});
 	size_ += blob.size();
 	return {};
 }

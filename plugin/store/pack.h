@@ -22,6 +22,7 @@ inline constexpr uint64_t kPackTargetSize = 32ull << 20;
 struct PackEntry {
 	ChunkId id{};
 	ChunkType type = ChunkType::Data;
+	uint8_t flags = 0;      // the blob's flags (bit0: zstd)
 	uint64_t offset = 0;
 	uint32_t length = 0;    // whole blob
 	uint32_t rawLength = 0; // plaintext
@@ -49,7 +50,8 @@ public:
 	uint64_t size() const { return size_; }
 	size_t count() const { return index_.entries.size(); }
 
-	Result<void> append(const ChunkId &id, ChunkType type, uint32_t rawLength, std::span<const uint8_t> blob);
+	Result<void> append(const ChunkId &id, ChunkType type, uint8_t flags, uint32_t rawLength,
+			    std::span<const uint8_t> blob);
 	Result<PackIndex> finish(const KeyDomain &domain);
 
 private:

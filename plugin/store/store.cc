@@ -224,12 +224,15 @@ Result<int> Store::packFd(uint32_t pack)
 Result<Bytes> Store::readChunk(ChunkCodec &codec, const ChunkId &id)
 {
 	std::optional<Location> loc;
+	PackId pack{};
 	for (int attempt = 0; attempt < 2 && !loc; attempt++) {
 		{
 			std::shared_lock lock(mutex_);
-			auto it = chunks_.find(id);
-			if (it != chunks_.end())
+			if (auto it = chunks_.find(id); it != chunks_.end()) {
 				loc = it->second;
+				// packs_ may grow (and move) once the lock is released.
+				pack = packs_[it->second.pack];
+			}
 		}
 		if (!loc && attempt == 0)
 			VS_TRY(refresh());
@@ -241,14 +244,25 @@ Result<Bytes> Store::readChunk(ChunkCodec &codec, const ChunkId &id)
 		return std::unexpected(fd.error());
 	Bytes blob(loc->length);
 	if (auto r = preadAll(*fd, blob, loc->offset); !r)
-		return fail(r.error().code, "read chunk " + idHex(id) + " from pack " + toHex(packs_[loc->pack]) +
-						    ": " + r.error().message);
+		return fail(r.error().code,
+			    "read chunk " + idHex(id) + " from pack " + toHex(pack) + ": " + r.error().message);
 	auto plain = codec.decode(id, blob);
 	if (!plain)
-		return fail(plain.error().code, plain.error().message + " (pack " + toHex(packs_[loc->pack]) +
-							", offset " + std::to_string(loc->offset) + ")");
+		return fail(plain.error().code, plain.error().message + " (pack " + toHex(pack) + ", offset " +
+							std::to_string(loc->offset) + ")");
 	return plain;
 }
+
+namespace {
+
+// Ids become file names: only plain names, never a path.
+bool isPlainName(const std::string &s)
+{
+	return !s.empty() && s.size() <= 128 && s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") ==
+							 std::string::npos;
+}
+
+} // namespace
 
 fs::path Store::manifestPath(const std::string &snapshotId) const
 {
@@ -257,6 +271,8 @@ fs::path Store::manifestPath(const std::string &snapshotId) const
 
 Result<void> Store::putManifest(const Manifest &m, bool overwrite)
 {
+	if (!isPlainName(m.snapshotId))
+		return fail(errc::kSnapshotIdMalformed, "'" + m.snapshotId + "' is not a snapshot id");
 	std::string json = serializeManifest(m);
 	auto sealed = sealObject(ObjectType::Manifest, domain_.id, domain_.encKey, m.snapshotId,
 				 std::span((const uint8_t *)json.data(), json.size()));
@@ -267,6 +283,8 @@ Result<void> Store::putManifest(const Manifest &m, bool overwrite)
 
 Result<Manifest> Store::getManifest(const std::string &snapshotId) const
 {
+	if (!isPlainName(snapshotId))
+		return fail(errc::kSnapshotIdMalformed, "'" + snapshotId + "' is not a snapshot id");
 	fs::path path = manifestPath(snapshotId);
 	auto sealed = readFile(path);
 	if (!sealed) {
@@ -312,6 +330,8 @@ Result<std::vector<Manifest>> Store::listManifests() const
 
 Result<void> Store::deleteManifest(const std::string &snapshotId)
 {
+	if (!isPlainName(snapshotId))
+		return fail(errc::kSnapshotIdMalformed, "'" + snapshotId + "' is not a snapshot id");
 	fs::path path = manifestPath(snapshotId);
 	if (::unlink(path.c_str()) != 0) {
 		if (errno == ENOENT)
@@ -319,6 +339,57 @@ Result<void> Store::deleteManifest(const std::string &snapshotId)
 		return failErrno("remove " + path.string(), errno);
 	}
 	return fsyncDir(path.parent_path());
+}
+
+fs::path Store::recordPath(const std::string &kind, const std::string &id) const
+{
+	return dir_ / "records" / kind / (id + ".json.sealed");
+}
+
+Result<void> Store::putRecord(const std::string &kind, const std::string &id, const std::string &json)
+{
+	if (!isPlainName(kind) || !isPlainName(id))
+		return fail(errc::kInvalidParameterValue, "'" + kind + "/" + id + "' is not a record name");
+	fs::path path = recordPath(kind, id);
+	VS_TRY(makeDirs(path.parent_path(), 0750));
+	auto sealed = sealObject(ObjectType::Record, domain_.id, domain_.encKey, kind + "/" + id,
+				 std::span((const uint8_t *)json.data(), json.size()));
+	if (!sealed)
+		return std::unexpected(sealed.error());
+	return writeFileAtomic(path, *sealed, 0640, true);
+}
+
+Result<std::optional<std::string>> Store::getRecord(const std::string &kind, const std::string &id) const
+{
+	if (!isPlainName(kind) || !isPlainName(id))
+		return fail(errc::kInvalidParameterValue, "'" + kind + "/" + id + "' is not a record name");
+	fs::path path = recordPath(kind, id);
+	if (!fs::exists(path))
+		return std::optional<std::string>();
+	auto sealed = readFile(path);
+	if (!sealed)
+		return std::unexpected(sealed.error());
+	auto plain = openObject(ObjectType::Record, domain_.encKey, kind + "/" + id, *sealed);
+	if (!plain)
+		return fail(errc::kCorrupt, "record " + kind + "/" + id + ": " + plain.error().message);
+	return std::optional<std::string>(std::string(plain->begin(), plain->end()));
+}
+
+Result<std::vector<std::string>> Store::listRecordIds(const std::string &kind) const
+{
+	std::vector<std::string> ids;
+	std::error_code ec;
+	const std::string suffix = ".json.sealed";
+	for (auto it = fs::directory_iterator(dir_ / "records" / kind, ec); !ec && it != fs::end(it);
+	     it.increment(ec)) {
+		std::string name = it->path().filename().string();
+		if (name.size() > suffix.size() && name.ends_with(suffix))
+			ids.push_back(name.substr(0, name.size() - suffix.size()));
+	}
+	if (ec && ec != std::errc::no_such_file_or_directory)
+		return fail(errc::kIo, "list " + (dir_ / "records" / kind).string() + ": " + ec.message());
+	std::sort(ids.begin(), ids.end());
+	return ids;
 }
 
 Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type)
@@ -345,7 +416,7 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 			return std::unexpected(pack.error());
 		pack_.emplace(std::move(*pack));
 	}
-	VS_TRY(pack_->append(id, type, uint32_t(data.size()), blob));
+	VS_TRY(pack_->append(id, type, blob[5], uint32_t(data.size()), blob));
 	bytesAdded_ += blob.size();
 	chunksNew_++;
 	if (pack_->size() >= kPackTargetSize)

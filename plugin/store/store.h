@@ -31,8 +31,10 @@ class ChunkWriter;
 class Store
 {
 public:
-	// 64 KiB: QEMU's default bitmap granularity and qcow2 cluster, and the
-	// measured best trade-off (tests/bench/chunk_size.cc, README).
+	// 64 KiB: QEMU's default bitmap granularity and qcow2 cluster size,
+	// and the best trade-off measured under the current design, which holds
+	// every chunk id in memory (tests/bench/CHUNK_SIZE.md): smaller chunks
+	// grow less on scattered 4 KiB writes but cost 4x the objects and RAM.
 	static constexpr uint32_t kDefaultChunkSize = 64 * 1024;
 
 	// Creates the store; creates the key file too if it is absent (then
@@ -62,6 +64,12 @@ public:
 	Result<std::vector<Manifest>> listManifests() const;
 	Result<void> deleteManifest(const std::string &snapshotId);
 
+	// Small mutable records (volume tags, instance attributes), sealed
+	// JSON under records/<kind>/<id>. An absent record reads as nullopt.
+	Result<void> putRecord(const std::string &kind, const std::string &id, const std::string &json);
+	Result<std::optional<std::string>> getRecord(const std::string &kind, const std::string &id) const;
+	Result<std::vector<std::string>> listRecordIds(const std::string &kind) const;
+
 	struct ChunkLocation {
 		PackId pack;
 		uint64_t offset;
@@ -81,6 +89,7 @@ private:
 	void addPackLocked(const PackIndex &index);
 	Result<int> packFd(uint32_t pack);
 	fs::path manifestPath(const std::string &snapshotId) const;
+	fs::path recordPath(const std::string &kind, const std::string &id) const;
 
 	fs::path dir_;
 	std::string storeId_;
@@ -96,8 +105,10 @@ private:
 };
 
 // Writes the new chunks of one job into packs. put() may be called from
-// several threads, each with its own codec. Nothing is visible before
-// commit(); dropped uncommitted, the unfinished pack is removed.
+// several threads, each with its own codec. A pack becomes visible when it
+// is full (about 32 MiB) or at commit(); dropped uncommitted, the writer
+// removes its unfinished pack, and finished ones wait for gc like any
+// chunk no manifest names.
 class ChunkWriter
 {
 public:

@@ -1,0 +1,363 @@
+// Manifests: every field survives serialize/parse and a trip through the
+// store; parse refuses what a reader could misinterpret; put/get/list/
+// delete keep their promises (no silent overwrite, NotFound, ordering).
+#include <algorithm>
+
+#include "core/ids.h"
+#include "qmp/json.h"
+#include "store/manifest.h"
+#include "store_test_util.h"
+
+namespace virtsnap::store::test {
+namespace {
+
+ChunkId idFrom(uint64_t seed)
+{
+	ChunkId id;
+	Bytes b = randomData(id.size(), seed);
+	std::copy(b.begin(), b.end(), id.begin());
+	return id;
+}
+
+// A manifest with every field set to something distinctive, and an index
+// that covers the volume: 1 TiB + 512 bytes at 64 KiB chunks is 2^24 + 1
+// slots, 16385 pages of 1024.
+Manifest fullManifest(const std::string &snapshotId)
+{
+	Manifest m;
+	m.snapshotId = snapshotId;
+	m.volumeId = volumeIdFor("uuid:5f0c6e8a-0d7e-4b0e-9a55-0123456789ab", "vda");
+	m.volume = {"uuid:5f0c6e8a-0d7e-4b0e-9a55-0123456789ab", "web-01 \"prod\"", "vda", "qcow2"};
+	m.parentSnapshotId = "snap-0123456789abcdef0";
+	m.startTime = "2026-11-23T02:41:07.123Z";
+	m.completionTime = "2026-11-23T02:43:59.999Z";
+	m.volumeSize = (1ull << 40) + 512;
+	m.chunkSize = 65536;
+	m.pageEntries = 1024;
+	uint64_t slots = (m.volumeSize + m.chunkSize - 1) / m.chunkSize;
+	uint64_t pages = (slots + m.pageEntries - 1) / m.pageEntries;
+	for (uint64_t i = 0; i < pages; i++)
+		m.indexPages.push_back(i % 3 == 0 ? kZeroChunk : idFrom(i));
+	m.description = "nightly \"full\" backup\nline two\ttab \\ backslash — ünïcødé ✓";
+	m.name = "nom d'instantané";
+	m.tags = {{"Name", "web \"01\""}, {"clé", "värde 🦀"}, {"empty", ""}, {"Name", "duplicate key kept"}};
+	m.consistency = "application";
+	m.captureMode = "incremental";
+	m.captureReason = "parent's bitmap is \"stale\"";
+	m.freezeMillis = 1234;
+	m.quiesceNote = "guest agent \"timed out\" after 10 s";
+	m.snapshotSetId = "snap-0fedcba9876543210";
+	m.bitmapName = "virtsnap-snap-0123456789abcdef1";
+	m.stats = {(1ull << 40) + 7, (1ull << 33) + 5, 123456789, 987654321, 55555};
+	return m;
+}
+
+void expectSame(const Manifest &a, const Manifest &b)
+{
+	EXPECT_EQ(a.snapshotId, b.snapshotId);
+	EXPECT_EQ(a.volumeId, b.volumeId);
+	EXPECT_EQ(a.volume.instanceKey, b.volume.instanceKey);
+	EXPECT_EQ(a.volume.instanceName, b.volume.instanceName);
+	EXPECT_EQ(a.volume.diskId, b.volume.diskId);
+	EXPECT_EQ(a.volume.format, b.volume.format);
+	EXPECT_EQ(a.parentSnapshotId, b.parentSnapshotId);
+	EXPECT_EQ(a.startTime, b.startTime);
+	EXPECT_EQ(a.completionTime, b.completionTime);
+	EXPECT_EQ(a.volumeSize, b.volumeSize);
+	EXPECT_EQ(a.chunkSize, b.chunkSize);
+	EXPECT_EQ(a.pageEntries, b.pageEntries);
+	EXPECT_TRUE(a.indexPages == b.indexPages) << a.indexPages.size() << " vs " << b.indexPages.size();
+	EXPECT_EQ(a.description, b.description);
+	EXPECT_EQ(a.name, b.name);
+	EXPECT_EQ(a.tags, b.tags);
+	EXPECT_EQ(a.consistency, b.consistency);
+	EXPECT_EQ(a.captureMode, b.captureMode);
+	EXPECT_EQ(a.captureReason, b.captureReason);
+	EXPECT_EQ(a.freezeMillis, b.freezeMillis);
+	EXPECT_EQ(a.quiesceNote, b.quiesceNote);
+	EXPECT_EQ(a.snapshotSetId, b.snapshotSetId);
+	EXPECT_EQ(a.bitmapName, b.bitmapName);
+	EXPECT_EQ(a.stats.bytesRead, b.stats.bytesRead);
+	EXPECT_EQ(a.stats.bytesAdded, b.stats.bytesAdded);
+	EXPECT_EQ(a.stats.chunksNew, b.stats.chunksNew);
+	EXPECT_EQ(a.stats.chunksReused, b.stats.chunksReused);
+	EXPECT_EQ(a.stats.zeroChunks, b.stats.zeroChunks);
+}
+
+// A small valid manifest for the store tests.
+Manifest smallManifest(const std::string &id, const std::string &startTime)
+{
+	Manifest m;
+	m.snapshotId = id;
+	m.volumeId = volumeIdFor("name:vm", "vda");
+	m.startTime = startTime;
+	m.volumeSize = 3 * 65536 + 1;
+	m.chunkSize = 65536;
+	m.pageEntries = 1024;
+	m.indexPages = {idFrom(std::hash<std::string>{}(id))};
+	m.description = "snapshot " + id;
+	return m;
+}
+
+// Serializes `m`, applies `edit` to the JSON, and parses the result.
+Result<Manifest> parseEdited(const Manifest &m, const std::function<void(qmp::Json &)> &edit)
+{
+	auto j = qmp::Json::parse(serializeManifest(m));
+	EXPECT_TRUE(j.has_value());
+	if (!j)
+		return fail(errc::kInternal, "test: serialized manifest is not JSON");
+	edit(*j);
+	return parseManifest(j->dump());
+}
+
+TEST(ManifestTest, SerializeParseRoundTripsEveryField)
+{
+	Manifest m = fullManifest("snap-00112233445566778");
+	auto back = parseManifest(serializeManifest(m));
+	ASSERT_TRUE(back) << describe(back);
+	expectSame(m, *back);
+	EXPECT_EQ(back->indexPages.size(), 16385u);
+}
+
+TEST(ManifestTest, DefaultsRoundTrip)
+{
+	// No freeze is -1, a full snapshot has no parent: both must survive.
+	Manifest m = smallManifest("snap-00000000000000001", "2026-01-01T00:00:00.000Z");
+	ASSERT_EQ(m.freezeMillis, -1);
+	auto back = parseManifest(serializeManifest(m));
+	ASSERT_TRUE(back) << describe(back);
+	expectSame(m, *back);
+}
+
+TEST(ManifestTest, EmptyVolumeHasNoPages)
+{
+	Manifest m = smallManifest("snap-00000000000000002", "t");
+	m.volumeSize = 0;
+	m.indexPages.clear();
+	auto back = parseManifest(serializeManifest(m));
+	ASSERT_TRUE(back) << describe(back);
+	EXPECT_TRUE(back->indexPages.empty());
+}
+
+TEST(ManifestTest, ParseRejectsIndexNotCoveringTheVolume)
+{
+	Manifest m = smallManifest("snap-00000000000000003", "t");
+	// One page covers 1024 slots; the volume needs one page.
+	m.indexPages.push_back(idFrom(1));
+	auto tooMany = parseManifest(serializeManifest(m));
+	ASSERT_FALSE(tooMany);
+	EXPECT_EQ(tooMany.error().code, errc::kCorrupt);
+
+	m.indexPages.clear();
+	auto none = parseManifest(serializeManifest(m));
+	ASSERT_FALSE(none);
+	EXPECT_EQ(none.error().code, errc::kCorrupt);
+
+	// A volume one slot past a page boundary needs a second page.
+	Manifest edge = smallManifest("snap-00000000000000004", "t");
+	edge.volumeSize = 1024ull * 65536 + 1;
+	auto short1 = parseManifest(serializeManifest(edge));
+	ASSERT_FALSE(short1);
+	EXPECT_EQ(short1.error().code, errc::kCorrupt);
+	edge.indexPages.push_back(kZeroChunk);
+	EXPECT_TRUE(parseManifest(serializeManifest(edge)));
+
+	// The same check against a volume size edited after the fact.
+	auto grown = parseEdited(smallManifest("snap-00000000000000005", "t"), [](qmp::Json &j) {
+		j.set("volume_size", qmp::Json::integer(int64_t(2000) * 65536));
+	});
+	ASSERT_FALSE(grown);
+	EXPECT_EQ(grown.error().code, errc::kCorrupt);
+}
+
+TEST(ManifestTest, ParseRejectsUnknownVersion)
+{
+	Manifest m = smallManifest("snap-00000000000000006", "t");
+	for (int64_t v : {0, 2, 99, -1}) {
+		auto r = parseEdited(m, [v](qmp::Json &j) { j.set("version", qmp::Json::integer(v)); });
+		ASSERT_FALSE(r) << v;
+		EXPECT_EQ(r.error().code, errc::kCorrupt) << v;
+	}
+	auto missing = parseEdited(m, [](qmp::Json &j) { j.set("version", qmp::Json()); });
+	EXPECT_FALSE(missing);
+	// The unedited manifest parses: the version was the reason.
+	EXPECT_TRUE(parseEdited(m, [](qmp::Json &) {}));
+}
+
+TEST(ManifestTest, ParseRejectsMalformedInput)
+{
+	for (std::string_view text : {"", "[]", "\"x\"", "{", "{\"version\":1}", "null"}) {
+		auto r = parseManifest(text);
+		ASSERT_FALSE(r) << text;
+		EXPECT_EQ(r.error().code, errc::kCorrupt) << text;
+	}
+	Manifest m = smallManifest("snap-00000000000000007", "t");
+	for (const char *bad : {"zz", "00", "0123", ""}) {
+		auto r = parseEdited(m, [bad](qmp::Json &j) {
+			qmp::Json pages = qmp::Json::array();
+			pages.append(qmp::Json::string(bad));
+			j.set("index_pages", pages);
+		});
+		EXPECT_FALSE(r) << bad;
+	}
+	auto upper = parseEdited(m, [&](qmp::Json &j) {
+		std::string hex = idHex(m.indexPages[0]);
+		for (char &c : hex)
+			c = char(std::toupper((unsigned char)c));
+		qmp::Json pages = qmp::Json::array();
+		pages.append(qmp::Json::string(hex));
+		j.set("index_pages", pages);
+	});
+	EXPECT_FALSE(upper);
+	for (const char *field : {"snapshot_id", "chunk_size", "page_entries"}) {
+		auto r = parseEdited(m, [field](qmp::Json &j) { j.set(field, qmp::Json()); });
+		EXPECT_FALSE(r) << field;
+	}
+}
+
+class StoreManifestTest : public StoreDirTest
+{
+};
+
+TEST_F(StoreManifestTest, PutGetRoundTripsEveryField)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	Manifest m = fullManifest("snap-0abcdef0123456789");
+	ASSERT_TRUE(store->putManifest(m));
+	fs::path path = storeDir() / "snapshots" / (m.snapshotId + ".manifest");
+	ASSERT_TRUE(fs::is_regular_file(path));
+	// Sealed: none of the plaintext is in the file.
+	auto raw = readFile(path);
+	ASSERT_TRUE(raw);
+	std::string rawText(raw->begin(), raw->end());
+	EXPECT_EQ(rawText.find("nightly"), std::string::npos);
+	EXPECT_EQ(rawText.find(m.volumeId), std::string::npos);
+
+	auto got = store->getManifest(m.snapshotId);
+	ASSERT_TRUE(got) << describe(got);
+	expectSame(m, *got);
+
+	auto reopened = Store::open(storeDir(), keyFile());
+	ASSERT_TRUE(reopened);
+	auto again = (*reopened)->getManifest(m.snapshotId);
+	ASSERT_TRUE(again) << describe(again);
+	expectSame(m, *again);
+}
+
+TEST_F(StoreManifestTest, PutRefusesToOverwriteByDefault)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	Manifest first = smallManifest("snap-00000000000000aaa", "2026-01-01T00:00:00.000Z");
+	ASSERT_TRUE(store->putManifest(first));
+	fs::path path = storeDir() / "snapshots" / (first.snapshotId + ".manifest");
+	auto before = readFile(path);
+	ASSERT_TRUE(before);
+
+	Manifest second = first;
+	second.description = "replacement";
+	auto r = store->putManifest(second);
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kTargetExists);
+	auto after = readFile(path);
+	ASSERT_TRUE(after);
+	EXPECT_EQ(*before, *after);
+	EXPECT_EQ(countTemps(), 0u);
+	auto got = store->getManifest(first.snapshotId);
+	ASSERT_TRUE(got);
+	EXPECT_EQ(got->description, first.description);
+
+	ASSERT_TRUE(store->putManifest(second, true));
+	auto replaced = store->getManifest(first.snapshotId);
+	ASSERT_TRUE(replaced);
+	EXPECT_EQ(replaced->description, "replacement");
+	EXPECT_EQ(countTemps(), 0u);
+}
+
+TEST_F(StoreManifestTest, MissingSnapshotIsNotFound)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	auto r = store->getManifest("snap-0123456789abcdef0");
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kSnapshotNotFound);
+	EXPECT_NE(r.error().message.find("snap-0123456789abcdef0"), std::string::npos);
+
+	auto del = store->deleteManifest("snap-0123456789abcdef0");
+	ASSERT_FALSE(del);
+	EXPECT_EQ(del.error().code, errc::kSnapshotNotFound);
+}
+
+TEST_F(StoreManifestTest, ListIsSortedByStartTimeAndDeleteRemoves)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	// Put out of order; two share a start time and then sort by id.
+	std::vector<std::pair<std::string, std::string>> snaps = {
+		{"snap-00000000000000005", "2026-03-01T00:00:00.000Z"},
+		{"snap-00000000000000001", "2026-05-01T00:00:00.000Z"},
+		{"snap-0000000000000000f", "2026-01-01T00:00:00.000Z"},
+		{"snap-0000000000000000c", "2026-02-01T00:00:00.000Z"},
+		{"snap-0000000000000000a", "2026-02-01T00:00:00.000Z"},
+	};
+	for (const auto &[id, t] : snaps)
+		ASSERT_TRUE(store->putManifest(smallManifest(id, t)));
+	// A crash leftover of a manifest write must not disturb the listing.
+	std::string junk = "partial";
+	ASSERT_TRUE(writeFileAtomic(storeDir() / "snapshots" / "snap-00000000000000009.manifest.tmp-0011223344556677",
+				    asBytes(junk)));
+
+	auto list = store->listManifests();
+	ASSERT_TRUE(list) << describe(list);
+	std::vector<std::string> order;
+	for (const Manifest &m : *list)
+		order.push_back(m.snapshotId);
+	std::vector<std::string> expected = {"snap-0000000000000000f", "snap-0000000000000000a",
+					     "snap-0000000000000000c", "snap-00000000000000005",
+					     "snap-00000000000000001"};
+	EXPECT_EQ(order, expected);
+	for (const Manifest &m : *list)
+		EXPECT_EQ(m.description, "snapshot " + m.snapshotId);
+
+	ASSERT_TRUE(store->deleteManifest("snap-0000000000000000a"));
+	EXPECT_FALSE(fs::exists(storeDir() / "snapshots" / "snap-0000000000000000a.manifest"));
+	auto gone = store->getManifest("snap-0000000000000000a");
+	ASSERT_FALSE(gone);
+	EXPECT_EQ(gone.error().code, errc::kSnapshotNotFound);
+	auto after = store->listManifests();
+	ASSERT_TRUE(after);
+	ASSERT_EQ(after->size(), 4u);
+	for (const Manifest &m : *after)
+		EXPECT_NE(m.snapshotId, "snap-0000000000000000a");
+	// The others are untouched.
+	auto other = store->getManifest("snap-0000000000000000c");
+	EXPECT_TRUE(other) << describe(other);
+}
+
+TEST_F(StoreManifestTest, EmptyStoreListsNothing)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	auto list = store->listManifests();
+	ASSERT_TRUE(list) << describe(list);
+	EXPECT_TRUE(list->empty());
+}
+
+TEST_F(StoreManifestTest, ManifestOfAnotherStoreDoesNotOpen)
+{
+	// Same master key, different store: a different domain key.
+	auto a = initAndOpenAt(root_ / "a", keyFile());
+	auto b = initAndOpenAt(root_ / "b", keyFile());
+	ASSERT_TRUE(a && b);
+	Manifest m = smallManifest("snap-00000000000000abc", "t");
+	ASSERT_TRUE(a->putManifest(m));
+	fs::copy_file(root_ / "a" / "snapshots" / (m.snapshotId + ".manifest"),
+		      root_ / "b" / "snapshots" / (m.snapshotId + ".manifest"));
+	auto r = b->getManifest(m.snapshotId);
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kCorrupt);
+}
+
+} // namespace
+} // namespace virtsnap::store::test

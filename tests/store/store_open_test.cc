@@ -1,0 +1,258 @@
+// Store::init and Store::open: the layout FORMAT.md promises, the key file,
+// and every refusal, each of which must leave the directory as it was.
+#include <sys/stat.h>
+
+#include <cctype>
+#include <string>
+
+#include "qmp/json.h"
+#include "store_test_util.h"
+
+namespace virtsnap::store::test {
+namespace {
+
+class StoreOpenTest : public StoreDirTest
+{
+};
+
+TEST_F(StoreOpenTest, InitCreatesLayoutAndKeyFile)
+{
+	bool created = false;
+	auto r = Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created);
+	ASSERT_TRUE(r) << describe(r);
+	EXPECT_TRUE(created);
+
+	EXPECT_TRUE(fs::is_regular_file(storeDir() / "config.json"));
+	for (const char *sub : {"keys", "packs", "snapshots"})
+		EXPECT_TRUE(fs::is_directory(storeDir() / sub)) << sub;
+
+	ASSERT_TRUE(fs::is_regular_file(keyFile()));
+	EXPECT_EQ(fileMode(keyFile()), 0600u);
+	auto master = crypto::loadKeyFile(keyFile());
+	ASSERT_TRUE(master) << describe(master);
+
+	auto text = readFile(storeDir() / "config.json");
+	ASSERT_TRUE(text) << describe(text);
+	auto config = qmp::Json::parse(std::string_view((const char *)text->data(), text->size()));
+	ASSERT_TRUE(config.has_value());
+	EXPECT_EQ(config->getString("format").value_or(""), "virtsnap-store");
+	EXPECT_EQ(config->getInt("version").value_or(0), 1);
+	EXPECT_EQ(config->getInt("chunk_size").value_or(0), int64_t(Store::kDefaultChunkSize));
+	std::string storeId = config->getString("store_id").value_or("");
+	EXPECT_FALSE(storeId.empty());
+
+	// Exactly one key domain, the one the config names, sealed for the
+	// master key and private to the owner.
+	auto keys = filesEndingWith(storeDir() / "keys", ".key");
+	ASSERT_EQ(keys.size(), 1u);
+	std::string domainHex = config->getString("default_key_domain").value_or("");
+	EXPECT_EQ(keys[0].filename().string(), domainHex + ".key");
+	EXPECT_EQ(fileMode(keys[0]) & 077, 0u);
+	auto sealed = readFile(keys[0]);
+	ASSERT_TRUE(sealed);
+	auto domain = unwrapDomain(*sealed, *master, storeId);
+	ASSERT_TRUE(domain) << describe(domain);
+	EXPECT_EQ(domain->idHex(), domainHex);
+
+	auto store = Store::open(storeDir(), keyFile());
+	ASSERT_TRUE(store) << describe(store);
+	EXPECT_EQ((*store)->storeId(), storeId);
+	EXPECT_EQ((*store)->chunkSize(), Store::kDefaultChunkSize);
+	EXPECT_EQ((*store)->domain().idHex(), domainHex);
+}
+
+TEST_F(StoreOpenTest, InitWithExistingKeyUsesItAndDoesNotSetKeyCreated)
+{
+	auto key = crypto::SecretKey::random();
+	ASSERT_TRUE(key);
+	ASSERT_TRUE(crypto::writeKeyFile(keyFile(), *key));
+	auto before = readFile(keyFile());
+	ASSERT_TRUE(before);
+
+	bool created = true;
+	auto r = Store::init(storeDir(), keyFile(), 4096, &created);
+	ASSERT_TRUE(r) << describe(r);
+	EXPECT_FALSE(created);
+	auto after = readFile(keyFile());
+	ASSERT_TRUE(after);
+	EXPECT_EQ(*before, *after);
+
+	auto store = Store::open(storeDir(), keyFile());
+	ASSERT_TRUE(store) << describe(store);
+	EXPECT_EQ((*store)->chunkSize(), 4096u);
+}
+
+TEST_F(StoreOpenTest, SecondInitIsRefusedAndChangesNothing)
+{
+	bool created = false;
+	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	auto before = treeSnapshot(root_);
+
+	// With the same key file, and with a new key path: neither may touch
+	// the store, and the second must not leave a new key file behind.
+	auto again = Store::init(storeDir(), keyFile(), 4096, &created);
+	ASSERT_FALSE(again);
+	EXPECT_EQ(again.error().code, errc::kStoreExists);
+
+	fs::path otherKey = root_ / "other.key";
+	auto withNewKey = Store::init(storeDir(), otherKey, Store::kDefaultChunkSize, &created);
+	ASSERT_FALSE(withNewKey);
+	EXPECT_EQ(withNewKey.error().code, errc::kStoreExists);
+	EXPECT_FALSE(fs::exists(otherKey));
+
+	EXPECT_EQ(treeSnapshot(root_), before);
+}
+
+TEST_F(StoreOpenTest, BadChunkSizesAreRefusedBeforeCreatingAnything)
+{
+	for (uint32_t size : {0u, 1u, 2048u, 4095u, 4097u, 12288u, 65535u, 32u << 20, 0x80000000u}) {
+		bool created = false;
+		auto r = Store::init(storeDir(), keyFile(), size, &created);
+		ASSERT_FALSE(r) << size;
+		EXPECT_EQ(r.error().code, errc::kInvalidParameterValue) << size;
+		EXPECT_FALSE(created) << size;
+		EXPECT_FALSE(fs::exists(storeDir())) << size;
+		EXPECT_FALSE(fs::exists(keyFile())) << size;
+	}
+}
+
+TEST_F(StoreOpenTest, ChunkSizeBoundsAreAccepted)
+{
+	for (uint32_t size : {4096u, 16u << 20}) {
+		fs::path dir = root_ / ("store-" + std::to_string(size));
+		bool created = false;
+		auto r = Store::init(dir, keyFile(), size, &created);
+		ASSERT_TRUE(r) << size << ": " << describe(r);
+		auto store = Store::open(dir, keyFile());
+		ASSERT_TRUE(store) << describe(store);
+		EXPECT_EQ((*store)->chunkSize(), size);
+	}
+}
+
+TEST_F(StoreOpenTest, OpenWithoutStoreIsNotInitialized)
+{
+	bool created = false;
+	ASSERT_TRUE(Store::init(root_ / "elsewhere", keyFile(), Store::kDefaultChunkSize, &created));
+
+	// An empty directory and a missing one.
+	fs::create_directory(storeDir());
+	auto before = treeSnapshot(storeDir());
+	auto empty = Store::open(storeDir(), keyFile());
+	ASSERT_FALSE(empty);
+	EXPECT_EQ(empty.error().code, errc::kStoreNotInitialized);
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+
+	auto missing = Store::open(root_ / "missing", keyFile());
+	ASSERT_FALSE(missing);
+	EXPECT_EQ(missing.error().code, errc::kStoreNotInitialized);
+	EXPECT_FALSE(fs::exists(root_ / "missing"));
+}
+
+TEST_F(StoreOpenTest, WrongKeyIsNamedWithoutKeyMaterial)
+{
+	bool created = false;
+	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	fs::path otherKey = root_ / "other" / "other.key";
+	auto other = crypto::SecretKey::random();
+	ASSERT_TRUE(other);
+	ASSERT_TRUE(crypto::writeKeyFile(otherKey, *other));
+
+	auto r = Store::open(storeDir(), otherKey);
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kWrongKey);
+	const std::string &msg = r.error().message;
+	EXPECT_NE(msg.find(otherKey.string()), std::string::npos) << msg;
+	EXPECT_NE(msg.find(storeDir().string()), std::string::npos) << msg;
+
+	// Neither master key nor the domain's keys, in any case.
+	auto right = crypto::loadKeyFile(keyFile());
+	ASSERT_TRUE(right);
+	auto good = Store::open(storeDir(), keyFile());
+	ASSERT_TRUE(good) << describe(good);
+	std::string lower = msg;
+	for (char &c : lower)
+		c = char(std::tolower((unsigned char)c));
+	for (const std::string &secret : {keyHex(*other), keyHex(*right), keyHex((*good)->domain().encKey),
+					  keyHex((*good)->domain().idKey)}) {
+		EXPECT_EQ(lower.find(secret), std::string::npos);
+		EXPECT_EQ(lower.find(secret.substr(0, 16)), std::string::npos);
+	}
+}
+
+// "Before touching anything" (store.h): not even the lock file is created.
+TEST_F(StoreOpenTest, WrongKeyOpenTouchesNothing)
+{
+	bool created = false;
+	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	fs::path otherKey = root_ / "other.key";
+	auto other = crypto::SecretKey::random();
+	ASSERT_TRUE(other);
+	ASSERT_TRUE(crypto::writeKeyFile(otherKey, *other));
+	auto before = treeSnapshot(storeDir());
+
+	auto r = Store::open(storeDir(), otherKey);
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kWrongKey);
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+}
+
+TEST_F(StoreOpenTest, KeyFileReadableByOthersIsRefused)
+{
+	bool created = false;
+	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	ASSERT_EQ(::chmod(keyFile().c_str(), 0644), 0);
+	auto before = treeSnapshot(storeDir());
+
+	auto r = Store::open(storeDir(), keyFile());
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kKeyFile);
+	EXPECT_NE(r.error().message.find(keyFile().string()), std::string::npos) << r.error().message;
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+
+	// And it opens again once the mode is fixed: the refusal was the mode.
+	ASSERT_EQ(::chmod(keyFile().c_str(), 0600), 0);
+	auto fixed = Store::open(storeDir(), keyFile());
+	EXPECT_TRUE(fixed) << describe(fixed);
+}
+
+TEST_F(StoreOpenTest, MissingKeyFileIsKeyFileError)
+{
+	bool created = false;
+	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	auto r = Store::open(storeDir(), root_ / "nope.key");
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kKeyFile);
+}
+
+TEST_F(StoreOpenTest, InitWithUnusableKeyFileCreatesNoStore)
+{
+	ASSERT_TRUE(makeDirs(keyFile().parent_path(), 0700));
+	std::string junk = "not a key\n";
+	ASSERT_TRUE(writeFileAtomic(keyFile(), asBytes(junk), 0600));
+	bool created = false;
+	auto r = Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created);
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kKeyFile);
+	EXPECT_FALSE(created);
+	EXPECT_FALSE(fs::exists(storeDir() / "config.json"));
+}
+
+TEST_F(StoreOpenTest, ConfigOfAnotherVersionIsRefused)
+{
+	bool created = false;
+	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	auto text = readFile(storeDir() / "config.json");
+	ASSERT_TRUE(text);
+	auto config = qmp::Json::parse(std::string_view((const char *)text->data(), text->size()));
+	ASSERT_TRUE(config.has_value());
+	config->set("version", qmp::Json::integer(2));
+	std::string changed = config->dump(true);
+	ASSERT_TRUE(writeFileAtomic(storeDir() / "config.json", asBytes(changed)));
+
+	auto r = Store::open(storeDir(), keyFile());
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kCorrupt);
+}
+
+} // namespace
+} // namespace virtsnap::store::test

@@ -1,0 +1,201 @@
+// Shared by the store tests: a fresh directory per test, deterministic test
+// data, and small helpers to look at and damage the files of a store.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/error.h"
+#include "core/file_util.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+
+namespace virtsnap::store::test {
+
+namespace fs = std::filesystem;
+
+// "ok" or the error line: streamed after an assertion, so a failure names
+// the error the code returned.
+template<typename T>
+std::string describe(const Result<T> &r)
+{
+	return r ? std::string("ok") : r.error().toString();
+}
+
+// The error code, or "ok": one assertion checks both that it failed and how.
+template<typename T>
+std::string codeOf(const Result<T> &r)
+{
+	return r ? std::string("ok") : r.error().code;
+}
+
+// Incompressible bytes, reproducible from `seed` so a failure reproduces.
+inline Bytes randomData(size_t n, uint64_t seed)
+{
+	std::mt19937_64 rng(seed);
+	Bytes out(n);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		putLe64(out.data() + i, rng());
+	uint64_t last = rng();
+	for (; i < n; i++, last >>= 8)
+		out[i] = uint8_t(last);
+	return out;
+}
+
+// Text that zstd shrinks a lot; `seed` makes distinct contents.
+inline Bytes compressibleData(size_t n, uint64_t seed)
+{
+	std::string line = "virtsnap compressible line " + std::to_string(seed) + "\n";
+	Bytes out(n);
+	for (size_t i = 0; i < n; i++)
+		out[i] = uint8_t(line[i % line.size()]);
+	return out;
+}
+
+inline std::span<const uint8_t> asBytes(std::string_view s)
+{
+	return std::span(reinterpret_cast<const uint8_t *>(s.data()), s.size());
+}
+
+// Regular files under `dir` whose name ends with `suffix`.
+inline std::vector<fs::path> filesEndingWith(const fs::path &dir, const std::string &suffix)
+{
+	std::vector<fs::path> out;
+	std::error_code ec;
+	for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec)) {
+		std::string name = it->path().filename().string();
+		if (it->is_regular_file() && name.size() >= suffix.size() &&
+		    name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+			out.push_back(it->path());
+	}
+	std::sort(out.begin(), out.end());
+	return out;
+}
+
+// Regular files under `dir` whose name contains `part` (".tmp-").
+inline std::vector<fs::path> filesContaining(const fs::path &dir, const std::string &part)
+{
+	std::vector<fs::path> out;
+	std::error_code ec;
+	for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec))
+		if (it->is_regular_file() && it->path().filename().string().find(part) != std::string::npos)
+			out.push_back(it->path());
+	return out;
+}
+
+// Every entry under `dir` with its type, mode and (for files) content: two
+// equal snapshots mean nothing was created, removed or changed.
+inline std::map<std::string, std::string> treeSnapshot(const fs::path &dir)
+{
+	std::map<std::string, std::string> out;
+	std::error_code ec;
+	if (!fs::exists(dir, ec))
+		return out;
+	for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec)) {
+		struct stat st;
+		if (::lstat(it->path().c_str(), &st) != 0)
+			continue;
+		std::string desc = std::to_string(st.st_mode);
+		if (S_ISREG(st.st_mode)) {
+			auto bytes = readFile(it->path());
+			desc += ":" + (bytes ? toHex(*bytes) : std::string("unreadable"));
+		}
+		out[fs::relative(it->path(), dir).string()] = desc;
+	}
+	return out;
+}
+
+inline mode_t fileMode(const fs::path &path)
+{
+	struct stat st{};
+	EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+	return st.st_mode & 07777;
+}
+
+// XORs one byte of a file in place (the inode stays, so descriptors a Store
+// already holds see the damage too).
+inline void flipByte(const fs::path &path, uint64_t offset, uint8_t mask = 0x01)
+{
+	int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+	ASSERT_GE(fd, 0) << path;
+	uint8_t b = 0;
+	ASSERT_EQ(::pread(fd, &b, 1, off_t(offset)), 1) << path << " @" << offset;
+	b ^= mask;
+	ASSERT_EQ(::pwrite(fd, &b, 1, off_t(offset)), 1) << path << " @" << offset;
+	::close(fd);
+}
+
+// The master key as the hex that a key file holds, to check that no error
+// message ever carries it.
+inline std::string keyHex(const crypto::SecretKey &key)
+{
+	return toHex(key.bytes());
+}
+
+// A fresh mkdtemp directory per test, removed with everything in it.
+class StoreDirTest : public ::testing::Test
+{
+protected:
+	void SetUp() override
+	{
+		std::string tmpl = "/tmp/vs-store-test-XXXXXX";
+		ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
+		root_ = tmpl;
+	}
+
+	void TearDown() override
+	{
+		std::error_code ec;
+		fs::remove_all(root_, ec);
+	}
+
+	fs::path storeDir() const { return root_ / "store"; }
+	fs::path keyFile() const { return root_ / "keys" / "master.key"; }
+
+	// Initialises storeDir() with keyFile() (created) and opens it.
+	std::unique_ptr<Store> initAndOpen(uint32_t chunkSize = Store::kDefaultChunkSize)
+	{
+		return initAndOpenAt(storeDir(), keyFile(), chunkSize);
+	}
+
+	std::unique_ptr<Store> initAndOpenAt(const fs::path &dir, const fs::path &key,
+					     uint32_t chunkSize = Store::kDefaultChunkSize)
+	{
+		bool created = false;
+		auto r = Store::init(dir, key, chunkSize, &created);
+		EXPECT_TRUE(r) << describe(r);
+		if (!r)
+			return nullptr;
+		return openOrNull(dir, key);
+	}
+
+	std::unique_ptr<Store> openOrNull(const fs::path &dir, const fs::path &key)
+	{
+		auto s = Store::open(dir, key);
+		EXPECT_TRUE(s) << describe(s);
+		return s ? std::move(*s) : nullptr;
+	}
+
+	size_t countPacks() const { return filesEndingWith(storeDir() / "packs", ".pack").size(); }
+	size_t countIndexes() const { return filesEndingWith(storeDir() / "packs", ".idx").size(); }
+	size_t countTemps() const { return filesContaining(storeDir(), ".tmp-").size(); }
+
+	fs::path root_;
+};
+
+} // namespace virtsnap::store::test
