@@ -9,7 +9,10 @@
 #include <map>
 
 #include "arguments.h"
+#include "core/cancel.h"
 #include "core/ids.h"
+#include "engine/resources.h"
+#include "hypervisor/qemu_driver.h"
 #include "engine/restore.h"
 #include "engine/snapshot_engine.h"
 #include "output.h"
@@ -50,24 +53,6 @@ std::string fromEnv(const char *name, const char *fallback)
 Result<std::unique_ptr<store::Store>> openStore()
 {
 	return store::Store::open(ctx.storeDir, ctx.keyFile);
-}
-
-Result<store::Tags> parseTags(const std::vector<std::string> &specs)
-{
-	store::Tags tags;
-	for (const std::string &s : specs) {
-		auto eq = s.find('=');
-		if (eq == std::string::npos || eq == 0)
-			return fail(errc::kInvalidParameterValue, "tag '" + s + "' is not KEY=VALUE");
-		std::string key = s.substr(0, eq);
-		if (key.size() > 128 || s.size() - eq - 1 > 256)
-			return fail(errc::kInvalidParameterValue, "tag '" + key + "' is too long (key 128, value 256)");
-		for (const auto &[k, v] : tags)
-			if (k == key)
-				return fail(errc::kInvalidParameterValue, "tag key '" + key + "' is given twice");
-		tags.emplace_back(key, s.substr(eq + 1));
-	}
-	return tags;
 }
 
 // A percentage on stderr when a person is watching; silent otherwise.
@@ -113,33 +98,162 @@ Result<void> cmdInit(const Arguments &args)
 	return {};
 }
 
-Result<void> cmdCreateSnapshot(const Arguments &args)
+Result<hypervisor::QuiesceMode> quiesceMode(const Arguments &args)
 {
-	engine::SnapshotRequest req;
+	std::string mode = args.get("quiesce", args.has("qga-socket") ? "try" : "off");
+	if (mode == "off")
+		return hypervisor::QuiesceMode::Off;
+	if (mode != "try" && mode != "required")
+		return fail(errc::kInvalidParameterValue, "--quiesce must be required, try or off");
+	if (!args.has("qga-socket"))
+		return fail(errc::kMissingParameter, "--quiesce " + mode + " needs --qga-socket");
+	return mode == "try" ? hypervisor::QuiesceMode::Try : hypervisor::QuiesceMode::Required;
+}
+
+// The options create-snapshot and create-snapshots share.
+Result<engine::SnapshotSetRequest> setRequest(const Arguments &args)
+{
+	engine::SnapshotSetRequest req;
 	auto socket = args.require("qmp-socket");
 	if (!socket)
 		return std::unexpected(socket.error());
-	auto disk = args.require("disk");
-	if (!disk)
-		return std::unexpected(disk.error());
 	req.qmpSocket = *socket;
-	req.diskId = *disk;
+	req.qgaSocket = args.get("qga-socket");
+	auto mode = quiesceMode(args);
+	if (!mode)
+		return std::unexpected(mode.error());
+	req.quiesce = *mode;
+	if (args.has("freeze-timeout")) {
+		std::string v = args.get("freeze-timeout");
+		char *end = nullptr;
+		double secs = std::strtod(v.c_str(), &end);
+		if (v.empty() || *end || !(secs > 0) || secs > 3600)
+			return fail(errc::kInvalidParameterValue,
+				    "--freeze-timeout '" + v + "' is not a number of seconds (0 to 3600)");
+		req.freezeTimeout = std::chrono::milliseconds(int64_t(secs * 1000));
+	}
 	req.description = args.get("description");
 	if (req.description.size() > 256)
 		return fail(errc::kInvalidParameterValue, "--description is longer than 256 characters");
-	auto tags = parseTags(args.all("tag"));
+	auto tags = engine::parseTags(args.all("tag"));
 	if (!tags)
 		return std::unexpected(tags.error());
 	req.tags = *tags;
-	req.progress = terminalProgress("snapshot of " + req.diskId);
+	req.warn = [](const std::string &w) { std::fprintf(stderr, "virtsnap: warning: %s\n", w.c_str()); };
+	return req;
+}
 
+// Prints the outcomes; a failed set is also one error line and exit 1.
+Result<void> reportOutcomes(const std::vector<engine::SnapshotOutcome> &outcomes, bool single)
+{
+	Json list = Json::array();
+	for (const engine::SnapshotOutcome &o : outcomes)
+		list.append(snapshotJson(o.manifest, o.state, o.stateMessage));
+	if (single) {
+		print(ctx.output, list.at(0));
+	} else {
+		Json doc = Json::object();
+		doc.set("Snapshots", list);
+		print(ctx.output, doc, "Snapshots",
+		      {"SnapshotId", "VolumeId", "Disk", "State", "ConsistencyLevel", "CaptureMode", "BytesAdded",
+		       "StateMessage"});
+	}
+	for (const engine::SnapshotOutcome &o : outcomes)
+		if (o.state != "completed")
+			return fail(errc::kIncorrectState, "snapshot " + o.manifest.snapshotId + " failed: " + o.stateMessage);
+	return {};
+}
+
+Result<void> cmdCreateSnapshot(const Arguments &args)
+{
+	auto req = setRequest(args);
+	if (!req)
+		return std::unexpected(req.error());
+	auto disk = args.require("disk");
+	if (!disk)
+		return std::unexpected(disk.error());
+	req->disks = {*disk};
+	req->progress = terminalProgress("snapshot of " + *disk);
 	auto s = openStore();
 	if (!s)
 		return std::unexpected(s.error());
-	auto m = engine::createSnapshot(**s, req);
-	if (!m)
-		return std::unexpected(m.error());
-	print(ctx.output, snapshotJson(*m));
+	auto outcomes = engine::createSnapshots(**s, *req);
+	if (!outcomes)
+		return std::unexpected(outcomes.error());
+	return reportOutcomes(*outcomes, true);
+}
+
+Result<void> cmdCreateSnapshots(const Arguments &args)
+{
+	auto req = setRequest(args);
+	if (!req)
+		return std::unexpected(req.error());
+	req->excludeDisks = args.all("exclude-disk");
+	req->excludeBootVolume = args.has("exclude-boot-volume");
+	req->copyTagsFromSource = args.has("copy-tags-from-source");
+	req->progress = terminalProgress("snapshot set");
+	auto s = openStore();
+	if (!s)
+		return std::unexpected(s.error());
+	auto outcomes = engine::createSnapshots(**s, *req);
+	if (!outcomes)
+		return std::unexpected(outcomes.error());
+	return reportOutcomes(*outcomes, false);
+}
+
+Result<void> changeTags(const Arguments &args, bool create)
+{
+	auto resource = args.require("resource");
+	if (!resource)
+		return std::unexpected(resource.error());
+	if (!args.has("tag"))
+		return fail(errc::kMissingParameter, "--tag is required");
+	auto tags = engine::parseTags(args.all("tag"), !create);
+	if (!tags)
+		return std::unexpected(tags.error());
+	if (!isSnapshotId(*resource) && !isVolumeId(*resource))
+		return fail(errc::kInvalidParameterValue, "'" + *resource + "' is neither a snap- nor a vol- id");
+	auto s = openStore();
+	if (!s)
+		return std::unexpected(s.error());
+	VS_TRY(create ? engine::createTags(**s, *resource, *tags) : engine::deleteTags(**s, *resource, *tags));
+	return {};
+}
+
+Result<void> cmdCreateTags(const Arguments &args)
+{
+	return changeTags(args, true);
+}
+
+Result<void> cmdDeleteTags(const Arguments &args)
+{
+	return changeTags(args, false);
+}
+
+Result<void> cmdRegisterInstance(const Arguments &args)
+{
+	auto socket = args.require("qmp-socket");
+	if (!socket)
+		return std::unexpected(socket.error());
+	std::string hib = args.get("hibernation-enabled", "false");
+	if (hib != "true" && hib != "false")
+		return fail(errc::kInvalidParameterValue, "--hibernation-enabled must be true or false");
+	auto s = openStore();
+	if (!s)
+		return std::unexpected(s.error());
+	auto driver = hypervisor::QemuDriver::connect(*socket);
+	if (!driver)
+		return std::unexpected(driver.error());
+	auto instance = (*driver)->instance();
+	if (!instance)
+		return std::unexpected(instance.error());
+	engine::InstanceRecord r{engine::instanceIdFor(instance->key), instance->key, instance->name, hib == "true"};
+	VS_TRY(engine::saveInstance(**s, r));
+	Json j = Json::object();
+	j.set("InstanceId", Json::string(r.instanceId));
+	j.set("Name", Json::string(r.name));
+	j.set("HibernationEnabled", Json::boolean(r.hibernationEnabled));
+	print(ctx.output, j);
 	return {};
 }
 
@@ -226,8 +340,23 @@ const std::map<std::string, Command> &commands()
 		{"init", {"create the store, and the key file if it is absent", {{"chunk-size"}}, cmdInit}},
 		{"create-snapshot",
 		 {"snapshot one disk of a running QEMU instance",
-		  {{"qmp-socket"}, {"disk"}, {"description"}, {"tag", true, true}, {"wait", false}},
+		  {{"qmp-socket"}, {"disk"}, {"qga-socket"}, {"quiesce"}, {"freeze-timeout"}, {"description"},
+		   {"tag", true, true}, {"wait", false}},
 		  cmdCreateSnapshot}},
+		{"create-snapshots",
+		 {"snapshot every disk of an instance at one point in time",
+		  {{"qmp-socket"}, {"qga-socket"}, {"quiesce"}, {"freeze-timeout"}, {"exclude-boot-volume", false},
+		   {"exclude-disk", true, true}, {"copy-tags-from-source", false}, {"description"},
+		   {"tag", true, true}, {"wait", false}},
+		  cmdCreateSnapshots}},
+		{"create-tags",
+		 {"add or overwrite tags of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, cmdCreateTags}},
+		{"delete-tags",
+		 {"remove tags (KEY or KEY=VALUE) of a snap- or vol- id", {{"resource"}, {"tag", true, true}},
+		  cmdDeleteTags}},
+		{"register-instance",
+		 {"record attributes of the instance behind a QMP socket", {{"qmp-socket"}, {"hibernation-enabled"}},
+		  cmdRegisterInstance}},
 		{"describe-snapshots",
 		 {"list snapshots, or the ones named", {{"snapshot-id", true, true}}, cmdDescribeSnapshots}},
 		{"delete-snapshot", {"delete one snapshot", {{"snapshot-id"}}, cmdDeleteSnapshot}},
@@ -313,5 +442,6 @@ int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	virtsnap::installCancelHandlers();
 	return virtsnap::cli::run(argc, argv);
 }

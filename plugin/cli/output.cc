@@ -29,18 +29,22 @@ std::string cell(const Json &v)
 
 } // namespace
 
-Json snapshotJson(const store::Manifest &m)
+Json snapshotJson(const store::Manifest &m, const std::string &state, const std::string &stateMessage)
 {
 	constexpr uint64_t kGiB = 1ull << 30;
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(m.snapshotId));
 	j.set("VolumeId", Json::string(m.volumeId));
-	j.set("State", Json::string("completed"));
-	j.set("Progress", Json::string("100%"));
+	j.set("State", Json::string(state));
+	if (!stateMessage.empty())
+		j.set("StateMessage", Json::string(stateMessage));
+	j.set("Progress", Json::string(state == "completed" ? "100%" : "0%"));
 	j.set("StartTime", Json::string(m.startTime));
 	j.set("CompletionTime", Json::string(m.completionTime));
 	j.set("VolumeSize", Json::integer(int64_t((m.volumeSize + kGiB - 1) / kGiB)));
 	j.set("Description", Json::string(m.description));
+	if (!m.name.empty())
+		j.set("Name", Json::string(m.name));
 	j.set("Encrypted", Json::boolean(true));
 	Json tags = Json::array();
 	for (const auto &[k, v] : m.tags) {
@@ -51,6 +55,12 @@ Json snapshotJson(const store::Manifest &m)
 	}
 	j.set("Tags", tags);
 	j.set("ConsistencyLevel", Json::string(m.consistency));
+	if (m.freezeMillis >= 0)
+		j.set("FreezeMillis", Json::integer(m.freezeMillis));
+	if (!m.quiesceNote.empty())
+		j.set("QuiesceNote", Json::string(m.quiesceNote));
+	if (!m.snapshotSetId.empty())
+		j.set("SnapshotSetId", Json::string(m.snapshotSetId));
 	j.set("CaptureMode", Json::string(m.captureMode));
 	if (!m.captureReason.empty())
 		j.set("CaptureReason", Json::string(m.captureReason));

@@ -12,7 +12,8 @@ namespace virtsnap::cli {
 enum class OutputFormat { Json, Table };
 
 // One snapshot in the EC2 DescribeSnapshots shape.
-qmp::Json snapshotJson(const store::Manifest &m);
+qmp::Json snapshotJson(const store::Manifest &m, const std::string &state = "completed",
+		       const std::string &stateMessage = "");
 
 // Prints `doc` to stdout. For tables, `listKey` names the array member whose
 // objects become rows (and `columns` their columns); scalars print as

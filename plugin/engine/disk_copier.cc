@@ -8,6 +8,7 @@
 #include <optional>
 #include <thread>
 
+#include "core/cancel.h"
 #include "nbd_reader.h"
 
 namespace virtsnap::engine {
@@ -179,6 +180,11 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 		if (!changed[s] || !hasData[s]) {
 			s++;
 			continue;
+		}
+		if (cancelRequested()) {
+			setError(Error{errc::kIncorrectState,
+				       "interrupted by signal " + std::to_string(cancelSignal())});
+			break;
 		}
 		uint64_t first = s, bytes = 0;
 		while (s < index.slots() && changed[s] && hasData[s] && bytes + index.slotLength(s) <= kMaxRun)

@@ -340,8 +340,15 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const std::vector<CaptureRe
 	auto done = qmp_->execute("transaction", t);
 	if (quiescer)
 		quiescer->thaw();
-	if (!done)
-		return qmpFail("the point-in-time transaction failed", done.error());
+	if (!done) {
+		// QEMU names the node that refused; name the disk as the user knows it.
+		std::string who;
+		for (const QemuCapture::Disk &d : cap->disks_)
+			if (done.error().desc.find("'" + d.formatNode + "'") != std::string::npos ||
+			    done.error().desc.find("'" + d.scratchNode + "'") != std::string::npos)
+				who = "disk " + d.request.diskId + ": ";
+		return qmpFail(who + "the point-in-time transaction failed", done.error());
+	}
 	for (QemuCapture::Disk &d : cap->disks_)
 		d.transactionDone = true;
 

@@ -1,6 +1,7 @@
 #include "cli_runner.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,7 +29,8 @@ qmp::Json CliResult::json() const
 	return j ? *j : qmp::Json();
 }
 
-CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<std::string> &env)
+CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<std::string> &env, int signal,
+		      int signalAfterMs)
 {
 	const char *bin = std::getenv("VIRTSNAP_BIN");
 	CliResult r;
@@ -54,7 +56,15 @@ CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<st
 		_exit(127);
 	}
 	int status = 0;
+	if (signalAfterMs >= 0) {
+		usleep(useconds_t(signalAfterMs) * 1000);
+		if (waitpid(pid, &status, WNOHANG) == 0)
+			kill(pid, signal);
+		else
+			goto done;
+	}
 	waitpid(pid, &status, 0);
+done:
 	close(outFd);
 	close(errFd);
 	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -17,6 +17,8 @@ struct CliResult {
 };
 
 // argv excludes the program; VIRTSNAP_BIN (set by meson) names it.
-CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<std::string> &env = {});
+// With `signalAfterMs` >= 0, `signal` is sent that long after the start.
+CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<std::string> &env = {},
+		      int signal = 0, int signalAfterMs = -1);
 
 } // namespace virtsnap::test

@@ -1,0 +1,209 @@
+#include "resources.h"
+
+#include <openssl/evp.h>
+
+#include "core/ids.h"
+#include "qmp/json.h"
+
+namespace virtsnap::engine {
+
+using qmp::Json;
+
+namespace {
+
+Json tagsJson(const store::Tags &tags)
+{
+	Json a = Json::array();
+	for (const auto &[k, v] : tags) {
+		Json t = Json::object();
+		t.set("key", Json::string(k));
+		t.set("value", Json::string(v));
+		a.append(t);
+	}
+	return a;
+}
+
+store::Tags tagsFrom(const Json &a)
+{
+	store::Tags tags;
+	for (size_t i = 0; i < a.size(); i++)
+		tags.emplace_back(a.at(i).getString("key").value_or(""), a.at(i).getString("value").value_or(""));
+	return tags;
+}
+
+void mergeTags(store::Tags &into, const store::Tags &add)
+{
+	for (const auto &[k, v] : add) {
+		auto it = std::find_if(into.begin(), into.end(), [&](const auto &t) { return t.first == k; });
+		if (it != into.end())
+			it->second = v;
+		else
+			into.emplace_back(k, v);
+	}
+}
+
+void removeTags(store::Tags &from, const store::Tags &remove)
+{
+	for (const auto &[k, v] : remove)
+		std::erase_if(from, [&](const auto &t) { return t.first == k && (v.empty() || t.second == v); });
+}
+
+Result<VolumeRecord> requireVolume(store::Store &store, const std::string &volumeId)
+{
+	auto v = loadVolume(store, volumeId);
+	if (!v)
+		return std::unexpected(v.error());
+	if (!*v)
+		return fail(errc::kVolumeNotFound, "volume " + volumeId + " is not known here");
+	return **v;
+}
+
+} // namespace
+
+std::string instanceIdFor(const std::string &instanceKey)
+{
+	std::string input = "virtsnap-instance\n" + instanceKey;
+	uint8_t digest[EVP_MAX_MD_SIZE];
+	unsigned len = 0;
+	EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
+	return "i-" + toHex(std::span(digest, len)).substr(0, 17);
+}
+
+Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::string &volumeId)
+{
+	auto text = store.getRecord("volumes", volumeId);
+	if (!text)
+		return std::unexpected(text.error());
+	if (!*text)
+		return std::optional<VolumeRecord>();
+	auto j = Json::parse(**text);
+	if (!j)
+		return fail(errc::kCorrupt, "volume record " + volumeId + " is not JSON");
+	VolumeRecord v;
+	v.volumeId = volumeId;
+	v.instanceKey = j->getString("instance_key").value_or("");
+	v.instanceName = j->getString("instance_name").value_or("");
+	v.diskId = j->getString("disk_id").value_or("");
+	v.size = uint64_t(j->getInt("size").value_or(0));
+	v.volumeClass = j->getString("volume_class").value_or("standard");
+	v.tags = tagsFrom(j->get("tags"));
+	return std::optional<VolumeRecord>(v);
+}
+
+Result<void> saveVolume(store::Store &store, const VolumeRecord &v)
+{
+	Json j = Json::object();
+	j.set("volume_id", Json::string(v.volumeId));
+	j.set("instance_key", Json::string(v.instanceKey));
+	j.set("instance_name", Json::string(v.instanceName));
+	j.set("disk_id", Json::string(v.diskId));
+	j.set("size", Json::integer(int64_t(v.size)));
+	j.set("volume_class", Json::string(v.volumeClass));
+	j.set("tags", tagsJson(v.tags));
+	return store.putRecord("volumes", v.volumeId, j.dump());
+}
+
+Result<std::vector<VolumeRecord>> listVolumes(store::Store &store)
+{
+	auto ids = store.listRecordIds("volumes");
+	if (!ids)
+		return std::unexpected(ids.error());
+	std::vector<VolumeRecord> out;
+	for (const std::string &id : *ids) {
+		auto v = loadVolume(store, id);
+		if (!v)
+			return std::unexpected(v.error());
+		if (*v)
+			out.push_back(**v);
+	}
+	return out;
+}
+
+Result<std::optional<InstanceRecord>> loadInstance(store::Store &store, const std::string &instanceId)
+{
+	auto text = store.getRecord("instances", instanceId);
+	if (!text)
+		return std::unexpected(text.error());
+	if (!*text)
+		return std::optional<InstanceRecord>();
+	auto j = Json::parse(**text);
+	if (!j)
+		return fail(errc::kCorrupt, "instance record " + instanceId + " is not JSON");
+	InstanceRecord r;
+	r.instanceId = instanceId;
+	r.instanceKey = j->getString("instance_key").value_or("");
+	r.name = j->getString("name").value_or("");
+	r.hibernationEnabled = j->getBool("hibernation_enabled").value_or(false);
+	return std::optional<InstanceRecord>(r);
+}
+
+Result<void> saveInstance(store::Store &store, const InstanceRecord &r)
+{
+	Json j = Json::object();
+	j.set("instance_id", Json::string(r.instanceId));
+	j.set("instance_key", Json::string(r.instanceKey));
+	j.set("name", Json::string(r.name));
+	j.set("hibernation_enabled", Json::boolean(r.hibernationEnabled));
+	return store.putRecord("instances", r.instanceId, j.dump());
+}
+
+Result<void> createTags(store::Store &store, const std::string &resourceId, const store::Tags &tags)
+{
+	if (isSnapshotId(resourceId)) {
+		auto m = store.getManifest(resourceId);
+		if (!m)
+			return std::unexpected(m.error());
+		mergeTags(m->tags, tags);
+		return store.putManifest(*m, true);
+	}
+	if (isVolumeId(resourceId)) {
+		auto v = requireVolume(store, resourceId);
+		if (!v)
+			return std::unexpected(v.error());
+		mergeTags(v->tags, tags);
+		return saveVolume(store, *v);
+	}
+	return fail(errc::kInvalidParameterValue, "'" + resourceId + "' is neither a snap- nor a vol- id");
+}
+
+Result<void> deleteTags(store::Store &store, const std::string &resourceId, const store::Tags &tags)
+{
+	if (isSnapshotId(resourceId)) {
+		auto m = store.getManifest(resourceId);
+		if (!m)
+			return std::unexpected(m.error());
+		removeTags(m->tags, tags);
+		return store.putManifest(*m, true);
+	}
+	if (isVolumeId(resourceId)) {
+		auto v = requireVolume(store, resourceId);
+		if (!v)
+			return std::unexpected(v.error());
+		removeTags(v->tags, tags);
+		return saveVolume(store, *v);
+	}
+	return fail(errc::kInvalidParameterValue, "'" + resourceId + "' is neither a snap- nor a vol- id");
+}
+
+Result<store::Tags> parseTags(const std::vector<std::string> &specs, bool valuesOptional)
+{
+	store::Tags tags;
+	for (const std::string &s : specs) {
+		auto eq = s.find('=');
+		if ((eq == std::string::npos && !valuesOptional) || eq == 0 || s.empty())
+			return fail(errc::kInvalidParameterValue, "tag '" + s + "' is not KEY=VALUE");
+		std::string key = s.substr(0, eq);
+		std::string value = eq == std::string::npos ? "" : s.substr(eq + 1);
+		if (key.size() > 128 || value.size() > 256)
+			return fail(errc::kInvalidParameterValue, "tag '" + key + "' is too long (key 128, value 256)");
+		if (key.rfind("aws:", 0) == 0)
+			return fail(errc::kInvalidParameterValue, "tag keys starting with aws: are reserved");
+		for (const auto &[k, v] : tags)
+			if (k == key)
+				return fail(errc::kInvalidParameterValue, "tag key '" + key + "' is given twice");
+		tags.emplace_back(key, value);
+	}
+	return tags;
+}
+
+} // namespace virtsnap::engine

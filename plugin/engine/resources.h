@@ -1,0 +1,48 @@
+// The mutable side of snapshots, volumes and instances: tags, volume
+// classes, instance attributes. Kept as store records (the store is the
+// source of truth; a catalog only indexes it).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+
+namespace virtsnap::engine {
+
+struct VolumeRecord {
+	std::string volumeId;
+	std::string instanceKey;
+	std::string instanceName;
+	std::string diskId;
+	uint64_t size = 0;
+	std::string volumeClass = "standard"; // standard | st1 | sc1
+	store::Tags tags;
+};
+
+struct InstanceRecord {
+	std::string instanceId; // "i-" + 17 hex digits, derived from the instance key
+	std::string instanceKey;
+	std::string name;
+	bool hibernationEnabled = false;
+};
+
+std::string instanceIdFor(const std::string &instanceKey);
+
+Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::string &volumeId);
+Result<void> saveVolume(store::Store &store, const VolumeRecord &volume);
+Result<std::vector<VolumeRecord>> listVolumes(store::Store &store);
+
+Result<std::optional<InstanceRecord>> loadInstance(store::Store &store, const std::string &instanceId);
+Result<void> saveInstance(store::Store &store, const InstanceRecord &instance);
+
+// Tags of a snap- or vol- id: add (replacing values of existing keys) or
+// remove (by key, or by key and value when one is given).
+Result<void> createTags(store::Store &store, const std::string &resourceId, const store::Tags &tags);
+Result<void> deleteTags(store::Store &store, const std::string &resourceId, const store::Tags &tags);
+
+// Checks a tag list: KEY=VALUE, keys unique, sizes as EC2 limits them.
+Result<store::Tags> parseTags(const std::vector<std::string> &specs, bool valuesOptional = false);
+
+} // namespace virtsnap::engine

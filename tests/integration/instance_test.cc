@@ -1,0 +1,483 @@
+// Instance snapshots on a real guest with a real qemu-guest-agent: one
+// point in time across disks, the freeze, the agent failing, sets failing.
+// The guest (tests/guest) appends "record N" to a log on vdb and fsyncs it,
+// then the same on vdc; a consistent capture never has record N on vdc
+// without it on vdb. Restored disks are checked offline with e2fsck and
+// debugfs, which are independent of the code under test.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "cli_runner.h"
+#include "qmp/guest_agent_client.h"
+#include "tests/support/qemu_instance.h"
+#include "tests/support/test_env.h"
+
+namespace virtsnap::test {
+namespace {
+
+namespace fs = std::filesystem;
+using qmp::Json;
+using Clock = std::chrono::steady_clock;
+
+std::string sourceDir()
+{
+	const char *dir = std::getenv("VIRTSNAP_SOURCE_DIR");
+	return dir ? dir : ".";
+}
+
+// Built once per test binary; build-guest caches across runs too.
+const std::string &guestCache(std::string *error)
+{
+	static std::string cache, buildError;
+	static bool built = false;
+	if (!built) {
+		built = true;
+		std::string out;
+		int rc = runCommand({sourceDir() + "/tests/guest/build-guest"}, &out);
+		while (!out.empty() && out.back() == '\n')
+			out.pop_back();
+		if (rc == 0)
+			cache = out.substr(out.rfind('\n') + 1);
+		else
+			buildError = "build-guest failed: " + out.substr(out.size() > 2000 ? out.size() - 2000 : 0);
+	}
+	*error = buildError;
+	return cache;
+}
+
+class InstanceTest : public ::testing::Test
+{
+protected:
+	void SetUp() override
+	{
+		REQUIRE_QEMU();
+		REQUIRE_TOOL("e2fsck");
+		REQUIRE_TOOL("debugfs");
+		REQUIRE_TOOL("mkfs.ext4");
+		std::string error;
+		cache_ = guestCache(&error);
+		ASSERT_TRUE(error.empty()) << error;
+		storeDir_ = tmp_.file("store");
+		keyFile_ = tmp_.file("keys/store.key");
+		ASSERT_EQ(cli({"init"}).status, 0);
+	}
+
+	// With `guestOs` false, QEMU runs no guest at all: enough for tests of
+	// disk selection, and firmware then honours bootindex without a kernel.
+	void boot(const std::string &kernelArgs = "", int bootIndexOf = -1, bool guestOs = true)
+	{
+		QemuOptions opts;
+		for (int i = 0; i < 3; i++) {
+			std::string id = std::string("vd") + char('a' + i);
+			std::string path = tmp_.file(id + ".qcow2");
+			std::string out;
+			ASSERT_EQ(runCommand({sourceDir() + "/tests/guest/make-ext4-disk", path, "64M", "qcow2"}, &out), 0)
+				<< out;
+			opts.disks.push_back({path, "qcow2", id, i == bootIndexOf ? 0 : -1});
+		}
+		opts.name = "vs-guest";
+		opts.memoryMb = 256;
+		opts.guestAgent = guestOs;
+		std::string error;
+		if (!guestOs) {
+			vm_ = QemuInstance::start(opts, &error);
+			ASSERT_TRUE(vm_) << error;
+			return;
+		}
+		opts.kernel = cache_ + "/vmlinux";
+		opts.initrd = cache_ + "/initrd.img";
+		opts.append = "console=ttyS0 panic=-1 quiet virtsnap.workload=records " + kernelArgs;
+		vm_ = QemuInstance::start(opts, &error);
+		ASSERT_TRUE(vm_) << error;
+		ASSERT_TRUE(waitSerial("VIRTSNAP-GUEST-READY", std::chrono::seconds(180)))
+			<< "guest did not come up:\n"
+			<< serial();
+	}
+
+	std::string serial()
+	{
+		std::ifstream in(vm_->serialLogPath());
+		std::stringstream ss;
+		ss << in.rdbuf();
+		return ss.str();
+	}
+
+	bool waitSerial(const std::string &marker, std::chrono::seconds timeout)
+	{
+		auto deadline = Clock::now() + timeout;
+		while (Clock::now() < deadline) {
+			if (serial().find(marker) != std::string::npos)
+				return true;
+			if (!vm_->isRunning())
+				return false;
+			std::this_thread::sleep_for(std::chrono::milliseconds(200));
+		}
+		return false;
+	}
+
+	CliResult cli(std::vector<std::string> args)
+	{
+		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile_});
+		return runVirtsnap(args);
+	}
+
+	CliResult createSnapshots(std::vector<std::string> extra)
+	{
+		std::vector<std::string> args{"create-snapshots", "--qmp-socket", vm_->qmpSocket()};
+		if (!vm_->guestAgentSocket().empty())
+			args.insert(args.end(), {"--qga-socket", vm_->guestAgentSocket()});
+		args.insert(args.end(), extra.begin(), extra.end());
+		return cli(args);
+	}
+
+	std::map<std::string, Json> byDisk(const Json &doc)
+	{
+		std::map<std::string, Json> out;
+		Json list = doc.get("Snapshots");
+		for (size_t i = 0; i < list.size(); i++)
+			out[list.at(i).getString("Disk").value_or("")] = list.at(i);
+		return out;
+	}
+
+	std::string restoreRaw(const std::string &snapshotId)
+	{
+		std::string target = tmp_.file(snapshotId + ".raw");
+		CliResult r = cli({"create-volume", "--snapshot-id", snapshotId, "--target", target, "--format", "raw"});
+		EXPECT_EQ(r.status, 0) << r.err;
+		return target;
+	}
+
+	// e2fsck -fn's exit status on the image as restored.
+	static int fsckReadOnly(const std::string &image, std::string *out)
+	{
+		return runCommand({"e2fsck", "-fn", image}, out);
+	}
+
+	// The record numbers of /log.txt, after replaying the journal as a
+	// mount would.
+	static std::vector<long> records(const std::string &image)
+	{
+		std::string out;
+		runCommand({"e2fsck", "-fy", image}, &out);
+		runCommand({"debugfs", "-R", "cat /log.txt", image}, &out);
+		std::vector<long> n;
+		static const std::regex line("^record ([0-9]+)$");
+		std::istringstream in(out);
+		for (std::string l; std::getline(in, l);) {
+			std::smatch m;
+			if (std::regex_match(l, m, line))
+				n.push_back(std::stol(m[1]));
+		}
+		return n;
+	}
+
+	static bool isSequence(const std::vector<long> &n)
+	{
+		for (size_t i = 0; i < n.size(); i++)
+			if (n[i] != long(i) + 1)
+				return false;
+		return true;
+	}
+
+	std::set<std::string> allBitmaps()
+	{
+		std::set<std::string> names;
+		auto blocks = vm_->control().execute("query-block");
+		for (size_t i = 0; blocks && i < blocks->size(); i++) {
+			Json list = blocks->at(i).get("inserted").get("dirty-bitmaps");
+			// Block jobs carry anonymous bitmaps of their own.
+			for (size_t k = 0; k < list.size(); k++)
+				if (auto name = list.at(k).getString("name"); name && !name->empty())
+					names.insert(*name);
+		}
+		return names;
+	}
+
+	std::string freezeStatus()
+	{
+		auto agent = qmp::GuestAgentClient::connect(vm_->guestAgentSocket(), std::chrono::milliseconds(20000));
+		if (!agent)
+			return "unreachable: " + agent.error().desc;
+		auto status = (*agent)->execute("guest-fsfreeze-status");
+		return status ? status->asString() : "error: " + status.error().desc;
+	}
+
+	std::string runState()
+	{
+		auto status = vm_->control().execute("query-status");
+		return status ? status->getString("status").value_or("") : "";
+	}
+
+	TempDir tmp_{"vs-guest"};
+	std::string cache_, storeDir_, keyFile_;
+	std::unique_ptr<QemuInstance> vm_;
+};
+
+TEST_F(InstanceTest, OnePointInTimeAcrossDisksWithAndWithoutFreeze)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	std::vector<int64_t> freezeMs;
+	long lastB = 0;
+	for (int round = 0; round < 10; round++) {
+		bool freeze = round % 2 == 1;
+		std::this_thread::sleep_for(std::chrono::milliseconds(300));
+		CliResult r = createSnapshots({"--quiesce", freeze ? "try" : "off"});
+		ASSERT_EQ(r.status, 0) << r.err;
+		auto set = byDisk(r.json());
+		ASSERT_EQ(set.size(), 3u) << r.out;
+		for (auto &[disk, snap] : set) {
+			EXPECT_EQ(snap.getString("State"), "completed") << disk;
+			EXPECT_EQ(snap.getString("ConsistencyLevel"), freeze ? "application" : "crash") << disk;
+			EXPECT_EQ(snap.getString("SnapshotSetId"), set["vda"].getString("SnapshotSetId"));
+		}
+		if (freeze) {
+			int64_t ms = set["vdb"].getInt("FreezeMillis").value_or(-1);
+			EXPECT_GT(ms, 0);
+			freezeMs.push_back(ms);
+		}
+
+		std::string b = restoreRaw(set["vdb"].getString("SnapshotId").value_or(""));
+		std::string c = restoreRaw(set["vdc"].getString("SnapshotId").value_or(""));
+		if (freeze) {
+			for (const std::string &image : {b, c}) {
+				std::string out;
+				EXPECT_EQ(fsckReadOnly(image, &out), 0) << "frozen snapshot not clean:\n" << out;
+			}
+		}
+		std::vector<long> onB = records(b), onC = records(c);
+		EXPECT_TRUE(isSequence(onB)) << "vdb log is not 1..N";
+		EXPECT_TRUE(isSequence(onC)) << "vdc log is not 1..N";
+		EXPECT_LE(onC.size(), onB.size()) << "round " << round << ": record " << onC.size()
+						   << " on vdc without it on vdb";
+		EXPECT_LE(onB.size(), onC.size() + 1) << "round " << round;
+		EXPECT_GE(long(onB.size()), lastB) << "time went backwards";
+		lastB = long(onB.size());
+		fs::remove(b);
+		fs::remove(c);
+	}
+	EXPECT_GT(lastB, 0) << "the workload wrote nothing";
+	EXPECT_EQ(freezeStatus(), "thawed");
+	EXPECT_EQ(runState(), "running");
+
+	int64_t sum = 0, worst = 0;
+	for (int64_t ms : freezeMs) {
+		sum += ms;
+		worst = std::max(worst, ms);
+	}
+	std::printf("freeze window over %zu sets: mean %lld ms, max %lld ms\n", freezeMs.size(),
+		    (long long)(sum / std::max<size_t>(1, freezeMs.size())), (long long)worst);
+	RecordProperty("freeze_ms_mean", int(sum / std::max<size_t>(1, freezeMs.size())));
+	RecordProperty("freeze_ms_max", int(worst));
+}
+
+TEST_F(InstanceTest, AbsentAgentFallsBackOrFailsWithinTheTimeout)
+{
+	ASSERT_NO_FATAL_FAILURE(boot("virtsnap.agent=0"));
+	auto started = Clock::now();
+	CliResult tried = createSnapshots({"--quiesce", "try", "--freeze-timeout", "2"});
+	double secs = std::chrono::duration<double>(Clock::now() - started).count();
+	ASSERT_EQ(tried.status, 0) << tried.err;
+	EXPECT_LT(secs, 2 + 8.0) << "try did not give up on the agent in time";
+	EXPECT_NE(tried.err.find("warning"), std::string::npos) << tried.err;
+	for (auto &[disk, snap] : byDisk(tried.json())) {
+		EXPECT_EQ(snap.getString("ConsistencyLevel"), "crash") << disk;
+		EXPECT_NE(snap.getString("QuiesceNote").value_or("").find("guest agent"), std::string::npos);
+	}
+
+	std::set<std::string> bitmapsBefore = allBitmaps();
+	started = Clock::now();
+	CliResult required = createSnapshots({"--quiesce", "required", "--freeze-timeout", "2"});
+	secs = std::chrono::duration<double>(Clock::now() - started).count();
+	EXPECT_EQ(required.status, 1);
+	EXPECT_LT(secs, 2 + 8.0);
+	EXPECT_NE(required.err.find("guest agent"), std::string::npos) << required.err;
+	EXPECT_NE(required.err.find(vm_->guestAgentSocket()), std::string::npos) << required.err;
+	EXPECT_EQ(std::count(required.err.begin(), required.err.end(), '\n'), 1) << required.err;
+	EXPECT_EQ(allBitmaps(), bitmapsBefore);
+	EXPECT_EQ(runState(), "running");
+	CliResult listed = cli({"describe-snapshots"});
+	EXPECT_EQ(listed.json().get("Snapshots").size(), 3u) << "the refused set left snapshots";
+}
+
+TEST_F(InstanceTest, HungAgentThatWakesUpLaterLeavesTheGuestThawed)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	{
+		// The agent stops itself for 8 s through a child it spawns.
+		auto agent = qmp::GuestAgentClient::connect(vm_->guestAgentSocket(), std::chrono::milliseconds(20000));
+		ASSERT_TRUE(agent) << agent.error().desc;
+		Json args = Json::object();
+		args.set("path", Json::string("/bin/sh"));
+		Json argv = Json::array();
+		argv.append(Json::string("-c"));
+		argv.append(Json::string("p=$(pidof qemu-ga); kill -STOP $p; sleep 8; kill -CONT $p"));
+		args.set("arg", argv);
+		auto spawned = (*agent)->execute("guest-exec", args);
+		ASSERT_TRUE(spawned) << spawned.error().desc;
+	}
+	std::this_thread::sleep_for(std::chrono::milliseconds(500));
+
+	auto started = Clock::now();
+	CliResult r = createSnapshots({"--quiesce", "try", "--freeze-timeout", "2"});
+	double secs = std::chrono::duration<double>(Clock::now() - started).count();
+	ASSERT_EQ(r.status, 0) << r.err;
+	EXPECT_LT(secs, 2 + 8.0);
+	for (auto &[disk, snap] : byDisk(r.json()))
+		EXPECT_EQ(snap.getString("ConsistencyLevel"), "crash") << disk;
+
+	// When it wakes up it runs the queued freeze, then the queued thaw.
+	std::this_thread::sleep_for(std::chrono::seconds(9));
+	EXPECT_EQ(freezeStatus(), "thawed");
+	EXPECT_EQ(runState(), "running");
+}
+
+TEST_F(InstanceTest, SignalsAtAnyMomentLeaveTheGuestThawedAndQemuClean)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	auto residue = [&] {
+		std::string s;
+		auto nodes = vm_->control().execute("query-named-block-nodes");
+		for (size_t i = 0; nodes && i < nodes->size(); i++)
+			s += nodes->at(i).getString("node-name").value_or("") + " ";
+		auto jobs = vm_->control().execute("query-block-jobs");
+		auto exports = vm_->control().execute("query-block-exports");
+		return s + "jobs:" + std::to_string(jobs ? jobs->size() : 99) +
+		       " exports:" + std::to_string(exports ? exports->size() : 99);
+	};
+	std::string clean = residue();
+	int interrupted = 0;
+	// From before the freeze to past the transfer (a set of these disks
+	// takes about 300 ms), in steps finer than the freeze window.
+	for (int ms = 0; ms <= 600; ms += 20) {
+		int sig = ms % 40 == 0 ? SIGTERM : SIGINT;
+		std::vector<std::string> args{"--store", storeDir_, "--key-file", keyFile_, "create-snapshots",
+					      "--qmp-socket", vm_->qmpSocket(), "--qga-socket", vm_->guestAgentSocket(),
+					      "--quiesce", "try"};
+		CliResult r = runVirtsnap(args, {}, sig, ms);
+		// A signal that lands before the handlers are installed kills the
+		// process before it touched anything; any later one must unwind.
+		if (r.status == 1) {
+			interrupted++;
+			EXPECT_NE(r.err.find("interrupted"), std::string::npos) << ms << " ms: " << r.err;
+		} else if (r.status != 0) {
+			EXPECT_EQ(r.status, 128 + sig) << ms << " ms: " << r.err;
+			EXPECT_TRUE(r.out.empty()) << ms << " ms";
+		}
+		EXPECT_EQ(freezeStatus(), "thawed") << "after a signal at " << ms << " ms";
+		EXPECT_EQ(residue(), clean) << "after a signal at " << ms << " ms";
+		// Only completed snapshots' bitmaps remain: one per disk at most.
+		EXPECT_LE(allBitmaps().size(), 3u) << ms << " ms";
+	}
+	EXPECT_GE(interrupted, 5) << "too few runs were interrupted mid-way: the test proved little";
+	EXPECT_EQ(runState(), "running");
+}
+
+TEST_F(InstanceTest, ExclusionsChooseTheDisks)
+{
+	ASSERT_NO_FATAL_FAILURE(boot("", 2, false)); // vdc carries bootindex 0: it is the boot volume
+	CliResult noBoot = createSnapshots({"--quiesce", "off", "--exclude-boot-volume"});
+	ASSERT_EQ(noBoot.status, 0) << noBoot.err;
+	auto set = byDisk(noBoot.json());
+	EXPECT_EQ(set.size(), 2u);
+	EXPECT_TRUE(set.count("vda") && set.count("vdb") && !set.count("vdc")) << noBoot.out;
+
+	CliResult noVdb = createSnapshots({"--quiesce", "off", "--exclude-disk", "vdb"});
+	ASSERT_EQ(noVdb.status, 0) << noVdb.err;
+	set = byDisk(noVdb.json());
+	EXPECT_TRUE(set.size() == 2 && set.count("vda") && set.count("vdc")) << noVdb.out;
+
+	CliResult none = createSnapshots(
+		{"--quiesce", "off", "--exclude-disk", "vda", "--exclude-disk", "vdb", "--exclude-boot-volume"});
+	EXPECT_EQ(none.status, 1);
+	EXPECT_NE(none.err.find("InvalidParameterValue"), std::string::npos) << none.err;
+
+	CliResult unknown = createSnapshots({"--quiesce", "off", "--exclude-disk", "vdq"});
+	EXPECT_EQ(unknown.status, 1);
+	EXPECT_NE(unknown.err.find("vdq"), std::string::npos) << unknown.err;
+}
+
+TEST_F(InstanceTest, ADiskThatFailsFailsTheWholeSetAndLeavesNoBitmaps)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	// Another tool's job holds vdc: the transaction cannot start a backup
+	// on it, so the set cannot take its point in time.
+	Json target = Json::object();
+	target.set("driver", Json::string("null-co"));
+	target.set("node-name", Json::string("busy-target"));
+	target.set("size", Json::integer(64 << 20));
+	ASSERT_TRUE(vm_->control().execute("blockdev-add", target));
+	Json job = Json::object();
+	job.set("device", Json::string("fmt-vdc"));
+	job.set("target", Json::string("busy-target"));
+	job.set("sync", Json::string("full"));
+	job.set("speed", Json::integer(1));
+	job.set("job-id", Json::string("busy-job"));
+	ASSERT_TRUE(vm_->control().execute("blockdev-backup", job));
+
+	CliResult r = createSnapshots({"--quiesce", "try"});
+	EXPECT_EQ(r.status, 1);
+	auto set = byDisk(r.json());
+	ASSERT_EQ(set.size(), 3u) << r.out;
+	for (auto &[disk, snap] : set) {
+		EXPECT_EQ(snap.getString("State"), "error") << disk;
+		EXPECT_NE(snap.getString("StateMessage").value_or("").find("disk vdc"), std::string::npos)
+			<< snap.getString("StateMessage").value_or("");
+	}
+	EXPECT_EQ(allBitmaps(), std::set<std::string>{});
+	EXPECT_EQ(cli({"describe-snapshots"}).json().get("Snapshots").size(), 0u);
+	EXPECT_EQ(freezeStatus(), "thawed");
+}
+
+TEST_F(InstanceTest, CopyTagsFromSourceAndHibernation)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	CliResult first = createSnapshots({"--quiesce", "off"});
+	ASSERT_EQ(first.status, 0) << first.err;
+	std::string vdbVolume = byDisk(first.json())["vdb"].getString("VolumeId").value_or("");
+	CliResult tagged = cli({"create-tags", "--resource", vdbVolume, "--tag", "team=db"});
+	ASSERT_EQ(tagged.status, 0) << tagged.err;
+
+	CliResult second = createSnapshots({"--quiesce", "off", "--copy-tags-from-source", "--tag", "run=2"});
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto set = byDisk(second.json());
+	auto tagsOf = [](const Json &snap) {
+		std::set<std::string> tags;
+		Json t = snap.get("Tags");
+		for (size_t i = 0; i < t.size(); i++)
+			tags.insert(t.at(i).getString("Key").value_or("") + "=" + t.at(i).getString("Value").value_or(""));
+		return tags;
+	};
+	EXPECT_EQ(tagsOf(set["vdb"]), (std::set<std::string>{"run=2", "team=db"}));
+	EXPECT_EQ(tagsOf(set["vda"]), (std::set<std::string>{"run=2"}));
+
+	std::string vdbSnapshot = set["vdb"].getString("SnapshotId").value_or("");
+	ASSERT_EQ(cli({"delete-tags", "--resource", vdbSnapshot, "--tag", "team"}).status, 0);
+	CliResult described = cli({"describe-snapshots", "--snapshot-id", vdbSnapshot});
+	EXPECT_EQ(tagsOf(described.json().get("Snapshots").at(0)), (std::set<std::string>{"run=2"}));
+	ASSERT_EQ(cli({"delete-tags", "--resource", vdbVolume, "--tag", "team=db"}).status, 0);
+	CliResult third = createSnapshots({"--quiesce", "off", "--copy-tags-from-source"});
+	EXPECT_EQ(tagsOf(byDisk(third.json())["vdb"]), (std::set<std::string>{}));
+	CliResult badResource = cli({"create-tags", "--resource", "i-123", "--tag", "a=b"});
+	EXPECT_EQ(badResource.status, 1);
+	EXPECT_NE(badResource.err.find("InvalidParameterValue"), std::string::npos) << badResource.err;
+
+	CliResult hib = cli({"register-instance", "--qmp-socket", vm_->qmpSocket(), "--hibernation-enabled", "true"});
+	ASSERT_EQ(hib.status, 0) << hib.err;
+	CliResult refused = createSnapshots({"--quiesce", "off"});
+	EXPECT_EQ(refused.status, 1);
+	EXPECT_NE(refused.err.find("hibernation"), std::string::npos) << refused.err;
+	ASSERT_EQ(cli({"register-instance", "--qmp-socket", vm_->qmpSocket(), "--hibernation-enabled", "false"}).status,
+		  0);
+	EXPECT_EQ(createSnapshots({"--quiesce", "off"}).status, 0);
+}
+
+} // namespace
+} // namespace virtsnap::test
