@@ -62,10 +62,14 @@ Result<std::filesystem::path> makeWorkDir()
 {
 	// Short, private, and where QEMU can create its NBD socket: unix
 	// socket paths are limited to 108 bytes, store paths are not.
-	char path[] = "/tmp/virtsnap-XXXXXX";
-	if (!::mkdtemp(path))
-		return failErrno("create a work directory in /tmp", errno);
-	return std::filesystem::path(path);
+	const char *tmp = std::getenv("TMPDIR");
+	std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/virtsnap-XXXXXX";
+	if (pattern.size() > 80)
+		return fail(errc::kInvalidParameterValue,
+			    "TMPDIR is too long for the NBD socket path (unix sockets take 108 bytes)");
+	if (!::mkdtemp(pattern.data()))
+		return failErrno("create a work directory in " + pattern.substr(0, pattern.rfind('/')), errno);
+	return std::filesystem::path(pattern);
 }
 
 struct WorkDir {

@@ -123,10 +123,18 @@ protected:
 		return false;
 	}
 
+	// Captures make their work directories under $TMPDIR: this test's own.
+	std::string workRoot()
+	{
+		std::string dir = tmp_.file("tmp");
+		fs::create_directories(dir);
+		return dir;
+	}
+
 	CliResult cli(std::vector<std::string> args)
 	{
 		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile_});
-		return runVirtsnap(args);
+		return runVirtsnap(args, {"TMPDIR=" + workRoot()});
 	}
 
 	CliResult createSnapshots(std::vector<std::string> extra)
@@ -361,7 +369,7 @@ TEST_F(InstanceTest, SignalsAtAnyMomentLeaveTheGuestThawedAndQemuClean)
 		std::vector<std::string> args{"--store", storeDir_, "--key-file", keyFile_, "create-snapshots",
 					      "--qmp-socket", vm_->qmpSocket(), "--qga-socket", vm_->guestAgentSocket(),
 					      "--quiesce", "try"};
-		CliResult r = runVirtsnap(args, {}, sig, ms);
+		CliResult r = runVirtsnap(args, {"TMPDIR=" + workRoot()}, sig, ms);
 		// A signal that lands before the handlers are installed kills the
 		// process before it touched anything; any later one must unwind.
 		if (r.status == 1) {
@@ -373,6 +381,7 @@ TEST_F(InstanceTest, SignalsAtAnyMomentLeaveTheGuestThawedAndQemuClean)
 		}
 		EXPECT_EQ(freezeStatus(), "thawed") << "after a signal at " << ms << " ms";
 		EXPECT_EQ(residue(), clean) << "after a signal at " << ms << " ms";
+		EXPECT_TRUE(fs::is_empty(workRoot())) << "work directory left after a signal at " << ms << " ms";
 		// Only completed snapshots' bitmaps remain: one per disk at most.
 		EXPECT_LE(allBitmaps().size(), 3u) << ms << " ms";
 	}

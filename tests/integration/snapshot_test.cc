@@ -80,7 +80,7 @@ protected:
 	CliResult cli(std::vector<std::string> args, const std::string &keyFile = "")
 	{
 		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile.empty() ? keyFile_ : keyFile});
-		return runVirtsnap(args);
+		return runVirtsnap(args, {"TMPDIR=" + workRoot()});
 	}
 
 	Json snapshot(const std::vector<std::string> &extra = {})
@@ -165,10 +165,18 @@ protected:
 		return files;
 	}
 
-	static std::set<std::string> workDirs()
+	// Captures make their work directories under $TMPDIR: this test's own.
+	std::string workRoot()
+	{
+		std::string dir = tmp_.file("tmp");
+		fs::create_directories(dir);
+		return dir;
+	}
+
+	std::set<std::string> workDirs()
 	{
 		std::set<std::string> dirs;
-		for (auto &e : fs::directory_iterator("/tmp"))
+		for (auto &e : fs::directory_iterator(workRoot()))
 			if (e.path().filename().string().rfind("virtsnap-", 0) == 0)
 				dirs.insert(e.path().string());
 		return dirs;
