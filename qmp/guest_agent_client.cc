@@ -5,6 +5,7 @@
 #include <random>
 
 #include "qmp/json_stream.h"
+#include "qmp/messages.h"
 #include "qmp/unix_socket.h"
 
 namespace qmp {
@@ -17,18 +18,7 @@ using Clock = std::chrono::steady_clock;
 // guest-sync-delimited so the reply can be found in a stream of junk.
 constexpr char kDelimiter = '\xff';
 
-std::string ms(std::chrono::milliseconds d)
-{
-	return std::to_string(d.count()) + " ms";
-}
 
-std::string excerpt(const Json &message)
-{
-	std::string text = message.dump();
-	if (text.size() > 200)
-		text = text.substr(0, 200) + "...";
-	return text;
-}
 
 int64_t randomSyncId()
 {

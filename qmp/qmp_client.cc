@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "qmp/json_stream.h"
+#include "qmp/messages.h"
 #include "qmp/unix_socket.h"
 
 namespace qmp {
@@ -11,19 +12,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string ms(std::chrono::milliseconds d)
-{
-	return std::to_string(d.count()) + " ms";
-}
 
-// Keeps error descs to one readable line when they quote a message.
-std::string excerpt(const Json &message)
-{
-	std::string text = message.dump();
-	if (text.size() > 200)
-		text = text.substr(0, 200) + "...";
-	return text;
-}
 
 } // namespace
 

@@ -164,6 +164,17 @@ Result<void> reportOutcomes(const std::vector<engine::SnapshotOutcome> &outcomes
 	return {};
 }
 
+Result<void> runSet(const engine::SnapshotSetRequest &req, bool single)
+{
+	auto s = openStore();
+	if (!s)
+		return std::unexpected(s.error());
+	auto outcomes = engine::createSnapshots(**s, req);
+	if (!outcomes)
+		return std::unexpected(outcomes.error());
+	return reportOutcomes(*outcomes, single);
+}
+
 Result<void> cmdCreateSnapshot(const Arguments &args)
 {
 	auto req = setRequest(args);
@@ -174,13 +185,7 @@ Result<void> cmdCreateSnapshot(const Arguments &args)
 		return std::unexpected(disk.error());
 	req->disks = {*disk};
 	req->progress = terminalProgress("snapshot of " + *disk);
-	auto s = openStore();
-	if (!s)
-		return std::unexpected(s.error());
-	auto outcomes = engine::createSnapshots(**s, *req);
-	if (!outcomes)
-		return std::unexpected(outcomes.error());
-	return reportOutcomes(*outcomes, true);
+	return runSet(*req, true);
 }
 
 Result<void> cmdCreateSnapshots(const Arguments &args)
@@ -192,13 +197,7 @@ Result<void> cmdCreateSnapshots(const Arguments &args)
 	req->excludeBootVolume = args.has("exclude-boot-volume");
 	req->copyTagsFromSource = args.has("copy-tags-from-source");
 	req->progress = terminalProgress("snapshot set");
-	auto s = openStore();
-	if (!s)
-		return std::unexpected(s.error());
-	auto outcomes = engine::createSnapshots(**s, *req);
-	if (!outcomes)
-		return std::unexpected(outcomes.error());
-	return reportOutcomes(*outcomes, false);
+	return runSet(*req, false);
 }
 
 Result<void> changeTags(const Arguments &args, bool create)

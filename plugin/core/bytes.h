@@ -13,6 +13,8 @@ namespace virtsnap {
 using Bytes = std::vector<uint8_t>;
 
 std::string toHex(std::span<const uint8_t> data);
+// True when every byte is zero (such chunks are never stored).
+bool isAllZero(std::span<const uint8_t> data);
 // nullopt unless `hex` is an even number of [0-9a-f] digits.
 std::optional<Bytes> fromHex(std::string_view hex);
 

@@ -26,16 +26,6 @@ struct Run {
 	Bytes data;
 };
 
-bool allZero(std::span<const uint8_t> data)
-{
-	// Compare the buffer with itself shifted by one word: zero iff the
-	// first word is zero and every word equals the next.
-	if (data.size() < 16)
-		return std::all_of(data.begin(), data.end(), [](uint8_t b) { return b == 0; });
-	uint64_t first;
-	std::memcpy(&first, data.data(), 8);
-	return first == 0 && std::memcmp(data.data(), data.data() + 8, data.size() - 8) == 0;
-}
 
 class RunQueue
 {
@@ -156,7 +146,7 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 					uint64_t slot = run->firstSlot + i;
 					std::span<const uint8_t> data(run->data.data() + pos, index.slotLength(slot));
 					pos += data.size();
-					if (allZero(data)) {
+					if (isAllZero(data)) {
 						index.set(slot, store::kZeroChunk);
 						zeroChunks++;
 						continue;

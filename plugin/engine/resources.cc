@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <functional>
+
 #include "core/ids.h"
 #include "qmp/json.h"
 
@@ -147,42 +149,39 @@ Result<void> saveInstance(store::Store &store, const InstanceRecord &r)
 	return store.putRecord("instances", r.instanceId, j.dump());
 }
 
-Result<void> createTags(store::Store &store, const std::string &resourceId, const store::Tags &tags)
+namespace {
+
+// Applies `change` to the tags of a snap- or vol- id and stores the result.
+Result<void> editTags(store::Store &store, const std::string &resourceId,
+		      const std::function<void(store::Tags &)> &change)
 {
 	if (isSnapshotId(resourceId)) {
 		auto m = store.getManifest(resourceId);
 		if (!m)
 			return std::unexpected(m.error());
-		mergeTags(m->tags, tags);
+		change(m->tags);
 		return store.putManifest(*m, true);
 	}
 	if (isVolumeId(resourceId)) {
 		auto v = requireVolume(store, resourceId);
 		if (!v)
 			return std::unexpected(v.error());
-		mergeTags(v->tags, tags);
+		change(v->tags);
 		return saveVolume(store, *v);
 	}
 	return fail(errc::kInvalidParameterValue, "'" + resourceId + "' is neither a snap- nor a vol- id");
 }
 
+} // namespace
+
+Result<void> createTags(store::Store &store, const std::string &resourceId, const store::Tags &tags)
+{
+	return editTags(store, resourceId, [&](store::Tags &t) { mergeTags(t, tags); });
+}
+
 Result<void> deleteTags(store::Store &store, const std::string &resourceId, const store::Tags &tags)
 {
-	if (isSnapshotId(resourceId)) {
-		auto m = store.getManifest(resourceId);
-		if (!m)
-			return std::unexpected(m.error());
-		removeTags(m->tags, tags);
-		return store.putManifest(*m, true);
-	}
-	if (isVolumeId(resourceId)) {
-		auto v = requireVolume(store, resourceId);
-		if (!v)
-			return std::unexpected(v.error());
-		removeTags(v->tags, tags);
-		return saveVolume(store, *v);
-	}
-	return fail(errc::kInvalidParameterValue, "'" + resourceId + "' is neither a snap- nor a vol- id");
+	return editTags(store, resourceId, [&](store::Tags &t) { removeTags(t, tags); });
 }
 
 Result<store::Tags> parseTags(const std::vector<std::string> &specs, bool valuesOptional)

@@ -227,15 +227,6 @@ void fillText(Rng &rng, std::span<uint8_t> out)
 	}
 }
 
-bool allZero(std::span<const uint8_t> data)
-{
-	// The buffer compared with itself shifted by a word, as the engine does.
-	if (data.size() < 16)
-		return std::all_of(data.begin(), data.end(), [](uint8_t b) { return b == 0; });
-	uint64_t first;
-	std::memcpy(&first, data.data(), 8);
-	return first == 0 && std::memcmp(data.data(), data.data() + 8, data.size() - 8) == 0;
-}
 
 struct Disk {
 	Bytes image;
@@ -469,7 +460,7 @@ Result<SnapshotStats> takeSnapshot(store::Store &store, std::span<const uint8_t>
 					std::span<const uint8_t> data(image.data() + slot * index.chunkSize(),
 								      index.slotLength(slot));
 					read += data.size();
-					if (allZero(data)) {
+					if (isAllZero(data)) {
 						index.set(slot, store::kZeroChunk);
 						zero++;
 						continue;

@@ -37,10 +37,12 @@ protected:
 		keyFile_ = tmp_.file("keys/store.key");
 		reference_ = tmp_.file("reference.raw");
 		makeReference();
-		startQemu("qcow2");
+		startQemu(diskFormat());
 		CliResult init = cli({"init"});
 		ASSERT_EQ(init.status, 0) << init.err;
 	}
+
+	virtual std::string diskFormat() const { return "qcow2"; }
 
 	// 16 MiB random, 16 MiB repetitive text, 32 MiB never written.
 	void makeReference()
@@ -443,16 +445,7 @@ TEST_F(SnapshotTest, BitmapSurvivesACleanRestartAndACrashMakesItInconsistent)
 class RawSnapshotTest : public SnapshotTest
 {
 protected:
-	void SetUp() override
-	{
-		REQUIRE_QEMU();
-		storeDir_ = tmp_.file("store");
-		keyFile_ = tmp_.file("keys/store.key");
-		reference_ = tmp_.file("reference.raw");
-		makeReference();
-		startQemu("raw");
-		ASSERT_EQ(cli({"init"}).status, 0);
-	}
+	std::string diskFormat() const override { return "raw"; }
 };
 
 TEST_F(RawSnapshotTest, RawDisksAreIncrementalWithinOneQemuRun)
