@@ -84,7 +84,8 @@ void markSlots(std::vector<bool> &slots, uint32_t chunkSize, uint64_t offset, ui
 } // namespace
 
 Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &store, store::ChunkWriter &writer,
-			   store::SnapshotIndex &index, const ProgressFn &progress)
+			   store::SnapshotIndex &index, const ProgressFn &progress,
+			   const std::function<bool()> &cancelled)
 {
 	const std::string allocation = "base:allocation";
 	std::vector<std::string> contexts{allocation};
@@ -171,9 +172,10 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 			s++;
 			continue;
 		}
-		if (cancelRequested()) {
-			setError(Error{errc::kIncorrectState,
-				       "interrupted by signal " + std::to_string(cancelSignal())});
+		if (cancelRequested() || (cancelled && cancelled())) {
+			setError(Error{errc::kIncorrectState, cancelRequested() ? "interrupted by signal " +
+											 std::to_string(cancelSignal())
+										: "interrupted"});
 			break;
 		}
 		uint64_t first = s, bytes = 0;

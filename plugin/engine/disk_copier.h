@@ -18,7 +18,10 @@ struct CopyStats {
 
 // Updates `index` in place: every slot the export marks dirty (or every
 // slot, without a dirty bitmap) gets the id of its current content.
+// `cancelled` (may be empty) is polled between reads, besides the process's
+// own SIGINT/SIGTERM flag.
 Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &store, store::ChunkWriter &writer,
-			   store::SnapshotIndex &index, const ProgressFn &progress);
+			   store::SnapshotIndex &index, const ProgressFn &progress,
+			   const std::function<bool()> &cancelled = {});
 
 } // namespace virtsnap::engine

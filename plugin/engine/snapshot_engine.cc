@@ -143,14 +143,155 @@ struct Member {
 	std::optional<store::SnapshotIndex> index;
 };
 
+std::vector<SnapshotOutcome> outcomesOf(std::vector<Member> &members, const std::string &state,
+					const std::string &message)
+{
+	std::vector<SnapshotOutcome> out;
+	for (Member &m : members)
+		out.push_back({m.manifest, state, message});
+	return out;
+}
+
+// A set that failed at its point in time: nothing to move, every snapshot
+// is already "error".
+class FailedJob : public SnapshotJob
+{
+public:
+	explicit FailedJob(std::vector<SnapshotOutcome> outcomes) : outcomes_(std::move(outcomes)) {}
+	std::vector<SnapshotOutcome> pending() const override { return outcomes_; }
+	std::string cleanupRecord() const override { return "{}"; }
+	std::vector<SnapshotOutcome> run(const ProgressFn &, const std::function<bool()> &) override
+	{
+		return outcomes_;
+	}
+
+private:
+	std::vector<SnapshotOutcome> outcomes_;
+};
+
+class SetJob : public SnapshotJob
+{
+public:
+	SetJob(store::Store &store, std::vector<Member> members, std::vector<std::vector<store::Manifest>> history,
+	       std::unique_ptr<hypervisor::Capture> capture, std::unique_ptr<WorkDir> workDir,
+	       std::function<void(const std::string &)> warn)
+		: store_(store), members_(std::move(members)), history_(std::move(history)),
+		  capture_(std::move(capture)), workDir_(std::move(workDir)), warn_(std::move(warn))
+	{
+	}
+
+	~SetJob() override
+	{
+		// The capture goes before its scratch directory.
+		capture_.reset();
+	}
+
+	std::vector<SnapshotOutcome> pending() const override
+	{
+		std::vector<SnapshotOutcome> out;
+		for (const Member &m : members_)
+			out.push_back({m.manifest, "pending", ""});
+		return out;
+	}
+
+	std::string cleanupRecord() const override { return capture_->cleanupRecord(); }
+
+	std::vector<SnapshotOutcome> run(const ProgressFn &progress, const std::function<bool()> &cancelled) override
+	{
+		auto outcomes = transfer(progress, cancelled);
+		// Whatever happened, QEMU gets its resources back now.
+		capture_.reset();
+		return outcomes;
+	}
+
+private:
+	std::vector<SnapshotOutcome> transfer(const ProgressFn &progress, const std::function<bool()> &cancelled)
+	{
+		auto failed = [&](const std::string &why) { return outcomesOf(members_, "error", why); };
+		auto interrupted = [&] { return cancelRequested() || (cancelled && cancelled()); };
+		auto codec = store_.newCodec();
+
+		// Progress over the whole set: each disk reports within its size.
+		std::atomic<uint64_t> base{0};
+		uint64_t grandTotal = 0;
+		for (const Member &m : members_)
+			grandTotal += m.disk.size;
+		auto writer = store_.newWriter();
+		for (size_t i = 0; i < members_.size(); i++) {
+			Member &m = members_[i];
+			if (interrupted())
+				return failed("interrupted before " + m.disk.diskId + " was read");
+			ProgressFn diskProgress;
+			if (progress)
+				diskProgress = [&, size = m.disk.size](uint64_t done, uint64_t total) {
+					uint64_t scaled = total ? done * size / total : size;
+					progress(base.load() + scaled, grandTotal);
+				};
+			// Disks go one after the other, so the writer's counters
+			// before and after each are that snapshot's own cost.
+			uint64_t addedBefore = writer->bytesAdded();
+			uint64_t newBefore = writer->chunksNew(), reusedBefore = writer->chunksReused();
+			auto copied = copyDisk(capture_->exports()[i], store_, *writer, *m.index, diskProgress, cancelled);
+			if (!copied)
+				return failed("disk " + m.disk.diskId + ": " + copied.error().toString());
+			m.manifest.stats.chunksNew = writer->chunksNew() - newBefore;
+			m.manifest.stats.chunksReused = writer->chunksReused() - reusedBefore;
+			if (auto r = m.index->save(*writer, *codec, m.manifest); !r)
+				return failed("disk " + m.disk.diskId + ": " + r.error().toString());
+			base += m.disk.size;
+			m.manifest.stats.bytesRead = copied->bytesRead;
+			m.manifest.stats.zeroChunks = copied->zeroChunks;
+			m.manifest.stats.bytesAdded = writer->bytesAdded() - addedBefore;
+		}
+		if (auto r = writer->commit(); !r)
+			return failed(r.error().toString());
+
+		std::string completion = isoTimeNow();
+		std::vector<std::string> written;
+		for (Member &m : members_) {
+			m.manifest.completionTime = completion;
+			if (auto r = store_.putManifest(m.manifest); !r) {
+				// All or nothing: a set never stays half-written.
+				for (const std::string &id : written)
+					(void)store_.deleteManifest(id);
+				return failed("disk " + m.disk.diskId + ": " + r.error().toString());
+			}
+			written.push_back(m.manifest.snapshotId);
+		}
+
+		// Durable: only now may the parents' bitmaps go. Failing to drop
+		// one costs memory in QEMU, not correctness.
+		if (auto r = capture_->commit(); !r && warn_)
+			warn_(r.error().message);
+		return outcomesOf(members_, "completed", "");
+	}
+
+	store::Store &store_;
+	std::vector<Member> members_;
+	std::vector<std::vector<store::Manifest>> history_; // plans point into it
+	std::unique_ptr<hypervisor::Capture> capture_;
+	std::unique_ptr<WorkDir> workDir_;
+	std::function<void(const std::string &)> warn_;
+};
+
 } // namespace
 
-Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const SnapshotSetRequest &request)
+Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const SnapshotSetRequest &request)
 {
-	auto driver = hypervisor::QemuDriver::connect(request.qmpSocket);
-	if (!driver)
-		return std::unexpected(driver.error());
-	auto instance = (*driver)->instance();
+	auto workDir = makeWorkDir();
+	if (!workDir)
+		return std::unexpected(workDir.error());
+	// Not make_unique(WorkDir{...}): the temporary would remove the directory.
+	std::unique_ptr<WorkDir> work(new WorkDir{*workDir});
+
+	std::shared_ptr<hypervisor::QemuDriver> driver = request.driver;
+	if (!driver) {
+		auto connected = hypervisor::QemuDriver::connect(request.qmpSocket, work->path);
+		if (!connected)
+			return std::unexpected(connected.error());
+		driver = *connected;
+	}
+	auto instance = driver->instance();
 	if (!instance)
 		return std::unexpected(instance.error());
 	if (instance->status == "suspended")
@@ -163,7 +304,7 @@ Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const 
 		return fail(errc::kIncorrectState, "instance " + (*instanceRecord)->instanceId +
 							   " has hibernation enabled; snapshots of it are refused");
 
-	auto disks = selectDisks(**driver, request, request.qmpSocket);
+	auto disks = selectDisks(*driver, request, request.qmpSocket);
 	if (!disks)
 		return std::unexpected(disks.error());
 
@@ -195,6 +336,7 @@ Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const 
 		man.tags = request.tags;
 		man.bitmapName = man.snapshotId;
 		man.snapshotSetId = setId;
+		man.volumeSize = disk.size;
 
 		// First sight of a volume registers it; its tags may be copied.
 		auto vol = loadVolume(store, man.volumeId);
@@ -214,7 +356,6 @@ Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const 
 					man.tags.emplace_back(k, v);
 		members.push_back(std::move(m));
 	}
-	// Plans point into `history`, which must outlive them.
 	std::vector<std::vector<store::Manifest>> history(members.size());
 	for (size_t i = 0; i < members.size(); i++) {
 		Member &m = members[i];
@@ -235,11 +376,6 @@ Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const 
 			m.manifest.captureReason = m.plan.reason;
 		}
 	}
-
-	auto workDir = makeWorkDir();
-	if (!workDir)
-		return std::unexpected(workDir.error());
-	WorkDir cleanup{*workDir};
 
 	std::vector<hypervisor::CaptureRequest> requests;
 	for (const Member &m : members) {
@@ -264,22 +400,16 @@ Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const 
 	for (Member &m : members)
 		m.manifest.startTime = startTime;
 
-	// From here on the snapshots exist: any failure is an outcome.
-	auto outcomes = [&](const std::string &failure) {
-		std::vector<SnapshotOutcome> out;
-		for (Member &m : members)
-			out.push_back({m.manifest, failure.empty() ? "completed" : "error", failure});
-		return out;
-	};
-
-	auto capture = (*driver)->capture(requests, *workDir, quiescer ? &*quiescer : nullptr);
+	auto capture = driver->capture(requests, work->path, quiescer ? &*quiescer : nullptr);
 	if (!capture) {
 		// A required freeze that failed refuses the request itself.
 		bool refused = request.quiesce == hypervisor::QuiesceMode::Required && !quiescer->frozen() &&
 			       !quiescer->fallbackReason().empty();
 		if (refused)
 			return std::unexpected(capture.error());
-		return outcomes(capture.error().toString());
+		// Past the transaction, the snapshots exist: they failed.
+		return std::unique_ptr<SnapshotJob>(
+			std::make_unique<FailedJob>(outcomesOf(members, "error", capture.error().toString())));
 	}
 	for (Member &m : members) {
 		if (quiescer && quiescer->frozen()) {
@@ -292,59 +422,17 @@ Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const 
 	if (quiescer && !quiescer->frozen() && request.warn)
 		request.warn("the snapshot is crash-consistent only: " + quiescer->fallbackReason());
 
-	// Progress over the whole set: each disk reports within its own total.
-	std::atomic<uint64_t> base{0};
-	uint64_t grandTotal = 0;
-	for (const Member &m : members)
-		grandTotal += m.disk.size;
-	auto writer = store.newWriter();
-	for (size_t i = 0; i < members.size(); i++) {
-		Member &m = members[i];
-		if (cancelRequested())
-			return outcomes("interrupted by signal " + std::to_string(cancelSignal()));
-		ProgressFn progress;
-		if (request.progress)
-			progress = [&, size = m.disk.size](uint64_t done, uint64_t total) {
-				uint64_t scaled = total ? done * size / total : size;
-				request.progress(base.load() + scaled, grandTotal);
-			};
-		// Disks go one after the other, so the writer's counters before
-		// and after each are that snapshot's own cost.
-		uint64_t addedBefore = writer->bytesAdded();
-		uint64_t newBefore = writer->chunksNew(), reusedBefore = writer->chunksReused();
-		auto copied = copyDisk((*capture)->exports()[i], store, *writer, *m.index, progress);
-		if (!copied)
-			return outcomes("disk " + m.disk.diskId + ": " + copied.error().toString());
-		m.manifest.stats.chunksNew = writer->chunksNew() - newBefore;
-		m.manifest.stats.chunksReused = writer->chunksReused() - reusedBefore;
-		if (auto r = m.index->save(*writer, *codec, m.manifest); !r)
-			return outcomes("disk " + m.disk.diskId + ": " + r.error().toString());
-		base += m.disk.size;
-		m.manifest.stats.bytesRead = copied->bytesRead;
-		m.manifest.stats.zeroChunks = copied->zeroChunks;
-		m.manifest.stats.bytesAdded = writer->bytesAdded() - addedBefore;
-	}
-	if (auto r = writer->commit(); !r)
-		return outcomes(r.error().toString());
+	return std::unique_ptr<SnapshotJob>(std::make_unique<SetJob>(store, std::move(members), std::move(history),
+								     std::move(*capture), std::move(work),
+								     request.warn));
+}
 
-	std::string completion = isoTimeNow();
-	std::vector<std::string> written;
-	for (Member &m : members) {
-		m.manifest.completionTime = completion;
-		if (auto r = store.putManifest(m.manifest); !r) {
-			// All or nothing: a set never stays half-written.
-			for (const std::string &id : written)
-				(void)store.deleteManifest(id);
-			return outcomes("disk " + m.disk.diskId + ": " + r.error().toString());
-		}
-		written.push_back(m.manifest.snapshotId);
-	}
-
-	// Durable: only now may the parents' bitmaps go. Failing to drop one
-	// costs memory in QEMU, not correctness, so the snapshots stand.
-	if (auto r = (*capture)->commit(); !r && request.warn)
-		request.warn(r.error().message);
-	return outcomes("");
+Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const SnapshotSetRequest &request)
+{
+	auto job = beginSnapshots(store, request);
+	if (!job)
+		return std::unexpected(job.error());
+	return (*job)->run(request.progress, nullptr);
 }
 
 Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId)

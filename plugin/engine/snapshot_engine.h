@@ -7,10 +7,12 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "hypervisor/guest_agent_quiescer.h"
+#include "hypervisor/qemu_driver.h"
 #include "store/manifest.h"
 #include "store/store.h"
 
@@ -23,6 +25,9 @@ inline constexpr size_t kMaxSetDisks = 40;
 
 struct SnapshotSetRequest {
 	std::string qmpSocket;
+	// A driver already connected to that socket (the daemon keeps one per
+	// instance); connected here when null.
+	std::shared_ptr<hypervisor::QemuDriver> driver;
 	std::string qgaSocket;                 // "" = no guest agent
 	std::vector<std::string> disks;        // the disks; empty = every disk of the instance
 	std::vector<std::string> excludeDisks;
@@ -39,15 +44,37 @@ struct SnapshotSetRequest {
 
 struct SnapshotOutcome {
 	store::Manifest manifest;   // complete when state is "completed"
-	std::string state;          // "completed" | "error"
+	std::string state;          // "pending" | "completed" | "error"
 	std::string stateMessage;
+};
+
+// A set whose point in time is fixed and whose data has not moved yet.
+// Destroyed without run(), it tears the capture down and drops the new
+// bitmaps, like any failure.
+class SnapshotJob
+{
+public:
+	virtual ~SnapshotJob() = default;
+	// The snapshots, "pending", with ids, volumes, start time and
+	// consistency already known.
+	virtual std::vector<SnapshotOutcome> pending() const = 0;
+	// What a later process must remove if this one dies before run()
+	// returns (the driver's cleanup record, JSON).
+	virtual std::string cleanupRecord() const = 0;
+	// Moves the data and commits. If any disk fails, every snapshot of the
+	// set is "error", no manifest of the set stays, and no new bitmap is
+	// left. `cancelled` is polled between steps.
+	virtual std::vector<SnapshotOutcome> run(const ProgressFn &progress,
+						 const std::function<bool()> &cancelled) = 0;
 };
 
 // Errors before any snapshot exists (no instance, unknown disk, nothing
 // left after exclusions, a hibernated instance, a required freeze that
-// failed) come back as an Error and change nothing. Once the point in time
-// is taken, every disk gets an outcome, and if any disk failed, all of them
-// are "error", no manifest of the set stays, and no new bitmap is left.
+// failed) come back as an Error and change nothing. A failure after the
+// transaction comes back as a job whose pending() are all "error".
+Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const SnapshotSetRequest &request);
+
+// begin + run, in this process.
 Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const SnapshotSetRequest &request);
 
 Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId);

@@ -85,6 +85,10 @@ public:
 	virtual const std::vector<DiskExport> &exports() const = 0;
 	// The snapshots are durable: drop the parents' bitmaps, keep the new.
 	virtual Result<void> commit() = 0;
+	// What to remove if this process dies before the capture ends, in a
+	// form the same driver reads back (an opaque JSON text): written to
+	// the job record before any data moves.
+	virtual std::string cleanupRecord() const = 0;
 };
 
 } // namespace virtsnap::hypervisor

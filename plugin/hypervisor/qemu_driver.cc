@@ -44,16 +44,72 @@ Json action(const char *type, Json data)
 	return a;
 }
 
-class QemuCapture : public Capture
+// The QEMU objects of one disk of a capture; names derive from the snapshot
+// id so concurrent captures never collide, and stay within QEMU's 31
+// character limit on node names.
+struct DiskNames {
+	std::string diskId, formatNode, scratchNode, jobId, exportId, exportBitmap, newBitmap;
+	fs::path scratchFile;
+};
+
+void deleteExport(qmp::QmpClient &qmp, const std::string &exportId)
+{
+	Json a = args();
+	a.set("id", Json::string(exportId));
+	if (qmp.execute("block-export-del", a)) {
+		// Deletion completes asynchronously; the scratch node stays busy
+		// until it has.
+		qmp.waitEvent("BLOCK_EXPORT_DELETED",
+			      [&](const Json &data) { return data.getString("id") == exportId; }, kTeardownTimeout);
+	}
+}
+
+void cancelJobs(qmp::QmpClient &qmp, const std::vector<std::string> &jobIds)
+{
+	for (const std::string &id : jobIds) {
+		Json a = args();
+		a.set("device", Json::string(id));
+		a.set("force", Json::boolean(true));
+		qmp.execute("block-job-cancel", a);
+	}
+	auto deadline = std::chrono::steady_clock::now() + kTeardownTimeout;
+	while (std::chrono::steady_clock::now() < deadline) {
+		auto jobs = qmp.execute("query-block-jobs");
+		if (!jobs)
+			return;
+		bool present = false;
+		for (size_t i = 0; i < jobs->size(); i++)
+			for (const std::string &id : jobIds)
+				present |= jobs->at(i).getString("device") == id;
+		if (!present)
+			return;
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+	}
+}
+
+void removeBitmap(qmp::QmpClient &qmp, const std::string &node, const std::string &name)
+{
+	Json a = args();
+	a.set("node", Json::string(node));
+	a.set("name", Json::string(name));
+	qmp.execute("block-dirty-bitmap-remove", a);
+}
+
+void deleteNode(qmp::QmpClient &qmp, const std::string &node)
+{
+	Json a = args();
+	a.set("node-name", Json::string(node));
+	qmp.execute("blockdev-del", a);
+}
+
+} // namespace
+
+class QemuDriver::QemuCapture : public Capture
 {
 public:
 	struct Disk {
+		DiskNames names;
 		CaptureRequest request;
-		std::string formatNode;
-		std::string scratchNode;
-		fs::path scratchFile;
-		std::string jobId;
-		std::string exportId;
 		uint64_t size = 0;
 		bool scratchFileMade = false;
 		bool scratchNodeAdded = false;
@@ -61,13 +117,14 @@ public:
 		bool exported = false;
 	};
 
-	explicit QemuCapture(qmp::QmpClient &qmp) : qmp_(qmp) {}
+	explicit QemuCapture(std::shared_ptr<QemuDriver> driver) : driver_(std::move(driver)) {}
 	~QemuCapture() override { teardown(); }
 
 	const std::vector<DiskExport> &exports() const override { return exports_; }
 
 	Result<void> commit() override
 	{
+		std::lock_guard lock(driver_->mutex_);
 		committed_ = true;
 		Result<void> result;
 		for (const Disk &d : disks_) {
@@ -76,101 +133,85 @@ public:
 				names.push_back(d.request.parentBitmap);
 			for (const std::string &name : names) {
 				Json a = args();
-				a.set("node", Json::string(d.formatNode));
+				a.set("node", Json::string(d.names.formatNode));
 				a.set("name", Json::string(name));
-				auto r = qmp_.execute("block-dirty-bitmap-remove", a);
-				if (!r && result)
+				auto r = driver_->qmp_->execute("block-dirty-bitmap-remove", a);
+				// Another capture of the same disk may have dropped it.
+				if (!r && r.error().desc.find("not found") == std::string::npos && result)
 					result = qmpFail("remove bitmap " + name + " of " + d.request.diskId, r.error());
 			}
 		}
 		return result;
 	}
 
+	std::string cleanupRecord() const override
+	{
+		Json disks = Json::array();
+		for (const Disk &d : disks_) {
+			Json j = Json::object();
+			j.set("format_node", Json::string(d.names.formatNode));
+			j.set("scratch_node", Json::string(d.names.scratchNode));
+			j.set("scratch_file", Json::string(d.names.scratchFile.string()));
+			j.set("job_id", Json::string(d.names.jobId));
+			j.set("export_id", Json::string(d.names.exportId));
+			j.set("new_bitmap", Json::string(d.names.newBitmap));
+			disks.append(j);
+		}
+		Json record = Json::object();
+		record.set("driver", Json::string("qemu"));
+		record.set("disks", disks);
+		return record.dump();
+	}
+
 	std::vector<Disk> disks_;
 	std::vector<DiskExport> exports_;
-	fs::path nbdSocket_;
-	bool nbdStarted_ = false;
+	bool usesNbd_ = false;
 
 private:
 	void teardown()
 	{
-		for (Disk &d : disks_) {
-			if (!d.exported)
-				continue;
-			Json a = args();
-			a.set("id", Json::string(d.exportId));
-			if (qmp_.execute("block-export-del", a)) {
-				// Deletion completes asynchronously; the scratch node
-				// stays busy until it has.
-				qmp_.waitEvent("BLOCK_EXPORT_DELETED",
-					       [&](const Json &data) { return data.getString("id") == d.exportId; },
-					       kTeardownTimeout);
-			}
-		}
-		if (nbdStarted_) {
-			qmp_.execute("nbd-server-stop");
-			::unlink(nbdSocket_.c_str());
-		}
-		for (Disk &d : disks_) {
-			if (!d.transactionDone)
-				continue;
-			Json a = args();
-			a.set("device", Json::string(d.jobId));
-			a.set("force", Json::boolean(true));
-			qmp_.execute("block-job-cancel", a);
-		}
+		std::lock_guard lock(driver_->mutex_);
+		qmp::QmpClient &qmp = *driver_->qmp_;
+		for (Disk &d : disks_)
+			if (d.exported)
+				deleteExport(qmp, d.names.exportId);
+		if (usesNbd_)
+			driver_->releaseNbdLocked();
+		std::vector<std::string> jobs;
 		for (Disk &d : disks_)
 			if (d.transactionDone)
-				waitJobGone(d.jobId);
+				jobs.push_back(d.names.jobId);
+		if (!jobs.empty())
+			cancelJobs(qmp, jobs);
 		for (Disk &d : disks_) {
-			if (d.scratchNodeAdded) {
-				Json a = args();
-				a.set("node-name", Json::string(d.scratchNode));
-				qmp_.execute("blockdev-del", a);
-			}
+			if (d.scratchNodeAdded)
+				deleteNode(qmp, d.names.scratchNode);
 			if (d.scratchFileMade)
-				::unlink(d.scratchFile.c_str());
-			if (d.transactionDone && !committed_) {
-				Json a = args();
-				a.set("node", Json::string(d.formatNode));
-				a.set("name", Json::string(d.request.newBitmap));
-				qmp_.execute("block-dirty-bitmap-remove", a);
-			}
+				::unlink(d.names.scratchFile.c_str());
+			if (d.transactionDone && !committed_)
+				removeBitmap(qmp, d.names.formatNode, d.names.newBitmap);
 		}
 	}
 
-	void waitJobGone(const std::string &jobId)
-	{
-		auto deadline = std::chrono::steady_clock::now() + kTeardownTimeout;
-		while (std::chrono::steady_clock::now() < deadline) {
-			auto jobs = qmp_.execute("query-block-jobs");
-			if (!jobs)
-				return;
-			bool present = false;
-			for (size_t i = 0; i < jobs->size(); i++)
-				present |= jobs->at(i).getString("device") == jobId;
-			if (!present)
-				return;
-			std::this_thread::sleep_for(std::chrono::milliseconds(20));
-		}
-	}
-
-	qmp::QmpClient &qmp_;
+	std::shared_ptr<QemuDriver> driver_;
 	bool committed_ = false;
 };
 
-} // namespace
-
-Result<std::unique_ptr<QemuDriver>> QemuDriver::connect(const std::string &qmpSocket)
+Result<std::shared_ptr<QemuDriver>> QemuDriver::connect(const std::string &qmpSocket, const fs::path &workDir)
 {
 	auto client = qmp::QmpClient::connect(qmpSocket);
 	if (!client)
 		return fail(errc::kHypervisor, "cannot reach QEMU at " + qmpSocket + ": " + client.error().desc);
-	return std::unique_ptr<QemuDriver>(new QemuDriver(std::move(*client), qmpSocket));
+	std::shared_ptr<QemuDriver> d(new QemuDriver(std::move(*client), qmpSocket, workDir));
+	d->self_ = d;
+	return d;
 }
+
+QemuDriver::~QemuDriver() = default;
 
 Result<InstanceInfo> QemuDriver::instance()
 {
+	std::lock_guard lock(mutex_);
 	InstanceInfo info;
 	auto status = qmp_->execute("query-status");
 	if (!status)
@@ -190,6 +231,18 @@ Result<InstanceInfo> QemuDriver::instance()
 }
 
 Result<std::vector<DiskInfo>> QemuDriver::disks()
+{
+	std::lock_guard lock(mutex_);
+	return disksLocked();
+}
+
+Result<DiskInfo> QemuDriver::disk(const std::string &diskId)
+{
+	std::lock_guard lock(mutex_);
+	return diskLocked(diskId);
+}
+
+Result<std::vector<DiskInfo>> QemuDriver::disksLocked()
 {
 	auto blocks = qmp_->execute("query-block");
 	if (!blocks)
@@ -229,9 +282,9 @@ Result<std::vector<DiskInfo>> QemuDriver::disks()
 	return out;
 }
 
-Result<DiskInfo> QemuDriver::disk(const std::string &diskId)
+Result<DiskInfo> QemuDriver::diskLocked(const std::string &diskId)
 {
-	auto all = disks();
+	auto all = disksLocked();
 	if (!all)
 		return std::unexpected(all.error());
 	std::string names;
@@ -244,61 +297,116 @@ Result<DiskInfo> QemuDriver::disk(const std::string &diskId)
 						 (names.empty() ? " (it has no disks)" : " (it has: " + names + ")"));
 }
 
+Result<std::string> QemuDriver::acquireNbdLocked()
+{
+	if (workDir_.empty())
+		return fail(errc::kInternal, "this QEMU driver was connected without a work directory");
+	fs::path sock = workDir_ / "nbd.sock";
+	if (nbdUsers_ == 0) {
+		::unlink(sock.c_str());
+		Json data = Json::object();
+		data.set("path", Json::string(sock.string()));
+		Json addr = Json::object();
+		addr.set("type", Json::string("unix"));
+		addr.set("data", data);
+		Json start = args();
+		start.set("addr", addr);
+		if (auto r = qmp_->execute("nbd-server-start", start); !r)
+			return qmpFail("start the NBD server", r.error());
+	}
+	nbdUsers_++;
+	return sock.string();
+}
+
+void QemuDriver::releaseNbdLocked()
+{
+	if (--nbdUsers_ == 0) {
+		qmp_->execute("nbd-server-stop");
+		::unlink((workDir_ / "nbd.sock").c_str());
+	}
+}
+
+void QemuDriver::removeLeftovers(const std::string &cleanupRecord)
+{
+	auto record = Json::parse(cleanupRecord);
+	if (!record)
+		return;
+	std::lock_guard lock(mutex_);
+	Json disks = record->get("disks");
+	std::vector<std::string> jobs;
+	for (size_t i = 0; i < disks.size(); i++) {
+		deleteExport(*qmp_, disks.at(i).getString("export_id").value_or(""));
+		jobs.push_back(disks.at(i).getString("job_id").value_or(""));
+	}
+	// The NBD server of a dead process serves nobody now, unless a live
+	// capture of this driver uses it.
+	if (nbdUsers_ == 0) {
+		auto exports = qmp_->execute("query-block-exports");
+		if (exports && exports->size() == 0)
+			qmp_->execute("nbd-server-stop");
+	}
+	cancelJobs(*qmp_, jobs);
+	for (size_t i = 0; i < disks.size(); i++) {
+		Json d = disks.at(i);
+		deleteNode(*qmp_, d.getString("scratch_node").value_or(""));
+		std::string file = d.getString("scratch_file").value_or("");
+		if (!file.empty())
+			::unlink(file.c_str());
+		removeBitmap(*qmp_, d.getString("format_node").value_or(""), d.getString("new_bitmap").value_or(""));
+	}
+}
+
 Result<std::unique_ptr<Capture>> QemuDriver::capture(const std::vector<CaptureRequest> &requests,
-						      const fs::path &workDir, Quiescer *quiescer)
+						      const fs::path &scratchDir, Quiescer *quiescer)
 {
 	if (requests.empty())
 		return fail(errc::kInvalidParameterValue, "no disk to capture");
-	// Node names are limited to 31 characters: "vs" + the 17 digits of the
-	// first new bitmap's snapshot id + a role letter + the disk's position.
-	std::string tag = requests[0].newBitmap;
-	tag = tag.substr(tag.find('-') + 1);
-	auto cap = std::make_unique<QemuCapture>(*qmp_);
+	auto cap = std::make_unique<QemuCapture>(self_.lock());
+	std::unique_lock lock(mutex_);
 
 	// Scratch overlays come before the freeze, so the guest is frozen for
 	// the transaction only.
 	for (size_t i = 0; i < requests.size(); i++) {
-		auto info = disk(requests[i].diskId);
+		auto info = diskLocked(requests[i].diskId);
 		if (!info)
 			return std::unexpected(info.error());
+		std::string tag = "vs" + requests[i].newBitmap.substr(requests[i].newBitmap.find('-') + 1);
+		std::string n = std::to_string(i);
 		QemuCapture::Disk d;
 		d.request = requests[i];
-		d.formatNode = info->nodeName;
 		d.size = info->size;
-		std::string n = std::to_string(i);
-		d.scratchNode = "vs" + tag + "s" + n;
-		d.jobId = "vs" + tag + "j" + n;
-		d.exportId = "vs" + tag + "e" + n;
-		d.scratchFile = workDir / (d.scratchNode + ".qcow2");
+		d.names = {requests[i].diskId, info->nodeName, tag + "s" + n, tag + "j" + n, tag + "e" + n,
+			   tag + "x" + n, requests[i].newBitmap, scratchDir / (tag + "s" + n + ".qcow2")};
 		cap->disks_.push_back(d);
 		QemuCapture::Disk &disk = cap->disks_.back();
 
 		auto made = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
-					disk.scratchFile.string(), std::to_string(info->size)},
+					disk.names.scratchFile.string(), std::to_string(info->size)},
 				       errc::kHypervisor);
 		if (!made)
-			return fail(errc::kHypervisor, "cannot create the scratch file for disk " + disk.request.diskId +
-							       " in " + workDir.string() + ": " + made.error().message);
+			return fail(errc::kHypervisor, "disk " + disk.request.diskId +
+							       ": cannot create its scratch file in " +
+							       scratchDir.string() + ": " + made.error().message);
 		disk.scratchFileMade = true;
 
 		Json file = Json::object();
 		file.set("driver", Json::string("file"));
-		file.set("filename", Json::string(disk.scratchFile.string()));
+		file.set("filename", Json::string(disk.names.scratchFile.string()));
 		Json a = args();
 		a.set("driver", Json::string("qcow2"));
-		a.set("node-name", Json::string(disk.scratchNode));
+		a.set("node-name", Json::string(disk.names.scratchNode));
 		a.set("file", file);
-		a.set("backing", Json::string(disk.formatNode));
+		a.set("backing", Json::string(disk.names.formatNode));
 		if (auto r = qmp_->execute("blockdev-add", a); !r)
-			return qmpFail("add the scratch node of disk " + disk.request.diskId, r.error());
+			return qmpFail("disk " + disk.request.diskId + ": add its scratch node", r.error());
 		disk.scratchNodeAdded = true;
 	}
 
 	Json actions = Json::array();
 	for (const QemuCapture::Disk &d : cap->disks_) {
 		Json add = args();
-		add.set("node", Json::string(d.formatNode));
-		add.set("name", Json::string(d.request.newBitmap));
+		add.set("node", Json::string(d.names.formatNode));
+		add.set("name", Json::string(d.names.newBitmap));
 		add.set("persistent", Json::boolean(d.request.persistent));
 		if (d.request.granularity)
 			add.set("granularity", Json::integer(int64_t(d.request.granularity)));
@@ -307,24 +415,24 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const std::vector<CaptureRe
 			// The export bitmap is a frozen copy of the parent's at
 			// this instant: disabled, so nothing after it counts.
 			Json exp = args();
-			exp.set("node", Json::string(d.scratchNode));
-			exp.set("name", Json::string(d.scratchNode + "x"));
+			exp.set("node", Json::string(d.names.scratchNode));
+			exp.set("name", Json::string(d.names.exportBitmap));
 			exp.set("disabled", Json::boolean(true));
 			actions.append(action("block-dirty-bitmap-add", exp));
 			Json src = Json::object();
-			src.set("node", Json::string(d.formatNode));
+			src.set("node", Json::string(d.names.formatNode));
 			src.set("name", Json::string(d.request.parentBitmap));
 			Json merge = args();
-			merge.set("node", Json::string(d.scratchNode));
-			merge.set("target", Json::string(d.scratchNode + "x"));
+			merge.set("node", Json::string(d.names.scratchNode));
+			merge.set("target", Json::string(d.names.exportBitmap));
 			merge.set("bitmaps", Json::array().append(src));
 			actions.append(action("block-dirty-bitmap-merge", merge));
 		}
 		Json backup = args();
-		backup.set("device", Json::string(d.formatNode));
-		backup.set("target", Json::string(d.scratchNode));
+		backup.set("device", Json::string(d.names.formatNode));
+		backup.set("target", Json::string(d.names.scratchNode));
 		backup.set("sync", Json::string("none"));
-		backup.set("job-id", Json::string(d.jobId));
+		backup.set("job-id", Json::string(d.names.jobId));
 		actions.append(action("blockdev-backup", backup));
 	}
 
@@ -344,43 +452,35 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const std::vector<CaptureRe
 		// QEMU names the node that refused; name the disk as the user knows it.
 		std::string who;
 		for (const QemuCapture::Disk &d : cap->disks_)
-			if (done.error().desc.find("'" + d.formatNode + "'") != std::string::npos ||
-			    done.error().desc.find("'" + d.scratchNode + "'") != std::string::npos)
+			if (done.error().desc.find("'" + d.names.formatNode + "'") != std::string::npos ||
+			    done.error().desc.find("'" + d.names.scratchNode + "'") != std::string::npos)
 				who = "disk " + d.request.diskId + ": ";
 		return qmpFail(who + "the point-in-time transaction failed", done.error());
 	}
 	for (QemuCapture::Disk &d : cap->disks_)
 		d.transactionDone = true;
 
-	cap->nbdSocket_ = workDir / ("vs" + tag + ".nbd");
-	::unlink(cap->nbdSocket_.c_str());
-	Json data = Json::object();
-	data.set("path", Json::string(cap->nbdSocket_.string()));
-	Json addr = Json::object();
-	addr.set("type", Json::string("unix"));
-	addr.set("data", data);
-	Json start = args();
-	start.set("addr", addr);
-	if (auto r = qmp_->execute("nbd-server-start", start); !r)
-		return qmpFail("start the NBD server", r.error());
-	cap->nbdStarted_ = true;
-
+	auto nbd = acquireNbdLocked();
+	if (!nbd)
+		return std::unexpected(nbd.error());
+	cap->usesNbd_ = true;
 	for (QemuCapture::Disk &d : cap->disks_) {
 		Json e = args();
 		e.set("type", Json::string("nbd"));
-		e.set("id", Json::string(d.exportId));
-		e.set("node-name", Json::string(d.scratchNode));
-		e.set("name", Json::string(d.request.diskId));
+		e.set("id", Json::string(d.names.exportId));
+		e.set("node-name", Json::string(d.names.scratchNode));
+		e.set("name", Json::string(d.names.exportId));
 		e.set("writable", Json::boolean(false));
 		if (!d.request.parentBitmap.empty())
-			e.set("bitmaps", Json::array().append(Json::string(d.scratchNode + "x")));
+			e.set("bitmaps", Json::array().append(Json::string(d.names.exportBitmap)));
 		if (auto r = qmp_->execute("block-export-add", e); !r)
-			return qmpFail("export disk " + d.request.diskId, r.error());
+			return qmpFail("disk " + d.request.diskId + ": export it", r.error());
 		d.exported = true;
 		cap->exports_.push_back(DiskExport{
-			d.request.diskId, cap->nbdSocket_.string(), d.request.diskId, d.size,
-			d.request.parentBitmap.empty() ? "" : "qemu:dirty-bitmap:" + d.scratchNode + "x"});
+			d.request.diskId, *nbd, d.names.exportId, d.size,
+			d.request.parentBitmap.empty() ? "" : "qemu:dirty-bitmap:" + d.names.exportBitmap});
 	}
+	lock.unlock();
 	return std::unique_ptr<Capture>(std::move(cap));
 }
 

@@ -1,0 +1,60 @@
+// The two notices virtsnapd emits when a snapshot job ends, shaped like the
+// EventBridge events AWS EBS sends ("EBS Snapshot Notification" and "EBS
+// Multi-Volume Snapshots Completion Status"), so rules and scripts written
+// for those read ours with few changes. The `detail` field names are AWS's
+// (snapshot_id, source, startTime, endTime, event, result, cause,
+// request-id; snapshots[{snapshot_id, source, status}]). Where we differ:
+//   - top-level "source" is "virtsnap", not "aws.ec2": these events do not
+//     come from AWS, and a rule matching aws.ec2 must not fire on them;
+//   - detail ids are plain ids (snap-..., vol-...), which is what our CLI
+//     takes; AWS puts ARNs there. "resources" keeps the ARN form, as
+//     "arn:virtsnap:ec2:<region>:<account>:snapshot/<id>";
+//   - "time" carries milliseconds (ISO 8601 UTC, as isoTimeNow()).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "qmp/json.h"
+
+namespace virtsnap::events {
+
+inline constexpr const char *kEventSource = "virtsnap";
+inline constexpr const char *kSnapshotNotification = "EBS Snapshot Notification";
+inline constexpr const char *kMultiVolumeCompletion = "EBS Multi-Volume Snapshots Completion Status";
+
+// One snapshot job ended: createSnapshot, copySnapshot or shareSnapshot.
+struct SnapshotNotice {
+	std::string event;     // "createSnapshot" | "copySnapshot" | "shareSnapshot"
+	std::string result;    // "succeeded" | "failed"
+	std::string cause;     // "" on success
+	std::string snapshotId;
+	// createSnapshot: the volume id; copySnapshot: the source snapshot id;
+	// shareSnapshot: the account that shared it (AWS's meaning).
+	std::string source;
+	std::string startTime, endTime; // ISO 8601 UTC
+	std::string region = "local", account = "";
+	std::string requestId; // "request-id"; AWS sends it, often empty
+};
+
+struct SetMember {
+	std::string snapshotId, source, status; // status "completed" | "error"
+};
+
+// A multi-volume set (create-snapshots) ended: one notice lists every
+// snapshot of the set, all "completed" or (if any disk failed) all "error".
+struct MultiVolumeNotice {
+	std::string event = "createSnapshots";
+	std::string result; // "succeeded" | "failed"
+	std::string cause;
+	std::string requestId; // the set id
+	std::vector<SetMember> snapshots;
+	std::string startTime, endTime;
+	std::string region = "local", account = "";
+};
+
+// Each call gives the event a fresh random "id" (UUID form) and "time" now.
+qmp::Json toJson(const SnapshotNotice &notice);
+qmp::Json toJson(const MultiVolumeNotice &notice);
+
+} // namespace virtsnap::events
