@@ -69,11 +69,20 @@ Result<void> Statement::run()
 {
 	for (;;) {
 		auto r = step();
-		if (!r)
+		if (!r) {
+			reset();
 			return std::unexpected(r.error());
-		if (!*r)
+		}
+		if (!*r) {
+			reset();
 			return {};
+		}
 	}
+}
+
+void Statement::reset()
+{
+	sqlite3_reset(stmt_);
 }
 
 std::string Statement::text(int column) const

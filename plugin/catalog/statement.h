@@ -36,8 +36,11 @@ public:
 
 	// true: a row is available; false: done. Errors name the database file.
 	Result<bool> step();
-	// Runs a statement that returns no rows (or ignores them).
+	// Runs a statement that returns no rows (or ignores them), then
+	// resets it so that it can be bound and run again.
 	Result<void> run();
+	// Back to before the first step; bindings stay.
+	void reset();
 
 	std::string text(int column) const;
 	int64_t integer(int column) const;
