@@ -280,9 +280,6 @@ HandlerRun runHandler(const fs::path &program, std::string_view input, const Han
 
 	OutputForwarder forward(limits.outputPrefix);
 	const Clock::time_point ownDeadline = Clock::now() + limits.timeout;
-	Clock::time_point deadline = ownDeadline;
-	if (limits.cutoff)
-		deadline = std::min(deadline, limits.cutoff());
 	bool watchWake = limits.wakeFd >= 0;
 	size_t written = 0;
 	bool exited = false, termSent = false, ownTimeout = false;
@@ -290,6 +287,9 @@ HandlerRun runHandler(const fs::path &program, std::string_view input, const Han
 
 	while (!exited) {
 		Clock::time_point now = Clock::now();
+		Clock::time_point deadline = ownDeadline;
+		if (limits.cutoff)
+			deadline = std::min(deadline, limits.cutoff());
 		if (!termSent && now >= deadline) {
 			::kill(-pid, SIGTERM);
 			termSent = true;
@@ -346,11 +346,10 @@ HandlerRun runHandler(const fs::path &program, std::string_view input, const Han
 		}
 		if (outIdx >= 0 && fds[outIdx].revents && !pump(outRead.get(), forward))
 			outRead.reset();
-		if (wakeIdx >= 0 && fds[wakeIdx].revents) {
+		// The cutoff is read again at the top of the loop; the wake fd
+		// stays readable, so polling it again would spin.
+		if (wakeIdx >= 0 && fds[wakeIdx].revents)
 			watchWake = false;
-			if (limits.cutoff)
-				deadline = std::min(ownDeadline, limits.cutoff());
-		}
 		if (pidIdx >= 0 ? (fds[pidIdx].revents != 0 && hasExited(pid)) : hasExited(pid))
 			exited = true;
 	}

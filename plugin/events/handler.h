@@ -33,9 +33,9 @@ struct HandlerLimits {
 	std::chrono::milliseconds timeout{10000};
 	// ...then SIGKILL to the group when it is still there after this.
 	std::chrono::milliseconds killGrace{1000};
-	// An earlier time to stop at, read again whenever `wakeFd` becomes
-	// readable (the owner shutting down). Optional; `wakeFd` is polled,
-	// never read, and ignored once seen readable.
+	// An earlier time to stop at (the owner shutting down), read on every
+	// wake-up. `wakeFd`, if given, is polled (never read) so a change of
+	// cutoff is seen at once; it is ignored after it was once readable.
 	std::function<Clock::time_point()> cutoff;
 	int wakeFd = -1;
 	// Prefix for the handler's output lines on our stderr ("" drops them).
