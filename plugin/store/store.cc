@@ -208,6 +208,49 @@ std::optional<Store::ChunkLocation> Store::locate(const ChunkId &id) const
 	return ChunkLocation{packs_[it->second.pack], it->second.offset, it->second.length};
 }
 
+Result<void> Store::lockExclusive()
+{
+	if (::flock(lock_.get(), LOCK_EX | LOCK_NB) == 0)
+		return {};
+	int err = errno;
+	// A failed conversion has already dropped our shared lock (flock(2)):
+	// take it back, as open() did, before reporting.
+	while (::flock(lock_.get(), LOCK_SH) != 0 && errno == EINTR) {
+	}
+	if (err == EWOULDBLOCK)
+		return fail(errc::kIncorrectState,
+			    "store " + dir_.string() +
+				    " is in use by another process (if virtsnapd runs, ask it: virtsnap gc)");
+	return failErrno("lock " + (dir_ / "lock").string(), err);
+}
+
+void Store::unlockExclusive()
+{
+	while (::flock(lock_.get(), LOCK_SH) != 0 && errno == EINTR) {
+	}
+}
+
+void Store::forgetPacks(const std::vector<PackId> &packs)
+{
+	std::unordered_set<std::string> gone;
+	for (const PackId &p : packs)
+		gone.insert(toHex(p));
+	std::unique_lock lock(mutex_);
+	std::vector<bool> dropped(packs_.size());
+	bool any = false;
+	for (uint32_t i = 0; i < packs_.size(); i++) {
+		std::string name = toHex(packs_[i]);
+		// Ordinals stay: a Location elsewhere may still name one.
+		if (gone.count(name) && packNames_.erase(name)) {
+			dropped[i] = true;
+			packFds_[i].reset();
+			any = true;
+		}
+	}
+	if (any)
+		std::erase_if(chunks_, [&](const auto &entry) { return dropped[entry.second.pack]; });
+}
+
 Result<int> Store::packFd(uint32_t pack)
 {
 	std::unique_lock lock(mutex_);

@@ -77,6 +77,17 @@ public:
 	};
 	std::optional<ChunkLocation> locate(const ChunkId &id) const;
 
+	// For gc (gc.h). Trades this instance's shared lock for an exclusive
+	// one without waiting (flock converts the lock of our own open file
+	// description, so our shared lock is no obstacle); IncorrectState
+	// while any other Store, in this process or another, has the store
+	// open. unlockExclusive() trades it back.
+	Result<void> lockExclusive();
+	void unlockExclusive();
+	// After gc deleted packs: drops their chunks from the map and closes
+	// their files, so no lookup or dedup ever points at them again.
+	void forgetPacks(const std::vector<PackId> &packs);
+
 private:
 	friend class ChunkWriter;
 	struct Location {

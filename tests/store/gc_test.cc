@@ -1,0 +1,634 @@
+// collectGarbage against FORMAT.md ("Garbage collection"): it removes what
+// no manifest needs and nothing else, spares files younger than the grace
+// period, rewrites sparse packs without changing a byte of what they keep,
+// refuses to run beside another user of the store, and a dry run changes
+// nothing. Ages are set with utimensat, never waited for.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <chrono>
+
+#include "core/ids.h"
+#include "store/gc.h"
+#include "store/snapshot_index.h"
+#include "store_test_util.h"
+
+namespace virtsnap::store::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint32_t kChunk = 4096;
+constexpr size_t kSlots = 16;
+
+// Moves a file's mtime `age` into the past.
+void age(const fs::path &path, std::chrono::seconds by)
+{
+	struct timespec ts[2];
+	::clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= by.count();
+	ts[1] = ts[0];
+	ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW), 0) << path << ": " << std::strerror(errno);
+}
+
+void ageTree(const fs::path &dir, std::chrono::seconds by)
+{
+	for (const auto &entry : fs::recursive_directory_iterator(dir))
+		if (entry.is_regular_file())
+			age(entry.path(), by);
+}
+
+fs::path indexOf(const fs::path &pack)
+{
+	fs::path idx = pack;
+	return idx.replace_extension(".idx");
+}
+
+// `n` distinct chunks of random bytes, from `seed` on.
+std::vector<Bytes> chunks(size_t n, uint64_t seed)
+{
+	std::vector<Bytes> out;
+	for (size_t i = 0; i < n; i++)
+		out.push_back(randomData(kChunk, seed + i));
+	return out;
+}
+
+Bytes concat(const std::vector<std::vector<Bytes>> &parts)
+{
+	Bytes out;
+	for (const auto &part : parts)
+		for (const Bytes &b : part)
+			out.insert(out.end(), b.begin(), b.end());
+	return out;
+}
+
+class GcTest : public StoreDirTest
+{
+protected:
+	void SetUp() override
+	{
+		StoreDirTest::SetUp();
+		if (HasFatalFailure())
+			return;
+		store_ = initAndOpen(kChunk);
+		ASSERT_TRUE(store_);
+		codec_ = store_->newCodec();
+		shared_ = chunks(kSlots, 1000);
+		onlyA_ = chunks(kSlots, 2000);
+		onlyB_ = chunks(kSlots, 3000);
+		diskA_ = concat({shared_, onlyA_});
+		diskB_ = concat({shared_, onlyB_});
+	}
+
+	// Puts `data` as chunks through one writer: one new pack.
+	std::vector<ChunkId> putChunks(const std::vector<Bytes> &data)
+	{
+		auto writer = store_->newWriter();
+		std::vector<ChunkId> ids;
+		for (const Bytes &d : data) {
+			auto id = writer->put(*codec_, d, ChunkType::Data);
+			EXPECT_TRUE(id) << describe(id);
+			ids.push_back(id.value_or(ChunkId{}));
+		}
+		auto c = writer->commit();
+		EXPECT_TRUE(c) << describe(c);
+		return ids;
+	}
+
+	// Stores `disk` as snapshot `id` through its own writer, so its new
+	// chunks and its index pages land in a pack of their own.
+	void snapshot(const std::string &id, const Bytes &disk)
+	{
+		auto writer = store_->newWriter();
+		SnapshotIndex index(disk.size(), kChunk);
+		for (uint64_t s = 0; s < index.slots(); s++) {
+			std::span<const uint8_t> slot(disk.data() + s * kChunk, index.slotLength(s));
+			if (isAllZero(slot))
+				continue;
+			auto c = writer->put(*codec_, slot, ChunkType::Data);
+			ASSERT_TRUE(c) << describe(c);
+			index.set(s, *c);
+		}
+		Manifest m;
+		m.snapshotId = id;
+		m.volumeId = volumeIdFor("name:vm", "vda");
+		m.startTime = isoTimeNow();
+		auto saved = index.save(*writer, *codec_, m);
+		ASSERT_TRUE(saved) << describe(saved);
+		auto committed = writer->commit();
+		ASSERT_TRUE(committed) << describe(committed);
+		auto put = store_->putManifest(m);
+		ASSERT_TRUE(put) << describe(put);
+	}
+
+	// Reads every slot of `id` through `store` (chunk by chunk, the way a
+	// restore does) and compares with `disk`.
+	void expectRestores(Store &store, const std::string &id, const Bytes &disk)
+	{
+		auto codec = store.newCodec();
+		auto m = store.getManifest(id);
+		ASSERT_TRUE(m) << describe(m);
+		auto index = SnapshotIndex::load(store, *codec, *m);
+		ASSERT_TRUE(index) << describe(index);
+		ASSERT_EQ(index->volumeSize(), disk.size());
+		Bytes out(disk.size());
+		for (uint64_t s = 0; s < index->slots(); s++) {
+			if (isZeroId(index->at(s)))
+				continue;
+			auto data = store.readChunk(*codec, index->at(s));
+			ASSERT_TRUE(data) << "slot " << s << ": " << describe(data);
+			ASSERT_EQ(data->size(), index->slotLength(s)) << "slot " << s;
+			std::memcpy(out.data() + s * kChunk, data->data(), data->size());
+		}
+		EXPECT_TRUE(out == disk) << id << " does not restore to its data";
+	}
+
+	void expectRestoresFresh(const std::string &id, const Bytes &disk)
+	{
+		auto fresh = openOrNull(storeDir(), keyFile());
+		ASSERT_TRUE(fresh);
+		expectRestores(*fresh, id, disk);
+	}
+
+	GcReport gc(GcOptions opts = {})
+	{
+		auto r = collectGarbage(*store_, opts);
+		EXPECT_TRUE(r) << describe(r);
+		return r ? *r : GcReport{};
+	}
+
+	uint64_t packsBytes() const
+	{
+		uint64_t total = 0;
+		for (const auto &entry : fs::recursive_directory_iterator(storeDir() / "packs"))
+			if (entry.is_regular_file())
+				total += entry.file_size();
+		return total;
+	}
+
+	// The one pack whose index names `id`.
+	fs::path packHolding(const ChunkId &id)
+	{
+		auto loc = store_->locate(id);
+		EXPECT_TRUE(loc);
+		return loc ? packPath(storeDir(), loc->pack) : fs::path();
+	}
+
+	std::vector<ChunkId> idsOf(const std::vector<Bytes> &data)
+	{
+		std::vector<ChunkId> ids;
+		for (const Bytes &d : data)
+			ids.push_back(codec_->idOf(d));
+		return ids;
+	}
+
+	std::unique_ptr<Store> store_;
+	std::unique_ptr<ChunkCodec> codec_;
+	std::vector<Bytes> shared_, onlyA_, onlyB_;
+	Bytes diskA_, diskB_;
+};
+
+// Shared chunks in a pack of their own, then A's and B's own chunks and
+// pages in one pack each: deleting A leaves one wholly dead pack.
+class GcSweepTest : public GcTest
+{
+protected:
+	void SetUp() override
+	{
+		GcTest::SetUp();
+		if (HasFatalFailure())
+			return;
+		putChunks(shared_);
+		snapshot("snap-a", diskA_);
+		snapshot("snap-b", diskB_);
+		ASSERT_EQ(countPacks(), 3u);
+		packA_ = packHolding(codec_->idOf(onlyA_[0]));
+		packB_ = packHolding(codec_->idOf(onlyB_[0]));
+		packShared_ = packHolding(codec_->idOf(shared_[0]));
+	}
+
+	fs::path packA_, packB_, packShared_;
+};
+
+TEST_F(GcSweepTest, RemovesOnlyTheChunksOfTheDeletedSnapshot)
+{
+	ageTree(storeDir(), 2h);
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	uint64_t before = packsBytes();
+
+	GcReport r = gc();
+	EXPECT_EQ(r.snapshots, 1u);
+	EXPECT_EQ(r.chunksReferenced, 2 * kSlots + 1); // shared, B's own, B's page
+	EXPECT_EQ(r.chunksMissing, 0u);
+	EXPECT_EQ(r.packsRemoved, 1u);
+	EXPECT_EQ(r.packsRepacked, 0u);
+	EXPECT_EQ(r.chunksUnreferenced, kSlots + 1);
+	EXPECT_EQ(r.chunksRemoved, kSlots + 1);
+	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
+
+	EXPECT_FALSE(fs::exists(packA_));
+	EXPECT_FALSE(fs::exists(indexOf(packA_)));
+	EXPECT_TRUE(fs::exists(packB_));
+	EXPECT_TRUE(fs::exists(packShared_));
+	EXPECT_EQ(countPacks(), 2u);
+	EXPECT_EQ(countIndexes(), 2u);
+	uint64_t after = packsBytes();
+	EXPECT_LT(after, before);
+	EXPECT_EQ(before - after, r.bytesFreed);
+
+	expectRestores(*store_, "snap-b", diskB_);
+	expectRestoresFresh("snap-b", diskB_);
+	auto fresh = openOrNull(storeDir(), keyFile());
+	ASSERT_TRUE(fresh);
+	for (const ChunkId &id : idsOf(onlyA_)) {
+		EXPECT_FALSE(store_->contains(id));
+		EXPECT_FALSE(fresh->contains(id));
+	}
+}
+
+TEST_F(GcSweepTest, ForgetsRemovedPacksSoTheSameStoreStoresTheirChunksAgain)
+{
+	ageTree(storeDir(), 2h);
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	ASSERT_EQ(gc().packsRemoved, 1u);
+
+	// Dedup against a deleted pack would make this snapshot name chunks
+	// that no longer exist.
+	auto writer = store_->newWriter();
+	for (const Bytes &d : onlyA_)
+		ASSERT_TRUE(writer->put(*codec_, d, ChunkType::Data));
+	ASSERT_TRUE(writer->commit());
+	EXPECT_EQ(writer->chunksNew(), kSlots);
+	for (const ChunkId &id : idsOf(onlyA_)) {
+		auto data = store_->readChunk(*codec_, id);
+		EXPECT_TRUE(data) << describe(data);
+	}
+	snapshot("snap-a2", diskA_);
+	expectRestoresFresh("snap-a2", diskA_);
+}
+
+TEST_F(GcSweepTest, NothingYoungerThanTheGracePeriodIsRemoved)
+{
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	auto before = treeSnapshot(storeDir());
+
+	// Just written.
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRemoved, 0u);
+	EXPECT_EQ(r.packsSpared, 1u);
+	EXPECT_EQ(r.chunksUnreferenced, kSlots + 1);
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+
+	// Half an hour: still within the default hour.
+	ageTree(storeDir(), 30min);
+	before = treeSnapshot(storeDir());
+	EXPECT_EQ(gc().packsRemoved, 0u);
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+
+	// An old pack whose index is young (or the reverse) is spared too.
+	age(packA_, 2h);
+	EXPECT_EQ(gc().packsRemoved, 0u);
+	age(packA_, 30min);
+	age(indexOf(packA_), 2h);
+	EXPECT_EQ(gc().packsRemoved, 0u);
+	EXPECT_TRUE(fs::exists(packA_));
+
+	// A shorter grace is honoured too.
+	GcOptions shortGrace;
+	shortGrace.grace = 10min;
+	age(packA_, 20min);
+	age(indexOf(packA_), 20min);
+	EXPECT_EQ(gc(shortGrace).packsRemoved, 1u);
+	EXPECT_FALSE(fs::exists(packA_));
+	expectRestoresFresh("snap-b", diskB_);
+}
+
+TEST_F(GcSweepTest, SecondRunRemovesNothing)
+{
+	ageTree(storeDir(), 2h);
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	ASSERT_TRUE(store_->deleteManifest("snap-b"));
+	GcReport first = gc();
+	EXPECT_EQ(first.packsRemoved, 3u); // the shared pack is dead now too
+	EXPECT_EQ(countPacks(), 0u);
+	EXPECT_EQ(countIndexes(), 0u);
+
+	auto before = treeSnapshot(storeDir());
+	GcReport second = gc();
+	EXPECT_EQ(second.packsRemoved, 0u);
+	EXPECT_EQ(second.packsRepacked, 0u);
+	EXPECT_EQ(second.tmpFilesRemoved, 0u);
+	EXPECT_EQ(second.chunksUnreferenced, 0u);
+	EXPECT_EQ(second.bytesFreed, 0u);
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+}
+
+TEST_F(GcSweepTest, RefusedWhileAnotherStoreHoldsTheStore)
+{
+	ageTree(storeDir(), 2h);
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	auto before = treeSnapshot(storeDir());
+
+	// A second open file description of the lock: what another process
+	// running virtsnap would hold.
+	auto other = openOrNull(storeDir(), keyFile());
+	ASSERT_TRUE(other);
+	auto refused = collectGarbage(*store_, {});
+	ASSERT_FALSE(refused);
+	EXPECT_EQ(refused.error().code, errc::kIncorrectState);
+	EXPECT_NE(refused.error().message.find("in use by another process"), std::string::npos)
+		<< refused.error().message;
+	EXPECT_NE(refused.error().message.find("virtsnap gc"), std::string::npos) << refused.error().message;
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	// The other way round too (and a dry run is refused as well).
+	GcOptions dry;
+	dry.dryRun = true;
+	EXPECT_EQ(codeOf(collectGarbage(*other, dry)), errc::kIncorrectState);
+
+	// Both still hold their shared locks after the refusals.
+	UniqueFd probe(::open((storeDir() / "lock").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_TRUE(probe.isValid());
+	EXPECT_NE(::flock(probe.get(), LOCK_EX | LOCK_NB), 0);
+	other.reset();
+	EXPECT_NE(::flock(probe.get(), LOCK_EX | LOCK_NB), 0) << "the refused gc dropped its shared lock";
+	probe.reset();
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRemoved, 1u);
+	expectRestores(*store_, "snap-b", diskB_);
+
+	// Afterwards the store is shared again, not exclusive.
+	probe.reset(::open((storeDir() / "lock").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_TRUE(probe.isValid());
+	EXPECT_EQ(::flock(probe.get(), LOCK_SH | LOCK_NB), 0) << "gc kept the store exclusive";
+	EXPECT_NE(::flock(probe.get(), LOCK_EX | LOCK_NB), 0);
+}
+
+TEST_F(GcSweepTest, AnUnreadableManifestOrIndexPageStopsGcBeforeAnyRemoval)
+{
+	ageTree(storeDir(), 2h);
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	auto before = treeSnapshot(storeDir());
+
+	fs::path manifest = storeDir() / "snapshots" / "snap-b.manifest";
+	flipByte(manifest, fs::file_size(manifest) / 2);
+	auto r = collectGarbage(*store_, {});
+	EXPECT_EQ(codeOf(r), errc::kCorrupt) << describe(r);
+	flipByte(manifest, fs::file_size(manifest) / 2);
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+
+	auto m = store_->getManifest("snap-b");
+	ASSERT_TRUE(m);
+	auto page = store_->locate(m->indexPages[0]);
+	ASSERT_TRUE(page);
+	flipByte(packB_, page->offset + kBlobHeaderSize + 10);
+	before = treeSnapshot(storeDir());
+	r = collectGarbage(*store_, {});
+	EXPECT_EQ(codeOf(r), errc::kCorrupt) << describe(r);
+	EXPECT_NE(r.error().message.find("nothing was removed"), std::string::npos) << r.error().message;
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_TRUE(fs::exists(packA_));
+}
+
+TEST_F(GcTest, DryRunChangesNothingAndPredictsTheRealRun)
+{
+	// Every kind of work at once: a half dead pack (the shared chunks
+	// plus as many no one needs) to repack, A's pack to remove, a pack
+	// without index and an old temporary file.
+	std::vector<Bytes> mixed = shared_;
+	auto unneeded = chunks(kSlots, 4000);
+	mixed.insert(mixed.end(), unneeded.begin(), unneeded.end());
+	putChunks(mixed);
+	fs::path packMixed = packHolding(codec_->idOf(shared_[0]));
+	snapshot("snap-a", diskA_);
+	snapshot("snap-b", diskB_);
+	auto extra = chunks(3, 5000);
+	putChunks(extra);
+	ASSERT_TRUE(fs::remove(indexOf(packHolding(codec_->idOf(extra[0])))));
+	ASSERT_TRUE(writeFileAtomic(storeDir() / "snapshots" / "snap-x.manifest.tmp-0123456789abcdef",
+				    asBytes("partial")));
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	ageTree(storeDir(), 2h);
+
+	auto before = treeSnapshot(storeDir());
+	GcOptions dry;
+	dry.dryRun = true;
+	GcReport d = gc(dry);
+	EXPECT_TRUE(d.dryRun);
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(d.packsRemoved, 2u); // A's, and the one without index
+	EXPECT_EQ(d.packsWithoutIndexRemoved, 1u);
+	EXPECT_EQ(d.packsRepacked, 1u);
+	EXPECT_EQ(d.packsWritten, 1u);
+	EXPECT_EQ(d.chunksCopied, kSlots);
+	EXPECT_EQ(d.tmpFilesRemoved, 1u);
+	EXPECT_GT(d.bytesFreed, 0u);
+	expectRestores(*store_, "snap-b", diskB_);
+
+	GcReport r = gc();
+	EXPECT_FALSE(r.dryRun);
+	EXPECT_FALSE(fs::exists(packMixed));
+	EXPECT_EQ(r.packsRemoved, d.packsRemoved);
+	EXPECT_EQ(r.packsWithoutIndexRemoved, d.packsWithoutIndexRemoved);
+	EXPECT_EQ(r.packsRepacked, d.packsRepacked);
+	EXPECT_EQ(r.packsWritten, d.packsWritten);
+	EXPECT_EQ(r.chunksCopied, d.chunksCopied);
+	EXPECT_EQ(r.chunksRemoved, d.chunksRemoved);
+	EXPECT_EQ(r.tmpFilesRemoved, d.tmpFilesRemoved);
+	EXPECT_EQ(r.bytesRemoved, d.bytesRemoved);
+	EXPECT_EQ(r.bytesWritten, d.bytesWritten);
+	EXPECT_EQ(r.bytesFreed, d.bytesFreed);
+	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
+	expectRestores(*store_, "snap-b", diskB_);
+	expectRestoresFresh("snap-b", diskB_);
+}
+
+TEST_F(GcTest, RepackKeepsLiveChunksByteForByteAndDropsTheOldPack)
+{
+	// A's pack holds the shared chunks, A's own and A's page; B's pack only
+	// B's own and B's page. Deleting A leaves A's pack about half dead.
+	snapshot("snap-a", diskA_);
+	snapshot("snap-b", diskB_);
+	ASSERT_EQ(countPacks(), 2u);
+	fs::path packA = packHolding(codec_->idOf(onlyA_[0]));
+	ASSERT_EQ(packHolding(codec_->idOf(shared_[0])), packA);
+	ageTree(storeDir(), 2h);
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+
+	GcOptions strict;
+	strict.repackThreshold = 0.9;
+	auto before = treeSnapshot(storeDir());
+	GcReport none = gc(strict);
+	EXPECT_EQ(none.packsRepacked, 0u);
+	EXPECT_EQ(none.chunksUnreferenced, kSlots + 1);
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRepacked, 1u);
+	EXPECT_EQ(r.packsWritten, 1u);
+	EXPECT_EQ(r.packsRemoved, 0u);
+	EXPECT_EQ(r.chunksCopied, kSlots);
+	EXPECT_EQ(r.chunksRemoved, kSlots + 1);
+	EXPECT_GT(r.bytesFreed, 0u);
+	EXPECT_FALSE(fs::exists(packA));
+	EXPECT_FALSE(fs::exists(indexOf(packA)));
+	EXPECT_EQ(countPacks(), 2u);
+	EXPECT_EQ(countIndexes(), 2u);
+	EXPECT_EQ(countTemps(), 0u);
+
+	// Same ids, now in the new pack, same bytes.
+	for (const ChunkId &id : idsOf(shared_)) {
+		auto loc = store_->locate(id);
+		ASSERT_TRUE(loc);
+		EXPECT_NE(packPath(storeDir(), loc->pack), packA);
+	}
+	for (const ChunkId &id : idsOf(onlyA_))
+		EXPECT_FALSE(store_->contains(id));
+	expectRestores(*store_, "snap-b", diskB_);
+	expectRestoresFresh("snap-b", diskB_);
+
+	// The new pack is fully live: nothing more to do.
+	GcReport again = gc();
+	EXPECT_EQ(again.packsRepacked + again.packsRemoved, 0u);
+	EXPECT_EQ(again.chunksUnreferenced, 0u);
+}
+
+TEST_F(GcTest, RepackMergesSparsePacksIntoOne)
+{
+	// Three packs of four chunks; a snapshot needs one chunk of each.
+	std::vector<Bytes> keep;
+	for (uint64_t p = 0; p < 3; p++) {
+		auto data = chunks(4, 100 * (p + 1));
+		putChunks(data);
+		keep.push_back(data[1]);
+	}
+	ASSERT_EQ(countPacks(), 3u);
+	Bytes disk = concat({keep});
+	snapshot("snap-c", disk);
+	ASSERT_EQ(countPacks(), 4u); // plus the page's
+	ageTree(storeDir(), 2h);
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRepacked, 3u);
+	EXPECT_EQ(r.packsWritten, 1u);
+	EXPECT_EQ(r.chunksCopied, 3u);
+	EXPECT_EQ(r.chunksRemoved, 9u);
+	EXPECT_EQ(countPacks(), 2u);
+	expectRestores(*store_, "snap-c", disk);
+	expectRestoresFresh("snap-c", disk);
+}
+
+TEST_F(GcTest, ChunkStoredTwiceIsCopiedOnceWhenBothPacksAreRepacked)
+{
+	// Two writers that did not know of each other's packs (two processes)
+	// both stored `twice`, each beside chunks no one needs.
+	Bytes twice = randomData(kChunk, 42);
+	auto other = openOrNull(storeDir(), keyFile());
+	ASSERT_TRUE(other);
+	putChunks({twice, randomData(kChunk, 43), randomData(kChunk, 44)});
+	{
+		auto codec = other->newCodec();
+		auto writer = other->newWriter();
+		for (uint64_t seed : {45, 46})
+			ASSERT_TRUE(writer->put(*codec, randomData(kChunk, seed), ChunkType::Data));
+		ASSERT_TRUE(writer->put(*codec, twice, ChunkType::Data));
+		ASSERT_TRUE(writer->commit());
+	}
+	other.reset();
+	ASSERT_EQ(countPacks(), 2u);
+	snapshot("snap-c", twice);
+	ageTree(storeDir(), 2h);
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRepacked, 2u);
+	EXPECT_EQ(r.packsWritten, 1u);
+	EXPECT_EQ(r.chunksCopied, 1u);
+	EXPECT_EQ(countPacks(), 2u); // the new one and the page's
+	expectRestoresFresh("snap-c", twice);
+}
+
+TEST_F(GcTest, LeftoversOlderThanGraceAreRemovedYoungerOnesAndUnknownFilesKept)
+{
+	// Packs whose writer died before writing the index: one old, one young.
+	auto oldData = chunks(3, 10);
+	putChunks(oldData);
+	fs::path oldPack = packHolding(codec_->idOf(oldData[0]));
+	auto youngData = chunks(3, 20);
+	putChunks(youngData);
+	fs::path youngPack = packHolding(codec_->idOf(youngData[0]));
+	ASSERT_TRUE(fs::remove(indexOf(oldPack)));
+	ASSERT_TRUE(fs::remove(indexOf(youngPack)));
+
+	std::vector<fs::path> oldTemps = {
+		oldPack.parent_path() / "00112233445566778899aabbccddeeff.pack.tmp-0123456789abcdef",
+		storeDir() / "snapshots" / "snap-x.manifest.tmp-0123456789abcdef",
+		storeDir() / "records" / "tags" / "vol-1.json.sealed.tmp-0123456789abcdef",
+	};
+	fs::path youngTemp = storeDir() / "snapshots" / "snap-y.manifest.tmp-fedcba9876543210";
+	std::vector<fs::path> unknown = {storeDir() / "packs" / "NOTES", storeDir() / "snapshots" / "README",
+					 oldPack.parent_path() / "not-a-pack.pack"};
+	for (const fs::path &p : oldTemps) {
+		ASSERT_TRUE(makeDirs(p.parent_path()));
+		ASSERT_TRUE(writeFileAtomic(p, asBytes("leftover")));
+		age(p, 2h);
+	}
+	ASSERT_TRUE(writeFileAtomic(youngTemp, asBytes("in flight")));
+	for (const fs::path &p : unknown) {
+		ASSERT_TRUE(writeFileAtomic(p, asBytes("someone's")));
+		age(p, 2h);
+	}
+	age(oldPack, 2h);
+	age(storeDir() / "config.json", 2h);
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRemoved, 1u);
+	EXPECT_EQ(r.packsWithoutIndexRemoved, 1u);
+	EXPECT_EQ(r.packsSpared, 1u);
+	EXPECT_EQ(r.tmpFilesRemoved, oldTemps.size());
+	EXPECT_FALSE(fs::exists(oldPack));
+	EXPECT_TRUE(fs::exists(youngPack));
+	for (const fs::path &p : oldTemps)
+		EXPECT_FALSE(fs::exists(p)) << p;
+	EXPECT_TRUE(fs::exists(youngTemp));
+	for (const fs::path &p : unknown)
+		EXPECT_TRUE(fs::exists(p)) << p;
+	EXPECT_TRUE(fs::exists(storeDir() / "config.json"));
+	EXPECT_TRUE(fs::exists(storeDir() / "lock"));
+	EXPECT_TRUE(openOrNull(storeDir(), keyFile()));
+}
+
+TEST_F(GcTest, PackWithoutIndexHoldingReferencedChunksIsKept)
+{
+	snapshot("snap-a", diskA_);
+	fs::path pack = packHolding(codec_->idOf(onlyA_[0]));
+	// The index lost some other way; this Store still knows the chunks.
+	ASSERT_TRUE(fs::remove(indexOf(pack)));
+	ageTree(storeDir(), 2h);
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRemoved, 0u);
+	EXPECT_TRUE(fs::exists(pack));
+	ASSERT_EQ(r.warnings.size(), 1u);
+	EXPECT_NE(r.warnings[0].find("re-index"), std::string::npos) << r.warnings[0];
+	EXPECT_EQ(r.chunksMissing, 2 * kSlots + 1);
+}
+
+TEST_F(GcTest, EmptyStore)
+{
+	auto before = treeSnapshot(storeDir());
+	for (bool dryRun : {true, false}) {
+		GcOptions opts;
+		opts.dryRun = dryRun;
+		GcReport r = gc(opts);
+		EXPECT_EQ(r.snapshots, 0u);
+		EXPECT_EQ(r.chunksReferenced, 0u);
+		EXPECT_EQ(r.packsRemoved + r.packsRepacked + r.tmpFilesRemoved + r.bytesFreed, 0u);
+		EXPECT_TRUE(r.warnings.empty());
+	}
+	EXPECT_EQ(treeSnapshot(storeDir()), before);
+}
+
+} // namespace
+} // namespace virtsnap::store::test
