@@ -32,6 +32,7 @@ CREATE TABLE snapshots (
 	encrypted INTEGER NOT NULL,
 	volume_size INTEGER NOT NULL,
 	bytes_added INTEGER NOT NULL,
+	bytes_read INTEGER NOT NULL DEFAULT 0,
 	snapshot_set_id TEXT NOT NULL,
 	parent_snapshot_id TEXT NOT NULL,
 	capture_mode TEXT NOT NULL,
@@ -91,7 +92,7 @@ constexpr const char *kSnapshotColumns =
 	"s.snapshot_id, s.volume_id, s.state, s.state_message, s.progress, s.start_time, s.completion_time, "
 	"s.description, s.name, s.owner_id, s.consistency_level, s.encrypted, s.volume_size, s.bytes_added, "
 	"s.snapshot_set_id, s.parent_snapshot_id, s.capture_mode, s.capture_reason, s.quiesce_note, s.disk_id, "
-	"s.instance_name, s.freeze_millis, s.delete_requested";
+	"s.instance_name, s.freeze_millis, s.delete_requested, s.bytes_read";
 
 SnapshotRow snapshotFrom(const Statement &st)
 {
@@ -119,6 +120,7 @@ SnapshotRow snapshotFrom(const Statement &st)
 	r.instanceName = st.text(20);
 	r.freezeMillis = st.integer(21);
 	r.deleteRequested = st.integer(22) != 0;
+	r.bytesRead = uint64_t(st.integer(23));
 	return r;
 }
 
@@ -364,8 +366,8 @@ Result<void> Catalog::putSnapshot(const SnapshotRow &row)
 			"INSERT INTO snapshots (snapshot_id, volume_id, state, state_message, progress, start_time, "
 			"completion_time, description, name, owner_id, consistency_level, encrypted, volume_size, "
 			"bytes_added, snapshot_set_id, parent_snapshot_id, capture_mode, capture_reason, quiesce_note, "
-			"disk_id, instance_name, freeze_millis, delete_requested) "
-			"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+			"disk_id, instance_name, freeze_millis, delete_requested, bytes_read) "
+			"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
 			"ON CONFLICT (snapshot_id) DO UPDATE SET volume_id = excluded.volume_id, state = excluded.state, "
 			"state_message = excluded.state_message, progress = excluded.progress, "
 			"start_time = excluded.start_time, completion_time = excluded.completion_time, "
@@ -376,7 +378,7 @@ Result<void> Catalog::putSnapshot(const SnapshotRow &row)
 			"capture_mode = excluded.capture_mode, capture_reason = excluded.capture_reason, "
 			"quiesce_note = excluded.quiesce_note, disk_id = excluded.disk_id, "
 			"instance_name = excluded.instance_name, freeze_millis = excluded.freeze_millis, "
-			"delete_requested = excluded.delete_requested");
+			"delete_requested = excluded.delete_requested, bytes_read = excluded.bytes_read");
 		VS_TRY(st);
 		int i = 1;
 		st->bind(i++, row.snapshotId);
@@ -403,6 +405,7 @@ Result<void> Catalog::putSnapshot(const SnapshotRow &row)
 		st->bind(i++, row.instanceName);
 		st->bind(i++, row.freezeMillis);
 		st->bind(i++, int64_t(row.deleteRequested));
+		st->bind(i++, int64_t(row.bytesRead));
 		VS_TRY(st->run());
 		return writeTags(row.snapshotId, row.tags);
 	});

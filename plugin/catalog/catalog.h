@@ -39,6 +39,7 @@ struct SnapshotRow {
 	bool encrypted = true;
 	uint64_t volumeSize = 0;                  // bytes
 	uint64_t bytesAdded = 0;
+	uint64_t bytesRead = 0;                     // from the disk
 	std::string snapshotSetId, parentSnapshotId, captureMode, captureReason, quiesceNote, diskId, instanceName;
 	int64_t freezeMillis = -1;
 	bool deleteRequested = false;             // delete of a pending snapshot: takes effect at completion

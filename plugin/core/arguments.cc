@@ -1,6 +1,8 @@
 #include "arguments.h"
 
-namespace virtsnap::cli {
+#include <json-c/json.h>
+
+namespace virtsnap {
 
 Result<Arguments> Arguments::parse(const std::vector<std::string> &args, const std::vector<OptionSpec> &specs)
 {
@@ -62,4 +64,53 @@ Result<std::string> Arguments::require(const std::string &name) const
 	return it->second.back();
 }
 
-} // namespace virtsnap::cli
+std::string Arguments::toJson() const
+{
+	json_object *obj = json_object_new_object();
+	for (const auto &[name, list] : values_) {
+		json_object *arr = json_object_new_array();
+		for (const std::string &v : list)
+			json_object_array_add(arr, json_object_new_string_len(v.data(), int(v.size())));
+		json_object_object_add(obj, name.c_str(), arr);
+	}
+	std::string out = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+	json_object_put(obj);
+	return out;
+}
+
+Result<Arguments> Arguments::fromJson(const std::string &command, const std::string &json,
+				      const std::vector<OptionSpec> &specs)
+{
+	json_object *obj = json_tokener_parse(json.c_str());
+	if (!obj || !json_object_is_type(obj, json_type_object)) {
+		if (obj)
+			json_object_put(obj);
+		return fail(errc::kInvalidParameterValue, "options are not a JSON object");
+	}
+	Arguments a;
+	a.command_ = command;
+	Result<Arguments> result = a;
+	json_object_object_foreach(obj, key, val)
+	{
+		const OptionSpec *spec = nullptr;
+		for (const OptionSpec &s : specs)
+			if (s.name == key)
+				spec = &s;
+		if (!spec || !json_object_is_type(val, json_type_array)) {
+			result = fail(errc::kInvalidParameterValue, std::string("unknown option --") + key);
+			break;
+		}
+		std::vector<std::string> list;
+		for (size_t i = 0; i < json_object_array_length(val); i++)
+			list.push_back(json_object_get_string(json_object_array_get_idx(val, i)));
+		if (list.size() > 1 && !spec->repeatable) {
+			result = fail(errc::kInvalidParameterValue, std::string("option --") + key + " is given twice");
+			break;
+		}
+		result->values_[key] = std::move(list);
+	}
+	json_object_put(obj);
+	return result;
+}
+
+} // namespace virtsnap

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "error.h"
 
-namespace virtsnap::cli {
+namespace virtsnap {
 
 struct OptionSpec {
 	std::string name;   // without the dashes
@@ -31,9 +31,18 @@ public:
 	// MissingParameter naming the option when it is absent.
 	Result<std::string> require(const std::string &name) const;
 
+	// Options as JSON {"name": ["value", ...]} and back: how a command
+	// travels to the daemon, parsed once, by the same specs.
+	std::string toJson() const;
+	static Result<Arguments> fromJson(const std::string &command, const std::string &json,
+					  const std::vector<OptionSpec> &specs);
+	void set(const std::string &name, std::vector<std::string> values) { values_[name] = std::move(values); }
+	void erase(const std::string &name) { values_.erase(name); }
+	const std::map<std::string, std::vector<std::string>> &values() const { return values_; }
+
 private:
 	std::string command_;
 	std::map<std::string, std::vector<std::string>> values_;
 };
 
-} // namespace virtsnap::cli
+} // namespace virtsnap

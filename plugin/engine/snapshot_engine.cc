@@ -11,6 +11,7 @@
 #include "disk_copier.h"
 #include "hypervisor/qemu_driver.h"
 #include "resources.h"
+#include "work_dir.h"
 
 namespace virtsnap::engine {
 
@@ -58,29 +59,6 @@ Plan planCapture(const std::vector<store::Manifest> &history, const DiskInfo &di
 	return plan;
 }
 
-Result<std::filesystem::path> makeWorkDir()
-{
-	// Short, private, and where QEMU can create its NBD socket: unix
-	// socket paths are limited to 108 bytes, store paths are not.
-	const char *tmp = std::getenv("TMPDIR");
-	std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/virtsnap-XXXXXX";
-	if (pattern.size() > 80)
-		return fail(errc::kInvalidParameterValue,
-			    "TMPDIR is too long for the NBD socket path (unix sockets take 108 bytes)");
-	if (!::mkdtemp(pattern.data()))
-		return failErrno("create a work directory in " + pattern.substr(0, pattern.rfind('/')), errno);
-	return std::filesystem::path(pattern);
-}
-
-struct WorkDir {
-	std::filesystem::path path;
-	~WorkDir()
-	{
-		std::error_code ec;
-		std::filesystem::remove_all(path, ec);
-	}
-};
-
 // The boot volume: the disk with the lowest bootindex, else the first.
 const DiskInfo *bootDisk(const std::vector<DiskInfo> &disks)
 {
@@ -91,9 +69,11 @@ const DiskInfo *bootDisk(const std::vector<DiskInfo> &disks)
 	return boot ? boot : (disks.empty() ? nullptr : &disks.front());
 }
 
-Result<std::vector<DiskInfo>> selectDisks(hypervisor::QemuDriver &driver, const SnapshotSetRequest &request,
-					  const std::string &socket)
+} // namespace
+
+Result<std::vector<DiskInfo>> selectDisks(hypervisor::QemuDriver &driver, const SnapshotSetRequest &request)
 {
+	const std::string &socket = request.qmpSocket;
 	auto all = driver.disks();
 	if (!all)
 		return std::unexpected(all.error());
@@ -134,6 +114,8 @@ Result<std::vector<DiskInfo>> selectDisks(hypervisor::QemuDriver &driver, const 
 								  std::to_string(kMaxSetDisks));
 	return chosen;
 }
+
+namespace {
 
 // One disk of the set while it is being taken.
 struct Member {
@@ -278,15 +260,13 @@ private:
 
 Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const SnapshotSetRequest &request)
 {
-	auto workDir = makeWorkDir();
-	if (!workDir)
-		return std::unexpected(workDir.error());
-	// Not make_unique(WorkDir{...}): the temporary would remove the directory.
-	std::unique_ptr<WorkDir> work(new WorkDir{*workDir});
+	auto work = WorkDir::create();
+	if (!work)
+		return std::unexpected(work.error());
 
 	std::shared_ptr<hypervisor::QemuDriver> driver = request.driver;
 	if (!driver) {
-		auto connected = hypervisor::QemuDriver::connect(request.qmpSocket, work->path);
+		auto connected = hypervisor::QemuDriver::connect(request.qmpSocket, (*work)->path());
 		if (!connected)
 			return std::unexpected(connected.error());
 		driver = *connected;
@@ -304,7 +284,7 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		return fail(errc::kIncorrectState, "instance " + (*instanceRecord)->instanceId +
 							   " has hibernation enabled; snapshots of it are refused");
 
-	auto disks = selectDisks(*driver, request, request.qmpSocket);
+	auto disks = selectDisks(*driver, request);
 	if (!disks)
 		return std::unexpected(disks.error());
 
@@ -312,8 +292,8 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	if (!all)
 		return std::unexpected(all.error());
 
-	std::string setId;
-	if (disks->size() > 1 || request.disks.empty()) {
+	std::string setId = request.snapshotSetId;
+	if (setId.empty() && (disks->size() > 1 || request.disks.empty())) {
 		auto id = newSnapshotId();
 		if (!id)
 			return std::unexpected(id.error());
@@ -324,7 +304,13 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	std::vector<Member> members;
 	for (const DiskInfo &disk : *disks) {
 		Member m{disk, {}, {}, {}};
-		auto id = newSnapshotId();
+		Result<std::string> id;
+		if (auto given = request.snapshotIds.find(disk.diskId); given != request.snapshotIds.end())
+			id = given->second;
+		else if (!request.snapshotIds.empty())
+			return fail(errc::kIncorrectState, "disk " + disk.diskId + " appeared after the request was queued");
+		else
+			id = newSnapshotId();
 		if (!id)
 			return std::unexpected(id.error());
 		store::Manifest &man = m.manifest;
@@ -333,6 +319,7 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		man.volume = {instance->key, instance->name, disk.diskId, disk.format};
 		man.description = request.description;
 		man.name = request.name;
+		man.ownerId = request.ownerId;
 		man.tags = request.tags;
 		man.bitmapName = man.snapshotId;
 		man.snapshotSetId = setId;
@@ -400,7 +387,7 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	for (Member &m : members)
 		m.manifest.startTime = startTime;
 
-	auto capture = driver->capture(requests, work->path, quiescer ? &*quiescer : nullptr);
+	auto capture = driver->capture(requests, (*work)->path(), quiescer ? &*quiescer : nullptr);
 	if (!capture) {
 		// A required freeze that failed refuses the request itself.
 		bool refused = request.quiesce == hypervisor::QuiesceMode::Required && !quiescer->frozen() &&
@@ -423,7 +410,7 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		request.warn("the snapshot is crash-consistent only: " + quiescer->fallbackReason());
 
 	return std::unique_ptr<SnapshotJob>(std::make_unique<SetJob>(store, std::move(members), std::move(history),
-								     std::move(*capture), std::move(work),
+								     std::move(*capture), std::move(*work),
 								     request.warn));
 }
 

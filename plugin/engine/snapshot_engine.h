@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,10 +38,19 @@ struct SnapshotSetRequest {
 	std::chrono::milliseconds freezeTimeout{10000};
 	std::string description;
 	std::string name;
+	std::string ownerId;
 	store::Tags tags;
 	ProgressFn progress;
 	std::function<void(const std::string &)> warn;
+	// Ids given out before the point in time (a queued request): disk id
+	// -> snapshot id, and the set's id. Empty: new ones.
+	std::map<std::string, std::string> snapshotIds;
+	std::string snapshotSetId;
 };
+
+// The disks a request names, after exclusions (what beginSnapshots takes).
+Result<std::vector<hypervisor::DiskInfo>> selectDisks(hypervisor::QemuDriver &driver,
+						      const SnapshotSetRequest &request);
 
 struct SnapshotOutcome {
 	store::Manifest manifest;   // complete when state is "completed"

@@ -160,6 +160,8 @@ public:
 		Json record = Json::object();
 		record.set("driver", Json::string("qemu"));
 		record.set("disks", disks);
+		if (!exports_.empty())
+			record.set("nbd_socket", Json::string(exports_.front().nbdSocket));
 		return record.dump();
 	}
 
@@ -346,14 +348,23 @@ void QemuDriver::removeLeftovers(const std::string &cleanupRecord)
 			qmp_->execute("nbd-server-stop");
 	}
 	cancelJobs(*qmp_, jobs);
+	// The dead process's private directories go too, once emptied; rmdir
+	// never removes anything else.
+	auto removeFileAndDir = [](const std::string &file) {
+		if (file.empty())
+			return;
+		::unlink(file.c_str());
+		fs::path dir = fs::path(file).parent_path();
+		if (dir.filename().string().rfind("virtsnap-", 0) == 0)
+			::rmdir(dir.c_str());
+	};
 	for (size_t i = 0; i < disks.size(); i++) {
 		Json d = disks.at(i);
 		deleteNode(*qmp_, d.getString("scratch_node").value_or(""));
-		std::string file = d.getString("scratch_file").value_or("");
-		if (!file.empty())
-			::unlink(file.c_str());
+		removeFileAndDir(d.getString("scratch_file").value_or(""));
 		removeBitmap(*qmp_, d.getString("format_node").value_or(""), d.getString("new_bitmap").value_or(""));
 	}
+	removeFileAndDir(record->getString("nbd_socket").value_or(""));
 }
 
 Result<std::unique_ptr<Capture>> QemuDriver::capture(const std::vector<CaptureRequest> &requests,

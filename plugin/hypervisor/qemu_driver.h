@@ -30,6 +30,9 @@ public:
 	~QemuDriver();
 
 	const std::string &socket() const { return socket_; }
+	// Keeps `resource` (say, the work directory) alive as long as the
+	// driver: captures hold the driver, so it outlives every one of them.
+	void holdWhileAlive(std::shared_ptr<void> resource) { held_ = std::move(resource); }
 
 	Result<InstanceInfo> instance();
 	Result<std::vector<DiskInfo>> disks();
@@ -62,6 +65,7 @@ private:
 	Result<std::string> acquireNbdLocked();
 	void releaseNbdLocked();
 
+	std::shared_ptr<void> held_; // first, so destroyed last
 	std::mutex mutex_;
 	std::unique_ptr<qmp::QmpClient> qmp_;
 	std::string socket_;

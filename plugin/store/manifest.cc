@@ -60,6 +60,7 @@ std::string serializeManifest(const Manifest &m)
 	j.set("freeze_ms", Json::integer(m.freezeMillis));
 	j.set("quiesce_note", str(m.quiesceNote));
 	j.set("snapshot_set_id", str(m.snapshotSetId));
+	j.set("owner_id", str(m.ownerId));
 	j.set("bitmap_name", str(m.bitmapName));
 	Json st = Json::object();
 	st.set("bytes_read", u64(m.stats.bytesRead));
@@ -112,6 +113,7 @@ Result<Manifest> parseManifest(std::string_view text)
 	m.freezeMillis = j.getInt("freeze_ms").value_or(-1);
 	m.quiesceNote = s(j, "quiesce_note");
 	m.snapshotSetId = s(j, "snapshot_set_id");
+	m.ownerId = s(j, "owner_id");
 	m.bitmapName = s(j, "bitmap_name");
 	Json st = j.get("stats");
 	m.stats = {u(st, "bytes_read"), u(st, "bytes_added"), u(st, "chunks_new"), u(st, "chunks_reused"),

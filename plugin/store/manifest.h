@@ -49,6 +49,7 @@ struct Manifest {
 	int64_t freezeMillis = -1;         // guest frozen for this long; -1: no freeze
 	std::string quiesceNote;           // why crash-consistent when a freeze was wanted
 	std::string snapshotSetId;         // shared by the snapshots of one create-snapshots
+	std::string ownerId;               // who asked for it (the requesting user's uid)
 	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
 	CaptureStats stats;
 };
