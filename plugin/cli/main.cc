@@ -1,21 +1,27 @@
 // virtsnap: the command line. Every command prints its result on stdout
 // (JSON unless --output table) and any error as one line on stderr, with a
 // non-zero exit: 1 for a failed request, 2 for a malformed command line.
+//
+// When virtsnapd answers on its socket, commands go to it; otherwise they
+// run in this process, where a snapshot needs --wait (its data moves before
+// the command returns).
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
-#include <map>
+#include <mutex>
+#include <thread>
 
-#include "arguments.h"
+#include "core/arguments.h"
 #include "core/cancel.h"
 #include "core/ids.h"
-#include "engine/resources.h"
-#include "hypervisor/qemu_driver.h"
-#include "engine/restore.h"
-#include "engine/snapshot_engine.h"
+#include "daemon/commands.h"
+#include "daemon/server.h"
+#include "daemon/service.h"
+#include "daemon_client.h"
 #include "output.h"
+#include "store/store.h"
 
 namespace virtsnap::cli {
 
@@ -27,22 +33,18 @@ constexpr const char *kDefaultStore = "/var/lib/virtsnap";
 constexpr const char *kDefaultKeyFile = "/etc/virtsnap/store.key";
 
 const std::vector<OptionSpec> kGlobalOptions = {
-	{"store"}, {"key-file"}, {"output"}, {"help", false}, {"version", false},
+	{"store"}, {"key-file"}, {"output"}, {"socket"}, {"help", false}, {"version", false},
 };
 
-struct Command {
-	const char *summary;
-	std::vector<OptionSpec> options;
-	std::function<Result<void>(const Arguments &)> run;
-};
-
-struct Context {
-	std::string storeDir;
-	std::string keyFile;
-	OutputFormat output = OutputFormat::Json;
-};
-
-Context ctx;
+// Commands of the CLI alone (they never go to the daemon).
+const std::map<std::string, daemon::CommandSpec> &localCommands()
+{
+	static const std::map<std::string, daemon::CommandSpec> table = {
+		{"init", {"create the store, and the key file if it is absent", {{"chunk-size"}}, "", {}}},
+		{"events", {"print virtsnapd's events as they happen (needs the daemon)", {{"follow", false}}, "", {}}},
+	};
+	return table;
+}
 
 std::string fromEnv(const char *name, const char *fallback)
 {
@@ -50,356 +52,272 @@ std::string fromEnv(const char *name, const char *fallback)
 	return v && *v ? v : fallback;
 }
 
-Result<std::unique_ptr<store::Store>> openStore()
+struct Context {
+	std::string storeDir, keyFile, socket;
+	OutputFormat output = OutputFormat::Json;
+};
+
+std::string human(double bytes)
 {
-	return store::Store::open(ctx.storeDir, ctx.keyFile);
+	const char *units[] = {"B", "KB", "MB", "GB", "TB"};
+	int u = 0;
+	while (bytes >= 1000 && u < 4) {
+		bytes /= 1000;
+		u++;
+	}
+	char buf[32];
+	std::snprintf(buf, sizeof(buf), "%.1f %s", bytes, units[u]);
+	return buf;
 }
 
-// A percentage on stderr when a person is watching; silent otherwise.
-engine::ProgressFn terminalProgress(const std::string &what)
+// A progress bar with rate and ETA on stderr, when a person is watching.
+class ProgressBar
 {
-	if (!::isatty(2))
-		return nullptr;
-	auto last = std::make_shared<int>(-1);
-	auto mutex = std::make_shared<std::mutex>();
-	return [=](uint64_t done, uint64_t total) {
-		int pct = total ? int(done * 100 / total) : 100;
-		std::lock_guard lock(*mutex);
-		if (pct == *last)
+public:
+	explicit ProgressBar(std::string what) : what_(std::move(what)), tty_(::isatty(2)) {}
+	~ProgressBar()
+	{
+		if (drawn_)
+			std::fprintf(stderr, "\n");
+	}
+	// `total` in bytes, or 100 with `percentOnly`.
+	void update(uint64_t done, uint64_t total, bool percentOnly = false)
+	{
+		if (!tty_)
 			return;
-		*last = pct;
-		std::fprintf(stderr, "\r%s %3d%%%s", what.c_str(), pct, pct == 100 ? "\n" : "");
-	};
+		std::lock_guard lock(mutex_);
+		auto now = std::chrono::steady_clock::now();
+		if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done < total)
+			return;
+		last_ = now;
+		drawn_ = true;
+		double secs = std::chrono::duration<double>(now - start_).count();
+		double frac = total ? double(done) / double(total) : 1.0;
+		int width = 30, filled = int(frac * width);
+		std::string bar = std::string(size_t(filled), '#') + std::string(size_t(width - filled), '.');
+		std::string rate = percentOnly || secs <= 0 ? "" : human(double(done) / secs) + "/s";
+		std::string eta = "--:--";
+		if (frac > 0.01 && frac < 1) {
+			int left = int(secs / frac * (1 - frac));
+			char buf[16];
+			std::snprintf(buf, sizeof(buf), "%d:%02d", left / 60, left % 60);
+			eta = buf;
+		}
+		std::fprintf(stderr, "\r%s [%s] %3d%% %s ETA %s ", what_.c_str(), bar.c_str(), int(frac * 100),
+			     rate.c_str(), eta.c_str());
+	}
+
+private:
+	std::string what_;
+	bool tty_;
+	bool drawn_ = false;
+	std::mutex mutex_;
+	std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_;
+};
+
+int printError(const Error &e)
+{
+	std::fprintf(stderr, "virtsnap: %s\n", e.toString().c_str());
+	return 1;
 }
 
-Result<void> cmdInit(const Arguments &args)
+void printDoc(const Context &ctx, const std::string &command, const Json &doc)
+{
+	auto spec = daemon::commands().find(command);
+	if (spec != daemon::commands().end() && !spec->second.listKey.empty())
+		print(ctx.output, doc, spec->second.listKey, spec->second.columns);
+	else
+		print(ctx.output, doc);
+}
+
+int cmdInit(const Context &ctx, const Arguments &args)
 {
 	uint32_t chunkSize = store::Store::kDefaultChunkSize;
 	if (args.has("chunk-size")) {
 		std::string v = args.get("chunk-size");
 		char *end = nullptr;
 		unsigned long n = std::strtoul(v.c_str(), &end, 10);
-		if (v.empty() || *end == 'K' || *end == 'k')
+		if (*end == 'K' || *end == 'k')
 			n <<= 10, end++;
 		else if (*end == 'M' || *end == 'm')
 			n <<= 20, end++;
-		if (*end || n == 0 || n > (16ul << 20))
-			return fail(errc::kInvalidParameterValue, "--chunk-size '" + v + "' is not a size");
+		if (v.empty() || *end || n == 0 || n > (16ul << 20))
+			return printError(Error{errc::kInvalidParameterValue, "--chunk-size '" + v + "' is not a size"});
 		chunkSize = uint32_t(n);
 	}
 	bool keyCreated = false;
-	VS_TRY(store::Store::init(ctx.storeDir, ctx.keyFile, chunkSize, &keyCreated));
+	if (auto r = store::Store::init(ctx.storeDir, ctx.keyFile, chunkSize, &keyCreated); !r)
+		return printError(r.error());
 	Json j = Json::object();
 	j.set("Store", Json::string(ctx.storeDir));
 	j.set("KeyFile", Json::string(ctx.keyFile));
 	j.set("KeyCreated", Json::boolean(keyCreated));
 	j.set("ChunkSize", Json::integer(chunkSize));
 	print(ctx.output, j);
-	return {};
+	return 0;
 }
 
-Result<hypervisor::QuiesceMode> quiesceMode(const Arguments &args)
+int cmdEvents(const Context &ctx)
 {
-	std::string mode = args.get("quiesce", args.has("qga-socket") ? "try" : "off");
-	if (mode == "off")
-		return hypervisor::QuiesceMode::Off;
-	if (mode != "try" && mode != "required")
-		return fail(errc::kInvalidParameterValue, "--quiesce must be required, try or off");
-	if (!args.has("qga-socket"))
-		return fail(errc::kMissingParameter, "--quiesce " + mode + " needs --qga-socket");
-	return mode == "try" ? hypervisor::QuiesceMode::Try : hypervisor::QuiesceMode::Required;
+	auto client = DaemonClient::connect(ctx.socket);
+	if (!client)
+		return printError(client.error());
+	if (!*client)
+		return printError(Error{errc::kIncorrectState, "no virtsnapd answers on " + ctx.socket +
+								       " (start it with: virtsnapd)"});
+	auto r = (*client)->follow([](const std::string &line) {
+		std::printf("%s\n", line.c_str());
+		std::fflush(stdout);
+		return !cancelRequested();
+	});
+	// Stopped by a signal is how --follow ends: not an error.
+	return r || cancelRequested() ? 0 : printError(r.error());
 }
 
-// The options create-snapshot and create-snapshots share.
-Result<engine::SnapshotSetRequest> setRequest(const Arguments &args)
+// Polls the daemon until the snapshots are no longer pending.
+Result<Json> waitThroughDaemon(DaemonClient &client, const std::vector<std::string> &ids)
 {
-	engine::SnapshotSetRequest req;
-	auto socket = args.require("qmp-socket");
-	if (!socket)
-		return std::unexpected(socket.error());
-	req.qmpSocket = *socket;
-	req.qgaSocket = args.get("qga-socket");
-	auto mode = quiesceMode(args);
-	if (!mode)
-		return std::unexpected(mode.error());
-	req.quiesce = *mode;
-	if (args.has("freeze-timeout")) {
-		std::string v = args.get("freeze-timeout");
-		char *end = nullptr;
-		double secs = std::strtod(v.c_str(), &end);
-		if (v.empty() || *end || !(secs > 0) || secs > 3600)
-			return fail(errc::kInvalidParameterValue,
-				    "--freeze-timeout '" + v + "' is not a number of seconds (0 to 3600)");
-		req.freezeTimeout = std::chrono::milliseconds(int64_t(secs * 1000));
-	}
-	req.description = args.get("description");
-	if (req.description.size() > 256)
-		return fail(errc::kInvalidParameterValue, "--description is longer than 256 characters");
-	auto tags = engine::parseTags(args.all("tag"));
-	if (!tags)
-		return std::unexpected(tags.error());
-	req.tags = *tags;
-	req.warn = [](const std::string &w) { std::fprintf(stderr, "virtsnap: warning: %s\n", w.c_str()); };
-	return req;
-}
-
-// Prints the outcomes; a failed set is also one error line and exit 1.
-Result<void> reportOutcomes(const std::vector<engine::SnapshotOutcome> &outcomes, bool single)
-{
-	Json list = Json::array();
-	for (const engine::SnapshotOutcome &o : outcomes)
-		list.append(snapshotJson(o.manifest, o.state, o.stateMessage));
-	if (single) {
-		print(ctx.output, list.at(0));
-	} else {
-		Json doc = Json::object();
-		doc.set("Snapshots", list);
-		print(ctx.output, doc, "Snapshots",
-		      {"SnapshotId", "VolumeId", "Disk", "State", "ConsistencyLevel", "CaptureMode", "BytesAdded",
-		       "StateMessage"});
-	}
-	for (const engine::SnapshotOutcome &o : outcomes)
-		if (o.state != "completed")
-			return fail(errc::kIncorrectState, "snapshot " + o.manifest.snapshotId + " failed: " + o.stateMessage);
-	return {};
-}
-
-Result<void> runSet(const engine::SnapshotSetRequest &req, bool single)
-{
-	auto s = openStore();
-	if (!s)
-		return std::unexpected(s.error());
-	auto outcomes = engine::createSnapshots(**s, req);
-	if (!outcomes)
-		return std::unexpected(outcomes.error());
-	return reportOutcomes(*outcomes, single);
-}
-
-Result<void> cmdCreateSnapshot(const Arguments &args)
-{
-	auto req = setRequest(args);
-	if (!req)
-		return std::unexpected(req.error());
-	auto disk = args.require("disk");
-	if (!disk)
-		return std::unexpected(disk.error());
-	req->disks = {*disk};
-	req->progress = terminalProgress("snapshot of " + *disk);
-	return runSet(*req, true);
-}
-
-Result<void> cmdCreateSnapshots(const Arguments &args)
-{
-	auto req = setRequest(args);
-	if (!req)
-		return std::unexpected(req.error());
-	req->excludeDisks = args.all("exclude-disk");
-	req->excludeBootVolume = args.has("exclude-boot-volume");
-	req->copyTagsFromSource = args.has("copy-tags-from-source");
-	req->progress = terminalProgress("snapshot set");
-	return runSet(*req, false);
-}
-
-Result<void> changeTags(const Arguments &args, bool create)
-{
-	auto resource = args.require("resource");
-	if (!resource)
-		return std::unexpected(resource.error());
-	if (!args.has("tag"))
-		return fail(errc::kMissingParameter, "--tag is required");
-	auto tags = engine::parseTags(args.all("tag"), !create);
-	if (!tags)
-		return std::unexpected(tags.error());
-	if (!isSnapshotId(*resource) && !isVolumeId(*resource))
-		return fail(errc::kInvalidParameterValue, "'" + *resource + "' is neither a snap- nor a vol- id");
-	auto s = openStore();
-	if (!s)
-		return std::unexpected(s.error());
-	VS_TRY(create ? engine::createTags(**s, *resource, *tags) : engine::deleteTags(**s, *resource, *tags));
-	return {};
-}
-
-Result<void> cmdCreateTags(const Arguments &args)
-{
-	return changeTags(args, true);
-}
-
-Result<void> cmdDeleteTags(const Arguments &args)
-{
-	return changeTags(args, false);
-}
-
-Result<void> cmdRegisterInstance(const Arguments &args)
-{
-	auto socket = args.require("qmp-socket");
-	if (!socket)
-		return std::unexpected(socket.error());
-	std::string hib = args.get("hibernation-enabled", "false");
-	if (hib != "true" && hib != "false")
-		return fail(errc::kInvalidParameterValue, "--hibernation-enabled must be true or false");
-	auto s = openStore();
-	if (!s)
-		return std::unexpected(s.error());
-	auto driver = hypervisor::QemuDriver::connect(*socket);
-	if (!driver)
-		return std::unexpected(driver.error());
-	auto instance = (*driver)->instance();
-	if (!instance)
-		return std::unexpected(instance.error());
-	engine::InstanceRecord r{engine::instanceIdFor(instance->key), instance->key, instance->name, hib == "true"};
-	VS_TRY(engine::saveInstance(**s, r));
-	Json j = Json::object();
-	j.set("InstanceId", Json::string(r.instanceId));
-	j.set("Name", Json::string(r.name));
-	j.set("HibernationEnabled", Json::boolean(r.hibernationEnabled));
-	print(ctx.output, j);
-	return {};
-}
-
-Result<void> cmdDescribeSnapshots(const Arguments &args)
-{
-	for (const std::string &id : args.all("snapshot-id"))
-		VS_TRY(checkSnapshotId(id));
-	auto s = openStore();
-	if (!s)
-		return std::unexpected(s.error());
-	Json list = Json::array();
-	if (args.has("snapshot-id")) {
-		for (const std::string &id : args.all("snapshot-id")) {
-			auto m = (*s)->getManifest(id);
-			if (!m)
-				return std::unexpected(m.error());
-			list.append(snapshotJson(*m));
+	ProgressBar bar("waiting");
+	for (;;) {
+		auto describe = Arguments::fromJson("describe-snapshots", "{}", {});
+		describe->set("snapshot-id", ids);
+		auto reply = client.call(*describe);
+		if (!reply)
+			return std::unexpected(reply.error());
+		if (!reply->getBool("ok").value_or(false))
+			return fail(reply->get("error").getString("code").value_or(errc::kInternal),
+				    reply->get("error").getString("message").value_or(""));
+		Json list = reply->get("result").get("Snapshots");
+		bool pending = false;
+		int progress = 0;
+		for (size_t i = 0; i < list.size(); i++) {
+			pending |= list.at(i).getString("State") == "pending";
+			progress += std::atoi(list.at(i).getString("Progress").value_or("0").c_str());
 		}
-	} else {
-		auto all = (*s)->listManifests();
-		if (!all)
-			return std::unexpected(all.error());
-		for (const store::Manifest &m : *all)
-			list.append(snapshotJson(m));
+		bar.update(uint64_t(progress), 100 * std::max<size_t>(1, list.size()), true);
+		if (!pending || cancelRequested())
+			return list;
+		std::this_thread::sleep_for(std::chrono::milliseconds(250));
 	}
-	Json doc = Json::object();
-	doc.set("Snapshots", list);
-	print(ctx.output, doc, "Snapshots",
-	      {"SnapshotId", "VolumeId", "State", "Progress", "StartTime", "VolumeSize", "CaptureMode", "BytesAdded",
-	       "Description"});
-	return {};
 }
 
-Result<void> cmdDeleteSnapshot(const Arguments &args)
+int viaDaemon(const Context &ctx, DaemonClient &client, const Arguments &args)
 {
-	auto id = args.require("snapshot-id");
-	if (!id)
-		return std::unexpected(id.error());
-	VS_TRY(checkSnapshotId(*id));
-	auto s = openStore();
-	if (!s)
-		return std::unexpected(s.error());
-	VS_TRY(engine::deleteSnapshot(**s, *id));
-	Json j = Json::object();
-	j.set("SnapshotId", Json::string(*id));
-	j.set("Deleted", Json::boolean(true));
-	print(ctx.output, j);
-	return {};
+	auto reply = client.call(args);
+	if (!reply)
+		return printError(reply.error());
+	Json doc = reply->get("result");
+	bool isCreate = args.command() == "create-snapshot" || args.command() == "create-snapshots";
+	if (isCreate && args.has("wait") && reply->getBool("ok").value_or(false)) {
+		std::vector<std::string> ids;
+		if (args.command() == "create-snapshot") {
+			ids.push_back(doc.getString("SnapshotId").value_or(""));
+		} else {
+			for (size_t i = 0; i < doc.get("Snapshots").size(); i++)
+				ids.push_back(doc.get("Snapshots").at(i).getString("SnapshotId").value_or(""));
+		}
+		auto done = waitThroughDaemon(client, ids);
+		if (!done)
+			return printError(done.error());
+		if (args.command() == "create-snapshot") {
+			doc = done->at(0);
+		} else {
+			doc = Json::object();
+			doc.set("Snapshots", *done);
+		}
+		printDoc(ctx, args.command(), doc);
+		for (size_t i = 0; i < done->size(); i++)
+			if (done->at(i).getString("State") == "error")
+				return printError(Error{errc::kIncorrectState,
+							"snapshot " + done->at(i).getString("SnapshotId").value_or("") +
+								" failed: " +
+								done->at(i).getString("StateMessage").value_or("")});
+		return 0;
+	}
+	if (!doc.isNull())
+		printDoc(ctx, args.command(), doc);
+	if (!reply->getBool("ok").value_or(false))
+		return printError(Error{reply->get("error").getString("code").value_or(errc::kInternal),
+					reply->get("error").getString("message").value_or("")});
+	return 0;
 }
 
-Result<void> cmdCreateVolume(const Arguments &args)
+int inProcess(const Context &ctx, const Arguments &args)
 {
-	engine::RestoreRequest req;
-	auto id = args.require("snapshot-id");
-	if (!id)
-		return std::unexpected(id.error());
-	auto target = args.require("target");
-	if (!target)
-		return std::unexpected(target.error());
-	req.snapshotId = *id;
-	req.target = *target;
-	req.format = args.get("format", "qcow2");
-	VS_TRY(checkSnapshotId(req.snapshotId));
-	req.progress = terminalProgress("restore of " + req.snapshotId);
-	auto s = openStore();
-	if (!s)
-		return std::unexpected(s.error());
-	auto m = engine::createVolume(**s, req);
-	if (!m)
-		return std::unexpected(m.error());
-	Json j = Json::object();
-	j.set("SnapshotId", Json::string(m->snapshotId));
-	j.set("VolumeId", Json::string(m->volumeId));
-	j.set("Target", Json::string(req.target.string()));
-	j.set("Format", Json::string(req.format));
-	j.set("Size", Json::integer(int64_t(m->volumeSize)));
-	print(ctx.output, j);
-	return {};
-}
-
-const std::map<std::string, Command> &commands()
-{
-	static const std::map<std::string, Command> table = {
-		{"init", {"create the store, and the key file if it is absent", {{"chunk-size"}}, cmdInit}},
-		{"create-snapshot",
-		 {"snapshot one disk of a running QEMU instance",
-		  {{"qmp-socket"}, {"disk"}, {"qga-socket"}, {"quiesce"}, {"freeze-timeout"}, {"description"},
-		   {"tag", true, true}, {"wait", false}},
-		  cmdCreateSnapshot}},
-		{"create-snapshots",
-		 {"snapshot every disk of an instance at one point in time",
-		  {{"qmp-socket"}, {"qga-socket"}, {"quiesce"}, {"freeze-timeout"}, {"exclude-boot-volume", false},
-		   {"exclude-disk", true, true}, {"copy-tags-from-source", false}, {"description"},
-		   {"tag", true, true}, {"wait", false}},
-		  cmdCreateSnapshots}},
-		{"create-tags",
-		 {"add or overwrite tags of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, cmdCreateTags}},
-		{"delete-tags",
-		 {"remove tags (KEY or KEY=VALUE) of a snap- or vol- id", {{"resource"}, {"tag", true, true}},
-		  cmdDeleteTags}},
-		{"register-instance",
-		 {"record attributes of the instance behind a QMP socket", {{"qmp-socket"}, {"hibernation-enabled"}},
-		  cmdRegisterInstance}},
-		{"describe-snapshots",
-		 {"list snapshots, or the ones named", {{"snapshot-id", true, true}}, cmdDescribeSnapshots}},
-		{"delete-snapshot", {"delete one snapshot", {{"snapshot-id"}}, cmdDeleteSnapshot}},
-		{"create-volume",
-		 {"restore a snapshot into a new image file", {{"snapshot-id"}, {"target"}, {"format"}},
-		  cmdCreateVolume}},
-	};
-	return table;
+	bool isCreate = args.command() == "create-snapshot" || args.command() == "create-snapshots";
+	if (isCreate && !args.has("wait"))
+		return printError(Error{errc::kIncorrectState,
+					"no virtsnapd answers on " + ctx.socket +
+						"; start it (virtsnapd), or add --wait to take the snapshot in this process"});
+	auto service = daemon::Service::open(ctx.storeDir, ctx.keyFile, {}, nullptr);
+	if (!service)
+		return printError(service.error());
+	ProgressBar bar(isCreate ? "snapshot" : "restore");
+	auto reply = (*service)->run(args, std::to_string(::getuid()),
+				     [&](uint64_t done, uint64_t total) { bar.update(done, total); });
+	if (!reply)
+		return printError(reply.error());
+	printDoc(ctx, args.command(), reply->doc);
+	if (reply->failure)
+		return printError(*reply->failure);
+	return 0;
 }
 
 void usage(FILE *out)
 {
-	std::fprintf(out, "usage: virtsnap [--store DIR] [--key-file FILE] [--output json|table] COMMAND [options]\n\n"
-			  "commands:\n");
-	for (const auto &[name, c] : commands()) {
+	std::fprintf(out, "usage: virtsnap [--store DIR] [--key-file FILE] [--socket PATH] [--output json|table]\n"
+			  "                COMMAND [options]\n\ncommands:\n");
+	auto show = [&](const std::string &name, const daemon::CommandSpec &c) {
 		std::string opts;
 		for (const OptionSpec &o : c.options)
 			opts += " [--" + o.name + (o.takesValue ? " X" : "") + "]" + (o.repeatable ? "..." : "");
-		std::fprintf(out, "  %-20s %s\n  %-20s%s\n", name.c_str(), c.summary, "", opts.c_str());
-	}
+		std::fprintf(out, "  %-24s %s\n  %-24s%s\n", name.c_str(), c.summary.c_str(), "", opts.c_str());
+	};
+	for (const auto &[name, c] : localCommands())
+		show(name, c);
+	for (const auto &[name, c] : daemon::commands())
+		show(name == "catalog-rebuild" ? "catalog rebuild"
+					       : name == "wait-snapshot-completed" ? "wait snapshot-completed" : name,
+		     c);
 	std::fprintf(out, "\nThe store is --store, else $VIRTSNAP_STORE, else %s.\n"
-			  "The key file is --key-file, else $VIRTSNAP_KEY_FILE, else %s.\n",
-		     kDefaultStore, kDefaultKeyFile);
+			  "The key file is --key-file, else $VIRTSNAP_KEY_FILE, else %s.\n"
+			  "The daemon's socket is --socket, else $VIRTSNAP_SOCKET, else %s.\n",
+		     kDefaultStore, kDefaultKeyFile, daemon::kDefaultSocket);
 }
 
 int run(int argc, char **argv)
 {
 	std::vector<std::string> raw(argv + 1, argv + argc);
+	// Two-word commands become one name.
+	for (size_t i = 0; i + 1 < raw.size(); i++) {
+		if ((raw[i] == "catalog" && raw[i + 1] == "rebuild") ||
+		    (raw[i] == "wait" && raw[i + 1] == "snapshot-completed")) {
+			raw[i] += "-" + raw[i + 1];
+			raw.erase(raw.begin() + long(i) + 1);
+			break;
+		}
+	}
 	// First pass: find the command, so its options can be known.
 	std::string name;
 	for (size_t i = 0; i < raw.size(); i++) {
 		if (raw[i].rfind("--", 0) == 0) {
 			std::string opt = raw[i].substr(2);
-			if (opt == "store" || opt == "key-file" || opt == "output")
+			if (raw[i].find('=') == std::string::npos &&
+			    (opt == "store" || opt == "key-file" || opt == "output" || opt == "socket"))
 				i++;
 			continue;
 		}
 		name = raw[i];
 		break;
 	}
-	auto it = commands().find(name);
+	const daemon::CommandSpec *spec = nullptr;
+	if (auto it = localCommands().find(name); it != localCommands().end())
+		spec = &it->second;
+	else if (auto it = daemon::commands().find(name); it != daemon::commands().end())
+		spec = &it->second;
 	std::vector<OptionSpec> specs = kGlobalOptions;
-	if (it != commands().end())
-		specs.insert(specs.end(), it->second.options.begin(), it->second.options.end());
+	if (spec)
+		specs.insert(specs.end(), spec->options.begin(), spec->options.end());
 	auto args = Arguments::parse(raw, specs);
 	if (!args) {
 		std::fprintf(stderr, "virtsnap: %s\n", args.error().toString().c_str());
@@ -413,26 +331,34 @@ int run(int argc, char **argv)
 		usage(name.empty() && !args->has("help") ? stderr : stdout);
 		return name.empty() && !args->has("help") ? 2 : 0;
 	}
-	if (it == commands().end()) {
+	if (!spec) {
 		std::fprintf(stderr, "virtsnap: InvalidParameterValue: unknown command '%s' (see virtsnap --help)\n",
 			     name.c_str());
 		return 2;
 	}
+	Context ctx;
 	ctx.storeDir = args->get("store", fromEnv("VIRTSNAP_STORE", kDefaultStore));
 	ctx.keyFile = args->get("key-file", fromEnv("VIRTSNAP_KEY_FILE", kDefaultKeyFile));
+	ctx.socket = args->get("socket", fromEnv("VIRTSNAP_SOCKET", daemon::kDefaultSocket));
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {
 		std::fprintf(stderr, "virtsnap: InvalidParameterValue: --output must be json or table\n");
 		return 2;
 	}
 	ctx.output = output == "table" ? OutputFormat::Table : OutputFormat::Json;
+	for (const char *global : {"store", "key-file", "output", "socket"})
+		args->erase(global);
 
-	auto result = it->second.run(*args);
-	if (!result) {
-		std::fprintf(stderr, "virtsnap: %s\n", result.error().toString().c_str());
-		return 1;
-	}
-	return 0;
+	if (name == "init")
+		return cmdInit(ctx, *args);
+	if (name == "events")
+		return cmdEvents(ctx);
+	auto client = DaemonClient::connect(ctx.socket);
+	if (!client)
+		return printError(client.error());
+	if (*client)
+		return viaDaemon(ctx, **client, *args);
+	return inProcess(ctx, *args);
 }
 
 } // namespace

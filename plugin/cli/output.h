@@ -5,15 +5,10 @@
 #include <vector>
 
 #include "qmp/json.h"
-#include "store/manifest.h"
 
 namespace virtsnap::cli {
 
 enum class OutputFormat { Json, Table };
-
-// One snapshot in the EC2 DescribeSnapshots shape.
-qmp::Json snapshotJson(const store::Manifest &m, const std::string &state = "completed",
-		       const std::string &stateMessage = "");
 
 // Prints `doc` to stdout. For tables, `listKey` names the array member whose
 // objects become rows (and `columns` their columns); scalars print as

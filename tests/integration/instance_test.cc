@@ -134,12 +134,12 @@ protected:
 	CliResult cli(std::vector<std::string> args)
 	{
 		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile_});
-		return runVirtsnap(args, {"TMPDIR=" + workRoot()});
+		return runVirtsnap(args, {"TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + tmp_.file("no-daemon.sock")});
 	}
 
 	CliResult createSnapshots(std::vector<std::string> extra)
 	{
-		std::vector<std::string> args{"create-snapshots", "--qmp-socket", vm_->qmpSocket()};
+		std::vector<std::string> args{"create-snapshots", "--wait", "--qmp-socket", vm_->qmpSocket()};
 		if (!vm_->guestAgentSocket().empty())
 			args.insert(args.end(), {"--qga-socket", vm_->guestAgentSocket()});
 		args.insert(args.end(), extra.begin(), extra.end());
@@ -368,8 +368,9 @@ TEST_F(InstanceTest, SignalsAtAnyMomentLeaveTheGuestThawedAndQemuClean)
 		int sig = ms % 40 == 0 ? SIGTERM : SIGINT;
 		std::vector<std::string> args{"--store", storeDir_, "--key-file", keyFile_, "create-snapshots",
 					      "--qmp-socket", vm_->qmpSocket(), "--qga-socket", vm_->guestAgentSocket(),
-					      "--quiesce", "try"};
-		CliResult r = runVirtsnap(args, {"TMPDIR=" + workRoot()}, sig, ms);
+					      "--quiesce", "try", "--wait"};
+		CliResult r = runVirtsnap(args, {"TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + tmp_.file("none.sock")},
+					  sig, ms);
 		// A signal that lands before the handlers are installed kills the
 		// process before it touched anything; any later one must unwind.
 		if (r.status == 1) {
@@ -441,7 +442,14 @@ TEST_F(InstanceTest, ADiskThatFailsFailsTheWholeSetAndLeavesNoBitmaps)
 			<< snap.getString("StateMessage").value_or("");
 	}
 	EXPECT_EQ(allBitmaps(), std::set<std::string>{});
-	EXPECT_EQ(cli({"describe-snapshots"}).json().get("Snapshots").size(), 0u);
+	// As on EBS, they stay listed in error; none has a manifest.
+	Json listed = cli({"describe-snapshots"}).json().get("Snapshots");
+	EXPECT_EQ(listed.size(), 3u);
+	for (size_t i = 0; i < listed.size(); i++) {
+		EXPECT_EQ(listed.at(i).getString("State"), "error");
+		EXPECT_FALSE(fs::exists(storeDir_ + "/snapshots/" +
+					listed.at(i).getString("SnapshotId").value_or("") + ".manifest"));
+	}
 	EXPECT_EQ(freezeStatus(), "thawed");
 }
 

@@ -82,12 +82,13 @@ protected:
 	CliResult cli(std::vector<std::string> args, const std::string &keyFile = "")
 	{
 		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile.empty() ? keyFile_ : keyFile});
-		return runVirtsnap(args, {"TMPDIR=" + workRoot()});
+		return runVirtsnap(args, {"TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + tmp_.file("no-daemon.sock")});
 	}
 
 	Json snapshot(const std::vector<std::string> &extra = {})
 	{
-		std::vector<std::string> args{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda"};
+		std::vector<std::string> args{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda",
+					      "--wait"};
 		args.insert(args.end(), extra.begin(), extra.end());
 		CliResult r = cli(args);
 		EXPECT_EQ(r.status, 0) << r.err;
@@ -307,7 +308,7 @@ TEST_F(SnapshotTest, WrongKeyIsRefusedAndTouchesNothing)
 	std::string residueBefore = qemuResidue();
 	for (const std::vector<std::string> &args :
 	     {std::vector<std::string>{"describe-snapshots"},
-	      std::vector<std::string>{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda"}}) {
+	      std::vector<std::string>{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--wait"}}) {
 		CliResult r = cli(args, otherKey);
 		EXPECT_EQ(r.status, 1) << args[0];
 		EXPECT_NE(r.err.find("WrongKey"), std::string::npos) << r.err;
@@ -330,11 +331,12 @@ TEST_F(SnapshotTest, BadInputGetsOneLineAndLeavesNoTrace)
 		std::string mentions;
 	};
 	std::vector<Case> cases = {
-		{{"create-snapshot", "--qmp-socket", tmp_.file("nope.sock"), "--disk", "vda"}, "HypervisorError",
+		{{"create-snapshot", "--qmp-socket", tmp_.file("nope.sock"), "--disk", "vda", "--wait"}, "HypervisorError",
 		 "nope.sock"},
-		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vdz"}, "InvalidDisk.NotFound", "vda"},
-		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket()}, "MissingParameter", "--disk"},
-		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--tag", "novalue"},
+		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vdz", "--wait"}, "InvalidDisk.NotFound",
+		 "vda"},
+		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--wait"}, "MissingParameter", "--disk"},
+		{{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--tag", "novalue", "--wait"},
 		 "InvalidParameterValue", "novalue"},
 		{{"describe-snapshots", "--snapshot-id", "snap-XYZ"}, "InvalidSnapshotID.Malformed", "snap-XYZ"},
 		{{"delete-snapshot", "--snapshot-id", "snap-00000000000000000"}, "InvalidSnapshot.NotFound",
@@ -352,7 +354,8 @@ TEST_F(SnapshotTest, BadInputGetsOneLineAndLeavesNoTrace)
 		EXPECT_NE(r.err.find(c.mentions), std::string::npos) << r.err;
 		EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 	}
-	CliResult noStore = runVirtsnap({"--store", tmp_.file("empty"), "--key-file", keyFile_, "describe-snapshots"});
+	CliResult noStore = runVirtsnap({"--store", tmp_.file("empty"), "--key-file", keyFile_, "describe-snapshots"},
+					{"VIRTSNAP_SOCKET=" + tmp_.file("no-daemon.sock")});
 	EXPECT_EQ(noStore.status, 1);
 	EXPECT_NE(noStore.err.find("StoreNotInitialized"), std::string::npos) << noStore.err;
 
@@ -378,7 +381,7 @@ TEST_F(SnapshotTest, FailureAfterTheTransactionDropsTheNewBitmapAndKeepsTheOld)
 	std::string residueBefore = qemuResidue();
 	auto filesBefore = storeFiles();
 
-	CliResult r = cli({"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda"});
+	CliResult r = cli({"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--wait"});
 	EXPECT_EQ(r.status, 1);
 	EXPECT_NE(r.err.find("HypervisorError"), std::string::npos) << r.err;
 	EXPECT_EQ(qemuResidue(), residueBefore);

@@ -1,0 +1,76 @@
+#include "commands.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+const std::vector<OptionSpec> kCaptureOptions = {
+	{"qmp-socket"}, {"qga-socket"}, {"quiesce"}, {"freeze-timeout"}, {"description"}, {"name"},
+	{"tag", true, true}, {"wait", false}, {"client-token"},
+};
+
+std::vector<OptionSpec> with(std::vector<OptionSpec> base, const std::vector<OptionSpec> &more)
+{
+	base.insert(base.end(), more.begin(), more.end());
+	return base;
+}
+
+const std::vector<std::string> kSnapshotColumns = {"SnapshotId", "VolumeId", "Disk", "State", "Progress",
+						   "StartTime", "ConsistencyLevel", "BytesAdded", "Description"};
+
+} // namespace
+
+const std::map<std::string, CommandSpec> &commands()
+{
+	static const std::map<std::string, CommandSpec> table = {
+		{"create-snapshot",
+		 {"snapshot one disk of a running QEMU instance", with(kCaptureOptions, {{"disk"}}), "", {}}},
+		{"create-snapshots",
+		 {"snapshot every disk of an instance at one point in time",
+		  with(kCaptureOptions,
+		       {{"exclude-boot-volume", false}, {"exclude-disk", true, true}, {"copy-tags-from-source", false}}),
+		  "Snapshots", kSnapshotColumns}},
+		{"describe-snapshots",
+		 {"list snapshots: all, the ones named, or those the filters match",
+		  {{"snapshot-id", true, true}, {"filter", true, true}, {"max-results"}, {"next-token"}},
+		  "Snapshots",
+		  kSnapshotColumns}},
+		{"delete-snapshot",
+		 {"delete a snapshot (a pending one when it completes)", {{"snapshot-id"}}, "", {}}},
+		{"create-volume",
+		 {"restore a snapshot into a new image file", {{"snapshot-id"}, {"target"}, {"format"}}, "", {}}},
+		{"create-tags",
+		 {"add or overwrite tags of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {}}},
+		{"delete-tags",
+		 {"remove tags (KEY or KEY=VALUE) of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {}}},
+		{"register-instance",
+		 {"record attributes of the instance behind a QMP socket", {{"qmp-socket"}, {"hibernation-enabled"}},
+		  "",
+		  {}}},
+		{"describe-volumes",
+		 {"list known volumes, or the disks of an instance (registered on first sight)",
+		  {{"qmp-socket"}, {"volume-id", true, true}},
+		  "Volumes",
+		  {"VolumeId", "Instance", "Disk", "Size", "VolumeClass", "Tags"}}},
+		{"modify-volume",
+		 {"set a volume's class (st1 and sc1 allow one pending snapshot)", {{"volume-id"}, {"volume-class"}},
+		  "",
+		  {}}},
+		{"verify",
+		 {"re-read, decrypt and re-hash what snapshots reference (all by default)",
+		  {{"snapshot-id", true, true}},
+		  "Snapshots",
+		  {"SnapshotId", "Status", "Problems"}}},
+		{"gc",
+		 {"reclaim space no snapshot references", {{"grace-seconds"}, {"dry-run", false}}, "", {}}},
+		{"catalog-rebuild", {"rebuild the catalog from the store's manifests", {}, "", {}}},
+		{"wait-snapshot-completed",
+		 {"wait until the snapshots are completed (fails if one ends in error)",
+		  {{"snapshot-id", true, true}, {"timeout"}},
+		  "Snapshots",
+		  kSnapshotColumns}},
+	};
+	return table;
+}
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,1133 @@
+#include "service.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <regex>
+#include <thread>
+
+#include "commands.h"
+#include "core/ids.h"
+#include "crypto/crypto.h"
+#include "engine/resources.h"
+#include "engine/restore.h"
+#include "engine/work_dir.h"
+#include "events/event.h"
+#include "store/gc.h"
+#include "store/verify.h"
+
+namespace virtsnap::daemon {
+
+using qmp::Json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char *kConcurrentLimit = "ConcurrentSnapshotLimitExceeded";
+constexpr const char *kIdempotentMismatch = "IdempotentParameterMismatch";
+
+Json tagsJson(const catalog::Tags &tags)
+{
+	Json a = Json::array();
+	for (const auto &[k, v] : tags) {
+		Json t = Json::object();
+		t.set("Key", Json::string(k));
+		t.set("Value", Json::string(v));
+		a.append(t);
+	}
+	return a;
+}
+
+catalog::SnapshotRow rowFromManifest(const store::Manifest &m, const std::string &state,
+				     const std::string &message = "")
+{
+	catalog::SnapshotRow r;
+	r.snapshotId = m.snapshotId;
+	r.volumeId = m.volumeId;
+	r.state = state;
+	r.stateMessage = message;
+	r.progress = state == "completed" ? 100 : 0;
+	r.startTime = m.startTime;
+	r.completionTime = m.completionTime;
+	r.description = m.description;
+	r.name = m.name;
+	r.ownerId = m.ownerId;
+	r.consistencyLevel = m.consistency;
+	r.volumeSize = m.volumeSize;
+	r.bytesAdded = m.stats.bytesAdded;
+	r.bytesRead = m.stats.bytesRead;
+	r.snapshotSetId = m.snapshotSetId;
+	r.parentSnapshotId = m.parentSnapshotId;
+	r.captureMode = m.captureMode;
+	r.captureReason = m.captureReason;
+	r.quiesceNote = m.quiesceNote;
+	r.diskId = m.volume.diskId;
+	r.instanceName = m.volume.instanceName;
+	r.freezeMillis = m.freezeMillis;
+	r.tags = m.tags;
+	return r;
+}
+
+// One snapshot in the EC2 DescribeSnapshots shape, plus virtsnap's own.
+Json snapshotJson(const catalog::SnapshotRow &r)
+{
+	constexpr uint64_t kGiB = 1ull << 30;
+	Json j = Json::object();
+	j.set("SnapshotId", Json::string(r.snapshotId));
+	j.set("VolumeId", Json::string(r.volumeId));
+	j.set("State", Json::string(r.state));
+	if (!r.stateMessage.empty())
+		j.set("StateMessage", Json::string(r.stateMessage));
+	j.set("Progress", Json::string(std::to_string(r.progress) + "%"));
+	j.set("StartTime", Json::string(r.startTime));
+	if (!r.completionTime.empty())
+		j.set("CompletionTime", Json::string(r.completionTime));
+	j.set("VolumeSize", Json::integer(int64_t((r.volumeSize + kGiB - 1) / kGiB)));
+	j.set("Description", Json::string(r.description));
+	if (!r.name.empty())
+		j.set("Name", Json::string(r.name));
+	j.set("Encrypted", Json::boolean(r.encrypted));
+	j.set("OwnerId", Json::string(r.ownerId));
+	j.set("Tags", tagsJson(r.tags));
+	j.set("ConsistencyLevel", Json::string(r.consistencyLevel));
+	if (r.freezeMillis >= 0)
+		j.set("FreezeMillis", Json::integer(r.freezeMillis));
+	if (!r.quiesceNote.empty())
+		j.set("QuiesceNote", Json::string(r.quiesceNote));
+	if (!r.snapshotSetId.empty())
+		j.set("SnapshotSetId", Json::string(r.snapshotSetId));
+	if (!r.captureMode.empty())
+		j.set("CaptureMode", Json::string(r.captureMode));
+	if (!r.captureReason.empty())
+		j.set("CaptureReason", Json::string(r.captureReason));
+	if (!r.parentSnapshotId.empty())
+		j.set("ParentSnapshotId", Json::string(r.parentSnapshotId));
+	j.set("VolumeSizeBytes", Json::integer(int64_t(r.volumeSize)));
+	j.set("BytesRead", Json::integer(int64_t(r.bytesRead)));
+	j.set("BytesAdded", Json::integer(int64_t(r.bytesAdded)));
+	j.set("Disk", Json::string(r.diskId));
+	j.set("Instance", Json::string(r.instanceName));
+	return j;
+}
+
+Json volumeJson(const catalog::VolumeRow &v)
+{
+	constexpr uint64_t kGiB = 1ull << 30;
+	Json j = Json::object();
+	j.set("VolumeId", Json::string(v.volumeId));
+	j.set("Instance", Json::string(v.instanceName));
+	j.set("InstanceKey", Json::string(v.instanceKey));
+	j.set("Disk", Json::string(v.diskId));
+	j.set("Size", Json::integer(int64_t((v.size + kGiB - 1) / kGiB)));
+	j.set("SizeBytes", Json::integer(int64_t(v.size)));
+	j.set("VolumeClass", Json::string(v.volumeClass));
+	j.set("Tags", tagsJson(v.tags));
+	return j;
+}
+
+catalog::VolumeRow volumeRow(const engine::VolumeRecord &v, const std::string &qmpSocket)
+{
+	return {v.volumeId, v.instanceKey, v.instanceName, v.diskId, v.volumeClass, qmpSocket, v.size, v.tags};
+}
+
+Reply ok(Json doc)
+{
+	return Reply{std::move(doc), std::nullopt};
+}
+
+Result<hypervisor::QuiesceMode> quiesceMode(const Arguments &args)
+{
+	std::string mode = args.get("quiesce", args.has("qga-socket") ? "try" : "off");
+	if (mode == "off")
+		return hypervisor::QuiesceMode::Off;
+	if (mode != "try" && mode != "required")
+		return fail(errc::kInvalidParameterValue, "--quiesce must be required, try or off");
+	if (!args.has("qga-socket"))
+		return fail(errc::kMissingParameter, "--quiesce " + mode + " needs --qga-socket");
+	return mode == "try" ? hypervisor::QuiesceMode::Try : hypervisor::QuiesceMode::Required;
+}
+
+Result<int64_t> parseInt(const std::string &option, const std::string &v, int64_t lo, int64_t hi)
+{
+	char *end = nullptr;
+	long long n = std::strtoll(v.c_str(), &end, 10);
+	if (v.empty() || *end || n < lo || n > hi)
+		return fail(errc::kInvalidParameterValue, "--" + option + " '" + v + "' must be a number from " +
+								  std::to_string(lo) + " to " + std::to_string(hi));
+	return n;
+}
+
+// The options create-snapshot and create-snapshots share.
+Result<engine::SnapshotSetRequest> setRequest(const Arguments &args)
+{
+	engine::SnapshotSetRequest req;
+	auto socket = args.require("qmp-socket");
+	if (!socket)
+		return std::unexpected(socket.error());
+	req.qmpSocket = *socket;
+	req.qgaSocket = args.get("qga-socket");
+	auto mode = quiesceMode(args);
+	if (!mode)
+		return std::unexpected(mode.error());
+	req.quiesce = *mode;
+	if (args.has("freeze-timeout")) {
+		std::string v = args.get("freeze-timeout");
+		char *end = nullptr;
+		double secs = std::strtod(v.c_str(), &end);
+		if (v.empty() || *end || !(secs > 0) || secs > 3600)
+			return fail(errc::kInvalidParameterValue,
+				    "--freeze-timeout '" + v + "' is not a number of seconds (0 to 3600)");
+		req.freezeTimeout = std::chrono::milliseconds(int64_t(secs * 1000));
+	}
+	req.description = args.get("description");
+	if (req.description.size() > 256)
+		return fail(errc::kInvalidParameterValue, "--description is longer than 256 characters");
+	req.name = args.get("name");
+	static const std::regex namePattern("[a-z]([-a-z0-9]{0,61}[a-z0-9])?");
+	if (args.has("name") && !std::regex_match(req.name, namePattern))
+		return fail(errc::kInvalidParameterValue,
+			    "--name '" + req.name + "' must match [a-z]([-a-z0-9]{0,61}[a-z0-9])?");
+	auto tags = engine::parseTags(args.all("tag"));
+	if (!tags)
+		return std::unexpected(tags.error());
+	req.tags = *tags;
+	req.excludeDisks = args.all("exclude-disk");
+	req.excludeBootVolume = args.has("exclude-boot-volume");
+	req.copyTagsFromSource = args.has("copy-tags-from-source");
+	return req;
+}
+
+// "Name=status,Values=pending,completed"
+Result<catalog::Filter> parseFilter(const std::string &spec)
+{
+	const std::string namePrefix = "Name=", valuesMark = ",Values=";
+	auto at = spec.find(valuesMark);
+	if (spec.rfind(namePrefix, 0) != 0 || at == std::string::npos || at <= namePrefix.size())
+		return fail(errc::kInvalidParameterValue,
+			    "--filter '" + spec + "' is not Name=NAME,Values=V1,V2,...");
+	catalog::Filter f;
+	f.name = spec.substr(namePrefix.size(), at - namePrefix.size());
+	std::string values = spec.substr(at + valuesMark.size());
+	for (size_t start = 0;;) {
+		size_t comma = values.find(',', start);
+		f.values.push_back(values.substr(start, comma - start));
+		if (comma == std::string::npos)
+			break;
+		start = comma + 1;
+	}
+	return f;
+}
+
+std::string requestHash(const Arguments &args)
+{
+	Arguments stripped = args;
+	stripped.erase("client-token");
+	stripped.erase("wait");
+	std::string text = args.command() + "\n" + stripped.toJson();
+	return toHex(crypto::sha256(std::span((const uint8_t *)text.data(), text.size())));
+}
+
+} // namespace
+
+Result<std::unique_ptr<Service>> Service::open(const fs::path &storeDir, const fs::path &keyFile,
+					       ServiceOptions options, events::Dispatcher *events)
+{
+	std::unique_ptr<Service> s(new Service(options, events));
+	auto store = store::Store::open(storeDir, keyFile);
+	if (!store)
+		return std::unexpected(store.error());
+	s->store_ = std::move(*store);
+	auto catalog = catalog::Catalog::open(storeDir / "catalog.sqlite");
+	if (!catalog)
+		return std::unexpected(catalog.error());
+	s->catalog_ = std::move(*catalog);
+	if (s->catalog_->isEmpty()) {
+		auto manifests = s->store_->listManifests();
+		if (manifests && !manifests->empty())
+			VS_TRY(s->rebuildCatalog());
+	}
+	return s;
+}
+
+Service::~Service()
+{
+	std::unique_lock lock(jobsMutex_);
+	for (auto &[id, cancel] : jobs_)
+		cancel->store(true);
+	slotFree_.notify_all();
+	captureFreed_.notify_all();
+	jobsDone_.wait(lock, [&] { return jobs_.empty(); });
+}
+
+size_t Service::runningJobs() const
+{
+	std::lock_guard lock(jobsMutex_);
+	return jobs_.size();
+}
+
+Result<Reply> Service::run(const Arguments &args, const std::string &ownerId, const engine::ProgressFn &progress)
+{
+	const std::string &c = args.command();
+	if (c == "create-snapshot" || c == "create-snapshots")
+		return createSnapshots(args, c == "create-snapshot", ownerId, progress);
+	if (c == "describe-snapshots")
+		return describeSnapshots(args);
+	if (c == "delete-snapshot")
+		return deleteSnapshot(args);
+	if (c == "create-volume")
+		return createVolume(args, progress);
+	if (c == "create-tags" || c == "delete-tags")
+		return changeTags(args, c == "create-tags");
+	if (c == "register-instance")
+		return registerInstance(args);
+	if (c == "describe-volumes")
+		return describeVolumes(args);
+	if (c == "modify-volume")
+		return modifyVolume(args);
+	if (c == "verify")
+		return verify(args);
+	if (c == "gc")
+		return gc(args);
+	if (c == "catalog-rebuild")
+		return rebuildCatalog();
+	if (c == "wait-snapshot-completed")
+		return waitCompleted(args);
+	return fail(errc::kInvalidParameterValue, "unknown command '" + c + "'");
+}
+
+Result<std::shared_ptr<hypervisor::QemuDriver>> Service::driverFor(const std::string &qmpSocket)
+{
+	std::lock_guard lock(driversMutex_);
+	if (auto d = drivers_[qmpSocket].lock())
+		return d;
+	// The driver's NBD socket lives in a directory as long as the driver.
+	auto work = engine::WorkDir::create();
+	if (!work)
+		return std::unexpected(work.error());
+	auto driver = hypervisor::QemuDriver::connect(qmpSocket, (*work)->path());
+	if (!driver)
+		return std::unexpected(driver.error());
+	(*driver)->holdWhileAlive(std::shared_ptr<engine::WorkDir>(std::move(*work)));
+	drivers_[qmpSocket] = *driver;
+	return *driver;
+}
+
+Result<void> Service::syncVolume(const engine::VolumeRecord &v, const std::string &qmpSocket)
+{
+	return catalog_->putVolume(volumeRow(v, qmpSocket));
+}
+
+Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const std::string &ownerId,
+				       const engine::ProgressFn &progress)
+{
+	auto req = setRequest(args);
+	if (!req)
+		return std::unexpected(req.error());
+	req->ownerId = ownerId;
+	if (single) {
+		auto disk = args.require("disk");
+		if (!disk)
+			return std::unexpected(disk.error());
+		req->disks = {*disk};
+	}
+	req->warn = [](const std::string &w) { std::fprintf(stderr, "virtsnap: warning: %s\n", w.c_str()); };
+
+	// Idempotency: a retried request with the same token gets the same
+	// snapshots; the same token with other parameters is an error.
+	std::string token = args.get("client-token");
+	std::string hash = requestHash(args);
+	if (!token.empty()) {
+		auto seen = catalog_->getRequest(token);
+		if (!seen)
+			return std::unexpected(seen.error());
+		if (*seen) {
+			if ((*seen)->requestHash != hash)
+				return fail(kIdempotentMismatch, "client token '" + token +
+									 "' was used with other parameters");
+			auto ids = Json::parse((*seen)->response);
+			Json list = Json::array();
+			for (size_t i = 0; ids && i < ids->size(); i++) {
+				auto row = catalog_->getSnapshot(ids->at(i).asString());
+				if (row && *row)
+					list.append(snapshotJson(**row));
+			}
+			if (single && list.size() == 1)
+				return ok(list.at(0));
+			Json doc = Json::object();
+			doc.set("Snapshots", list);
+			return ok(doc);
+		}
+	}
+
+	std::shared_ptr<hypervisor::QemuDriver> driver;
+	if (options_.background) {
+		auto d = driverFor(req->qmpSocket);
+		if (!d)
+			return std::unexpected(d.error());
+		driver = *d;
+		req->driver = driver;
+	}
+
+	// Admission against the pending limit happens before the point in
+	// time, so a refused request changes nothing.
+	std::shared_ptr<hypervisor::QemuDriver> probe = driver;
+	if (!probe) {
+		auto d = hypervisor::QemuDriver::connect(req->qmpSocket);
+		if (!d)
+			return std::unexpected(d.error());
+		probe = *d;
+	}
+	auto instance = probe->instance();
+	if (!instance)
+		return std::unexpected(instance.error());
+	auto disks = engine::selectDisks(*probe, *req);
+	if (!disks)
+		return std::unexpected(disks.error());
+	if (!driver)
+		probe.reset(); // in-process: beginSnapshots connects its own
+	std::vector<std::string> volumes;
+	for (const hypervisor::DiskInfo &d : *disks)
+		volumes.push_back(volumeIdFor(instance->key, d.diskId));
+
+	std::unique_lock admission(admissionMutex_);
+	for (const std::string &vol : volumes) {
+		auto pending = catalog_->countPending(vol);
+		if (!pending)
+			return std::unexpected(pending.error());
+		auto record = engine::loadVolume(*store_, vol);
+		std::string cls = record && *record ? (*record)->volumeClass : "standard";
+		int limit = (cls == "st1" || cls == "sc1") ? 1 : 5;
+		if (*pending + admitted_[vol] >= limit)
+			return fail(kConcurrentLimit, "volume " + vol + " already has " +
+							      std::to_string(*pending + admitted_[vol]) +
+							      " pending snapshots (the limit is " + std::to_string(limit) +
+							      " for class " + cls + ")");
+	}
+	for (const std::string &vol : volumes)
+		admitted_[vol]++;
+	// QEMU 7.2 runs one fleecing job per disk: while one is alive, a new
+	// snapshot of that disk waits for it to end and takes its point in
+	// time then.
+	bool queued = options_.background && !claimCapture(volumes);
+	admission.unlock();
+	// Admitted requests count against the limit until their rows exist
+	// (then the rows count); a claimed capture is held until its transfer
+	// ends.
+	auto unadmit = [this, volumes] {
+		std::lock_guard lock(admissionMutex_);
+		for (const std::string &vol : volumes)
+			if (--admitted_[vol] <= 0)
+				admitted_.erase(vol);
+	};
+	auto release = [this, volumes](bool claimed) {
+		std::lock_guard lock(admissionMutex_);
+		for (const std::string &vol : volumes)
+			if (claimed)
+				capturing_.erase(vol);
+		captureFreed_.notify_all();
+	};
+
+	if (queued)
+		return queueSnapshots(*req, *disks, *instance, volumes, single, token, hash, unadmit, release);
+
+	auto job = engine::beginSnapshots(*store_, *req);
+	if (!job) {
+		unadmit();
+		release(options_.background);
+		return std::unexpected(job.error());
+	}
+	auto recorded = recordJob(**job, *req, single, token, hash);
+	unadmit();
+	if (!recorded) {
+		release(options_.background);
+		return std::unexpected(recorded.error());
+	}
+	std::string jobId = *recorded;
+	auto pending = (*job)->pending();
+	auto cancel = registerJob(jobId);
+	if (options_.background && pending.front().state == "pending") {
+		std::shared_ptr<engine::SnapshotJob> owned(std::move(*job));
+		std::thread([this, jobId, owned, single, cancel, release] {
+			// run() ends the capture, so the disk is free for the next.
+			finishJob(jobId, *owned, single, nullptr, cancel);
+			release(true);
+			unregisterJob(jobId);
+		}).detach();
+	} else {
+		finishJob(jobId, **job, single, progress, cancel);
+		release(options_.background);
+		unregisterJob(jobId);
+	}
+
+	std::vector<std::string> ids;
+	for (const engine::SnapshotOutcome &o : pending)
+		ids.push_back(o.manifest.snapshotId);
+	return replyFor(ids, single);
+}
+
+bool Service::claimCapture(const std::vector<std::string> &volumes)
+{
+	for (const std::string &vol : volumes)
+		if (capturing_.count(vol))
+			return false;
+	for (const std::string &vol : volumes)
+		capturing_.insert(vol);
+	return true;
+}
+
+std::shared_ptr<std::atomic<bool>> Service::registerJob(const std::string &jobId)
+{
+	auto cancel = std::make_shared<std::atomic<bool>>(false);
+	std::lock_guard lock(jobsMutex_);
+	jobs_[jobId] = cancel;
+	return cancel;
+}
+
+void Service::unregisterJob(const std::string &jobId)
+{
+	// Last thing a job thread does: then the destructor may proceed.
+	std::lock_guard lock(jobsMutex_);
+	jobs_.erase(jobId);
+	jobsDone_.notify_all();
+}
+
+Result<Reply> Service::replyFor(const std::vector<std::string> &ids, bool single)
+{
+	Json list = Json::array();
+	for (const std::string &id : ids) {
+		auto row = catalog_->getSnapshot(id);
+		if (row && *row)
+			list.append(snapshotJson(**row));
+	}
+	Reply reply;
+	if (single) {
+		reply.doc = list.at(0);
+	} else {
+		reply.doc = Json::object();
+		reply.doc.set("Snapshots", list);
+	}
+	for (size_t i = 0; i < list.size(); i++)
+		if (list.at(i).getString("State") == "error") {
+			reply.failure = Error{errc::kIncorrectState,
+					      "snapshot " + list.at(i).getString("SnapshotId").value_or("") +
+						      " failed: " + list.at(i).getString("StateMessage").value_or("")};
+			break;
+		}
+	return reply;
+}
+
+// Rows and the job record exist before any data moves, so a crash from here
+// on is found again at restart.
+Result<std::string> Service::recordJob(engine::SnapshotJob &job, const engine::SnapshotSetRequest &req, bool single,
+				       const std::string &token, const std::string &hash, const std::string &jobIdIn)
+{
+	auto pending = job.pending();
+	std::string jobId = jobIdIn.empty() ? "job-" + pending.front().manifest.snapshotId.substr(5) : jobIdIn;
+	catalog::JobRow jobRow;
+	jobRow.jobId = jobId;
+	jobRow.kind = single ? "create-snapshot" : "create-snapshots";
+	jobRow.state = "running";
+	jobRow.qmpSocket = req.qmpSocket;
+	jobRow.details = job.cleanupRecord();
+	jobRow.pid = ::getpid();
+	Json ids = Json::array();
+	VS_TRY(catalog_->transaction([&]() -> Result<void> {
+		for (const engine::SnapshotOutcome &o : pending) {
+			jobRow.snapshotIds.push_back(o.manifest.snapshotId);
+			ids.append(Json::string(o.manifest.snapshotId));
+			catalog::SnapshotRow row = rowFromManifest(o.manifest, o.state, o.stateMessage);
+			// A delete asked while it was queued still holds.
+			if (auto before = catalog_->getSnapshot(row.snapshotId); before && *before)
+				row.deleteRequested = (*before)->deleteRequested;
+			VS_TRY(catalog_->putSnapshot(row));
+			auto vol = engine::loadVolume(*store_, o.manifest.volumeId);
+			if (vol && *vol)
+				VS_TRY(syncVolume(**vol, req.qmpSocket));
+		}
+		VS_TRY(catalog_->putJob(jobRow));
+		if (!token.empty() && jobIdIn.empty())
+			VS_TRY(catalog_->putRequest({token, hash, ids.dump(), isoTimeNow()}));
+		return {};
+	}));
+	return jobId;
+}
+
+Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std::vector<hypervisor::DiskInfo> &disks,
+				      const hypervisor::InstanceInfo &instance, const std::vector<std::string> &volumes,
+				      bool single, const std::string &token, const std::string &hash,
+				      std::function<void()> unadmit, std::function<void(bool)> release)
+{
+	// Ids and rows now, the point in time later: the rows say pending and
+	// the StartTime is replaced by the real instant when it is taken.
+	std::vector<std::string> ids;
+	if (!single) {
+		auto setId = newSnapshotId();
+		if (!setId) {
+			unadmit();
+			return std::unexpected(setId.error());
+		}
+		req.snapshotSetId = "ss-" + setId->substr(5);
+	}
+	std::string now = isoTimeNow();
+	std::vector<catalog::SnapshotRow> rows;
+	for (size_t i = 0; i < disks.size(); i++) {
+		auto id = newSnapshotId();
+		if (!id) {
+			unadmit();
+			return std::unexpected(id.error());
+		}
+		req.snapshotIds[disks[i].diskId] = *id;
+		ids.push_back(*id);
+		catalog::SnapshotRow r;
+		r.snapshotId = *id;
+		r.volumeId = volumes[i];
+		r.state = "pending";
+		r.startTime = now;
+		r.description = req.description;
+		r.name = req.name;
+		r.ownerId = req.ownerId;
+		r.volumeSize = disks[i].size;
+		r.snapshotSetId = req.snapshotSetId;
+		r.diskId = disks[i].diskId;
+		r.instanceName = instance.name;
+		r.tags = req.tags;
+		rows.push_back(r);
+	}
+	std::string jobId = "job-" + ids.front().substr(5);
+	catalog::JobRow jobRow;
+	jobRow.jobId = jobId;
+	jobRow.kind = single ? "create-snapshot" : "create-snapshots";
+	jobRow.state = "running";
+	jobRow.qmpSocket = req.qmpSocket;
+	jobRow.details = "{}";
+	jobRow.pid = ::getpid();
+	jobRow.snapshotIds = ids;
+	Json idList = Json::array();
+	for (const std::string &id : ids)
+		idList.append(Json::string(id));
+	auto recorded = catalog_->transaction([&]() -> Result<void> {
+		for (const catalog::SnapshotRow &r : rows)
+			VS_TRY(catalog_->putSnapshot(r));
+		VS_TRY(catalog_->putJob(jobRow));
+		if (!token.empty())
+			VS_TRY(catalog_->putRequest({token, hash, idList.dump(), now}));
+		return {};
+	});
+	unadmit();
+	if (!recorded)
+		return std::unexpected(recorded.error());
+	auto cancel = registerJob(jobId);
+	std::thread([this, req, volumes, single, token, hash, jobId, ids, cancel, release] {
+		{
+			std::unique_lock lock(admissionMutex_);
+			captureFreed_.wait(lock, [&] { return cancel->load() || claimCapture(volumes); });
+		}
+		bool claimed = !cancel->load();
+		auto fail = [&](const std::string &why) {
+			for (const std::string &id : ids) {
+				auto row = catalog_->getSnapshot(id);
+				if (row && *row) {
+					(*row)->state = "error";
+					(*row)->stateMessage = why;
+					(void)catalog_->putSnapshot(**row);
+				}
+			}
+			if (auto job = catalog_->getJob(jobId); job && *job) {
+				(*job)->state = "failed";
+				(void)catalog_->putJob(**job);
+			}
+		};
+		if (!claimed) {
+			fail("interrupted: virtsnapd stopped before the point in time was taken");
+		} else if (auto job = engine::beginSnapshots(*store_, req); !job) {
+			fail(job.error().toString());
+		} else if (auto recorded = recordJob(**job, req, single, token, hash, jobId); !recorded) {
+			fail(recorded.error().toString());
+		} else {
+			finishJob(jobId, **job, single, nullptr, cancel);
+		}
+		release(claimed);
+		unregisterJob(jobId);
+	}).detach();
+	return replyFor(ids, single);
+}
+
+void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool single,
+			const engine::ProgressFn &progress, std::shared_ptr<std::atomic<bool>> cancel)
+{
+	if (options_.background) {
+		// Pending until a transfer slot is free: the point in time is
+		// already held by the capture.
+		std::unique_lock lock(jobsMutex_);
+		slotFree_.wait(lock, [&] { return transfersRunning_ < options_.maxParallelJobs || cancel->load(); });
+		transfersRunning_++;
+	}
+	std::vector<engine::SnapshotOutcome> outcomes;
+	{
+		std::shared_lock gate(transferGate_);
+		std::vector<std::string> ids;
+		for (const engine::SnapshotOutcome &o : job.pending())
+			ids.push_back(o.manifest.snapshotId);
+		// Progress reaches the catalog at most every half second.
+		std::mutex progressMutex;
+		auto lastWrite = std::chrono::steady_clock::now();
+		int lastPct = -1;
+		engine::ProgressFn tracked = [&](uint64_t done, uint64_t total) {
+			if (progress)
+				progress(done, total);
+			int pct = total ? int(done * 100 / total) : 100;
+			std::lock_guard lock(progressMutex);
+			auto now = std::chrono::steady_clock::now();
+			if (pct == lastPct || now - lastWrite < std::chrono::milliseconds(500))
+				return;
+			lastPct = pct;
+			lastWrite = now;
+			for (const std::string &id : ids) {
+				auto row = catalog_->getSnapshot(id);
+				if (row && *row && (*row)->state == "pending") {
+					(*row)->progress = std::min(pct, 99);
+					(void)catalog_->putSnapshot(**row);
+				}
+			}
+		};
+		outcomes = job.run(tracked, [cancel] { return cancel->load(); });
+	}
+	if (options_.background) {
+		std::lock_guard lock(jobsMutex_);
+		transfersRunning_--;
+		slotFree_.notify_all();
+	}
+
+	bool allOk = true;
+	for (const engine::SnapshotOutcome &o : outcomes) {
+		allOk &= o.state == "completed";
+		auto before = catalog_->getSnapshot(o.manifest.snapshotId);
+		bool deleteRequested = before && *before && (*before)->deleteRequested;
+		if (o.state == "completed" && deleteRequested) {
+			// A delete of a pending snapshot takes effect now, as on EBS.
+			(void)store_->deleteManifest(o.manifest.snapshotId);
+			(void)catalog_->removeSnapshot(o.manifest.snapshotId);
+			continue;
+		}
+		if (o.state != "completed" && deleteRequested) {
+			(void)catalog_->removeSnapshot(o.manifest.snapshotId);
+			continue;
+		}
+		(void)catalog_->putSnapshot(rowFromManifest(o.manifest, o.state, o.stateMessage));
+	}
+	if (auto row = catalog_->getJob(jobId); row && *row) {
+		(*row)->state = allOk ? "done" : "failed";
+		(*row)->updated = isoTimeNow();
+		(void)catalog_->putJob(**row);
+	}
+
+	if (!events_)
+		return;
+	std::string end = isoTimeNow();
+	if (single) {
+		const engine::SnapshotOutcome &o = outcomes.front();
+		events::SnapshotNotice n;
+		n.event = "createSnapshot";
+		n.result = o.state == "completed" ? "succeeded" : "failed";
+		n.cause = o.stateMessage;
+		n.snapshotId = o.manifest.snapshotId;
+		n.source = o.manifest.volumeId;
+		n.startTime = o.manifest.startTime;
+		n.endTime = end;
+		events_->emit(events::toJson(n));
+	} else {
+		events::MultiVolumeNotice n;
+		n.result = allOk ? "succeeded" : "failed";
+		n.cause = allOk ? "" : outcomes.front().stateMessage;
+		n.requestId = outcomes.front().manifest.snapshotSetId;
+		n.startTime = outcomes.front().manifest.startTime;
+		n.endTime = end;
+		for (const engine::SnapshotOutcome &o : outcomes)
+			n.snapshots.push_back({o.manifest.snapshotId, o.manifest.volumeId, o.state});
+		events_->emit(events::toJson(n));
+	}
+}
+
+Result<Reply> Service::describeSnapshots(const Arguments &args)
+{
+	for (const std::string &id : args.all("snapshot-id"))
+		VS_TRY(checkSnapshotId(id));
+	std::vector<catalog::Filter> filters;
+	for (const std::string &spec : args.all("filter")) {
+		auto f = parseFilter(spec);
+		if (!f)
+			return std::unexpected(f.error());
+		filters.push_back(*f);
+	}
+	int maxResults = 0;
+	if (args.has("max-results")) {
+		auto n = parseInt("max-results", args.get("max-results"), 5, 1000);
+		if (!n)
+			return std::unexpected(n.error());
+		maxResults = int(*n);
+	}
+	auto page = catalog_->describeSnapshots(filters, args.all("snapshot-id"), maxResults, args.get("next-token"));
+	if (!page)
+		return std::unexpected(page.error());
+	Json list = Json::array();
+	for (const catalog::SnapshotRow &r : page->snapshots)
+		list.append(snapshotJson(r));
+	Json doc = Json::object();
+	doc.set("Snapshots", list);
+	if (!page->nextToken.empty())
+		doc.set("NextToken", Json::string(page->nextToken));
+	return ok(doc);
+}
+
+Result<Reply> Service::deleteSnapshot(const Arguments &args)
+{
+	auto id = args.require("snapshot-id");
+	if (!id)
+		return std::unexpected(id.error());
+	VS_TRY(checkSnapshotId(*id));
+	auto row = catalog_->getSnapshot(*id);
+	if (!row)
+		return std::unexpected(row.error());
+	if (!*row)
+		return fail(errc::kSnapshotNotFound, "snapshot " + *id + " does not exist");
+	Json j = Json::object();
+	j.set("SnapshotId", Json::string(*id));
+	if ((*row)->state == "pending") {
+		// As on EBS: the delete takes effect when the snapshot completes.
+		(*row)->deleteRequested = true;
+		VS_TRY(catalog_->putSnapshot(**row));
+		j.set("Deleted", Json::boolean(false));
+		j.set("DeleteOnCompletion", Json::boolean(true));
+		return ok(j);
+	}
+	if ((*row)->state == "completed") {
+		auto removed = store_->deleteManifest(*id);
+		if (!removed && removed.error().code != errc::kSnapshotNotFound)
+			return std::unexpected(removed.error());
+	}
+	VS_TRY(catalog_->removeSnapshot(*id));
+	j.set("Deleted", Json::boolean(true));
+	return ok(j);
+}
+
+Result<Reply> Service::createVolume(const Arguments &args, const engine::ProgressFn &progress)
+{
+	engine::RestoreRequest req;
+	auto id = args.require("snapshot-id");
+	if (!id)
+		return std::unexpected(id.error());
+	auto target = args.require("target");
+	if (!target)
+		return std::unexpected(target.error());
+	VS_TRY(checkSnapshotId(*id));
+	auto row = catalog_->getSnapshot(*id);
+	if (row && *row && (*row)->state != "completed")
+		return fail(errc::kIncorrectState, "snapshot " + *id + " is " + (*row)->state + ", not completed");
+	req.snapshotId = *id;
+	req.target = *target;
+	req.format = args.get("format", "qcow2");
+	req.progress = progress;
+	auto m = engine::createVolume(*store_, req);
+	if (!m)
+		return std::unexpected(m.error());
+	Json j = Json::object();
+	j.set("SnapshotId", Json::string(m->snapshotId));
+	j.set("VolumeId", Json::string(m->volumeId));
+	j.set("Target", Json::string(req.target.string()));
+	j.set("Format", Json::string(req.format));
+	j.set("Size", Json::integer(int64_t(m->volumeSize)));
+	return ok(j);
+}
+
+Result<Reply> Service::changeTags(const Arguments &args, bool create)
+{
+	auto resource = args.require("resource");
+	if (!resource)
+		return std::unexpected(resource.error());
+	if (!args.has("tag"))
+		return fail(errc::kMissingParameter, "--tag is required");
+	auto tags = engine::parseTags(args.all("tag"), !create);
+	if (!tags)
+		return std::unexpected(tags.error());
+	if (isSnapshotId(*resource)) {
+		// Pending snapshots have no manifest yet: their tags live in
+		// the catalog until the manifest is written with them.
+		auto row = catalog_->getSnapshot(*resource);
+		if (!row)
+			return std::unexpected(row.error());
+		if (!*row)
+			return fail(errc::kSnapshotNotFound, "snapshot " + *resource + " does not exist");
+		if ((*row)->state == "completed")
+			VS_TRY(create ? engine::createTags(*store_, *resource, *tags)
+				      : engine::deleteTags(*store_, *resource, *tags));
+		auto m = store_->getManifest(*resource);
+		if (m)
+			(*row)->tags = m->tags;
+		VS_TRY(catalog_->putSnapshot(**row));
+	} else if (isVolumeId(*resource)) {
+		VS_TRY(create ? engine::createTags(*store_, *resource, *tags)
+			      : engine::deleteTags(*store_, *resource, *tags));
+		auto v = engine::loadVolume(*store_, *resource);
+		if (v && *v) {
+			auto existing = catalog_->getVolume(*resource);
+			VS_TRY(syncVolume(**v, existing && *existing ? (*existing)->qmpSocket : ""));
+		}
+	} else {
+		return fail(errc::kInvalidParameterValue, "'" + *resource + "' is neither a snap- nor a vol- id");
+	}
+	Json j = Json::object();
+	j.set("Resource", Json::string(*resource));
+	return ok(j);
+}
+
+Result<Reply> Service::registerInstance(const Arguments &args)
+{
+	auto socket = args.require("qmp-socket");
+	if (!socket)
+		return std::unexpected(socket.error());
+	std::string hib = args.get("hibernation-enabled", "false");
+	if (hib != "true" && hib != "false")
+		return fail(errc::kInvalidParameterValue, "--hibernation-enabled must be true or false");
+	std::shared_ptr<hypervisor::QemuDriver> driver;
+	if (options_.background) {
+		auto d = driverFor(*socket);
+		if (!d)
+			return std::unexpected(d.error());
+		driver = *d;
+	} else {
+		auto d = hypervisor::QemuDriver::connect(*socket);
+		if (!d)
+			return std::unexpected(d.error());
+		driver = *d;
+	}
+	auto instance = driver->instance();
+	if (!instance)
+		return std::unexpected(instance.error());
+	engine::InstanceRecord r{engine::instanceIdFor(instance->key), instance->key, instance->name, hib == "true"};
+	VS_TRY(engine::saveInstance(*store_, r));
+	Json j = Json::object();
+	j.set("InstanceId", Json::string(r.instanceId));
+	j.set("Name", Json::string(r.name));
+	j.set("HibernationEnabled", Json::boolean(r.hibernationEnabled));
+	return ok(j);
+}
+
+Result<Reply> Service::describeVolumes(const Arguments &args)
+{
+	for (const std::string &id : args.all("volume-id"))
+		if (!isVolumeId(id))
+			return fail(errc::kInvalidParameterValue, "'" + id + "' is not a volume id (vol- and 17 hex digits)");
+	std::vector<std::string> ids = args.all("volume-id");
+	if (args.has("qmp-socket")) {
+		// The disks of that instance, registered on first sight.
+		std::string socket = args.get("qmp-socket");
+		auto d = options_.background ? driverFor(socket) : hypervisor::QemuDriver::connect(socket);
+		if (!d)
+			return std::unexpected(d.error());
+		auto instance = (*d)->instance();
+		if (!instance)
+			return std::unexpected(instance.error());
+		auto disks = (*d)->disks();
+		if (!disks)
+			return std::unexpected(disks.error());
+		std::vector<std::string> seen;
+		for (const hypervisor::DiskInfo &disk : *disks) {
+			std::string vol = volumeIdFor(instance->key, disk.diskId);
+			auto record = engine::loadVolume(*store_, vol);
+			if (!record)
+				return std::unexpected(record.error());
+			engine::VolumeRecord v = record->value_or(
+				engine::VolumeRecord{vol, instance->key, instance->name, disk.diskId, disk.size, "standard", {}});
+			v.size = disk.size;
+			v.instanceName = instance->name;
+			VS_TRY(engine::saveVolume(*store_, v));
+			VS_TRY(syncVolume(v, socket));
+			seen.push_back(vol);
+		}
+		if (ids.empty())
+			ids = seen;
+	}
+	auto rows = catalog_->listVolumes(ids);
+	if (!rows)
+		return std::unexpected(rows.error());
+	for (const std::string &id : ids)
+		if (std::none_of(rows->begin(), rows->end(), [&](const catalog::VolumeRow &r) { return r.volumeId == id; }))
+			return fail(errc::kVolumeNotFound, "volume " + id + " is not known here");
+	Json list = Json::array();
+	for (const catalog::VolumeRow &r : *rows)
+		list.append(volumeJson(r));
+	Json doc = Json::object();
+	doc.set("Volumes", list);
+	return ok(doc);
+}
+
+Result<Reply> Service::modifyVolume(const Arguments &args)
+{
+	auto id = args.require("volume-id");
+	if (!id)
+		return std::unexpected(id.error());
+	auto cls = args.require("volume-class");
+	if (!cls)
+		return std::unexpected(cls.error());
+	if (*cls != "standard" && *cls != "st1" && *cls != "sc1")
+		return fail(errc::kInvalidParameterValue, "--volume-class must be standard, st1 or sc1");
+	auto v = engine::loadVolume(*store_, *id);
+	if (!v)
+		return std::unexpected(v.error());
+	if (!*v)
+		return fail(errc::kVolumeNotFound, "volume " + *id + " is not known here");
+	(*v)->volumeClass = *cls;
+	VS_TRY(engine::saveVolume(*store_, **v));
+	auto existing = catalog_->getVolume(*id);
+	VS_TRY(syncVolume(**v, existing && *existing ? (*existing)->qmpSocket : ""));
+	auto row = catalog_->getVolume(*id);
+	return ok(row && *row ? volumeJson(**row) : Json::object());
+}
+
+Result<Reply> Service::verify(const Arguments &args)
+{
+	for (const std::string &id : args.all("snapshot-id"))
+		VS_TRY(checkSnapshotId(id));
+	auto report = store::verifySnapshots(*store_, args.all("snapshot-id"));
+	if (!report)
+		return std::unexpected(report.error());
+	Json list = Json::array();
+	std::string damaged;
+	for (const auto &snap : report->snapshots) {
+		Json j = Json::object();
+		j.set("SnapshotId", Json::string(snap.snapshotId));
+		j.set("Status", Json::string(snap.ok ? "ok" : "damaged"));
+		Json problems = Json::array();
+		for (const std::string &p : snap.problems)
+			problems.append(Json::string(p));
+		j.set("Problems", problems);
+		list.append(j);
+		if (!snap.ok)
+			damaged += (damaged.empty() ? "" : ", ") + snap.snapshotId;
+	}
+	Json doc = Json::object();
+	doc.set("Snapshots", list);
+	Reply reply = ok(doc);
+	if (!damaged.empty())
+		reply.failure = Error{errc::kCorrupt, "damaged snapshots: " + damaged};
+	return reply;
+}
+
+Result<Reply> Service::gc(const Arguments &args)
+{
+	store::GcOptions opts;
+	if (args.has("grace-seconds")) {
+		auto n = parseInt("grace-seconds", args.get("grace-seconds"), 0, 365 * 86400);
+		if (!n)
+			return std::unexpected(n.error());
+		opts.grace = std::chrono::seconds(*n);
+	}
+	opts.dryRun = args.has("dry-run");
+	// No transfer may run while chunks are swept: one could be relying on
+	// a chunk it found in the store a moment ago.
+	std::unique_lock gate(transferGate_);
+	auto report = store::collectGarbage(*store_, opts);
+	if (!report)
+		return std::unexpected(report.error());
+	Json j = Json::object();
+	j.set("DryRun", Json::boolean(opts.dryRun));
+	j.set("PacksRemoved", Json::integer(int64_t(report->packsRemoved)));
+	j.set("PacksRepacked", Json::integer(int64_t(report->packsRepacked)));
+	j.set("BytesFreed", Json::integer(int64_t(report->bytesFreed)));
+	j.set("TmpFilesRemoved", Json::integer(int64_t(report->tmpFilesRemoved)));
+	return ok(j);
+}
+
+Result<Reply> Service::rebuildCatalog()
+{
+	auto manifests = store_->listManifests();
+	if (!manifests)
+		return std::unexpected(manifests.error());
+	auto volumes = engine::listVolumes(*store_);
+	if (!volumes)
+		return std::unexpected(volumes.error());
+	VS_TRY(catalog_->transaction([&]() -> Result<void> {
+		VS_TRY(catalog_->clear());
+		for (const store::Manifest &m : *manifests)
+			VS_TRY(catalog_->putSnapshot(rowFromManifest(m, "completed")));
+		for (const engine::VolumeRecord &v : *volumes)
+			VS_TRY(syncVolume(v));
+		return {};
+	}));
+	Json j = Json::object();
+	j.set("Snapshots", Json::integer(int64_t(manifests->size())));
+	j.set("Volumes", Json::integer(int64_t(volumes->size())));
+	return ok(j);
+}
+
+Result<Reply> Service::waitCompleted(const Arguments &args)
+{
+	if (!args.has("snapshot-id"))
+		return fail(errc::kMissingParameter, "--snapshot-id is required");
+	for (const std::string &id : args.all("snapshot-id"))
+		VS_TRY(checkSnapshotId(id));
+	int64_t timeout = 3600;
+	if (args.has("timeout")) {
+		auto n = parseInt("timeout", args.get("timeout"), 1, 7 * 86400);
+		if (!n)
+			return std::unexpected(n.error());
+		timeout = *n;
+	}
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
+	for (;;) {
+		auto page = catalog_->describeSnapshots({}, args.all("snapshot-id"), 0, "");
+		if (!page)
+			return std::unexpected(page.error());
+		bool pending = false;
+		Json list = Json::array();
+		std::string failed;
+		for (const catalog::SnapshotRow &r : page->snapshots) {
+			list.append(snapshotJson(r));
+			pending |= r.state == "pending";
+			if (r.state == "error")
+				failed += (failed.empty() ? "" : ", ") + r.snapshotId + " (" + r.stateMessage + ")";
+		}
+		if (!failed.empty() || !pending) {
+			Json doc = Json::object();
+			doc.set("Snapshots", list);
+			Reply reply = ok(doc);
+			if (!failed.empty())
+				reply.failure = Error{errc::kIncorrectState, "snapshot failed: " + failed};
+			return reply;
+		}
+		if (std::chrono::steady_clock::now() >= deadline)
+			return fail(errc::kIncorrectState, "timed out after " + std::to_string(timeout) +
+								   " s waiting for the snapshots to complete");
+		std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	}
+}
+
+void Service::recoverInterruptedJobs()
+{
+	auto jobs = catalog_->jobsInState("running");
+	if (!jobs)
+		return;
+	for (catalog::JobRow &job : *jobs) {
+		// A job of this very process is not interrupted.
+		if (job.pid == ::getpid() && jobs_.count(job.jobId))
+			continue;
+		std::string note = "interrupted: virtsnapd stopped during the transfer";
+		if (auto driver = hypervisor::QemuDriver::connect(job.qmpSocket))
+			(*driver)->removeLeftovers(job.details);
+		else
+			note += " (and its instance is gone: " + driver.error().message + ")";
+		for (const std::string &id : job.snapshotIds) {
+			auto row = catalog_->getSnapshot(id);
+			if (row && *row && (*row)->state == "pending") {
+				(*row)->state = "error";
+				(*row)->stateMessage = note;
+				(void)catalog_->putSnapshot(**row);
+			}
+		}
+		job.state = "interrupted";
+		job.updated = isoTimeNow();
+		(void)catalog_->putJob(job);
+	}
+}
+
+} // namespace virtsnap::daemon

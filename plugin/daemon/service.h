@@ -1,0 +1,124 @@
+// Every command as a function from parsed options to the JSON the CLI
+// prints, over one store, its catalog, and (in the daemon) a job runner.
+// The daemon serves it on its socket; the CLI runs it in-process when no
+// daemon answers. Creates answer "pending" once the point in time is
+// fixed; in the daemon the data then moves on a job thread, in-process it
+// moves before the answer (--wait).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <string>
+
+#include "catalog/catalog.h"
+#include "core/arguments.h"
+#include "engine/resources.h"
+#include "engine/snapshot_engine.h"
+#include "events/dispatcher.h"
+#include "qmp/json.h"
+#include "store/store.h"
+
+namespace virtsnap::daemon {
+
+struct ServiceOptions {
+	bool background = false;      // jobs on threads (the daemon), or inline
+	unsigned maxParallelJobs = 2; // transfers at once; more wait, pending
+};
+
+// What a command prints, and whether it failed anyway (a set in error
+// prints its snapshots and exits 1).
+struct Reply {
+	qmp::Json doc;
+	std::optional<Error> failure;
+};
+
+class Service
+{
+public:
+	// Opens the store and its catalog (rebuilt from the manifests when
+	// empty). `events` may be null: nothing is emitted.
+	static Result<std::unique_ptr<Service>> open(const std::filesystem::path &storeDir,
+						     const std::filesystem::path &keyFile, ServiceOptions options,
+						     events::Dispatcher *events);
+	// Interrupts running jobs (they end in error) and waits for them.
+	~Service();
+
+	// Runs one command on behalf of `ownerId` (a uid, as text).
+	Result<Reply> run(const Arguments &args, const std::string &ownerId,
+			  const engine::ProgressFn &progress = nullptr);
+
+	// At daemon start: jobs a killed daemon left "running" end in error,
+	// and what their captures left in QEMU is removed.
+	void recoverInterruptedJobs();
+
+	size_t runningJobs() const;
+
+private:
+	Service(ServiceOptions options, events::Dispatcher *events) : options_(options), events_(events) {}
+
+	Result<Reply> createSnapshots(const Arguments &args, bool single, const std::string &ownerId,
+				      const engine::ProgressFn &progress);
+	Result<Reply> describeSnapshots(const Arguments &args);
+	Result<Reply> deleteSnapshot(const Arguments &args);
+	Result<Reply> createVolume(const Arguments &args, const engine::ProgressFn &progress);
+	Result<Reply> changeTags(const Arguments &args, bool create);
+	Result<Reply> registerInstance(const Arguments &args);
+	Result<Reply> describeVolumes(const Arguments &args);
+	Result<Reply> modifyVolume(const Arguments &args);
+	Result<Reply> verify(const Arguments &args);
+	Result<Reply> gc(const Arguments &args);
+	Result<Reply> rebuildCatalog();
+	Result<Reply> waitCompleted(const Arguments &args);
+
+	// Runs a begun job to its end: catalog rows, deferred deletes, events.
+	void finishJob(const std::string &jobId, engine::SnapshotJob &job, bool single,
+		       const engine::ProgressFn &progress, std::shared_ptr<std::atomic<bool>> cancel);
+	Result<std::shared_ptr<hypervisor::QemuDriver>> driverFor(const std::string &qmpSocket);
+	// Callers hold admissionMutex_.
+	bool claimCapture(const std::vector<std::string> &volumes);
+	std::shared_ptr<std::atomic<bool>> registerJob(const std::string &jobId);
+	void unregisterJob(const std::string &jobId);
+	Result<Reply> replyFor(const std::vector<std::string> &ids, bool single);
+	Result<std::string> recordJob(engine::SnapshotJob &job, const engine::SnapshotSetRequest &req, bool single,
+				      const std::string &token, const std::string &hash, const std::string &jobId = "");
+	Result<Reply> queueSnapshots(engine::SnapshotSetRequest req, const std::vector<hypervisor::DiskInfo> &disks,
+				     const hypervisor::InstanceInfo &instance, const std::vector<std::string> &volumes,
+				     bool single, const std::string &token, const std::string &hash,
+				     std::function<void()> unadmit, std::function<void(bool)> release);
+	Result<void> syncVolume(const engine::VolumeRecord &v, const std::string &qmpSocket = "");
+
+	ServiceOptions options_;
+	events::Dispatcher *events_;
+	std::unique_ptr<store::Store> store_;
+	std::unique_ptr<catalog::Catalog> catalog_;
+
+	// Admission: pending snapshots per volume, counted before their rows
+	// exist, so two creates cannot both pass the limit.
+	std::mutex admissionMutex_;
+	std::map<std::string, int> admitted_;
+	// Volumes whose capture (fleecing) is alive; QEMU allows one per disk.
+	std::set<std::string> capturing_;
+	std::condition_variable captureFreed_;
+
+	// One driver (monitor connection, NBD server) per instance.
+	std::mutex driversMutex_;
+	std::map<std::string, std::weak_ptr<hypervisor::QemuDriver>> drivers_;
+
+	// Transfers hold it shared; gc takes it exclusively.
+	std::shared_mutex transferGate_;
+
+	mutable std::mutex jobsMutex_;
+	std::condition_variable jobsDone_;
+	std::map<std::string, std::shared_ptr<std::atomic<bool>>> jobs_; // running: cancel flags
+	std::condition_variable slotFree_;
+	unsigned transfersRunning_ = 0;
+};
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,479 @@
+// virtsnapd end to end: a real daemon on its own socket, a real QEMU, the
+// virtsnap binary as client. Creates answer pending before the data moves;
+// limits, filters, idempotency, deferred deletes, the three event paths,
+// restart after SIGKILL, and a socket closed to users outside the group.
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "cli_runner.h"
+#include "tests/support/qemu_instance.h"
+#include "tests/support/test_env.h"
+
+namespace virtsnap::test {
+namespace {
+
+namespace fs = std::filesystem;
+using qmp::Json;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+std::string slurp(const std::string &path)
+{
+	std::ifstream in(path);
+	std::stringstream ss;
+	ss << in.rdbuf();
+	return ss.str();
+}
+
+class DaemonTest : public ::testing::Test
+{
+protected:
+	void SetUp() override
+	{
+		REQUIRE_QEMU();
+		storeDir_ = tmp_.file("store");
+		keyFile_ = tmp_.file("keys/store.key");
+		socket_ = tmp_.file("virtsnapd.sock");
+		eventsLog_ = tmp_.file("events/events.jsonl");
+		eventsDir_ = tmp_.file("events.d");
+		fs::create_directories(eventsDir_);
+		ASSERT_EQ(cli({"init"}).status, 0);
+	}
+
+	void TearDown() override
+	{
+		stopDaemon(SIGTERM);
+	}
+
+	// A disk of `dataMiB` random MiB (then zeros up to `sizeMiB`).
+	void startQemu(uint64_t dataMiB, uint64_t sizeMiB, int disks = 1)
+	{
+		QemuOptions opts;
+		for (int d = 0; d < disks; d++) {
+			std::string raw = tmp_.file("disk" + std::to_string(d) + ".raw");
+			{
+				std::ofstream out(raw, std::ios::binary);
+				std::mt19937_64 rng(uint64_t(d) + 1);
+				std::vector<uint64_t> buf(kMiB / 8);
+				for (uint64_t m = 0; m < dataMiB; m++) {
+					for (uint64_t &w : buf)
+						w = rng();
+					out.write(reinterpret_cast<const char *>(buf.data()), kMiB);
+				}
+			}
+			fs::resize_file(raw, sizeMiB * kMiB);
+			std::string qcow = tmp_.file("disk" + std::to_string(d) + ".qcow2");
+			std::string out;
+			ASSERT_EQ(runCommand({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow}, &out), 0) << out;
+			fs::remove(raw);
+			opts.disks.push_back({qcow, "qcow2", std::string("vd") + char('a' + d)});
+		}
+		opts.name = "vs-daemon";
+		std::string error;
+		vm_ = QemuInstance::start(opts, &error);
+		ASSERT_TRUE(vm_) << error;
+	}
+
+	void startDaemon(std::vector<std::string> extra = {})
+	{
+		const char *bin = std::getenv("VIRTSNAPD_BIN");
+		ASSERT_TRUE(bin);
+		std::vector<std::string> argv{bin,	  "--foreground", "--store",	 storeDir_,  "--key-file",
+					      keyFile_,	  "--socket",	  socket_,	 "--events-log", eventsLog_,
+					      "--events-dir", eventsDir_, "--handler-timeout", "2"};
+		argv.insert(argv.end(), extra.begin(), extra.end());
+		daemonPid_ = fork();
+		if (daemonPid_ == 0) {
+			int log = ::open(tmp_.file("virtsnapd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+			dup2(log, 1);
+			dup2(log, 2);
+			setenv("TMPDIR", workRoot().c_str(), 1);
+			std::vector<char *> args;
+			for (std::string &a : argv)
+				args.push_back(a.data());
+			args.push_back(nullptr);
+			execv(bin, args.data());
+			_exit(127);
+		}
+		// The socket file may be a dead daemon's: wait for one that answers.
+		auto answers = [&] {
+			sockaddr_un addr{};
+			addr.sun_family = AF_UNIX;
+			std::strncpy(addr.sun_path, socket_.c_str(), sizeof(addr.sun_path) - 1);
+			int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+			bool ok = ::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0;
+			::close(fd);
+			return ok;
+		};
+		auto deadline = Clock::now() + std::chrono::seconds(20);
+		while (Clock::now() < deadline && !answers())
+			std::this_thread::sleep_for(std::chrono::milliseconds(50));
+		ASSERT_TRUE(answers()) << slurp(tmp_.file("virtsnapd.log"));
+	}
+
+	void stopDaemon(int sig)
+	{
+		if (daemonPid_ <= 0)
+			return;
+		::kill(daemonPid_, sig);
+		int status;
+		waitpid(daemonPid_, &status, 0);
+		daemonPid_ = -1;
+	}
+
+	std::string workRoot()
+	{
+		std::string dir = tmp_.file("tmp");
+		fs::create_directories(dir);
+		return dir;
+	}
+
+	CliResult cli(std::vector<std::string> args)
+	{
+		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile_, "--socket", socket_});
+		return runVirtsnap(args, {"TMPDIR=" + workRoot()});
+	}
+
+	CliResult create(std::vector<std::string> extra = {})
+	{
+		std::vector<std::string> args{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda"};
+		args.insert(args.end(), extra.begin(), extra.end());
+		return cli(args);
+	}
+
+	Json describe(const std::string &id)
+	{
+		return cli({"describe-snapshots", "--snapshot-id", id}).json().get("Snapshots").at(0);
+	}
+
+	std::string waitState(const std::string &id, std::chrono::seconds timeout = std::chrono::seconds(120))
+	{
+		auto deadline = Clock::now() + timeout;
+		std::string state;
+		while (Clock::now() < deadline) {
+			state = describe(id).getString("State").value_or("");
+			if (state != "pending")
+				return state;
+			std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		}
+		return state;
+	}
+
+	std::string qemuResidue()
+	{
+		std::string s;
+		auto nodes = vm_->control().execute("query-named-block-nodes");
+		std::set<std::string> names;
+		for (size_t i = 0; nodes && i < nodes->size(); i++)
+			names.insert(nodes->at(i).getString("node-name").value_or(""));
+		for (const std::string &n : names)
+			s += n + " ";
+		auto jobs = vm_->control().execute("query-block-jobs");
+		auto exports = vm_->control().execute("query-block-exports");
+		return s + "jobs:" + std::to_string(jobs ? jobs->size() : 99) +
+		       " exports:" + std::to_string(exports ? exports->size() : 99);
+	}
+
+	std::set<std::string> bitmaps()
+	{
+		std::set<std::string> names;
+		auto blocks = vm_->control().execute("query-block");
+		for (size_t i = 0; blocks && i < blocks->size(); i++) {
+			Json list = blocks->at(i).get("inserted").get("dirty-bitmaps");
+			for (size_t k = 0; k < list.size(); k++)
+				if (auto n = list.at(k).getString("name"); n && !n->empty())
+					names.insert(*n);
+		}
+		return names;
+	}
+
+	TempDir tmp_{"vs-daemon"};
+	std::string storeDir_, keyFile_, socket_, eventsLog_, eventsDir_;
+	std::unique_ptr<QemuInstance> vm_;
+	pid_t daemonPid_ = -1;
+};
+
+TEST_F(DaemonTest, CreateAnswersPendingBeforeTheDataMovesThenCompletes)
+{
+	ASSERT_NO_FATAL_FAILURE(startQemu(1024, 1536));
+	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	auto started = Clock::now();
+	CliResult r = create({"--description", "big"});
+	double answered = std::chrono::duration<double>(Clock::now() - started).count();
+	ASSERT_EQ(r.status, 0) << r.err;
+	Json snap = r.json();
+	std::string id = snap.getString("SnapshotId").value_or("");
+	EXPECT_EQ(snap.getString("State"), "pending");
+	EXPECT_NE(snap.getString("Progress"), "100%");
+	EXPECT_EQ(waitState(id), "completed");
+	double finished = std::chrono::duration<double>(Clock::now() - started).count();
+	std::printf("create answered in %.2f s, completed after %.2f s\n", answered, finished);
+	EXPECT_LT(answered * 3, finished) << "the answer did not come before the data moved";
+	Json done = describe(id);
+	EXPECT_EQ(done.getString("Progress"), "100%");
+	EXPECT_GT(done.getInt("BytesAdded").value_or(0), int64_t(1000 * kMiB));
+	EXPECT_EQ(qemuResidue().find("vs"), std::string::npos) << qemuResidue();
+}
+
+TEST_F(DaemonTest, PendingLimitIsFivePerVolumeAndOneForSt1)
+{
+	ASSERT_NO_FATAL_FAILURE(startQemu(512, 1024, 2));
+	// One transfer at a time: the others stay pending behind it.
+	ASSERT_NO_FATAL_FAILURE(startDaemon({"--max-parallel-jobs", "1"}));
+	std::vector<std::string> ids;
+	for (int i = 0; i < 5; i++) {
+		CliResult r = create();
+		ASSERT_EQ(r.status, 0) << r.err;
+		ids.push_back(r.json().getString("SnapshotId").value_or(""));
+	}
+	CliResult sixth = create();
+	EXPECT_EQ(sixth.status, 1);
+	EXPECT_NE(sixth.err.find("ConcurrentSnapshotLimitExceeded"), std::string::npos) << sixth.err;
+
+	// vdb as st1: one pending at most.
+	CliResult vols = cli({"describe-volumes", "--qmp-socket", vm_->qmpSocket()});
+	ASSERT_EQ(vols.status, 0) << vols.err;
+	std::string vdb;
+	for (size_t i = 0; i < vols.json().get("Volumes").size(); i++)
+		if (vols.json().get("Volumes").at(i).getString("Disk") == "vdb")
+			vdb = vols.json().get("Volumes").at(i).getString("VolumeId").value_or("");
+	ASSERT_FALSE(vdb.empty()) << vols.out;
+	ASSERT_EQ(cli({"modify-volume", "--volume-id", vdb, "--volume-class", "st1"}).status, 0);
+	CliResult first = cli({"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vdb"});
+	ASSERT_EQ(first.status, 0) << first.err;
+	CliResult second = cli({"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vdb"});
+	EXPECT_EQ(second.status, 1);
+	EXPECT_NE(second.err.find("ConcurrentSnapshotLimitExceeded"), std::string::npos) << second.err;
+	EXPECT_NE(second.err.find("st1"), std::string::npos) << second.err;
+
+	for (const std::string &id : ids)
+		EXPECT_EQ(waitState(id, std::chrono::seconds(300)), "completed") << id;
+	EXPECT_EQ(waitState(first.json().getString("SnapshotId").value_or("")), "completed");
+	// Completed, the limit frees up again; the queued ones took their own
+	// points in time, one after the other, and everything verifies.
+	EXPECT_EQ(create().status, 0);
+	std::set<std::string> starts;
+	for (const std::string &id : ids)
+		starts.insert(describe(id).getString("StartTime").value_or(""));
+	EXPECT_EQ(starts.size(), ids.size());
+	CliResult verified = cli({"verify"});
+	EXPECT_EQ(verified.status, 0) << verified.err << verified.out;
+}
+
+TEST_F(DaemonTest, FiltersPagingIdempotencyAndDeleteWhilePending)
+{
+	ASSERT_NO_FATAL_FAILURE(startQemu(256, 512));
+	ASSERT_NO_FATAL_FAILURE(startDaemon({"--max-parallel-jobs", "1"}));
+	CliResult a = create({"--description", "nightly run", "--tag", "env=prod", "--name", "nightly-1", "--wait"});
+	ASSERT_EQ(a.status, 0) << a.err;
+	std::string idA = a.json().getString("SnapshotId").value_or("");
+	EXPECT_EQ(a.json().getString("State"), "completed");
+	CliResult b = create({"--description", "manual", "--tag", "owner=ops", "--client-token", "tok-1"});
+	ASSERT_EQ(b.status, 0) << b.err;
+	std::string idB = b.json().getString("SnapshotId").value_or("");
+
+	// The same token again: the same snapshot; other parameters: refused.
+	CliResult again = create({"--description", "manual", "--tag", "owner=ops", "--client-token", "tok-1"});
+	ASSERT_EQ(again.status, 0) << again.err;
+	EXPECT_EQ(again.json().getString("SnapshotId"), idB);
+	CliResult mismatch = create({"--description", "other", "--client-token", "tok-1"});
+	EXPECT_EQ(mismatch.status, 1);
+	EXPECT_NE(mismatch.err.find("IdempotentParameterMismatch"), std::string::npos) << mismatch.err;
+
+	EXPECT_EQ(waitState(idB), "completed");
+	auto ids = [&](std::vector<std::string> filters) {
+		std::vector<std::string> args{"describe-snapshots"};
+		for (const std::string &f : filters)
+			args.insert(args.end(), {"--filter", f});
+		CliResult r = cli(args);
+		EXPECT_EQ(r.status, 0) << r.err;
+		std::set<std::string> out;
+		for (size_t i = 0; i < r.json().get("Snapshots").size(); i++)
+			out.insert(r.json().get("Snapshots").at(i).getString("SnapshotId").value_or(""));
+		return out;
+	};
+	std::string vol = a.json().getString("VolumeId").value_or("");
+	EXPECT_EQ(ids({"Name=status,Values=completed"}), (std::set<std::string>{idA, idB}));
+	EXPECT_EQ(ids({"Name=status,Values=pending,error"}), std::set<std::string>{});
+	EXPECT_EQ(ids({"Name=volume-id,Values=" + vol}), (std::set<std::string>{idA, idB}));
+	EXPECT_EQ(ids({"Name=snapshot-id,Values=" + idA}), std::set<std::string>{idA});
+	EXPECT_EQ(ids({"Name=description,Values=night*"}), std::set<std::string>{idA});
+	EXPECT_EQ(ids({"Name=tag:env,Values=prod"}), std::set<std::string>{idA});
+	EXPECT_EQ(ids({"Name=tag-key,Values=owner"}), std::set<std::string>{idB});
+	EXPECT_EQ(ids({"Name=owner-id,Values=" + std::to_string(getuid())}), (std::set<std::string>{idA, idB}));
+	EXPECT_EQ(ids({"Name=start-time,Values=" + a.json().getString("StartTime").value_or("")}),
+		  std::set<std::string>{idA});
+	EXPECT_EQ(ids({"Name=tag:env,Values=prod", "Name=tag-key,Values=owner"}), std::set<std::string>{});
+	CliResult bad = cli({"describe-snapshots", "--filter", "Name=colour,Values=red"});
+	EXPECT_EQ(bad.status, 1);
+	EXPECT_NE(bad.err.find("colour"), std::string::npos) << bad.err;
+	CliResult badName = create({"--name", "Not_Valid"});
+	EXPECT_NE(badName.err.find("InvalidParameterValue"), std::string::npos) << badName.err;
+
+	// Delete while pending: it goes once it completes. To be sure it is
+	// pending, it queues behind a full read (the bitmap is gone).
+	Json drop = Json::object();
+	drop.set("node", Json::string("fmt-vda"));
+	drop.set("name", Json::string(idB));
+	ASSERT_TRUE(vm_->control().execute("block-dirty-bitmap-remove", drop));
+	ASSERT_EQ(create().status, 0);
+	CliResult c = create();
+	ASSERT_EQ(c.status, 0) << c.err;
+	std::string idC = c.json().getString("SnapshotId").value_or("");
+	CliResult del = cli({"delete-snapshot", "--snapshot-id", idC});
+	ASSERT_EQ(del.status, 0) << del.err;
+	EXPECT_EQ(del.json().getBool("DeleteOnCompletion"), true);
+	auto deadline = Clock::now() + std::chrono::seconds(60);
+	while (Clock::now() < deadline && cli({"describe-snapshots", "--snapshot-id", idC}).status == 0)
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	CliResult gone = cli({"describe-snapshots", "--snapshot-id", idC});
+	EXPECT_NE(gone.err.find("InvalidSnapshot.NotFound"), std::string::npos) << gone.err;
+	EXPECT_FALSE(fs::exists(storeDir_ + "/snapshots/" + idC + ".manifest"));
+	// The others still restore, and the store verifies.
+	CliResult restored = cli({"create-volume", "--snapshot-id", idB, "--target", tmp_.file("b.raw"), "--format", "raw"});
+	EXPECT_EQ(restored.status, 0) << restored.err;
+	CliResult verified = cli({"verify"});
+	EXPECT_EQ(verified.status, 0) << verified.err << verified.out;
+}
+
+TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
+{
+	ASSERT_NO_FATAL_FAILURE(startQemu(64, 128));
+	std::string seen = tmp_.file("handler-seen");
+	fs::create_directories(seen);
+	{
+		std::ofstream h(eventsDir_ + "/10-record");
+		h << "#!/bin/sh\ncat > " << seen << "/$$.json\n";
+	}
+	{
+		std::ofstream h(eventsDir_ + "/20-hang");
+		h << "#!/bin/sh\necho $$ > " << seen << "/hung.pid\nsleep 600\n";
+	}
+	fs::permissions(eventsDir_ + "/10-record", fs::perms::owner_all);
+	fs::permissions(eventsDir_ + "/20-hang", fs::perms::owner_all);
+	ASSERT_NO_FATAL_FAILURE(startDaemon());
+
+	// A subscriber, as `virtsnap events --follow` does it.
+	std::string followOut = tmp_.file("follow.out");
+	pid_t follower = fork();
+	if (follower == 0) {
+		int out = ::open(followOut.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(out, 1);
+		execl(std::getenv("VIRTSNAP_BIN"), "virtsnap", "--socket", socket_.c_str(), "events", "--follow",
+		      (char *)nullptr);
+		_exit(127);
+	}
+	std::this_thread::sleep_for(std::chrono::milliseconds(500));
+
+	CliResult one = create({"--wait"});
+	ASSERT_EQ(one.status, 0) << one.err;
+	std::string id = one.json().getString("SnapshotId").value_or("");
+	// A second snapshot's event still arrives although a handler hangs.
+	CliResult two = create({"--wait"});
+	ASSERT_EQ(two.status, 0) << two.err;
+	std::string id2 = two.json().getString("SnapshotId").value_or("");
+	std::this_thread::sleep_for(std::chrono::seconds(4));
+
+	std::string log = slurp(eventsLog_);
+	EXPECT_NE(log.find(id), std::string::npos) << log;
+	EXPECT_NE(log.find(id2), std::string::npos) << log;
+	auto first = Json::parse(log.substr(0, log.find('\n')));
+	ASSERT_TRUE(first);
+	EXPECT_EQ(first->getString("detail-type"), "EBS Snapshot Notification");
+	EXPECT_EQ(first->get("detail").getString("event"), "createSnapshot");
+	EXPECT_EQ(first->get("detail").getString("result"), "succeeded");
+	EXPECT_EQ(first->get("detail").getString("snapshot_id"), id);
+
+	int handled = 0;
+	for (auto &e : fs::directory_iterator(seen))
+		if (e.path().extension() == ".json" && slurp(e.path()).find("EBS Snapshot Notification") != std::string::npos)
+			handled++;
+	EXPECT_EQ(handled, 2) << "the recording handler did not see both events";
+	std::string pid = slurp(seen + "/hung.pid");
+	ASSERT_FALSE(pid.empty());
+	EXPECT_NE(::kill(std::stoi(pid), 0), 0) << "the hung handler was not killed";
+
+	std::string followed = slurp(followOut);
+	EXPECT_NE(followed.find(id), std::string::npos) << followed;
+	EXPECT_NE(followed.find(id2), std::string::npos) << followed;
+	::kill(follower, SIGTERM);
+	waitpid(follower, nullptr, 0);
+}
+
+TEST_F(DaemonTest, KilledMidTransferTheRestartedDaemonEndsTheJobAndCleansUp)
+{
+	ASSERT_NO_FATAL_FAILURE(startQemu(768, 1024));
+	std::string clean = qemuResidue();
+	for (int delayMs : {200, 900, 1800}) {
+		ASSERT_NO_FATAL_FAILURE(startDaemon());
+		std::set<std::string> bitmapsBefore = bitmaps();
+		CliResult r = create();
+		ASSERT_EQ(r.status, 0) << r.err;
+		std::string id = r.json().getString("SnapshotId").value_or("");
+		std::this_thread::sleep_for(std::chrono::milliseconds(delayMs));
+		stopDaemon(SIGKILL);
+
+		ASSERT_NO_FATAL_FAILURE(startDaemon());
+		Json snap = describe(id);
+		if (snap.getString("State") == "completed")
+			continue; // it finished before the kill
+		EXPECT_EQ(snap.getString("State"), "error") << delayMs << " ms";
+		EXPECT_NE(snap.getString("StateMessage").value_or("").find("interrupted"), std::string::npos);
+		EXPECT_EQ(qemuResidue(), clean) << "after a kill at " << delayMs << " ms";
+		EXPECT_EQ(bitmaps(), bitmapsBefore) << "the half-made bitmap stayed";
+		CliResult verified = cli({"verify"});
+		EXPECT_EQ(verified.status, 0) << verified.err;
+		stopDaemon(SIGTERM);
+	}
+	for (auto &e : fs::directory_iterator(workRoot()))
+		ADD_FAILURE() << "left behind: " << e.path();
+}
+
+TEST_F(DaemonTest, TheSocketRefusesUsersOutsideTheGroup)
+{
+	REQUIRE_TOOL("useradd");
+	REQUIRE_TOOL("setpriv");
+	if (getuid() != 0)
+		GTEST_SKIP() << "needs root to create a user";
+	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	std::string user = "vstest" + std::to_string(getpid() % 100000);
+	std::string out;
+	ASSERT_EQ(runCommand({"useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user}, &out),
+		  0)
+		<< out;
+	struct passwd *pw = getpwnam(user.c_str());
+	ASSERT_TRUE(pw);
+	std::string uid = std::to_string(pw->pw_uid), gid = std::to_string(pw->pw_gid);
+	// The socket's directory must be reachable for the test to mean
+	// anything: only the socket's own mode and the peer check stop them.
+	fs::permissions(tmp_.path(), fs::perms::others_exec, fs::perm_options::add);
+	int rc = runCommand({"setpriv", "--reuid", uid, "--regid", gid, "--clear-groups", std::getenv("VIRTSNAP_BIN"),
+			     "--socket", socket_, "--store", storeDir_, "describe-snapshots"},
+			    &out);
+	runCommand({"userdel", user});
+	EXPECT_EQ(rc, 1) << out;
+	EXPECT_NE(out.find("AccessDenied"), std::string::npos) << out;
+	struct stat st;
+	ASSERT_EQ(::stat(socket_.c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0660u);
+}
+
+} // namespace
+} // namespace virtsnap::test
