@@ -410,6 +410,19 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	ASSERT_FALSE(pid.empty());
 	EXPECT_NE(::kill(std::stoi(pid), 0), 0) << "the hung handler was not killed";
 
+	// A set reports once, listing its snapshots.
+	CliResult set = cli({"create-snapshots", "--qmp-socket", vm_->qmpSocket(), "--wait"});
+	ASSERT_EQ(set.status, 0) << set.err;
+	std::string setMember = set.json().get("Snapshots").at(0).getString("SnapshotId").value_or("");
+	std::this_thread::sleep_for(std::chrono::milliseconds(500));
+	log = slurp(eventsLog_);
+	auto last = Json::parse(log.substr(log.rfind('\n', log.size() - 2) + 1));
+	ASSERT_TRUE(last) << log;
+	EXPECT_EQ(last->getString("detail-type"), "EBS Multi-Volume Snapshots Completion Status");
+	EXPECT_EQ(last->get("detail").getString("event"), "createSnapshots");
+	EXPECT_EQ(last->get("detail").get("snapshots").at(0).getString("snapshot_id"), setMember);
+	EXPECT_EQ(last->get("detail").get("snapshots").at(0).getString("status"), "completed");
+
 	std::string followed = slurp(followOut);
 	EXPECT_NE(followed.find(id), std::string::npos) << followed;
 	EXPECT_NE(followed.find(id2), std::string::npos) << followed;
@@ -501,6 +514,19 @@ TEST_F(DaemonTest, DeleteAndGcNeverBreakAnotherSnapshotAndTheCatalogRebuilds)
 	CliResult damaged = cli({"verify"});
 	EXPECT_EQ(damaged.status, 1);
 	EXPECT_NE(damaged.err.find(ids[1]), std::string::npos) << damaged.err;
+}
+
+TEST_F(DaemonTest, WithoutADaemonACreateNeedsWaitAndSaysHowToStartOne)
+{
+	ASSERT_NO_FATAL_FAILURE(startQemu(8, 16));
+	CliResult r = create();
+	EXPECT_EQ(r.status, 1);
+	EXPECT_NE(r.err.find("virtsnapd"), std::string::npos) << r.err;
+	EXPECT_NE(r.err.find("--wait"), std::string::npos) << r.err;
+	EXPECT_TRUE(bitmaps().empty());
+	CliResult waited = create({"--wait"});
+	EXPECT_EQ(waited.status, 0) << waited.err;
+	EXPECT_EQ(waited.json().getString("State"), "completed");
 }
 
 TEST_F(DaemonTest, TheSocketRefusesUsersOutsideTheGroup)
