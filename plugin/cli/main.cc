@@ -252,6 +252,8 @@ int inProcess(const Context &ctx, const Arguments &args)
 	auto service = daemon::Service::open(ctx.storeDir, ctx.keyFile, {}, nullptr);
 	if (!service)
 		return printError(service.error());
+	if (isCreate)
+		(*service)->recoverInterruptedJobs();
 	ProgressBar bar(isCreate ? "snapshot" : "restore");
 	auto reply = (*service)->run(args, std::to_string(::getuid()),
 				     [&](uint64_t done, uint64_t total) { bar.update(done, total); });

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <regex>
 #include <thread>
 
@@ -1107,9 +1108,20 @@ void Service::recoverInterruptedJobs()
 	auto jobs = catalog_->jobsInState("running");
 	if (!jobs)
 		return;
+	// A job whose process still runs (this one, another CLI, a daemon) is
+	// not interrupted; the process name guards against a reused pid.
+	auto alive = [](int64_t pid) {
+		if (pid <= 0)
+			return false;
+		if (pid == ::getpid())
+			return true;
+		std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+		std::string name;
+		std::getline(comm, name);
+		return name == "virtsnap" || name == "virtsnapd";
+	};
 	for (catalog::JobRow &job : *jobs) {
-		// A job of this very process is not interrupted.
-		if (job.pid == ::getpid() && jobs_.count(job.jobId))
+		if (alive(job.pid))
 			continue;
 		std::string note = "interrupted: virtsnapd stopped during the transfer";
 		if (auto driver = hypervisor::QemuDriver::connect(job.qmpSocket))

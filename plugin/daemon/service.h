@@ -54,8 +54,9 @@ public:
 	Result<Reply> run(const Arguments &args, const std::string &ownerId,
 			  const engine::ProgressFn &progress = nullptr);
 
-	// At daemon start: jobs a killed daemon left "running" end in error,
-	// and what their captures left in QEMU is removed.
+	// Jobs a killed process (daemon or CLI) left "running" end in error,
+	// and what their captures left in QEMU is removed. The daemon runs it
+	// at start, the CLI before an in-process snapshot.
 	void recoverInterruptedJobs();
 
 	size_t runningJobs() const;
