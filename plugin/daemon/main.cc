@@ -88,12 +88,14 @@ int run(int argc, char **argv)
 		std::fprintf(stderr, "virtsnapd: %s\n", service.error().toString().c_str());
 		return 1;
 	}
-	(*service)->recoverInterruptedJobs();
+	// Listen first: a second daemon must find the first and stop before it
+	// takes anyone's jobs for interrupted ones.
 	auto server = daemon::Server::listen(socket, **service, dispatcher);
 	if (!server) {
 		std::fprintf(stderr, "virtsnapd: %s\n", server.error().toString().c_str());
 		return 1;
 	}
+	(*service)->recoverInterruptedJobs();
 	std::thread watcher([&] {
 		while (!cancelRequested())
 			std::this_thread::sleep_for(std::chrono::milliseconds(100));

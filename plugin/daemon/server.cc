@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <optional>
+#include <system_error>
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -114,8 +115,9 @@ Server::~Server()
 			::shutdown(fd, SHUT_RDWR);
 	}
 	// Client threads end once their sockets are shut down; requests in
-	// progress finish first (bounded by their own timeouts).
-	for (int i = 0; clientThreads_.load() > 0 && i < 600; i++)
+	// progress finish first (they stop on the cancel flag or their own
+	// timeouts). Never return before: they use the service.
+	while (clientThreads_.load() > 0)
 		std::this_thread::sleep_for(std::chrono::milliseconds(100));
 	::unlink(path_.c_str());
 }
@@ -172,10 +174,16 @@ void Server::run()
 		if (fd < 0)
 			continue;
 		clientThreads_++;
-		std::thread([this, fd] {
-			serveClient(fd);
+		try {
+			std::thread([this, fd] {
+				serveClient(fd);
+				clientThreads_--;
+			}).detach();
+		} catch (const std::system_error &) {
+			// No thread to be had: this client goes unserved, not the daemon.
+			::close(fd);
 			clientThreads_--;
-		}).detach();
+		}
 	}
 }
 

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <fstream>
 #include <regex>
+#include <system_error>
 #include <thread>
 
 #include "commands.h"
+#include "core/cancel.h"
 #include "core/ids.h"
 #include "crypto/crypto.h"
 #include "engine/resources.h"
@@ -252,11 +254,16 @@ Result<std::unique_ptr<Service>> Service::open(const fs::path &storeDir, const f
 
 Service::~Service()
 {
+	{
+		// Under the lock its waiters hold, so none misses the wakeup.
+		std::lock_guard admission(admissionMutex_);
+		std::lock_guard jobs(jobsMutex_);
+		for (auto &[id, cancel] : jobs_)
+			cancel->store(true);
+		captureFreed_.notify_all();
+	}
 	std::unique_lock lock(jobsMutex_);
-	for (auto &[id, cancel] : jobs_)
-		cancel->store(true);
 	slotFree_.notify_all();
-	captureFreed_.notify_all();
 	jobsDone_.wait(lock, [&] { return jobs_.empty(); });
 }
 
@@ -437,8 +444,16 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 		release(options_.background);
 		return std::unexpected(job.error());
 	}
-	auto recorded = recordJob(**job, *req, single, token, hash);
-	unadmit();
+	Result<std::string> recorded;
+	{
+		// Rows written and admission dropped at once, so no other
+		// request counts this one twice.
+		std::lock_guard lock(admissionMutex_);
+		recorded = recordJob(**job, *req, single, token, hash);
+		for (const std::string &vol : volumes)
+			if (--admitted_[vol] <= 0)
+				admitted_.erase(vol);
+	}
 	if (!recorded) {
 		release(options_.background);
 		return std::unexpected(recorded.error());
@@ -448,12 +463,17 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 	auto cancel = registerJob(jobId);
 	if (options_.background && pending.front().state == "pending") {
 		std::shared_ptr<engine::SnapshotJob> owned(std::move(*job));
-		std::thread([this, jobId, owned, single, cancel, release] {
+		auto work = [this, jobId, owned, single, cancel, release] {
 			// run() ends the capture, so the disk is free for the next.
 			finishJob(jobId, *owned, single, nullptr, cancel);
 			release(true);
 			unregisterJob(jobId);
-		}).detach();
+		};
+		try {
+			std::thread(work).detach();
+		} catch (const std::system_error &) {
+			work(); // no thread to be had: finish here, late but whole
+		}
 	} else {
 		finishJob(jobId, **job, single, progress, cancel);
 		release(options_.background);
@@ -466,8 +486,41 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 	return replyFor(ids, single);
 }
 
+void Service::emitFailure(const engine::SnapshotSetRequest &req, const std::vector<std::string> &ids, bool single,
+			  const std::string &why)
+{
+	if (!events_)
+		return;
+	std::string now = isoTimeNow();
+	if (single) {
+		events::SnapshotNotice n;
+		n.event = "createSnapshot";
+		n.result = "failed";
+		n.cause = why;
+		n.snapshotId = ids.front();
+		auto row = catalog_->getSnapshot(ids.front());
+		n.source = row && *row ? (*row)->volumeId : "";
+		n.startTime = row && *row ? (*row)->startTime : now;
+		n.endTime = now;
+		events_->emit(events::toJson(n));
+		return;
+	}
+	events::MultiVolumeNotice n;
+	n.result = "failed";
+	n.cause = why;
+	n.requestId = req.snapshotSetId;
+	n.startTime = n.endTime = now;
+	for (const std::string &id : ids) {
+		auto row = catalog_->getSnapshot(id);
+		n.snapshots.push_back({id, row && *row ? (*row)->volumeId : "", "error"});
+	}
+	events_->emit(events::toJson(n));
+}
+
 bool Service::claimCapture(const std::vector<std::string> &volumes)
 {
+	if (gcActive_)
+		return false;
 	for (const std::string &vol : volumes)
 		if (capturing_.count(vol))
 			return false;
@@ -606,24 +659,36 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 	Json idList = Json::array();
 	for (const std::string &id : ids)
 		idList.append(Json::string(id));
-	auto recorded = catalog_->transaction([&]() -> Result<void> {
-		for (const catalog::SnapshotRow &r : rows)
-			VS_TRY(catalog_->putSnapshot(r));
-		VS_TRY(catalog_->putJob(jobRow));
-		if (!token.empty())
-			VS_TRY(catalog_->putRequest({token, hash, idList.dump(), now}));
-		return {};
-	});
-	unadmit();
+	Result<void> recorded;
+	{
+		std::lock_guard lock(admissionMutex_);
+		recorded = catalog_->transaction([&]() -> Result<void> {
+			for (const catalog::SnapshotRow &r : rows)
+				VS_TRY(catalog_->putSnapshot(r));
+			VS_TRY(catalog_->putJob(jobRow));
+			if (!token.empty())
+				VS_TRY(catalog_->putRequest({token, hash, idList.dump(), now}));
+			return {};
+		});
+		for (const std::string &vol : volumes)
+			if (--admitted_[vol] <= 0)
+				admitted_.erase(vol);
+	}
+	(void)unadmit; // done above, under the same lock as the rows
 	if (!recorded)
 		return std::unexpected(recorded.error());
 	auto cancel = registerJob(jobId);
-	std::thread([this, req, volumes, single, token, hash, jobId, ids, cancel, release] {
+	auto work = [this, req, volumes, single, token, hash, jobId, ids, cancel, release] {
+		bool claimed = false;
 		{
 			std::unique_lock lock(admissionMutex_);
-			captureFreed_.wait(lock, [&] { return cancel->load() || claimCapture(volumes); });
+			captureFreed_.wait_for(lock, std::chrono::hours(24 * 365), [&] {
+				if (cancel->load() || cancelRequested())
+					return true;
+				claimed = claimCapture(volumes);
+				return claimed;
+			});
 		}
-		bool claimed = !cancel->load();
 		auto fail = [&](const std::string &why) {
 			for (const std::string &id : ids) {
 				auto row = catalog_->getSnapshot(id);
@@ -637,6 +702,7 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 				(*job)->state = "failed";
 				(void)catalog_->putJob(**job);
 			}
+			emitFailure(req, ids, single, why);
 		};
 		if (!claimed) {
 			fail("interrupted: virtsnapd stopped before the point in time was taken");
@@ -649,14 +715,22 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 		}
 		release(claimed);
 		unregisterJob(jobId);
-	}).detach();
+	};
+	try {
+		std::thread(work).detach();
+	} catch (const std::system_error &) {
+		cancel->store(true); // ends it at once, its rows in error
+		work();
+	}
 	return replyFor(ids, single);
 }
 
 void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool single,
 			const engine::ProgressFn &progress, std::shared_ptr<std::atomic<bool>> cancel)
 {
-	if (options_.background) {
+	// A set that failed at its point in time has nothing to move.
+	bool transfers = job.pending().front().state == "pending";
+	if (options_.background && transfers) {
 		// Pending until a transfer slot is free: the point in time is
 		// already held by the capture.
 		std::unique_lock lock(jobsMutex_);
@@ -665,7 +739,9 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 	}
 	std::vector<engine::SnapshotOutcome> outcomes;
 	{
-		std::shared_lock gate(transferGate_);
+		std::shared_lock<std::shared_mutex> gate(transferGate_, std::defer_lock);
+		if (transfers)
+			gate.lock();
 		std::vector<std::string> ids;
 		for (const engine::SnapshotOutcome &o : job.pending())
 			ids.push_back(o.manifest.snapshotId);
@@ -683,17 +759,19 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 				return;
 			lastPct = pct;
 			lastWrite = now;
-			for (const std::string &id : ids) {
-				auto row = catalog_->getSnapshot(id);
-				if (row && *row && (*row)->state == "pending") {
-					(*row)->progress = std::min(pct, 99);
-					(void)catalog_->putSnapshot(**row);
-				}
-			}
+			for (const std::string &id : ids)
+				(void)catalog_->transaction([&]() -> Result<void> {
+					auto row = catalog_->getSnapshot(id);
+					if (row && *row && (*row)->state == "pending") {
+						(*row)->progress = std::min(pct, 99);
+						return catalog_->putSnapshot(**row);
+					}
+					return {};
+				});
 		};
 		outcomes = job.run(tracked, [cancel] { return cancel->load(); });
 	}
-	if (options_.background) {
+	if (options_.background && transfers) {
 		std::lock_guard lock(jobsMutex_);
 		transfersRunning_--;
 		slotFree_.notify_all();
@@ -702,19 +780,16 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 	bool allOk = true;
 	for (const engine::SnapshotOutcome &o : outcomes) {
 		allOk &= o.state == "completed";
-		auto before = catalog_->getSnapshot(o.manifest.snapshotId);
-		bool deleteRequested = before && *before && (*before)->deleteRequested;
-		if (o.state == "completed" && deleteRequested) {
-			// A delete of a pending snapshot takes effect now, as on EBS.
-			(void)store_->deleteManifest(o.manifest.snapshotId);
-			(void)catalog_->removeSnapshot(o.manifest.snapshotId);
-			continue;
-		}
-		if (o.state != "completed" && deleteRequested) {
-			(void)catalog_->removeSnapshot(o.manifest.snapshotId);
-			continue;
-		}
-		(void)catalog_->putSnapshot(rowFromManifest(o.manifest, o.state, o.stateMessage));
+		(void)catalog_->transaction([&]() -> Result<void> {
+			auto before = catalog_->getSnapshot(o.manifest.snapshotId);
+			if (before && *before && (*before)->deleteRequested) {
+				// A delete of a pending snapshot takes effect now, as on EBS.
+				if (o.state == "completed")
+					(void)store_->deleteManifest(o.manifest.snapshotId);
+				return catalog_->removeSnapshot(o.manifest.snapshotId);
+			}
+			return catalog_->putSnapshot(rowFromManifest(o.manifest, o.state, o.stateMessage));
+		});
 	}
 	if (auto row = catalog_->getJob(jobId); row && *row) {
 		(*row)->state = allOk ? "done" : "failed";
@@ -786,28 +861,31 @@ Result<Reply> Service::deleteSnapshot(const Arguments &args)
 	if (!id)
 		return std::unexpected(id.error());
 	VS_TRY(checkSnapshotId(*id));
-	auto row = catalog_->getSnapshot(*id);
-	if (!row)
-		return std::unexpected(row.error());
-	if (!*row)
-		return fail(errc::kSnapshotNotFound, "snapshot " + *id + " does not exist");
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(*id));
-	if ((*row)->state == "pending") {
-		// As on EBS: the delete takes effect when the snapshot completes.
-		(*row)->deleteRequested = true;
-		VS_TRY(catalog_->putSnapshot(**row));
-		j.set("Deleted", Json::boolean(false));
-		j.set("DeleteOnCompletion", Json::boolean(true));
-		return ok(j);
-	}
-	if ((*row)->state == "completed") {
-		auto removed = store_->deleteManifest(*id);
-		if (!removed && removed.error().code != errc::kSnapshotNotFound)
-			return std::unexpected(removed.error());
-	}
-	VS_TRY(catalog_->removeSnapshot(*id));
-	j.set("Deleted", Json::boolean(true));
+	// One transaction: a job finishing meanwhile sees the request or not,
+	// never half of it.
+	VS_TRY(catalog_->transaction([&]() -> Result<void> {
+		auto row = catalog_->getSnapshot(*id);
+		if (!row)
+			return std::unexpected(row.error());
+		if (!*row)
+			return fail(errc::kSnapshotNotFound, "snapshot " + *id + " does not exist");
+		if ((*row)->state == "pending") {
+			// As on EBS: the delete takes effect when the snapshot completes.
+			(*row)->deleteRequested = true;
+			j.set("Deleted", Json::boolean(false));
+			j.set("DeleteOnCompletion", Json::boolean(true));
+			return catalog_->putSnapshot(**row);
+		}
+		if ((*row)->state == "completed") {
+			auto removed = store_->deleteManifest(*id);
+			if (!removed && removed.error().code != errc::kSnapshotNotFound)
+				return std::unexpected(removed.error());
+		}
+		j.set("Deleted", Json::boolean(true));
+		return catalog_->removeSnapshot(*id);
+	}));
 	return ok(j);
 }
 
@@ -853,18 +931,25 @@ Result<Reply> Service::changeTags(const Arguments &args, bool create)
 	if (isSnapshotId(*resource)) {
 		// Pending snapshots have no manifest yet: their tags live in
 		// the catalog until the manifest is written with them.
-		auto row = catalog_->getSnapshot(*resource);
-		if (!row)
-			return std::unexpected(row.error());
-		if (!*row)
-			return fail(errc::kSnapshotNotFound, "snapshot " + *resource + " does not exist");
-		if ((*row)->state == "completed")
+		VS_TRY(catalog_->transaction([&]() -> Result<void> {
+			auto row = catalog_->getSnapshot(*resource);
+			if (!row)
+				return std::unexpected(row.error());
+			if (!*row)
+				return fail(errc::kSnapshotNotFound, "snapshot " + *resource + " does not exist");
+			// The tags live in the manifest, which a pending snapshot
+			// does not have yet.
+			if ((*row)->state != "completed")
+				return fail(errc::kIncorrectState, "snapshot " + *resource + " is " + (*row)->state +
+									   "; its tags can change once it is completed");
 			VS_TRY(create ? engine::createTags(*store_, *resource, *tags)
 				      : engine::deleteTags(*store_, *resource, *tags));
-		auto m = store_->getManifest(*resource);
-		if (m)
+			auto m = store_->getManifest(*resource);
+			if (!m)
+				return std::unexpected(m.error());
 			(*row)->tags = m->tags;
-		VS_TRY(catalog_->putSnapshot(**row));
+			return catalog_->putSnapshot(**row);
+		}));
 	} else if (isVolumeId(*resource)) {
 		VS_TRY(create ? engine::createTags(*store_, *resource, *tags)
 			      : engine::deleteTags(*store_, *resource, *tags));
@@ -1024,10 +1109,25 @@ Result<Reply> Service::gc(const Arguments &args)
 		opts.grace = std::chrono::seconds(*n);
 	}
 	opts.dryRun = args.has("dry-run");
-	// No transfer may run while chunks are swept: one could be relying on
-	// a chunk it found in the store a moment ago.
-	std::unique_lock gate(transferGate_);
-	auto report = store::collectGarbage(*store_, opts);
+	// No snapshot may be in flight while chunks are swept: one begun
+	// earlier relies on its parent's chunks even if the parent has just
+	// been deleted. New ones queue until gc ends.
+	{
+		std::lock_guard lock(admissionMutex_);
+		if (!capturing_.empty() || !admitted_.empty())
+			return fail(errc::kIncorrectState,
+				    "snapshots are in flight; run gc once they have completed");
+		gcActive_ = true;
+	}
+	auto report = [&] {
+		std::unique_lock gate(transferGate_);
+		return store::collectGarbage(*store_, opts);
+	}();
+	{
+		std::lock_guard lock(admissionMutex_);
+		gcActive_ = false;
+		captureFreed_.notify_all();
+	}
 	if (!report)
 		return std::unexpected(report.error());
 	Json j = Json::object();
@@ -1041,6 +1141,10 @@ Result<Reply> Service::gc(const Arguments &args)
 
 Result<Reply> Service::rebuildCatalog()
 {
+	// Pending rows exist only in the catalog: clearing them would lose
+	// snapshots in flight, their limits and their deferred deletes.
+	if (runningJobs() > 0)
+		return fail(errc::kIncorrectState, "snapshots are in flight; rebuild the catalog once they have completed");
 	auto manifests = store_->listManifests();
 	if (!manifests)
 		return std::unexpected(manifests.error());
@@ -1099,6 +1203,8 @@ Result<Reply> Service::waitCompleted(const Arguments &args)
 		if (std::chrono::steady_clock::now() >= deadline)
 			return fail(errc::kIncorrectState, "timed out after " + std::to_string(timeout) +
 								   " s waiting for the snapshots to complete");
+		if (cancelRequested())
+			return fail(errc::kIncorrectState, "interrupted while waiting for the snapshots to complete");
 		std::this_thread::sleep_for(std::chrono::milliseconds(200));
 	}
 }

@@ -84,6 +84,8 @@ private:
 	Result<std::shared_ptr<hypervisor::QemuDriver>> driverFor(const std::string &qmpSocket);
 	// Callers hold admissionMutex_.
 	bool claimCapture(const std::vector<std::string> &volumes);
+	void emitFailure(const engine::SnapshotSetRequest &req, const std::vector<std::string> &ids, bool single,
+			 const std::string &why);
 	std::shared_ptr<std::atomic<bool>> registerJob(const std::string &jobId);
 	void unregisterJob(const std::string &jobId);
 	Result<Reply> replyFor(const std::vector<std::string> &ids, bool single);
@@ -107,6 +109,9 @@ private:
 	// Volumes whose capture (fleecing) is alive; QEMU allows one per disk.
 	std::set<std::string> capturing_;
 	std::condition_variable captureFreed_;
+	// gc sweeps chunks a snapshot begun earlier may rely on (its parent's):
+	// no capture may be alive while it runs, and none starts.
+	bool gcActive_ = false;
 
 	// One driver (monitor connection, NBD server) per instance.
 	std::mutex driversMutex_;

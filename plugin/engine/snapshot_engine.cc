@@ -287,6 +287,11 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	auto disks = selectDisks(*driver, request);
 	if (!disks)
 		return std::unexpected(disks.error());
+	// A queued request's ids must all find their disk again.
+	for (const auto &[diskId, snapshotId] : request.snapshotIds)
+		if (std::none_of(disks->begin(), disks->end(), [&](const DiskInfo &d) { return d.diskId == diskId; }))
+			return fail(errc::kIncorrectState, "disk " + diskId + " (for " + snapshotId +
+								   ") is gone from the instance since the request was queued");
 
 	auto all = store.listManifests();
 	if (!all)
