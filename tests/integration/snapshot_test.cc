@@ -445,6 +445,46 @@ TEST_F(SnapshotTest, BitmapSurvivesACleanRestartAndACrashMakesItInconsistent)
 	EXPECT_EQ(bitmaps(), std::set<std::string>{s3.getString("SnapshotId").value_or("")});
 }
 
+TEST_F(SnapshotTest, AFullDiskIsNamedAndLeavesNothingBehind)
+{
+	// A real filesystem that fills up: 12 MiB of tmpfs for a snapshot
+	// that needs more than 16 MiB of random data, plus its pages.
+	std::string small = tmp_.file("small");
+	fs::create_directories(small);
+	std::string out;
+	if (runCommand({"mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", small}, &out) != 0) {
+		if (inCi())
+			FAIL() << "cannot mount a tmpfs for the full-disk test: " << out;
+		GTEST_SKIP() << "cannot mount a tmpfs (not root?): " << out;
+	}
+	struct Unmount {
+		std::string path;
+		~Unmount() { runCommand({"umount", "-l", path}); }
+	} unmount{small};
+	std::string store = small + "/store";
+	CliResult init = runVirtsnap({"--store", store, "--key-file", keyFile_, "init"});
+	ASSERT_EQ(init.status, 0) << init.err;
+	std::string residueBefore = qemuResidue();
+
+	CliResult r = runVirtsnap({"--store", store, "--key-file", keyFile_, "create-snapshot", "--qmp-socket",
+				   vm_->qmpSocket(), "--disk", "vda", "--wait"},
+				  {"TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + tmp_.file("no-daemon.sock")});
+	EXPECT_EQ(r.status, 1);
+	EXPECT_NE(r.err.find("InsufficientStorage"), std::string::npos) << r.err;
+	EXPECT_NE(r.err.find("No space left"), std::string::npos) << r.err;
+	EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+	// The new bitmap went, nothing else of the capture stayed, and the
+	// store holds no pack, no manifest and no temporary file.
+	EXPECT_EQ(qemuResidue(), residueBefore);
+	for (auto &e : fs::recursive_directory_iterator(store)) {
+		std::string name = e.path().filename().string();
+		EXPECT_FALSE(name.ends_with(".pack") || name.ends_with(".manifest") ||
+			     name.find(".tmp-") != std::string::npos)
+			<< e.path();
+	}
+	EXPECT_EQ(workDirs(), std::set<std::string>{});
+}
+
 class RawSnapshotTest : public SnapshotTest
 {
 protected:
