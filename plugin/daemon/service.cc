@@ -423,9 +423,7 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 	// ends.
 	auto unadmit = [this, volumes] {
 		std::lock_guard lock(admissionMutex_);
-		for (const std::string &vol : volumes)
-			if (--admitted_[vol] <= 0)
-				admitted_.erase(vol);
+		unadmitLocked(volumes);
 	};
 	auto release = [this, volumes](bool claimed) {
 		std::lock_guard lock(admissionMutex_);
@@ -436,7 +434,7 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 	};
 
 	if (queued)
-		return queueSnapshots(*req, *disks, *instance, volumes, single, token, hash, unadmit, release);
+		return queueSnapshots(*req, *disks, *instance, volumes, single, token, hash, release);
 
 	auto job = engine::beginSnapshots(*store_, *req);
 	if (!job) {
@@ -450,9 +448,7 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 		// request counts this one twice.
 		std::lock_guard lock(admissionMutex_);
 		recorded = recordJob(**job, *req, single, token, hash);
-		for (const std::string &vol : volumes)
-			if (--admitted_[vol] <= 0)
-				admitted_.erase(vol);
+		unadmitLocked(volumes);
 	}
 	if (!recorded) {
 		release(options_.background);
@@ -515,6 +511,13 @@ void Service::emitFailure(const engine::SnapshotSetRequest &req, const std::vect
 		n.snapshots.push_back({id, row && *row ? (*row)->volumeId : "", "error"});
 	}
 	events_->emit(events::toJson(n));
+}
+
+void Service::unadmitLocked(const std::vector<std::string> &volumes)
+{
+	for (const std::string &vol : volumes)
+		if (--admitted_[vol] <= 0)
+			admitted_.erase(vol);
 }
 
 bool Service::claimCapture(const std::vector<std::string> &volumes)
@@ -609,8 +612,12 @@ Result<std::string> Service::recordJob(engine::SnapshotJob &job, const engine::S
 Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std::vector<hypervisor::DiskInfo> &disks,
 				      const hypervisor::InstanceInfo &instance, const std::vector<std::string> &volumes,
 				      bool single, const std::string &token, const std::string &hash,
-				      std::function<void()> unadmit, std::function<void(bool)> release)
+				      std::function<void(bool)> release)
 {
+	auto unadmit = [this, &volumes] {
+		std::lock_guard lock(admissionMutex_);
+		unadmitLocked(volumes);
+	};
 	// Ids and rows now, the point in time later: the rows say pending and
 	// the StartTime is replaced by the real instant when it is taken.
 	std::vector<std::string> ids;
@@ -670,11 +677,8 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 				VS_TRY(catalog_->putRequest({token, hash, idList.dump(), now}));
 			return {};
 		});
-		for (const std::string &vol : volumes)
-			if (--admitted_[vol] <= 0)
-				admitted_.erase(vol);
+		unadmitLocked(volumes);
 	}
-	(void)unadmit; // done above, under the same lock as the rows
 	if (!recorded)
 		return std::unexpected(recorded.error());
 	auto cancel = registerJob(jobId);
@@ -739,9 +743,6 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 	}
 	std::vector<engine::SnapshotOutcome> outcomes;
 	{
-		std::shared_lock<std::shared_mutex> gate(transferGate_, std::defer_lock);
-		if (transfers)
-			gate.lock();
 		std::vector<std::string> ids;
 		for (const engine::SnapshotOutcome &o : job.pending())
 			ids.push_back(o.manifest.snapshotId);
@@ -1119,10 +1120,7 @@ Result<Reply> Service::gc(const Arguments &args)
 				    "snapshots are in flight; run gc once they have completed");
 		gcActive_ = true;
 	}
-	auto report = [&] {
-		std::unique_lock gate(transferGate_);
-		return store::collectGarbage(*store_, opts);
-	}();
+	auto report = store::collectGarbage(*store_, opts);
 	{
 		std::lock_guard lock(admissionMutex_);
 		gcActive_ = false;

@@ -14,7 +14,6 @@
 #include <mutex>
 #include <optional>
 #include <set>
-#include <shared_mutex>
 #include <string>
 
 #include "catalog/catalog.h"
@@ -84,6 +83,7 @@ private:
 	Result<std::shared_ptr<hypervisor::QemuDriver>> driverFor(const std::string &qmpSocket);
 	// Callers hold admissionMutex_.
 	bool claimCapture(const std::vector<std::string> &volumes);
+	void unadmitLocked(const std::vector<std::string> &volumes);
 	void emitFailure(const engine::SnapshotSetRequest &req, const std::vector<std::string> &ids, bool single,
 			 const std::string &why);
 	std::shared_ptr<std::atomic<bool>> registerJob(const std::string &jobId);
@@ -94,7 +94,7 @@ private:
 	Result<Reply> queueSnapshots(engine::SnapshotSetRequest req, const std::vector<hypervisor::DiskInfo> &disks,
 				     const hypervisor::InstanceInfo &instance, const std::vector<std::string> &volumes,
 				     bool single, const std::string &token, const std::string &hash,
-				     std::function<void()> unadmit, std::function<void(bool)> release);
+				     std::function<void(bool)> release);
 	Result<void> syncVolume(const engine::VolumeRecord &v, const std::string &qmpSocket = "");
 
 	ServiceOptions options_;
@@ -116,9 +116,6 @@ private:
 	// One driver (monitor connection, NBD server) per instance.
 	std::mutex driversMutex_;
 	std::map<std::string, std::weak_ptr<hypervisor::QemuDriver>> drivers_;
-
-	// Transfers hold it shared; gc takes it exclusively.
-	std::shared_mutex transferGate_;
 
 	mutable std::mutex jobsMutex_;
 	std::condition_variable jobsDone_;

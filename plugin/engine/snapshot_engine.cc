@@ -419,18 +419,4 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 								     request.warn));
 }
 
-Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const SnapshotSetRequest &request)
-{
-	auto job = beginSnapshots(store, request);
-	if (!job)
-		return std::unexpected(job.error());
-	return (*job)->run(request.progress, nullptr);
-}
-
-Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId)
-{
-	VS_TRY(checkSnapshotId(snapshotId));
-	return store.deleteManifest(snapshotId);
-}
-
 } // namespace virtsnap::engine

@@ -40,7 +40,6 @@ struct SnapshotSetRequest {
 	std::string name;
 	std::string ownerId;
 	store::Tags tags;
-	ProgressFn progress;
 	std::function<void(const std::string &)> warn;
 	// Ids given out before the point in time (a queued request): disk id
 	// -> snapshot id, and the set's id. Empty: new ones.
@@ -84,9 +83,5 @@ public:
 // transaction comes back as a job whose pending() are all "error".
 Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const SnapshotSetRequest &request);
 
-// begin + run, in this process.
-Result<std::vector<SnapshotOutcome>> createSnapshots(store::Store &store, const SnapshotSetRequest &request);
-
-Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId);
 
 } // namespace virtsnap::engine
