@@ -52,7 +52,7 @@ CREATE TABLE volumes (
 	instance_name TEXT NOT NULL,
 	disk_id TEXT NOT NULL,
 	volume_class TEXT NOT NULL,
-	qmp_socket TEXT NOT NULL,
+	target TEXT NOT NULL,
 	size INTEGER NOT NULL
 );
 
@@ -71,7 +71,7 @@ CREATE TABLE jobs (
 	kind TEXT NOT NULL,
 	state TEXT NOT NULL,
 	snapshot_ids TEXT NOT NULL, -- JSON array of strings
-	qmp_socket TEXT NOT NULL,
+	target TEXT NOT NULL,
 	details TEXT NOT NULL,
 	pid INTEGER NOT NULL,
 	created TEXT NOT NULL,
@@ -124,7 +124,7 @@ SnapshotRow snapshotFrom(const Statement &st)
 	return r;
 }
 
-constexpr const char *kVolumeColumns = "volume_id, instance_key, instance_name, disk_id, volume_class, qmp_socket, size";
+constexpr const char *kVolumeColumns = "volume_id, instance_key, instance_name, disk_id, volume_class, target, size";
 
 VolumeRow volumeFrom(const Statement &st)
 {
@@ -134,12 +134,12 @@ VolumeRow volumeFrom(const Statement &st)
 	r.instanceName = st.text(2);
 	r.diskId = st.text(3);
 	r.volumeClass = st.text(4);
-	r.qmpSocket = st.text(5);
+	r.target = st.text(5);
 	r.size = uint64_t(st.integer(6));
 	return r;
 }
 
-constexpr const char *kJobColumns = "job_id, kind, state, snapshot_ids, qmp_socket, details, pid, created, updated";
+constexpr const char *kJobColumns = "job_id, kind, state, snapshot_ids, target, details, pid, created, updated";
 
 std::string toJsonArray(const std::vector<std::string> &items)
 {
@@ -164,7 +164,7 @@ Result<JobRow> jobFrom(const Statement &st, const std::filesystem::path &file)
 				    "catalog " + file.string() + ": job " + r.jobId + ": a snapshot id is not a string");
 		r.snapshotIds.push_back(ids->at(i).asString());
 	}
-	r.qmpSocket = st.text(4);
+	r.target = st.text(4);
 	r.details = st.text(5);
 	r.pid = st.integer(6);
 	r.created = st.text(7);
@@ -552,18 +552,18 @@ Result<void> Catalog::putVolume(const VolumeRow &row)
 	std::lock_guard lock(mutex_);
 	return inTransaction(true, [&]() -> Result<void> {
 		auto st = conn_.cached(
-			"INSERT INTO volumes (volume_id, instance_key, instance_name, disk_id, volume_class, qmp_socket, size) "
+			"INSERT INTO volumes (volume_id, instance_key, instance_name, disk_id, volume_class, target, size) "
 			"VALUES (?, ?, ?, ?, ?, ?, ?) "
 			"ON CONFLICT (volume_id) DO UPDATE SET instance_key = excluded.instance_key, "
 			"instance_name = excluded.instance_name, disk_id = excluded.disk_id, "
-			"volume_class = excluded.volume_class, qmp_socket = excluded.qmp_socket, size = excluded.size");
+			"volume_class = excluded.volume_class, target = excluded.target, size = excluded.size");
 		VS_TRY(st);
 		st->bind(1, row.volumeId);
 		st->bind(2, row.instanceKey);
 		st->bind(3, row.instanceName);
 		st->bind(4, row.diskId);
 		st->bind(5, row.volumeClass);
-		st->bind(6, row.qmpSocket);
+		st->bind(6, row.target);
 		st->bind(7, int64_t(row.size));
 		VS_TRY(st->run());
 		return writeTags(row.volumeId, row.tags);
@@ -627,17 +627,17 @@ Result<void> Catalog::putJob(const JobRow &row)
 	std::string now = isoTimeNow();
 	return inTransaction(true, [&]() -> Result<void> {
 		auto st = conn_.cached(
-			"INSERT INTO jobs (job_id, kind, state, snapshot_ids, qmp_socket, details, pid, created, updated) "
+			"INSERT INTO jobs (job_id, kind, state, snapshot_ids, target, details, pid, created, updated) "
 			"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
 			"ON CONFLICT (job_id) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
-			"snapshot_ids = excluded.snapshot_ids, qmp_socket = excluded.qmp_socket, details = excluded.details, "
+			"snapshot_ids = excluded.snapshot_ids, target = excluded.target, details = excluded.details, "
 			"pid = excluded.pid, created = excluded.created, updated = excluded.updated");
 		VS_TRY(st);
 		st->bind(1, row.jobId);
 		st->bind(2, row.kind);
 		st->bind(3, row.state);
 		st->bind(4, toJsonArray(row.snapshotIds));
-		st->bind(5, row.qmpSocket);
+		st->bind(5, row.target);
 		st->bind(6, row.details);
 		st->bind(7, row.pid);
 		st->bind(8, row.created.empty() ? now : row.created);

@@ -49,7 +49,7 @@ struct SnapshotRow {
 };
 
 struct VolumeRow {
-	std::string volumeId, instanceKey, instanceName, diskId, volumeClass = "standard", qmpSocket;
+	std::string volumeId, instanceKey, instanceName, diskId, volumeClass = "standard", target;
 	uint64_t size = 0;
 	Tags tags;
 
@@ -61,7 +61,7 @@ struct JobRow {
 	std::string kind;    // "create-snapshots"
 	std::string state;   // "running" | "done" | "failed" | "interrupted"
 	std::vector<std::string> snapshotIds;
-	std::string qmpSocket;
+	std::string target;
 	std::string details; // JSON text owned by the engine (what to clean up after a crash)
 	int64_t pid = 0;
 	std::string created, updated; // ISO 8601 UTC; putJob fills empty ones with now

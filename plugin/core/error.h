@@ -27,6 +27,7 @@ inline constexpr const char *kIo = "IOError";
 inline constexpr const char *kNoSpace = "InsufficientStorage";
 inline constexpr const char *kHypervisor = "HypervisorError";
 inline constexpr const char *kDiskNotFound = "InvalidDisk.NotFound";
+inline constexpr const char *kInstanceNotFound = "InvalidInstanceID.NotFound";
 inline constexpr const char *kTargetExists = "TargetExists";
 inline constexpr const char *kInternal = "InternalError";
 } // namespace errc

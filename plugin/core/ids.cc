@@ -48,6 +48,11 @@ bool isSnapshotId(std::string_view s)
 	return isHexId(s, "snap-");
 }
 
+bool isSnapshotSetId(std::string_view s)
+{
+	return isHexId(s, "ss-");
+}
+
 bool isVolumeId(std::string_view s)
 {
 	return isHexId(s, "vol-");

@@ -16,6 +16,8 @@ std::string volumeIdFor(std::string_view instanceKey, std::string_view diskId);
 
 bool isSnapshotId(std::string_view s);
 bool isVolumeId(std::string_view s);
+// "ss-" + 17 hex digits: a snapshot set, and the libvirt checkpoint of it.
+bool isSnapshotSetId(std::string_view s);
 // InvalidSnapshotID.Malformed unless isSnapshotId(s).
 Result<void> checkSnapshotId(std::string_view s);
 

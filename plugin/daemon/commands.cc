@@ -4,8 +4,11 @@ namespace virtsnap::daemon {
 
 namespace {
 
+// An instance is a plain QEMU's monitor socket or a libvirt domain.
+const std::vector<OptionSpec> kInstanceOptions = {{"qmp-socket"}, {"domain"}, {"connect"}};
+
 const std::vector<OptionSpec> kCaptureOptions = {
-	{"qmp-socket"}, {"qga-socket"}, {"quiesce"}, {"freeze-timeout"}, {"description"}, {"name"},
+	{"qmp-socket"}, {"domain"}, {"connect"}, {"qga-socket"}, {"quiesce"}, {"freeze-timeout"}, {"description"}, {"name"},
 	{"tag", true, true}, {"wait", false}, {"client-token"},
 };
 
@@ -24,7 +27,7 @@ const std::map<std::string, CommandSpec> &commands()
 {
 	static const std::map<std::string, CommandSpec> table = {
 		{"create-snapshot",
-		 {"snapshot one disk of a running QEMU instance", with(kCaptureOptions, {{"disk"}}), "", {}}},
+		 {"snapshot one disk of a QEMU instance or libvirt domain", with(kCaptureOptions, {{"disk"}}), "", {}}},
 		{"create-snapshots",
 		 {"snapshot every disk of an instance at one point in time",
 		  with(kCaptureOptions,
@@ -38,18 +41,26 @@ const std::map<std::string, CommandSpec> &commands()
 		{"delete-snapshot",
 		 {"delete a snapshot (a pending one when it completes)", {{"snapshot-id"}}, "", {}}},
 		{"create-volume",
-		 {"restore a snapshot into a new image file", {{"snapshot-id"}, {"target"}, {"format"}}, "", {}}},
+		 {"restore a snapshot into a new image file (a domain's disk: its latest snapshot by default)",
+		  with(kInstanceOptions, {{"snapshot-id"}, {"disk"}, {"target"}, {"format"}}),
+		  "",
+		  {}}},
+		{"restore-instance",
+		 {"write one snapshot set back into the disks of a shut-off libvirt domain",
+		  {{"snapshot-set-id"}, {"domain"}, {"connect"}},
+		  "Volumes",
+		  {"Disk", "SnapshotId", "Target"}}},
 		{"create-tags",
 		 {"add or overwrite tags of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {}}},
 		{"delete-tags",
 		 {"remove tags (KEY or KEY=VALUE) of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {}}},
 		{"register-instance",
-		 {"record attributes of the instance behind a QMP socket", {{"qmp-socket"}, {"hibernation-enabled"}},
+		 {"record attributes of an instance", with(kInstanceOptions, {{"hibernation-enabled"}}),
 		  "",
 		  {}}},
 		{"describe-volumes",
 		 {"list known volumes, or the disks of an instance (registered on first sight)",
-		  {{"qmp-socket"}, {"volume-id", true, true}},
+		  with(kInstanceOptions, {{"volume-id", true, true}}),
 		  "Volumes",
 		  {"VolumeId", "Instance", "Disk", "Size", "VolumeClass", "Tags"}}},
 		{"modify-volume",
@@ -69,6 +80,11 @@ const std::map<std::string, CommandSpec> &commands()
 		  {{"snapshot-id", true, true}, {"timeout"}},
 		  "Snapshots",
 		  kSnapshotColumns}},
+		{"libvirt-hook",
+		 {"what the libvirt hook hands virtsnapd (hooks/): one event of a domain",
+		  {{"domain"}, {"uuid"}, {"operation"}, {"sub-operation"}},
+		  "",
+		  {}}},
 	};
 	return table;
 }

@@ -128,9 +128,9 @@ Json volumeJson(const catalog::VolumeRow &v)
 	return j;
 }
 
-catalog::VolumeRow volumeRow(const engine::VolumeRecord &v, const std::string &qmpSocket)
+catalog::VolumeRow volumeRow(const engine::VolumeRecord &v, const std::string &target)
 {
-	return {v.volumeId, v.instanceKey, v.instanceName, v.diskId, v.volumeClass, qmpSocket, v.size, v.tags};
+	return {v.volumeId, v.instanceKey, v.instanceName, v.diskId, v.volumeClass, target, v.size, v.tags};
 }
 
 Reply ok(Json doc)
@@ -138,15 +138,20 @@ Reply ok(Json doc)
 	return Reply{std::move(doc), std::nullopt};
 }
 
+// libvirt reaches a domain's agent itself; a plain QEMU's is --qga-socket.
 Result<hypervisor::QuiesceMode> quiesceMode(const Arguments &args)
 {
-	std::string mode = args.get("quiesce", args.has("qga-socket") ? "try" : "off");
+	bool agent = args.has("qga-socket") || args.has("domain");
+	std::string mode = args.get("quiesce", agent ? "try" : "off");
 	if (mode == "off")
 		return hypervisor::QuiesceMode::Off;
 	if (mode != "try" && mode != "required")
 		return fail(errc::kInvalidParameterValue, "--quiesce must be required, try or off");
-	if (!args.has("qga-socket"))
+	if (!agent)
 		return fail(errc::kMissingParameter, "--quiesce " + mode + " needs --qga-socket");
+	if (args.has("domain") && args.has("qga-socket"))
+		return fail(errc::kInvalidParameterValue,
+			    "--qga-socket is for --qmp-socket; libvirt reaches a domain's guest agent itself");
 	return mode == "try" ? hypervisor::QuiesceMode::Try : hypervisor::QuiesceMode::Required;
 }
 
@@ -164,10 +169,6 @@ Result<int64_t> parseInt(const std::string &option, const std::string &v, int64_
 Result<engine::SnapshotSetRequest> setRequest(const Arguments &args)
 {
 	engine::SnapshotSetRequest req;
-	auto socket = args.require("qmp-socket");
-	if (!socket)
-		return std::unexpected(socket.error());
-	req.qmpSocket = *socket;
 	req.qgaSocket = args.get("qga-socket");
 	auto mode = quiesceMode(args);
 	if (!mode)
@@ -303,26 +304,43 @@ Result<Reply> Service::run(const Arguments &args, const std::string &ownerId, co
 	return fail(errc::kInvalidParameterValue, "unknown command '" + c + "'");
 }
 
-Result<std::shared_ptr<hypervisor::QemuDriver>> Service::driverFor(const std::string &qmpSocket)
+Result<hypervisor::Target> Service::targetOf(const Arguments &args) const
+{
+	hypervisor::Target t;
+	t.qmpSocket = args.get("qmp-socket");
+	t.domain = args.get("domain");
+	if (t.qmpSocket.empty() == t.domain.empty())
+		return fail(errc::kMissingParameter,
+			    "name the instance with exactly one of --qmp-socket PATH or --domain NAME|UUID");
+	if (args.has("connect") && !t.isLibvirt())
+		return fail(errc::kInvalidParameterValue, "--connect goes with --domain");
+	if (t.isLibvirt())
+		t.libvirtUri = args.get("connect", options_.libvirtUri);
+	return t;
+}
+
+Result<std::shared_ptr<hypervisor::Driver>> Service::driverFor(const hypervisor::Target &target)
 {
 	std::lock_guard lock(driversMutex_);
-	if (auto d = drivers_[qmpSocket].lock())
-		return d;
+	if (options_.background)
+		if (auto d = drivers_[target.key()].lock())
+			return d;
 	// The driver's NBD socket lives in a directory as long as the driver.
 	auto work = engine::WorkDir::create();
 	if (!work)
 		return std::unexpected(work.error());
-	auto driver = hypervisor::QemuDriver::connect(qmpSocket, (*work)->path());
+	auto driver = hypervisor::connectDriver(target, (*work)->path());
 	if (!driver)
 		return std::unexpected(driver.error());
 	(*driver)->holdWhileAlive(std::shared_ptr<engine::WorkDir>(std::move(*work)));
-	drivers_[qmpSocket] = *driver;
+	if (options_.background)
+		drivers_[target.key()] = *driver;
 	return *driver;
 }
 
-Result<void> Service::syncVolume(const engine::VolumeRecord &v, const std::string &qmpSocket)
+Result<void> Service::syncVolume(const engine::VolumeRecord &v, const std::string &target)
 {
-	return catalog_->putVolume(volumeRow(v, qmpSocket));
+	return catalog_->putVolume(volumeRow(v, target));
 }
 
 Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const std::string &ownerId,
@@ -367,35 +385,29 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 		}
 	}
 
-	std::shared_ptr<hypervisor::QemuDriver> driver;
-	if (options_.background) {
-		auto d = driverFor(req->qmpSocket);
-		if (!d)
-			return std::unexpected(d.error());
-		driver = *d;
-		req->driver = driver;
-	}
+	auto target = targetOf(args);
+	if (!target)
+		return std::unexpected(target.error());
+	auto driver = driverFor(*target);
+	if (!driver)
+		return std::unexpected(driver.error());
+	req->driver = *driver;
+	req->target = target->key();
 
 	// Admission against the pending limit happens before the point in
 	// time, so a refused request changes nothing.
-	std::shared_ptr<hypervisor::QemuDriver> probe = driver;
-	if (!probe) {
-		auto d = hypervisor::QemuDriver::connect(req->qmpSocket);
-		if (!d)
-			return std::unexpected(d.error());
-		probe = *d;
-	}
-	auto instance = probe->instance();
+	auto instance = (*driver)->instance();
 	if (!instance)
 		return std::unexpected(instance.error());
-	auto disks = engine::selectDisks(*probe, *req);
+	auto disks = engine::selectDisks(**driver, *req);
 	if (!disks)
 		return std::unexpected(disks.error());
-	if (!driver)
-		probe.reset(); // in-process: beginSnapshots connects its own
 	std::vector<std::string> volumes;
 	for (const hypervisor::DiskInfo &d : *disks)
 		volumes.push_back(volumeIdFor(instance->key, d.diskId));
+	std::vector<std::string> claims = volumes;
+	if ((*driver)->oneCaptureAtATime())
+		claims.push_back(instance->key);
 
 	std::unique_lock admission(admissionMutex_);
 	for (const std::string &vol : volumes) {
@@ -416,7 +428,7 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 	// QEMU 7.2 runs one fleecing job per disk: while one is alive, a new
 	// snapshot of that disk waits for it to end and takes its point in
 	// time then.
-	bool queued = options_.background && !claimCapture(volumes);
+	bool queued = options_.background && !claimCapture(claims);
 	admission.unlock();
 	// Admitted requests count against the limit until their rows exist
 	// (then the rows count); a claimed capture is held until its transfer
@@ -425,16 +437,16 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 		std::lock_guard lock(admissionMutex_);
 		unadmitLocked(volumes);
 	};
-	auto release = [this, volumes](bool claimed) {
+	auto release = [this, claims](bool claimed) {
 		std::lock_guard lock(admissionMutex_);
-		for (const std::string &vol : volumes)
+		for (const std::string &claim : claims)
 			if (claimed)
-				capturing_.erase(vol);
+				capturing_.erase(claim);
 		captureFreed_.notify_all();
 	};
 
 	if (queued)
-		return queueSnapshots(*req, *disks, *instance, volumes, single, token, hash, release);
+		return queueSnapshots(*req, *disks, *instance, volumes, claims, single, token, hash, release);
 
 	auto job = engine::beginSnapshots(*store_, *req);
 	if (!job) {
@@ -584,7 +596,7 @@ Result<std::string> Service::recordJob(engine::SnapshotJob &job, const engine::S
 	jobRow.jobId = jobId;
 	jobRow.kind = single ? "create-snapshot" : "create-snapshots";
 	jobRow.state = "running";
-	jobRow.qmpSocket = req.qmpSocket;
+	jobRow.target = req.target;
 	jobRow.details = job.cleanupRecord();
 	jobRow.pid = ::getpid();
 	Json ids = Json::array();
@@ -599,7 +611,7 @@ Result<std::string> Service::recordJob(engine::SnapshotJob &job, const engine::S
 			VS_TRY(catalog_->putSnapshot(row));
 			auto vol = engine::loadVolume(*store_, o.manifest.volumeId);
 			if (vol && *vol)
-				VS_TRY(syncVolume(**vol, req.qmpSocket));
+				VS_TRY(syncVolume(**vol, req.target));
 		}
 		VS_TRY(catalog_->putJob(jobRow));
 		if (!token.empty() && jobIdIn.empty())
@@ -611,7 +623,7 @@ Result<std::string> Service::recordJob(engine::SnapshotJob &job, const engine::S
 
 Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std::vector<hypervisor::DiskInfo> &disks,
 				      const hypervisor::InstanceInfo &instance, const std::vector<std::string> &volumes,
-				      bool single, const std::string &token, const std::string &hash,
+				      const std::vector<std::string> &claims, bool single, const std::string &token, const std::string &hash,
 				      std::function<void(bool)> release)
 {
 	auto unadmit = [this, &volumes] {
@@ -659,7 +671,7 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 	jobRow.jobId = jobId;
 	jobRow.kind = single ? "create-snapshot" : "create-snapshots";
 	jobRow.state = "running";
-	jobRow.qmpSocket = req.qmpSocket;
+	jobRow.target = req.target;
 	jobRow.details = "{}";
 	jobRow.pid = ::getpid();
 	jobRow.snapshotIds = ids;
@@ -682,14 +694,14 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 	if (!recorded)
 		return std::unexpected(recorded.error());
 	auto cancel = registerJob(jobId);
-	auto work = [this, req, volumes, single, token, hash, jobId, ids, cancel, release] {
+	auto work = [this, req, claims, single, token, hash, jobId, ids, cancel, release] {
 		bool claimed = false;
 		{
 			std::unique_lock lock(admissionMutex_);
 			captureFreed_.wait_for(lock, std::chrono::hours(24 * 365), [&] {
 				if (cancel->load() || cancelRequested())
 					return true;
-				claimed = claimCapture(volumes);
+				claimed = claimCapture(claims);
 				return claimed;
 			});
 		}
@@ -957,7 +969,7 @@ Result<Reply> Service::changeTags(const Arguments &args, bool create)
 		auto v = engine::loadVolume(*store_, *resource);
 		if (v && *v) {
 			auto existing = catalog_->getVolume(*resource);
-			VS_TRY(syncVolume(**v, existing && *existing ? (*existing)->qmpSocket : ""));
+			VS_TRY(syncVolume(**v, existing && *existing ? (*existing)->target : ""));
 		}
 	} else {
 		return fail(errc::kInvalidParameterValue, "'" + *resource + "' is neither a snap- nor a vol- id");
@@ -969,25 +981,16 @@ Result<Reply> Service::changeTags(const Arguments &args, bool create)
 
 Result<Reply> Service::registerInstance(const Arguments &args)
 {
-	auto socket = args.require("qmp-socket");
-	if (!socket)
-		return std::unexpected(socket.error());
+	auto target = targetOf(args);
+	if (!target)
+		return std::unexpected(target.error());
 	std::string hib = args.get("hibernation-enabled", "false");
 	if (hib != "true" && hib != "false")
 		return fail(errc::kInvalidParameterValue, "--hibernation-enabled must be true or false");
-	std::shared_ptr<hypervisor::QemuDriver> driver;
-	if (options_.background) {
-		auto d = driverFor(*socket);
-		if (!d)
-			return std::unexpected(d.error());
-		driver = *d;
-	} else {
-		auto d = hypervisor::QemuDriver::connect(*socket);
-		if (!d)
-			return std::unexpected(d.error());
-		driver = *d;
-	}
-	auto instance = driver->instance();
+	auto driver = driverFor(*target);
+	if (!driver)
+		return std::unexpected(driver.error());
+	auto instance = (*driver)->instance();
 	if (!instance)
 		return std::unexpected(instance.error());
 	engine::InstanceRecord r{engine::instanceIdFor(instance->key), instance->key, instance->name, hib == "true"};
@@ -1005,10 +1008,13 @@ Result<Reply> Service::describeVolumes(const Arguments &args)
 		if (!isVolumeId(id))
 			return fail(errc::kInvalidParameterValue, "'" + id + "' is not a volume id (vol- and 17 hex digits)");
 	std::vector<std::string> ids = args.all("volume-id");
-	if (args.has("qmp-socket")) {
+	if (args.has("qmp-socket") || args.has("domain")) {
 		// The disks of that instance, registered on first sight.
-		std::string socket = args.get("qmp-socket");
-		auto d = options_.background ? driverFor(socket) : hypervisor::QemuDriver::connect(socket);
+		auto target = targetOf(args);
+		if (!target)
+			return std::unexpected(target.error());
+		std::string socket = target->key();
+		auto d = driverFor(*target);
 		if (!d)
 			return std::unexpected(d.error());
 		auto instance = (*d)->instance();
@@ -1066,7 +1072,7 @@ Result<Reply> Service::modifyVolume(const Arguments &args)
 	(*v)->volumeClass = *cls;
 	VS_TRY(engine::saveVolume(*store_, **v));
 	auto existing = catalog_->getVolume(*id);
-	VS_TRY(syncVolume(**v, existing && *existing ? (*existing)->qmpSocket : ""));
+	VS_TRY(syncVolume(**v, existing && *existing ? (*existing)->target : ""));
 	auto row = catalog_->getVolume(*id);
 	return ok(row && *row ? volumeJson(**row) : Json::object());
 }
@@ -1228,7 +1234,7 @@ void Service::recoverInterruptedJobs()
 		if (alive(job.pid))
 			continue;
 		std::string note = "interrupted: virtsnapd stopped during the transfer";
-		if (auto driver = hypervisor::QemuDriver::connect(job.qmpSocket))
+		if (auto driver = hypervisor::connectDriver(hypervisor::Target::parse(job.target), {}))
 			(*driver)->removeLeftovers(job.details);
 		else
 			note += " (and its instance is gone: " + driver.error().message + ")";

@@ -21,6 +21,7 @@
 #include "engine/resources.h"
 #include "engine/snapshot_engine.h"
 #include "events/dispatcher.h"
+#include "hypervisor/target.h"
 #include "qmp/json.h"
 #include "store/store.h"
 
@@ -29,6 +30,7 @@ namespace virtsnap::daemon {
 struct ServiceOptions {
 	bool background = false;      // jobs on threads (the daemon), or inline
 	unsigned maxParallelJobs = 2; // transfers at once; more wait, pending
+	std::string libvirtUri = "qemu:///system"; // --connect's default
 };
 
 // What a command prints, and whether it failed anyway (a set in error
@@ -80,7 +82,10 @@ private:
 	// Runs a begun job to its end: catalog rows, deferred deletes, events.
 	void finishJob(const std::string &jobId, engine::SnapshotJob &job, bool single,
 		       const engine::ProgressFn &progress, std::shared_ptr<std::atomic<bool>> cancel);
-	Result<std::shared_ptr<hypervisor::QemuDriver>> driverFor(const std::string &qmpSocket);
+	// --qmp-socket or --domain [--connect]: exactly one instance.
+	Result<hypervisor::Target> targetOf(const Arguments &args) const;
+	// The daemon's shared driver of that instance (in-process: a new one).
+	Result<std::shared_ptr<hypervisor::Driver>> driverFor(const hypervisor::Target &target);
 	// Callers hold admissionMutex_.
 	bool claimCapture(const std::vector<std::string> &volumes);
 	void unadmitLocked(const std::vector<std::string> &volumes);
@@ -93,9 +98,9 @@ private:
 				      const std::string &token, const std::string &hash, const std::string &jobId = "");
 	Result<Reply> queueSnapshots(engine::SnapshotSetRequest req, const std::vector<hypervisor::DiskInfo> &disks,
 				     const hypervisor::InstanceInfo &instance, const std::vector<std::string> &volumes,
-				     bool single, const std::string &token, const std::string &hash,
+				     const std::vector<std::string> &claims, bool single, const std::string &token, const std::string &hash,
 				     std::function<void(bool)> release);
-	Result<void> syncVolume(const engine::VolumeRecord &v, const std::string &qmpSocket = "");
+	Result<void> syncVolume(const engine::VolumeRecord &v, const std::string &target = "");
 
 	ServiceOptions options_;
 	events::Dispatcher *events_;
@@ -106,7 +111,8 @@ private:
 	// exist, so two creates cannot both pass the limit.
 	std::mutex admissionMutex_;
 	std::map<std::string, int> admitted_;
-	// Volumes whose capture (fleecing) is alive; QEMU allows one per disk.
+	// Volumes whose capture (fleecing) is alive; QEMU allows one per disk,
+	// libvirt one per domain (then the instance key is claimed too).
 	std::set<std::string> capturing_;
 	std::condition_variable captureFreed_;
 	// gc sweeps chunks a snapshot begun earlier may rely on (its parent's):
@@ -115,7 +121,7 @@ private:
 
 	// One driver (monitor connection, NBD server) per instance.
 	std::mutex driversMutex_;
-	std::map<std::string, std::weak_ptr<hypervisor::QemuDriver>> drivers_;
+	std::map<std::string, std::weak_ptr<hypervisor::Driver>> drivers_;
 
 	mutable std::mutex jobsMutex_;
 	std::condition_variable jobsDone_;

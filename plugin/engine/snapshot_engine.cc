@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <optional>
 
 #include "core/cancel.h"
 #include "core/ids.h"
 #include "disk_copier.h"
-#include "hypervisor/qemu_driver.h"
 #include "resources.h"
 #include "work_dir.h"
 
@@ -71,9 +71,8 @@ const DiskInfo *bootDisk(const std::vector<DiskInfo> &disks)
 
 } // namespace
 
-Result<std::vector<DiskInfo>> selectDisks(hypervisor::QemuDriver &driver, const SnapshotSetRequest &request)
+Result<std::vector<DiskInfo>> selectDisks(hypervisor::Driver &driver, const SnapshotSetRequest &request)
 {
-	const std::string &socket = request.qmpSocket;
 	auto all = driver.disks();
 	if (!all)
 		return std::unexpected(all.error());
@@ -106,7 +105,7 @@ Result<std::vector<DiskInfo>> selectDisks(hypervisor::QemuDriver &driver, const 
 		}
 	}
 	if (chosen.empty())
-		return fail(errc::kInvalidParameterValue, "no disk of the instance at " + socket +
+		return fail(errc::kInvalidParameterValue, "no disk of " + driver.describe() +
 								  " is left to snapshot after the exclusions");
 	if (chosen.size() > kMaxSetDisks)
 		return fail(errc::kInvalidParameterValue, "the instance has " + std::to_string(chosen.size()) +
@@ -256,6 +255,23 @@ private:
 	std::function<void(const std::string &)> warn_;
 };
 
+Result<void> refuseHibernation(store::Store &store, hypervisor::Driver &driver, const hypervisor::InstanceInfo &instance)
+{
+	if (instance.hibernated)
+		return fail(errc::kIncorrectState, driver.describe() +
+							   " is hibernated; snapshots are refused until it resumes");
+	if (instance.hibernationEnabled)
+		return fail(errc::kIncorrectState, driver.describe() +
+							   " has hibernation enabled; snapshots of it are refused");
+	auto record = loadInstance(store, instanceIdFor(instance.key));
+	if (!record)
+		return std::unexpected(record.error());
+	if (*record && (*record)->hibernationEnabled)
+		return fail(errc::kIncorrectState, "instance " + (*record)->instanceId +
+							   " has hibernation enabled; snapshots of it are refused");
+	return {};
+}
+
 } // namespace
 
 Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const SnapshotSetRequest &request)
@@ -264,25 +280,33 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	if (!work)
 		return std::unexpected(work.error());
 
-	std::shared_ptr<hypervisor::QemuDriver> driver = request.driver;
-	if (!driver) {
-		auto connected = hypervisor::QemuDriver::connect(request.qmpSocket, (*work)->path());
-		if (!connected)
-			return std::unexpected(connected.error());
-		driver = *connected;
-	}
+	const std::shared_ptr<hypervisor::Driver> &driver = request.driver;
+	if (!driver)
+		return fail(errc::kInternal, "beginSnapshots without a driver");
 	auto instance = driver->instance();
 	if (!instance)
 		return std::unexpected(instance.error());
-	if (instance->status == "suspended")
-		return fail(errc::kIncorrectState, "the instance at " + request.qmpSocket +
-							   " is suspended (hibernated); snapshots are refused until it resumes");
-	auto instanceRecord = loadInstance(store, instanceIdFor(instance->key));
-	if (!instanceRecord)
-		return std::unexpected(instanceRecord.error());
-	if (*instanceRecord && (*instanceRecord)->hibernationEnabled)
-		return fail(errc::kIncorrectState, "instance " + (*instanceRecord)->instanceId +
-							   " has hibernation enabled; snapshots of it are refused");
+	VS_TRY(refuseHibernation(store, *driver, *instance));
+
+	auto all = store.listManifests();
+	if (!all)
+		return std::unexpected(all.error());
+	// What each volume of the instance continues from: the bitmap of its
+	// latest snapshot (manifests list oldest first). The driver squares
+	// its own records with it before the disks are read for planning.
+	std::map<std::string, std::string> latestBitmap;
+	for (const store::Manifest &x : *all)
+		if (x.volume.instanceKey == instance->key)
+			latestBitmap[x.volumeId] = x.bitmapName;
+	std::vector<std::string> needed;
+	for (const auto &[volumeId, bitmap] : latestBitmap)
+		needed.push_back(bitmap);
+	auto notes = driver->reconcile(needed);
+	if (!notes)
+		return std::unexpected(notes.error());
+	for (const std::string &note : *notes)
+		if (request.warn)
+			request.warn(note);
 
 	auto disks = selectDisks(*driver, request);
 	if (!disks)
@@ -292,10 +316,6 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		if (std::none_of(disks->begin(), disks->end(), [&](const DiskInfo &d) { return d.diskId == diskId; }))
 			return fail(errc::kIncorrectState, "disk " + diskId + " (for " + snapshotId +
 								   ") is gone from the instance since the request was queued");
-
-	auto all = store.listManifests();
-	if (!all)
-		return std::unexpected(all.error());
 
 	std::string setId = request.snapshotSetId;
 	if (setId.empty() && (disks->size() > 1 || request.disks.empty())) {
@@ -326,7 +346,9 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		man.name = request.name;
 		man.ownerId = request.ownerId;
 		man.tags = request.tags;
-		man.bitmapName = man.snapshotId;
+		// One checkpoint names the bitmaps of a whole set where the
+		// driver shares names across disks.
+		man.bitmapName = driver->sharedBitmapNames() && !setId.empty() ? setId : man.snapshotId;
 		man.snapshotSetId = setId;
 		man.volumeSize = disk.size;
 
@@ -381,21 +403,25 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		requests.push_back(req);
 	}
 
-	std::optional<hypervisor::GuestAgentQuiescer> quiescer;
-	if (request.quiesce != hypervisor::QuiesceMode::Off) {
-		if (request.qgaSocket.empty())
-			return fail(errc::kMissingParameter, "--quiesce needs --qga-socket");
-		quiescer.emplace(request.qgaSocket, request.quiesce, request.freezeTimeout);
-	}
+	std::unique_ptr<hypervisor::Quiescer> quiescer;
+	if (request.quiesce != hypervisor::QuiesceMode::Off)
+		quiescer = driver->quiescer(request.quiesce, request.freezeTimeout, request.qgaSocket);
+
+	// Bitmaps the other volumes of the instance continue from.
+	hypervisor::CaptureSpec spec{requests, (*work)->path(), quiescer.get(), {}};
+	for (const auto &[volumeId, bitmap] : latestBitmap)
+		if (std::none_of(members.begin(), members.end(),
+				 [&](const Member &m) { return m.manifest.volumeId == volumeId; }))
+			spec.stillNeeded.push_back(bitmap);
 
 	std::string startTime = isoTimeNow();
 	for (Member &m : members)
 		m.manifest.startTime = startTime;
 
-	auto capture = driver->capture(requests, (*work)->path(), quiescer ? &*quiescer : nullptr);
+	auto capture = driver->capture(spec);
 	if (!capture) {
 		// A required freeze that failed refuses the request itself.
-		bool refused = request.quiesce == hypervisor::QuiesceMode::Required && !quiescer->frozen() &&
+		bool refused = quiescer && request.quiesce == hypervisor::QuiesceMode::Required && !quiescer->frozen() &&
 			       !quiescer->fallbackReason().empty();
 		if (refused)
 			return std::unexpected(capture.error());
@@ -407,11 +433,11 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		if (quiescer && quiescer->frozen()) {
 			m.manifest.consistency = "application";
 			m.manifest.freezeMillis = quiescer->freezeMillis();
-		} else if (quiescer) {
+		} else if (quiescer && !quiescer->fallbackReason().empty()) {
 			m.manifest.quiesceNote = quiescer->fallbackReason();
 		}
 	}
-	if (quiescer && !quiescer->frozen() && request.warn)
+	if (quiescer && !quiescer->frozen() && !quiescer->fallbackReason().empty() && request.warn)
 		request.warn("the snapshot is crash-consistent only: " + quiescer->fallbackReason());
 
 	return std::unique_ptr<SnapshotJob>(std::make_unique<SetJob>(store, std::move(members), std::move(history),

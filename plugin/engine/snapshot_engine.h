@@ -12,8 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "hypervisor/guest_agent_quiescer.h"
-#include "hypervisor/qemu_driver.h"
+#include "hypervisor/capture.h"
 #include "store/manifest.h"
 #include "store/store.h"
 
@@ -25,11 +24,10 @@ using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 inline constexpr size_t kMaxSetDisks = 40;
 
 struct SnapshotSetRequest {
-	std::string qmpSocket;
-	// A driver already connected to that socket (the daemon keeps one per
-	// instance); connected here when null.
-	std::shared_ptr<hypervisor::QemuDriver> driver;
-	std::string qgaSocket;                 // "" = no guest agent
+	// The instance (the daemon keeps one driver per instance).
+	std::shared_ptr<hypervisor::Driver> driver;
+	std::string target;                    // hypervisor::Target::key(), for job and volume records
+	std::string qgaSocket;                 // for drivers that reach the agent themselves
 	std::vector<std::string> disks;        // the disks; empty = every disk of the instance
 	std::vector<std::string> excludeDisks;
 	bool excludeBootVolume = false;
@@ -48,7 +46,7 @@ struct SnapshotSetRequest {
 };
 
 // The disks a request names, after exclusions (what beginSnapshots takes).
-Result<std::vector<hypervisor::DiskInfo>> selectDisks(hypervisor::QemuDriver &driver,
+Result<std::vector<hypervisor::DiskInfo>> selectDisks(hypervisor::Driver &driver,
 						      const SnapshotSetRequest &request);
 
 struct SnapshotOutcome {

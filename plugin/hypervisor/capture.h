@@ -4,7 +4,10 @@
 // shape and does not care who made it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,7 +46,12 @@ struct InstanceInfo {
 	std::string key;    // what volume ids derive from: "uuid:...", "name:..." or "socket:..."
 	std::string name;
 	std::string uuid;
-	std::string status; // QEMU's run state ("running", "paused", "suspended", ...)
+	std::string status; // the run state ("running", "paused", "suspended", "shut off", ...)
+	// Snapshots are refused: a hibernated guest's disks do not hold what
+	// it will see when it resumes, and one that may hibernate could do so
+	// in the middle of a set.
+	bool hibernated = false;
+	bool hibernationEnabled = false;
 };
 
 struct CaptureRequest {
@@ -65,14 +73,22 @@ struct DiskExport {
 	std::string dirtyBitmapContext; // "qemu:dirty-bitmap:NAME"; "" = read everything allocated
 };
 
+enum class QuiesceMode { Off, Try, Required };
+
 // Freezes the guest's filesystems around the point in time. thaw() must be
 // safe to call whatever freeze() returned.
 class Quiescer
 {
 public:
 	virtual ~Quiescer() = default;
+	// With Try, a failure to freeze is not an error: the snapshot goes on
+	// crash-consistent and fallbackReason() says why. With Required it is.
 	virtual Result<void> freeze() = 0;
 	virtual void thaw() = 0;
+	virtual bool frozen() const = 0;
+	// From freeze sent to thaw answered; -1 when nothing was frozen.
+	virtual int64_t freezeMillis() const = 0;
+	virtual const std::string &fallbackReason() const = 0;
 };
 
 // A point in time, held open while its exports are read. Destroying it tears
@@ -89,6 +105,65 @@ public:
 	// form the same driver reads back (an opaque JSON text): written to
 	// the job record before any data moves.
 	virtual std::string cleanupRecord() const = 0;
+};
+
+// InvalidDisk.NotFound naming the disk, `where`, and the disks there are.
+Result<DiskInfo> findDisk(std::vector<DiskInfo> disks, const std::string &diskId, const std::string &where);
+
+struct CaptureSpec {
+	std::vector<CaptureRequest> disks;
+	std::filesystem::path scratchDir; // private to this capture
+	Quiescer *quiescer = nullptr;     // borrowed; null = no freeze
+	// Bitmaps that volumes outside this capture still continue from. A
+	// driver whose bitmaps span disks (libvirt's checkpoints) keeps them
+	// on commit even when a parent here is done with them.
+	std::vector<std::string> stillNeeded;
+};
+
+// Where an instance runs and how to reach it: the engine and the daemon
+// see only this.
+class Driver
+{
+public:
+	virtual ~Driver() = default;
+	// Names the instance in messages: "the instance at /run/vm1.qmp".
+	virtual std::string describe() const = 0;
+	virtual Result<InstanceInfo> instance() = 0;
+	virtual Result<std::vector<DiskInfo>> disks() = 0;
+	// InvalidDisk.NotFound naming the disk and the disks there are.
+	virtual Result<DiskInfo> disk(const std::string &diskId);
+	// True when one capture makes one bitmap name for all its disks (a
+	// libvirt checkpoint), so every snapshot of a set records that name.
+	virtual bool sharedBitmapNames() const { return false; }
+	// True when the hypervisor runs one capture of an instance at a time
+	// (libvirt: one backup job per domain), not one per disk.
+	virtual bool oneCaptureAtATime() const { return false; }
+	// Brings the hypervisor's own records in line with what virtsnap
+	// continues from (`needed`: the bitmap of each volume's latest
+	// snapshot) before disks() is read for planning. Returns what it
+	// changed, for the log.
+	virtual Result<std::vector<std::string>> reconcile(const std::vector<std::string> &needed)
+	{
+		(void)needed;
+		return std::vector<std::string>{};
+	}
+	// The freeze this instance offers; `qgaSocket` is for drivers that
+	// reach the agent themselves ("" = none).
+	virtual std::unique_ptr<Quiescer> quiescer(QuiesceMode mode, std::chrono::milliseconds timeout,
+						   const std::string &qgaSocket) = 0;
+	// Fixes one point in time across the disks; the capture keeps the
+	// driver alive.
+	virtual Result<std::unique_ptr<Capture>> capture(const CaptureSpec &spec) = 0;
+	// Removes what an interrupted capture left, from the record its
+	// Capture::cleanupRecord() gave.
+	virtual void removeLeftovers(const std::string &cleanupRecord) = 0;
+
+	// Keeps `resource` (say, the work directory) alive as long as the
+	// driver: captures hold the driver, so it outlives every one of them.
+	void holdWhileAlive(std::shared_ptr<void> resource) { held_ = std::move(resource); }
+
+private:
+	std::shared_ptr<void> held_; // in the base, so destroyed last
 };
 
 } // namespace virtsnap::hypervisor

@@ -11,8 +11,6 @@
 
 namespace virtsnap::hypervisor {
 
-enum class QuiesceMode { Off, Try, Required };
-
 class GuestAgentQuiescer : public Quiescer
 {
 public:
@@ -25,10 +23,9 @@ public:
 	Result<void> freeze() override;
 	void thaw() override;
 
-	bool frozen() const { return frozen_; }
-	// From freeze sent to thaw answered; -1 when nothing was frozen.
-	int64_t freezeMillis() const { return freezeMillis_; }
-	const std::string &fallbackReason() const { return fallbackReason_; }
+	bool frozen() const override { return frozen_; }
+	int64_t freezeMillis() const override { return freezeMillis_; }
+	const std::string &fallbackReason() const override { return fallbackReason_; }
 
 private:
 	std::string socketPath_;

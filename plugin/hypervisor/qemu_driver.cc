@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/process.h"
+#include "guest_agent_quiescer.h"
 
 namespace virtsnap::hypervisor {
 
@@ -86,6 +87,7 @@ void cancelJobs(qmp::QmpClient &qmp, const std::vector<std::string> &jobIds)
 		std::this_thread::sleep_for(std::chrono::milliseconds(20));
 	}
 }
+
 
 void removeBitmap(qmp::QmpClient &qmp, const std::string &node, const std::string &name)
 {
@@ -209,16 +211,45 @@ Result<std::shared_ptr<QemuDriver>> QemuDriver::connect(const std::string &qmpSo
 	return d;
 }
 
+Result<std::shared_ptr<QemuDriver>> QemuDriver::connectStorageDaemon(const std::string &qmpSocket,
+								       const fs::path &workDir, InstanceInfo instance,
+								       std::vector<std::string> nodes)
+{
+	auto d = connect(qmpSocket, workDir);
+	if (!d)
+		return d;
+	(*d)->fixedInstance_ = std::move(instance);
+	(*d)->nodes_ = std::move(nodes);
+	return d;
+}
+
 QemuDriver::~QemuDriver() = default;
+
+std::vector<BitmapInfo> bitmapsFromQmp(const Json &list)
+{
+	std::vector<BitmapInfo> out;
+	for (size_t k = 0; k < list.size(); k++) {
+		Json bm = list.at(k);
+		out.push_back(BitmapInfo{bm.getString("name").value_or(""),
+					 uint64_t(bm.getInt("granularity").value_or(0)),
+					 bm.getBool("persistent").value_or(false), bm.getBool("recording").value_or(false),
+					 bm.getBool("busy").value_or(false), bm.getBool("inconsistent").value_or(false)});
+	}
+	return out;
+}
+
 
 Result<InstanceInfo> QemuDriver::instance()
 {
 	std::lock_guard lock(mutex_);
+	if (fixedInstance_)
+		return *fixedInstance_;
 	InstanceInfo info;
 	auto status = qmp_->execute("query-status");
 	if (!status)
 		return qmpFail("query-status", status.error());
 	info.status = status->getString("status").value_or("");
+	info.hibernated = info.status == "suspended";
 	if (auto name = qmp_->execute("query-name"))
 		info.name = name->getString("name").value_or("");
 	if (auto uuid = qmp_->execute("query-uuid"))
@@ -244,8 +275,39 @@ Result<DiskInfo> QemuDriver::disk(const std::string &diskId)
 	return diskLocked(diskId);
 }
 
+namespace {
+
+// A storage daemon has no devices: its disks are named format nodes.
+Result<std::vector<DiskInfo>> nodeDisks(qmp::QmpClient &qmp, const std::vector<std::string> &names)
+{
+	Json a = args();
+	a.set("flat", Json::boolean(true));
+	auto nodes = qmp.execute("query-named-block-nodes", a);
+	if (!nodes)
+		return qmpFail("query-named-block-nodes", nodes.error());
+	std::vector<DiskInfo> out;
+	for (const std::string &name : names)
+		for (size_t i = 0; i < nodes->size(); i++) {
+			Json n = nodes->at(i);
+			if (n.getString("node-name") != name)
+				continue;
+			DiskInfo d;
+			d.diskId = d.nodeName = name;
+			d.format = n.getString("drv").value_or("");
+			d.filename = n.getString("file").value_or("");
+			d.size = uint64_t(n.get("image").getInt("virtual-size").value_or(0));
+			d.bitmaps = bitmapsFromQmp(n.get("dirty-bitmaps"));
+			out.push_back(std::move(d));
+		}
+	return out;
+}
+
+} // namespace
+
 Result<std::vector<DiskInfo>> QemuDriver::disksLocked()
 {
+	if (fixedInstance_)
+		return nodeDisks(*qmp_, nodes_);
 	auto blocks = qmp_->execute("query-block");
 	if (!blocks)
 		return qmpFail("query-block", blocks.error());
@@ -262,16 +324,7 @@ Result<std::vector<DiskInfo>> QemuDriver::disksLocked()
 		d.format = inserted.getString("drv").value_or("");
 		d.filename = inserted.getString("file").value_or("");
 		d.size = uint64_t(inserted.get("image").getInt("virtual-size").value_or(0));
-		Json bitmaps = inserted.get("dirty-bitmaps");
-		for (size_t k = 0; k < bitmaps.size(); k++) {
-			Json bm = bitmaps.at(k);
-			d.bitmaps.push_back(BitmapInfo{bm.getString("name").value_or(""),
-						       uint64_t(bm.getInt("granularity").value_or(0)),
-						       bm.getBool("persistent").value_or(false),
-						       bm.getBool("recording").value_or(false),
-						       bm.getBool("busy").value_or(false),
-						       bm.getBool("inconsistent").value_or(false)});
-		}
+		d.bitmaps = bitmapsFromQmp(inserted.get("dirty-bitmaps"));
 		if (!qdev.empty()) {
 			Json a = args();
 			a.set("path", Json::string("/machine/peripheral/" + qdev));
@@ -289,14 +342,7 @@ Result<DiskInfo> QemuDriver::diskLocked(const std::string &diskId)
 	auto all = disksLocked();
 	if (!all)
 		return std::unexpected(all.error());
-	std::string names;
-	for (DiskInfo &d : *all) {
-		if (d.diskId == diskId || d.nodeName == diskId)
-			return std::move(d);
-		names += (names.empty() ? "" : ", ") + d.diskId;
-	}
-	return fail(errc::kDiskNotFound, "no disk '" + diskId + "' in the instance at " + socket_ +
-						 (names.empty() ? " (it has no disks)" : " (it has: " + names + ")"));
+	return findDisk(std::move(*all), diskId, describe());
 }
 
 Result<std::string> QemuDriver::acquireNbdLocked()
@@ -367,9 +413,17 @@ void QemuDriver::removeLeftovers(const std::string &cleanupRecord)
 	removeFileAndDir(record->getString("nbd_socket").value_or(""));
 }
 
-Result<std::unique_ptr<Capture>> QemuDriver::capture(const std::vector<CaptureRequest> &requests,
-						      const fs::path &scratchDir, Quiescer *quiescer)
+std::unique_ptr<Quiescer> QemuDriver::quiescer(QuiesceMode mode, std::chrono::milliseconds timeout,
+					       const std::string &qgaSocket)
 {
+	return std::make_unique<GuestAgentQuiescer>(qgaSocket, mode, timeout);
+}
+
+Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
+{
+	const std::vector<CaptureRequest> &requests = spec.disks;
+	const fs::path &scratchDir = spec.scratchDir;
+	Quiescer *quiescer = spec.quiescer;
 	if (requests.empty())
 		return fail(errc::kInvalidParameterValue, "no disk to capture");
 	auto cap = std::make_unique<QemuCapture>(self_.lock());

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,10 @@
 
 namespace virtsnap::hypervisor {
 
-class QemuDriver
+// The "dirty-bitmaps" list of query-block or query-named-block-nodes.
+std::vector<BitmapInfo> bitmapsFromQmp(const qmp::Json &list);
+
+class QemuDriver : public Driver
 {
 public:
 	// HypervisorError naming the socket when nothing answers there.
@@ -27,29 +31,33 @@ public:
 	// only queries may leave it empty.
 	static Result<std::shared_ptr<QemuDriver>> connect(const std::string &qmpSocket,
 							   const std::filesystem::path &workDir = {});
-	~QemuDriver();
+	// A qemu-storage-daemon that opened an instance's images while the
+	// instance is off: it has no devices and no run state, so the disks
+	// are the format nodes named `nodes` (their node names are the disk
+	// ids) and the instance is `instance`.
+	static Result<std::shared_ptr<QemuDriver>> connectStorageDaemon(const std::string &qmpSocket,
+									const std::filesystem::path &workDir,
+									InstanceInfo instance,
+									std::vector<std::string> nodes);
+	~QemuDriver() override;
 
 	const std::string &socket() const { return socket_; }
-	// Keeps `resource` (say, the work directory) alive as long as the
-	// driver: captures hold the driver, so it outlives every one of them.
-	void holdWhileAlive(std::shared_ptr<void> resource) { held_ = std::move(resource); }
 
-	Result<InstanceInfo> instance();
-	Result<std::vector<DiskInfo>> disks();
-	// InvalidDisk.NotFound naming the disk and the disks there are.
-	Result<DiskInfo> disk(const std::string &diskId);
+	std::string describe() const override { return "the instance at " + socket_; }
+	Result<InstanceInfo> instance() override;
+	Result<std::vector<DiskInfo>> disks() override;
+	Result<DiskInfo> disk(const std::string &diskId) override;
+	// The guest agent at `qgaSocket`.
+	std::unique_ptr<Quiescer> quiescer(QuiesceMode mode, std::chrono::milliseconds timeout,
+					   const std::string &qgaSocket) override;
 
 	// Fixes one point in time across all requested disks: scratch overlays
 	// first, then freeze, one transaction, thaw, then the NBD exports.
-	// `scratchDir` holds the scratch files. The capture keeps the driver
-	// alive.
-	Result<std::unique_ptr<Capture>> capture(const std::vector<CaptureRequest> &requests,
-						 const std::filesystem::path &scratchDir, Quiescer *quiescer);
+	Result<std::unique_ptr<Capture>> capture(const CaptureSpec &spec) override;
 
-	// Removes what an interrupted capture left in QEMU and on disk, from
-	// the record its Capture::cleanupRecord() gave: exports, fleecing jobs,
-	// scratch nodes and files, and the capture's new bitmaps.
-	void removeLeftovers(const std::string &cleanupRecord);
+	// Exports, fleecing jobs, scratch nodes and files, and the capture's
+	// new bitmaps.
+	void removeLeftovers(const std::string &cleanupRecord) override;
 
 private:
 	class QemuCapture;
@@ -65,12 +73,14 @@ private:
 	Result<std::string> acquireNbdLocked();
 	void releaseNbdLocked();
 
-	std::shared_ptr<void> held_; // first, so destroyed last
 	std::mutex mutex_;
 	std::unique_ptr<qmp::QmpClient> qmp_;
 	std::string socket_;
 	std::filesystem::path workDir_;
 	int nbdUsers_ = 0;
+	// Storage-daemon mode (see connectStorageDaemon).
+	std::optional<InstanceInfo> fixedInstance_;
+	std::vector<std::string> nodes_;
 	std::weak_ptr<QemuDriver> self_;
 };
 

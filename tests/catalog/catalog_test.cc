@@ -20,7 +20,7 @@ VolumeRow fullVolume(unsigned n)
 	v.instanceName = "vm-\u00e9-" + std::to_string(n);
 	v.diskId = "vdb";
 	v.volumeClass = "st1";
-	v.qmpSocket = "/run/vm" + std::to_string(n) + ".qmp";
+	v.target = "/run/vm" + std::to_string(n) + ".qmp";
 	v.size = (uint64_t(1) << 40) + n;
 	v.tags = {{"team", "storage"}, {"Name", "disk \u2603"}};
 	return v;
@@ -33,7 +33,7 @@ JobRow fullJob(unsigned n, const std::string &state = "running")
 	j.kind = "create-snapshots";
 	j.state = state;
 	j.snapshotIds = {snapId(n), snapId(n + 1), "odd \"id\" \u00fc\\"};
-	j.qmpSocket = "/run/vm.qmp";
+	j.target = "/run/vm.qmp";
 	j.details = R"({"bitmaps":["snap-a"],"scratch":"/tmp/x"})";
 	j.pid = 4242 + n;
 	j.created = isoTime(n);
@@ -254,7 +254,7 @@ TEST_F(CatalogTest, VolumesRoundTripUpsertListAndRemove)
 	VolumeRow changed = fullVolume(2);
 	changed.volumeClass = "sc1";
 	changed.size = 5;
-	changed.qmpSocket = "/run/other.qmp";
+	changed.target = "/run/other.qmp";
 	changed.tags = {{"only", "one"}};
 	ASSERT_TRUE(cat->putVolume(changed));
 	v = cat->getVolume(volId(2));
