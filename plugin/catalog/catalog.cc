@@ -53,7 +53,10 @@ CREATE TABLE volumes (
 	disk_id TEXT NOT NULL,
 	volume_class TEXT NOT NULL,
 	target TEXT NOT NULL,
-	size INTEGER NOT NULL
+	size INTEGER NOT NULL,
+	-- The instance stopped since the volume's last snapshot began: its
+	-- bitmaps are re-examined by the next one (putVolume leaves this be).
+	bitmaps_suspect INTEGER NOT NULL DEFAULT 0
 );
 
 -- Tags of snapshots and volumes alike (their ids never collide);
@@ -124,7 +127,8 @@ SnapshotRow snapshotFrom(const Statement &st)
 	return r;
 }
 
-constexpr const char *kVolumeColumns = "volume_id, instance_key, instance_name, disk_id, volume_class, target, size";
+constexpr const char *kVolumeColumns =
+	"volume_id, instance_key, instance_name, disk_id, volume_class, target, size, bitmaps_suspect";
 
 VolumeRow volumeFrom(const Statement &st)
 {
@@ -136,6 +140,7 @@ VolumeRow volumeFrom(const Statement &st)
 	r.volumeClass = st.text(4);
 	r.target = st.text(5);
 	r.size = uint64_t(st.integer(6));
+	r.bitmapsSuspect = st.integer(7) != 0;
 	return r;
 }
 
@@ -568,6 +573,28 @@ Result<void> Catalog::putVolume(const VolumeRow &row)
 		VS_TRY(st->run());
 		return writeTags(row.volumeId, row.tags);
 	});
+}
+
+Result<void> Catalog::setBitmapsSuspect(const std::string &column, const std::string &value, bool suspect)
+{
+	std::lock_guard lock(mutex_);
+	return inTransaction(true, [&]() -> Result<void> {
+		auto st = conn_.cached("UPDATE volumes SET bitmaps_suspect = ? WHERE " + column + " = ?");
+		VS_TRY(st);
+		st->bind(1, int64_t(suspect ? 1 : 0));
+		st->bind(2, value);
+		return st->run();
+	});
+}
+
+Result<void> Catalog::markBitmapsSuspect(const std::string &instanceKey)
+{
+	return setBitmapsSuspect("instance_key", instanceKey, true);
+}
+
+Result<void> Catalog::clearBitmapsSuspect(const std::string &volumeId)
+{
+	return setBitmapsSuspect("volume_id", volumeId, false);
 }
 
 Result<std::optional<VolumeRow>> Catalog::getVolume(const std::string &id)

@@ -49,8 +49,10 @@ struct SnapshotRow {
 };
 
 struct VolumeRow {
-	std::string volumeId, instanceKey, instanceName, diskId, volumeClass = "standard", target;
+	std::string volumeId, instanceKey, instanceName, diskId, volumeClass = "standard";
+	std::string target; // how the instance is reached: hypervisor::Target::key()
 	uint64_t size = 0;
+	bool bitmapsSuspect = false; // read only: see markBitmapsSuspect
 	Tags tags;
 
 	bool operator==(const VolumeRow &) const = default;
@@ -136,6 +138,10 @@ public:
 
 	// Upsert, replacing the volume's tags with row.tags.
 	Result<void> putVolume(const VolumeRow &row);
+	// The instance stopped (libvirt's hook said so): whatever its bitmaps
+	// say is re-examined by the next snapshot, which clears the mark.
+	Result<void> markBitmapsSuspect(const std::string &instanceKey);
+	Result<void> clearBitmapsSuspect(const std::string &volumeId);
 	Result<std::optional<VolumeRow>> getVolume(const std::string &id);
 	// All volumes, or those of `ids` that exist; by volume id.
 	Result<std::vector<VolumeRow>> listVolumes(const std::vector<std::string> &ids = {});
@@ -162,6 +168,7 @@ private:
 	// mutex must be held. `write`: BEGIN IMMEDIATE, else a deferred read
 	// transaction, so several statements see one state of the file.
 	Result<void> inTransaction(bool write, const std::function<Result<void>()> &body);
+	Result<void> setBitmapsSuspect(const std::string &column, const std::string &value, bool suspect);
 	// Fails when a transaction this catalog opened was rolled back by
 	// SQLite itself (I/O error, full disk): statements would otherwise run
 	// in autocommit mode, outside the transaction.

@@ -1,5 +1,6 @@
 #include "service.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,6 +16,7 @@
 #include "engine/resources.h"
 #include "engine/restore.h"
 #include "engine/work_dir.h"
+#include "hypervisor/libvirt_driver.h"
 #include "events/event.h"
 #include "store/gc.h"
 #include "store/verify.h"
@@ -125,12 +127,22 @@ Json volumeJson(const catalog::VolumeRow &v)
 	j.set("SizeBytes", Json::integer(int64_t(v.size)));
 	j.set("VolumeClass", Json::string(v.volumeClass));
 	j.set("Tags", tagsJson(v.tags));
+	j.set("BitmapsSuspect", Json::boolean(v.bitmapsSuspect));
 	return j;
 }
 
 catalog::VolumeRow volumeRow(const engine::VolumeRecord &v, const std::string &target)
 {
-	return {v.volumeId, v.instanceKey, v.instanceName, v.diskId, v.volumeClass, target, v.size, v.tags};
+	catalog::VolumeRow r;
+	r.volumeId = v.volumeId;
+	r.instanceKey = v.instanceKey;
+	r.instanceName = v.instanceName;
+	r.diskId = v.diskId;
+	r.volumeClass = v.volumeClass;
+	r.target = target;
+	r.size = v.size;
+	r.tags = v.tags;
+	return r;
 }
 
 Reply ok(Json doc)
@@ -301,6 +313,10 @@ Result<Reply> Service::run(const Arguments &args, const std::string &ownerId, co
 		return rebuildCatalog();
 	if (c == "wait-snapshot-completed")
 		return waitCompleted(args);
+	if (c == "restore-instance")
+		return restoreInstance(args, progress);
+	if (c == "libvirt-hook")
+		return libvirtHook(args);
 	return fail(errc::kInvalidParameterValue, "unknown command '" + c + "'");
 }
 
@@ -468,7 +484,7 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 	}
 	std::string jobId = *recorded;
 	auto pending = (*job)->pending();
-	auto cancel = registerJob(jobId);
+	auto cancel = registerJob(jobId, instance->key);
 	if (options_.background && pending.front().state == "pending") {
 		std::shared_ptr<engine::SnapshotJob> owned(std::move(*job));
 		auto work = [this, jobId, owned, single, cancel, release] {
@@ -544,12 +560,21 @@ bool Service::claimCapture(const std::vector<std::string> &volumes)
 	return true;
 }
 
-std::shared_ptr<std::atomic<bool>> Service::registerJob(const std::string &jobId)
+std::shared_ptr<std::atomic<bool>> Service::registerJob(const std::string &jobId, const std::string &instanceKey)
 {
 	auto cancel = std::make_shared<std::atomic<bool>>(false);
 	std::lock_guard lock(jobsMutex_);
 	jobs_[jobId] = cancel;
+	if (!instanceKey.empty())
+		jobInstances_[jobId] = instanceKey;
 	return cancel;
+}
+
+std::string Service::cancelReason(const std::string &jobId) const
+{
+	std::lock_guard lock(jobsMutex_);
+	auto it = cancelReasons_.find(jobId);
+	return it == cancelReasons_.end() ? "" : it->second;
 }
 
 void Service::unregisterJob(const std::string &jobId)
@@ -557,6 +582,8 @@ void Service::unregisterJob(const std::string &jobId)
 	// Last thing a job thread does: then the destructor may proceed.
 	std::lock_guard lock(jobsMutex_);
 	jobs_.erase(jobId);
+	jobInstances_.erase(jobId);
+	cancelReasons_.erase(jobId);
 	jobsDone_.notify_all();
 }
 
@@ -693,7 +720,7 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 	}
 	if (!recorded)
 		return std::unexpected(recorded.error());
-	auto cancel = registerJob(jobId);
+	auto cancel = registerJob(jobId, instance.key);
 	auto work = [this, req, claims, single, token, hash, jobId, ids, cancel, release] {
 		bool claimed = false;
 		{
@@ -721,7 +748,8 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 			emitFailure(req, ids, single, why);
 		};
 		if (!claimed) {
-			fail("interrupted: virtsnapd stopped before the point in time was taken");
+			std::string reason = cancelReason(jobId);
+			fail(reason.empty() ? "interrupted: virtsnapd stopped before the point in time was taken" : reason);
 		} else if (auto job = engine::beginSnapshots(*store_, req); !job) {
 			fail(job.error().toString());
 		} else if (auto recorded = recordJob(**job, req, single, token, hash, jobId); !recorded) {
@@ -784,6 +812,11 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 		};
 		outcomes = job.run(tracked, [cancel] { return cancel->load(); });
 	}
+	// Cancelled for a reason the user should read (the domain stopped).
+	if (std::string reason = cancelReason(jobId); !reason.empty())
+		for (engine::SnapshotOutcome &o : outcomes)
+			if (o.state == "error")
+				o.stateMessage = reason;
 	if (options_.background && transfers) {
 		std::lock_guard lock(jobsMutex_);
 		transfersRunning_--;
@@ -793,6 +826,8 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 	bool allOk = true;
 	for (const engine::SnapshotOutcome &o : outcomes) {
 		allOk &= o.state == "completed";
+		if (o.state == "completed")
+			(void)catalog_->clearBitmapsSuspect(o.manifest.volumeId);
 		(void)catalog_->transaction([&]() -> Result<void> {
 			auto before = catalog_->getSnapshot(o.manifest.snapshotId);
 			if (before && *before && (*before)->deleteRequested) {
@@ -905,18 +940,53 @@ Result<Reply> Service::deleteSnapshot(const Arguments &args)
 Result<Reply> Service::createVolume(const Arguments &args, const engine::ProgressFn &progress)
 {
 	engine::RestoreRequest req;
-	auto id = args.require("snapshot-id");
-	if (!id)
-		return std::unexpected(id.error());
-	auto target = args.require("target");
-	if (!target)
-		return std::unexpected(target.error());
-	VS_TRY(checkSnapshotId(*id));
-	auto row = catalog_->getSnapshot(*id);
+	std::string id = args.get("snapshot-id");
+	std::string target = args.get("target");
+	if (args.has("domain") || args.has("qmp-socket")) {
+		// A disk of an instance: its latest snapshot unless one is
+		// named, into a new file beside its image unless --target says.
+		auto disk = args.require("disk");
+		if (!disk)
+			return std::unexpected(disk.error());
+		auto instanceTarget = targetOf(args);
+		if (!instanceTarget)
+			return std::unexpected(instanceTarget.error());
+		auto driver = driverFor(*instanceTarget);
+		if (!driver)
+			return std::unexpected(driver.error());
+		auto instance = (*driver)->instance();
+		if (!instance)
+			return std::unexpected(instance.error());
+		auto info = (*driver)->disk(*disk);
+		if (!info)
+			return std::unexpected(info.error());
+		std::string volumeId = volumeIdFor(instance->key, info->diskId);
+		if (id.empty()) {
+			auto page = catalog_->describeSnapshots(
+				{{"volume-id", {volumeId}}, {"status", {"completed"}}}, {}, 0, "");
+			if (!page)
+				return std::unexpected(page.error());
+			if (page->snapshots.empty())
+				return fail(errc::kSnapshotNotFound, "disk " + *disk + " of " + (*driver)->describe() +
+									     " (" + volumeId + ") has no completed snapshot");
+			id = page->snapshots.back().snapshotId; // by start time: the latest last
+		}
+		if (target.empty()) {
+			fs::path image = info->filename;
+			std::string format = args.get("format", "qcow2");
+			target = (image.parent_path() / (image.stem().string() + "-" + id + "." + format)).string();
+		}
+	}
+	if (id.empty())
+		return fail(errc::kMissingParameter, "--snapshot-id is required (or --domain NAME --disk DISK)");
+	if (target.empty())
+		return fail(errc::kMissingParameter, "--target is required");
+	VS_TRY(checkSnapshotId(id));
+	auto row = catalog_->getSnapshot(id);
 	if (row && *row && (*row)->state != "completed")
-		return fail(errc::kIncorrectState, "snapshot " + *id + " is " + (*row)->state + ", not completed");
-	req.snapshotId = *id;
-	req.target = *target;
+		return fail(errc::kIncorrectState, "snapshot " + id + " is " + (*row)->state + ", not completed");
+	req.snapshotId = id;
+	req.target = target;
 	req.format = args.get("format", "qcow2");
 	req.progress = progress;
 	auto m = engine::createVolume(*store_, req);
@@ -1210,6 +1280,190 @@ Result<Reply> Service::waitCompleted(const Arguments &args)
 		if (cancelRequested())
 			return fail(errc::kIncorrectState, "interrupted while waiting for the snapshots to complete");
 		std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	}
+}
+
+Result<Reply> Service::restoreInstance(const Arguments &args, const engine::ProgressFn &progress)
+{
+	auto setId = args.require("snapshot-set-id");
+	if (!setId)
+		return std::unexpected(setId.error());
+	auto domain = args.require("domain");
+	if (!domain)
+		return std::unexpected(domain.error());
+	hypervisor::Target target;
+	target.domain = *domain;
+	target.libvirtUri = args.get("connect", options_.libvirtUri);
+	auto connected = hypervisor::LibvirtDriver::connect(target.libvirtUri, target.domain, {});
+	if (!connected)
+		return std::unexpected(connected.error());
+	hypervisor::LibvirtDriver &driver = **connected;
+	auto instance = driver.instance();
+	if (!instance)
+		return std::unexpected(instance.error());
+	if (instance->status != "shut off")
+		return fail(errc::kIncorrectState, driver.describe() + " is " + instance->status +
+							   "; restore-instance writes its disks only while it is shut off");
+	auto desc = driver.description();
+	if (!desc)
+		return std::unexpected(desc.error());
+
+	// Every disk of the set must find its disk in the domain, and every
+	// snapshot must be complete, before anything is written.
+	auto page = catalog_->describeSnapshots({}, {}, 0, "");
+	if (!page)
+		return std::unexpected(page.error());
+	std::vector<catalog::SnapshotRow> set;
+	for (const catalog::SnapshotRow &r : page->snapshots)
+		if (r.snapshotSetId == *setId)
+			set.push_back(r);
+	const std::vector<catalog::SnapshotRow> *rows = &set;
+	if (rows->empty())
+		return fail(errc::kSnapshotNotFound, "no snapshot set '" + *setId + "' is known here");
+	struct Work {
+		std::string disk, snapshotId;
+		hypervisor::DomainDisk image;
+	};
+	std::vector<Work> work;
+	for (const catalog::SnapshotRow &r : *rows) {
+		if (r.state != "completed")
+			return fail(errc::kIncorrectState, "snapshot " + r.snapshotId + " of " + *setId + " is " + r.state);
+		if (volumeIdFor(instance->key, r.diskId) != r.volumeId)
+			return fail(errc::kInvalidParameterValue, *setId + " was taken of another instance (" +
+									  r.instanceName + "), not of " + driver.describe());
+		auto d = std::find_if(desc->disks.begin(), desc->disks.end(),
+				      [&](const hypervisor::DomainDisk &x) { return x.target == r.diskId; });
+		if (d == desc->disks.end())
+			return fail(errc::kDiskNotFound, driver.describe() + " has no disk " + r.diskId + " any more");
+		if (d->format != "qcow2" && d->format != "raw")
+			return fail(errc::kInvalidParameterValue, "disk " + r.diskId + " is " + d->format +
+									  "; restore-instance writes qcow2 and raw images");
+		work.push_back({r.diskId, r.snapshotId, *d});
+	}
+	{
+		std::lock_guard lock(admissionMutex_);
+		if (!restoring_.insert(instance->key).second)
+			return fail(errc::kIncorrectState, "another restore-instance of " + driver.describe() + " is running");
+	}
+	struct Unmark {
+		Service *s;
+		std::string key;
+		~Unmark()
+		{
+			std::lock_guard lock(s->admissionMutex_);
+			s->restoring_.erase(key);
+		}
+	} unmark{this, instance->key};
+
+	// Each image is restored beside itself and renamed over it: a failure
+	// leaves the domain's disks as they were, the ones done excepted.
+	Json list = Json::array();
+	for (const Work &w : work) {
+		fs::path image = w.image.source;
+		fs::path temp = image.parent_path() / ("." + image.filename().string() + ".virtsnap-restore");
+		std::error_code ec;
+		fs::remove(temp, ec);
+		engine::RestoreRequest req{w.snapshotId, temp, w.image.format, progress};
+		auto m = engine::createVolume(*store_, req);
+		if (!m)
+			return fail(m.error().code, "disk " + w.disk + ": " + m.error().message);
+		struct stat st {};
+		if (::stat(image.c_str(), &st) == 0) {
+			(void)::chown(temp.c_str(), st.st_uid, st.st_gid);
+			::chmod(temp.c_str(), st.st_mode & 07777);
+		}
+		if (::rename(temp.c_str(), image.c_str()) != 0)
+			return failErrno("replace " + image.string(), errno);
+		Json j = Json::object();
+		j.set("Disk", Json::string(w.disk));
+		j.set("SnapshotId", Json::string(w.snapshotId));
+		j.set("Target", Json::string(image.string()));
+		list.append(j);
+	}
+	// The new images hold no bitmaps: every checkpoint is stale, and the
+	// next snapshot of each disk reads it in full.
+	driver.forgetCheckpoints();
+	Json doc = Json::object();
+	doc.set("SnapshotSetId", Json::string(*setId));
+	doc.set("Domain", Json::string(desc->name));
+	doc.set("Volumes", list);
+	return ok(doc);
+}
+
+Result<Reply> Service::libvirtHook(const Arguments &args)
+{
+	std::string name = args.get("domain"), uuid = args.get("uuid");
+	std::string op = args.get("operation"), sub = args.get("sub-operation");
+	if (uuid.empty())
+		return fail(errc::kMissingParameter, "the hook gave no domain UUID for '" + name + "'");
+	const std::string key = "uuid:" + uuid;
+	Json doc = Json::object();
+	doc.set("Domain", Json::string(name));
+	doc.set("Event", Json::string(op + " " + sub));
+
+	if (op == "migrate" && sub == "begin") {
+		std::lock_guard lock(admissionMutex_);
+		if (capturing_.count(key))
+			return fail(errc::kIncorrectState, "domain '" + name +
+								   "' has a snapshot in progress; migrate it once "
+								   "the snapshot completes (virtsnap wait snapshot-completed)");
+	} else if (op == "prepare" && sub == "begin") {
+		std::lock_guard lock(admissionMutex_);
+		if (restoring_.count(key))
+			return fail(errc::kIncorrectState, "virtsnap restore-instance is writing the disks of domain '" +
+								   name + "'; start it once the restore ends");
+	} else if ((op == "stopped" || op == "release") && sub == "end") {
+		std::string reason = "domain '" + name + "' stopped during the snapshot (libvirt: " + op + ")";
+		int cancelled = 0;
+		{
+			std::lock_guard lock(jobsMutex_);
+			for (const auto &[jobId, instanceKey] : jobInstances_)
+				if (instanceKey == key && !cancelReasons_.count(jobId)) {
+					cancelReasons_[jobId] = reason;
+					jobs_[jobId]->store(true);
+					cancelled++;
+				}
+		}
+		{
+			// Queued jobs wait for a claim: wake them to see the cancel.
+			std::lock_guard lock(admissionMutex_);
+			captureFreed_.notify_all();
+		}
+		(void)catalog_->markBitmapsSuspect(key);
+		doc.set("CancelledJobs", Json::integer(cancelled));
+	} else if ((op == "started" || op == "reconnect") && sub == "begin") {
+		reconcileLater(uuid);
+	}
+	return ok(doc);
+}
+
+void Service::reconcileLater(const std::string &uuid)
+{
+	std::string jobId = "reconcile-" + uuid;
+	{
+		std::lock_guard lock(jobsMutex_);
+		if (jobs_.count(jobId))
+			return; // one is on its way
+	}
+	registerJob(jobId);
+	auto work = [this, uuid, jobId] {
+		// libvirt answers once the hook that called us has returned.
+		auto driver = hypervisor::connectDriver({"", options_.libvirtUri, uuid}, {});
+		if (driver) {
+			auto notes = engine::reconcileInstance(*store_, **driver);
+			if (!notes)
+				std::fprintf(stderr, "virtsnapd: reconcile of domain %s: %s\n", uuid.c_str(),
+					     notes.error().message.c_str());
+			else
+				for (const std::string &n : *notes)
+					std::fprintf(stderr, "virtsnapd: domain %s: %s\n", uuid.c_str(), n.c_str());
+		}
+		unregisterJob(jobId);
+	};
+	try {
+		std::thread(work).detach();
+	} catch (const std::system_error &) {
+		unregisterJob(jobId);
 	}
 }
 

@@ -78,6 +78,11 @@ private:
 	Result<Reply> gc(const Arguments &args);
 	Result<Reply> rebuildCatalog();
 	Result<Reply> waitCompleted(const Arguments &args);
+	Result<Reply> restoreInstance(const Arguments &args, const engine::ProgressFn &progress);
+	Result<Reply> libvirtHook(const Arguments &args);
+	// Redefines what libvirt lost of a domain's checkpoints, off the
+	// hook's thread (a hook must not wait for libvirt).
+	void reconcileLater(const std::string &uuid);
 
 	// Runs a begun job to its end: catalog rows, deferred deletes, events.
 	void finishJob(const std::string &jobId, engine::SnapshotJob &job, bool single,
@@ -91,7 +96,10 @@ private:
 	void unadmitLocked(const std::vector<std::string> &volumes);
 	void emitFailure(const engine::SnapshotSetRequest &req, const std::vector<std::string> &ids, bool single,
 			 const std::string &why);
-	std::shared_ptr<std::atomic<bool>> registerJob(const std::string &jobId);
+	// `instanceKey`: what the job snapshots, so a stop of that instance
+	// can cancel it.
+	std::shared_ptr<std::atomic<bool>> registerJob(const std::string &jobId, const std::string &instanceKey = "");
+	std::string cancelReason(const std::string &jobId) const;
 	void unregisterJob(const std::string &jobId);
 	Result<Reply> replyFor(const std::vector<std::string> &ids, bool single);
 	Result<std::string> recordJob(engine::SnapshotJob &job, const engine::SnapshotSetRequest &req, bool single,
@@ -118,6 +126,8 @@ private:
 	// gc sweeps chunks a snapshot begun earlier may rely on (its parent's):
 	// no capture may be alive while it runs, and none starts.
 	bool gcActive_ = false;
+	// Instances whose disks restore-instance is writing.
+	std::set<std::string> restoring_;
 
 	// One driver (monitor connection, NBD server) per instance.
 	std::mutex driversMutex_;
@@ -126,6 +136,8 @@ private:
 	mutable std::mutex jobsMutex_;
 	std::condition_variable jobsDone_;
 	std::map<std::string, std::shared_ptr<std::atomic<bool>>> jobs_; // running: cancel flags
+	std::map<std::string, std::string> jobInstances_;                // job -> instance key
+	std::map<std::string, std::string> cancelReasons_;               // job -> StateMessage
 	std::condition_variable slotFree_;
 	unsigned transfersRunning_ = 0;
 };

@@ -255,6 +255,25 @@ private:
 	std::function<void(const std::string &)> warn_;
 };
 
+// What each volume of the instance continues from: the bitmap of its latest
+// snapshot (manifests list oldest first).
+std::map<std::string, std::string> latestBitmaps(const std::vector<store::Manifest> &all, const std::string &instanceKey)
+{
+	std::map<std::string, std::string> latest;
+	for (const store::Manifest &x : all)
+		if (x.volume.instanceKey == instanceKey)
+			latest[x.volumeId] = x.bitmapName;
+	return latest;
+}
+
+std::vector<std::string> valuesOf(const std::map<std::string, std::string> &m)
+{
+	std::vector<std::string> out;
+	for (const auto &[k, v] : m)
+		out.push_back(v);
+	return out;
+}
+
 Result<void> refuseHibernation(store::Store &store, hypervisor::Driver &driver, const hypervisor::InstanceInfo &instance)
 {
 	if (instance.hibernated)
@@ -291,17 +310,10 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	auto all = store.listManifests();
 	if (!all)
 		return std::unexpected(all.error());
-	// What each volume of the instance continues from: the bitmap of its
-	// latest snapshot (manifests list oldest first). The driver squares
-	// its own records with it before the disks are read for planning.
-	std::map<std::string, std::string> latestBitmap;
-	for (const store::Manifest &x : *all)
-		if (x.volume.instanceKey == instance->key)
-			latestBitmap[x.volumeId] = x.bitmapName;
-	std::vector<std::string> needed;
-	for (const auto &[volumeId, bitmap] : latestBitmap)
-		needed.push_back(bitmap);
-	auto notes = driver->reconcile(needed);
+	// The driver squares its own records with what the volumes continue
+	// from before the disks are read for planning.
+	std::map<std::string, std::string> latestBitmap = latestBitmaps(*all, instance->key);
+	auto notes = driver->reconcile(valuesOf(latestBitmap));
 	if (!notes)
 		return std::unexpected(notes.error());
 	for (const std::string &note : *notes)
@@ -443,6 +455,17 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	return std::unique_ptr<SnapshotJob>(std::make_unique<SetJob>(store, std::move(members), std::move(history),
 								     std::move(*capture), std::move(*work),
 								     request.warn));
+}
+
+Result<std::vector<std::string>> reconcileInstance(store::Store &store, hypervisor::Driver &driver)
+{
+	auto instance = driver.instance();
+	if (!instance)
+		return std::unexpected(instance.error());
+	auto all = store.listManifests();
+	if (!all)
+		return std::unexpected(all.error());
+	return driver.reconcile(valuesOf(latestBitmaps(*all, instance->key)));
 }
 
 } // namespace virtsnap::engine

@@ -81,5 +81,10 @@ public:
 // transaction comes back as a job whose pending() are all "error".
 Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const SnapshotSetRequest &request);
 
+// What a snapshot does first, alone (a libvirt domain that just started):
+// brings the hypervisor's records in line with the volumes' latest
+// snapshots. Returns what changed.
+Result<std::vector<std::string>> reconcileInstance(store::Store &store, hypervisor::Driver &driver);
+
 
 } // namespace virtsnap::engine

@@ -40,6 +40,8 @@ std::unexpected<Error> libvirtFail(const std::string &what)
 	return fail(errc::kHypervisor, what + ": " + lastError());
 }
 
+constexpr const char *kScratchRoot = "/var/tmp";
+
 // Names virtsnap gives checkpoints and bitmaps: anything else is the user's.
 bool ours(const std::string &name)
 {
@@ -192,6 +194,8 @@ public:
 		endJobLocked();
 		if (!committed_)
 			driver_->dropCheckpointLocked(checkpoint_);
+		std::error_code ec;
+		fs::remove_all(fs::path(socket_).parent_path(), ec);
 	}
 
 	const std::vector<DiskExport> &exports() const override { return exports_; }
@@ -570,18 +574,19 @@ Result<std::unique_ptr<Capture>> LibvirtDriver::captureRunning(const CaptureSpec
 	if (!desc)
 		return std::unexpected(desc.error());
 
-	// QEMU runs as its own user: it creates the NBD socket and opens the
-	// scratch files in a directory of its own inside ours, which it may
-	// traverse but not list.
-	fs::path dir = spec.scratchDir / "libvirt";
-	std::error_code ec;
-	fs::create_directory(dir, ec);
-	if (ec)
-		return fail(errc::kIo, "cannot create " + dir.string() + ": " + ec.message());
+	// QEMU runs as its own user: it creates the NBD socket and the
+	// scratch files in a directory of its own, in /var/tmp (on disk, and
+	// reachable by any user, unlike a private $TMPDIR).
+	std::string pattern = std::string(kScratchRoot) + "/virtsnap-libvirt-XXXXXX";
+	if (!::mkdtemp(pattern.data()))
+		return failErrno("create a scratch directory in " + std::string(kScratchRoot), errno);
+	fs::path dir = pattern;
 	auto user = qemuUserLocked();
-	if (user && ::chown(dir.c_str(), user->first, user->second) != 0)
-		return failErrno("give " + dir.string() + " to QEMU's user", errno);
-	::chmod(spec.scratchDir.c_str(), 0711);
+	if (user && ::chown(dir.c_str(), user->first, user->second) != 0) {
+		int e = errno;
+		fs::remove_all(dir);
+		return failErrno("give " + dir.string() + " to QEMU's user", e);
+	}
 	std::string socket = (dir / "nbd.sock").string();
 
 	std::string backup = "<domainbackup mode='pull'><server transport='unix' socket='" + xmlEscape(socket) +
@@ -721,8 +726,8 @@ void LibvirtDriver::removeLeftovers(const std::string &cleanupRecord)
 	dropCheckpointLocked(record->getString("checkpoint").value_or(""));
 	std::error_code ec;
 	fs::path dir = fs::path(socket).parent_path();
-	if (dir.filename() == "libvirt" && dir.parent_path().filename().string().rfind("virtsnap-", 0) == 0)
-		fs::remove_all(dir.parent_path(), ec);
+	if (dir.parent_path() == kScratchRoot && dir.filename().string().rfind("virtsnap-libvirt-", 0) == 0)
+		fs::remove_all(dir, ec);
 }
 
 void LibvirtDriver::forgetCheckpoints()

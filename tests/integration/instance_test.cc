@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cli_runner.h"
+#include "test_guest.h"
 #include "qmp/guest_agent_client.h"
 #include "tests/support/qemu_instance.h"
 #include "tests/support/test_env.h"
@@ -26,32 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using qmp::Json;
 using Clock = std::chrono::steady_clock;
-
-std::string sourceDir()
-{
-	const char *dir = std::getenv("VIRTSNAP_SOURCE_DIR");
-	return dir ? dir : ".";
-}
-
-// Built once per test binary; build-guest caches across runs too.
-const std::string &guestCache(std::string *error)
-{
-	static std::string cache, buildError;
-	static bool built = false;
-	if (!built) {
-		built = true;
-		std::string out;
-		int rc = runCommand({sourceDir() + "/tests/guest/build-guest"}, &out);
-		while (!out.empty() && out.back() == '\n')
-			out.pop_back();
-		if (rc == 0)
-			cache = out.substr(out.rfind('\n') + 1);
-		else
-			buildError = "build-guest failed: " + out.substr(out.size() > 2000 ? out.size() - 2000 : 0);
-	}
-	*error = buildError;
-	return cache;
-}
 
 class InstanceTest : public ::testing::Test
 {

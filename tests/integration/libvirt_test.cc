@@ -1,0 +1,624 @@
+// libvirt domains against a real libvirtd (started here when none runs),
+// domain type 'qemu' (TCG), booting the test guest of tests/guest with its
+// qemu-guest-agent on libvirt's own channel.
+//
+// Disk vdd carries no filesystem: the guest never writes it, and the test
+// writes patterns into it through libvirt's HMP passthrough while mirroring
+// every write into a raw reference file with qemu-io, so each restore is
+// compared byte for byte with a reference made without virtsnap.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cli_runner.h"
+#include "test_guest.h"
+#include "tests/support/test_env.h"
+
+namespace virtsnap::test {
+namespace {
+
+namespace fs = std::filesystem;
+using qmp::Json;
+using Clock = std::chrono::steady_clock;
+
+const std::string kUri = "qemu:///system";
+
+int virsh(std::vector<std::string> args, std::string *out = nullptr)
+{
+	args.insert(args.begin(), {"virsh", "-q", "-c", kUri});
+	std::string sink;
+	return runCommand(args, out ? out : &sink);
+}
+
+// A libvirtd for the tests: the machine's when it answers, else one
+// started here (CI machines have the packages but no init system).
+bool ensureLibvirtd(std::string *error)
+{
+	if (virsh({"version"}) == 0)
+		return true;
+	std::string out;
+	runCommand({"virtlogd", "-d"}, &out);
+	runCommand({"libvirtd", "-d"}, &out);
+	for (int i = 0; i < 100; i++) {
+		if (virsh({"version"}) == 0)
+			return true;
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	}
+	*error = "libvirtd did not answer at " + kUri + ": " + out;
+	return false;
+}
+
+// libvirt scans its hook directory at start only: a new hook needs a
+// restart. Running domains survive it (libvirtd reconnects).
+void restartLibvirtd()
+{
+	runCommand({"pkill", "-x", "libvirtd"});
+	for (int i = 0; i < 100 && runCommand({"pgrep", "-x", "libvirtd"}) == 0; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	std::string error;
+	ensureLibvirtd(&error);
+}
+
+std::string readFile(const std::string &path)
+{
+	std::ifstream in(path);
+	std::stringstream ss;
+	ss << in.rdbuf();
+	return ss.str();
+}
+
+class LibvirtTest : public ::testing::Test
+{
+protected:
+	void SetUp() override
+	{
+		REQUIRE_QEMU();
+		REQUIRE_TOOL("virsh");
+		REQUIRE_TOOL("libvirtd");
+		REQUIRE_TOOL("qemu-storage-daemon");
+		REQUIRE_TOOL("qemu-io");
+		std::string error;
+		ASSERT_TRUE(ensureLibvirtd(&error)) << error;
+		cache_ = guestCache(&error);
+		ASSERT_TRUE(error.empty()) << error;
+		// QEMU runs as libvirt's user: the domain's files sit where it
+		// may read them.
+		char pattern[] = "/var/tmp/vs-libvirt-XXXXXX";
+		ASSERT_TRUE(::mkdtemp(pattern));
+		dir_ = pattern;
+		::chmod(dir_.c_str(), 0755);
+		name_ = "vs-test-" + std::to_string(::getpid()) + "-" + fs::path(dir_).filename().string().substr(11);
+		storeDir_ = tmp_.file("store");
+		keyFile_ = tmp_.file("keys/store.key");
+		ASSERT_EQ(cli({"init"}).status, 0);
+	}
+
+	void TearDown() override
+	{
+		if (!name_.empty()) {
+			virsh({"destroy", name_});
+			virsh({"undefine", name_, "--checkpoints-metadata", "--managed-save"});
+		}
+		std::error_code ec;
+		if (!dir_.empty())
+			fs::remove_all(dir_, ec);
+	}
+
+	std::string file(const std::string &name) const { return dir_ + "/" + name; }
+
+	// Defines the domain: vda..vdc ext4, vdd blank but for a pattern at
+	// its start, mirrored in ref.raw. `extraXml` goes inside <domain>.
+	void define(const std::string &extraXml = "")
+	{
+		std::string out;
+		for (const char *d : {"vda", "vdb", "vdc"})
+			ASSERT_EQ(runCommand({sourceDir() + "/tests/guest/make-ext4-disk", file(std::string(d) + ".qcow2"),
+					      "64M", "qcow2"},
+					     &out),
+				  0)
+				<< out;
+		ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vdd.qcow2"), "64M"}, &out), 0);
+		ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "raw", file("ref.raw"), "64M"}, &out), 0);
+		for (const std::string &f : {file("vdd.qcow2"), file("ref.raw")})
+			ASSERT_EQ(runCommand({"qemu-io", "-f", f.ends_with(".raw") ? "raw" : "qcow2", "-c",
+					      "write -P 0x5a 0 8M", f},
+					     &out),
+				  0)
+				<< out;
+		fs::copy_file(cache_ + "/vmlinux", file("vmlinux"));
+		fs::copy_file(cache_ + "/initrd.img", file("initrd.img"));
+		std::string disks;
+		for (const char *d : {"vda", "vdb", "vdc", "vdd"})
+			disks += "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
+				 file(std::string(d) + ".qcow2") + "'/><target dev='" + d + "' bus='virtio'/></disk>";
+		std::string xml = "<domain type='qemu'><name>" + name_ +
+				  "</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>"
+				  "<os><type arch='x86_64' machine='pc'>hvm</type><kernel>" +
+				  file("vmlinux") + "</kernel><initrd>" + file("initrd.img") +
+				  "</initrd><cmdline>console=ttyS0 panic=-1 quiet virtsnap.workload=idle</cmdline></os>"
+				  "<on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>" +
+				  extraXml + "<devices>" + disks + "<serial type='file'><source path='" + file("serial.log") +
+				  "'/><target port='0'/></serial>"
+				  "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+				  "</devices></domain>";
+		std::ofstream(file("domain.xml")) << xml;
+		ASSERT_EQ(virsh({"define", file("domain.xml")}, &out), 0) << out;
+	}
+
+	void start()
+	{
+		std::string out;
+		::truncate(file("serial.log").c_str(), 0);
+		ASSERT_EQ(virsh({"start", name_}, &out), 0) << out;
+		auto deadline = Clock::now() + std::chrono::seconds(180);
+		while (readFile(file("serial.log")).find("VIRTSNAP-GUEST-READY") == std::string::npos) {
+			ASSERT_LT(Clock::now(), deadline) << "guest did not come up:\n" << readFile(file("serial.log"));
+			std::this_thread::sleep_for(std::chrono::milliseconds(200));
+		}
+	}
+
+	void boot(const std::string &extraXml = "")
+	{
+		ASSERT_NO_FATAL_FAILURE(define(extraXml));
+		ASSERT_NO_FATAL_FAILURE(start());
+	}
+
+	// A write into the running domain's vdd, through libvirt, and the same
+	// write into the reference.
+	void writeBoth(const std::string &pattern, const std::string &offset, const std::string &length)
+	{
+		std::string cmd = "write -P " + pattern + " " + offset + " " + length;
+		std::string out;
+		ASSERT_EQ(virsh({"qemu-monitor-command", name_, "--hmp",
+				 "qemu-io -d /machine/peripheral/virtio-disk3/virtio-backend \"" + cmd + "\""},
+				&out),
+			  0)
+			<< out;
+		ASSERT_EQ(out.find("rror"), std::string::npos) << out;
+		ASSERT_EQ(runCommand({"qemu-io", "-f", "raw", "-c", cmd, file("ref.raw")}, &out), 0) << out;
+	}
+
+	std::string workRoot()
+	{
+		std::string dir = tmp_.file("tmp");
+		fs::create_directories(dir);
+		return dir;
+	}
+
+	CliResult cli(std::vector<std::string> args, const std::string &socket = "")
+	{
+		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile_});
+		return runVirtsnap(args, {"TMPDIR=" + workRoot(),
+					  "VIRTSNAP_SOCKET=" + (socket.empty() ? tmp_.file("no-daemon.sock") : socket)});
+	}
+
+	CliResult snapshotAll(std::vector<std::string> extra = {})
+	{
+		std::vector<std::string> args{"create-snapshots", "--domain", name_, "--connect", kUri, "--wait"};
+		args.insert(args.end(), extra.begin(), extra.end());
+		return cli(args);
+	}
+
+	static std::map<std::string, Json> byDisk(const Json &doc)
+	{
+		std::map<std::string, Json> out;
+		Json list = doc.get("Snapshots");
+		for (size_t i = 0; i < list.size(); i++)
+			out[list.at(i).getString("Disk").value_or("")] = list.at(i);
+		return out;
+	}
+
+	// qemu-img compare's exit status (0: identical) of a restore against
+	// `reference`.
+	int compareRestore(const std::string &snapshotId, const std::string &reference, const std::string &format,
+			   std::string *out)
+	{
+		std::string target = tmp_.file(snapshotId + ".raw");
+		CliResult r = cli({"create-volume", "--snapshot-id", snapshotId, "--target", target, "--format", "raw"});
+		EXPECT_EQ(r.status, 0) << r.err;
+		return runCommand({"qemu-img", "compare", "-f", "raw", "-F", format, target, reference}, out);
+	}
+
+	std::vector<std::string> checkpoints()
+	{
+		std::string out;
+		virsh({"checkpoint-list", name_, "--name"}, &out);
+		std::vector<std::string> names;
+		std::istringstream in(out);
+		for (std::string line; std::getline(in, line);)
+			if (!line.empty())
+				names.push_back(line);
+		return names;
+	}
+
+	std::string qemuPid()
+	{
+		return readFile("/run/libvirt/qemu/" + name_ + ".pid");
+	}
+
+	TempDir tmp_;
+	std::string cache_, dir_, name_, storeDir_, keyFile_;
+};
+
+TEST_F(LibvirtTest, FullThenIncrementalThroughLibvirtRestoreByteForByte)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	CliResult first = snapshotAll();
+	ASSERT_EQ(first.status, 0) << first.err;
+	auto one = byDisk(first.json());
+	ASSERT_EQ(one.size(), 4u) << first.out;
+	for (auto &[disk, s] : one) {
+		EXPECT_EQ(s.getString("CaptureMode"), "full") << disk;
+		// The freeze went through libvirt's own agent channel: no
+		// --qga-socket was given.
+		EXPECT_EQ(s.getString("ConsistencyLevel"), "application") << disk << ": " << first.err;
+	}
+	std::string out;
+	EXPECT_EQ(compareRestore(one["vdd"].getString("SnapshotId").value_or(""), file("ref.raw"), "raw", &out), 0)
+		<< out;
+	// The checkpoint is named after the set.
+	EXPECT_EQ(checkpoints(), std::vector<std::string>{one["vdd"].getString("SnapshotSetId").value_or("")});
+
+	ASSERT_NO_FATAL_FAILURE(writeBoth("0xa1", "1M", "64k"));
+	ASSERT_NO_FATAL_FAILURE(writeBoth("0xa2", "40M", "128k"));
+	CliResult second = snapshotAll();
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto two = byDisk(second.json());
+	EXPECT_EQ(two["vdd"].getString("CaptureMode"), "incremental");
+	EXPECT_EQ(two["vdd"].getInt("BytesRead"), 192 * 1024) << second.out;
+	EXPECT_EQ(compareRestore(two["vdd"].getString("SnapshotId").value_or(""), file("ref.raw"), "raw", &out), 0)
+		<< out;
+	// The first checkpoint went once nothing continued from it.
+	EXPECT_EQ(checkpoints(), std::vector<std::string>{two["vdd"].getString("SnapshotSetId").value_or("")});
+
+	// The volume id follows the domain's UUID, not its name.
+	std::string renamed = name_ + "-renamed";
+	ASSERT_EQ(virsh({"destroy", name_}), 0);
+	ASSERT_EQ(virsh({"domrename", name_, renamed}, &out), 0) << out;
+	name_ = renamed;
+	CliResult offline = snapshotAll();
+	ASSERT_EQ(offline.status, 0) << offline.err;
+	auto three = byDisk(offline.json());
+	EXPECT_EQ(three["vdd"].getString("VolumeId"), one["vdd"].getString("VolumeId"));
+	EXPECT_EQ(three["vdd"].getString("CaptureMode"), "incremental") << offline.out;
+	// Off, the images are what the snapshot must hold, byte for byte.
+	for (const char *d : {"vda", "vdb", "vdc", "vdd"})
+		EXPECT_EQ(compareRestore(three[d].getString("SnapshotId").value_or(""), file(std::string(d) + ".qcow2"),
+					 "qcow2", &out),
+			  0)
+			<< d << ": " << out;
+}
+
+TEST_F(LibvirtTest, ACheckpointLibvirtLostIsRedefinedAndTheChainContinues)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	CliResult first = snapshotAll({"--quiesce", "off"});
+	ASSERT_EQ(first.status, 0) << first.err;
+	std::string cp = byDisk(first.json())["vdd"].getString("SnapshotSetId").value_or("");
+	std::string out;
+	ASSERT_EQ(virsh({"checkpoint-delete", name_, cp, "--metadata"}, &out), 0) << out;
+	ASSERT_TRUE(checkpoints().empty());
+
+	ASSERT_NO_FATAL_FAILURE(writeBoth("0xb1", "2M", "64k"));
+	CliResult second = snapshotAll({"--quiesce", "off"});
+	ASSERT_EQ(second.status, 0) << second.err;
+	EXPECT_NE(second.err.find("redefined checkpoint " + cp), std::string::npos) << second.err;
+	auto two = byDisk(second.json());
+	EXPECT_EQ(two["vdd"].getString("CaptureMode"), "incremental") << second.out;
+	EXPECT_EQ(two["vdd"].getInt("BytesRead"), 64 * 1024);
+	EXPECT_EQ(compareRestore(two["vdd"].getString("SnapshotId").value_or(""), file("ref.raw"), "raw", &out), 0)
+		<< out;
+}
+
+TEST_F(LibvirtTest, ALostBitmapMeansAFullReadAndItsCheckpointGoes)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	CliResult first = snapshotAll({"--quiesce", "off"});
+	ASSERT_EQ(first.status, 0) << first.err;
+	std::string cp = byDisk(first.json())["vdd"].getString("SnapshotSetId").value_or("");
+	// QEMU stores the bitmap when it quits; then it is removed behind
+	// libvirt's back.
+	ASSERT_EQ(virsh({"destroy", name_}), 0);
+	std::string out;
+	ASSERT_EQ(runCommand({"qemu-img", "bitmap", "--remove", file("vdd.qcow2"), cp}, &out), 0) << out;
+	ASSERT_NO_FATAL_FAILURE(start());
+	ASSERT_NO_FATAL_FAILURE(writeBoth("0xc1", "3M", "64k"));
+
+	CliResult second = snapshotAll({"--quiesce", "off"});
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto two = byDisk(second.json());
+	EXPECT_EQ(two["vdd"].getString("CaptureMode"), "full");
+	EXPECT_NE(two["vdd"].getString("CaptureReason").value_or("").find("missing"), std::string::npos);
+	// The other disks still had it: they continue.
+	EXPECT_EQ(two["vdb"].getString("CaptureMode"), "incremental") << second.out;
+	EXPECT_EQ(compareRestore(two["vdd"].getString("SnapshotId").value_or(""), file("ref.raw"), "raw", &out), 0)
+		<< out;
+	EXPECT_EQ(checkpoints(), std::vector<std::string>{two["vdd"].getString("SnapshotSetId").value_or("")});
+}
+
+TEST_F(LibvirtTest, ABitmapInconsistentAfterACrashMeansAFullReadThenIncrementalsAgain)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	ASSERT_EQ(snapshotAll({"--quiesce", "off"}).status, 0);
+	// `virsh destroy` sends SIGTERM first, on which QEMU 7.2 stores its
+	// bitmaps cleanly; loaded again, they are marked in use in the image,
+	// and a SIGKILL (what destroy falls back to) leaves them so.
+	ASSERT_EQ(virsh({"destroy", name_}), 0);
+	ASSERT_NO_FATAL_FAILURE(start());
+	std::string pid = qemuPid();
+	ASSERT_FALSE(pid.empty());
+	::kill(std::stoi(pid), SIGKILL);
+	for (int i = 0; i < 100; i++) {
+		std::string state;
+		virsh({"domstate", name_}, &state);
+		if (state.find("shut off") != std::string::npos)
+			break;
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	}
+	std::string info;
+	runCommand({"qemu-img", "info", file("vdd.qcow2")}, &info);
+	ASSERT_NE(info.find("in-use"), std::string::npos) << info;
+	ASSERT_NO_FATAL_FAILURE(start());
+
+	CliResult second = snapshotAll({"--quiesce", "off"});
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto two = byDisk(second.json());
+	EXPECT_EQ(two["vdd"].getString("CaptureMode"), "full");
+	EXPECT_NE(two["vdd"].getString("CaptureReason").value_or("").find("inconsistent"), std::string::npos)
+		<< second.out;
+
+	ASSERT_NO_FATAL_FAILURE(writeBoth("0xd1", "5M", "64k"));
+	CliResult third = snapshotAll({"--quiesce", "off"});
+	ASSERT_EQ(third.status, 0) << third.err;
+	auto three = byDisk(third.json());
+	EXPECT_EQ(three["vdd"].getString("CaptureMode"), "incremental");
+	std::string out;
+	EXPECT_EQ(compareRestore(three["vdd"].getString("SnapshotId").value_or(""), file("ref.raw"), "raw", &out), 0)
+		<< out;
+}
+
+TEST_F(LibvirtTest, AnAddedDiskIsTakenInFullAndTheOthersContinue)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	ASSERT_EQ(snapshotAll({"--quiesce", "off"}).status, 0);
+	std::string out;
+	ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vde.qcow2"), "32M"}, &out), 0);
+	ASSERT_EQ(runCommand({"qemu-io", "-f", "qcow2", "-c", "write -P 0x77 0 1M", file("vde.qcow2")}, &out), 0);
+	ASSERT_EQ(virsh({"attach-disk", name_, file("vde.qcow2"), "vde", "--subdriver", "qcow2", "--live"}, &out), 0)
+		<< out;
+
+	CliResult second = snapshotAll({"--quiesce", "off"});
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto two = byDisk(second.json());
+	ASSERT_EQ(two.size(), 5u) << second.out;
+	EXPECT_EQ(two["vde"].getString("CaptureMode"), "full");
+	for (const char *d : {"vda", "vdb", "vdc", "vdd"})
+		EXPECT_EQ(two[d].getString("CaptureMode"), "incremental") << d;
+	ASSERT_NO_FATAL_FAILURE(writeBoth("0xe1", "9M", "64k"));
+	CliResult third = snapshotAll({"--quiesce", "off"});
+	ASSERT_EQ(third.status, 0) << third.err;
+	EXPECT_EQ(byDisk(third.json())["vde"].getString("CaptureMode"), "incremental");
+	EXPECT_EQ(compareRestore(byDisk(third.json())["vdd"].getString("SnapshotId").value_or(""), file("ref.raw"), "raw",
+				 &out),
+		  0)
+		<< out;
+}
+
+TEST_F(LibvirtTest, AShutOffDomainIsReadFromItsImagesAndRestoredWhole)
+{
+	ASSERT_NO_FATAL_FAILURE(define());
+	CliResult first = snapshotAll();
+	ASSERT_EQ(first.status, 0) << first.err;
+	auto one = byDisk(first.json());
+	EXPECT_EQ(one["vdd"].getString("ConsistencyLevel"), "crash");
+	std::string out;
+	EXPECT_EQ(compareRestore(one["vdd"].getString("SnapshotId").value_or(""), file("ref.raw"), "raw", &out), 0)
+		<< out;
+	// The bitmap reached the image: the next one is incremental.
+	ASSERT_EQ(runCommand({"qemu-io", "-f", "qcow2", "-c", "write -P 0x31 6M 64k", file("vdd.qcow2")}, &out), 0);
+	CliResult second = snapshotAll();
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto two = byDisk(second.json());
+	EXPECT_EQ(two["vdd"].getString("CaptureMode"), "incremental");
+	EXPECT_EQ(two["vdd"].getInt("BytesRead"), 64 * 1024);
+
+	// restore-instance writes the first set back over every disk.
+	std::string set = one["vdd"].getString("SnapshotSetId").value_or("");
+	CliResult restored = cli({"restore-instance", "--snapshot-set-id", set, "--domain", name_, "--connect", kUri});
+	ASSERT_EQ(restored.status, 0) << restored.err;
+	EXPECT_EQ(runCommand({"qemu-img", "compare", "-f", "qcow2", "-F", "raw", file("vdd.qcow2"), file("ref.raw")},
+			     &out),
+		  0)
+		<< out;
+	// create-volume --domain --disk: the latest snapshot, into a new file.
+	CliResult vol = cli({"create-volume", "--domain", name_, "--disk", "vdd", "--format", "raw"});
+	ASSERT_EQ(vol.status, 0) << vol.err;
+	std::string made = vol.json().getString("Target").value_or("");
+	EXPECT_EQ(vol.json().getString("SnapshotId"), two["vdd"].getString("SnapshotId"));
+	EXPECT_TRUE(fs::exists(made)) << vol.out;
+
+	// Running, restore-instance is refused and changes nothing.
+	ASSERT_NO_FATAL_FAILURE(start());
+	CliResult refused = cli({"restore-instance", "--snapshot-set-id", set, "--domain", name_});
+	EXPECT_NE(refused.status, 0);
+	EXPECT_NE(refused.err.find("running"), std::string::npos) << refused.err;
+}
+
+TEST_F(LibvirtTest, AHibernatedOrHibernatingDomainIsRefused)
+{
+	ASSERT_NO_FATAL_FAILURE(boot("<pm><suspend-to-disk enabled='yes'/></pm>"));
+	CliResult pm = snapshotAll();
+	EXPECT_NE(pm.status, 0);
+	EXPECT_NE(pm.err.find("hibernation enabled"), std::string::npos) << pm.err;
+	virsh({"destroy", name_});
+	virsh({"undefine", name_});
+	fs::remove_all(dir_);
+	fs::create_directories(dir_);
+	::chmod(dir_.c_str(), 0755);
+
+	ASSERT_NO_FATAL_FAILURE(boot());
+	std::string out;
+	ASSERT_EQ(virsh({"managedsave", name_}, &out), 0) << out;
+	CliResult saved = snapshotAll();
+	EXPECT_NE(saved.status, 0);
+	EXPECT_NE(saved.err.find("hibernated"), std::string::npos) << saved.err;
+	// Refused before anything was made.
+	EXPECT_TRUE(checkpoints().empty());
+	CliResult listed = cli({"describe-snapshots"});
+	EXPECT_EQ(listed.json().get("Snapshots").size(), 0u) << listed.out;
+}
+
+// The hook as libvirtd runs it: installed in its hook directory (a wrapper
+// that points the hook at this test's daemon socket and logs each call),
+// with libvirtd restarted to see it.
+class LibvirtHookTest : public LibvirtTest
+{
+protected:
+	static constexpr const char *kHookFile = "/etc/libvirt/hooks/qemu.d/virtsnap";
+
+	void SetUp() override
+	{
+		ASSERT_NO_FATAL_FAILURE(LibvirtTest::SetUp());
+		const char *hook = std::getenv("VIRTSNAP_HOOK_BIN");
+		ASSERT_TRUE(hook);
+		hookBin_ = hook;
+		socket_ = tmp_.file("virtsnapd.sock");
+		fs::create_directories(fs::path(kHookFile).parent_path());
+		std::ofstream(kHookFile) << "#!/bin/sh\necho \"$@\" >> " << file("hook.log") << "\nVIRTSNAP_SOCKET="
+					 << socket_ << " exec " << hookBin_ << " \"$@\"\n";
+		::chmod(kHookFile, 0755);
+		restartLibvirtd();
+	}
+
+	void TearDown() override
+	{
+		stopDaemon();
+		LibvirtTest::TearDown();
+		::unlink(kHookFile);
+		restartLibvirtd();
+	}
+
+	void startDaemon()
+	{
+		const char *bin = std::getenv("VIRTSNAPD_BIN");
+		ASSERT_TRUE(bin);
+		std::vector<std::string> argv{bin, "--foreground", "--store", storeDir_, "--key-file", keyFile_,
+					      "--socket", socket_, "--events-log", tmp_.file("events.jsonl"),
+					      "--events-dir", tmp_.file("events.d")};
+		std::string tmpdir = workRoot(), log = tmp_.file("virtsnapd.log");
+		daemonPid_ = ::fork();
+		if (daemonPid_ == 0) {
+			int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+			::dup2(fd, 1);
+			::dup2(fd, 2);
+			::setenv("TMPDIR", tmpdir.c_str(), 1);
+			std::vector<char *> args;
+			for (std::string &a : argv)
+				args.push_back(a.data());
+			args.push_back(nullptr);
+			::execv(bin, args.data());
+			_exit(127);
+		}
+		for (int i = 0; i < 100 && !fs::exists(socket_); i++)
+			std::this_thread::sleep_for(std::chrono::milliseconds(50));
+		ASSERT_TRUE(fs::exists(socket_)) << readFile(log);
+	}
+
+	void stopDaemon()
+	{
+		if (daemonPid_ <= 0)
+			return;
+		::kill(daemonPid_, SIGTERM);
+		::waitpid(daemonPid_, nullptr, 0);
+		daemonPid_ = -1;
+	}
+
+	// The hook called as libvirt calls it: domain XML on stdin.
+	int callHook(const std::string &op, const std::string &sub, std::string *out)
+	{
+		return runCommand({"sh", "-c",
+				   "VIRTSNAP_SOCKET=" + socket_ + " " + hookBin_ + " " + name_ + " " + op + " " + sub +
+					   " - < " + file("domain.xml") + " 2>&1"},
+				  out);
+	}
+
+	std::string state(const std::string &snapshotId)
+	{
+		CliResult r = cli({"describe-snapshots", "--snapshot-id", snapshotId}, socket_);
+		return r.json().get("Snapshots").at(0).getString("State").value_or("") + ": " +
+		       r.json().get("Snapshots").at(0).getString("StateMessage").value_or("");
+	}
+
+	std::string hookBin_, socket_;
+	pid_t daemonPid_ = -1;
+};
+
+TEST_F(LibvirtHookTest, WithoutADaemonTheDomainStartsAndTheHookSaysNothing)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	std::string log = readFile(file("hook.log"));
+	EXPECT_NE(log.find(name_ + " prepare begin"), std::string::npos) << log;
+	EXPECT_NE(log.find(name_ + " started begin"), std::string::npos) << log;
+	std::string out;
+	EXPECT_EQ(callHook("migrate", "begin", &out), 0);
+	EXPECT_EQ(out, "");
+}
+
+TEST_F(LibvirtHookTest, MigrationIsRefusedDuringACaptureAndAStopFailsPendingJobs)
+{
+	ASSERT_NO_FATAL_FAILURE(define());
+	// A disk big enough that its transfer is still running when QEMU is
+	// stopped below.
+	std::string out;
+	ASSERT_EQ(runCommand({"sh", "-c", "head -c 256M /dev/urandom > " + file("big.raw")}, &out), 0);
+	ASSERT_EQ(virsh({"attach-disk", name_, file("big.raw"), "vdf", "--subdriver", "raw", "--config"}, &out), 0)
+		<< out;
+	ASSERT_NO_FATAL_FAILURE(start());
+	ASSERT_NO_FATAL_FAILURE(startDaemon());
+
+	CliResult first = cli({"create-snapshot", "--domain", name_, "--disk", "vdf", "--quiesce", "off"}, socket_);
+	ASSERT_EQ(first.status, 0) << first.err;
+	std::string pid = qemuPid();
+	ASSERT_FALSE(pid.empty());
+	// Freeze QEMU itself: the transfer stalls, the capture stays alive.
+	::kill(std::stoi(pid), SIGSTOP);
+	std::string firstId = first.json().getString("SnapshotId").value_or("");
+
+	EXPECT_EQ(callHook("migrate", "begin", &out), 1);
+	EXPECT_NE(out.find("snapshot in progress"), std::string::npos) << out;
+
+	// Queued behind the stalled capture (libvirt runs one per domain).
+	CliResult second = cli({"create-snapshot", "--domain", name_, "--disk", "vdd", "--quiesce", "off"}, socket_);
+	ASSERT_EQ(second.status, 0) << second.err;
+	std::string secondId = second.json().getString("SnapshotId").value_or("");
+	EXPECT_EQ(state(secondId).substr(0, 7), "pending");
+
+	// The domain dies; libvirt runs the hook's "stopped" and "release".
+	::kill(std::stoi(pid), SIGKILL);
+	::kill(std::stoi(pid), SIGCONT);
+	auto deadline = Clock::now() + std::chrono::seconds(30);
+	while (state(secondId).starts_with("pending") && Clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	EXPECT_NE(state(secondId).find("stopped during the snapshot"), std::string::npos) << state(secondId);
+	while (state(firstId).starts_with("pending") && Clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	EXPECT_TRUE(state(firstId).starts_with("error")) << state(firstId);
+	CliResult vols = cli({"describe-volumes", "--domain", name_}, socket_);
+	EXPECT_NE(vols.out.find("\"BitmapsSuspect\":true"), std::string::npos) << vols.out;
+
+	// No capture is alive now: migration may go.
+	EXPECT_EQ(callHook("migrate", "begin", &out), 0) << out;
+	std::string log = readFile(file("hook.log"));
+	EXPECT_NE(log.find(name_ + " stopped end"), std::string::npos) << log;
+}
+
+} // namespace
+} // namespace virtsnap::test
