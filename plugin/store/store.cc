@@ -449,6 +449,10 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 	VS_TRY(codec.encode(id, type, data, blob));
 
 	std::lock_guard lock(mutex_);
+	if (failed_) {
+		std::lock_guard finishLock(finishMutex_);
+		return std::unexpected(*finishError_);
+	}
 	if (!inPack_.insert(id).second) {
 		chunksReused_++;
 		return id;
@@ -467,22 +471,80 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 	return id;
 }
 
+ChunkWriter::~ChunkWriter()
+{
+	{
+		std::lock_guard lock(finishMutex_);
+		stopping_ = true;
+		finishCv_.notify_all();
+	}
+	if (finisher_.joinable())
+		finisher_.join();
+}
+
+void ChunkWriter::finisherLoop()
+{
+	std::unique_lock lock(finishMutex_);
+	for (;;) {
+		// A pack handed over is finished even when the writer is going
+		// away: it is complete, and gc knows what to do with it.
+		finishCv_.wait(lock, [&] { return finishing_.has_value() || stopping_; });
+		if (!finishing_)
+			return;
+		lock.unlock();
+		auto index = finishing_->finish(store_.domain());
+		if (index) {
+			std::unique_lock storeLock(store_.mutex_);
+			store_.addPackLocked(*index);
+		}
+		lock.lock();
+		if (!index && !finishError_) {
+			finishError_ = index.error();
+			failed_ = true;
+		}
+		// Reset only now: an empty slot is what tells waiters the pack is
+		// durable and visible.
+		finishing_.reset();
+		finishCv_.notify_all();
+	}
+}
+
+Result<void> ChunkWriter::waitFinisherLocked()
+{
+	std::unique_lock lock(finishMutex_);
+	finishCv_.wait(lock, [&] { return !finishing_.has_value(); });
+	if (finishError_)
+		return std::unexpected(*finishError_);
+	return {};
+}
+
 Result<void> ChunkWriter::finishPackLocked()
 {
-	auto index = pack_->finish(store_.domain());
+	// The previous full pack must be durable first: this is the
+	// backpressure that keeps a slow disk from collecting packs.
+	VS_TRY(waitFinisherLocked());
+	std::lock_guard lock(finishMutex_);
+	finishing_.emplace(std::move(*pack_));
 	pack_.reset();
-	if (!index)
-		return std::unexpected(index.error());
-	std::unique_lock lock(store_.mutex_);
-	store_.addPackLocked(*index);
+	if (!finisher_.joinable())
+		finisher_ = std::thread([this] { finisherLoop(); });
+	finishCv_.notify_all();
 	return {};
 }
 
 Result<void> ChunkWriter::commit()
 {
 	std::lock_guard lock(mutex_);
-	if (pack_)
-		VS_TRY(finishPackLocked());
+	VS_TRY(waitFinisherLocked());
+	if (pack_) {
+		// The last pack is made durable here: nothing is left to overlap.
+		auto index = pack_->finish(store_.domain());
+		pack_.reset();
+		if (!index)
+			return std::unexpected(index.error());
+		std::unique_lock storeLock(store_.mutex_);
+		store_.addPackLocked(*index);
+	}
 	inPack_.clear();
 	return {};
 }
