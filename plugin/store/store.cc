@@ -208,6 +208,33 @@ std::optional<Store::ChunkLocation> Store::locate(const ChunkId &id) const
 	return ChunkLocation{packs_[it->second.pack], it->second.offset, it->second.length};
 }
 
+std::optional<Store::BlobRef> Store::findBlob(const ChunkId &id) const
+{
+	std::shared_lock lock(mutex_);
+	auto it = chunks_.find(id);
+	if (it == chunks_.end())
+		return std::nullopt;
+	return BlobRef{it->second.pack, it->second.length, it->second.offset};
+}
+
+Result<void> Store::readPackBytes(uint32_t pack, uint64_t offset, std::span<uint8_t> out)
+{
+	PackId id;
+	{
+		std::shared_lock lock(mutex_);
+		if (pack >= packs_.size())
+			return fail(errc::kInternal, "no pack number " + std::to_string(pack));
+		id = packs_[pack];
+	}
+	auto fd = packFd(pack);
+	if (!fd)
+		return std::unexpected(fd.error());
+	if (auto r = preadAll(*fd, out, offset); !r)
+		return fail(r.error().code, "read pack " + toHex(id) + " at " + std::to_string(offset) + ": " +
+						    r.error().message);
+	return {};
+}
+
 Result<void> Store::lockExclusive()
 {
 	if (::flock(lock_.get(), LOCK_EX | LOCK_NB) == 0)

@@ -80,6 +80,19 @@ public:
 	};
 	std::optional<ChunkLocation> locate(const ChunkId &id) const;
 
+	// For readers that batch many chunks into few reads (restore): where a
+	// chunk's blob is, with its pack as a number that stays valid as long
+	// as this Store (gc never reuses one), and a read of raw pack bytes,
+	// which may span several blobs. The blobs still go through
+	// ChunkCodec::decode, which checks each one.
+	struct BlobRef {
+		uint32_t pack;
+		uint32_t length;
+		uint64_t offset;
+	};
+	std::optional<BlobRef> findBlob(const ChunkId &id) const;
+	Result<void> readPackBytes(uint32_t pack, uint64_t offset, std::span<uint8_t> out);
+
 	// For gc (gc.h). Trades this instance's shared lock for an exclusive
 	// one without waiting (flock converts the lock of our own open file
 	// description, so our shared lock is no obstacle); IncorrectState
