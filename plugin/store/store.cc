@@ -480,7 +480,9 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 		std::lock_guard finishLock(finishMutex_);
 		return std::unexpected(*finishError_);
 	}
-	if (!inPack_.insert(id).second) {
+	// Put by another thread meanwhile: in a pack of this job, or (once
+	// that pack is durable and has left inFinishing_) in the store.
+	if (inFinishing_.count(id) || store_.contains(id) || !inPack_.insert(id).second) {
 		chunksReused_++;
 		return id;
 	}
@@ -550,6 +552,9 @@ Result<void> ChunkWriter::finishPackLocked()
 	// The previous full pack must be durable first: this is the
 	// backpressure that keeps a slow disk from collecting packs.
 	VS_TRY(waitFinisherLocked());
+	// The previous pack is in the store's map now; its ids can go.
+	inFinishing_ = std::move(inPack_);
+	inPack_.clear();
 	std::lock_guard lock(finishMutex_);
 	finishing_.emplace(std::move(*pack_));
 	pack_.reset();
@@ -573,6 +578,7 @@ Result<void> ChunkWriter::commit()
 		store_.addPackLocked(*index);
 	}
 	inPack_.clear();
+	inFinishing_.clear();
 	return {};
 }
 

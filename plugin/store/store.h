@@ -166,7 +166,12 @@ private:
 	Store &store_;
 	std::mutex mutex_;
 	std::optional<PackWriter> pack_;
+	// Ids in the pack being filled and in the one at the finisher: the
+	// chunks of this job that the store cannot find yet. Earlier packs are
+	// in the store's own map, so a job's memory does not grow with the
+	// disk it copies.
 	std::unordered_set<ChunkId, ChunkIdHash> inPack_;
+	std::unordered_set<ChunkId, ChunkIdHash> inFinishing_;
 	uint64_t bytesAdded_ = 0;
 	uint64_t chunksNew_ = 0;
 	uint64_t chunksReused_ = 0;
