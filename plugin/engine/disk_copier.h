@@ -1,6 +1,8 @@
 // Moves the chunks of one capture export into the store: reads the slots
-// that may have changed, with hashing, compression and encryption spread
-// over worker threads behind a bounded queue, so memory stays flat.
+// that may have changed and hold data (base:allocation and the dirty
+// bitmap decide; holes cost nothing) with several NBD reads in flight, and
+// hashes, compresses and encrypts them on every core (copy_pipeline.h), in
+// a fixed pool of buffers, so memory stays flat whatever the disk size.
 #pragma once
 
 #include <vector>

@@ -1,8 +1,12 @@
 #include "nbd_reader.h"
 
 #include <libnbd.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace virtsnap::engine {
 
@@ -35,6 +39,36 @@ int onExtents(void *user, const char *metacontext, uint64_t offset, uint32_t *en
 
 } // namespace
 
+// One asynchronous read: what its completion needs. libnbd owns it from
+// nbd_aio_pread on and frees it through freePending, also when the call
+// fails or the handle closes first.
+struct NbdReader::Pending {
+	NbdReader *reader;
+	uint64_t offset;
+	size_t length;
+	Done done;
+	bool completed = false;
+};
+
+int NbdReader::onReadDone(void *user, int *error)
+{
+	auto *p = static_cast<Pending *>(user);
+	p->completed = true;
+	p->reader->inFlight_--;
+	if (*error != 0)
+		p->done(fail(errc::kHypervisor, "read " + p->reader->name_ + " at " + std::to_string(p->offset) +
+							" (" + std::to_string(p->length) + " bytes): " + std::strerror(*error)));
+	else
+		p->done({});
+	// 1: the command is retired here; nobody asks for it by cookie.
+	return 1;
+}
+
+void NbdReader::freePending(void *user)
+{
+	delete static_cast<Pending *>(user);
+}
+
 Result<std::unique_ptr<NbdReader>> NbdReader::open(const hypervisor::DiskExport &exp,
 						    const std::vector<std::string> &contexts)
 {
@@ -63,7 +97,9 @@ Result<std::unique_ptr<NbdReader>> NbdReader::open(const hypervisor::DiskExport 
 NbdReader::~NbdReader()
 {
 	if (nbd_) {
-		nbd_shutdown(nbd_, 0);
+		// With reads in flight a clean NBD_CMD_DISC would wait for them.
+		if (inFlight_ == 0)
+			nbd_shutdown(nbd_, 0);
 		nbd_close(nbd_);
 	}
 }
@@ -92,6 +128,56 @@ Result<void> NbdReader::read(std::span<uint8_t> out, uint64_t offset)
 {
 	if (nbd_pread(nbd_, out.data(), out.size(), offset, 0) != 0)
 		return nbdFail("read " + name_ + " at " + std::to_string(offset));
+	return {};
+}
+
+Result<void> NbdReader::startRead(std::span<uint8_t> out, uint64_t offset, Done done)
+{
+	auto *p = new Pending{this, offset, out.size(), std::move(done)};
+	nbd_completion_callback cb{onReadDone, p, freePending};
+	// Counted before the call: a read the server answers at once may
+	// complete inside it.
+	inFlight_++;
+	if (nbd_aio_pread(nbd_, out.data(), out.size(), offset, cb, 0) < 0) {
+		inFlight_--;
+		// freePending has run already (libnbd frees on failure too).
+		return nbdFail("read " + name_ + " at " + std::to_string(offset));
+	}
+	return {};
+}
+
+Result<void> NbdReader::poll(int wakeFd, int timeoutMs)
+{
+	int fd = nbd_aio_get_fd(nbd_);
+	if (fd < 0)
+		return nbdFail("the connection to the export of " + name_);
+	unsigned dir = nbd_aio_get_direction(nbd_);
+	struct pollfd fds[2] = {};
+	fds[0].fd = fd;
+	fds[0].events = short(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+			      ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
+	fds[1].fd = wakeFd;
+	fds[1].events = POLLIN;
+	int r = ::poll(fds, wakeFd >= 0 ? 2 : 1, timeoutMs);
+	if (r < 0) {
+		// A signal: the caller checks for cancellation and calls again.
+		if (errno == EINTR)
+			return {};
+		return failErrno("poll the export of " + name_, errno);
+	}
+	if (wakeFd >= 0 && (fds[1].revents & POLLIN)) {
+		uint64_t count;
+		(void)!::read(wakeFd, &count, sizeof(count));
+	}
+	// Errors and hang-ups are found by reading: libnbd then fails the
+	// reads in flight through their callbacks.
+	if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+		if (nbd_aio_notify_read(nbd_) < 0)
+			return nbdFail("read from the export of " + name_);
+	} else if (fds[0].revents & POLLOUT) {
+		if (nbd_aio_notify_write(nbd_) < 0)
+			return nbdFail("write to the export of " + name_);
+	}
 	return {};
 }
 

@@ -2,83 +2,13 @@
 
 #include <unistd.h>
 
-#include <atomic>
-#include <mutex>
-#include <optional>
-#include <thread>
-
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "core/process.h"
 #include "store/snapshot_index.h"
+#include "volume_writer.h"
 
 namespace virtsnap::engine {
-
-namespace {
-
-// Slots a worker takes at a time.
-constexpr uint64_t kBatch = 64;
-
-// Writes every non-zero slot of `index` into `fd`, which is already sized
-// (and so sparse where nothing is written).
-Result<void> writeSlots(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress)
-{
-	uint64_t total = 0;
-	for (uint64_t s = 0; s < index.slots(); s++)
-		if (!store::isZeroId(index.at(s)))
-			total += index.slotLength(s);
-
-	std::atomic<uint64_t> next{0}, done{0};
-	std::mutex errorMutex;
-	std::optional<Error> firstError;
-	auto failed = [&] {
-		std::lock_guard lock(errorMutex);
-		return firstError.has_value();
-	};
-	auto worker = [&] {
-		auto codec = store.newCodec();
-		for (;;) {
-			uint64_t first = next.fetch_add(kBatch);
-			if (first >= index.slots() || failed())
-				return;
-			for (uint64_t s = first; s < std::min(first + kBatch, index.slots()); s++) {
-				const store::ChunkId &id = index.at(s);
-				if (store::isZeroId(id))
-					continue;
-				auto data = store.readChunk(*codec, id);
-				Result<void> written;
-				if (data && data->size() != index.slotLength(s))
-					written = fail(errc::kCorrupt, "chunk " + store::idHex(id) + " has " +
-									 std::to_string(data->size()) + " bytes, slot " +
-									 std::to_string(s) + " needs " +
-									 std::to_string(index.slotLength(s)));
-				else if (data)
-					written = pwriteAll(fd, *data, s * index.chunkSize());
-				else
-					written = std::unexpected(data.error());
-				if (!written) {
-					std::lock_guard lock(errorMutex);
-					if (!firstError)
-						firstError = written.error();
-					return;
-				}
-				uint64_t d = done += index.slotLength(s);
-				if (progress)
-					progress(d, total);
-			}
-		}
-	};
-	std::vector<std::thread> threads;
-	for (unsigned i = 0; i < std::max(1u, std::thread::hardware_concurrency()); i++)
-		threads.emplace_back(worker);
-	for (std::thread &t : threads)
-		t.join();
-	if (firstError)
-		return std::unexpected(*firstError);
-	return {};
-}
-
-} // namespace
 
 Result<store::Manifest> createVolume(store::Store &store, const RestoreRequest &request)
 {
@@ -107,7 +37,7 @@ Result<store::Manifest> createVolume(store::Store &store, const RestoreRequest &
 			return std::unexpected(file.error());
 		if (::ftruncate(file->fd(), off_t(m->volumeSize)) != 0)
 			return failErrno("size " + file->tempPath().string(), errno);
-		VS_TRY(writeSlots(store, *index, file->fd(), request.progress));
+		VS_TRY(writeVolume(store, *index, file->fd(), request.progress));
 		VS_TRY(file->commit(false));
 		return m;
 	}
@@ -119,7 +49,7 @@ Result<store::Manifest> createVolume(store::Store &store, const RestoreRequest &
 		return std::unexpected(raw.error());
 	if (::ftruncate(raw->fd(), off_t(m->volumeSize)) != 0)
 		return failErrno("size " + raw->tempPath().string(), errno);
-	VS_TRY(writeSlots(store, *index, raw->fd(), request.progress));
+	VS_TRY(writeVolume(store, *index, raw->fd(), request.progress));
 	auto out = TempFile::create(request.target, 0644);
 	if (!out)
 		return std::unexpected(out.error());

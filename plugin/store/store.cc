@@ -208,6 +208,33 @@ std::optional<Store::ChunkLocation> Store::locate(const ChunkId &id) const
 	return ChunkLocation{packs_[it->second.pack], it->second.offset, it->second.length};
 }
 
+std::optional<Store::BlobRef> Store::findBlob(const ChunkId &id) const
+{
+	std::shared_lock lock(mutex_);
+	auto it = chunks_.find(id);
+	if (it == chunks_.end())
+		return std::nullopt;
+	return BlobRef{it->second.pack, it->second.length, it->second.offset};
+}
+
+Result<void> Store::readPackBytes(uint32_t pack, uint64_t offset, std::span<uint8_t> out)
+{
+	PackId id;
+	{
+		std::shared_lock lock(mutex_);
+		if (pack >= packs_.size())
+			return fail(errc::kInternal, "no pack number " + std::to_string(pack));
+		id = packs_[pack];
+	}
+	auto fd = packFd(pack);
+	if (!fd)
+		return std::unexpected(fd.error());
+	if (auto r = preadAll(*fd, out, offset); !r)
+		return fail(r.error().code, "read pack " + toHex(id) + " at " + std::to_string(offset) + ": " +
+						    r.error().message);
+	return {};
+}
+
 Result<void> Store::lockExclusive()
 {
 	if (::flock(lock_.get(), LOCK_EX | LOCK_NB) == 0)
@@ -449,7 +476,13 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 	VS_TRY(codec.encode(id, type, data, blob));
 
 	std::lock_guard lock(mutex_);
-	if (!inPack_.insert(id).second) {
+	if (failed_) {
+		std::lock_guard finishLock(finishMutex_);
+		return std::unexpected(*finishError_);
+	}
+	// Put by another thread meanwhile: in a pack of this job, or (once
+	// that pack is durable and has left inFinishing_) in the store.
+	if (inFinishing_.count(id) || store_.contains(id) || !inPack_.insert(id).second) {
 		chunksReused_++;
 		return id;
 	}
@@ -467,23 +500,85 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 	return id;
 }
 
+ChunkWriter::~ChunkWriter()
+{
+	{
+		std::lock_guard lock(finishMutex_);
+		stopping_ = true;
+		finishCv_.notify_all();
+	}
+	if (finisher_.joinable())
+		finisher_.join();
+}
+
+void ChunkWriter::finisherLoop()
+{
+	std::unique_lock lock(finishMutex_);
+	for (;;) {
+		// A pack handed over is finished even when the writer is going
+		// away: it is complete, and gc knows what to do with it.
+		finishCv_.wait(lock, [&] { return finishing_.has_value() || stopping_; });
+		if (!finishing_)
+			return;
+		lock.unlock();
+		auto index = finishing_->finish(store_.domain());
+		if (index) {
+			std::unique_lock storeLock(store_.mutex_);
+			store_.addPackLocked(*index);
+		}
+		lock.lock();
+		if (!index && !finishError_) {
+			finishError_ = index.error();
+			failed_ = true;
+		}
+		// Reset only now: an empty slot is what tells waiters the pack is
+		// durable and visible.
+		finishing_.reset();
+		finishCv_.notify_all();
+	}
+}
+
+Result<void> ChunkWriter::waitFinisherLocked()
+{
+	std::unique_lock lock(finishMutex_);
+	finishCv_.wait(lock, [&] { return !finishing_.has_value(); });
+	if (finishError_)
+		return std::unexpected(*finishError_);
+	return {};
+}
+
 Result<void> ChunkWriter::finishPackLocked()
 {
-	auto index = pack_->finish(store_.domain());
+	// The previous full pack must be durable first: this is the
+	// backpressure that keeps a slow disk from collecting packs.
+	VS_TRY(waitFinisherLocked());
+	// The previous pack is in the store's map now; its ids can go.
+	inFinishing_ = std::move(inPack_);
+	inPack_.clear();
+	std::lock_guard lock(finishMutex_);
+	finishing_.emplace(std::move(*pack_));
 	pack_.reset();
-	if (!index)
-		return std::unexpected(index.error());
-	std::unique_lock lock(store_.mutex_);
-	store_.addPackLocked(*index);
+	if (!finisher_.joinable())
+		finisher_ = std::thread([this] { finisherLoop(); });
+	finishCv_.notify_all();
 	return {};
 }
 
 Result<void> ChunkWriter::commit()
 {
 	std::lock_guard lock(mutex_);
-	if (pack_)
-		VS_TRY(finishPackLocked());
+	VS_TRY(waitFinisherLocked());
+	if (pack_) {
+		// The last pack is made durable here: nothing is left to overlap.
+		auto index = pack_->finish(store_.domain());
+		pack_.reset();
+		if (!index)
+			return std::unexpected(index.error());
+		std::unique_lock storeLock(store_.mutex_);
+		store_.addPackLocked(*index);
+	}
 	inPack_.clear();
+	inFinishing_.clear();
 	return {};
 }
 

@@ -7,11 +7,14 @@
 // One Store may be shared by threads: lookups and reads are concurrent.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -77,6 +80,19 @@ public:
 	};
 	std::optional<ChunkLocation> locate(const ChunkId &id) const;
 
+	// For readers that batch many chunks into few reads (restore): where a
+	// chunk's blob is, with its pack as a number that stays valid as long
+	// as this Store (gc never reuses one), and a read of raw pack bytes,
+	// which may span several blobs. The blobs still go through
+	// ChunkCodec::decode, which checks each one.
+	struct BlobRef {
+		uint32_t pack;
+		uint32_t length;
+		uint64_t offset;
+	};
+	std::optional<BlobRef> findBlob(const ChunkId &id) const;
+	Result<void> readPackBytes(uint32_t pack, uint64_t offset, std::span<uint8_t> out);
+
 	// For gc (gc.h). Trades this instance's shared lock for an exclusive
 	// one without waiting (flock converts the lock of our own open file
 	// description, so our shared lock is no obstacle); IncorrectState
@@ -117,13 +133,22 @@ private:
 
 // Writes the new chunks of one job into packs. put() may be called from
 // several threads, each with its own codec. A pack becomes visible when it
-// is full (about 32 MiB) or at commit(); dropped uncommitted, the writer
-// removes its unfinished pack, and finished ones wait for gc like any
-// chunk no manifest names.
+// is full (about 32 MiB) and durable, or at commit(); dropped uncommitted,
+// the writer removes its unfinished pack, and finished ones wait for gc
+// like any chunk no manifest names.
+//
+// A full pack is made durable (fsync, index, renames) on a thread of the
+// writer's own while put() goes on filling the next one, so the disk
+// flushes while the CPUs compress. At most one pack waits for that thread:
+// a disk slower than the compression slows put() down instead of queueing.
 class ChunkWriter
 {
 public:
 	explicit ChunkWriter(Store &store) : store_(store) {}
+	// Waits for a pack being made durable; drops the unfinished one.
+	~ChunkWriter();
+	ChunkWriter(const ChunkWriter &) = delete;
+	ChunkWriter &operator=(const ChunkWriter &) = delete;
 
 	Result<ChunkId> put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type);
 	Result<void> commit();
@@ -133,15 +158,32 @@ public:
 	uint64_t chunksReused() const { return chunksReused_; }
 
 private:
+	// Callers hold mutex_.
 	Result<void> finishPackLocked();
+	Result<void> waitFinisherLocked();
+	void finisherLoop();
 
 	Store &store_;
 	std::mutex mutex_;
 	std::optional<PackWriter> pack_;
+	// Ids in the pack being filled and in the one at the finisher: the
+	// chunks of this job that the store cannot find yet. Earlier packs are
+	// in the store's own map, so a job's memory does not grow with the
+	// disk it copies.
 	std::unordered_set<ChunkId, ChunkIdHash> inPack_;
+	std::unordered_set<ChunkId, ChunkIdHash> inFinishing_;
 	uint64_t bytesAdded_ = 0;
 	uint64_t chunksNew_ = 0;
 	uint64_t chunksReused_ = 0;
+
+	// The pack handed to the finisher thread, and what became of it.
+	std::mutex finishMutex_;
+	std::condition_variable finishCv_;
+	std::optional<PackWriter> finishing_;
+	std::optional<Error> finishError_;
+	std::atomic<bool> failed_{false};
+	bool stopping_ = false;
+	std::thread finisher_;
 };
 
 } // namespace virtsnap::store

@@ -290,6 +290,33 @@ TEST_F(ChunkTest, PacksRollOverPastTargetSize)
 	}
 }
 
+// A full pack is made durable on the writer's own thread; when that fails,
+// the writer says so from a later put() or, at the latest, from commit().
+TEST_F(ChunkTest, AFullPackThatCannotBeMadeDurableFailsTheCommit)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	auto codec = store->newCodec();
+	auto writer = store->newWriter();
+	ASSERT_TRUE(writer->put(*codec, randomData(Store::kDefaultChunkSize, 1), ChunkType::Data));
+	// A directory where the first pack is to be renamed to.
+	auto temps = filesContaining(storeDir() / "packs", ".tmp-");
+	ASSERT_EQ(temps.size(), 1u);
+	std::string name = temps[0].filename().string();
+	fs::create_directory(temps[0].parent_path() / name.substr(0, name.find(".tmp-")));
+
+	// Past the target size: the first pack goes to the finisher, which
+	// fails. Whether the puts after it see that depends on timing; commit
+	// always does.
+	for (uint64_t i = 2; i < 700; i++)
+		(void)writer->put(*codec, randomData(Store::kDefaultChunkSize, i), ChunkType::Data);
+	auto committed = writer->commit();
+	ASSERT_FALSE(committed);
+	EXPECT_NE(committed.error().message.find("rename"), std::string::npos) << committed.error().toString();
+	// The second pack was never made visible either: nothing names it.
+	EXPECT_EQ(countIndexes(), 0u);
+}
+
 TEST_F(ChunkTest, ConcurrentPutsWithOwnCodecs)
 {
 	auto store = initAndOpen();

@@ -1,0 +1,179 @@
+#include "volume_writer.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "core/file_util.h"
+
+namespace virtsnap::engine {
+
+namespace {
+
+// Slots sorted into pack order at a time: 4 GiB of disk at 64 KiB chunks,
+// so the plan's memory stays small on any disk while reads of a full
+// snapshot (whose packs follow the disk) stay sequential.
+constexpr uint64_t kWindowSlots = 64 * 1024;
+// One read covers blobs of one pack up to this many bytes...
+constexpr uint64_t kMaxReadBytes = 4ull << 20;
+// ...including gaps of blobs the snapshot does not need up to this size,
+// which cost less read along than a separate request.
+constexpr uint64_t kMaxGap = 128ull << 10;
+// Writeback is started every this many bytes written: without it, the
+// dirty pages of a whole image wait for the final fsync, which then writes
+// them all after the CPUs are done instead of while they work.
+constexpr uint64_t kWritebackEvery = 64ull << 20;
+
+struct Piece {
+	uint64_t slot;
+	store::Store::BlobRef blob;
+};
+
+struct Batch {
+	uint32_t pack;
+	uint64_t offset;
+	uint64_t length;
+	size_t first; // pieces [first, first + count)
+	size_t count;
+};
+
+class Writer
+{
+public:
+	Writer(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress,
+	       uint64_t total)
+		: store_(store), index_(index), fd_(fd), progress_(progress), total_(total)
+	{
+	}
+
+	Result<void> window(uint64_t first, uint64_t end)
+	{
+		std::vector<Piece> pieces;
+		for (uint64_t s = first; s < end; s++) {
+			const store::ChunkId &id = index_.at(s);
+			if (store::isZeroId(id))
+				continue;
+			auto blob = store_.findBlob(id);
+			if (!blob) {
+				// Written by another process since the store was opened.
+				VS_TRY(store_.refresh());
+				blob = store_.findBlob(id);
+			}
+			if (!blob)
+				return fail(errc::kCorrupt, "chunk " + store::idHex(id) + " is missing from the store");
+			pieces.push_back({s, *blob});
+		}
+		std::sort(pieces.begin(), pieces.end(), [](const Piece &a, const Piece &b) {
+			return std::tie(a.blob.pack, a.blob.offset, a.slot) < std::tie(b.blob.pack, b.blob.offset, b.slot);
+		});
+		std::vector<Batch> batches;
+		for (size_t i = 0; i < pieces.size(); i++) {
+			const auto &b = pieces[i].blob;
+			if (!batches.empty()) {
+				Batch &last = batches.back();
+				uint64_t end = last.offset + last.length;
+				uint64_t newEnd = std::max(end, b.offset + b.length);
+				if (b.pack == last.pack && b.offset >= last.offset && b.offset <= end + kMaxGap &&
+				    newEnd - last.offset <= kMaxReadBytes) {
+					last.length = newEnd - last.offset;
+					last.count++;
+					continue;
+				}
+			}
+			batches.push_back({b.pack, b.offset, b.length, i, 1});
+		}
+
+		std::atomic<size_t> next{0};
+		auto work = [&] {
+			auto codec = store_.newCodec();
+			Bytes buf;
+			for (size_t n; !failed_ && (n = next++) < batches.size();)
+				if (auto r = batch(*codec, buf, batches[n], pieces); !r)
+					setError(r.error());
+		};
+		std::vector<std::thread> threads;
+		unsigned count = std::max(1u, std::thread::hardware_concurrency());
+		for (unsigned i = 1; i < count; i++)
+			threads.emplace_back(work);
+		work();
+		for (std::thread &t : threads)
+			t.join();
+		std::lock_guard lock(errorMutex_);
+		if (error_)
+			return std::unexpected(*error_);
+		return {};
+	}
+
+private:
+	Result<void> batch(store::ChunkCodec &codec, Bytes &buf, const Batch &b, const std::vector<Piece> &pieces)
+	{
+		buf.resize(b.length);
+		VS_TRY(store_.readPackBytes(b.pack, b.offset, buf));
+		for (size_t i = b.first; i < b.first + b.count; i++) {
+			const Piece &p = pieces[i];
+			const store::ChunkId &id = index_.at(p.slot);
+			std::span<const uint8_t> blob(buf.data() + (p.blob.offset - b.offset), p.blob.length);
+			auto plain = codec.decode(id, blob);
+			if (!plain) {
+				auto where = store_.locate(id);
+				return fail(plain.error().code,
+					    plain.error().message +
+						    (where ? " (pack " + toHex(where->pack) + ", offset " +
+								     std::to_string(where->offset) + ")"
+							   : ""));
+			}
+			uint32_t need = index_.slotLength(p.slot);
+			if (plain->size() != need)
+				return fail(errc::kCorrupt, "chunk " + store::idHex(id) + " has " +
+								    std::to_string(plain->size()) + " bytes, slot " +
+								    std::to_string(p.slot) + " needs " + std::to_string(need));
+			VS_TRY(pwriteAll(fd_, *plain, p.slot * index_.chunkSize()));
+			uint64_t before = written_.fetch_add(need);
+			if ((before + need) / kWritebackEvery != before / kWritebackEvery)
+				// Asynchronous: queues the dirty pages for writing and
+				// returns; the final fsync still makes them durable.
+				(void)::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+			if (progress_)
+				progress_(before + need, total_);
+		}
+		return {};
+	}
+
+	void setError(const Error &e)
+	{
+		std::lock_guard lock(errorMutex_);
+		if (!error_)
+			error_ = e;
+		failed_ = true;
+	}
+
+	store::Store &store_;
+	const store::SnapshotIndex &index_;
+	const int fd_;
+	const ProgressFn &progress_;
+	const uint64_t total_;
+	std::atomic<uint64_t> written_{0};
+	std::atomic<bool> failed_{false};
+	std::mutex errorMutex_;
+	std::optional<Error> error_;
+};
+
+} // namespace
+
+Result<void> writeVolume(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress)
+{
+	uint64_t total = 0;
+	for (uint64_t s = 0; s < index.slots(); s++)
+		if (!store::isZeroId(index.at(s)))
+			total += index.slotLength(s);
+	Writer writer(store, index, fd, progress, total);
+	for (uint64_t first = 0; first < index.slots(); first += kWindowSlots)
+		VS_TRY(writer.window(first, std::min(index.slots(), first + kWindowSlots)));
+	return {};
+}
+
+} // namespace virtsnap::engine

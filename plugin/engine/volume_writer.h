@@ -1,0 +1,17 @@
+// The restore's data path: writes the chunks a snapshot index names into an
+// image file, fast enough that the disk, not the CPU, sets the pace.
+#pragma once
+
+#include "snapshot_engine.h"
+#include "store/snapshot_index.h"
+
+namespace virtsnap::engine {
+
+// Writes every non-zero slot of `index` into `fd`, which is already sized
+// (and so sparse where nothing is written: zero chunks and holes cost
+// nothing). Blobs are read in pack order, several per read, and decrypted,
+// decompressed and written on every core; writeback starts as the data
+// comes, so the caller's final fsync has little left to do.
+Result<void> writeVolume(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress);
+
+} // namespace virtsnap::engine

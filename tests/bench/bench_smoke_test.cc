@@ -1,0 +1,86 @@
+// Keeps the benchmark working without running it in full: run-bench, as a
+// user runs it, on a 64 MiB disk, without peers (they would need apt and
+// minutes) and without dropping the page cache (which would disturb every
+// other test on the machine). Checked: the JSON has the four virtsnap rows
+// with positive numbers, the restore is identical to the disk (qemu-img
+// compare, inside run-bench), and the limit was measured. No time is
+// asserted: speed is the benchmark's business, not the test suite's.
+#include <json-c/json.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "qmp/json.h"
+#include "tests/support/test_env.h"
+
+namespace virtsnap::test {
+namespace {
+
+double number(const qmp::Json &obj, const char *key)
+{
+	qmp::Json v = obj.get(key);
+	return v.isNull() ? -1 : json_object_get_double(v.raw());
+}
+
+std::string env(const char *name)
+{
+	const char *v = std::getenv(name);
+	return v ? v : "";
+}
+
+TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
+{
+	REQUIRE_QEMU();
+	REQUIRE_TOOL("python3");
+	REQUIRE_TOOL("openssl");
+	ASSERT_FALSE(env("RUN_BENCH").empty()) << "meson sets RUN_BENCH, VIRTSNAP_BIN and BENCH_DATA_BIN";
+	TempDir tmp("vs-bench-smoke");
+	std::string out = tmp.file("results.json");
+	std::string output;
+	int status = runCommand({env("RUN_BENCH"), "--size", "64M", "--peers", "none", "--warm", "--limit-seconds", "1",
+				 "--workdir", tmp.path(), "--out", out, "--virtsnap", env("VIRTSNAP_BIN"),
+				 "--bench-data", env("BENCH_DATA_BIN")},
+				&output);
+	ASSERT_EQ(status, 0) << output;
+	EXPECT_NE(output.find("virtsnap         full"), std::string::npos) << output;
+
+	std::ifstream in(out);
+	std::stringstream text;
+	text << in.rdbuf();
+	auto doc = qmp::Json::parse(text.str());
+	ASSERT_TRUE(doc) << text.str();
+
+	const char *ops[] = {"full", "incremental 1%", "incremental 10%", "restore"};
+	qmp::Json rows = doc->get("rows");
+	ASSERT_EQ(rows.size(), 4u) << text.str();
+	for (size_t i = 0; i < 4; i++) {
+		qmp::Json r = rows.at(i);
+		SCOPED_TRACE(ops[i]);
+		EXPECT_EQ(r.getString("tool").value_or(""), "virtsnap");
+		EXPECT_EQ(r.getString("op").value_or(""), ops[i]);
+		EXPECT_GT(number(r, "wall_s"), 0);
+		EXPECT_GT(number(r, "cpu_s"), 0);
+		EXPECT_GT(number(r, "peak_rss_mib"), 0);
+		if (i < 3) {
+			EXPECT_GT(number(r, "bytes_added"), 0);
+			EXPECT_GT(number(r, "store_bytes_added"), 0);
+			EXPECT_GT(number(r, "hypervisor_cpu_s"), -1);
+			EXPECT_GT(number(r, "point_in_time_s"), 0);
+			EXPECT_GE(number(r, "transaction_ms"), 0);
+			EXPECT_EQ(r.getString("capture_mode").value_or(""), i == 0 ? "full" : "incremental");
+		} else {
+			EXPECT_TRUE(r.getBool("identical").value_or(false)) << "the restore differs from the disk";
+		}
+	}
+	// An incremental stores what changed, not the disk again.
+	EXPECT_LT(number(rows.at(1), "store_bytes_added"), number(rows.at(0), "store_bytes_added") / 4);
+
+	qmp::Json limits = doc->get("limits");
+	for (const char *key : {"sha256_mbps", "aes_256_gcm_mbps", "zstd1_compress_mbps", "seq_read_mbps",
+				"full_limit_s", "virtsnap_full_share", "restore_limit_s"})
+		EXPECT_GT(number(limits, key), 0) << key;
+}
+
+} // namespace
+} // namespace virtsnap::test
