@@ -5,8 +5,12 @@
 // When virtsnapd answers on its socket, commands go to it; otherwise they
 // run in this process, where a snapshot needs --wait (its data moves before
 // the command returns).
+//
+// Where the store, key and socket are: the option, else the environment,
+// else the config file (core/config.h), else the built-in default.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +19,7 @@
 
 #include "core/arguments.h"
 #include "core/cancel.h"
+#include "core/config.h"
 #include "core/ids.h"
 #include "daemon/commands.h"
 #include "daemon/server.h"
@@ -29,11 +34,8 @@ namespace {
 
 using qmp::Json;
 
-constexpr const char *kDefaultStore = "/var/lib/virtsnap";
-constexpr const char *kDefaultKeyFile = "/etc/virtsnap/store.key";
-
 const std::vector<OptionSpec> kGlobalOptions = {
-	{"store"}, {"key-file"}, {"output"}, {"socket"}, {"help", false}, {"version", false},
+	{"store"}, {"key-file"}, {"output"}, {"socket"}, {"config"}, {"help", false}, {"version", false},
 };
 
 // Commands of the CLI alone (they never go to the daemon).
@@ -46,10 +48,14 @@ const std::map<std::string, daemon::CommandSpec> &localCommands()
 	return table;
 }
 
-std::string fromEnv(const char *name, const char *fallback)
+// The spec of a command as named in the table, or null.
+const daemon::CommandSpec *findCommand(const std::string &name)
 {
-	const char *v = std::getenv(name);
-	return v && *v ? v : fallback;
+	if (auto it = localCommands().find(name); it != localCommands().end())
+		return &it->second;
+	if (auto it = daemon::commands().find(name); it != daemon::commands().end())
+		return &it->second;
+	return nullptr;
 }
 
 struct Context {
@@ -265,10 +271,20 @@ int inProcess(const Context &ctx, const Arguments &args)
 	return 0;
 }
 
+// The name a user types: two-word commands are one name in the table.
+std::string typedName(const std::string &name)
+{
+	if (name == "catalog-rebuild")
+		return "catalog rebuild";
+	if (name == "wait-snapshot-completed")
+		return "wait snapshot-completed";
+	return name;
+}
+
 void usage(FILE *out)
 {
-	std::fprintf(out, "usage: virtsnap [--store DIR] [--key-file FILE] [--socket PATH] [--output json|table]\n"
-			  "                COMMAND [options]\n\ncommands:\n");
+	std::fprintf(out, "usage: virtsnap [--store DIR] [--key-file FILE] [--socket PATH] [--config FILE]\n"
+			  "                [--output json|table] COMMAND [options]\n\ncommands:\n");
 	auto show = [&](const std::string &name, const daemon::CommandSpec &c) {
 		std::string opts;
 		for (const OptionSpec &o : c.options)
@@ -278,18 +294,55 @@ void usage(FILE *out)
 	for (const auto &[name, c] : localCommands())
 		show(name, c);
 	for (const auto &[name, c] : daemon::commands())
-		show(name == "catalog-rebuild" ? "catalog rebuild"
-					       : name == "wait-snapshot-completed" ? "wait snapshot-completed" : name,
-		     c);
-	std::fprintf(out, "\nThe store is --store, else $VIRTSNAP_STORE, else %s.\n"
-			  "The key file is --key-file, else $VIRTSNAP_KEY_FILE, else %s.\n"
-			  "The daemon's socket is --socket, else $VIRTSNAP_SOCKET, else %s.\n",
-		     kDefaultStore, kDefaultKeyFile, daemon::kDefaultSocket);
+		show(typedName(name), c);
+	const Config defaults;
+	std::fprintf(out,
+		     "\nThe store is --store, else $VIRTSNAP_STORE, else [store] path in the config file, else %s.\n"
+		     "The key file is --key-file, else $VIRTSNAP_KEY_FILE, else [store] key-file, else %s.\n"
+		     "The daemon's socket is --socket, else $VIRTSNAP_SOCKET, else [daemon] socket, else %s.\n"
+		     "The config file is --config, else $VIRTSNAP_CONFIG, else %s (see virtsnap.conf(5)).\n",
+		     defaults.storePath.c_str(), defaults.keyFile.c_str(), defaults.socket.c_str(), kConfigPath);
+}
+
+// For the bash completion, which asks the binary so it never goes stale:
+//   virtsnap --complete            the commands, one per line
+//   virtsnap --complete COMMAND    its options, then the global ones
+//   virtsnap --complete --global   the global options
+// An option line is "--NAME<TAB>value|flag", plus "<TAB>repeatable".
+int complete(const std::vector<std::string> &words)
+{
+	auto printOptions = [](const std::vector<OptionSpec> &options) {
+		for (const OptionSpec &o : options)
+			std::printf("--%s\t%s%s\n", o.name.c_str(), o.takesValue ? "value" : "flag",
+				    o.repeatable ? "\trepeatable" : "");
+	};
+	if (words.empty()) {
+		for (const auto &[name, c] : localCommands())
+			std::printf("%s\n", name.c_str());
+		for (const auto &[name, c] : daemon::commands())
+			std::printf("%s\n", typedName(name).c_str());
+		return 0;
+	}
+	if (words.size() == 1 && words[0] == "--global") {
+		printOptions(kGlobalOptions);
+		return 0;
+	}
+	std::string name = words[0];
+	for (size_t i = 1; i < words.size(); i++)
+		name += "-" + words[i];
+	const daemon::CommandSpec *spec = findCommand(name);
+	if (!spec)
+		return 2;
+	printOptions(spec->options);
+	printOptions(kGlobalOptions);
+	return 0;
 }
 
 int run(int argc, char **argv)
 {
 	std::vector<std::string> raw(argv + 1, argv + argc);
+	if (!raw.empty() && raw[0] == "--complete")
+		return complete({raw.begin() + 1, raw.end()});
 	// Two-word commands become one name.
 	for (size_t i = 0; i + 1 < raw.size(); i++) {
 		if ((raw[i] == "catalog" && raw[i + 1] == "rebuild") ||
@@ -304,19 +357,16 @@ int run(int argc, char **argv)
 	for (size_t i = 0; i < raw.size(); i++) {
 		if (raw[i].rfind("--", 0) == 0) {
 			std::string opt = raw[i].substr(2);
-			if (raw[i].find('=') == std::string::npos &&
-			    (opt == "store" || opt == "key-file" || opt == "output" || opt == "socket"))
+			bool globalWithValue = std::any_of(kGlobalOptions.begin(), kGlobalOptions.end(),
+							   [&](const OptionSpec &o) { return o.name == opt && o.takesValue; });
+			if (raw[i].find('=') == std::string::npos && globalWithValue)
 				i++;
 			continue;
 		}
 		name = raw[i];
 		break;
 	}
-	const daemon::CommandSpec *spec = nullptr;
-	if (auto it = localCommands().find(name); it != localCommands().end())
-		spec = &it->second;
-	else if (auto it = daemon::commands().find(name); it != daemon::commands().end())
-		spec = &it->second;
+	const daemon::CommandSpec *spec = findCommand(name);
 	std::vector<OptionSpec> specs = kGlobalOptions;
 	if (spec)
 		specs.insert(specs.end(), spec->options.begin(), spec->options.end());
@@ -338,18 +388,26 @@ int run(int argc, char **argv)
 			     name.c_str());
 		return 2;
 	}
+	auto config = loadEffectiveConfig(args->get("config"));
+	if (!config)
+		return printError(config.error());
 	Context ctx;
-	ctx.storeDir = args->get("store", fromEnv("VIRTSNAP_STORE", kDefaultStore));
-	ctx.keyFile = args->get("key-file", fromEnv("VIRTSNAP_KEY_FILE", kDefaultKeyFile));
-	ctx.socket = args->get("socket", fromEnv("VIRTSNAP_SOCKET", daemon::kDefaultSocket));
+	ctx.storeDir = args->get("store", config->storePath.string());
+	ctx.keyFile = args->get("key-file", config->keyFile.string());
+	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {
 		std::fprintf(stderr, "virtsnap: InvalidParameterValue: --output must be json or table\n");
 		return 2;
 	}
 	ctx.output = output == "table" ? OutputFormat::Table : OutputFormat::Json;
-	for (const char *global : {"store", "key-file", "output", "socket"})
+	for (const char *global : {"store", "key-file", "output", "socket", "config"})
 		args->erase(global);
+	// A domain named without --connect is on the config's libvirt URI.
+	bool takesConnect = std::any_of(spec->options.begin(), spec->options.end(),
+					[](const OptionSpec &o) { return o.name == "connect"; });
+	if (takesConnect && args->has("domain") && !args->has("connect"))
+		args->set("connect", {config->libvirtUri});
 
 	if (name == "init")
 		return cmdInit(ctx, *args);

@@ -1,43 +1,56 @@
 // virtsnapd: serves virtsnap's commands on a unix socket, runs snapshot
-// transfers in the background and emits their events.
+// transfers in the background and emits their events. Its settings: the
+// option, else the environment (store, key file, socket), else the config
+// file (core/config.h), else the built-in default.
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 #include <thread>
 
 #include "core/arguments.h"
 #include "core/cancel.h"
+#include "core/config.h"
 #include "server.h"
 
 namespace {
 
 using namespace virtsnap;
 
-std::string fromEnv(const char *name, const char *fallback)
-{
-	const char *v = std::getenv(name);
-	return v && *v ? v : fallback;
-}
+// The daemon binds where clients look by default; both must say the same.
+static_assert(std::string_view(daemon::kDefaultSocket) == "/run/virtsnap/virtsnapd.sock");
 
 void usage(FILE *out)
 {
+	const Config d;
 	std::fprintf(out,
-		     "usage: virtsnapd [--store DIR] [--key-file FILE] [--socket PATH] [--events-log FILE]\n"
-		     "                 [--events-dir DIR] [--handler-timeout SECONDS] [--max-parallel-jobs N]\n"
-		     "                 [--foreground]\n\n"
-		     "Defaults: --store $VIRTSNAP_STORE or /var/lib/virtsnap, --key-file $VIRTSNAP_KEY_FILE or\n"
-		     "/etc/virtsnap/store.key, --socket $VIRTSNAP_SOCKET or %s,\n"
-		     "--events-log /var/log/virtsnap/events.jsonl, --events-dir /etc/virtsnap/events.d,\n"
-		     "--handler-timeout 10, --max-parallel-jobs 2. Without --foreground it detaches.\n",
-		     daemon::kDefaultSocket);
+		     "usage: virtsnapd [--config FILE] [--store DIR] [--key-file FILE] [--socket PATH]\n"
+		     "                 [--events-log FILE] [--events-dir DIR] [--handler-timeout SECONDS]\n"
+		     "                 [--max-parallel-jobs N] [--foreground]\n\n"
+		     "Each setting is the option, else the config file, else the default below; the store,\n"
+		     "key file and socket take $VIRTSNAP_STORE, $VIRTSNAP_KEY_FILE and $VIRTSNAP_SOCKET\n"
+		     "over the config file.\n\n"
+		     "  --config FILE             else $VIRTSNAP_CONFIG, else %s\n"
+		     "  --store DIR               [store] path, %s\n"
+		     "  --key-file FILE           [store] key-file, %s\n"
+		     "  --socket PATH             [daemon] socket, %s\n"
+		     "  --events-log FILE         [daemon] events-log, %s\n"
+		     "  --events-dir DIR          [daemon] events-dir, %s\n"
+		     "  --handler-timeout SECONDS [daemon] handler-timeout, %g\n"
+		     "  --max-parallel-jobs N     [daemon] max-parallel-jobs, %u\n"
+		     "  --foreground              stay in the foreground (as under systemd); else detach\n\n"
+		     "See virtsnapd(8) and virtsnap.conf(5).\n",
+		     kConfigPath, d.storePath.c_str(), d.keyFile.c_str(), d.socket.c_str(), d.eventsLog.c_str(),
+		     d.eventsDir.c_str(), double(d.handlerTimeout.count()) / 1000, d.maxParallelJobs);
 }
 
 int run(int argc, char **argv)
 {
 	std::vector<std::string> raw(argv + 1, argv + argc);
-	auto args = Arguments::parse(raw, {{"store"},
+	auto args = Arguments::parse(raw, {{"config"},
+					   {"store"},
 					   {"key-file"},
 					   {"socket"},
 					   {"events-log"},
@@ -55,20 +68,38 @@ int run(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	std::string store = args->get("store", fromEnv("VIRTSNAP_STORE", "/var/lib/virtsnap"));
-	std::string keyFile = args->get("key-file", fromEnv("VIRTSNAP_KEY_FILE", "/etc/virtsnap/store.key"));
-	std::string socket = args->get("socket", fromEnv("VIRTSNAP_SOCKET", daemon::kDefaultSocket));
-	events::Dispatcher::Options eventOptions;
-	eventOptions.logFile = args->get("events-log", "/var/log/virtsnap/events.jsonl");
-	eventOptions.handlerDir = args->get("events-dir", "/etc/virtsnap/events.d");
-	double handlerSecs = std::atof(args->get("handler-timeout", "10").c_str());
-	int jobs = std::atoi(args->get("max-parallel-jobs", "2").c_str());
-	if (!(handlerSecs > 0) || jobs < 1 || jobs > 64) {
-		std::fprintf(stderr, "virtsnapd: InvalidParameterValue: --handler-timeout must be > 0 and "
-				     "--max-parallel-jobs from 1 to 64\n");
-		return 2;
+	auto config = loadEffectiveConfig(args->get("config"));
+	if (!config) {
+		std::fprintf(stderr, "virtsnapd: %s\n", config.error().toString().c_str());
+		return 1;
 	}
-	eventOptions.handlerTimeout = std::chrono::milliseconds(int64_t(handlerSecs * 1000));
+	std::string store = args->get("store", config->storePath.string());
+	std::string keyFile = args->get("key-file", config->keyFile.string());
+	std::string socket = args->get("socket", config->socket.string());
+	events::Dispatcher::Options eventOptions;
+	eventOptions.logFile = args->get("events-log", config->eventsLog.string());
+	eventOptions.handlerDir = args->get("events-dir", config->eventsDir.string());
+	eventOptions.handlerTimeout = config->handlerTimeout;
+	unsigned jobs = config->maxParallelJobs;
+	// The same rules as in the config file, so the two never disagree.
+	if (args->has("handler-timeout")) {
+		auto t = parseHandlerTimeout(args->get("handler-timeout"));
+		if (!t) {
+			std::fprintf(stderr, "virtsnapd: %s: --handler-timeout: %s\n", t.error().code.c_str(),
+				     t.error().message.c_str());
+			return 2;
+		}
+		eventOptions.handlerTimeout = *t;
+	}
+	if (args->has("max-parallel-jobs")) {
+		auto n = parseMaxParallelJobs(args->get("max-parallel-jobs"));
+		if (!n) {
+			std::fprintf(stderr, "virtsnapd: %s: --max-parallel-jobs: %s\n", n.error().code.c_str(),
+				     n.error().message.c_str());
+			return 2;
+		}
+		jobs = *n;
+	}
 
 	// Detach before any thread starts.
 	if (!args->has("foreground") && ::daemon(0, 0) != 0) {
@@ -82,7 +113,7 @@ int run(int argc, char **argv)
 	events::Dispatcher dispatcher(eventOptions);
 	daemon::ServiceOptions options;
 	options.background = true;
-	options.maxParallelJobs = unsigned(jobs);
+	options.maxParallelJobs = jobs;
 	auto service = daemon::Service::open(store, keyFile, options, &dispatcher);
 	if (!service) {
 		std::fprintf(stderr, "virtsnapd: %s\n", service.error().toString().c_str());
@@ -101,7 +132,9 @@ int run(int argc, char **argv)
 			std::this_thread::sleep_for(std::chrono::milliseconds(100));
 		(*server)->stop();
 	});
-	std::fprintf(stderr, "virtsnapd: serving %s on %s\n", store.c_str(), socket.c_str());
+	std::fprintf(stderr, "virtsnapd: serving %s on %s (%s)\n", store.c_str(), socket.c_str(),
+		     config->loadedFrom.empty() ? "no config file"
+						: ("config " + config->loadedFrom.string()).c_str());
 	(*server)->run();
 	if (!cancelRequested())
 		::raise(SIGTERM);

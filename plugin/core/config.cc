@@ -1,0 +1,327 @@
+#include "config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+namespace virtsnap {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Larger than any sensible config: refuse it rather than read a mistaken
+// path (a disk image, a device) into memory.
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+template<typename T, void (*Free)(T *)>
+struct GFree {
+	void operator()(T *p) const { Free(p); }
+};
+using KeyFilePtr = std::unique_ptr<GKeyFile, GFree<GKeyFile, g_key_file_free>>;
+using ErrorPtr = std::unique_ptr<GError, GFree<GError, g_error_free>>;
+using StrvPtr = std::unique_ptr<gchar *, GFree<gchar *, g_strfreev>>;
+
+void freeString(gchar *s) { g_free(s); }
+using StringPtr = std::unique_ptr<gchar, GFree<gchar, freeString>>;
+
+// One key: where it lives, and how its text lands in a Config. The table is
+// the whole list of what the file may say.
+struct KeySpec {
+	const char *group;
+	const char *name;
+	std::function<Result<void>(const std::string &value, Config &config)> apply;
+};
+
+Result<void> absolutePath(const std::string &value, fs::path &out)
+{
+	if (value.empty() || value[0] != '/')
+		return fail(errc::kInvalidParameterValue, "'" + value + "' is not an absolute path");
+	out = value;
+	return {};
+}
+
+const std::vector<KeySpec> &keySpecs()
+{
+	static const std::vector<KeySpec> specs = {
+		{"store", "path", [](const std::string &v, Config &c) { return absolutePath(v, c.storePath); }},
+		{"store", "key-file", [](const std::string &v, Config &c) { return absolutePath(v, c.keyFile); }},
+		{"daemon", "socket", [](const std::string &v, Config &c) { return absolutePath(v, c.socket); }},
+		{"daemon", "max-parallel-jobs",
+		 [](const std::string &v, Config &c) -> Result<void> {
+			 auto n = parseMaxParallelJobs(v);
+			 if (!n)
+				 return std::unexpected(n.error());
+			 c.maxParallelJobs = *n;
+			 return {};
+		 }},
+		{"daemon", "events-log", [](const std::string &v, Config &c) { return absolutePath(v, c.eventsLog); }},
+		{"daemon", "events-dir", [](const std::string &v, Config &c) { return absolutePath(v, c.eventsDir); }},
+		{"daemon", "handler-timeout",
+		 [](const std::string &v, Config &c) -> Result<void> {
+			 auto t = parseHandlerTimeout(v);
+			 if (!t)
+				 return std::unexpected(t.error());
+			 c.handlerTimeout = *t;
+			 return {};
+		 }},
+		{"libvirt", "uri",
+		 [](const std::string &v, Config &c) -> Result<void> {
+			 for (unsigned char ch : v)
+				 if (ch <= ' ' || ch == 0x7f)
+					 return fail(errc::kInvalidParameterValue,
+						     "'" + v + "' is not a libvirt URI (it has blanks or control characters)");
+			 c.libvirtUri = v;
+			 return {};
+		 }},
+	};
+	return specs;
+}
+
+std::string knownGroups()
+{
+	std::string out;
+	for (const KeySpec &k : keySpecs())
+		if (out.find(std::string("[") + k.group + "]") == std::string::npos)
+			out += std::string(out.empty() ? "" : ", ") + "[" + k.group + "]";
+	return out;
+}
+
+std::string knownKeys(const std::string &group)
+{
+	std::string out;
+	for (const KeySpec &k : keySpecs())
+		if (group == k.group)
+			out += std::string(out.empty() ? "" : ", ") + k.name;
+	return out;
+}
+
+// The file's bytes, or nothing with *missing set when it does not exist.
+// Opened non-blocking, so a FIFO named by mistake cannot hang the caller.
+Result<std::string> readConfigFile(const fs::path &path, bool *missing)
+{
+	*missing = false;
+	int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ENOENT) {
+			*missing = true;
+			return std::string();
+		}
+		return fail(errc::kIo, path.string() + ": cannot read: " + std::strerror(errno));
+	}
+	struct Closer {
+		int fd;
+		~Closer() { ::close(fd); }
+	} closer{fd};
+	struct stat st;
+	if (::fstat(fd, &st) != 0)
+		return fail(errc::kIo, path.string() + ": cannot read: " + std::strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(errc::kIo, path.string() + ": cannot read: not a regular file");
+	std::string data;
+	char buf[8192];
+	for (;;) {
+		ssize_t n = ::read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail(errc::kIo, path.string() + ": cannot read: " + std::strerror(errno));
+		if (n == 0)
+			break;
+		data.append(buf, size_t(n));
+		if (data.size() > kMaxConfigBytes)
+			return fail(errc::kInvalidParameterValue,
+				    path.string() + ": larger than " + std::to_string(kMaxConfigBytes) +
+					    " bytes: is this the config file?");
+	}
+	return data;
+}
+
+std::string trimmed(std::string s)
+{
+	size_t begin = s.find_first_not_of(" \t");
+	size_t end = s.find_last_not_of(" \t");
+	return begin == std::string::npos ? "" : s.substr(begin, end - begin + 1);
+}
+
+// What GKeyFile lets pass without a word: a key given twice (the last one
+// wins) and localised keys like path[de] (ignored by plain lookups). Both
+// are typos here; this scan runs on text GKeyFile has already accepted.
+Result<void> checkKeyLines(const std::string &where, const std::string &data)
+{
+	std::map<std::string, int> seenAt;
+	std::string group;
+	std::istringstream lines(data);
+	std::string line;
+	for (int number = 1; std::getline(lines, line); number++) {
+		line = trimmed(line);
+		if (line.empty() || line[0] == '#')
+			continue;
+		if (line[0] == '[') {
+			group = line.substr(1, line.find(']') - 1);
+			continue;
+		}
+		std::string key = trimmed(line.substr(0, line.find('=')));
+		std::string name = "[" + group + "] " + key;
+		if (key.find('[') != std::string::npos)
+			return fail(errc::kInvalidParameterValue,
+				    where + "[" + group + "] unknown key '" + key + "' (line " + std::to_string(number) +
+					    "; localised keys mean nothing here)");
+		auto [it, fresh] = seenAt.emplace(name, number);
+		if (!fresh)
+			return fail(errc::kInvalidParameterValue,
+				    where + name + ": given twice (lines " + std::to_string(it->second) + " and " +
+					    std::to_string(number) + ")");
+	}
+	return {};
+}
+
+Result<Config> parseConfig(const fs::path &path, const std::string &data)
+{
+	const std::string where = path.string() + ": ";
+	KeyFilePtr keyFile(g_key_file_new());
+	GError *rawError = nullptr;
+	if (!g_key_file_load_from_data(keyFile.get(), data.data(), data.size(), G_KEY_FILE_NONE, &rawError)) {
+		ErrorPtr error(rawError);
+		return fail(errc::kInvalidParameterValue, where + "not a valid key file: " + error->message);
+	}
+	VS_TRY(checkKeyLines(where, data));
+
+	Config config;
+	config.loadedFrom = path;
+	gsize groupCount = 0;
+	StrvPtr groups(g_key_file_get_groups(keyFile.get(), &groupCount));
+	for (gsize g = 0; g < groupCount; g++) {
+		const std::string group = groups.get()[g];
+		if (knownKeys(group).empty())
+			return fail(errc::kInvalidParameterValue,
+				    where + "unknown group [" + group + "] (known: " + knownGroups() + ")");
+		gsize keyCount = 0;
+		StrvPtr keys(g_key_file_get_keys(keyFile.get(), group.c_str(), &keyCount, nullptr));
+		for (gsize k = 0; k < keyCount; k++) {
+			const std::string name = keys.get()[k];
+			const std::string what = where + "[" + group + "] " + name + ": ";
+			const KeySpec *spec = nullptr;
+			for (const KeySpec &s : keySpecs())
+				if (group == s.group && name == s.name)
+					spec = &s;
+			if (!spec)
+				return fail(errc::kInvalidParameterValue,
+					    where + "[" + group + "] unknown key '" + name +
+						    "' (known: " + knownKeys(group) + ")");
+			// Blanks after a value are invisible in an editor, never meant:
+			// drop them (GKeyFile keeps them). A space that is meant is \s.
+			StringPtr raw(g_key_file_get_value(keyFile.get(), group.c_str(), name.c_str(), nullptr));
+			std::string text = raw ? raw.get() : "";
+			text.erase(text.find_last_not_of(" \t") + 1);
+			g_key_file_set_value(keyFile.get(), group.c_str(), name.c_str(), text.c_str());
+			// get_string undoes the key file's escapes (\s, \t, \\, ...). It
+			// may return a value and an error at once: the error decides.
+			StringPtr value(g_key_file_get_string(keyFile.get(), group.c_str(), name.c_str(), &rawError));
+			if (rawError || !value) {
+				ErrorPtr error(rawError);
+				return fail(errc::kInvalidParameterValue,
+					    what + (error ? error->message : "cannot be read"));
+			}
+			if (*value == '\0')
+				return fail(errc::kInvalidParameterValue,
+					    what + "empty value (remove the line to get the default)");
+			if (auto applied = spec->apply(value.get(), config); !applied)
+				return fail(applied.error().code, what + applied.error().message);
+		}
+	}
+	return config;
+}
+
+std::string fromEnvironment(const char *name)
+{
+	const char *v = std::getenv(name);
+	return v ? v : "";
+}
+
+} // namespace
+
+std::filesystem::path defaultConfigPath()
+{
+	std::string fromEnv = fromEnvironment(kConfigEnv);
+	return fromEnv.empty() ? fs::path(kConfigPath) : fs::path(fromEnv);
+}
+
+Result<Config> loadConfig(const std::filesystem::path &path)
+{
+	bool missing = false;
+	auto data = readConfigFile(path, &missing);
+	if (!data)
+		return std::unexpected(data.error());
+	if (missing)
+		return Config{};
+	return parseConfig(path, *data);
+}
+
+Result<Config> loadEffectiveConfig(const std::filesystem::path &configOption)
+{
+	fs::path path = configOption;
+	std::string namedBy = "--config";
+	if (path.empty() && !fromEnvironment(kConfigEnv).empty()) {
+		path = fromEnvironment(kConfigEnv);
+		namedBy = std::string("$") + kConfigEnv;
+	}
+	Result<Config> config;
+	if (path.empty()) {
+		config = loadConfig(kConfigPath);
+	} else {
+		bool missing = false;
+		auto data = readConfigFile(path, &missing);
+		if (!data)
+			return std::unexpected(data.error());
+		if (missing)
+			return fail(errc::kInvalidParameterValue,
+				    path.string() + ": no such config file (named by " + namedBy + ")");
+		config = parseConfig(path, *data);
+	}
+	if (!config)
+		return config;
+	if (std::string v = fromEnvironment("VIRTSNAP_STORE"); !v.empty())
+		config->storePath = v;
+	if (std::string v = fromEnvironment("VIRTSNAP_KEY_FILE"); !v.empty())
+		config->keyFile = v;
+	if (std::string v = fromEnvironment("VIRTSNAP_SOCKET"); !v.empty())
+		config->socket = v;
+	return config;
+}
+
+Result<unsigned> parseMaxParallelJobs(const std::string &text)
+{
+	unsigned n = 0;
+	auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+	if (ec != std::errc() || end != text.data() + text.size() || text.empty() || n < 1 || n > 64)
+		return fail(errc::kInvalidParameterValue, "'" + text + "' is not a whole number from 1 to 64");
+	return n;
+}
+
+Result<std::chrono::milliseconds> parseHandlerTimeout(const std::string &text)
+{
+	double seconds = 0;
+	auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+	if (ec != std::errc() || end != text.data() + text.size() || text.empty() || !std::isfinite(seconds) ||
+	    !(seconds > 0) || seconds > 86400)
+		return fail(errc::kInvalidParameterValue,
+			    "'" + text + "' is not a number of seconds more than 0 and at most 86400");
+	// A positive timeout never rounds down to "no time at all".
+	return std::chrono::milliseconds(std::max<int64_t>(1, std::llround(seconds * 1000)));
+}
+
+} // namespace virtsnap

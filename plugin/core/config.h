@@ -1,0 +1,71 @@
+// virtsnap's configuration file, /etc/virtsnap/virtsnap.conf: the defaults
+// of virtsnap, virtsnapd and the libvirt hook in one place. It is a GLib
+// key file (INI-like, read with GKeyFile); the commented example installed
+// as the file is examples/virtsnap.conf.
+//
+// Precedence, highest first: command-line option > environment variable
+// (VIRTSNAP_STORE, VIRTSNAP_KEY_FILE, VIRTSNAP_SOCKET) > this file >
+// built-in default. This module does the last three; each program lays its
+// own options over the result.
+//
+// Tiny on purpose: it depends on GLib and error.h only (its own static
+// library, config_dep), so a libvirt hook linking it starts in a few ms.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "error.h"
+
+namespace virtsnap {
+
+inline constexpr const char *kConfigPath = "/etc/virtsnap/virtsnap.conf";
+inline constexpr const char *kConfigEnv = "VIRTSNAP_CONFIG";
+
+// Every key the file may hold, with its built-in default. A default-built
+// Config is the defaults.
+struct Config {
+	std::filesystem::path storePath = "/var/lib/virtsnap";                  // [store] path
+	std::filesystem::path keyFile = "/etc/virtsnap/store.key";              // [store] key-file
+	std::filesystem::path socket = "/run/virtsnap/virtsnapd.sock";          // [daemon] socket
+	unsigned maxParallelJobs = 2;                                           // [daemon] max-parallel-jobs
+	std::filesystem::path eventsLog = "/var/log/virtsnap/events.jsonl";     // [daemon] events-log
+	std::filesystem::path eventsDir = "/etc/virtsnap/events.d";             // [daemon] events-dir
+	std::chrono::milliseconds handlerTimeout{10'000};                       // [daemon] handler-timeout (s)
+	std::string libvirtUri = "qemu:///system";                              // [libvirt] uri
+
+	// The file the values were read from; empty when there was none (all
+	// defaults).
+	std::filesystem::path loadedFrom;
+};
+
+// $VIRTSNAP_CONFIG when set and not empty, else /etc/virtsnap/virtsnap.conf.
+std::filesystem::path defaultConfigPath();
+
+// Reads `path` over the built-in defaults. A missing file gives the
+// defaults. An unreadable or malformed file, an unknown group or key, or a
+// bad value fails with one line naming the file, the key and the problem:
+// "/etc/virtsnap/virtsnap.conf: [daemon] max-parallel-jobs: '0' is not a
+// whole number from 1 to 64" (InvalidParameterValue; IOError when the file
+// cannot be read). Paths in the file must be absolute.
+Result<Config> loadConfig(const std::filesystem::path &path);
+
+// What virtsnap, virtsnapd and the hook start with: the file named by
+// `configOption` (the --config value; empty when not given), else by
+// $VIRTSNAP_CONFIG, else /etc/virtsnap/virtsnap.conf, read with loadConfig;
+// then VIRTSNAP_STORE, VIRTSNAP_KEY_FILE and VIRTSNAP_SOCKET (when set and
+// not empty) override what the file says. A file named by --config or
+// $VIRTSNAP_CONFIG must exist: a typo there would otherwise silently mean
+// the defaults.
+Result<Config> loadEffectiveConfig(const std::filesystem::path &configOption = {});
+
+// The rules of the daemon's numeric settings, shared by the file and by
+// virtsnapd's options so both accept the same values. The error message is
+// the problem alone ("'0' is not a whole number from 1 to 64"); the caller
+// says where the value came from.
+Result<unsigned> parseMaxParallelJobs(const std::string &text);
+// Seconds, fractions allowed ("2.5"), more than 0 and at most 86400.
+Result<std::chrono::milliseconds> parseHandlerTimeout(const std::string &text);
+
+} // namespace virtsnap
