@@ -20,6 +20,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/config.h"
 #include "qmp/json.h"
 
 namespace {
@@ -59,7 +60,10 @@ std::string socketPath()
 {
 	if (const char *env = std::getenv("VIRTSNAP_SOCKET"); env && *env)
 		return env;
-	return "/run/virtsnap/virtsnapd.sock";
+	// A config it cannot read leaves the default: the hook must never
+	// keep a domain from starting over a typo the daemon reports anyway.
+	auto config = virtsnap::loadConfig(virtsnap::defaultConfigPath());
+	return config ? config->socket.string() : virtsnap::Config{}.socket.string();
 }
 
 Json list(const std::string &v)

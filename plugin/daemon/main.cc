@@ -114,6 +114,7 @@ int run(int argc, char **argv)
 	daemon::ServiceOptions options;
 	options.background = true;
 	options.maxParallelJobs = jobs;
+	options.libvirtUri = config->libvirtUri;
 	auto service = daemon::Service::open(store, keyFile, options, &dispatcher);
 	if (!service) {
 		std::fprintf(stderr, "virtsnapd: %s\n", service.error().toString().c_str());
