@@ -232,6 +232,8 @@ Result<void> Store::readPackBytes(uint32_t pack, uint64_t offset, std::span<uint
 	if (auto r = preadAll(*fd, out, offset); !r)
 		return fail(r.error().code, "read pack " + toHex(id) + " at " + std::to_string(offset) + ": " +
 						    r.error().message);
+	// A batch reader reads each blob once: the page cache need not keep it.
+	(void)::posix_fadvise(*fd, off_t(offset), off_t(out.size()), POSIX_FADV_DONTNEED);
 	return {};
 }
 

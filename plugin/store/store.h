@@ -84,7 +84,8 @@ public:
 	// For readers that batch many chunks into few reads (restore): where a
 	// chunk's blob is, with its pack as a number that stays valid as long
 	// as this Store (gc never reuses one), and a read of raw pack bytes,
-	// which may span several blobs. The blobs still go through
+	// which may span several blobs (and which the page cache does not
+	// keep: such readers read each blob once). The blobs still go through
 	// ChunkCodec::decode, which checks each one.
 	struct BlobRef {
 		uint32_t pack;
