@@ -1,7 +1,11 @@
 #include "pack.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cstring>
 
@@ -97,6 +101,43 @@ Result<void> PackWriter::append(const ChunkId &id, ChunkType type, uint8_t flags
 	VS_TRY(writeAll(file_.fd(), blob));
 	index_.entries.push_back(PackEntry{id, type, flags, size_, uint32_t(blob.size()), rawLength});
 	size_ += blob.size();
+	return {};
+}
+
+Result<void> PackWriter::appendMany(std::span<const Append> blobs)
+{
+	// writev takes at most IOV_MAX pieces; a partial write goes on from
+	// where it stopped.
+	std::vector<struct iovec> iov;
+	for (size_t first = 0; first < blobs.size();) {
+		size_t n = std::min<size_t>(blobs.size() - first, IOV_MAX);
+		iov.clear();
+		for (size_t i = first; i < first + n; i++)
+			iov.push_back({const_cast<uint8_t *>(blobs[i].blob.data()), blobs[i].blob.size()});
+		size_t at = 0;
+		while (at < iov.size()) {
+			ssize_t w = ::writev(file_.fd(), iov.data() + at, int(iov.size() - at));
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return failErrno("write " + file_.tempPath().string(), errno);
+			}
+			size_t left = size_t(w);
+			while (at < iov.size() && left >= iov[at].iov_len)
+				left -= iov[at++].iov_len;
+			if (left > 0) {
+				iov[at].iov_base = static_cast<uint8_t *>(iov[at].iov_base) + left;
+				iov[at].iov_len -= left;
+			}
+		}
+		for (size_t i = first; i < first + n; i++) {
+			const Append &a = blobs[i];
+			index_.entries.push_back(
+				PackEntry{a.id, a.type, a.flags, size_, uint32_t(a.blob.size()), a.rawLength});
+			size_ += a.blob.size();
+		}
+		first += n;
+	}
 	return {};
 }
 

@@ -52,6 +52,15 @@ public:
 
 	Result<void> append(const ChunkId &id, ChunkType type, uint8_t flags, uint32_t rawLength,
 			    std::span<const uint8_t> blob);
+	// Several blobs, in order, with as few write calls as possible.
+	struct Append {
+		ChunkId id;
+		ChunkType type;
+		uint8_t flags;
+		uint32_t rawLength;
+		std::span<const uint8_t> blob;
+	};
+	Result<void> appendMany(std::span<const Append> blobs);
 	Result<PackIndex> finish(const KeyDomain &domain);
 
 private:

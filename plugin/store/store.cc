@@ -503,7 +503,8 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 	chunksNew_++;
 	queue_.push_back(std::move(blob));
 	startThreadsLocked();
-	appenderCv_.notify_one();
+	if (queueBytes_ >= kAppendBatchBytes)
+		appenderCv_.notify_one();
 	return id;
 }
 
@@ -527,19 +528,20 @@ void ChunkWriter::appenderLoop()
 {
 	std::unique_lock lock(mutex_);
 	for (;;) {
-		appenderCv_.wait(lock, [&] { return !queue_.empty() || flushRequested_ || stopping_; });
+		appenderCv_.wait(lock, [&] { return queueBytes_ >= kAppendBatchBytes || flushRequested_ || stopping_; });
 		if (stopping_)
 			return;
 		if (!queue_.empty()) {
-			Blob blob = std::move(queue_.front());
-			queue_.pop_front();
-			queueBytes_ -= blob.bytes.size();
+			std::deque<Blob> batch;
+			batch.swap(queue_);
+			queueBytes_ = 0;
 			stateCv_.notify_all();
 			// After a failure the queue is only emptied.
 			if (error_)
 				continue;
 			lock.unlock();
-			auto r = append(blob);
+			auto r = append(batch);
+			batch.clear();
 			lock.lock();
 			if (!r)
 				failLocked(r.error());
@@ -559,17 +561,27 @@ void ChunkWriter::appenderLoop()
 	}
 }
 
-Result<void> ChunkWriter::append(Blob &blob)
+Result<void> ChunkWriter::append(std::deque<Blob> &blobs)
 {
-	if (!pack_) {
-		auto pack = PackWriter::create(store_.dir());
-		if (!pack)
-			return std::unexpected(pack.error());
-		pack_.emplace(std::move(*pack));
+	std::vector<PackWriter::Append> run;
+	for (size_t i = 0; i < blobs.size();) {
+		if (!pack_) {
+			auto pack = PackWriter::create(store_.dir());
+			if (!pack)
+				return std::unexpected(pack.error());
+			pack_.emplace(std::move(*pack));
+		}
+		// Up to the blob that takes the pack past its target size.
+		run.clear();
+		for (uint64_t size = pack_->size(); i < blobs.size() && size < kPackTargetSize; i++) {
+			const Blob &b = blobs[i];
+			run.push_back({b.id, b.type, b.bytes[5], b.rawLength, b.bytes});
+			size += b.bytes.size();
+		}
+		VS_TRY(pack_->appendMany(run));
+		if (pack_->size() >= kPackTargetSize)
+			VS_TRY(handOff());
 	}
-	VS_TRY(pack_->append(blob.id, blob.type, blob.bytes[5], blob.rawLength, blob.bytes));
-	if (pack_->size() >= kPackTargetSize)
-		VS_TRY(handOff());
 	return {};
 }
 

@@ -322,7 +322,10 @@ TEST_F(ChunkTest, AFullPackThatCannotBeMadeDurableFailsTheCommit)
 	ASSERT_TRUE(store);
 	auto codec = store->newCodec();
 	auto writer = store->newWriter();
-	ASSERT_TRUE(writer->put(*codec, randomData(Store::kDefaultChunkSize, 1), ChunkType::Data));
+	// Enough for the appender to start the first pack (it writes batches).
+	uint64_t next = 1;
+	for (size_t bytes = 0; bytes <= ChunkWriter::kAppendBatchBytes; bytes += Store::kDefaultChunkSize)
+		ASSERT_TRUE(writer->put(*codec, randomData(Store::kDefaultChunkSize, next++), ChunkType::Data));
 	// A directory where the first pack is to be renamed to. The pack file
 	// is created by the writer's thread: wait for it (a condition, not a
 	// speed: the deadline only keeps a broken writer from hanging the test).
@@ -339,7 +342,7 @@ TEST_F(ChunkTest, AFullPackThatCannotBeMadeDurableFailsTheCommit)
 	// Past the target size: the first pack goes to the finisher, which
 	// fails. Whether the puts after it see that depends on timing; commit
 	// always does.
-	for (uint64_t i = 2; i < 700; i++)
+	for (uint64_t i = next; i < 700; i++)
 		(void)writer->put(*codec, randomData(Store::kDefaultChunkSize, i), ChunkType::Data);
 	auto committed = writer->commit();
 	ASSERT_FALSE(committed);
