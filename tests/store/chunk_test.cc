@@ -351,6 +351,50 @@ TEST_F(ChunkTest, AFullPackThatCannotBeMadeDurableFailsTheCommit)
 	EXPECT_EQ(countIndexes(), 0u);
 }
 
+// Packs are written with O_DIRECT through an aligned buffer where the file
+// system allows it, buffered elsewhere (tmpfs); the file is the same: the
+// header, then the blobs back to back, no padding.
+TEST_F(ChunkTest, PackFilesHoldExactlyTheirBlobsWithOrWithoutDirectIo)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	std::vector<fs::path> dirs{storeDir()};
+	if (fs::is_directory("/dev/shm"))
+		dirs.push_back("/dev/shm");
+	for (const fs::path &dir : dirs) {
+		SCOPED_TRACE(dir.string());
+		fs::path storeLike = dir / ("vs-pack-test-" + std::to_string(::getpid()));
+		fs::create_directories(storeLike);
+		auto w = PackWriter::create(storeLike);
+		ASSERT_TRUE(w) << describe(w);
+		// Odd sizes, about 3 MiB in all: several buffers and a short end.
+		std::vector<Bytes> blobs;
+		uint64_t expected = kPackHeaderSize;
+		for (uint64_t i = 0; i < 1000; i++) {
+			blobs.push_back(randomData(3001 + i % 7, 7000 + i));
+			ChunkId id{};
+			putLe64(id.data(), i + 1);
+			ASSERT_TRUE(i % 2 ? w->append(id, ChunkType::Data, 0, 1, blobs.back())
+					  : w->appendMany(std::vector<PackWriter::Append>{
+						    {id, ChunkType::Data, 0, 1, blobs.back()}}));
+			expected += blobs.back().size();
+		}
+		auto index = w->finish(store->domain());
+		ASSERT_TRUE(index) << describe(index);
+		fs::path pack = packPath(storeLike, index->packId);
+		EXPECT_EQ(fs::file_size(pack), expected);
+		auto bytes = readFile(pack);
+		ASSERT_TRUE(bytes);
+		ASSERT_EQ(index->entries.size(), blobs.size());
+		for (size_t i = 0; i < blobs.size(); i++) {
+			const PackEntry &e = index->entries[i];
+			ASSERT_EQ(e.length, blobs[i].size());
+			ASSERT_TRUE(std::equal(blobs[i].begin(), blobs[i].end(), bytes->begin() + long(e.offset))) << i;
+		}
+		fs::remove_all(storeLike);
+	}
+}
+
 TEST_F(ChunkTest, ConcurrentPutsWithOwnCodecs)
 {
 	auto store = initAndOpen();
