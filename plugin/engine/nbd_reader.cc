@@ -80,6 +80,12 @@ Result<std::unique_ptr<NbdReader>> NbdReader::open(const hypervisor::DiskExport 
 	for (const std::string &c : contexts)
 		if (nbd_add_meta_context(r->nbd_, c.c_str()) != 0)
 			return nbdFail("request " + c);
+	// libnbd zeroes every read buffer first, against applications that
+	// use a buffer whose read failed. Ours never do (a failed read fails
+	// the copy and its buffer is not looked at), and the zeroing is a
+	// memset of the whole disk.
+	if (nbd_set_pread_initialize(r->nbd_, false) != 0)
+		return nbdFail("configure the NBD handle");
 	if (nbd_set_export_name(r->nbd_, exp.exportName.c_str()) != 0)
 		return nbdFail("set export name");
 	if (nbd_connect_unix(r->nbd_, exp.nbdSocket.c_str()) != 0)

@@ -232,6 +232,8 @@ Result<void> Store::readPackBytes(uint32_t pack, uint64_t offset, std::span<uint
 	if (auto r = preadAll(*fd, out, offset); !r)
 		return fail(r.error().code, "read pack " + toHex(id) + " at " + std::to_string(offset) + ": " +
 						    r.error().message);
+	// A batch reader reads each blob once: the page cache need not keep it.
+	(void)::posix_fadvise(*fd, off_t(offset), off_t(out.size()), POSIX_FADV_DONTNEED);
 	return {};
 }
 
@@ -466,58 +468,146 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 {
 	ChunkId id = codec.idOf(data);
 	if (store_.contains(id)) {
-		std::lock_guard lock(mutex_);
 		chunksReused_++;
 		return id;
+	}
+	{
+		std::lock_guard lock(mutex_);
+		if (error_)
+			return errorLocked();
+		// Put in this job already (maybe by another thread right now), or
+		// its pack became visible since the check above.
+		if (pending_.count(id) || store_.contains(id)) {
+			chunksReused_++;
+			return id;
+		}
+		pending_.insert(id);
 	}
 	// Encode outside the lock: this is where the CPU goes.
-	Bytes blob;
-	blob.reserve(data.size() + kBlobOverhead);
-	VS_TRY(codec.encode(id, type, data, blob));
+	Blob blob{id, type, uint32_t(data.size()), {}};
+	blob.bytes.reserve(data.size() + kBlobOverhead);
+	auto encoded = codec.encode(id, type, data, blob.bytes);
 
-	std::lock_guard lock(mutex_);
-	if (failed_) {
-		std::lock_guard finishLock(finishMutex_);
-		return std::unexpected(*finishError_);
+	std::unique_lock lock(mutex_);
+	if (!encoded) {
+		// The job fails: other threads that took this id for pending
+		// return ids of a snapshot that will not be committed.
+		failLocked(encoded.error());
+		return std::unexpected(encoded.error());
 	}
-	// Put by another thread meanwhile: in a pack of this job, or (once
-	// that pack is durable and has left inFinishing_) in the store.
-	if (inFinishing_.count(id) || store_.contains(id) || !inPack_.insert(id).second) {
-		chunksReused_++;
-		return id;
-	}
-	if (!pack_) {
-		auto pack = PackWriter::create(store_.dir());
-		if (!pack)
-			return std::unexpected(pack.error());
-		pack_.emplace(std::move(*pack));
-	}
-	VS_TRY(pack_->append(id, type, blob[5], uint32_t(data.size()), blob));
-	bytesAdded_ += blob.size();
+	stateCv_.wait(lock, [&] { return queueBytes_ + blob.bytes.size() <= kQueueBytes || queue_.empty() || error_; });
+	if (error_)
+		return errorLocked();
+	queueBytes_ += blob.bytes.size();
+	bytesAdded_ += blob.bytes.size();
 	chunksNew_++;
-	if (pack_->size() >= kPackTargetSize)
-		VS_TRY(finishPackLocked());
+	queue_.push_back(std::move(blob));
+	startThreadsLocked();
+	if (queueBytes_ >= kAppendBatchBytes)
+		appenderCv_.notify_one();
 	return id;
 }
 
-ChunkWriter::~ChunkWriter()
+void ChunkWriter::startThreadsLocked()
 {
-	{
-		std::lock_guard lock(finishMutex_);
-		stopping_ = true;
-		finishCv_.notify_all();
+	if (!appender_.joinable())
+		appender_ = std::thread([this] { appenderLoop(); });
+	if (!finisher_.joinable())
+		finisher_ = std::thread([this] { finisherLoop(); });
+}
+
+void ChunkWriter::failLocked(const Error &e)
+{
+	if (!error_)
+		error_ = e;
+	stateCv_.notify_all();
+	appenderCv_.notify_all();
+}
+
+void ChunkWriter::appenderLoop()
+{
+	std::unique_lock lock(mutex_);
+	for (;;) {
+		appenderCv_.wait(lock, [&] { return queueBytes_ >= kAppendBatchBytes || flushRequested_ || stopping_; });
+		if (stopping_)
+			return;
+		if (!queue_.empty()) {
+			std::deque<Blob> batch;
+			batch.swap(queue_);
+			queueBytes_ = 0;
+			stateCv_.notify_all();
+			// After a failure the queue is only emptied.
+			if (error_)
+				continue;
+			lock.unlock();
+			auto r = append(batch);
+			batch.clear();
+			lock.lock();
+			if (!r)
+				failLocked(r.error());
+			continue;
+		}
+		// Flush (commit): the queue is empty, so the pack holds every
+		// blob; it goes to the finisher like a full one.
+		if (pack_ && !error_) {
+			lock.unlock();
+			auto r = handOff();
+			lock.lock();
+			if (!r)
+				failLocked(r.error());
+		}
+		flushRequested_ = false;
+		stateCv_.notify_all();
 	}
-	if (finisher_.joinable())
-		finisher_.join();
+}
+
+Result<void> ChunkWriter::append(std::deque<Blob> &blobs)
+{
+	std::vector<PackWriter::Append> run;
+	for (size_t i = 0; i < blobs.size();) {
+		if (!pack_) {
+			auto pack = PackWriter::create(store_.dir());
+			if (!pack)
+				return std::unexpected(pack.error());
+			pack_.emplace(std::move(*pack));
+		}
+		// Up to the blob that takes the pack past its target size.
+		run.clear();
+		for (uint64_t size = pack_->size(); i < blobs.size() && size < kPackTargetSize; i++) {
+			const Blob &b = blobs[i];
+			run.push_back({b.id, b.type, b.bytes[5], b.rawLength, b.bytes});
+			size += b.bytes.size();
+		}
+		VS_TRY(pack_->appendMany(run));
+		if (pack_->size() >= kPackTargetSize)
+			VS_TRY(handOff());
+	}
+	return {};
+}
+
+Result<void> ChunkWriter::handOff()
+{
+	std::unique_lock lock(mutex_);
+	// The previous pack must be durable first: this is the backpressure
+	// that keeps a slow disk from collecting packs.
+	stateCv_.wait(lock, [&] { return !finishing_ || stopping_ || error_; });
+	if (error_)
+		return errorLocked();
+	if (stopping_)
+		return {};
+	finishing_.emplace(std::move(*pack_));
+	pack_.reset();
+	finisherCv_.notify_one();
+	return {};
 }
 
 void ChunkWriter::finisherLoop()
 {
-	std::unique_lock lock(finishMutex_);
+	std::unique_lock lock(mutex_);
 	for (;;) {
 		// A pack handed over is finished even when the writer is going
 		// away: it is complete, and gc knows what to do with it.
-		finishCv_.wait(lock, [&] { return finishing_.has_value() || stopping_; });
+		finisherCv_.wait(lock, [&] { return finishing_.has_value() || finisherStopping_; });
 		if (!finishing_)
 			return;
 		lock.unlock();
@@ -527,58 +617,50 @@ void ChunkWriter::finisherLoop()
 			store_.addPackLocked(*index);
 		}
 		lock.lock();
-		if (!index && !finishError_) {
-			finishError_ = index.error();
-			failed_ = true;
+		if (index) {
+			// In the store's map now: found there from here on.
+			for (const PackEntry &e : index->entries)
+				pending_.erase(e.id);
+		} else {
+			failLocked(index.error());
 		}
 		// Reset only now: an empty slot is what tells waiters the pack is
 		// durable and visible.
 		finishing_.reset();
-		finishCv_.notify_all();
+		stateCv_.notify_all();
 	}
 }
 
-Result<void> ChunkWriter::waitFinisherLocked()
+ChunkWriter::~ChunkWriter()
 {
-	std::unique_lock lock(finishMutex_);
-	finishCv_.wait(lock, [&] { return !finishing_.has_value(); });
-	if (finishError_)
-		return std::unexpected(*finishError_);
-	return {};
-}
-
-Result<void> ChunkWriter::finishPackLocked()
-{
-	// The previous full pack must be durable first: this is the
-	// backpressure that keeps a slow disk from collecting packs.
-	VS_TRY(waitFinisherLocked());
-	// The previous pack is in the store's map now; its ids can go.
-	inFinishing_ = std::move(inPack_);
-	inPack_.clear();
-	std::lock_guard lock(finishMutex_);
-	finishing_.emplace(std::move(*pack_));
-	pack_.reset();
-	if (!finisher_.joinable())
-		finisher_ = std::thread([this] { finisherLoop(); });
-	finishCv_.notify_all();
-	return {};
+	{
+		std::lock_guard lock(mutex_);
+		stopping_ = true;
+		appenderCv_.notify_all();
+		stateCv_.notify_all();
+	}
+	if (appender_.joinable())
+		appender_.join();
+	{
+		std::lock_guard lock(mutex_);
+		finisherStopping_ = true;
+		finisherCv_.notify_all();
+	}
+	if (finisher_.joinable())
+		finisher_.join();
 }
 
 Result<void> ChunkWriter::commit()
 {
-	std::lock_guard lock(mutex_);
-	VS_TRY(waitFinisherLocked());
-	if (pack_) {
-		// The last pack is made durable here: nothing is left to overlap.
-		auto index = pack_->finish(store_.domain());
-		pack_.reset();
-		if (!index)
-			return std::unexpected(index.error());
-		std::unique_lock storeLock(store_.mutex_);
-		store_.addPackLocked(*index);
-	}
-	inPack_.clear();
-	inFinishing_.clear();
+	std::unique_lock lock(mutex_);
+	if (!appender_.joinable())
+		return error_ ? errorLocked() : Result<void>{};
+	flushRequested_ = true;
+	appenderCv_.notify_one();
+	stateCv_.wait(lock, [&] { return (!flushRequested_ && !finishing_) || (error_ && !finishing_); });
+	if (error_)
+		return errorLocked();
+	pending_.clear();
 	return {};
 }
 
