@@ -1291,10 +1291,10 @@ Result<Reply> Service::restoreInstance(const Arguments &args, const engine::Prog
 	auto domain = args.require("domain");
 	if (!domain)
 		return std::unexpected(domain.error());
-	hypervisor::Target target;
-	target.domain = *domain;
-	target.libvirtUri = args.get("connect", options_.libvirtUri);
-	auto connected = hypervisor::LibvirtDriver::connect(target.libvirtUri, target.domain, {});
+	auto target = targetOf(args);
+	if (!target)
+		return std::unexpected(target.error());
+	auto connected = hypervisor::LibvirtDriver::connect(target->libvirtUri, target->domain);
 	if (!connected)
 		return std::unexpected(connected.error());
 	hypervisor::LibvirtDriver &driver = **connected;

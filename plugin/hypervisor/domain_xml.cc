@@ -83,7 +83,6 @@ Result<DomainDescription> parseDomainXml(const std::string &xml)
 		std::string order = doc->text("boot/@order", n);
 		if (!order.empty())
 			disk.bootOrder = std::atoi(order.c_str());
-		disk.readOnly = !doc->nodes("readonly", n).empty();
 		if (!disk.target.empty())
 			d.disks.push_back(disk);
 	}

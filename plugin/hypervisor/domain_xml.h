@@ -16,7 +16,6 @@ struct DomainDisk {
 	std::string source;   // image file or block device
 	std::string format;   // driver type: "qcow2", "raw"
 	int bootOrder = -1;
-	bool readOnly = false;
 };
 
 struct DomainDescription {

@@ -103,7 +103,6 @@ public:
 		virDomainFree(dom_);
 		virConnectClose(conn_);
 	}
-	virConnectPtr conn() const { return conn_; }
 	virDomainPtr dom() const { return dom_; }
 
 private:
@@ -262,24 +261,13 @@ public:
 	std::unique_ptr<StorageDaemon> daemon_;
 	std::shared_ptr<QemuDriver> driver_;
 	std::unique_ptr<Capture> inner_;
-
-	~OfflineCapture() override
-	{
-		inner_.reset();
-		driver_.reset();
-		daemon_.reset();
-	}
 };
 
-LibvirtDriver::LibvirtDriver(std::unique_ptr<Connection> connection, std::string uri, fs::path workDir)
-	: connection_(std::move(connection)), uri_(std::move(uri)), workDir_(std::move(workDir))
-{
-}
+LibvirtDriver::LibvirtDriver(std::unique_ptr<Connection> connection) : connection_(std::move(connection)) {}
 
 LibvirtDriver::~LibvirtDriver() = default;
 
-Result<std::shared_ptr<LibvirtDriver>> LibvirtDriver::connect(const std::string &uri, const std::string &domain,
-							      const fs::path &workDir)
+Result<std::shared_ptr<LibvirtDriver>> LibvirtDriver::connect(const std::string &uri, const std::string &domain)
 {
 	virSetErrorFunc(nullptr, quiet);
 	virConnectPtr conn = virConnectOpen(uri.c_str());
@@ -292,8 +280,7 @@ Result<std::shared_ptr<LibvirtDriver>> LibvirtDriver::connect(const std::string 
 		virConnectClose(conn);
 		return fail(errc::kInstanceNotFound, "no libvirt domain '" + domain + "' at " + uri);
 	}
-	std::shared_ptr<LibvirtDriver> d(
-		new LibvirtDriver(std::make_unique<Connection>(conn, dom), uri, workDir));
+	std::shared_ptr<LibvirtDriver> d(new LibvirtDriver(std::make_unique<Connection>(conn, dom)));
 	d->self_ = d;
 	return d;
 }
@@ -403,13 +390,7 @@ Result<std::vector<DiskInfo>> LibvirtDriver::disksLocked()
 		targetOfAlias[dd.alias] = dd.target;
 	for (size_t i = 0; i < blocks.size(); i++) {
 		Json b = blocks.at(i);
-		std::string qdev = b.getString("qdev").value_or("");
-		const std::string prefix = "/machine/peripheral/";
-		if (qdev.rfind(prefix, 0) != 0)
-			continue;
-		std::string alias = qdev.substr(prefix.size());
-		alias = alias.substr(0, alias.find('/'));
-		auto target = targetOfAlias.find(alias);
+		auto target = targetOfAlias.find(qdevId(b.getString("qdev").value_or("")));
 		if (target == targetOfAlias.end())
 			continue;
 		Json inserted = b.get("inserted");
@@ -421,12 +402,6 @@ Result<std::vector<DiskInfo>> LibvirtDriver::disksLocked()
 		}
 	}
 	return out;
-}
-
-Result<std::vector<CheckpointDescription>> LibvirtDriver::checkpoints()
-{
-	std::lock_guard lock(mutex_);
-	return checkpointsLocked();
 }
 
 Result<std::vector<CheckpointDescription>> LibvirtDriver::checkpointsLocked()

@@ -32,8 +32,7 @@ class LibvirtDriver : public Driver
 public:
 	// InvalidInstanceID.NotFound when the domain is not there;
 	// HypervisorError when libvirt is not.
-	static Result<std::shared_ptr<LibvirtDriver>> connect(const std::string &uri, const std::string &domain,
-							      const std::filesystem::path &workDir);
+	static Result<std::shared_ptr<LibvirtDriver>> connect(const std::string &uri, const std::string &domain);
 	~LibvirtDriver() override;
 
 	std::string describe() const override;
@@ -47,12 +46,9 @@ public:
 	Result<std::unique_ptr<Capture>> capture(const CaptureSpec &spec) override;
 	void removeLeftovers(const std::string &cleanupRecord) override;
 
-	const std::string &uri() const { return uri_; }
 	Result<DomainDescription> description();
 	// "running", "paused", "shut off", ...
 	Result<std::string> state();
-	// Checkpoint name -> the disks it has a bitmap on.
-	Result<std::vector<CheckpointDescription>> checkpoints();
 	// Drops every checkpoint libvirt has of this domain, metadata only: a
 	// restore replaced the images that held their bitmaps.
 	void forgetCheckpoints();
@@ -63,7 +59,7 @@ private:
 	class OfflineCapture;
 	class FreezeThroughLibvirt;
 
-	LibvirtDriver(std::unique_ptr<Connection> connection, std::string uri, std::filesystem::path workDir);
+	explicit LibvirtDriver(std::unique_ptr<Connection> connection);
 	Result<std::vector<DiskInfo>> disksLocked();
 	Result<std::vector<CheckpointDescription>> checkpointsLocked();
 	Result<void> redefineLocked(const std::string &name, const std::vector<std::string> &disks);
@@ -78,8 +74,6 @@ private:
 	Result<std::unique_ptr<Capture>> captureOffline(const CaptureSpec &spec);
 
 	std::unique_ptr<Connection> connection_;
-	std::string uri_;
-	std::filesystem::path workDir_;
 	std::mutex mutex_;
 	std::weak_ptr<LibvirtDriver> self_;
 };

@@ -22,15 +22,6 @@ std::unexpected<Error> qmpFail(const std::string &what, const qmp::Error &e)
 	return fail(errc::kHypervisor, what + ": " + e.desc);
 }
 
-// "/machine/peripheral/vda/virtio-backend" -> "vda"
-std::string qdevId(const std::string &qdev)
-{
-	const std::string prefix = "/machine/peripheral/";
-	if (qdev.rfind(prefix, 0) != 0)
-		return "";
-	std::string rest = qdev.substr(prefix.size());
-	return rest.substr(0, rest.find('/'));
-}
 
 Json args()
 {
@@ -224,6 +215,16 @@ Result<std::shared_ptr<QemuDriver>> QemuDriver::connectStorageDaemon(const std::
 }
 
 QemuDriver::~QemuDriver() = default;
+
+// "/machine/peripheral/vda/virtio-backend" -> "vda"
+std::string qdevId(const std::string &qdev)
+{
+	const std::string prefix = "/machine/peripheral/";
+	if (qdev.rfind(prefix, 0) != 0)
+		return "";
+	std::string rest = qdev.substr(prefix.size());
+	return rest.substr(0, rest.find('/'));
+}
 
 std::vector<BitmapInfo> bitmapsFromQmp(const Json &list)
 {

@@ -20,6 +20,8 @@
 
 namespace virtsnap::hypervisor {
 
+// "/machine/peripheral/vda/virtio-backend" -> "vda"; "" for other paths.
+std::string qdevId(const std::string &qdev);
 // The "dirty-bitmaps" list of query-block or query-named-block-nodes.
 std::vector<BitmapInfo> bitmapsFromQmp(const qmp::Json &list);
 

@@ -33,7 +33,7 @@ Target Target::parse(const std::string &key)
 Result<std::shared_ptr<Driver>> connectDriver(const Target &target, const std::filesystem::path &workDir)
 {
 	if (target.isLibvirt()) {
-		auto d = LibvirtDriver::connect(target.libvirtUri, target.domain, workDir);
+		auto d = LibvirtDriver::connect(target.libvirtUri, target.domain);
 		if (!d)
 			return std::unexpected(d.error());
 		return std::shared_ptr<Driver>(*d);
