@@ -152,6 +152,8 @@ protected:
 				  "<os><type arch='x86_64' machine='pc'>hvm</type><kernel>" +
 				  file("vmlinux") + "</kernel><initrd>" + file("initrd.img") +
 				  "</initrd><cmdline>console=ttyS0 panic=-1 quiet virtsnap.workload=idle</cmdline></os>"
+				  // ACPI: the PCI bus takes hotplugged disks.
+				  "<features><acpi/></features>"
 				  "<on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>" +
 				  extraXml + "<devices>" + disks + "<serial type='file'><source path='" + file("serial.log") +
 				  "'/><target port='0'/></serial>"
@@ -549,12 +551,16 @@ protected:
 		daemonPid_ = -1;
 	}
 
-	// The hook called as libvirt calls it: domain XML on stdin.
+	// The hook called as libvirt calls it: libvirt's description of the
+	// domain on stdin.
 	int callHook(const std::string &op, const std::string &sub, std::string *out)
 	{
+		std::string xml;
+		EXPECT_EQ(virsh({"dumpxml", name_}, &xml), 0) << xml;
+		std::ofstream(file("live.xml")) << xml;
 		return runCommand({"sh", "-c",
 				   "VIRTSNAP_SOCKET=" + socket_ + " " + hookBin_ + " " + name_ + " " + op + " " + sub +
-					   " - < " + file("domain.xml") + " 2>&1"},
+					   " - < " + file("live.xml") + " 2>&1"},
 				  out);
 	}
 
@@ -583,10 +589,10 @@ TEST_F(LibvirtHookTest, WithoutADaemonTheDomainStartsAndTheHookSaysNothing)
 TEST_F(LibvirtHookTest, MigrationIsRefusedDuringACaptureAndAStopFailsPendingJobs)
 {
 	ASSERT_NO_FATAL_FAILURE(define());
-	// A disk big enough that its transfer is still running when QEMU is
-	// stopped below.
+	// A disk of random bytes, big enough that its transfer still runs
+	// while the second snapshot is asked for and QEMU is stopped.
 	std::string out;
-	ASSERT_EQ(runCommand({"sh", "-c", "head -c 256M /dev/urandom > " + file("big.raw")}, &out), 0);
+	ASSERT_EQ(runCommand({"sh", "-c", "head -c 1G /dev/urandom > " + file("big.raw")}, &out), 0);
 	ASSERT_EQ(virsh({"attach-disk", name_, file("big.raw"), "vdf", "--subdriver", "raw", "--config"}, &out), 0)
 		<< out;
 	ASSERT_NO_FATAL_FAILURE(start());
@@ -594,20 +600,23 @@ TEST_F(LibvirtHookTest, MigrationIsRefusedDuringACaptureAndAStopFailsPendingJobs
 
 	CliResult first = cli({"create-snapshot", "--domain", name_, "--disk", "vdf", "--quiesce", "off"}, socket_);
 	ASSERT_EQ(first.status, 0) << first.err;
-	std::string pid = qemuPid();
-	ASSERT_FALSE(pid.empty());
-	// Freeze QEMU itself: the transfer stalls, the capture stays alive.
-	::kill(std::stoi(pid), SIGSTOP);
 	std::string firstId = first.json().getString("SnapshotId").value_or("");
-
-	EXPECT_EQ(callHook("migrate", "begin", &out), 1);
-	EXPECT_NE(out.find("snapshot in progress"), std::string::npos) << out;
-
-	// Queued behind the stalled capture (libvirt runs one per domain).
+	// Queued behind the live capture (libvirt runs one per domain).
 	CliResult second = cli({"create-snapshot", "--domain", name_, "--disk", "vdd", "--quiesce", "off"}, socket_);
 	ASSERT_EQ(second.status, 0) << second.err;
 	std::string secondId = second.json().getString("SnapshotId").value_or("");
-	EXPECT_EQ(state(secondId).substr(0, 7), "pending");
+	ASSERT_TRUE(state(firstId).starts_with("pending")) << "the transfer ended too soon: " << state(firstId);
+	EXPECT_TRUE(state(secondId).starts_with("pending")) << state(secondId);
+
+	// Freeze QEMU itself: the transfer stalls, the capture stays alive.
+	// (Nothing below asks libvirt for the monitor: a stopped QEMU would
+	// not answer it.)
+	std::string pid = qemuPid();
+	ASSERT_FALSE(pid.empty());
+	::kill(std::stoi(pid), SIGSTOP);
+
+	EXPECT_EQ(callHook("migrate", "begin", &out), 1);
+	EXPECT_NE(out.find("snapshot in progress"), std::string::npos) << out;
 
 	// The domain dies; libvirt runs the hook's "stopped" and "release".
 	::kill(std::stoi(pid), SIGKILL);
