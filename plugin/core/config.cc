@@ -227,6 +227,12 @@ Result<Config> parseConfig(const fs::path &path, const std::string &data)
 			StringPtr raw(g_key_file_get_value(keyFile.get(), group.c_str(), name.c_str(), nullptr));
 			std::string text = raw ? raw.get() : "";
 			text.erase(text.find_last_not_of(" \t") + 1);
+			// GKeyFile has no comments after values: "path = /x # old" would
+			// be a path ending in " # old". A literal one is written \s#.
+			if (text.find(" #") != std::string::npos || text.find("\t#") != std::string::npos)
+				return fail(errc::kInvalidParameterValue,
+					    what + "'" + text + "' has a comment after the value; " +
+						    "comments go on lines of their own");
 			g_key_file_set_value(keyFile.get(), group.c_str(), name.c_str(), text.c_str());
 			// get_string undoes the key file's escapes (\s, \t, \\, ...). It
 			// may return a value and an error at once: the error decides.

@@ -44,8 +44,9 @@ struct Config {
 std::filesystem::path defaultConfigPath();
 
 // Reads `path` over the built-in defaults. A missing file gives the
-// defaults. An unreadable or malformed file, an unknown group or key, or a
-// bad value fails with one line naming the file, the key and the problem:
+// defaults. An unreadable or malformed file, an unknown group or key, a key
+// given twice, a comment after a value, or a bad value fails with one line
+// naming the file, the key and the problem:
 // "/etc/virtsnap/virtsnap.conf: [daemon] max-parallel-jobs: '0' is not a
 // whole number from 1 to 64" (InvalidParameterValue; IOError when the file
 // cannot be read). Paths in the file must be absolute.

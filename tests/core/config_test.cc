@@ -146,6 +146,10 @@ TEST_F(ConfigTest, BlanksAroundValuesAndEscapes)
 	auto c = loadConfig(write("blanks.conf", "[store]\npath   =   /srv/with\\sspace  \n"));
 	ASSERT_TRUE(c) << c.error().toString();
 	EXPECT_EQ(c->storePath, "/srv/with space");
+	// A '#' that is meant, after a space, is written \s#.
+	auto hash = loadConfig(write("hash.conf", "[store]\npath = /srv/a\\s#b\n"));
+	ASSERT_TRUE(hash) << hash.error().toString();
+	EXPECT_EQ(hash->storePath, "/srv/a #b");
 }
 
 // The installed file is examples/virtsnap.conf. As shipped (all commented
@@ -250,6 +254,8 @@ TEST_F(ConfigTest, BadValuesNameTheKeyAndTheProblem)
 		{"[store]\npath =\n", "[store] path: ", "empty value"},
 		{"[libvirt]\nuri = qemu:// /system\n", "[libvirt] uri: ", "not a libvirt URI"},
 		{"[store]\npath = /x\\\n", "[store] path: ", ""},
+		{"[store]\npath = /srv/x # the old disk\n", "[store] path: ", "comments go on lines of their own"},
+		{"[daemon]\nmax-parallel-jobs = 2\t# two\n", "[daemon] max-parallel-jobs: ", "comment after the value"},
 	};
 	for (const Case &c : cases) {
 		std::string e = errorOf(c.text);

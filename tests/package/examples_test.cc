@@ -316,7 +316,8 @@ TEST(ExampleUnitsTest, PassSystemdVerify)
 	TempDir dir("vs-example-units");
 	std::string service = readText(sourcePath("examples/systemd/virtsnap-tagged-snapshots.service"));
 	std::smatch exec;
-	ASSERT_TRUE(std::regex_search(service, exec, std::regex(R"(\nExecStart=/usr/local/sbin/snapshot-tagged-domains (.*)\n)")));
+	ASSERT_TRUE(std::regex_search(service, exec,
+				      std::regex(R"(\nExecStart=/usr/local/sbin/snapshot-tagged-domains (.*)\n)")));
 	EXPECT_EQ(exec[1].str(), "--tag backup=nightly --keep 7");
 	service = std::regex_replace(service, std::regex(R"(ExecStart=\S+)"),
 				     "ExecStart=" + sourcePath("examples/snapshot-tagged-domains"));
