@@ -1367,13 +1367,20 @@ Result<Reply> Service::restoreInstance(const Arguments &args, const engine::Prog
 		auto m = engine::createVolume(*store_, req);
 		if (!m)
 			return fail(m.error().code, "disk " + w.disk + ": " + m.error().message);
+		// The restored image takes the owner and mode of the one it
+		// replaces, or it does not replace it.
 		struct stat st {};
-		if (::stat(image.c_str(), &st) == 0) {
-			(void)::chown(temp.c_str(), st.st_uid, st.st_gid);
-			::chmod(temp.c_str(), st.st_mode & 07777);
+		if (::stat(image.c_str(), &st) == 0 &&
+		    (::chown(temp.c_str(), st.st_uid, st.st_gid) != 0 || ::chmod(temp.c_str(), st.st_mode & 07777) != 0)) {
+			int e = errno;
+			fs::remove(temp, ec);
+			return failErrno("give the restored " + image.string() + " its owner and mode", e);
 		}
-		if (::rename(temp.c_str(), image.c_str()) != 0)
-			return failErrno("replace " + image.string(), errno);
+		if (::rename(temp.c_str(), image.c_str()) != 0) {
+			int e = errno;
+			fs::remove(temp, ec);
+			return failErrno("replace " + image.string(), e);
+		}
 		Json j = Json::object();
 		j.set("Disk", Json::string(w.disk));
 		j.set("SnapshotId", Json::string(w.snapshotId));
