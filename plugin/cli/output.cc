@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/compiler.h"
+
 namespace virtsnap::cli {
 
 using qmp::Json;
@@ -20,7 +22,9 @@ std::string cell(const Json &v)
 		std::string out;
 		for (size_t i = 0; i < v.size(); i++) {
 			Json t = v.at(i);
+			VS_GCC12_BOGUS_RESTRICT_BEGIN
 			out += (i ? "," : "") + t.getString("Key").value_or("") + "=" + t.getString("Value").value_or("");
+			VS_GCC12_BOGUS_RESTRICT_END
 		}
 		return out.empty() ? "-" : out;
 	}

@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "bytes.h"
+#include "compiler.h"
 
 namespace virtsnap {
 
@@ -60,10 +61,11 @@ bool isVolumeId(std::string_view s)
 
 Result<void> checkSnapshotId(std::string_view s)
 {
-	if (!isSnapshotId(s))
-		return fail(errc::kSnapshotIdMalformed,
-			    "'" + std::string(s) + "' is not a snapshot id (snap- and 17 hex digits)");
-	return {};
+	if (isSnapshotId(s))
+		return {};
+	VS_GCC12_BOGUS_RESTRICT_BEGIN
+	return fail(errc::kSnapshotIdMalformed, "'" + std::string(s) + "' is not a snapshot id (snap- and 17 hex digits)");
+	VS_GCC12_BOGUS_RESTRICT_END
 }
 
 std::string isoTimeNow()
