@@ -21,11 +21,11 @@
 #include <string>
 
 #include "core/config.h"
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace {
 
-using qmp::Json;
+using virtsnap::Json;
 
 // Time the daemon has to answer; it answers from memory, so this is
 // only reached when it hangs, and then the hook gives up rather than

@@ -4,11 +4,13 @@
 
 #include <random>
 
-#include "qmp/json_stream.h"
+#include "json/json_stream.h"
 #include "qmp/messages.h"
 #include "qmp/unix_socket.h"
 
 namespace qmp {
+
+using virtsnap::Json;
 
 namespace {
 
@@ -31,7 +33,7 @@ int64_t randomSyncId()
 } // namespace
 
 GuestAgentClient::GuestAgentClient(int fd, std::string socketPath)
-	: fd_(fd), socketPath_(std::move(socketPath)), stream_(std::make_unique<detail::JsonStream>())
+	: fd_(fd), socketPath_(std::move(socketPath)), stream_(std::make_unique<virtsnap::JsonStream>())
 {
 }
 
@@ -79,14 +81,17 @@ Result<std::optional<Json>> GuestAgentClient::nextReply()
 		// A delimiter never belongs to a reply: parse only up to it, so
 		// a reply it cuts short is dropped instead of swallowing it.
 		size_t delimiter = buffer_.find(kDelimiter);
-		if (delimiter == std::string::npos)
-			return stream_->next(buffer_);
-		std::string rest = buffer_.substr(delimiter);
-		buffer_.resize(delimiter);
+		std::string rest;
+		if (delimiter != std::string::npos) {
+			rest = buffer_.substr(delimiter);
+			buffer_.resize(delimiter);
+		}
 		auto reply = stream_->next(buffer_);
 		buffer_ += rest;
-		if (!reply || *reply)
-			return reply;
+		if (!reply)
+			return fail("ProtocolError", reply.error());
+		if (*reply || delimiter == std::string::npos)
+			return std::move(*reply);
 		// The delimiter cut a reply short: what came before it is junk.
 		stream_->reset();
 	}

@@ -11,13 +11,13 @@
 #include <string>
 
 #include "error.h"
-#include "json.h"
+#include "json/json.h"
 
-namespace qmp {
-
-namespace detail {
+namespace virtsnap {
 class JsonStream;
 }
+
+namespace qmp {
 
 class GuestAgentClient
 {
@@ -35,7 +35,7 @@ public:
 	Result<void> sync(Duration timeout);
 
 	// Runs one command, syncing first if an earlier one timed out.
-	Result<Json> execute(const std::string &command, Json arguments = Json(),
+	Result<virtsnap::Json> execute(const std::string &command, virtsnap::Json arguments = virtsnap::Json(),
 			     Duration timeout = Duration(10000));
 
 	// Sends one command without waiting for its reply or syncing first,
@@ -44,7 +44,7 @@ public:
 	// command an earlier timeout left in the agent's parser; the reply is
 	// discarded by the resync of the next execute(). Errors: Timeout (could
 	// not even send), ConnectionClosed.
-	Result<void> post(const std::string &command, Json arguments = Json(),
+	Result<void> post(const std::string &command, virtsnap::Json arguments = virtsnap::Json(),
 			  Duration timeout = Duration(1000));
 
 private:
@@ -56,12 +56,12 @@ private:
 	// Drops 0xFF delimiters and whitespace between replies.
 	void skipSeparators();
 	// The next complete reply in buffer_, nullopt if more bytes are needed.
-	Result<std::optional<Json>> nextReply();
+	Result<std::optional<virtsnap::Json>> nextReply();
 
 	int fd_;
 	std::string socketPath_;
 	std::string buffer_;
-	std::unique_ptr<detail::JsonStream> stream_;
+	std::unique_ptr<virtsnap::JsonStream> stream_;
 	bool needSync_ = true;
 };
 

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <string>
 
-#include "json.h"
+#include "json/json.h"
 
 namespace qmp {
 
@@ -14,7 +14,7 @@ inline std::string ms(std::chrono::milliseconds d)
 }
 
 // Keeps error descs to one readable line when they quote a message.
-inline std::string excerpt(const Json &message)
+inline std::string excerpt(const virtsnap::Json &message)
 {
 	std::string text = message.dump();
 	if (text.size() > 200)

@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
-#include "qmp/json_stream.h"
+#include "json/json_stream.h"
 #include "qmp/messages.h"
 #include "qmp/unix_socket.h"
 
 namespace qmp {
+
+using virtsnap::Json;
 
 namespace {
 
@@ -17,7 +19,7 @@ using Clock = std::chrono::steady_clock;
 } // namespace
 
 QmpClient::QmpClient(int fd, std::string socketPath)
-	: fd_(fd), socketPath_(std::move(socketPath)), stream_(std::make_unique<detail::JsonStream>())
+	: fd_(fd), socketPath_(std::move(socketPath)), stream_(std::make_unique<virtsnap::JsonStream>())
 {
 }
 
@@ -72,7 +74,7 @@ Result<Json> QmpClient::readMessage(Deadline deadline)
 			return std::unexpected(*dead_);
 		auto value = stream_->next(buffer_);
 		if (!value)
-			return die({"ProtocolError", "QMP socket " + socketPath_ + " sent " + value.error().desc});
+			return die({"ProtocolError", "QMP socket " + socketPath_ + " sent " + value.error()});
 		if (*value) {
 			if (!(*value)->isObject())
 				return die({"ProtocolError", "QMP socket " + socketPath_ +

@@ -11,18 +11,18 @@
 #include <string>
 
 #include "error.h"
-#include "json.h"
+#include "json/json.h"
 
-namespace qmp {
-
-namespace detail {
+namespace virtsnap {
 class JsonStream;
 }
 
+namespace qmp {
+
 struct Event {
 	std::string name;  // "BLOCK_JOB_CANCELLED", ...
-	Json data;         // the event's "data" member (null if none)
-	Json raw;          // the whole message, timestamp included
+	virtsnap::Json data;         // the event's "data" member (null if none)
+	virtsnap::Json raw;          // the whole message, timestamp included
 };
 
 class QmpClient
@@ -39,7 +39,7 @@ public:
 	// Runs one command and returns its "return" member. A QMP error reply
 	// becomes Error{error.class, error.desc}. A reply that arrives after
 	// its command timed out is discarded when it shows up.
-	Result<Json> execute(const std::string &command, Json arguments = Json(),
+	Result<virtsnap::Json> execute(const std::string &command, virtsnap::Json arguments = virtsnap::Json(),
 			     Duration timeout = Duration(30000));
 
 	// The next queued or arriving event; Timeout if none comes in time.
@@ -48,34 +48,34 @@ public:
 	// Waits for an event of that name whose data satisfies match (if any).
 	// Other events stay queued in order for later callers.
 	Result<Event> waitEvent(const std::string &name,
-				const std::function<bool(const Json &data)> &match,
+				const std::function<bool(const virtsnap::Json &data)> &match,
 				Duration timeout);
 
 	// Events received so far and not yet taken.
 	const std::deque<Event> &pendingEvents() const { return events_; }
 
 	// The greeting's QMP.version.qemu {major, minor, micro}.
-	Json version() const { return version_; }
+	virtsnap::Json version() const { return version_; }
 
 private:
 	using Deadline = std::chrono::steady_clock::time_point;
 
 	QmpClient(int fd, std::string socketPath);
-	Result<Json> readMessage(Deadline deadline);
-	Result<Json> executeUntil(const std::string &command, const Json &arguments,
+	Result<virtsnap::Json> readMessage(Deadline deadline);
+	Result<virtsnap::Json> executeUntil(const std::string &command, const virtsnap::Json &arguments,
 				  Deadline deadline, Duration timeout);
 	// Queues `message` if it is an event; returns whether it was one.
-	bool queueEvent(const Json &message);
+	bool queueEvent(const virtsnap::Json &message);
 	// Records a fatal error: later calls fail with it at once.
 	std::unexpected<Error> die(Error error);
 
 	int fd_;
 	std::string socketPath_;
 	std::string buffer_;
-	std::unique_ptr<detail::JsonStream> stream_;
+	std::unique_ptr<virtsnap::JsonStream> stream_;
 	std::optional<Error> dead_;
 	std::deque<Event> events_;
-	Json version_;
+	virtsnap::Json version_;
 	uint64_t nextId_ = 1;
 };
 

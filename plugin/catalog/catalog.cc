@@ -8,7 +8,7 @@
 
 #include "catalog/snapshot_query.h"
 #include "core/ids.h"
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::catalog {
 
@@ -148,9 +148,9 @@ constexpr const char *kJobColumns = "job_id, kind, state, snapshot_ids, target, 
 
 std::string toJsonArray(const std::vector<std::string> &items)
 {
-	qmp::Json arr = qmp::Json::array();
+	virtsnap::Json arr = virtsnap::Json::array();
 	for (const std::string &s : items)
-		arr.append(qmp::Json::string(s));
+		arr.append(virtsnap::Json::string(s));
 	return arr.dump();
 }
 
@@ -160,7 +160,7 @@ Result<JobRow> jobFrom(const Statement &st, const std::filesystem::path &file)
 	r.jobId = st.text(0);
 	r.kind = st.text(1);
 	r.state = st.text(2);
-	auto ids = qmp::Json::parse(st.text(3));
+	auto ids = virtsnap::Json::parse(st.text(3));
 	if (!ids || !ids->isArray())
 		return fail(errc::kCorrupt, "catalog " + file.string() + ": job " + r.jobId + ": snapshot ids are not a JSON array");
 	for (size_t i = 0; i < ids->size(); i++) {

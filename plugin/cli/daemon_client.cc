@@ -49,19 +49,19 @@ Result<std::string> DaemonClient::readLine()
 	}
 }
 
-Result<qmp::Json> DaemonClient::call(const Arguments &args)
+Result<virtsnap::Json> DaemonClient::call(const Arguments &args)
 {
-	auto options = qmp::Json::parse(args.toJson());
-	qmp::Json request = qmp::Json::object();
-	request.set("command", qmp::Json::string(args.command()));
-	request.set("options", options ? *options : qmp::Json::object());
+	auto options = virtsnap::Json::parse(args.toJson());
+	virtsnap::Json request = virtsnap::Json::object();
+	request.set("command", virtsnap::Json::string(args.command()));
+	request.set("options", options ? *options : virtsnap::Json::object());
 	std::string line = request.dump() + "\n";
 	if (::send(fd_.get(), line.data(), line.size(), MSG_NOSIGNAL) != ssize_t(line.size()))
 		return failErrno("send to virtsnapd", errno);
 	auto reply = readLine();
 	if (!reply)
 		return std::unexpected(reply.error());
-	auto json = qmp::Json::parse(*reply);
+	auto json = virtsnap::Json::parse(*reply);
 	if (!json)
 		return fail(errc::kIo, "virtsnapd sent a reply that is not JSON");
 	return *json;
@@ -75,7 +75,7 @@ Result<void> DaemonClient::follow(const std::function<bool(const std::string &)>
 	auto ack = readLine();
 	if (!ack)
 		return std::unexpected(ack.error());
-	auto json = qmp::Json::parse(*ack);
+	auto json = virtsnap::Json::parse(*ack);
 	if (!json || !json->getBool("ok").value_or(false))
 		return fail("AccessDenied", json ? json->get("error").getString("message").value_or("refused")
 						 : "virtsnapd refused the subscription");

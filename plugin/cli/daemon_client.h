@@ -8,7 +8,7 @@
 
 #include "core/arguments.h"
 #include "core/unique_fd.h"
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::cli {
 
@@ -20,7 +20,7 @@ public:
 	static Result<std::optional<DaemonClient>> connect(const std::string &socketPath);
 
 	// Sends one command; the reply {"ok", "result", "error"}.
-	Result<qmp::Json> call(const Arguments &args);
+	Result<virtsnap::Json> call(const Arguments &args);
 	// Streams events (one JSON line each) until the daemon goes away or
 	// `line` returns false.
 	Result<void> follow(const std::function<bool(const std::string &line)> &line);

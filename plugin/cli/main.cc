@@ -32,8 +32,6 @@ namespace virtsnap::cli {
 
 namespace {
 
-using qmp::Json;
-
 const std::vector<OptionSpec> kGlobalOptions = {
 	{"store"}, {"key-file"}, {"output"}, {"socket"}, {"config"}, {"help", false}, {"version", false},
 };

@@ -7,8 +7,6 @@
 
 namespace virtsnap::cli {
 
-using qmp::Json;
-
 namespace {
 
 std::string cell(const Json &v)

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::cli {
 
@@ -13,7 +13,7 @@ enum class OutputFormat { Json, Table };
 // Prints `doc` to stdout. For tables, `listKey` names the array member whose
 // objects become rows (and `columns` their columns); scalars print as
 // "Key  Value" lines.
-void print(OutputFormat format, const qmp::Json &doc, const std::string &listKey = "",
+void print(OutputFormat format, const virtsnap::Json &doc, const std::string &listKey = "",
 	   const std::vector<std::string> &columns = {});
 
 } // namespace virtsnap::cli

@@ -1,6 +1,8 @@
 #include "arguments.h"
 
-#include <json-c/json.h>
+#include <algorithm>
+
+#include "json/json.h"
 
 namespace virtsnap {
 
@@ -66,51 +68,40 @@ Result<std::string> Arguments::require(const std::string &name) const
 
 std::string Arguments::toJson() const
 {
-	json_object *obj = json_object_new_object();
+	Json obj = Json::object();
 	for (const auto &[name, list] : values_) {
-		json_object *arr = json_object_new_array();
+		Json arr = Json::array();
 		for (const std::string &v : list)
-			json_object_array_add(arr, json_object_new_string_len(v.data(), int(v.size())));
-		json_object_object_add(obj, name.c_str(), arr);
+			arr.append(Json::string(v));
+		obj.set(name, arr);
 	}
-	std::string out = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
-	json_object_put(obj);
-	return out;
+	return obj.dump();
 }
 
 Result<Arguments> Arguments::fromJson(const std::string &command, const std::string &json,
 				      const std::vector<OptionSpec> &specs)
 {
-	json_object *obj = json_tokener_parse(json.c_str());
-	if (!obj || !json_object_is_type(obj, json_type_object)) {
-		if (obj)
-			json_object_put(obj);
+	auto obj = Json::parse(json);
+	if (!obj || !obj->isObject())
 		return fail(errc::kInvalidParameterValue, "options are not a JSON object");
-	}
 	Arguments a;
 	a.command_ = command;
-	Result<Arguments> result = a;
-	json_object_object_foreach(obj, key, val)
-	{
-		const OptionSpec *spec = nullptr;
-		for (const OptionSpec &s : specs)
-			if (s.name == key)
-				spec = &s;
-		if (!spec || !json_object_is_type(val, json_type_array)) {
-			result = fail(errc::kInvalidParameterValue, std::string("unknown option --") + key);
-			break;
-		}
+	for (const std::string &key : obj->keys()) {
+		auto spec = std::find_if(specs.begin(), specs.end(), [&](const OptionSpec &s) { return s.name == key; });
+		Json values = obj->get(key);
+		if (spec == specs.end() || !values.isArray())
+			return fail(errc::kInvalidParameterValue, "unknown option --" + key);
+		if (values.size() > 1 && !spec->repeatable)
+			return fail(errc::kInvalidParameterValue, "option --" + key + " is given twice");
 		std::vector<std::string> list;
-		for (size_t i = 0; i < json_object_array_length(val); i++)
-			list.push_back(json_object_get_string(json_object_array_get_idx(val, i)));
-		if (list.size() > 1 && !spec->repeatable) {
-			result = fail(errc::kInvalidParameterValue, std::string("option --") + key + " is given twice");
-			break;
+		for (size_t i = 0; i < values.size(); i++) {
+			if (!values.at(i).isString())
+				return fail(errc::kInvalidParameterValue, "option --" + key + ": values must be strings");
+			list.push_back(values.at(i).asString());
 		}
-		result->values_[key] = std::move(list);
+		a.values_[key] = std::move(list);
 	}
-	json_object_put(obj);
-	return result;
+	return a;
 }
 
 } // namespace virtsnap

@@ -22,8 +22,6 @@
 
 namespace virtsnap::daemon {
 
-using qmp::Json;
-
 namespace {
 
 bool sendLine(int fd, const std::string &line)

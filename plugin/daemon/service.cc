@@ -23,7 +23,6 @@
 
 namespace virtsnap::daemon {
 
-using qmp::Json;
 namespace fs = std::filesystem;
 
 namespace {

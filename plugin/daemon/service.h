@@ -22,7 +22,7 @@
 #include "engine/snapshot_engine.h"
 #include "events/dispatcher.h"
 #include "hypervisor/target.h"
-#include "qmp/json.h"
+#include "json/json.h"
 #include "store/store.h"
 
 namespace virtsnap::daemon {
@@ -36,7 +36,7 @@ struct ServiceOptions {
 // What a command prints, and whether it failed anyway (a set in error
 // prints its snapshots and exits 1).
 struct Reply {
-	qmp::Json doc;
+	virtsnap::Json doc;
 	std::optional<Error> failure;
 };
 

@@ -5,11 +5,9 @@
 #include <functional>
 
 #include "core/ids.h"
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::engine {
-
-using qmp::Json;
 
 namespace {
 

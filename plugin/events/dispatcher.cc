@@ -399,7 +399,7 @@ Dispatcher::~Dispatcher()
 			s->thread.join();
 }
 
-void Dispatcher::emit(const qmp::Json &event) noexcept
+void Dispatcher::emit(const virtsnap::Json &event) noexcept
 {
 	Impl &d = *impl_;
 	try {

@@ -37,7 +37,7 @@
 #include <memory>
 #include <string>
 
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::events {
 
@@ -68,7 +68,7 @@ public:
 	// Queues the event and returns at once (a short lock, no I/O). Never
 	// throws and never fails the caller: an event that cannot be queued is
 	// counted as dropped. A null Json is ignored.
-	void emit(const qmp::Json &event) noexcept;
+	void emit(const virtsnap::Json &event) noexcept;
 
 	// `deliver` gets each later event as one compact JSON line (no newline),
 	// in order, on a thread of this subscriber's own, never two calls at

@@ -10,8 +10,6 @@
 
 namespace virtsnap::events {
 
-using qmp::Json;
-
 namespace {
 
 // A version-4 UUID, as EventBridge ids are. Ids only need to be unique, not

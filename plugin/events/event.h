@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::events {
 
@@ -54,7 +54,7 @@ struct MultiVolumeNotice {
 };
 
 // Each call gives the event a fresh random "id" (UUID form) and "time" now.
-qmp::Json toJson(const SnapshotNotice &notice);
-qmp::Json toJson(const MultiVolumeNotice &notice);
+virtsnap::Json toJson(const SnapshotNotice &notice);
+virtsnap::Json toJson(const MultiVolumeNotice &notice);
 
 } // namespace virtsnap::events

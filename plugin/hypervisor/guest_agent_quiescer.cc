@@ -34,13 +34,13 @@ Result<void> GuestAgentQuiescer::freeze()
 
 	// A freeze left over from a crashed run would make ours fail, and the
 	// guest would stay frozen: find out first.
-	if (auto status = agent_->execute("guest-fsfreeze-status", qmp::Json(), timeout_);
+	if (auto status = agent_->execute("guest-fsfreeze-status", virtsnap::Json(), timeout_);
 	    status && status->asString() == "frozen")
-		agent_->execute("guest-fsfreeze-thaw", qmp::Json(), timeout_);
+		agent_->execute("guest-fsfreeze-thaw", virtsnap::Json(), timeout_);
 
 	freezeStart_ = Clock::now();
 	freezeSent_ = true;
-	auto frozen = agent_->execute("guest-fsfreeze-freeze", qmp::Json(), timeout_);
+	auto frozen = agent_->execute("guest-fsfreeze-freeze", virtsnap::Json(), timeout_);
 	if (!frozen) {
 		freezeUnanswered_ = frozen.error().errorClass == "Timeout";
 		return failed(frozen.error().desc);
@@ -60,7 +60,7 @@ void GuestAgentQuiescer::thaw()
 		agent_->post("guest-fsfreeze-thaw");
 		return;
 	}
-	auto thawed = agent_->execute("guest-fsfreeze-thaw", qmp::Json(), timeout_);
+	auto thawed = agent_->execute("guest-fsfreeze-thaw", virtsnap::Json(), timeout_);
 	if (frozen_)
 		freezeMillis_ =
 			std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - freezeStart_).count();

@@ -15,14 +15,12 @@
 #include "core/ids.h"
 #include "core/process.h"
 #include "qemu_driver.h"
-#include "qmp/json.h"
+#include "json/json.h"
 #include "storage_daemon.h"
 
 namespace virtsnap::hypervisor {
 
 namespace fs = std::filesystem;
-using qmp::Json;
-
 namespace {
 
 // libvirt prints every error to stderr unless told otherwise; ours carry

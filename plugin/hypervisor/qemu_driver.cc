@@ -10,7 +10,6 @@
 
 namespace virtsnap::hypervisor {
 
-using qmp::Json;
 namespace fs = std::filesystem;
 
 namespace {

@@ -23,7 +23,7 @@ namespace virtsnap::hypervisor {
 // "/machine/peripheral/vda/virtio-backend" -> "vda"; "" for other paths.
 std::string qdevId(const std::string &qdev);
 // The "dirty-bitmaps" list of query-block or query-named-block-nodes.
-std::vector<BitmapInfo> bitmapsFromQmp(const qmp::Json &list);
+std::vector<BitmapInfo> bitmapsFromQmp(const virtsnap::Json &list);
 
 class QemuDriver : public Driver
 {

@@ -1,10 +1,8 @@
 #include "manifest.h"
 
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::store {
-
-using qmp::Json;
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include <cerrno>
 
 #include "core/ids.h"
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::store {
 
@@ -77,13 +77,13 @@ Result<void> Store::init(const fs::path &dir, const fs::path &keyFile, uint32_t 
 	VS_TRY(writeFileAtomic(dir / "keys" / (domain->idHex() + ".key"), *wrapped, 0600, false));
 
 	// The config comes last: its presence is what makes the store exist.
-	qmp::Json config = qmp::Json::object();
-	config.set("format", qmp::Json::string(kFormatName));
-	config.set("version", qmp::Json::integer(kFormatVersion));
-	config.set("store_id", qmp::Json::string(storeId));
-	config.set("chunk_size", qmp::Json::integer(chunkSize));
-	config.set("default_key_domain", qmp::Json::string(domain->idHex()));
-	config.set("created", qmp::Json::string(isoTimeNow()));
+	virtsnap::Json config = virtsnap::Json::object();
+	config.set("format", virtsnap::Json::string(kFormatName));
+	config.set("version", virtsnap::Json::integer(kFormatVersion));
+	config.set("store_id", virtsnap::Json::string(storeId));
+	config.set("chunk_size", virtsnap::Json::integer(chunkSize));
+	config.set("default_key_domain", virtsnap::Json::string(domain->idHex()));
+	config.set("created", virtsnap::Json::string(isoTimeNow()));
 	std::string text = config.dump(true) + "\n";
 	return writeFileAtomic(dir / "config.json", std::span((const uint8_t *)text.data(), text.size()), 0644,
 			       false);
@@ -98,7 +98,7 @@ Result<std::unique_ptr<Store>> Store::open(const fs::path &dir, const fs::path &
 				    "no store at " + dir.string() + " (run 'virtsnap init' first)");
 		return std::unexpected(configBytes.error());
 	}
-	auto config = qmp::Json::parse(std::string_view((const char *)configBytes->data(), configBytes->size()));
+	auto config = virtsnap::Json::parse(std::string_view((const char *)configBytes->data(), configBytes->size()));
 	if (!config || config->getString("format").value_or("") != kFormatName)
 		return fail(errc::kCorrupt, dir.string() + "/config.json is not a virtsnap store config");
 	if (config->getInt("version").value_or(0) != kFormatVersion)

@@ -11,15 +11,15 @@
 #include <fstream>
 #include <sstream>
 
-#include "qmp/json.h"
+#include "json/json.h"
 #include "tests/support/test_env.h"
 
 namespace virtsnap::test {
 namespace {
 
-double number(const qmp::Json &obj, const char *key)
+double number(const virtsnap::Json &obj, const char *key)
 {
-	qmp::Json v = obj.get(key);
+	virtsnap::Json v = obj.get(key);
 	return v.isNull() ? -1 : json_object_get_double(v.raw());
 }
 
@@ -48,14 +48,14 @@ TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
 	std::ifstream in(out);
 	std::stringstream text;
 	text << in.rdbuf();
-	auto doc = qmp::Json::parse(text.str());
+	auto doc = virtsnap::Json::parse(text.str());
 	ASSERT_TRUE(doc) << text.str();
 
 	const char *ops[] = {"full", "incremental 1%", "incremental 10%", "restore"};
-	qmp::Json rows = doc->get("rows");
+	virtsnap::Json rows = doc->get("rows");
 	ASSERT_EQ(rows.size(), 4u) << text.str();
 	for (size_t i = 0; i < 4; i++) {
-		qmp::Json r = rows.at(i);
+		virtsnap::Json r = rows.at(i);
 		SCOPED_TRACE(ops[i]);
 		EXPECT_EQ(r.getString("tool").value_or(""), "virtsnap");
 		EXPECT_EQ(r.getString("op").value_or(""), ops[i]);
@@ -76,7 +76,7 @@ TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
 	// An incremental stores what changed, not the disk again.
 	EXPECT_LT(number(rows.at(1), "store_bytes_added"), number(rows.at(0), "store_bytes_added") / 4);
 
-	qmp::Json limits = doc->get("limits");
+	virtsnap::Json limits = doc->get("limits");
 	for (const char *key : {"sha256_mbps", "aes_256_gcm_mbps", "zstd1_compress_mbps", "seq_read_mbps",
 				"full_limit_s", "virtsnap_full_share", "restore_limit_s"})
 		EXPECT_GT(number(limits, key), 0) << key;

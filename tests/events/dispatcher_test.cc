@@ -19,7 +19,7 @@
 namespace virtsnap::events::test {
 namespace {
 
-using qmp::Json;
+using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 
 Json event(int seq, const std::string &padding = "")

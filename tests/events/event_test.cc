@@ -10,7 +10,7 @@
 namespace virtsnap::events {
 namespace {
 
-using qmp::Json;
+using virtsnap::Json;
 
 std::set<std::string> keySet(const Json &j)
 {

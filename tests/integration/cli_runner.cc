@@ -23,10 +23,10 @@ std::string slurp(const std::string &path)
 
 } // namespace
 
-qmp::Json CliResult::json() const
+virtsnap::Json CliResult::json() const
 {
-	auto j = qmp::Json::parse(out);
-	return j ? *j : qmp::Json();
+	auto j = virtsnap::Json::parse(out);
+	return j ? *j : virtsnap::Json();
 }
 
 CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<std::string> &env, int signal,

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::test {
 
@@ -13,7 +13,7 @@ struct CliResult {
 	int status = -1;
 	std::string out;
 	std::string err;
-	qmp::Json json() const;
+	virtsnap::Json json() const;
 };
 
 // argv excludes the program; VIRTSNAP_BIN (set by meson) names it.

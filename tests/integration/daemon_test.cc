@@ -29,7 +29,7 @@ namespace virtsnap::test {
 namespace {
 
 namespace fs = std::filesystem;
-using qmp::Json;
+using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kMiB = 1 << 20;

@@ -25,7 +25,7 @@ namespace virtsnap::test {
 namespace {
 
 namespace fs = std::filesystem;
-using qmp::Json;
+using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 
 class InstanceTest : public ::testing::Test

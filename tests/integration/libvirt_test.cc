@@ -28,7 +28,7 @@ namespace virtsnap::test {
 namespace {
 
 namespace fs = std::filesystem;
-using qmp::Json;
+using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 
 const std::string kUri = "qemu:///system";

@@ -22,7 +22,7 @@ namespace virtsnap::test {
 namespace {
 
 namespace fs = std::filesystem;
-using qmp::Json;
+using virtsnap::Json;
 
 constexpr uint64_t kMiB = 1 << 20;
 constexpr uint64_t kDiskSize = 64 * kMiB;

@@ -6,12 +6,12 @@
 #include <regex>
 
 #include "package_test_util.h"
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::test {
 namespace {
 
-using qmp::Json;
+using virtsnap::Json;
 
 const char *kUri = "test:///fake";
 

@@ -84,7 +84,7 @@ FakePeer &FakePeer::greet()
 FakePeer &FakePeer::expect(const std::string &command)
 {
 	steps_.push_back({"expect " + command, [this, command](std::string &failure) {
-				  qmp::Json message;
+				  virtsnap::Json message;
 				  if (!readCommand(message, failure))
 					  return false;
 				  received_.push_back(message);
@@ -154,9 +154,9 @@ FakePeer &FakePeer::reply(const std::string &value)
 
 FakePeer &FakePeer::replyError(const std::string &errorClass, const std::string &desc)
 {
-	qmp::Json error = qmp::Json::object();
-	error.set("class", qmp::Json::string(errorClass));
-	error.set("desc", qmp::Json::string(desc));
+	virtsnap::Json error = virtsnap::Json::object();
+	error.set("class", virtsnap::Json::string(errorClass));
+	error.set("desc", virtsnap::Json::string(desc));
 	return send("{\"error\": " + error.dump() + ", \"id\": @ID@}\r\n");
 }
 
@@ -291,7 +291,7 @@ bool FakePeer::fill(std::string &failure)
 	}
 }
 
-bool FakePeer::readCommand(qmp::Json &message, std::string &failure)
+bool FakePeer::readCommand(virtsnap::Json &message, std::string &failure)
 {
 	for (;;) {
 		size_t start = buffer_.find_first_not_of(" \t\r\n");
@@ -304,7 +304,7 @@ bool FakePeer::readCommand(qmp::Json &message, std::string &failure)
 			json_tokener_free(tok);
 			if (err == json_tokener_success) {
 				buffer_.erase(0, end);
-				message = qmp::Json(obj);
+				message = virtsnap::Json(obj);
 				return true;
 			}
 			if (err != json_tokener_continue) {

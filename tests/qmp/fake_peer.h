@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "qmp/json.h"
+#include "json/json.h"
 
 namespace virtsnap::test {
 
@@ -68,7 +68,7 @@ public:
 	std::string finish();
 
 	// The commands read, in order; valid after finish().
-	const std::vector<qmp::Json> &received() const { return received_; }
+	const std::vector<virtsnap::Json> &received() const { return received_; }
 
 private:
 	struct Step {
@@ -80,7 +80,7 @@ private:
 	bool acceptClient(std::string &failure);
 	// Waits for readable data on the client; false on stop, EOF or timeout.
 	bool fill(std::string &failure);
-	bool readCommand(qmp::Json &message, std::string &failure);
+	bool readCommand(virtsnap::Json &message, std::string &failure);
 	bool sendBytes(const std::string &bytes, std::string &failure);
 	// Sleeps, waking early (false) if finish() was called.
 	bool sleep(Duration duration);
@@ -93,7 +93,7 @@ private:
 	std::thread thread_;
 	std::string buffer_;
 	std::string lastId_ = "null";
-	std::vector<qmp::Json> received_;
+	std::vector<virtsnap::Json> received_;
 	std::string failure_;
 	bool finished_ = false;
 };

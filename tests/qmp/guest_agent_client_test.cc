@@ -14,7 +14,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using qmp::GuestAgentClient;
-using qmp::Json;
+using virtsnap::Json;
 
 constexpr auto kMargin = 500ms;
 

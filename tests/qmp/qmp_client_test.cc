@@ -13,7 +13,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using qmp::Json;
+using virtsnap::Json;
 using qmp::QmpClient;
 
 // Slack for a timeout to fire on a loaded machine, yet small enough to

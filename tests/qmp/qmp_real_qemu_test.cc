@@ -13,7 +13,7 @@ namespace virtsnap::test {
 namespace {
 
 using namespace std::chrono_literals;
-using qmp::Json;
+using virtsnap::Json;
 using qmp::QmpClient;
 
 class RealQemuTest : public ::testing::Test

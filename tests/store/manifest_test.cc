@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "core/ids.h"
-#include "qmp/json.h"
+#include "json/json.h"
 #include "store/manifest.h"
 #include "store_test_util.h"
 
@@ -100,9 +100,9 @@ Manifest smallManifest(const std::string &id, const std::string &startTime)
 }
 
 // Serializes `m`, applies `edit` to the JSON, and parses the result.
-Result<Manifest> parseEdited(const Manifest &m, const std::function<void(qmp::Json &)> &edit)
+Result<Manifest> parseEdited(const Manifest &m, const std::function<void(virtsnap::Json &)> &edit)
 {
-	auto j = qmp::Json::parse(serializeManifest(m));
+	auto j = virtsnap::Json::parse(serializeManifest(m));
 	EXPECT_TRUE(j.has_value());
 	if (!j)
 		return fail(errc::kInternal, "test: serialized manifest is not JSON");
@@ -163,8 +163,8 @@ TEST(ManifestTest, ParseRejectsIndexNotCoveringTheVolume)
 	EXPECT_TRUE(parseManifest(serializeManifest(edge)));
 
 	// The same check against a volume size edited after the fact.
-	auto grown = parseEdited(smallManifest("snap-00000000000000005", "t"), [](qmp::Json &j) {
-		j.set("volume_size", qmp::Json::integer(int64_t(2000) * 65536));
+	auto grown = parseEdited(smallManifest("snap-00000000000000005", "t"), [](virtsnap::Json &j) {
+		j.set("volume_size", virtsnap::Json::integer(int64_t(2000) * 65536));
 	});
 	ASSERT_FALSE(grown);
 	EXPECT_EQ(grown.error().code, errc::kCorrupt);
@@ -174,14 +174,14 @@ TEST(ManifestTest, ParseRejectsUnknownVersion)
 {
 	Manifest m = smallManifest("snap-00000000000000006", "t");
 	for (int64_t v : {0, 2, 99, -1}) {
-		auto r = parseEdited(m, [v](qmp::Json &j) { j.set("version", qmp::Json::integer(v)); });
+		auto r = parseEdited(m, [v](virtsnap::Json &j) { j.set("version", virtsnap::Json::integer(v)); });
 		ASSERT_FALSE(r) << v;
 		EXPECT_EQ(r.error().code, errc::kCorrupt) << v;
 	}
-	auto missing = parseEdited(m, [](qmp::Json &j) { j.set("version", qmp::Json()); });
+	auto missing = parseEdited(m, [](virtsnap::Json &j) { j.set("version", virtsnap::Json()); });
 	EXPECT_FALSE(missing);
 	// The unedited manifest parses: the version was the reason.
-	EXPECT_TRUE(parseEdited(m, [](qmp::Json &) {}));
+	EXPECT_TRUE(parseEdited(m, [](virtsnap::Json &) {}));
 }
 
 TEST(ManifestTest, ParseRejectsMalformedInput)
@@ -193,24 +193,24 @@ TEST(ManifestTest, ParseRejectsMalformedInput)
 	}
 	Manifest m = smallManifest("snap-00000000000000007", "t");
 	for (const char *bad : {"zz", "00", "0123", ""}) {
-		auto r = parseEdited(m, [bad](qmp::Json &j) {
-			qmp::Json pages = qmp::Json::array();
-			pages.append(qmp::Json::string(bad));
+		auto r = parseEdited(m, [bad](virtsnap::Json &j) {
+			virtsnap::Json pages = virtsnap::Json::array();
+			pages.append(virtsnap::Json::string(bad));
 			j.set("index_pages", pages);
 		});
 		EXPECT_FALSE(r) << bad;
 	}
-	auto upper = parseEdited(m, [&](qmp::Json &j) {
+	auto upper = parseEdited(m, [&](virtsnap::Json &j) {
 		std::string hex = idHex(m.indexPages[0]);
 		for (char &c : hex)
 			c = char(std::toupper((unsigned char)c));
-		qmp::Json pages = qmp::Json::array();
-		pages.append(qmp::Json::string(hex));
+		virtsnap::Json pages = virtsnap::Json::array();
+		pages.append(virtsnap::Json::string(hex));
 		j.set("index_pages", pages);
 	});
 	EXPECT_FALSE(upper);
 	for (const char *field : {"snapshot_id", "chunk_size", "page_entries"}) {
-		auto r = parseEdited(m, [field](qmp::Json &j) { j.set(field, qmp::Json()); });
+		auto r = parseEdited(m, [field](virtsnap::Json &j) { j.set(field, virtsnap::Json()); });
 		EXPECT_FALSE(r) << field;
 	}
 }

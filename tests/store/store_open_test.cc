@@ -5,7 +5,7 @@
 #include <cctype>
 #include <string>
 
-#include "qmp/json.h"
+#include "json/json.h"
 #include "store_test_util.h"
 
 namespace virtsnap::store::test {
@@ -33,7 +33,7 @@ TEST_F(StoreOpenTest, InitCreatesLayoutAndKeyFile)
 
 	auto text = readFile(storeDir() / "config.json");
 	ASSERT_TRUE(text) << describe(text);
-	auto config = qmp::Json::parse(std::string_view((const char *)text->data(), text->size()));
+	auto config = virtsnap::Json::parse(std::string_view((const char *)text->data(), text->size()));
 	ASSERT_TRUE(config.has_value());
 	EXPECT_EQ(config->getString("format").value_or(""), "virtsnap-store");
 	EXPECT_EQ(config->getInt("version").value_or(0), 1);
@@ -243,9 +243,9 @@ TEST_F(StoreOpenTest, ConfigOfAnotherVersionIsRefused)
 	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
 	auto text = readFile(storeDir() / "config.json");
 	ASSERT_TRUE(text);
-	auto config = qmp::Json::parse(std::string_view((const char *)text->data(), text->size()));
+	auto config = virtsnap::Json::parse(std::string_view((const char *)text->data(), text->size()));
 	ASSERT_TRUE(config.has_value());
-	config->set("version", qmp::Json::integer(2));
+	config->set("version", virtsnap::Json::integer(2));
 	std::string changed = config->dump(true);
 	ASSERT_TRUE(writeFileAtomic(storeDir() / "config.json", asBytes(changed)));
 

@@ -240,7 +240,7 @@ QemuInstance::~QemuInstance()
 {
 	if (pid_ > 0 && !exited_) {
 		if (control_)
-			(void)control_->execute("quit", qmp::Json(), 2000ms);
+			(void)control_->execute("quit", virtsnap::Json(), 2000ms);
 		if (!waitExit(5000ms))
 			kill(SIGKILL);
 	}
@@ -254,7 +254,7 @@ QemuInstance::~QemuInstance()
 qmp::Result<std::string> QemuInstance::hmp(const std::string &commandLine)
 {
 	auto reply = control_->execute("human-monitor-command",
-				       qmp::Json::object().set("command-line", qmp::Json::string(commandLine)));
+				       virtsnap::Json::object().set("command-line", virtsnap::Json::string(commandLine)));
 	if (!reply)
 		return std::unexpected(reply.error());
 	return reply->asString();

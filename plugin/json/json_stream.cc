@@ -1,10 +1,10 @@
-#include "qmp/json_stream.h"
+#include "json/json_stream.h"
 
 #include <json-c/json.h>
 
 #include <climits>
 
-namespace qmp::detail {
+namespace virtsnap {
 
 namespace {
 
@@ -40,7 +40,7 @@ void JsonStream::reset()
 	idle_ = true;
 }
 
-Result<std::optional<Json>> JsonStream::next(std::string &buffer)
+std::expected<std::optional<Json>, std::string> JsonStream::next(std::string &buffer)
 {
 	if (idle_) {
 		size_t start = 0;
@@ -65,7 +65,7 @@ Result<std::optional<Json>> JsonStream::next(std::string &buffer)
 		if (err != json_tokener_success) {
 			std::string desc = json_tokener_error_desc(err);
 			reset();
-			return fail("ProtocolError", "invalid JSON: " + desc);
+			return std::unexpected("invalid JSON: " + desc);
 		}
 		size_t end = offset + json_tokener_get_parse_end(tok_);
 		json_tokener_reset(tok_);
@@ -77,4 +77,4 @@ Result<std::optional<Json>> JsonStream::next(std::string &buffer)
 	return std::optional<Json>();
 }
 
-} // namespace qmp::detail
+} // namespace virtsnap

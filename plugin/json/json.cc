@@ -1,12 +1,12 @@
-#include "qmp/json.h"
+#include "json/json.h"
 
 #include <json-c/json.h>
 
 #include <utility>
 
-#include "qmp/json_stream.h"
+#include "json/json_stream.h"
 
-namespace qmp {
+namespace virtsnap {
 
 Json::Json(json_object *owned) : obj_(owned) {}
 
@@ -57,7 +57,7 @@ Json Json::boolean(bool v)
 
 std::optional<Json> Json::parse(std::string_view text)
 {
-	detail::JsonStream stream;
+	JsonStream stream;
 	std::string buffer(text);
 	auto value = stream.next(buffer);
 	if (!value || !*value) {
@@ -216,4 +216,4 @@ std::string Json::dump(bool pretty) const
 	return std::string(text, length);
 }
 
-} // namespace qmp
+} // namespace virtsnap

@@ -9,7 +9,7 @@
 
 struct json_object;
 
-namespace qmp {
+namespace virtsnap {
 
 class Json
 {
@@ -61,4 +61,4 @@ private:
 	json_object *obj_ = nullptr;
 };
 
-} // namespace qmp
+} // namespace virtsnap

@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
-#include "qmp/json.h"
+#include "json/json.h"
 
-namespace qmp {
+namespace virtsnap {
 namespace {
 
 TEST(Json, ParseAndAccessObject)
@@ -105,4 +105,4 @@ TEST(Json, ScalarAccessorsOnOtherTypes)
 }
 
 } // namespace
-} // namespace qmp
+} // namespace virtsnap

@@ -1,17 +1,18 @@
-// Private to the protocol library: splits a byte stream into JSON values no
-// matter how the bytes were chunked by read(), with json-c's incremental
-// tokener.
+// Splits a byte stream into JSON values no matter how the bytes were
+// chunked by read(), with json-c's incremental tokener: the framing of QMP,
+// of the guest agent and of virtsnapd's socket.
 #pragma once
 
 #include <optional>
 #include <string>
 
-#include "qmp/error.h"
-#include "qmp/json.h"
+#include <expected>
+
+#include "json/json.h"
 
 struct json_tokener;
 
-namespace qmp::detail {
+namespace virtsnap {
 
 class JsonStream
 {
@@ -24,9 +25,10 @@ public:
 	// Consumes bytes from the front of `buffer`: returns the next complete
 	// value and leaves whatever follows it in `buffer`, or nullopt once
 	// all of `buffer` was taken as the start of a value still incomplete.
-	// On invalid JSON returns ProtocolError, resets itself and leaves
-	// `buffer` untouched, so the caller can look for a place to resume.
-	Result<std::optional<Json>> next(std::string &buffer);
+	// On invalid JSON returns what json-c says is wrong, resets itself and
+	// leaves `buffer` untouched, so the caller can look for a place to
+	// resume.
+	[[nodiscard]] std::expected<std::optional<Json>, std::string> next(std::string &buffer);
 
 	// Forgets a partially parsed value.
 	void reset();
@@ -39,4 +41,4 @@ private:
 	bool idle_ = true;
 };
 
-} // namespace qmp::detail
+} // namespace virtsnap
