@@ -4,6 +4,7 @@
 
 #include <expected>
 #include <string>
+#include <utility>
 
 namespace qmp {
 
@@ -16,8 +17,14 @@ struct Error {
 	std::string toString() const { return errorClass + ": " + desc; }
 };
 
+// [[nodiscard]], so an error cannot be dropped unnoticed.
 template<typename T>
-using Result = std::expected<T, Error>;
+class [[nodiscard]] Result : public std::expected<T, Error>
+{
+public:
+	using std::expected<T, Error>::expected;
+	Result(std::expected<T, Error> other) : std::expected<T, Error>(std::move(other)) {}
+};
 
 inline std::unexpected<Error> fail(std::string errorClass, std::string desc)
 {

@@ -20,7 +20,7 @@ Result<std::optional<DaemonClient>> DaemonClient::connect(const std::string &soc
 	UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	if (::connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0) {
 		if (errno == EACCES || errno == EPERM)
-			return fail("AccessDenied", "no permission to use virtsnapd's socket " + socketPath +
+			return fail(errc::kAccessDenied, "no permission to use virtsnapd's socket " + socketPath +
 							    " (only root and the group virtsnap may)");
 		return std::optional<DaemonClient>();
 	}
@@ -77,7 +77,7 @@ Result<void> DaemonClient::follow(const std::function<bool(const std::string &)>
 		return std::unexpected(ack.error());
 	auto json = virtsnap::Json::parse(*ack);
 	if (!json || !json->getBool("ok").value_or(false))
-		return fail("AccessDenied", json ? json->get("error").getString("message").value_or("refused")
+		return fail(errc::kAccessDenied, json ? json->get("error").getString("message").value_or("refused")
 						 : "virtsnapd refused the subscription");
 	for (;;) {
 		auto event = readLine();

@@ -30,6 +30,9 @@ inline constexpr const char *kDiskNotFound = "InvalidDisk.NotFound";
 inline constexpr const char *kInstanceNotFound = "InvalidInstanceID.NotFound";
 inline constexpr const char *kTargetExists = "TargetExists";
 inline constexpr const char *kInternal = "InternalError";
+inline constexpr const char *kAccessDenied = "AccessDenied";
+inline constexpr const char *kConcurrentLimit = "ConcurrentSnapshotLimitExceeded";
+inline constexpr const char *kIdempotentMismatch = "IdempotentParameterMismatch";
 } // namespace errc
 
 struct Error {
@@ -40,8 +43,16 @@ struct Error {
 	std::string toString() const { return code + ": " + message; }
 };
 
+// [[nodiscard]]: an error nobody looked at is a bug, so dropping a Result
+// does not compile (under -Werror). Where dropping one is right, say why
+// beside a (void) cast.
 template<typename T>
-using Result = std::expected<T, Error>;
+class [[nodiscard]] Result : public std::expected<T, Error>
+{
+public:
+	using std::expected<T, Error>::expected;
+	Result(std::expected<T, Error> other) : std::expected<T, Error>(std::move(other)) {}
+};
 
 inline std::unexpected<Error> fail(std::string code, std::string message)
 {
@@ -61,3 +72,17 @@ std::unexpected<Error> failErrno(const std::string &what, int err);
 		if (!vs_try_r_)                                          \
 			return std::unexpected(std::move(vs_try_r_.error())); \
 	} while (0)
+
+// Declares or assigns `lhs` from an expression returning Result<T> (not
+// void), or propagates its error:
+//   VS_ASSIGN(auto store, store::Store::open(dir, keyFile));
+//   VS_ASSIGN(row.size, imageSize(path));
+// A statement of its own: not the body of an unbraced if or loop.
+#define VS_ASSIGN(lhs, expr) VS_ASSIGN_(VS_CONCAT_(vs_assign_r_, __LINE__), lhs, expr)
+#define VS_ASSIGN_(tmp, lhs, expr)                                  \
+	auto tmp = (expr);                                          \
+	if (!tmp)                                                   \
+		return std::unexpected(std::move(tmp.error()));     \
+	lhs = std::move(*tmp)
+#define VS_CONCAT_(a, b) VS_CONCAT2_(a, b)
+#define VS_CONCAT2_(a, b) a##b

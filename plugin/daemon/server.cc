@@ -200,7 +200,7 @@ void Server::serveClient(int fd)
 	if (!allowed(fd, &who)) {
 		Json reply = Json::object();
 		reply.set("ok", Json::boolean(false));
-		reply.set("error", errorJson(Error{"AccessDenied", "only root and the group virtsnap may use virtsnapd"}));
+		reply.set("error", errorJson(Error{errc::kAccessDenied, "only root and the group virtsnap may use virtsnapd"}));
 		sendLine(fd, reply.dump());
 		forget();
 		return;

@@ -36,7 +36,7 @@ Result<void> GuestAgentQuiescer::freeze()
 	// guest would stay frozen: find out first.
 	if (auto status = agent_->execute("guest-fsfreeze-status", virtsnap::Json(), timeout_);
 	    status && status->asString() == "frozen")
-		agent_->execute("guest-fsfreeze-thaw", virtsnap::Json(), timeout_);
+		(void)agent_->execute("guest-fsfreeze-thaw", virtsnap::Json(), timeout_); // the freeze below says if it failed
 
 	freezeStart_ = Clock::now();
 	freezeSent_ = true;
@@ -56,8 +56,9 @@ void GuestAgentQuiescer::thaw()
 	freezeSent_ = false;
 	if (freezeUnanswered_) {
 		// A hung agent may still run the freeze when it wakes up: queue
-		// the thaw right behind it, without waiting for either.
-		agent_->post("guest-fsfreeze-thaw");
+		// the thaw right behind it, without waiting for either. If even
+		// that cannot be sent, the channel is gone and nothing can thaw.
+		(void)agent_->post("guest-fsfreeze-thaw");
 		return;
 	}
 	auto thawed = agent_->execute("guest-fsfreeze-thaw", virtsnap::Json(), timeout_);
@@ -65,7 +66,7 @@ void GuestAgentQuiescer::thaw()
 		freezeMillis_ =
 			std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - freezeStart_).count();
 	if (!thawed)
-		agent_->post("guest-fsfreeze-thaw");
+		(void)agent_->post("guest-fsfreeze-thaw"); // as above: the last thing to try
 }
 
 } // namespace virtsnap::hypervisor

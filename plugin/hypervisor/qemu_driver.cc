@@ -43,6 +43,8 @@ struct DiskNames {
 	fs::path scratchFile;
 };
 
+// Teardown steps are best effort: each one's failure means the thing is
+// gone already, or QEMU is, and the steps after it still run.
 void deleteExport(qmp::QmpClient &qmp, const std::string &exportId)
 {
 	Json a = args();
@@ -50,7 +52,7 @@ void deleteExport(qmp::QmpClient &qmp, const std::string &exportId)
 	if (qmp.execute("block-export-del", a)) {
 		// Deletion completes asynchronously; the scratch node stays busy
 		// until it has.
-		qmp.waitEvent("BLOCK_EXPORT_DELETED",
+		(void)qmp.waitEvent("BLOCK_EXPORT_DELETED",
 			      [&](const Json &data) { return data.getString("id") == exportId; }, kTeardownTimeout);
 	}
 }
@@ -61,7 +63,7 @@ void cancelJobs(qmp::QmpClient &qmp, const std::vector<std::string> &jobIds)
 		Json a = args();
 		a.set("device", Json::string(id));
 		a.set("force", Json::boolean(true));
-		qmp.execute("block-job-cancel", a);
+		(void)qmp.execute("block-job-cancel", a); // the query below tells whether it went
 	}
 	auto deadline = std::chrono::steady_clock::now() + kTeardownTimeout;
 	while (std::chrono::steady_clock::now() < deadline) {
@@ -84,14 +86,14 @@ void removeBitmap(qmp::QmpClient &qmp, const std::string &node, const std::strin
 	Json a = args();
 	a.set("node", Json::string(node));
 	a.set("name", Json::string(name));
-	qmp.execute("block-dirty-bitmap-remove", a);
+	(void)qmp.execute("block-dirty-bitmap-remove", a);
 }
 
 void deleteNode(qmp::QmpClient &qmp, const std::string &node)
 {
 	Json a = args();
 	a.set("node-name", Json::string(node));
-	qmp.execute("blockdev-del", a);
+	(void)qmp.execute("blockdev-del", a);
 }
 
 } // namespace
@@ -369,7 +371,7 @@ Result<std::string> QemuDriver::acquireNbdLocked()
 void QemuDriver::releaseNbdLocked()
 {
 	if (--nbdUsers_ == 0) {
-		qmp_->execute("nbd-server-stop");
+		(void)qmp_->execute("nbd-server-stop"); // teardown: best effort, like every step of it
 		::unlink((workDir_ / "nbd.sock").c_str());
 	}
 }
@@ -391,7 +393,7 @@ void QemuDriver::removeLeftovers(const std::string &cleanupRecord)
 	if (nbdUsers_ == 0) {
 		auto exports = qmp_->execute("query-block-exports");
 		if (exports && exports->size() == 0)
-			qmp_->execute("nbd-server-stop");
+			(void)qmp_->execute("nbd-server-stop");
 	}
 	cancelJobs(*qmp_, jobs);
 	// The dead process's private directories go too, once emptied; rmdir

@@ -114,7 +114,7 @@ StorageDaemon::~StorageDaemon()
 	if (pid_ <= 0)
 		return;
 	if (auto qmp = qmp::QmpClient::connect(qmpSocket_, 5000ms))
-		(*qmp)->execute("quit");
+		(void)(*qmp)->execute("quit"); // SIGKILL below if it did not take
 	if (!exited(pid_, 30s)) {
 		::kill(pid_, SIGKILL);
 		exited(pid_, 5s);
