@@ -102,8 +102,11 @@ SnapshotRow snapshotFrom(const Statement &st)
 	SnapshotRow r;
 	r.snapshotId = st.text(0);
 	r.volumeId = st.text(1);
-	r.state = st.text(2);
-	r.stateMessage = st.text(3);
+	// The catalog is ours: a name this code does not know is damage, and
+	// the snapshot shows it rather than pass for a state it is not in.
+	auto state = snapshotStateNamed(st.text(2));
+	r.state = state.value_or(SnapshotState::Error);
+	r.stateMessage = state ? st.text(3) : "the catalog holds an unknown state '" + st.text(2) + "'";
 	r.progress = int(st.integer(4));
 	r.startTime = st.text(5);
 	r.completionTime = st.text(6);
@@ -159,7 +162,11 @@ Result<JobRow> jobFrom(const Statement &st, const std::filesystem::path &file)
 	JobRow r;
 	r.jobId = st.text(0);
 	r.kind = st.text(1);
-	r.state = st.text(2);
+	auto state = jobStateNamed(st.text(2));
+	if (!state)
+		return fail(errc::kCorrupt, "catalog " + file.string() + ": job " + r.jobId + ": unknown state '" +
+						    st.text(2) + "'");
+	r.state = *state;
 	auto ids = virtsnap::Json::parse(st.text(3));
 	if (!ids || !ids->isArray())
 		return fail(errc::kCorrupt, "catalog " + file.string() + ": job " + r.jobId + ": snapshot ids are not a JSON array");
@@ -388,7 +395,7 @@ Result<void> Catalog::putSnapshot(const SnapshotRow &row)
 		int i = 1;
 		st->bind(i++, row.snapshotId);
 		st->bind(i++, row.volumeId);
-		st->bind(i++, row.state);
+		st->bind(i++, name(row.state));
 		st->bind(i++, row.stateMessage);
 		st->bind(i++, int64_t(row.progress));
 		st->bind(i++, row.startTime);
@@ -662,7 +669,7 @@ Result<void> Catalog::putJob(const JobRow &row)
 		VS_TRY(st);
 		st->bind(1, row.jobId);
 		st->bind(2, row.kind);
-		st->bind(3, row.state);
+		st->bind(3, name(row.state));
 		st->bind(4, toJsonArray(row.snapshotIds));
 		st->bind(5, row.target);
 		st->bind(6, row.details);
@@ -693,7 +700,7 @@ Result<std::optional<JobRow>> Catalog::getJob(const std::string &id)
 	return out;
 }
 
-Result<std::vector<JobRow>> Catalog::jobsInState(const std::string &state)
+Result<std::vector<JobRow>> Catalog::jobsInState(JobState state)
 {
 	std::lock_guard lock(mutex_);
 	std::vector<JobRow> out;
@@ -701,7 +708,7 @@ Result<std::vector<JobRow>> Catalog::jobsInState(const std::string &state)
 		auto st = conn_.cached(std::string("SELECT ") + kJobColumns +
 				       " FROM jobs WHERE state = ? ORDER BY created, job_id");
 		VS_TRY(st);
-		st->bind(1, state);
+		st->bind(1, name(state));
 		for (;;) {
 			auto row = st->step();
 			VS_TRY(row);

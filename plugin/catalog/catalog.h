@@ -24,13 +24,15 @@
 
 #include "catalog/statement.h"
 #include "core/error.h"
+#include "core/states.h"
 
 namespace virtsnap::catalog {
 
 using Tags = std::vector<std::pair<std::string, std::string>>;
 
 struct SnapshotRow {
-	std::string snapshotId, volumeId, state; // state: "pending" | "completed" | "error"
+	std::string snapshotId, volumeId;
+	SnapshotState state = SnapshotState::Pending;
 	std::string stateMessage;
 	int progress = 0;                         // 0..100
 	std::string startTime, completionTime;    // ISO 8601 UTC, comparable as text
@@ -61,7 +63,7 @@ struct VolumeRow {
 struct JobRow {
 	std::string jobId;   // "job-" + hex
 	std::string kind;    // "create-snapshots"
-	std::string state;   // "running" | "done" | "failed" | "interrupted"
+	JobState state = JobState::Running;
 	std::vector<std::string> snapshotIds;
 	std::string target;
 	std::string details; // JSON text owned by the engine (what to clean up after a crash)
@@ -150,7 +152,7 @@ public:
 	Result<void> putJob(const JobRow &row);
 	Result<std::optional<JobRow>> getJob(const std::string &id);
 	// By creation time, then id.
-	Result<std::vector<JobRow>> jobsInState(const std::string &state);
+	Result<std::vector<JobRow>> jobsInState(JobState state);
 	Result<void> removeJob(const std::string &id);
 
 	// Insert only: a token already recorded is IncorrectState (the caller

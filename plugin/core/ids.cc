@@ -1,12 +1,8 @@
 #include "ids.h"
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
 #include <chrono>
 #include <ctime>
 
-#include "bytes.h"
 #include "compiler.h"
 
 namespace virtsnap {
@@ -24,25 +20,6 @@ bool isHexId(std::string_view s, std::string_view prefix)
 }
 
 } // namespace
-
-Result<std::string> newSnapshotId()
-{
-	uint8_t raw[9];
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
-		return fail(errc::kInternal, "no randomness for a snapshot id");
-	return "snap-" + toHex(raw).substr(0, 17);
-}
-
-std::string volumeIdFor(std::string_view instanceKey, std::string_view diskId)
-{
-	// Length-prefixed, so no two (instance, disk) pairs share an input.
-	std::string input = "virtsnap-volume\n" + std::to_string(instanceKey.size()) + ":";
-	input.append(instanceKey).append(std::to_string(diskId.size())).append(":").append(diskId);
-	uint8_t digest[EVP_MAX_MD_SIZE];
-	unsigned len = 0;
-	EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
-	return "vol-" + toHex(std::span(digest, len)).substr(0, 17);
-}
 
 bool isSnapshotId(std::string_view s)
 {

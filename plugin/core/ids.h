@@ -1,4 +1,5 @@
-// Resource ids and times as the EC2 API shapes them.
+// Resource ids and times as the EC2 API shapes them: what they look like.
+// Minting them takes randomness and SHA-256: crypto/resource_ids.h.
 #pragma once
 
 #include <string>
@@ -7,12 +8,6 @@
 #include "error.h"
 
 namespace virtsnap {
-
-// "snap-" + 17 random lowercase hex digits.
-Result<std::string> newSnapshotId();
-// "vol-" + 17 hex digits derived from the instance and disk, so the same
-// disk of the same instance always has the same id.
-std::string volumeIdFor(std::string_view instanceKey, std::string_view diskId);
 
 bool isSnapshotId(std::string_view s);
 bool isVolumeId(std::string_view s);

@@ -13,6 +13,7 @@
 #include "core/cancel.h"
 #include "core/ids.h"
 #include "crypto/crypto.h"
+#include "crypto/resource_ids.h"
 #include "engine/resources.h"
 #include "engine/restore.h"
 #include "engine/work_dir.h"
@@ -27,8 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char *kConcurrentLimit = "ConcurrentSnapshotLimitExceeded";
-constexpr const char *kIdempotentMismatch = "IdempotentParameterMismatch";
 
 Json tagsJson(const catalog::Tags &tags)
 {
@@ -42,7 +41,7 @@ Json tagsJson(const catalog::Tags &tags)
 	return a;
 }
 
-catalog::SnapshotRow rowFromManifest(const store::Manifest &m, const std::string &state,
+catalog::SnapshotRow rowFromManifest(const store::Manifest &m, SnapshotState state,
 				     const std::string &message = "")
 {
 	catalog::SnapshotRow r;
@@ -50,7 +49,7 @@ catalog::SnapshotRow rowFromManifest(const store::Manifest &m, const std::string
 	r.volumeId = m.volumeId;
 	r.state = state;
 	r.stateMessage = message;
-	r.progress = state == "completed" ? 100 : 0;
+	r.progress = state == SnapshotState::Completed ? 100 : 0;
 	r.startTime = m.startTime;
 	r.completionTime = m.completionTime;
 	r.description = m.description;
@@ -79,7 +78,7 @@ Json snapshotJson(const catalog::SnapshotRow &r)
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(r.snapshotId));
 	j.set("VolumeId", Json::string(r.volumeId));
-	j.set("State", Json::string(r.state));
+	j.set("State", Json::string(name(r.state)));
 	if (!r.stateMessage.empty())
 		j.set("StateMessage", Json::string(r.stateMessage));
 	j.set("Progress", Json::string(std::to_string(r.progress) + "%"));
@@ -383,7 +382,7 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 			return std::unexpected(seen.error());
 		if (*seen) {
 			if ((*seen)->requestHash != hash)
-				return fail(kIdempotentMismatch, "client token '" + token +
+				return fail(errc::kIdempotentMismatch, "client token '" + token +
 									 "' was used with other parameters");
 			auto ids = Json::parse((*seen)->response);
 			Json list = Json::array();
@@ -433,7 +432,7 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 		std::string cls = record && *record ? (*record)->volumeClass : "standard";
 		int limit = (cls == "st1" || cls == "sc1") ? 1 : 5;
 		if (*pending + admitted_[vol] >= limit)
-			return fail(kConcurrentLimit, "volume " + vol + " already has " +
+			return fail(errc::kConcurrentLimit, "volume " + vol + " already has " +
 							      std::to_string(*pending + admitted_[vol]) +
 							      " pending snapshots (the limit is " + std::to_string(limit) +
 							      " for class " + cls + ")");
@@ -484,7 +483,7 @@ Result<Reply> Service::createSnapshots(const Arguments &args, bool single, const
 	std::string jobId = *recorded;
 	auto pending = (*job)->pending();
 	auto cancel = registerJob(jobId, instance->key);
-	if (options_.background && pending.front().state == "pending") {
+	if (options_.background && pending.front().state == SnapshotState::Pending) {
 		std::shared_ptr<engine::SnapshotJob> owned(std::move(*job));
 		auto work = [this, jobId, owned, single, cancel, release] {
 			// run() ends the capture, so the disk is free for the next.
@@ -617,11 +616,11 @@ Result<std::string> Service::recordJob(engine::SnapshotJob &job, const engine::S
 				       const std::string &token, const std::string &hash, const std::string &jobIdIn)
 {
 	auto pending = job.pending();
-	std::string jobId = jobIdIn.empty() ? "job-" + pending.front().manifest.snapshotId.substr(5) : jobIdIn;
+	std::string jobId = jobIdIn.empty() ? relatedId("job-", pending.front().manifest.snapshotId) : jobIdIn;
 	catalog::JobRow jobRow;
 	jobRow.jobId = jobId;
 	jobRow.kind = single ? "create-snapshot" : "create-snapshots";
-	jobRow.state = "running";
+	jobRow.state = JobState::Running;
 	jobRow.target = req.target;
 	jobRow.details = job.cleanupRecord();
 	jobRow.pid = ::getpid();
@@ -660,17 +659,17 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 	// the StartTime is replaced by the real instant when it is taken.
 	std::vector<std::string> ids;
 	if (!single) {
-		auto setId = newSnapshotId();
+		auto setId = newResourceId("ss-");
 		if (!setId) {
 			unadmit();
 			return std::unexpected(setId.error());
 		}
-		req.snapshotSetId = "ss-" + setId->substr(5);
+		req.snapshotSetId = *setId;
 	}
 	std::string now = isoTimeNow();
 	std::vector<catalog::SnapshotRow> rows;
 	for (size_t i = 0; i < disks.size(); i++) {
-		auto id = newSnapshotId();
+		auto id = newResourceId("snap-");
 		if (!id) {
 			unadmit();
 			return std::unexpected(id.error());
@@ -680,7 +679,7 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 		catalog::SnapshotRow r;
 		r.snapshotId = *id;
 		r.volumeId = volumes[i];
-		r.state = "pending";
+		r.state = SnapshotState::Pending;
 		r.startTime = now;
 		r.description = req.description;
 		r.name = req.name;
@@ -692,11 +691,11 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 		r.tags = req.tags;
 		rows.push_back(r);
 	}
-	std::string jobId = "job-" + ids.front().substr(5);
+	std::string jobId = relatedId("job-", ids.front());
 	catalog::JobRow jobRow;
 	jobRow.jobId = jobId;
 	jobRow.kind = single ? "create-snapshot" : "create-snapshots";
-	jobRow.state = "running";
+	jobRow.state = JobState::Running;
 	jobRow.target = req.target;
 	jobRow.details = "{}";
 	jobRow.pid = ::getpid();
@@ -735,13 +734,13 @@ Result<Reply> Service::queueSnapshots(engine::SnapshotSetRequest req, const std:
 			for (const std::string &id : ids) {
 				auto row = catalog_->getSnapshot(id);
 				if (row && *row) {
-					(*row)->state = "error";
+					(*row)->state = SnapshotState::Error;
 					(*row)->stateMessage = why;
 					(void)catalog_->putSnapshot(**row);
 				}
 			}
 			if (auto job = catalog_->getJob(jobId); job && *job) {
-				(*job)->state = "failed";
+				(*job)->state = JobState::Failed;
 				(void)catalog_->putJob(**job);
 			}
 			emitFailure(req, ids, single, why);
@@ -772,7 +771,7 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 			const engine::ProgressFn &progress, std::shared_ptr<std::atomic<bool>> cancel)
 {
 	// A set that failed at its point in time has nothing to move.
-	bool transfers = job.pending().front().state == "pending";
+	bool transfers = job.pending().front().state == SnapshotState::Pending;
 	if (options_.background && transfers) {
 		// Pending until a transfer slot is free: the point in time is
 		// already held by the capture.
@@ -802,7 +801,7 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 			for (const std::string &id : ids)
 				(void)catalog_->transaction([&]() -> Result<void> {
 					auto row = catalog_->getSnapshot(id);
-					if (row && *row && (*row)->state == "pending") {
+					if (row && *row && (*row)->state == SnapshotState::Pending) {
 						(*row)->progress = std::min(pct, 99);
 						return catalog_->putSnapshot(**row);
 					}
@@ -814,7 +813,7 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 	// Cancelled for a reason the user should read (the domain stopped).
 	if (std::string reason = cancelReason(jobId); !reason.empty())
 		for (engine::SnapshotOutcome &o : outcomes)
-			if (o.state == "error")
+			if (o.state == SnapshotState::Error)
 				o.stateMessage = reason;
 	if (options_.background && transfers) {
 		std::lock_guard lock(jobsMutex_);
@@ -824,14 +823,14 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 
 	bool allOk = true;
 	for (const engine::SnapshotOutcome &o : outcomes) {
-		allOk &= o.state == "completed";
-		if (o.state == "completed")
+		allOk &= o.state == SnapshotState::Completed;
+		if (o.state == SnapshotState::Completed)
 			(void)catalog_->clearBitmapsSuspect(o.manifest.volumeId);
 		(void)catalog_->transaction([&]() -> Result<void> {
 			auto before = catalog_->getSnapshot(o.manifest.snapshotId);
 			if (before && *before && (*before)->deleteRequested) {
 				// A delete of a pending snapshot takes effect now, as on EBS.
-				if (o.state == "completed")
+				if (o.state == SnapshotState::Completed)
 					(void)store_->deleteManifest(o.manifest.snapshotId);
 				return catalog_->removeSnapshot(o.manifest.snapshotId);
 			}
@@ -839,7 +838,7 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 		});
 	}
 	if (auto row = catalog_->getJob(jobId); row && *row) {
-		(*row)->state = allOk ? "done" : "failed";
+		(*row)->state = allOk ? JobState::Done : JobState::Failed;
 		(*row)->updated = isoTimeNow();
 		(void)catalog_->putJob(**row);
 	}
@@ -851,7 +850,7 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 		const engine::SnapshotOutcome &o = outcomes.front();
 		events::SnapshotNotice n;
 		n.event = "createSnapshot";
-		n.result = o.state == "completed" ? "succeeded" : "failed";
+		n.result = o.state == SnapshotState::Completed ? "succeeded" : "failed";
 		n.cause = o.stateMessage;
 		n.snapshotId = o.manifest.snapshotId;
 		n.source = o.manifest.volumeId;
@@ -866,7 +865,7 @@ void Service::finishJob(const std::string &jobId, engine::SnapshotJob &job, bool
 		n.startTime = outcomes.front().manifest.startTime;
 		n.endTime = end;
 		for (const engine::SnapshotOutcome &o : outcomes)
-			n.snapshots.push_back({o.manifest.snapshotId, o.manifest.volumeId, o.state});
+			n.snapshots.push_back({o.manifest.snapshotId, o.manifest.volumeId, name(o.state)});
 		events_->emit(events::toJson(n));
 	}
 }
@@ -918,14 +917,14 @@ Result<Reply> Service::deleteSnapshot(const Arguments &args)
 			return std::unexpected(row.error());
 		if (!*row)
 			return fail(errc::kSnapshotNotFound, "snapshot " + *id + " does not exist");
-		if ((*row)->state == "pending") {
+		if ((*row)->state == SnapshotState::Pending) {
 			// As on EBS: the delete takes effect when the snapshot completes.
 			(*row)->deleteRequested = true;
 			j.set("Deleted", Json::boolean(false));
 			j.set("DeleteOnCompletion", Json::boolean(true));
 			return catalog_->putSnapshot(**row);
 		}
-		if ((*row)->state == "completed") {
+		if ((*row)->state == SnapshotState::Completed) {
 			auto removed = store_->deleteManifest(*id);
 			if (!removed && removed.error().code != errc::kSnapshotNotFound)
 				return std::unexpected(removed.error());
@@ -982,8 +981,8 @@ Result<Reply> Service::createVolume(const Arguments &args, const engine::Progres
 		return fail(errc::kMissingParameter, "--target is required");
 	VS_TRY(checkSnapshotId(id));
 	auto row = catalog_->getSnapshot(id);
-	if (row && *row && (*row)->state != "completed")
-		return fail(errc::kIncorrectState, "snapshot " + id + " is " + (*row)->state + ", not completed");
+	if (row && *row && (*row)->state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name((*row)->state) + ", not completed");
 	req.snapshotId = id;
 	req.target = target;
 	req.format = args.get("format", "qcow2");
@@ -1021,8 +1020,8 @@ Result<Reply> Service::changeTags(const Arguments &args, bool create)
 				return fail(errc::kSnapshotNotFound, "snapshot " + *resource + " does not exist");
 			// The tags live in the manifest, which a pending snapshot
 			// does not have yet.
-			if ((*row)->state != "completed")
-				return fail(errc::kIncorrectState, "snapshot " + *resource + " is " + (*row)->state +
+			if ((*row)->state != SnapshotState::Completed)
+				return fail(errc::kIncorrectState, "snapshot " + *resource + " is " + name((*row)->state) +
 									   "; its tags can change once it is completed");
 			VS_TRY(create ? engine::createTags(*store_, *resource, *tags)
 				      : engine::deleteTags(*store_, *resource, *tags));
@@ -1062,7 +1061,7 @@ Result<Reply> Service::registerInstance(const Arguments &args)
 	auto instance = (*driver)->instance();
 	if (!instance)
 		return std::unexpected(instance.error());
-	engine::InstanceRecord r{engine::instanceIdFor(instance->key), instance->key, instance->name, hib == "true"};
+	engine::InstanceRecord r{instanceIdFor(instance->key), instance->key, instance->name, hib == "true"};
 	VS_TRY(engine::saveInstance(*store_, r));
 	Json j = Json::object();
 	j.set("InstanceId", Json::string(r.instanceId));
@@ -1227,7 +1226,7 @@ Result<Reply> Service::rebuildCatalog()
 	VS_TRY(catalog_->transaction([&]() -> Result<void> {
 		VS_TRY(catalog_->clear());
 		for (const store::Manifest &m : *manifests)
-			VS_TRY(catalog_->putSnapshot(rowFromManifest(m, "completed")));
+			VS_TRY(catalog_->putSnapshot(rowFromManifest(m, SnapshotState::Completed)));
 		for (const engine::VolumeRecord &v : *volumes)
 			VS_TRY(syncVolume(v));
 		return {};
@@ -1261,8 +1260,8 @@ Result<Reply> Service::waitCompleted(const Arguments &args)
 		std::string failed;
 		for (const catalog::SnapshotRow &r : page->snapshots) {
 			list.append(snapshotJson(r));
-			pending |= r.state == "pending";
-			if (r.state == "error")
+			pending |= r.state == SnapshotState::Pending;
+			if (r.state == SnapshotState::Error)
 				failed += (failed.empty() ? "" : ", ") + r.snapshotId + " (" + r.stateMessage + ")";
 		}
 		if (!failed.empty() || !pending) {
@@ -1325,8 +1324,8 @@ Result<Reply> Service::restoreInstance(const Arguments &args, const engine::Prog
 	};
 	std::vector<Work> work;
 	for (const catalog::SnapshotRow &r : *rows) {
-		if (r.state != "completed")
-			return fail(errc::kIncorrectState, "snapshot " + r.snapshotId + " of " + *setId + " is " + r.state);
+		if (r.state != SnapshotState::Completed)
+			return fail(errc::kIncorrectState, "snapshot " + r.snapshotId + " of " + *setId + " is " + name(r.state));
 		if (volumeIdFor(instance->key, r.diskId) != r.volumeId)
 			return fail(errc::kInvalidParameterValue, *setId + " was taken of another instance (" +
 									  r.instanceName + "), not of " + driver.describe());
@@ -1475,7 +1474,7 @@ void Service::reconcileLater(const std::string &uuid)
 
 void Service::recoverInterruptedJobs()
 {
-	auto jobs = catalog_->jobsInState("running");
+	auto jobs = catalog_->jobsInState(JobState::Running);
 	if (!jobs)
 		return;
 	// A job whose process still runs (this one, another CLI, a daemon) is
@@ -1500,13 +1499,13 @@ void Service::recoverInterruptedJobs()
 			note += " (and its instance is gone: " + driver.error().message + ")";
 		for (const std::string &id : job.snapshotIds) {
 			auto row = catalog_->getSnapshot(id);
-			if (row && *row && (*row)->state == "pending") {
-				(*row)->state = "error";
+			if (row && *row && (*row)->state == SnapshotState::Pending) {
+				(*row)->state = SnapshotState::Error;
 				(*row)->stateMessage = note;
 				(void)catalog_->putSnapshot(**row);
 			}
 		}
-		job.state = "interrupted";
+		job.state = JobState::Interrupted;
 		job.updated = isoTimeNow();
 		(void)catalog_->putJob(job);
 	}

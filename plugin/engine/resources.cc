@@ -1,6 +1,5 @@
 #include "resources.h"
 
-#include <openssl/evp.h>
 
 #include <functional>
 
@@ -59,15 +58,6 @@ Result<VolumeRecord> requireVolume(store::Store &store, const std::string &volum
 }
 
 } // namespace
-
-std::string instanceIdFor(const std::string &instanceKey)
-{
-	std::string input = "virtsnap-instance\n" + instanceKey;
-	uint8_t digest[EVP_MAX_MD_SIZE];
-	unsigned len = 0;
-	EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
-	return "i-" + toHex(std::span(digest, len)).substr(0, 17);
-}
 
 Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::string &volumeId)
 {

@@ -28,8 +28,6 @@ struct InstanceRecord {
 	bool hibernationEnabled = false;
 };
 
-std::string instanceIdFor(const std::string &instanceKey);
-
 Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::string &volumeId);
 Result<void> saveVolume(store::Store &store, const VolumeRecord &volume);
 Result<std::vector<VolumeRecord>> listVolumes(store::Store &store);

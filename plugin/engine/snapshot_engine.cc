@@ -9,6 +9,7 @@
 
 #include "core/cancel.h"
 #include "core/ids.h"
+#include "crypto/resource_ids.h"
 #include "disk_copier.h"
 #include "resources.h"
 #include "work_dir.h"
@@ -124,7 +125,7 @@ struct Member {
 	std::optional<store::SnapshotIndex> index;
 };
 
-std::vector<SnapshotOutcome> outcomesOf(std::vector<Member> &members, const std::string &state,
+std::vector<SnapshotOutcome> outcomesOf(std::vector<Member> &members, SnapshotState state,
 					const std::string &message)
 {
 	std::vector<SnapshotOutcome> out;
@@ -134,7 +135,7 @@ std::vector<SnapshotOutcome> outcomesOf(std::vector<Member> &members, const std:
 }
 
 // A set that failed at its point in time: nothing to move, every snapshot
-// is already "error".
+// is already in error.
 class FailedJob : public SnapshotJob
 {
 public:
@@ -171,7 +172,7 @@ public:
 	{
 		std::vector<SnapshotOutcome> out;
 		for (const Member &m : members_)
-			out.push_back({m.manifest, "pending", ""});
+			out.push_back({m.manifest, SnapshotState::Pending, ""});
 		return out;
 	}
 
@@ -188,7 +189,7 @@ public:
 private:
 	std::vector<SnapshotOutcome> transfer(const ProgressFn &progress, const std::function<bool()> &cancelled)
 	{
-		auto failed = [&](const std::string &why) { return outcomesOf(members_, "error", why); };
+		auto failed = [&](const std::string &why) { return outcomesOf(members_, SnapshotState::Error, why); };
 		auto interrupted = [&] { return cancelRequested() || (cancelled && cancelled()); };
 		auto codec = store_.newCodec();
 
@@ -244,7 +245,7 @@ private:
 		// one costs memory in QEMU, not correctness.
 		if (auto r = capture_->commit(); !r && warn_)
 			warn_(r.error().message);
-		return outcomesOf(members_, "completed", "");
+		return outcomesOf(members_, SnapshotState::Completed, "");
 	}
 
 	store::Store &store_;
@@ -331,10 +332,7 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 
 	std::string setId = request.snapshotSetId;
 	if (setId.empty() && (disks->size() > 1 || request.disks.empty())) {
-		auto id = newSnapshotId();
-		if (!id)
-			return std::unexpected(id.error());
-		setId = "ss-" + id->substr(5);
+		VS_ASSIGN(setId, newResourceId("ss-"));
 	}
 
 	auto codec = store.newCodec();
@@ -347,7 +345,7 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		else if (!request.snapshotIds.empty())
 			return fail(errc::kIncorrectState, "disk " + disk.diskId + " appeared after the request was queued");
 		else
-			id = newSnapshotId();
+			id = newResourceId("snap-");
 		if (!id)
 			return std::unexpected(id.error());
 		store::Manifest &man = m.manifest;
@@ -439,7 +437,7 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 			return std::unexpected(capture.error());
 		// Past the transaction, the snapshots exist: they failed.
 		return std::unique_ptr<SnapshotJob>(
-			std::make_unique<FailedJob>(outcomesOf(members, "error", capture.error().toString())));
+			std::make_unique<FailedJob>(outcomesOf(members, SnapshotState::Error, capture.error().toString())));
 	}
 	for (Member &m : members) {
 		if (quiescer && quiescer->frozen()) {

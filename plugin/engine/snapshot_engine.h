@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/states.h"
 #include "hypervisor/capture.h"
 #include "store/manifest.h"
 #include "store/store.h"
@@ -50,8 +51,8 @@ Result<std::vector<hypervisor::DiskInfo>> selectDisks(hypervisor::Driver &driver
 						      const SnapshotSetRequest &request);
 
 struct SnapshotOutcome {
-	store::Manifest manifest;   // complete when state is "completed"
-	std::string state;          // "pending" | "completed" | "error"
+	store::Manifest manifest; // complete when state is Completed
+	SnapshotState state = SnapshotState::Pending;
 	std::string stateMessage;
 };
 

@@ -1,24 +1,23 @@
 #include "events/event.h"
 
-#include <openssl/rand.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <random>
 
 #include "core/ids.h"
+#include "crypto/crypto.h"
 
 namespace virtsnap::events {
 
 namespace {
 
 // A version-4 UUID, as EventBridge ids are. Ids only need to be unique, not
-// secret, so a failing RAND_bytes falls back to random_device instead of
+// secret, so a failing random source falls back to random_device instead of
 // failing the event.
 std::string newEventId()
 {
 	uint8_t b[16];
-	if (RAND_bytes(b, sizeof(b)) != 1) {
+	if (!crypto::randomBytes(b)) {
 		std::random_device rd;
 		for (uint8_t &x : b)
 			x = uint8_t(rd());

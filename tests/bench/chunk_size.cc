@@ -36,6 +36,7 @@
 #include <zstd.h>
 
 #include "core/ids.h"
+#include "crypto/resource_ids.h"
 #include "store/manifest.h"
 #include "store/snapshot_index.h"
 #include "store/store.h"
@@ -426,7 +427,7 @@ Result<SnapshotStats> takeSnapshot(store::Store &store, std::span<const uint8_t>
 	auto t0 = std::chrono::steady_clock::now();
 	double cpu0 = cpuSeconds();
 
-	auto id = newSnapshotId();
+	auto id = newResourceId("snap-");
 	if (!id)
 		return std::unexpected(id.error());
 	m = store::Manifest{};

@@ -64,7 +64,7 @@ inline SnapshotRow fullSnapshot(unsigned n)
 	SnapshotRow r;
 	r.snapshotId = snapId(n);
 	r.volumeId = volId(n % 3);
-	r.state = "completed";
+	r.state = SnapshotState::Completed;
 	r.stateMessage = "message " + std::to_string(n);
 	r.progress = 100;
 	r.startTime = isoTime(n);
@@ -96,7 +96,7 @@ inline SnapshotRow snapshot(unsigned n, const std::string &volumeId, const std::
 	SnapshotRow r;
 	r.snapshotId = snapId(n);
 	r.volumeId = volumeId;
-	r.state = state;
+	r.state = snapshotStateNamed(state).value();
 	r.startTime = startTime;
 	r.description = description;
 	r.ownerId = "self";

@@ -29,7 +29,7 @@ SnapshotRow writerSnapshot(unsigned writer, unsigned i, bool completed = false)
 	SnapshotRow r = snapshot(n, volId(writer), "pending", isoTime(i, writer),
 				 "writer " + std::to_string(writer), {{"a", "1"}, {"b", "2"}, {"c", std::to_string(n)}});
 	if (completed) {
-		r.state = "completed";
+		r.state = SnapshotState::Completed;
 		r.progress = 100;
 		r.tags.emplace_back("d", "done");
 	}
@@ -47,9 +47,9 @@ std::string checkPage(const Page &page)
 			sets[s.snapshotSetId]++;
 			continue;
 		}
-		size_t want = s.state == "completed" ? 4 : 3;
+		size_t want = s.state == SnapshotState::Completed ? 4 : 3;
 		if (s.tags.size() != want)
-			return s.snapshotId + " is " + s.state + " with " + std::to_string(s.tags.size()) + " tags";
+			return s.snapshotId + " is " + name(s.state) + " with " + std::to_string(s.tags.size()) + " tags";
 	}
 	for (auto &[set, count] : sets)
 		if (count != kSetSize)
@@ -84,7 +84,7 @@ void writer(Catalog &cat, unsigned w, std::atomic<int> &errors, std::string &fir
 		}
 		JobRow j;
 		j.jobId = "job-" + std::to_string(w) + "-" + std::to_string(i);
-		j.state = "running";
+		j.state = JobState::Running;
 		if (auto p = cat.putJob(j); !p)
 			note(p.error().toString());
 	}
@@ -110,7 +110,7 @@ void reader(Catalog &cat, std::atomic<bool> &stop, std::atomic<int> &errors, std
 			note(filtered.error().toString());
 		if (auto c = cat.countPending(volId(1)); !c)
 			note(c.error().toString());
-		if (auto j = cat.jobsInState("running"); !j)
+		if (auto j = cat.jobsInState(JobState::Running); !j)
 			note(j.error().toString());
 		reads++;
 	}
@@ -168,7 +168,7 @@ TEST_F(ConcurrencyTest, WritersAndReadersOnOneCatalogAndASecondConnection)
 		auto completed = c->describeSnapshots({{"status", {"completed"}}}, {}, 0, "");
 		ASSERT_TRUE(completed) << describe(completed);
 		EXPECT_EQ(completed->snapshots.size(), kWriters * kPerWriter);
-		auto jobs = c->jobsInState("running");
+		auto jobs = c->jobsInState(JobState::Running);
 		ASSERT_TRUE(jobs) << describe(jobs);
 		EXPECT_EQ(jobs->size(), kWriters * kPerWriter);
 		auto tok = c->getRequest("tok-29");

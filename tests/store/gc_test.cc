@@ -11,6 +11,7 @@
 #include <chrono>
 
 #include "core/ids.h"
+#include "crypto/resource_ids.h"
 #include "store/gc.h"
 #include "store/snapshot_index.h"
 #include "store_test_util.h"

@@ -6,6 +6,7 @@
 
 #include "core/ids.h"
 #include "crypto/crypto.h"
+#include "crypto/resource_ids.h"
 #include "store_test_util.h"
 
 namespace virtsnap::store::test {
@@ -21,7 +22,7 @@ TEST(IdsTest, NewSnapshotIdFormatAndUniqueness)
 	std::set<std::string> seen;
 	std::set<char> firstDigits;
 	for (int i = 0; i < 10000; i++) {
-		auto id = newSnapshotId();
+		auto id = newResourceId("snap-");
 		ASSERT_TRUE(id) << describe(id);
 		ASSERT_EQ(id->size(), 5u + 17u) << *id;
 		ASSERT_EQ(id->substr(0, 5), "snap-") << *id;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/ids.h"
+#include "crypto/resource_ids.h"
 #include "json/json.h"
 #include "store/manifest.h"
 #include "store_test_util.h"

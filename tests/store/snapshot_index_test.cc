@@ -2,6 +2,7 @@
 // incremental design rests on: a save after one changed slot writes
 // exactly one new page.
 #include "core/ids.h"
+#include "crypto/resource_ids.h"
 #include "store/snapshot_index.h"
 #include "store_test_util.h"
 

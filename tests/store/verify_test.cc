@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "core/ids.h"
+#include "crypto/resource_ids.h"
 #include "store/pack.h"
 #include "store/snapshot_index.h"
 #include "store/verify.h"
