@@ -1387,7 +1387,7 @@ Result<Reply> Service::restoreInstance(const Arguments &args, const engine::Prog
 	}
 	// The new images hold no bitmaps: every checkpoint is stale, and the
 	// next snapshot of each disk reads it in full.
-	driver.forgetCheckpoints();
+	driver.imagesReplaced();
 	Json doc = Json::object();
 	doc.set("SnapshotSetId", Json::string(*setId));
 	doc.set("Domain", Json::string(desc->name));

@@ -157,6 +157,10 @@ public:
 	// Removes what an interrupted capture left, from the record its
 	// Capture::cleanupRecord() gave.
 	virtual void removeLeftovers(const std::string &cleanupRecord) = 0;
+	// The instance's images were replaced while it was shut off (a
+	// restore): whatever the hypervisor keeps about bitmaps in the old ones
+	// is stale. The next snapshot of each disk reads it in full anyway.
+	virtual void imagesReplaced() {}
 
 	// Keeps `resource` (say, the work directory) alive as long as the
 	// driver: captures hold the driver, so it outlives every one of them.

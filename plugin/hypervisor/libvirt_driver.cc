@@ -703,7 +703,7 @@ void LibvirtDriver::removeLeftovers(const std::string &cleanupRecord)
 		fs::remove_all(dir, ec);
 }
 
-void LibvirtDriver::forgetCheckpoints()
+void LibvirtDriver::imagesReplaced()
 {
 	std::lock_guard lock(mutex_);
 	auto cps = checkpointsLocked();

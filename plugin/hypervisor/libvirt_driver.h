@@ -49,9 +49,9 @@ public:
 	Result<DomainDescription> description();
 	// "running", "paused", "shut off", ...
 	Result<std::string> state();
-	// Drops every checkpoint libvirt has of this domain, metadata only: a
-	// restore replaced the images that held their bitmaps.
-	void forgetCheckpoints();
+	// Drops every checkpoint libvirt has of this domain, metadata only: the
+	// images that held their bitmaps are gone.
+	void imagesReplaced() override;
 
 private:
 	class Connection;
