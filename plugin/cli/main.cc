@@ -26,7 +26,6 @@
 #include "daemon/service.h"
 #include "daemon_client.h"
 #include "output.h"
-#include "store/store.h"
 
 namespace virtsnap::cli {
 
@@ -36,27 +35,24 @@ const std::vector<OptionSpec> kGlobalOptions = {
 	{"store"}, {"key-file"}, {"output"}, {"socket"}, {"config"}, {"help", false}, {"version", false},
 };
 
-// Commands of the CLI alone (they never go to the daemon).
+// Commands of the CLI alone, outside the service: events needs the daemon.
 const std::map<std::string, daemon::CommandSpec> &localCommands()
 {
 	static const std::map<std::string, daemon::CommandSpec> table = {
-		{"init", {"create the store, and the key file if it is absent", {{"chunk-size"}}, "", {}}},
 		{"events", {"print virtsnapd's events as they happen (needs the daemon)", {{"follow", false}}, "", {}}},
 	};
 	return table;
 }
 
-// The spec of a command as named in the table, or null.
+// The spec of a command as named in the tables, or null.
 const daemon::CommandSpec *findCommand(const std::string &name)
 {
 	if (auto it = localCommands().find(name); it != localCommands().end())
 		return &it->second;
-	if (auto it = daemon::commands().find(name); it != daemon::commands().end())
-		return &it->second;
-	return nullptr;
+	return daemon::findCommand(name);
 }
 
-struct Context {
+struct Settings {
 	std::string storeDir, keyFile, socket;
 	OutputFormat output = OutputFormat::Json;
 };
@@ -125,7 +121,7 @@ int printError(const Error &e)
 	return 1;
 }
 
-void printDoc(const Context &ctx, const std::string &command, const Json &doc)
+void printDoc(const Settings &ctx, const std::string &command, const Json &doc)
 {
 	auto spec = daemon::commands().find(command);
 	if (spec != daemon::commands().end() && !spec->second.listKey.empty())
@@ -134,34 +130,7 @@ void printDoc(const Context &ctx, const std::string &command, const Json &doc)
 		print(ctx.output, doc);
 }
 
-int cmdInit(const Context &ctx, const Arguments &args)
-{
-	uint32_t chunkSize = store::Store::kDefaultChunkSize;
-	if (args.has("chunk-size")) {
-		std::string v = args.get("chunk-size");
-		char *end = nullptr;
-		unsigned long n = std::strtoul(v.c_str(), &end, 10);
-		if (*end == 'K' || *end == 'k')
-			n <<= 10, end++;
-		else if (*end == 'M' || *end == 'm')
-			n <<= 20, end++;
-		if (v.empty() || *end || n == 0 || n > (16ul << 20))
-			return printError(Error{errc::kInvalidParameterValue, "--chunk-size '" + v + "' is not a size"});
-		chunkSize = uint32_t(n);
-	}
-	bool keyCreated = false;
-	if (auto r = store::Store::init(ctx.storeDir, ctx.keyFile, chunkSize, &keyCreated); !r)
-		return printError(r.error());
-	Json j = Json::object();
-	j.set("Store", Json::string(ctx.storeDir));
-	j.set("KeyFile", Json::string(ctx.keyFile));
-	j.set("KeyCreated", Json::boolean(keyCreated));
-	j.set("ChunkSize", Json::integer(chunkSize));
-	print(ctx.output, j);
-	return 0;
-}
-
-int cmdEvents(const Context &ctx)
+int cmdEvents(const Settings &ctx)
 {
 	auto client = DaemonClient::connect(ctx.socket);
 	if (!client)
@@ -205,7 +174,7 @@ Result<Json> waitThroughDaemon(DaemonClient &client, const std::vector<std::stri
 	}
 }
 
-int viaDaemon(const Context &ctx, DaemonClient &client, const Arguments &args)
+int viaDaemon(const Settings &ctx, DaemonClient &client, const Arguments &args)
 {
 	auto reply = client.call(args);
 	if (!reply)
@@ -246,21 +215,28 @@ int viaDaemon(const Context &ctx, DaemonClient &client, const Arguments &args)
 	return 0;
 }
 
-int inProcess(const Context &ctx, const Arguments &args)
+int inProcess(const Settings &ctx, const daemon::CommandSpec &spec, const Arguments &args)
 {
 	bool isCreate = args.command() == "create-snapshot" || args.command() == "create-snapshots";
 	if (isCreate && !args.has("wait"))
 		return printError(Error{errc::kIncorrectState,
 					"no virtsnapd answers on " + ctx.socket +
 						"; start it (virtsnapd), or add --wait to take the snapshot in this process"});
-	auto service = daemon::Service::open(ctx.storeDir, ctx.keyFile, {}, nullptr);
-	if (!service)
-		return printError(service.error());
+	daemon::StoreLocation location{ctx.storeDir, ctx.keyFile};
+	std::unique_ptr<daemon::Service> service;
+	if (spec.needsStore) {
+		auto opened = daemon::Service::open(location, {}, nullptr);
+		if (!opened)
+			return printError(opened.error());
+		service = std::move(*opened);
+	} else {
+		service = daemon::Service::unopened(location, {});
+	}
 	if (isCreate)
-		(*service)->recoverInterruptedJobs();
+		service->recoverInterruptedJobs();
 	ProgressBar bar(isCreate ? "snapshot" : "restore");
-	auto reply = (*service)->run(args, std::to_string(::getuid()),
-				     [&](uint64_t done, uint64_t total) { bar.update(done, total); });
+	auto reply = service->run(args, std::to_string(::getuid()),
+				  [&](uint64_t done, uint64_t total) { bar.update(done, total); });
 	if (!reply)
 		return printError(reply.error());
 	printDoc(ctx, args.command(), reply->doc);
@@ -389,7 +365,7 @@ int run(int argc, char **argv)
 	auto config = loadEffectiveConfig(args->get("config"));
 	if (!config)
 		return printError(config.error());
-	Context ctx;
+	Settings ctx;
 	ctx.storeDir = args->get("store", config->storePath.string());
 	ctx.keyFile = args->get("key-file", config->keyFile.string());
 	ctx.socket = args->get("socket", config->socket.string());
@@ -407,16 +383,16 @@ int run(int argc, char **argv)
 	if (takesConnect && args->has("domain") && !args->has("connect"))
 		args->set("connect", {config->libvirtUri});
 
-	if (name == "init")
-		return cmdInit(ctx, *args);
 	if (name == "events")
 		return cmdEvents(ctx);
+	if (spec->cliOnly)
+		return inProcess(ctx, *spec, *args);
 	auto client = DaemonClient::connect(ctx.socket);
 	if (!client)
 		return printError(client.error());
 	if (*client)
 		return viaDaemon(ctx, **client, *args);
-	return inProcess(ctx, *args);
+	return inProcess(ctx, *spec, *args);
 }
 
 } // namespace

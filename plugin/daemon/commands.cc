@@ -1,5 +1,7 @@
 #include "commands.h"
 
+#include "handlers.h"
+
 namespace virtsnap::daemon {
 
 namespace {
@@ -26,67 +28,66 @@ const std::vector<std::string> kSnapshotColumns = {"SnapshotId", "VolumeId", "Di
 const std::map<std::string, CommandSpec> &commands()
 {
 	static const std::map<std::string, CommandSpec> table = {
+		{"init",
+		 {"create the store, and the key file if it is absent", {{"chunk-size"}}, "", {}, initStore,
+		  /*needsStore=*/false, /*cliOnly=*/true}},
 		{"create-snapshot",
-		 {"snapshot one disk of a QEMU instance or libvirt domain", with(kCaptureOptions, {{"disk"}}), "", {}}},
+		 {"snapshot one disk of a QEMU instance or libvirt domain", with(kCaptureOptions, {{"disk"}}), "", {},
+		  createSnapshot}},
 		{"create-snapshots",
 		 {"snapshot every disk of an instance at one point in time",
 		  with(kCaptureOptions,
 		       {{"exclude-boot-volume", false}, {"exclude-disk", true, true}, {"copy-tags-from-source", false}}),
-		  "Snapshots", kSnapshotColumns}},
+		  "Snapshots", kSnapshotColumns, createSnapshots}},
 		{"describe-snapshots",
 		 {"list snapshots: all, the ones named, or those the filters match",
-		  {{"snapshot-id", true, true}, {"filter", true, true}, {"max-results"}, {"next-token"}},
-		  "Snapshots",
-		  kSnapshotColumns}},
+		  {{"snapshot-id", true, true}, {"filter", true, true}, {"max-results"}, {"next-token"}}, "Snapshots",
+		  kSnapshotColumns, describeSnapshots}},
 		{"delete-snapshot",
-		 {"delete a snapshot (a pending one when it completes)", {{"snapshot-id"}}, "", {}}},
+		 {"delete a snapshot (a pending one when it completes)", {{"snapshot-id"}}, "", {}, deleteSnapshot}},
 		{"create-volume",
 		 {"restore a snapshot into a new image file (a domain's disk: its latest snapshot by default)",
-		  with(kInstanceOptions, {{"snapshot-id"}, {"disk"}, {"target"}, {"format"}}),
-		  "",
-		  {}}},
+		  with(kInstanceOptions, {{"snapshot-id"}, {"disk"}, {"target"}, {"format"}}), "", {}, createVolume}},
 		{"restore-instance",
 		 {"write one snapshot set back into the disks of a shut-off libvirt domain",
-		  {{"snapshot-set-id"}, {"domain"}, {"connect"}},
-		  "Volumes",
-		  {"Disk", "SnapshotId", "Target"}}},
+		  {{"snapshot-set-id"}, {"domain"}, {"connect"}}, "Volumes", {"Disk", "SnapshotId", "Target"},
+		  restoreInstance}},
 		{"create-tags",
-		 {"add or overwrite tags of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {}}},
+		 {"add or overwrite tags of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {}, createTags}},
 		{"delete-tags",
-		 {"remove tags (KEY or KEY=VALUE) of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {}}},
+		 {"remove tags (KEY or KEY=VALUE) of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {},
+		  deleteTags}},
 		{"register-instance",
-		 {"record attributes of an instance", with(kInstanceOptions, {{"hibernation-enabled"}}),
-		  "",
-		  {}}},
+		 {"record attributes of an instance", with(kInstanceOptions, {{"hibernation-enabled"}}), "", {},
+		  registerInstance}},
 		{"describe-volumes",
 		 {"list known volumes, or the disks of an instance (registered on first sight)",
-		  with(kInstanceOptions, {{"volume-id", true, true}}),
-		  "Volumes",
-		  {"VolumeId", "Instance", "Disk", "Size", "VolumeClass", "Tags"}}},
+		  with(kInstanceOptions, {{"volume-id", true, true}}), "Volumes",
+		  {"VolumeId", "Instance", "Disk", "Size", "VolumeClass", "Tags"}, describeVolumes}},
 		{"modify-volume",
-		 {"set a volume's class (st1 and sc1 allow one pending snapshot)", {{"volume-id"}, {"volume-class"}},
-		  "",
-		  {}}},
+		 {"set a volume's class (st1 and sc1 allow one pending snapshot)", {{"volume-id"}, {"volume-class"}}, "",
+		  {}, modifyVolume}},
 		{"verify",
-		 {"re-read, decrypt and re-hash what snapshots reference (all by default)",
-		  {{"snapshot-id", true, true}},
-		  "Snapshots",
-		  {"SnapshotId", "Status", "Problems"}}},
+		 {"re-read, decrypt and re-hash what snapshots reference (all by default)", {{"snapshot-id", true, true}},
+		  "Snapshots", {"SnapshotId", "Status", "Problems"}, verify}},
 		{"gc",
-		 {"reclaim space no snapshot references", {{"grace-seconds"}, {"dry-run", false}}, "", {}}},
-		{"catalog-rebuild", {"rebuild the catalog from the store's manifests", {}, "", {}}},
+		 {"reclaim space no snapshot references", {{"grace-seconds"}, {"dry-run", false}}, "", {},
+		  collectGarbage}},
+		{"catalog-rebuild", {"rebuild the catalog from the store's manifests", {}, "", {}, rebuildCatalog}},
 		{"wait-snapshot-completed",
 		 {"wait until the snapshots are completed (fails if one ends in error)",
-		  {{"snapshot-id", true, true}, {"timeout"}},
-		  "Snapshots",
-		  kSnapshotColumns}},
+		  {{"snapshot-id", true, true}, {"timeout"}}, "Snapshots", kSnapshotColumns, waitSnapshotCompleted}},
 		{"libvirt-hook",
 		 {"what the libvirt hook hands virtsnapd (hooks/): one event of a domain",
-		  {{"domain"}, {"uuid"}, {"operation"}, {"sub-operation"}},
-		  "",
-		  {}}},
+		  {{"domain"}, {"uuid"}, {"operation"}, {"sub-operation"}}, "", {}, libvirtHook}},
 	};
 	return table;
+}
+
+const CommandSpec *findCommand(const std::string &name)
+{
+	auto it = commands().find(name);
+	return it == commands().end() ? nullptr : &it->second;
 }
 
 } // namespace virtsnap::daemon

@@ -115,7 +115,7 @@ int run(int argc, char **argv)
 	options.background = true;
 	options.maxParallelJobs = jobs;
 	options.libvirtUri = config->libvirtUri;
-	auto service = daemon::Service::open(store, keyFile, options, &dispatcher);
+	auto service = daemon::Service::open({store, keyFile}, options, &dispatcher);
 	if (!service) {
 		std::fprintf(stderr, "virtsnapd: %s\n", service.error().toString().c_str());
 		return 1;

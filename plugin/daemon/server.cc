@@ -262,14 +262,17 @@ void Server::serveClient(int fd)
 			events_.unsubscribe(id);
 			break;
 		}
-		auto spec = commands().find(command);
-		if (!request || spec == commands().end()) {
+		// Commands of the virtsnap command alone (init) are unknown here.
+		const CommandSpec *spec = findCommand(command);
+		if (spec && spec->cliOnly)
+			spec = nullptr;
+		if (!request || !spec) {
 			reply.set("ok", Json::boolean(false));
 			reply.set("error", errorJson(Error{errc::kInvalidParameterValue,
 							   request ? "unknown command '" + command + "'"
 								   : "the request is not JSON"}));
 		} else {
-			auto args = Arguments::fromJson(command, request->get("options").dump(), spec->second.options);
+			auto args = Arguments::fromJson(command, request->get("options").dump(), spec->options);
 			Result<Reply> result = args ? service_.run(*args, who) : std::unexpected(args.error());
 			if (!result) {
 				reply.set("ok", Json::boolean(false));

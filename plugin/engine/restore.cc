@@ -2,13 +2,53 @@
 
 #include <unistd.h>
 
-#include "core/file_util.h"
 #include "core/ids.h"
 #include "core/process.h"
 #include "store/snapshot_index.h"
 #include "volume_writer.h"
 
 namespace virtsnap::engine {
+
+namespace {
+
+// The volume's bytes into a raw file of its size (sparse where the
+// snapshot holds nothing).
+Result<TempFile> writeRaw(store::Store &store, const store::Manifest &m, const fs::path &path, mode_t mode,
+			  const ProgressFn &progress)
+{
+	auto codec = store.newCodec();
+	VS_ASSIGN(auto index, store::SnapshotIndex::load(store, *codec, m));
+	VS_ASSIGN(TempFile file, TempFile::create(path, mode));
+	if (::ftruncate(file.fd(), off_t(m.volumeSize)) != 0)
+		return failErrno("size " + file.tempPath().string(), errno);
+	VS_TRY(writeVolume(store, index, file.fd(), progress));
+	return file;
+}
+
+} // namespace
+
+Result<WrittenVolume> writeVolumeFile(store::Store &store, const std::string &snapshotId, const fs::path &finalPath,
+				      const std::string &format, const ProgressFn &progress)
+{
+	VS_TRY(checkSnapshotId(snapshotId));
+	if (format != "qcow2" && format != "raw")
+		return fail(errc::kInvalidParameterValue, "format '" + format + "' is not supported (use qcow2 or raw)");
+	VS_ASSIGN(store::Manifest m, store.getManifest(snapshotId));
+	if (format == "raw") {
+		VS_ASSIGN(TempFile file, writeRaw(store, m, finalPath, 0644, progress));
+		return WrittenVolume{std::move(file), std::move(m)};
+	}
+
+	// qcow2: the raw image is written first, then converted into an image
+	// created beforehand, so the file we fsync is the one qemu-img wrote.
+	VS_ASSIGN(TempFile raw, writeRaw(store, m, finalPath.string() + ".raw", 0600, progress));
+	VS_ASSIGN(TempFile out, TempFile::create(finalPath, 0644));
+	VS_TRY(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", out.tempPath().string(),
+			   std::to_string(m.volumeSize)}));
+	VS_TRY(runProgram({"qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", raw.tempPath().string(),
+			   out.tempPath().string()}));
+	return WrittenVolume{std::move(out), std::move(m)};
+}
 
 Result<store::Manifest> createVolume(store::Store &store, const RestoreRequest &request)
 {
@@ -22,46 +62,10 @@ Result<store::Manifest> createVolume(store::Store &store, const RestoreRequest &
 	fs::path dir = request.target.parent_path().empty() ? fs::path(".") : request.target.parent_path();
 	if (!fs::is_directory(dir, ec))
 		return fail(errc::kInvalidParameterValue, "directory " + dir.string() + " does not exist");
-
-	auto m = store.getManifest(request.snapshotId);
-	if (!m)
-		return std::unexpected(m.error());
-	auto codec = store.newCodec();
-	auto index = store::SnapshotIndex::load(store, *codec, *m);
-	if (!index)
-		return std::unexpected(index.error());
-
-	if (request.format == "raw") {
-		auto file = TempFile::create(request.target, 0644);
-		if (!file)
-			return std::unexpected(file.error());
-		if (::ftruncate(file->fd(), off_t(m->volumeSize)) != 0)
-			return failErrno("size " + file->tempPath().string(), errno);
-		VS_TRY(writeVolume(store, *index, file->fd(), request.progress));
-		VS_TRY(file->commit(false));
-		return m;
-	}
-
-	// qcow2: the raw image is written first, then converted into an image
-	// created beforehand, so the file we fsync is the one qemu-img wrote.
-	auto raw = TempFile::create(request.target.string() + ".raw", 0600);
-	if (!raw)
-		return std::unexpected(raw.error());
-	if (::ftruncate(raw->fd(), off_t(m->volumeSize)) != 0)
-		return failErrno("size " + raw->tempPath().string(), errno);
-	VS_TRY(writeVolume(store, *index, raw->fd(), request.progress));
-	auto out = TempFile::create(request.target, 0644);
-	if (!out)
-		return std::unexpected(out.error());
-	auto made = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", out->tempPath().string(),
-				std::to_string(m->volumeSize)});
-	if (made)
-		made = runProgram({"qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2",
-				   raw->tempPath().string(), out->tempPath().string()});
-	if (!made)
-		return std::unexpected(made.error());
-	VS_TRY(out->commit(false));
-	return m;
+	VS_ASSIGN(WrittenVolume written,
+		  writeVolumeFile(store, request.snapshotId, request.target, request.format, request.progress));
+	VS_TRY(written.file.commit(false));
+	return std::move(written.manifest);
 }
 
 } // namespace virtsnap::engine

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 
+#include "core/file_util.h"
 #include "snapshot_engine.h"
 
 namespace virtsnap::engine {
@@ -19,5 +20,16 @@ struct RestoreRequest {
 // Writes the volume under a temporary name and renames it into place only
 // when complete: a failed restore leaves no target behind.
 Result<store::Manifest> createVolume(store::Store &store, const RestoreRequest &request);
+
+// A snapshot's volume, complete under a temporary name beside its final
+// path: the caller's commit() makes it durable and puts it in place (over
+// an existing file, if it says so); dropped, it is removed.
+struct WrittenVolume {
+	TempFile file;
+	store::Manifest manifest;
+};
+Result<WrittenVolume> writeVolumeFile(store::Store &store, const std::string &snapshotId,
+				      const std::filesystem::path &finalPath, const std::string &format,
+				      const ProgressFn &progress);
 
 } // namespace virtsnap::engine

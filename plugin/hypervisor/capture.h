@@ -132,6 +132,10 @@ public:
 	virtual Result<std::vector<DiskInfo>> disks() = 0;
 	// InvalidDisk.NotFound naming the disk and the disks there are.
 	virtual Result<DiskInfo> disk(const std::string &diskId);
+	// The disks as configured (ids, files, formats, boot order), without
+	// reading the images: a restore replaces images that may be missing
+	// or damaged. Sizes and bitmaps may be unknown.
+	virtual Result<std::vector<DiskInfo>> configuredDisks() { return disks(); }
 	// True when one capture makes one bitmap name for all its disks (a
 	// libvirt checkpoint), so every snapshot of a set records that name.
 	virtual bool sharedBitmapNames() const { return false; }

@@ -1,0 +1,48 @@
+#include "catalog_rows.h"
+
+namespace virtsnap::daemon {
+
+catalog::SnapshotRow snapshotRow(const store::Manifest &m, SnapshotState state, const std::string &message)
+{
+	catalog::SnapshotRow r;
+	r.snapshotId = m.snapshotId;
+	r.volumeId = m.volumeId;
+	r.state = state;
+	r.stateMessage = message;
+	r.progress = state == SnapshotState::Completed ? 100 : 0;
+	r.startTime = m.startTime;
+	r.completionTime = m.completionTime;
+	r.description = m.description;
+	r.name = m.name;
+	r.ownerId = m.ownerId;
+	r.consistencyLevel = m.consistency;
+	r.volumeSize = m.volumeSize;
+	r.bytesAdded = m.stats.bytesAdded;
+	r.bytesRead = m.stats.bytesRead;
+	r.snapshotSetId = m.snapshotSetId;
+	r.parentSnapshotId = m.parentSnapshotId;
+	r.captureMode = m.captureMode;
+	r.captureReason = m.captureReason;
+	r.quiesceNote = m.quiesceNote;
+	r.diskId = m.volume.diskId;
+	r.instanceName = m.volume.instanceName;
+	r.freezeMillis = m.freezeMillis;
+	r.tags = m.tags;
+	return r;
+}
+
+catalog::VolumeRow volumeRow(const engine::VolumeRecord &v, const std::string &target)
+{
+	catalog::VolumeRow r;
+	r.volumeId = v.volumeId;
+	r.instanceKey = v.instanceKey;
+	r.instanceName = v.instanceName;
+	r.diskId = v.diskId;
+	r.volumeClass = v.volumeClass;
+	r.target = target;
+	r.size = v.size;
+	r.tags = v.tags;
+	return r;
+}
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,71 @@
+// What a command handler works with: the store and its catalog, the
+// daemon's admission and jobs, the drivers, events, and the request. The
+// Service owns all of it; a Context only borrows.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "core/arguments.h"
+#include "engine/snapshot_engine.h"
+#include "json/json.h"
+
+namespace virtsnap::catalog {
+class Catalog;
+}
+namespace virtsnap::events {
+class Dispatcher;
+}
+namespace virtsnap::store {
+class Store;
+}
+
+namespace virtsnap::daemon {
+
+class Admission;
+class DriverCache;
+class JobRunner;
+
+struct ServiceOptions {
+	bool background = false;      // jobs on threads (the daemon), or inline
+	unsigned maxParallelJobs = 2; // transfers at once; more wait, pending
+	std::string libvirtUri = "qemu:///system"; // --connect's default
+};
+
+struct StoreLocation {
+	std::filesystem::path dir;
+	std::filesystem::path keyFile;
+};
+
+// What a command prints, and whether it failed anyway (a set in error
+// prints its snapshots and exits 1).
+struct Reply {
+	Json doc;
+	std::optional<Error> failure;
+};
+
+inline Reply ok(Json doc)
+{
+	return Reply{std::move(doc), std::nullopt};
+}
+
+// One command as asked.
+struct Call {
+	const Arguments &args;
+	std::string ownerId;         // the caller's uid, as text
+	engine::ProgressFn progress; // in-process runs draw a progress bar
+};
+
+struct Context {
+	ServiceOptions options;
+	StoreLocation location;
+	store::Store *store = nullptr;       // null for commands that make one (init)
+	catalog::Catalog *catalog = nullptr; // likewise
+	events::Dispatcher *events = nullptr; // null: nothing is emitted (the CLI)
+	Admission *admission = nullptr;
+	JobRunner *jobs = nullptr;
+	DriverCache *drivers = nullptr;
+};
+
+} // namespace virtsnap::daemon

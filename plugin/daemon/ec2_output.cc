@@ -1,0 +1,136 @@
+#include "ec2_output.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+constexpr uint64_t kGiB = 1ull << 30;
+
+Json tagsJson(const catalog::Tags &tags)
+{
+	Json a = Json::array();
+	for (const auto &[k, v] : tags) {
+		Json t = Json::object();
+		t.set("Key", Json::string(k));
+		t.set("Value", Json::string(v));
+		a.append(t);
+	}
+	return a;
+}
+
+void setIfAny(Json &j, const char *key, const std::string &value)
+{
+	if (!value.empty())
+		j.set(key, Json::string(value));
+}
+
+} // namespace
+
+Json snapshotJson(const catalog::SnapshotRow &r)
+{
+	Json j = Json::object();
+	j.set("SnapshotId", Json::string(r.snapshotId));
+	j.set("VolumeId", Json::string(r.volumeId));
+	j.set("State", Json::string(name(r.state)));
+	setIfAny(j, "StateMessage", r.stateMessage);
+	j.set("Progress", Json::string(std::to_string(r.progress) + "%"));
+	j.set("StartTime", Json::string(r.startTime));
+	setIfAny(j, "CompletionTime", r.completionTime);
+	j.set("VolumeSize", Json::integer(int64_t((r.volumeSize + kGiB - 1) / kGiB)));
+	j.set("Description", Json::string(r.description));
+	setIfAny(j, "Name", r.name);
+	j.set("Encrypted", Json::boolean(r.encrypted));
+	j.set("OwnerId", Json::string(r.ownerId));
+	j.set("Tags", tagsJson(r.tags));
+	j.set("ConsistencyLevel", Json::string(r.consistencyLevel));
+	if (r.freezeMillis >= 0)
+		j.set("FreezeMillis", Json::integer(r.freezeMillis));
+	setIfAny(j, "QuiesceNote", r.quiesceNote);
+	setIfAny(j, "SnapshotSetId", r.snapshotSetId);
+	setIfAny(j, "CaptureMode", r.captureMode);
+	setIfAny(j, "CaptureReason", r.captureReason);
+	setIfAny(j, "ParentSnapshotId", r.parentSnapshotId);
+	j.set("VolumeSizeBytes", Json::integer(int64_t(r.volumeSize)));
+	j.set("BytesRead", Json::integer(int64_t(r.bytesRead)));
+	j.set("BytesAdded", Json::integer(int64_t(r.bytesAdded)));
+	j.set("Disk", Json::string(r.diskId));
+	j.set("Instance", Json::string(r.instanceName));
+	return j;
+}
+
+Json volumeJson(const catalog::VolumeRow &v)
+{
+	Json j = Json::object();
+	j.set("VolumeId", Json::string(v.volumeId));
+	j.set("Instance", Json::string(v.instanceName));
+	j.set("InstanceKey", Json::string(v.instanceKey));
+	j.set("Disk", Json::string(v.diskId));
+	j.set("Size", Json::integer(int64_t((v.size + kGiB - 1) / kGiB)));
+	j.set("SizeBytes", Json::integer(int64_t(v.size)));
+	j.set("VolumeClass", Json::string(v.volumeClass));
+	j.set("Tags", tagsJson(v.tags));
+	j.set("BitmapsSuspect", Json::boolean(v.bitmapsSuspect));
+	return j;
+}
+
+Json snapshotsJson(const std::vector<catalog::SnapshotRow> &rows)
+{
+	Json list = Json::array();
+	for (const catalog::SnapshotRow &r : rows)
+		list.append(snapshotJson(r));
+	Json doc = Json::object();
+	doc.set("Snapshots", list);
+	return doc;
+}
+
+Reply createdReply(const std::vector<catalog::SnapshotRow> &rows, bool oneDisk)
+{
+	Reply reply;
+	if (oneDisk)
+		reply.doc = rows.empty() ? Json() : snapshotJson(rows.front());
+	else
+		reply.doc = snapshotsJson(rows);
+	for (const catalog::SnapshotRow &r : rows)
+		if (r.state == SnapshotState::Error) {
+			reply.failure = Error{errc::kIncorrectState, "snapshot " + r.snapshotId + " failed: " + r.stateMessage};
+			break;
+		}
+	return reply;
+}
+
+Reply verifyReply(const store::VerifyReport &report)
+{
+	Json list = Json::array();
+	std::string damaged;
+	for (const auto &snap : report.snapshots) {
+		Json j = Json::object();
+		j.set("SnapshotId", Json::string(snap.snapshotId));
+		j.set("Status", Json::string(snap.ok ? "ok" : "damaged"));
+		Json problems = Json::array();
+		for (const std::string &p : snap.problems)
+			problems.append(Json::string(p));
+		j.set("Problems", problems);
+		list.append(j);
+		if (!snap.ok)
+			damaged += (damaged.empty() ? "" : ", ") + snap.snapshotId;
+	}
+	Json doc = Json::object();
+	doc.set("Snapshots", list);
+	Reply reply = ok(doc);
+	if (!damaged.empty())
+		reply.failure = Error{errc::kCorrupt, "damaged snapshots: " + damaged};
+	return reply;
+}
+
+Json gcJson(const store::GcReport &report)
+{
+	Json j = Json::object();
+	j.set("DryRun", Json::boolean(report.dryRun));
+	j.set("PacksRemoved", Json::integer(int64_t(report.packsRemoved)));
+	j.set("PacksRepacked", Json::integer(int64_t(report.packsRepacked)));
+	j.set("BytesFreed", Json::integer(int64_t(report.bytesFreed)));
+	j.set("TmpFilesRemoved", Json::integer(int64_t(report.tmpFilesRemoved)));
+	return j;
+}
+
+} // namespace virtsnap::daemon

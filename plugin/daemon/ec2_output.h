@@ -1,0 +1,27 @@
+// What commands print: the shapes of EC2's DescribeSnapshots and
+// DescribeVolumes, plus virtsnap's own members.
+#pragma once
+
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "context.h"
+#include "store/gc.h"
+#include "store/verify.h"
+
+namespace virtsnap::daemon {
+
+Json snapshotJson(const catalog::SnapshotRow &row);
+Json volumeJson(const catalog::VolumeRow &row);
+// {"Snapshots": [...]}
+Json snapshotsJson(const std::vector<catalog::SnapshotRow> &rows);
+
+// The snapshots a create made: one snapshot, or {"Snapshots": [...]} for a
+// set; a failure when any of them is in error.
+Reply createdReply(const std::vector<catalog::SnapshotRow> &rows, bool oneDisk);
+
+// verify's report, failing with StoreCorrupted naming the damaged ones.
+Reply verifyReply(const store::VerifyReport &report);
+Json gcJson(const store::GcReport &report);
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,38 @@
+// The command handlers, grouped by area in the files named below; the
+// dispatch table (commands.cc) maps each command to one of them.
+#pragma once
+
+#include "context.h"
+
+namespace virtsnap::daemon {
+
+// create_snapshots.cc
+Result<Reply> createSnapshot(Context &ctx, const Call &call);
+Result<Reply> createSnapshots(Context &ctx, const Call &call);
+
+// snapshot_commands.cc
+Result<Reply> describeSnapshots(Context &ctx, const Call &call);
+Result<Reply> deleteSnapshot(Context &ctx, const Call &call);
+Result<Reply> waitSnapshotCompleted(Context &ctx, const Call &call);
+
+// volume_commands.cc
+Result<Reply> createVolume(Context &ctx, const Call &call);
+Result<Reply> createTags(Context &ctx, const Call &call);
+Result<Reply> deleteTags(Context &ctx, const Call &call);
+Result<Reply> registerInstance(Context &ctx, const Call &call);
+Result<Reply> describeVolumes(Context &ctx, const Call &call);
+Result<Reply> modifyVolume(Context &ctx, const Call &call);
+
+// restore_commands.cc
+Result<Reply> restoreInstance(Context &ctx, const Call &call);
+
+// maintenance_commands.cc
+Result<Reply> initStore(Context &ctx, const Call &call);
+Result<Reply> verify(Context &ctx, const Call &call);
+Result<Reply> collectGarbage(Context &ctx, const Call &call);
+Result<Reply> rebuildCatalog(Context &ctx, const Call &call);
+
+// hook_commands.cc
+Result<Reply> libvirtHook(Context &ctx, const Call &call);
+
+} // namespace virtsnap::daemon

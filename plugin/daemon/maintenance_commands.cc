@@ -1,0 +1,92 @@
+// init, verify, gc and catalog rebuild: keeping the store and its catalog.
+#include <cstdlib>
+
+#include "admission.h"
+#include "catalog/catalog.h"
+#include "catalog_rows.h"
+#include "core/ids.h"
+#include "ec2_output.h"
+#include "engine/maintenance.h"
+#include "engine/resources.h"
+#include "handlers.h"
+#include "job_runner.h"
+#include "requests.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+Result<uint32_t> parseChunkSize(const std::string &v)
+{
+	char *end = nullptr;
+	unsigned long n = std::strtoul(v.c_str(), &end, 10);
+	if (*end == 'K' || *end == 'k')
+		n <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		n <<= 20, end++;
+	if (v.empty() || *end || n == 0 || n > (16ul << 20))
+		return fail(errc::kInvalidParameterValue, "--chunk-size '" + v + "' is not a size");
+	return uint32_t(n);
+}
+
+} // namespace
+
+Result<Reply> initStore(Context &ctx, const Call &call)
+{
+	uint32_t chunkSize = engine::kDefaultChunkSize;
+	if (call.args.has("chunk-size")) {
+		VS_ASSIGN(chunkSize, parseChunkSize(call.args.get("chunk-size")));
+	}
+	VS_ASSIGN(engine::StoreCreated created, engine::initStore(ctx.location.dir, ctx.location.keyFile, chunkSize));
+	Json j = Json::object();
+	j.set("Store", Json::string(ctx.location.dir.string()));
+	j.set("KeyFile", Json::string(ctx.location.keyFile.string()));
+	j.set("KeyCreated", Json::boolean(created.keyCreated));
+	j.set("ChunkSize", Json::integer(created.chunkSize));
+	return ok(j);
+}
+
+Result<Reply> verify(Context &ctx, const Call &call)
+{
+	for (const std::string &id : call.args.all("snapshot-id"))
+		VS_TRY(checkSnapshotId(id));
+	VS_ASSIGN(store::VerifyReport report, engine::verify(*ctx.store, call.args.all("snapshot-id")));
+	return verifyReply(report);
+}
+
+Result<Reply> collectGarbage(Context &ctx, const Call &call)
+{
+	VS_ASSIGN(store::GcOptions options, parseGc(call.args));
+	// No snapshot may be in flight while chunks are swept: one begun
+	// earlier relies on its parent's chunks even if the parent has just
+	// been deleted. New ones queue until gc ends.
+	VS_TRY(ctx.admission->beginGc());
+	auto report = engine::collectGarbage(*ctx.store, options);
+	ctx.admission->endGc();
+	VS_TRY(report);
+	return ok(gcJson(*report));
+}
+
+Result<Reply> rebuildCatalog(Context &ctx, const Call &)
+{
+	// Pending rows exist only in the catalog: clearing them would lose
+	// snapshots in flight, their limits and their deferred deletes.
+	if (ctx.jobs->running() > 0)
+		return fail(errc::kIncorrectState, "snapshots are in flight; rebuild the catalog once they have completed");
+	VS_ASSIGN(std::vector<store::Manifest> manifests, engine::listSnapshots(*ctx.store));
+	VS_ASSIGN(std::vector<engine::VolumeRecord> volumes, engine::listVolumes(*ctx.store));
+	VS_TRY(ctx.catalog->transaction([&]() -> Result<void> {
+		VS_TRY(ctx.catalog->clear());
+		for (const store::Manifest &m : manifests)
+			VS_TRY(ctx.catalog->putSnapshot(snapshotRow(m, SnapshotState::Completed)));
+		for (const engine::VolumeRecord &v : volumes)
+			VS_TRY(ctx.catalog->putVolume(volumeRow(v)));
+		return {};
+	}));
+	Json j = Json::object();
+	j.set("Snapshots", Json::integer(int64_t(manifests.size())));
+	j.set("Volumes", Json::integer(int64_t(volumes.size())));
+	return ok(j);
+}
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,194 @@
+#include "requests.h"
+
+#include <cstdlib>
+#include <regex>
+
+#include "core/bytes.h"
+#include "core/ids.h"
+#include "crypto/crypto.h"
+#include "engine/resources.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+Result<int64_t> parseInt(const std::string &option, const std::string &v, int64_t lo, int64_t hi)
+{
+	char *end = nullptr;
+	long long n = std::strtoll(v.c_str(), &end, 10);
+	if (v.empty() || *end || n < lo || n > hi)
+		return fail(errc::kInvalidParameterValue, "--" + option + " '" + v + "' must be a number from " +
+								  std::to_string(lo) + " to " + std::to_string(hi));
+	return n;
+}
+
+// libvirt reaches a domain's agent itself; a plain QEMU's is --qga-socket.
+Result<hypervisor::QuiesceMode> parseQuiesce(const Arguments &args)
+{
+	bool agent = args.has("qga-socket") || args.has("domain");
+	std::string mode = args.get("quiesce", agent ? "try" : "off");
+	if (mode == "off")
+		return hypervisor::QuiesceMode::Off;
+	if (mode != "try" && mode != "required")
+		return fail(errc::kInvalidParameterValue, "--quiesce must be required, try or off");
+	if (!agent)
+		return fail(errc::kMissingParameter, "--quiesce " + mode + " needs --qga-socket");
+	if (args.has("domain") && args.has("qga-socket"))
+		return fail(errc::kInvalidParameterValue,
+			    "--qga-socket is for --qmp-socket; libvirt reaches a domain's guest agent itself");
+	return mode == "try" ? hypervisor::QuiesceMode::Try : hypervisor::QuiesceMode::Required;
+}
+
+Result<std::chrono::milliseconds> parseFreezeTimeout(const std::string &v)
+{
+	char *end = nullptr;
+	double secs = std::strtod(v.c_str(), &end);
+	if (v.empty() || *end || !(secs > 0) || secs > 3600)
+		return fail(errc::kInvalidParameterValue, "--freeze-timeout '" + v + "' is not a number of seconds (0 to 3600)");
+	return std::chrono::milliseconds(int64_t(secs * 1000));
+}
+
+// The options create-snapshot and create-snapshots share.
+Result<engine::SnapshotSetRequest> parseSet(const Arguments &args)
+{
+	engine::SnapshotSetRequest req;
+	req.qgaSocket = args.get("qga-socket");
+	VS_ASSIGN(req.quiesce, parseQuiesce(args));
+	if (args.has("freeze-timeout")) {
+		VS_ASSIGN(req.freezeTimeout, parseFreezeTimeout(args.get("freeze-timeout")));
+	}
+	req.description = args.get("description");
+	if (req.description.size() > 256)
+		return fail(errc::kInvalidParameterValue, "--description is longer than 256 characters");
+	req.name = args.get("name");
+	static const std::regex namePattern("[a-z]([-a-z0-9]{0,61}[a-z0-9])?");
+	if (args.has("name") && !std::regex_match(req.name, namePattern))
+		return fail(errc::kInvalidParameterValue,
+			    "--name '" + req.name + "' must match [a-z]([-a-z0-9]{0,61}[a-z0-9])?");
+	VS_ASSIGN(req.tags, engine::parseTags(args.all("tag")));
+	req.excludeDisks = args.all("exclude-disk");
+	req.excludeBootVolume = args.has("exclude-boot-volume");
+	req.copyTagsFromSource = args.has("copy-tags-from-source");
+	return req;
+}
+
+// What a client token was used with: the command and its options, less
+// the token itself and --wait (how the client waits changes nothing).
+std::string requestHash(const Arguments &args)
+{
+	Arguments stripped = args;
+	stripped.erase("client-token");
+	stripped.erase("wait");
+	std::string text = args.command() + "\n" + stripped.toJson();
+	return toHex(crypto::sha256(std::span((const uint8_t *)text.data(), text.size())));
+}
+
+// "Name=status,Values=pending,completed"
+Result<catalog::Filter> parseFilter(const std::string &spec)
+{
+	const std::string namePrefix = "Name=", valuesMark = ",Values=";
+	auto at = spec.find(valuesMark);
+	if (spec.rfind(namePrefix, 0) != 0 || at == std::string::npos || at <= namePrefix.size())
+		return fail(errc::kInvalidParameterValue, "--filter '" + spec + "' is not Name=NAME,Values=V1,V2,...");
+	catalog::Filter f;
+	f.name = spec.substr(namePrefix.size(), at - namePrefix.size());
+	std::string values = spec.substr(at + valuesMark.size());
+	for (size_t start = 0;;) {
+		size_t comma = values.find(',', start);
+		f.values.push_back(values.substr(start, comma - start));
+		if (comma == std::string::npos)
+			break;
+		start = comma + 1;
+	}
+	return f;
+}
+
+Result<void> checkSnapshotIds(const Arguments &args)
+{
+	for (const std::string &id : args.all("snapshot-id"))
+		VS_TRY(checkSnapshotId(id));
+	return {};
+}
+
+} // namespace
+
+Result<hypervisor::Target> parseTarget(const Arguments &args, const std::string &defaultUri)
+{
+	hypervisor::Target t;
+	t.qmpSocket = args.get("qmp-socket");
+	t.domain = args.get("domain");
+	if (t.qmpSocket.empty() == t.domain.empty())
+		return fail(errc::kMissingParameter,
+			    "name the instance with exactly one of --qmp-socket PATH or --domain NAME|UUID");
+	if (args.has("connect") && !t.isLibvirt())
+		return fail(errc::kInvalidParameterValue, "--connect goes with --domain");
+	if (t.isLibvirt())
+		t.libvirtUri = args.get("connect", defaultUri);
+	return t;
+}
+
+Result<CreateRequest> parseCreate(const Arguments &args, bool oneDisk, const std::string &defaultUri)
+{
+	CreateRequest r;
+	r.oneDisk = oneDisk;
+	VS_ASSIGN(r.set, parseSet(args));
+	if (oneDisk) {
+		VS_ASSIGN(std::string disk, args.require("disk"));
+		r.set.disks = {disk};
+	}
+	VS_ASSIGN(r.target, parseTarget(args, defaultUri));
+	r.clientToken = args.get("client-token");
+	r.requestHash = requestHash(args);
+	return r;
+}
+
+Result<DescribeRequest> parseDescribe(const Arguments &args)
+{
+	DescribeRequest r;
+	VS_TRY(checkSnapshotIds(args));
+	r.snapshotIds = args.all("snapshot-id");
+	for (const std::string &spec : args.all("filter")) {
+		VS_ASSIGN(catalog::Filter f, parseFilter(spec));
+		r.filters.push_back(std::move(f));
+	}
+	if (args.has("max-results")) {
+		VS_ASSIGN(r.maxResults, parseInt("max-results", args.get("max-results"), 5, 1000));
+	}
+	r.nextToken = args.get("next-token");
+	return r;
+}
+
+Result<WaitRequest> parseWait(const Arguments &args)
+{
+	if (!args.has("snapshot-id"))
+		return fail(errc::kMissingParameter, "--snapshot-id is required");
+	VS_TRY(checkSnapshotIds(args));
+	WaitRequest r;
+	r.snapshotIds = args.all("snapshot-id");
+	if (args.has("timeout")) {
+		VS_ASSIGN(int64_t secs, parseInt("timeout", args.get("timeout"), 1, 7 * 86400));
+		r.timeout = std::chrono::seconds(secs);
+	}
+	return r;
+}
+
+Result<store::GcOptions> parseGc(const Arguments &args)
+{
+	store::GcOptions opts;
+	if (args.has("grace-seconds")) {
+		VS_ASSIGN(int64_t secs, parseInt("grace-seconds", args.get("grace-seconds"), 0, 365 * 86400));
+		opts.grace = std::chrono::seconds(secs);
+	}
+	opts.dryRun = args.has("dry-run");
+	return opts;
+}
+
+Result<std::vector<std::string>> parseVolumeIds(const Arguments &args)
+{
+	for (const std::string &id : args.all("volume-id"))
+		if (!isVolumeId(id))
+			return fail(errc::kInvalidParameterValue, "'" + id + "' is not a volume id (vol- and 17 hex digits)");
+	return args.all("volume-id");
+}
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,48 @@
+// Command options parsed into typed requests, with the one-line errors a
+// user sees for bad values. No I/O here: what exists is the handlers' to
+// find out.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "core/arguments.h"
+#include "engine/snapshot_engine.h"
+#include "hypervisor/target.h"
+#include "store/gc.h"
+
+namespace virtsnap::daemon {
+
+// create-snapshot (one disk) or create-snapshots (a set).
+struct CreateRequest {
+	bool oneDisk = false; // the reply is one snapshot, the events createSnapshot
+	engine::SnapshotSetRequest set;
+	hypervisor::Target target;
+	std::string clientToken;
+	std::string requestHash; // what the token was used with
+};
+
+struct DescribeRequest {
+	std::vector<catalog::Filter> filters;
+	std::vector<std::string> snapshotIds;
+	int maxResults = 0; // 0: all
+	std::string nextToken;
+};
+
+struct WaitRequest {
+	std::vector<std::string> snapshotIds;
+	std::chrono::seconds timeout{3600};
+};
+
+// --qmp-socket or --domain [--connect]: exactly one instance.
+Result<hypervisor::Target> parseTarget(const Arguments &args, const std::string &defaultUri);
+Result<CreateRequest> parseCreate(const Arguments &args, bool oneDisk, const std::string &defaultUri);
+Result<DescribeRequest> parseDescribe(const Arguments &args);
+Result<WaitRequest> parseWait(const Arguments &args);
+Result<store::GcOptions> parseGc(const Arguments &args);
+// --volume-id values must look like volume ids.
+Result<std::vector<std::string>> parseVolumeIds(const Arguments &args);
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,56 @@
+// restore-instance: the daemon's part is finding the set and keeping the
+// domain from starting meanwhile; the engine writes the disks.
+#include "admission.h"
+#include "catalog/catalog.h"
+#include "driver_cache.h"
+#include "engine/restore_instance.h"
+#include "handlers.h"
+#include "requests.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const std::string &setId)
+{
+	VS_ASSIGN(catalog::Page page, ctx.catalog->describeSnapshots({}, {}, 0, ""));
+	std::vector<engine::SetSnapshot> set;
+	for (const catalog::SnapshotRow &r : page.snapshots)
+		if (r.snapshotSetId == setId)
+			set.push_back({r.snapshotId, r.volumeId, r.diskId, r.instanceName, r.state});
+	return set;
+}
+
+} // namespace
+
+Result<Reply> restoreInstance(Context &ctx, const Call &call)
+{
+	VS_ASSIGN(std::string setId, call.args.require("snapshot-set-id"));
+	VS_TRY(call.args.require("domain"));
+	VS_ASSIGN(hypervisor::Target target, parseTarget(call.args, ctx.options.libvirtUri));
+	VS_ASSIGN(auto driver, ctx.drivers->get(target));
+	VS_ASSIGN(auto set, snapshotsOfSet(ctx, setId));
+	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set));
+
+	// While its disks are written, the hook refuses to start the domain.
+	VS_TRY(ctx.admission->beginRestore(plan.instanceKey, plan.described));
+	auto restored = engine::restoreInstance(*ctx.store, *driver, plan, call.progress);
+	ctx.admission->endRestore(plan.instanceKey);
+	VS_TRY(restored);
+
+	Json list = Json::array();
+	for (const engine::InstanceRestorePlan::Disk &d : plan.disks) {
+		Json j = Json::object();
+		j.set("Disk", Json::string(d.diskId));
+		j.set("SnapshotId", Json::string(d.snapshotId));
+		j.set("Target", Json::string(d.image.string()));
+		list.append(j);
+	}
+	Json doc = Json::object();
+	doc.set("SnapshotSetId", Json::string(setId));
+	doc.set("Domain", Json::string(plan.instanceName));
+	doc.set("Volumes", list);
+	return ok(doc);
+}
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,202 @@
+// create-volume, the tags of snapshots and volumes, register-instance,
+// describe-volumes and modify-volume.
+#include <algorithm>
+
+#include "catalog/catalog.h"
+#include "catalog_rows.h"
+#include "core/ids.h"
+#include "crypto/resource_ids.h"
+#include "driver_cache.h"
+#include "ec2_output.h"
+#include "engine/resources.h"
+#include "engine/restore.h"
+#include "handlers.h"
+#include "requests.h"
+#include "store/store.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The catalog's row of a volume after its record changed, keeping how its
+// instance is reached.
+Result<void> syncVolume(Context &ctx, const engine::VolumeRecord &v)
+{
+	VS_ASSIGN(auto existing, ctx.catalog->getVolume(v.volumeId));
+	return ctx.catalog->putVolume(volumeRow(v, existing ? existing->target : ""));
+}
+
+// create-volume --domain/--qmp-socket --disk: the disk's latest completed
+// snapshot unless one is named, into a new file beside its image unless
+// --target says.
+Result<void> resolveInstanceDisk(Context &ctx, const Arguments &args, std::string &id, std::string &target)
+{
+	VS_ASSIGN(std::string disk, args.require("disk"));
+	VS_ASSIGN(hypervisor::Target instanceTarget, parseTarget(args, ctx.options.libvirtUri));
+	VS_ASSIGN(auto driver, ctx.drivers->get(instanceTarget));
+	VS_ASSIGN(hypervisor::InstanceInfo instance, driver->instance());
+	VS_ASSIGN(hypervisor::DiskInfo info, driver->disk(disk));
+	std::string volumeId = volumeIdFor(instance.key, info.diskId);
+	if (id.empty()) {
+		VS_ASSIGN(catalog::Page page, ctx.catalog->describeSnapshots(
+						      {{"volume-id", {volumeId}}, {"status", {"completed"}}}, {}, 0, ""));
+		if (page.snapshots.empty())
+			return fail(errc::kSnapshotNotFound, "disk " + disk + " of " + driver->describe() + " (" +
+								     volumeId + ") has no completed snapshot");
+		id = page.snapshots.back().snapshotId; // by start time: the latest last
+	}
+	if (target.empty()) {
+		fs::path image = info.filename;
+		std::string format = args.get("format", "qcow2");
+		target = (image.parent_path() / (image.stem().string() + "-" + id + "." + format)).string();
+	}
+	return {};
+}
+
+Result<Reply> changeTags(Context &ctx, const Call &call, bool create)
+{
+	VS_ASSIGN(std::string resource, call.args.require("resource"));
+	if (!call.args.has("tag"))
+		return fail(errc::kMissingParameter, "--tag is required");
+	VS_ASSIGN(store::Tags tags, engine::parseTags(call.args.all("tag"), !create));
+	auto change = [&] {
+		return create ? engine::createTags(*ctx.store, resource, tags) : engine::deleteTags(*ctx.store, resource, tags);
+	};
+	if (isSnapshotId(resource)) {
+		VS_TRY(ctx.catalog->transaction([&]() -> Result<void> {
+			VS_ASSIGN(auto row, ctx.catalog->getSnapshot(resource));
+			if (!row)
+				return fail(errc::kSnapshotNotFound, "snapshot " + resource + " does not exist");
+			// The tags live in the manifest, which a pending snapshot
+			// does not have yet.
+			if (row->state != SnapshotState::Completed)
+				return fail(errc::kIncorrectState, "snapshot " + resource + " is " + name(row->state) +
+									   "; its tags can change once it is completed");
+			VS_TRY(change());
+			VS_ASSIGN(store::Manifest m, ctx.store->getManifest(resource));
+			row->tags = m.tags;
+			return ctx.catalog->putSnapshot(*row);
+		}));
+	} else if (isVolumeId(resource)) {
+		VS_TRY(change());
+		auto v = engine::loadVolume(*ctx.store, resource);
+		if (v && *v)
+			VS_TRY(syncVolume(ctx, **v));
+	} else {
+		return fail(errc::kInvalidParameterValue, "'" + resource + "' is neither a snap- nor a vol- id");
+	}
+	Json j = Json::object();
+	j.set("Resource", Json::string(resource));
+	return ok(j);
+}
+
+} // namespace
+
+Result<Reply> createVolume(Context &ctx, const Call &call)
+{
+	const Arguments &args = call.args;
+	std::string id = args.get("snapshot-id");
+	std::string target = args.get("target");
+	if (args.has("domain") || args.has("qmp-socket"))
+		VS_TRY(resolveInstanceDisk(ctx, args, id, target));
+	if (id.empty())
+		return fail(errc::kMissingParameter, "--snapshot-id is required (or --domain NAME --disk DISK)");
+	if (target.empty())
+		return fail(errc::kMissingParameter, "--target is required");
+	VS_TRY(checkSnapshotId(id));
+	auto row = ctx.catalog->getSnapshot(id);
+	if (row && *row && (*row)->state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name((*row)->state) + ", not completed");
+	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress};
+	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
+	Json j = Json::object();
+	j.set("SnapshotId", Json::string(m.snapshotId));
+	j.set("VolumeId", Json::string(m.volumeId));
+	j.set("Target", Json::string(req.target.string()));
+	j.set("Format", Json::string(req.format));
+	j.set("Size", Json::integer(int64_t(m.volumeSize)));
+	return ok(j);
+}
+
+Result<Reply> createTags(Context &ctx, const Call &call)
+{
+	return changeTags(ctx, call, true);
+}
+
+Result<Reply> deleteTags(Context &ctx, const Call &call)
+{
+	return changeTags(ctx, call, false);
+}
+
+Result<Reply> registerInstance(Context &ctx, const Call &call)
+{
+	VS_ASSIGN(hypervisor::Target target, parseTarget(call.args, ctx.options.libvirtUri));
+	std::string hib = call.args.get("hibernation-enabled", "false");
+	if (hib != "true" && hib != "false")
+		return fail(errc::kInvalidParameterValue, "--hibernation-enabled must be true or false");
+	VS_ASSIGN(auto driver, ctx.drivers->get(target));
+	VS_ASSIGN(hypervisor::InstanceInfo instance, driver->instance());
+	engine::InstanceRecord r{instanceIdFor(instance.key), instance.key, instance.name, hib == "true"};
+	VS_TRY(engine::saveInstance(*ctx.store, r));
+	Json j = Json::object();
+	j.set("InstanceId", Json::string(r.instanceId));
+	j.set("Name", Json::string(r.name));
+	j.set("HibernationEnabled", Json::boolean(r.hibernationEnabled));
+	return ok(j);
+}
+
+Result<Reply> describeVolumes(Context &ctx, const Call &call)
+{
+	VS_ASSIGN(std::vector<std::string> ids, parseVolumeIds(call.args));
+	if (call.args.has("qmp-socket") || call.args.has("domain")) {
+		// The disks of that instance, registered on first sight.
+		VS_ASSIGN(hypervisor::Target target, parseTarget(call.args, ctx.options.libvirtUri));
+		VS_ASSIGN(auto driver, ctx.drivers->get(target));
+		VS_ASSIGN(hypervisor::InstanceInfo instance, driver->instance());
+		VS_ASSIGN(std::vector<hypervisor::DiskInfo> disks, driver->disks());
+		std::vector<std::string> seen;
+		for (const hypervisor::DiskInfo &disk : disks) {
+			std::string vol = volumeIdFor(instance.key, disk.diskId);
+			VS_ASSIGN(auto record, engine::loadVolume(*ctx.store, vol));
+			engine::VolumeRecord v = record.value_or(
+				engine::VolumeRecord{vol, instance.key, instance.name, disk.diskId, disk.size, "standard", {}});
+			v.size = disk.size;
+			v.instanceName = instance.name;
+			VS_TRY(engine::saveVolume(*ctx.store, v));
+			VS_TRY(ctx.catalog->putVolume(volumeRow(v, target.key())));
+			seen.push_back(vol);
+		}
+		if (ids.empty())
+			ids = seen;
+	}
+	VS_ASSIGN(std::vector<catalog::VolumeRow> rows, ctx.catalog->listVolumes(ids));
+	for (const std::string &id : ids)
+		if (std::none_of(rows.begin(), rows.end(), [&](const catalog::VolumeRow &r) { return r.volumeId == id; }))
+			return fail(errc::kVolumeNotFound, "volume " + id + " is not known here");
+	Json list = Json::array();
+	for (const catalog::VolumeRow &r : rows)
+		list.append(volumeJson(r));
+	Json doc = Json::object();
+	doc.set("Volumes", list);
+	return ok(doc);
+}
+
+Result<Reply> modifyVolume(Context &ctx, const Call &call)
+{
+	VS_ASSIGN(std::string id, call.args.require("volume-id"));
+	VS_ASSIGN(std::string cls, call.args.require("volume-class"));
+	if (cls != "standard" && cls != "st1" && cls != "sc1")
+		return fail(errc::kInvalidParameterValue, "--volume-class must be standard, st1 or sc1");
+	VS_ASSIGN(auto v, engine::loadVolume(*ctx.store, id));
+	if (!v)
+		return fail(errc::kVolumeNotFound, "volume " + id + " is not known here");
+	v->volumeClass = cls;
+	VS_TRY(engine::saveVolume(*ctx.store, *v));
+	VS_TRY(syncVolume(ctx, *v));
+	auto row = ctx.catalog->getVolume(id);
+	return ok(row && *row ? volumeJson(**row) : Json::object());
+}
+
+} // namespace virtsnap::daemon

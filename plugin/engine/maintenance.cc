@@ -1,0 +1,34 @@
+#include "maintenance.h"
+
+namespace virtsnap::engine {
+
+Result<StoreCreated> initStore(const std::filesystem::path &dir, const std::filesystem::path &keyFile,
+			       uint32_t chunkSize)
+{
+	StoreCreated created;
+	created.chunkSize = chunkSize;
+	VS_TRY(store::Store::init(dir, keyFile, chunkSize, &created.keyCreated));
+	return created;
+}
+
+Result<std::vector<store::Manifest>> listSnapshots(store::Store &store)
+{
+	return store.listManifests();
+}
+
+Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId)
+{
+	return store.deleteManifest(snapshotId);
+}
+
+Result<store::VerifyReport> verify(store::Store &store, const std::vector<std::string> &snapshotIds)
+{
+	return store::verifySnapshots(store, snapshotIds);
+}
+
+Result<store::GcReport> collectGarbage(store::Store &store, const store::GcOptions &options)
+{
+	return store::collectGarbage(store, options);
+}
+
+} // namespace virtsnap::engine

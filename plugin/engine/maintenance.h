@@ -1,0 +1,42 @@
+// Keeping a store: creating it, checking it, reclaiming its space, and
+// deleting snapshots. Engine operations, so that nothing above the engine
+// reaches into the store's files.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "store/gc.h"
+#include "store/verify.h"
+
+namespace virtsnap::engine {
+
+inline constexpr uint32_t kDefaultChunkSize = store::Store::kDefaultChunkSize;
+
+struct StoreCreated {
+	bool keyCreated = false; // the key file was absent and is new
+	uint32_t chunkSize = 0;
+};
+
+// Creates the store, and its key file if absent. StoreAlreadyInitialized
+// for a directory that holds one.
+Result<StoreCreated> initStore(const std::filesystem::path &dir, const std::filesystem::path &keyFile,
+			       uint32_t chunkSize);
+
+// Every snapshot in the store, by start time.
+Result<std::vector<store::Manifest>> listSnapshots(store::Store &store);
+
+// A completed snapshot stops existing: its manifest goes, its chunks stay
+// until gc finds nothing else needs them. InvalidSnapshot.NotFound when it
+// was not there.
+Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId);
+
+// Re-reads, decrypts and re-hashes what the snapshots need (all when
+// `snapshotIds` is empty). Damage is in the report.
+Result<store::VerifyReport> verify(store::Store &store, const std::vector<std::string> &snapshotIds);
+
+// Mark and sweep (store/gc.h); the caller keeps captures out meanwhile.
+Result<store::GcReport> collectGarbage(store::Store &store, const store::GcOptions &options);
+
+} // namespace virtsnap::engine

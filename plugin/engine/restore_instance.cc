@@ -1,0 +1,77 @@
+#include "restore_instance.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "crypto/resource_ids.h"
+#include "restore.h"
+
+namespace virtsnap::engine {
+
+Result<InstanceRestorePlan> planInstanceRestore(hypervisor::Driver &driver, const std::string &setId,
+						const std::vector<SetSnapshot> &set)
+{
+	VS_ASSIGN(hypervisor::InstanceInfo instance, driver.instance());
+	if (instance.status != "shut off")
+		return fail(errc::kIncorrectState, driver.describe() + " is " + instance.status +
+							   "; restore-instance writes its disks only while it is shut off");
+	VS_ASSIGN(std::vector<hypervisor::DiskInfo> disks, driver.configuredDisks());
+	InstanceRestorePlan plan{setId, instance.key, instance.name, driver.describe(), {}};
+	if (set.empty())
+		return fail(errc::kSnapshotNotFound, "no snapshot set '" + setId + "' is known here");
+	for (const SetSnapshot &s : set) {
+		if (s.state != SnapshotState::Completed)
+			return fail(errc::kIncorrectState, "snapshot " + s.snapshotId + " of " + setId + " is " + name(s.state));
+		if (volumeIdFor(instance.key, s.diskId) != s.volumeId)
+			return fail(errc::kInvalidParameterValue, setId + " was taken of another instance (" +
+									  s.instanceName + "), not of " + plan.described);
+		auto d = std::find_if(disks.begin(), disks.end(),
+				      [&](const hypervisor::DiskInfo &x) { return x.diskId == s.diskId; });
+		if (d == disks.end())
+			return fail(errc::kDiskNotFound, plan.described + " has no disk " + s.diskId + " any more");
+		if (d->format != "qcow2" && d->format != "raw")
+			return fail(errc::kInvalidParameterValue,
+				    "disk " + s.diskId + " is " + d->format + "; restore-instance writes qcow2 and raw images");
+		plan.disks.push_back({s.diskId, s.snapshotId, d->format, d->filename});
+	}
+	return plan;
+}
+
+namespace {
+
+// The restored image takes the owner and mode of the one it replaces, or
+// it does not replace it.
+Result<void> takeOwnerAndMode(const TempFile &restored, const std::filesystem::path &image)
+{
+	struct stat st {};
+	if (::stat(image.c_str(), &st) != 0)
+		return {}; // nothing to take after: the image is gone
+	if (::fchown(restored.fd(), st.st_uid, st.st_gid) != 0 || ::fchmod(restored.fd(), st.st_mode & 07777) != 0)
+		return failErrno("give the restored " + image.string() + " its owner and mode", errno);
+	return {};
+}
+
+} // namespace
+
+Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, const InstanceRestorePlan &plan,
+			     const ProgressFn &progress)
+{
+	for (const InstanceRestorePlan::Disk &d : plan.disks) {
+		auto written = writeVolumeFile(store, d.snapshotId, d.image, d.format, progress);
+		if (!written)
+			return fail(written.error().code, "disk " + d.diskId + ": " + written.error().message);
+		VS_TRY(takeOwnerAndMode(written->file, d.image));
+		auto replaced = written->file.commit(true);
+		if (!replaced)
+			return fail(replaced.error().code, "replace " + d.image.string() + ": " + replaced.error().message);
+	}
+	// The new images hold no bitmaps: whatever the hypervisor kept about
+	// the old ones is stale, and the next snapshot of each disk reads it
+	// in full.
+	driver.imagesReplaced();
+	return {};
+}
+
+} // namespace virtsnap::engine
