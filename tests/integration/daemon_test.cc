@@ -273,13 +273,19 @@ TEST_F(DaemonTest, PendingLimitIsFivePerVolumeAndOneForSt1)
 	EXPECT_EQ(waitState(first.json().getString("SnapshotId").value_or("")), "completed");
 	// Completed, the limit frees up again; the queued ones took their own
 	// points in time, one after the other, and everything verifies.
-	EXPECT_EQ(create().status, 0);
+	CliResult again = create();
+	EXPECT_EQ(again.status, 0) << again.err;
 	std::set<std::string> starts;
 	for (const std::string &id : ids)
 		starts.insert(describe(id).getString("StartTime").value_or(""));
 	EXPECT_EQ(starts.size(), ids.size());
 	CliResult verified = cli({"verify"});
 	EXPECT_EQ(verified.status, 0) << verified.err << verified.out;
+	// Nothing in flight any more: the refused requests left no count
+	// behind that would keep gc out.
+	EXPECT_EQ(waitState(again.json().getString("SnapshotId").value_or("")), "completed");
+	CliResult gc = cli({"gc"});
+	EXPECT_EQ(gc.status, 0) << gc.err;
 }
 
 TEST_F(DaemonTest, FiltersPagingIdempotencyAndDeleteWhilePending)
