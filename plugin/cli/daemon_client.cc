@@ -58,10 +58,8 @@ Result<virtsnap::Json> DaemonClient::call(const Arguments &args)
 	std::string line = request.dump() + "\n";
 	if (::send(fd_.get(), line.data(), line.size(), MSG_NOSIGNAL) != ssize_t(line.size()))
 		return failErrno("send to virtsnapd", errno);
-	auto reply = readLine();
-	if (!reply)
-		return std::unexpected(reply.error());
-	auto json = virtsnap::Json::parse(*reply);
+	VS_ASSIGN(auto reply, readLine());
+	auto json = virtsnap::Json::parse(reply);
 	if (!json)
 		return fail(errc::kIo, "virtsnapd sent a reply that is not JSON");
 	return *json;
@@ -72,10 +70,8 @@ Result<void> DaemonClient::follow(const std::function<bool(const std::string &)>
 	std::string line = "{\"command\":\"subscribe\"}\n";
 	if (::send(fd_.get(), line.data(), line.size(), MSG_NOSIGNAL) != ssize_t(line.size()))
 		return failErrno("send to virtsnapd", errno);
-	auto ack = readLine();
-	if (!ack)
-		return std::unexpected(ack.error());
-	auto json = virtsnap::Json::parse(*ack);
+	VS_ASSIGN(auto ack, readLine());
+	auto json = virtsnap::Json::parse(ack);
 	if (!json || !json->getBool("ok").value_or(false))
 		return fail(errc::kAccessDenied, json ? json->get("error").getString("message").value_or("refused")
 						 : "virtsnapd refused the subscription");

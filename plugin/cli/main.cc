@@ -154,13 +154,11 @@ Result<Json> waitThroughDaemon(DaemonClient &client, const std::vector<std::stri
 	for (;;) {
 		auto describe = Arguments::fromJson("describe-snapshots", "{}", {});
 		describe->set("snapshot-id", ids);
-		auto reply = client.call(*describe);
-		if (!reply)
-			return std::unexpected(reply.error());
-		if (!reply->getBool("ok").value_or(false))
-			return fail(reply->get("error").getString("code").value_or(errc::kInternal),
-				    reply->get("error").getString("message").value_or(""));
-		Json list = reply->get("result").get("Snapshots");
+		VS_ASSIGN(auto reply, client.call(*describe));
+		if (!reply.getBool("ok").value_or(false))
+			return fail(reply.get("error").getString("code").value_or(errc::kInternal),
+				    reply.get("error").getString("message").value_or(""));
+		Json list = reply.get("result").get("Snapshots");
 		bool pending = false;
 		int progress = 0;
 		for (size_t i = 0; i < list.size(); i++) {
@@ -312,12 +310,10 @@ int complete(const std::vector<std::string> &words)
 	return 0;
 }
 
-int run(int argc, char **argv)
+// The command named on the line, so that its options can be known before
+// the line is parsed; two-word commands become one name in `raw`.
+std::string commandName(std::vector<std::string> &raw)
 {
-	std::vector<std::string> raw(argv + 1, argv + argc);
-	if (!raw.empty() && raw[0] == "--complete")
-		return complete({raw.begin() + 1, raw.end()});
-	// Two-word commands become one name.
 	for (size_t i = 0; i + 1 < raw.size(); i++) {
 		if ((raw[i] == "catalog" && raw[i + 1] == "rebuild") ||
 		    (raw[i] == "wait" && raw[i + 1] == "snapshot-completed")) {
@@ -326,8 +322,6 @@ int run(int argc, char **argv)
 			break;
 		}
 	}
-	// First pass: find the command, so its options can be known.
-	std::string name;
 	for (size_t i = 0; i < raw.size(); i++) {
 		if (raw[i].rfind("--", 0) == 0) {
 			std::string opt = raw[i].substr(2);
@@ -337,9 +331,17 @@ int run(int argc, char **argv)
 				i++;
 			continue;
 		}
-		name = raw[i];
-		break;
+		return raw[i];
 	}
+	return "";
+}
+
+int run(int argc, char **argv)
+{
+	std::vector<std::string> raw(argv + 1, argv + argc);
+	if (!raw.empty() && raw[0] == "--complete")
+		return complete({raw.begin() + 1, raw.end()});
+	std::string name = commandName(raw);
 	const daemon::CommandSpec *spec = findCommand(name);
 	std::vector<OptionSpec> specs = kGlobalOptions;
 	if (spec)

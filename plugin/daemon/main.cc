@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string_view>
 #include <thread>
 
@@ -46,6 +47,91 @@ void usage(FILE *out)
 		     d.eventsDir.c_str(), double(d.handlerTimeout.count()) / 1000, d.maxParallelJobs);
 }
 
+struct Settings {
+	std::string store, keyFile, socket;
+	events::Dispatcher::Options events;
+	daemon::ServiceOptions service;
+	std::string loadedFrom;
+};
+
+// The option, else the config file (and the environment where it has a
+// say), else the default. Exit status 2 for a bad option, 1 for a bad file.
+std::optional<Settings> settingsFrom(const Arguments &args, int *status)
+{
+	auto config = loadEffectiveConfig(args.get("config"));
+	if (!config) {
+		std::fprintf(stderr, "virtsnapd: %s\n", config.error().toString().c_str());
+		*status = 1;
+		return std::nullopt;
+	}
+	Settings s;
+	s.store = args.get("store", config->storePath.string());
+	s.keyFile = args.get("key-file", config->keyFile.string());
+	s.socket = args.get("socket", config->socket.string());
+	s.loadedFrom = config->loadedFrom.string();
+	s.events.logFile = args.get("events-log", config->eventsLog.string());
+	s.events.handlerDir = args.get("events-dir", config->eventsDir.string());
+	s.events.handlerTimeout = config->handlerTimeout;
+	s.service.background = true;
+	s.service.maxParallelJobs = config->maxParallelJobs;
+	s.service.libvirtUri = config->libvirtUri;
+	*status = 2;
+	// The same rules as in the config file, so the two never disagree.
+	if (args.has("handler-timeout")) {
+		auto t = parseHandlerTimeout(args.get("handler-timeout"));
+		if (!t) {
+			std::fprintf(stderr, "virtsnapd: %s: --handler-timeout: %s\n", t.error().code.c_str(),
+				     t.error().message.c_str());
+			return std::nullopt;
+		}
+		s.events.handlerTimeout = *t;
+	}
+	if (args.has("max-parallel-jobs")) {
+		auto n = parseMaxParallelJobs(args.get("max-parallel-jobs"));
+		if (!n) {
+			std::fprintf(stderr, "virtsnapd: %s: --max-parallel-jobs: %s\n", n.error().code.c_str(),
+				     n.error().message.c_str());
+			return std::nullopt;
+		}
+		s.service.maxParallelJobs = *n;
+	}
+	*status = 0;
+	return s;
+}
+
+// Serves until SIGINT or SIGTERM.
+int serve(const Settings &settings)
+{
+	events::Dispatcher dispatcher(settings.events);
+	auto service = daemon::Service::open({settings.store, settings.keyFile}, settings.service, &dispatcher);
+	if (!service) {
+		std::fprintf(stderr, "virtsnapd: %s\n", service.error().toString().c_str());
+		return 1;
+	}
+	// Listen first: a second daemon must find the first and stop before it
+	// takes anyone's jobs for interrupted ones.
+	auto server = daemon::Server::listen(settings.socket, **service, dispatcher);
+	if (!server) {
+		std::fprintf(stderr, "virtsnapd: %s\n", server.error().toString().c_str());
+		return 1;
+	}
+	(*service)->recoverInterruptedJobs();
+	std::thread watcher([&] {
+		while (!cancelRequested())
+			std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		(*server)->stop();
+	});
+	std::fprintf(stderr, "virtsnapd: serving %s on %s (%s)\n", settings.store.c_str(), settings.socket.c_str(),
+		     settings.loadedFrom.empty() ? "no config file" : ("config " + settings.loadedFrom).c_str());
+	(*server)->run();
+	if (!cancelRequested())
+		::raise(SIGTERM);
+	watcher.join();
+	server->reset();
+	service->reset();
+	return 0;
+}
+
 int run(int argc, char **argv)
 {
 	std::vector<std::string> raw(argv + 1, argv + argc);
@@ -68,39 +154,10 @@ int run(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	auto config = loadEffectiveConfig(args->get("config"));
-	if (!config) {
-		std::fprintf(stderr, "virtsnapd: %s\n", config.error().toString().c_str());
-		return 1;
-	}
-	std::string store = args->get("store", config->storePath.string());
-	std::string keyFile = args->get("key-file", config->keyFile.string());
-	std::string socket = args->get("socket", config->socket.string());
-	events::Dispatcher::Options eventOptions;
-	eventOptions.logFile = args->get("events-log", config->eventsLog.string());
-	eventOptions.handlerDir = args->get("events-dir", config->eventsDir.string());
-	eventOptions.handlerTimeout = config->handlerTimeout;
-	unsigned jobs = config->maxParallelJobs;
-	// The same rules as in the config file, so the two never disagree.
-	if (args->has("handler-timeout")) {
-		auto t = parseHandlerTimeout(args->get("handler-timeout"));
-		if (!t) {
-			std::fprintf(stderr, "virtsnapd: %s: --handler-timeout: %s\n", t.error().code.c_str(),
-				     t.error().message.c_str());
-			return 2;
-		}
-		eventOptions.handlerTimeout = *t;
-	}
-	if (args->has("max-parallel-jobs")) {
-		auto n = parseMaxParallelJobs(args->get("max-parallel-jobs"));
-		if (!n) {
-			std::fprintf(stderr, "virtsnapd: %s: --max-parallel-jobs: %s\n", n.error().code.c_str(),
-				     n.error().message.c_str());
-			return 2;
-		}
-		jobs = *n;
-	}
-
+	int status = 0;
+	auto settings = settingsFrom(*args, &status);
+	if (!settings)
+		return status;
 	// Detach before any thread starts.
 	if (!args->has("foreground") && ::daemon(0, 0) != 0) {
 		std::perror("virtsnapd: daemon");
@@ -109,40 +166,7 @@ int run(int argc, char **argv)
 	// Signals end the daemon; they must not kill it mid-write.
 	installCancelHandlers();
 	::signal(SIGPIPE, SIG_IGN);
-
-	events::Dispatcher dispatcher(eventOptions);
-	daemon::ServiceOptions options;
-	options.background = true;
-	options.maxParallelJobs = jobs;
-	options.libvirtUri = config->libvirtUri;
-	auto service = daemon::Service::open({store, keyFile}, options, &dispatcher);
-	if (!service) {
-		std::fprintf(stderr, "virtsnapd: %s\n", service.error().toString().c_str());
-		return 1;
-	}
-	// Listen first: a second daemon must find the first and stop before it
-	// takes anyone's jobs for interrupted ones.
-	auto server = daemon::Server::listen(socket, **service, dispatcher);
-	if (!server) {
-		std::fprintf(stderr, "virtsnapd: %s\n", server.error().toString().c_str());
-		return 1;
-	}
-	(*service)->recoverInterruptedJobs();
-	std::thread watcher([&] {
-		while (!cancelRequested())
-			std::this_thread::sleep_for(std::chrono::milliseconds(100));
-		(*server)->stop();
-	});
-	std::fprintf(stderr, "virtsnapd: serving %s on %s (%s)\n", store.c_str(), socket.c_str(),
-		     config->loadedFrom.empty() ? "no config file"
-						: ("config " + config->loadedFrom.string()).c_str());
-	(*server)->run();
-	if (!cancelRequested())
-		::raise(SIGTERM);
-	watcher.join();
-	server->reset();
-	service->reset();
-	return 0;
+	return serve(*settings);
 }
 
 } // namespace

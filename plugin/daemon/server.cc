@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <optional>
 #include <system_error>
 #include <chrono>
@@ -192,19 +191,21 @@ void Server::serveClient(int fd)
 		std::lock_guard lock(clientsMutex_);
 		clients_.insert(fd);
 	}
-	auto forget = [&] {
-		std::lock_guard lock(clientsMutex_);
-		clients_.erase(fd);
-	};
 	std::string who;
 	if (!allowed(fd, &who)) {
 		Json reply = Json::object();
 		reply.set("ok", Json::boolean(false));
 		reply.set("error", errorJson(Error{errc::kAccessDenied, "only root and the group virtsnap may use virtsnapd"}));
 		sendLine(fd, reply.dump());
-		forget();
-		return;
+	} else {
+		serveRequests(fd, who);
 	}
+	std::lock_guard lock(clientsMutex_);
+	clients_.erase(fd);
+}
+
+void Server::serveRequests(int fd, const std::string &who)
+{
 	std::string buffer;
 	char chunk[4096];
 	while (!stopping_) {
@@ -214,80 +215,86 @@ void Server::serveClient(int fd)
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0)
-				break;
+				return;
 			buffer.append(chunk, size_t(n));
 			if (buffer.size() > (1 << 20))
-				break; // nobody sends a megabyte of options
+				return; // nobody sends a megabyte of options
 			continue;
 		}
 		std::string line = buffer.substr(0, nl);
 		buffer.erase(0, nl + 1);
-		Json reply = Json::object();
 		auto request = Json::parse(line);
-		std::string command = request ? request->getString("command").value_or("") : "";
-		if (command == "subscribe") {
-			// The connection becomes a stream of events until it closes.
-			reply.set("ok", Json::boolean(true));
-			if (!sendLine(fd, reply.dump()))
+		if (request && request->getString("command") == "subscribe") {
+			streamEvents(fd);
+			return;
+		}
+		if (!sendLine(fd, answer(request, who).dump()))
+			return;
+	}
+}
+
+Json Server::answer(const std::optional<Json> &request, const std::string &who)
+{
+	Json reply = Json::object();
+	std::string command = request ? request->getString("command").value_or("") : "";
+	// Commands of the virtsnap command alone (init) are unknown here.
+	const CommandSpec *spec = findCommand(command);
+	if (spec && spec->cliOnly)
+		spec = nullptr;
+	if (!request || !spec) {
+		reply.set("ok", Json::boolean(false));
+		reply.set("error", errorJson(Error{errc::kInvalidParameterValue, request ? "unknown command '" + command + "'"
+											: "the request is not JSON"}));
+		return reply;
+	}
+	auto args = Arguments::fromJson(command, request->get("options").dump(), spec->options);
+	Result<Reply> result = args ? service_.run(*args, who) : std::unexpected(args.error());
+	if (!result) {
+		reply.set("ok", Json::boolean(false));
+		reply.set("error", errorJson(result.error()));
+		return reply;
+	}
+	reply.set("ok", Json::boolean(!result->failure));
+	reply.set("result", result->doc);
+	if (result->failure)
+		reply.set("error", errorJson(*result->failure));
+	return reply;
+}
+
+void Server::streamEvents(int fd)
+{
+	// The connection becomes a stream of events until it closes.
+	Json ack = Json::object();
+	ack.set("ok", Json::boolean(true));
+	if (!sendLine(fd, ack.dump()))
+		return;
+	// A subscriber that stops reading must not hold the dispatcher: its
+	// sends give up after a while.
+	struct timeval limit{5, 0};
+	::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
+	std::mutex m;
+	bool gone = false;
+	uint64_t id = events_.subscribe([&, fd](const std::string &event) {
+		bool sent = sendLine(fd, event);
+		if (!sent) {
+			std::lock_guard lock(m);
+			gone = true;
+		}
+		return sent;
+	});
+	// Wait for the client to hang up (or the daemon to stop).
+	while (!stopping_) {
+		pollfd p{fd, POLLIN, 0};
+		if (::poll(&p, 1, 200) > 0) {
+			char c;
+			if (::recv(fd, &c, 1, MSG_DONTWAIT) <= 0)
 				break;
-			// A subscriber that stops reading must not hold the
-			// dispatcher: its sends give up after a while.
-			struct timeval limit{5, 0};
-			::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
-			std::mutex m;
-			std::condition_variable closed;
-			bool gone = false;
-			uint64_t id = events_.subscribe([&, fd](const std::string &event) {
-				bool sent = sendLine(fd, event);
-				if (!sent) {
-					std::lock_guard lock(m);
-					gone = true;
-					closed.notify_all();
-				}
-				return sent;
-			});
-			// Wait for the client to hang up (or the daemon to stop).
-			while (!stopping_) {
-				pollfd p{fd, POLLIN, 0};
-				int r = ::poll(&p, 1, 200);
-				if (r > 0) {
-					char c;
-					if (::recv(fd, &c, 1, MSG_DONTWAIT) <= 0)
-						break;
-				}
-				std::lock_guard lock(m);
-				if (gone)
-					break;
-			}
-			events_.unsubscribe(id);
-			break;
 		}
-		// Commands of the virtsnap command alone (init) are unknown here.
-		const CommandSpec *spec = findCommand(command);
-		if (spec && spec->cliOnly)
-			spec = nullptr;
-		if (!request || !spec) {
-			reply.set("ok", Json::boolean(false));
-			reply.set("error", errorJson(Error{errc::kInvalidParameterValue,
-							   request ? "unknown command '" + command + "'"
-								   : "the request is not JSON"}));
-		} else {
-			auto args = Arguments::fromJson(command, request->get("options").dump(), spec->options);
-			Result<Reply> result = args ? service_.run(*args, who) : std::unexpected(args.error());
-			if (!result) {
-				reply.set("ok", Json::boolean(false));
-				reply.set("error", errorJson(result.error()));
-			} else {
-				reply.set("ok", Json::boolean(!result->failure));
-				reply.set("result", result->doc);
-				if (result->failure)
-					reply.set("error", errorJson(*result->failure));
-			}
-		}
-		if (!sendLine(fd, reply.dump()))
+		std::lock_guard lock(m);
+		if (gone)
 			break;
 	}
-	forget();
+	events_.unsubscribe(id);
 }
 
 } // namespace virtsnap::daemon

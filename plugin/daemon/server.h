@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -37,6 +38,11 @@ public:
 private:
 	Server(Service &service, events::Dispatcher &events) : service_(service), events_(events) {}
 	void serveClient(int fd);
+	// One request per line, one reply per line, until the client goes.
+	void serveRequests(int fd, const std::string &who);
+	Json answer(const std::optional<Json> &request, const std::string &who);
+	// After "subscribe": every event, one per line, until the client goes.
+	void streamEvents(int fd);
 	bool allowed(int fd, std::string *who);
 
 	Service &service_;

@@ -147,6 +147,148 @@ unsigned pipelineWorkers(const PipelineOptions &options)
 	return options.workers ? options.workers : std::max(1u, std::thread::hardware_concurrency());
 }
 
+namespace {
+
+// Reads are made one at a time from a cursor over the slots, never listed,
+// so a huge disk costs nothing here either.
+class RequestCursor
+{
+public:
+	RequestCursor(const std::vector<bool> &wanted, const store::SnapshotIndex &index, uint64_t slots,
+		      uint32_t slotsPerRequest)
+		: wanted_(wanted), index_(index), slots_(slots), slotsPerRequest_(slotsPerRequest)
+	{
+	}
+
+	std::optional<Job> next()
+	{
+		while (cursor_ < slots_ && !wanted_[cursor_])
+			cursor_++;
+		if (cursor_ >= slots_)
+			return std::nullopt;
+		Job j{cursor_, 0, 0, 0};
+		while (cursor_ < slots_ && wanted_[cursor_] && j.slots < slotsPerRequest_) {
+			j.length += index_.slotLength(cursor_);
+			j.slots++;
+			cursor_++;
+		}
+		return j;
+	}
+
+private:
+	const std::vector<bool> &wanted_;
+	const store::SnapshotIndex &index_;
+	const uint64_t slots_;
+	const uint32_t slotsPerRequest_;
+	uint64_t cursor_ = 0;
+};
+
+// What the workers share besides the pipeline: they store every chunk of a
+// job that is not all zeros and count what is done.
+struct ChunkWork {
+	Pipeline &pipe;
+	store::SnapshotIndex &index;
+	const PutChunk &put;
+	const ProgressFn &progress;
+	const uint64_t total;
+	std::atomic<uint64_t> done{0}, zeroChunks{0};
+
+	void run(unsigned worker)
+	{
+		const uint32_t chunkSize = index.chunkSize();
+		while (auto job = pipe.pop()) {
+			std::span<uint8_t> data = pipe.buffer(job->buffer, job->length);
+			// After a failure the queue is only emptied: nothing more is
+			// stored, and the buffers go back so the reader can drain.
+			for (uint32_t i = 0; i < job->slots && !pipe.failed(); i++) {
+				uint64_t slot = job->firstSlot + i;
+				auto chunk = data.subspan(uint64_t(i) * chunkSize, index.slotLength(slot));
+				if (isAllZero(chunk)) {
+					index.set(slot, store::kZeroChunk);
+					zeroChunks++;
+					continue;
+				}
+				auto id = put(worker, chunk);
+				if (!id) {
+					pipe.setError(std::move(id.error()));
+					break;
+				}
+				index.set(slot, *id);
+			}
+			pipe.giveBuffer(job->buffer);
+			if (!pipe.failed()) {
+				uint64_t d = done += job->length;
+				if (progress)
+					progress(d, total);
+			}
+		}
+	}
+};
+
+// The reader, on the calling thread: keeps up to `maxInFlight` reads going
+// until every wanted slot is read, something fails, or the copy is
+// cancelled.
+void readAll(ReadSource &source, Pipeline &pipe, RequestCursor &cursor, unsigned maxInFlight, uint32_t chunkSize,
+	     PipelineStats &stats, const std::function<bool()> &cancelled)
+{
+	std::optional<Job> pending = cursor.next();
+	while (!pipe.failed()) {
+		if (cancelRequested() || (cancelled && cancelled())) {
+			pipe.setError(Error{errc::kIncorrectState, cancelRequested() ? "interrupted by signal " +
+											 std::to_string(cancelSignal())
+										: "interrupted"});
+			return;
+		}
+		while (pending && source.inFlight() < maxInFlight && !pipe.failed()) {
+			auto b = pipe.takeBuffer();
+			if (!b)
+				break;
+			Job job = *pending;
+			job.buffer = *b;
+			auto started = source.startRead(pipe.buffer(job.buffer, job.length), job.firstSlot * chunkSize,
+							[&pipe, &stats, job](Result<void> r) {
+								if (!r) {
+									pipe.setError(std::move(r.error()));
+									pipe.giveBuffer(job.buffer);
+									return;
+								}
+								stats.bytesRead += job.length;
+								pipe.push(job);
+							});
+			if (!started) {
+				pipe.giveBuffer(job.buffer);
+				pipe.setError(std::move(started.error()));
+				return;
+			}
+			stats.peakInFlight = std::max(stats.peakInFlight, source.inFlight());
+			pending = cursor.next();
+		}
+		if ((!pending && source.inFlight() == 0) || pipe.failed())
+			return;
+		if (auto r = source.poll(pipe.wakeFd(), kPollMs); !r)
+			pipe.setError(std::move(r.error()));
+	}
+}
+
+// Reads still in flight write into the pool: wait for them before the pool
+// goes. Completions after a failure only return their buffer.
+void drain(ReadSource &source, Pipeline &pipe)
+{
+	auto limit = std::chrono::steady_clock::now() + kDrainLimit;
+	while (source.inFlight() > 0 && std::chrono::steady_clock::now() < limit)
+		if (!source.poll(-1, kPollMs))
+			break;
+	if (source.inFlight() > 0) {
+		// The source neither finished nor failed its reads (a hung
+		// server). Leaking the pool is the only safe choice: the caller
+		// closes the source, which may still write into it until then.
+		pipe.setError(Error{errc::kHypervisor, "reads did not finish after the copy stopped"});
+		pipe.abandonMemory();
+	}
+}
+
+} // namespace
+
 Result<PipelineStats> copySlots(ReadSource &source, const std::vector<bool> &wanted, store::SnapshotIndex &index,
 				const PutChunk &put, const ProgressFn &progress,
 				const std::function<bool()> &cancelled, const PipelineOptions &options)
@@ -173,117 +315,20 @@ Result<PipelineStats> copySlots(ReadSource &source, const std::vector<bool> &wan
 	Pipeline pipe(bufferCount, requestBytes);
 	if (!pipe.ok())
 		return failErrno("eventfd", errno);
-
-	std::atomic<uint64_t> done{0}, zeroChunks{0};
-	auto worker = [&](unsigned w) {
-		while (auto job = pipe.pop()) {
-			std::span<uint8_t> data = pipe.buffer(job->buffer, job->length);
-			// After a failure the queue is only emptied: nothing more is
-			// stored, and the buffers go back so the reader can drain.
-			for (uint32_t i = 0; i < job->slots && !pipe.failed(); i++) {
-				uint64_t slot = job->firstSlot + i;
-				auto chunk = data.subspan(uint64_t(i) * chunkSize, index.slotLength(slot));
-				if (isAllZero(chunk)) {
-					index.set(slot, store::kZeroChunk);
-					zeroChunks++;
-					continue;
-				}
-				auto id = put(w, chunk);
-				if (!id) {
-					pipe.setError(std::move(id.error()));
-					break;
-				}
-				index.set(slot, *id);
-			}
-			pipe.giveBuffer(job->buffer);
-			if (!pipe.failed()) {
-				uint64_t d = done += job->length;
-				if (progress)
-					progress(d, total);
-			}
-		}
-	};
+	ChunkWork work{pipe, index, put, progress, total};
 	std::vector<std::thread> workers;
 	for (unsigned w = 0; w < workerCount; w++)
-		workers.emplace_back(worker, w);
+		workers.emplace_back([&work, w] { work.run(w); });
 
-	// The reader: this thread. Requests are made one at a time from a
-	// cursor over the slots, never listed, so a huge disk costs nothing
-	// here either.
-	auto interrupted = [&] { return cancelRequested() || (cancelled && cancelled()); };
-	uint64_t cursor = 0;
-	auto nextRequest = [&]() -> std::optional<Job> {
-		while (cursor < slots && !wanted[cursor])
-			cursor++;
-		if (cursor >= slots)
-			return std::nullopt;
-		Job j{cursor, 0, 0, 0};
-		while (cursor < slots && wanted[cursor] && j.slots < slotsPerRequest) {
-			j.length += index.slotLength(cursor);
-			j.slots++;
-			cursor++;
-		}
-		return j;
-	};
-	std::optional<Job> pending = nextRequest();
-	while (!pipe.failed()) {
-		if (interrupted()) {
-			pipe.setError(Error{errc::kIncorrectState, cancelRequested() ? "interrupted by signal " +
-											 std::to_string(cancelSignal())
-										: "interrupted"});
-			break;
-		}
-		while (pending && source.inFlight() < maxInFlight && !pipe.failed()) {
-			auto b = pipe.takeBuffer();
-			if (!b)
-				break;
-			Job job = *pending;
-			job.buffer = *b;
-			auto started = source.startRead(pipe.buffer(job.buffer, job.length), job.firstSlot * chunkSize,
-							[&pipe, &stats, job](Result<void> r) {
-								if (!r) {
-									pipe.setError(std::move(r.error()));
-									pipe.giveBuffer(job.buffer);
-									return;
-								}
-								stats.bytesRead += job.length;
-								pipe.push(job);
-							});
-			if (!started) {
-				pipe.giveBuffer(job.buffer);
-				pipe.setError(std::move(started.error()));
-				break;
-			}
-			stats.peakInFlight = std::max(stats.peakInFlight, source.inFlight());
-			pending = nextRequest();
-		}
-		if (!pending && source.inFlight() == 0)
-			break;
-		if (pipe.failed())
-			break;
-		if (auto r = source.poll(pipe.wakeFd(), kPollMs); !r)
-			pipe.setError(std::move(r.error()));
-	}
-
-	// Reads still in flight write into the pool: wait for them before the
-	// pool goes. Completions after a failure only return their buffer.
-	auto limit = std::chrono::steady_clock::now() + kDrainLimit;
-	while (source.inFlight() > 0 && std::chrono::steady_clock::now() < limit)
-		if (!source.poll(-1, kPollMs))
-			break;
-	if (source.inFlight() > 0) {
-		// The source neither finished nor failed its reads (a hung
-		// server). Leaking the pool is the only safe choice: the caller
-		// closes the source, which may still write into it until then.
-		pipe.setError(Error{errc::kHypervisor, "reads did not finish after the copy stopped"});
-		pipe.abandonMemory();
-	}
+	RequestCursor cursor(wanted, index, slots, slotsPerRequest);
+	readAll(source, pipe, cursor, maxInFlight, chunkSize, stats, cancelled);
+	drain(source, pipe);
 	pipe.close();
 	for (std::thread &t : workers)
 		t.join();
 	if (auto e = pipe.error())
 		return std::unexpected(*e);
-	stats.zeroChunks = zeroChunks;
+	stats.zeroChunks = work.zeroChunks;
 	return stats;
 }
 

@@ -30,25 +30,23 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 	std::vector<std::string> contexts{allocation};
 	if (!exp.dirtyBitmapContext.empty())
 		contexts.push_back(exp.dirtyBitmapContext);
-	auto reader = NbdReader::open(exp, contexts);
-	if (!reader)
-		return std::unexpected(reader.error());
-	if ((*reader)->size() != index.volumeSize())
+	VS_ASSIGN(auto reader, NbdReader::open(exp, contexts));
+	if (reader->size() != index.volumeSize())
 		return fail(errc::kHypervisor, "the export of " + exp.diskId + " has " +
-						       std::to_string((*reader)->size()) + " bytes, expected " +
+						       std::to_string(reader->size()) + " bytes, expected " +
 						       std::to_string(index.volumeSize()));
 
 	// Holes and zero extents (base:allocation) cost neither a read nor a
 	// hash: their slots are the zero id at once.
 	const uint32_t chunkSize = index.chunkSize();
 	std::vector<bool> hasData(index.slots(), false);
-	VS_TRY((*reader)->extents(allocation, [&](uint64_t off, uint64_t len, uint32_t flags) {
+	VS_TRY(reader->extents(allocation, [&](uint64_t off, uint64_t len, uint32_t flags) {
 		if (!(flags & NbdReader::kStateZero))
 			markSlots(hasData, chunkSize, off, len);
 	}));
 	std::vector<bool> changed(index.slots(), exp.dirtyBitmapContext.empty());
 	if (!exp.dirtyBitmapContext.empty())
-		VS_TRY((*reader)->extents(exp.dirtyBitmapContext, [&](uint64_t off, uint64_t len, uint32_t flags) {
+		VS_TRY(reader->extents(exp.dirtyBitmapContext, [&](uint64_t off, uint64_t len, uint32_t flags) {
 			if (flags & NbdReader::kStateDirty)
 				markSlots(changed, chunkSize, off, len);
 		}));
@@ -77,11 +75,9 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 	auto put = [&](unsigned worker, std::span<const uint8_t> data) {
 		return writer.put(*codecs[worker], data, store::ChunkType::Data);
 	};
-	auto copied = copySlots(**reader, wanted, index, put, progress, cancelled, options);
-	if (!copied)
-		return std::unexpected(copied.error());
-	stats.bytesRead = copied->bytesRead;
-	stats.zeroChunks += copied->zeroChunks;
+	VS_ASSIGN(auto copied, copySlots(*reader, wanted, index, put, progress, cancelled, options));
+	stats.bytesRead = copied.bytesRead;
+	stats.zeroChunks += copied.zeroChunks;
 	return stats;
 }
 

@@ -49,24 +49,20 @@ void removeTags(store::Tags &from, const store::Tags &remove)
 
 Result<VolumeRecord> requireVolume(store::Store &store, const std::string &volumeId)
 {
-	auto v = loadVolume(store, volumeId);
+	VS_ASSIGN(auto v, loadVolume(store, volumeId));
 	if (!v)
-		return std::unexpected(v.error());
-	if (!*v)
 		return fail(errc::kVolumeNotFound, "volume " + volumeId + " is not known here");
-	return **v;
+	return *v;
 }
 
 } // namespace
 
 Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::string &volumeId)
 {
-	auto text = store.getRecord("volumes", volumeId);
+	VS_ASSIGN(auto text, store.getRecord("volumes", volumeId));
 	if (!text)
-		return std::unexpected(text.error());
-	if (!*text)
 		return std::optional<VolumeRecord>();
-	auto j = Json::parse(**text);
+	auto j = Json::parse(*text);
 	if (!j)
 		return fail(errc::kCorrupt, "volume record " + volumeId + " is not JSON");
 	VolumeRecord v;
@@ -95,28 +91,22 @@ Result<void> saveVolume(store::Store &store, const VolumeRecord &v)
 
 Result<std::vector<VolumeRecord>> listVolumes(store::Store &store)
 {
-	auto ids = store.listRecordIds("volumes");
-	if (!ids)
-		return std::unexpected(ids.error());
+	VS_ASSIGN(auto ids, store.listRecordIds("volumes"));
 	std::vector<VolumeRecord> out;
-	for (const std::string &id : *ids) {
-		auto v = loadVolume(store, id);
-		if (!v)
-			return std::unexpected(v.error());
-		if (*v)
-			out.push_back(**v);
+	for (const std::string &id : ids) {
+		VS_ASSIGN(auto v, loadVolume(store, id));
+		if (v)
+			out.push_back(*v);
 	}
 	return out;
 }
 
 Result<std::optional<InstanceRecord>> loadInstance(store::Store &store, const std::string &instanceId)
 {
-	auto text = store.getRecord("instances", instanceId);
+	VS_ASSIGN(auto text, store.getRecord("instances", instanceId));
 	if (!text)
-		return std::unexpected(text.error());
-	if (!*text)
 		return std::optional<InstanceRecord>();
-	auto j = Json::parse(**text);
+	auto j = Json::parse(*text);
 	if (!j)
 		return fail(errc::kCorrupt, "instance record " + instanceId + " is not JSON");
 	InstanceRecord r;
@@ -144,18 +134,14 @@ Result<void> editTags(store::Store &store, const std::string &resourceId,
 		      const std::function<void(store::Tags &)> &change)
 {
 	if (isSnapshotId(resourceId)) {
-		auto m = store.getManifest(resourceId);
-		if (!m)
-			return std::unexpected(m.error());
-		change(m->tags);
-		return store.putManifest(*m, true);
+		VS_ASSIGN(auto m, store.getManifest(resourceId));
+		change(m.tags);
+		return store.putManifest(m, true);
 	}
 	if (isVolumeId(resourceId)) {
-		auto v = requireVolume(store, resourceId);
-		if (!v)
-			return std::unexpected(v.error());
-		change(v->tags);
-		return saveVolume(store, *v);
+		VS_ASSIGN(auto v, requireVolume(store, resourceId));
+		change(v.tags);
+		return saveVolume(store, v);
 	}
 	return fail(errc::kInvalidParameterValue, "'" + resourceId + "' is neither a snap- nor a vol- id");
 }

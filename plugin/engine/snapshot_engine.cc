@@ -74,11 +74,9 @@ const DiskInfo *bootDisk(const std::vector<DiskInfo> &disks)
 
 Result<std::vector<DiskInfo>> selectDisks(hypervisor::Driver &driver, const SnapshotSetRequest &request)
 {
-	auto all = driver.disks();
-	if (!all)
-		return std::unexpected(all.error());
+	VS_ASSIGN(auto all, driver.disks());
 	auto known = [&](const std::string &id) {
-		return std::any_of(all->begin(), all->end(),
+		return std::any_of(all.begin(), all.end(),
 				   [&](const DiskInfo &d) { return d.diskId == id || d.nodeName == id; });
 	};
 	for (const std::string &id : request.excludeDisks)
@@ -88,14 +86,12 @@ Result<std::vector<DiskInfo>> selectDisks(hypervisor::Driver &driver, const Snap
 	std::vector<DiskInfo> chosen;
 	if (!request.disks.empty()) {
 		for (const std::string &id : request.disks) {
-			auto d = driver.disk(id);
-			if (!d)
-				return std::unexpected(d.error());
-			chosen.push_back(*d);
+			VS_ASSIGN(auto d, driver.disk(id));
+			chosen.push_back(d);
 		}
 	} else {
-		const DiskInfo *boot = bootDisk(*all);
-		for (const DiskInfo &d : *all) {
+		const DiskInfo *boot = bootDisk(all);
+		for (const DiskInfo &d : all) {
 			bool excluded = std::find(request.excludeDisks.begin(), request.excludeDisks.end(), d.diskId) !=
 						request.excludeDisks.end() ||
 					std::find(request.excludeDisks.begin(), request.excludeDisks.end(),
@@ -283,115 +279,75 @@ Result<void> refuseHibernation(store::Store &store, hypervisor::Driver &driver, 
 	if (instance.hibernationEnabled)
 		return fail(errc::kIncorrectState, driver.describe() +
 							   " has hibernation enabled; snapshots of it are refused");
-	auto record = loadInstance(store, instanceIdFor(instance.key));
-	if (!record)
-		return std::unexpected(record.error());
-	if (*record && (*record)->hibernationEnabled)
-		return fail(errc::kIncorrectState, "instance " + (*record)->instanceId +
+	VS_ASSIGN(auto record, loadInstance(store, instanceIdFor(instance.key)));
+	if (record && record->hibernationEnabled)
+		return fail(errc::kIncorrectState, "instance " + record->instanceId +
 							   " has hibernation enabled; snapshots of it are refused");
 	return {};
 }
 
 } // namespace
 
-Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const SnapshotSetRequest &request)
+namespace {
+
+// A disk's snapshot before its point in time: ids, what it was taken of,
+// the request's attributes. First sight of a volume registers it; its tags
+// may be copied.
+Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request, const hypervisor::Driver &driver,
+			 const hypervisor::InstanceInfo &instance, const DiskInfo &disk, const std::string &setId)
 {
-	auto work = WorkDir::create();
-	if (!work)
-		return std::unexpected(work.error());
-
-	const std::shared_ptr<hypervisor::Driver> &driver = request.driver;
-	if (!driver)
-		return fail(errc::kInternal, "beginSnapshots without a driver");
-	auto instance = driver->instance();
-	if (!instance)
-		return std::unexpected(instance.error());
-	VS_TRY(refuseHibernation(store, *driver, *instance));
-
-	auto all = store.listManifests();
-	if (!all)
-		return std::unexpected(all.error());
-	// The driver squares its own records with what the volumes continue
-	// from before the disks are read for planning.
-	std::map<std::string, std::string> latestBitmap = latestBitmaps(*all, instance->key);
-	auto notes = driver->reconcile(valuesOf(latestBitmap));
-	if (!notes)
-		return std::unexpected(notes.error());
-	for (const std::string &note : *notes)
-		if (request.warn)
-			request.warn(note);
-
-	auto disks = selectDisks(*driver, request);
-	if (!disks)
-		return std::unexpected(disks.error());
-	// A queued request's ids must all find their disk again.
-	for (const auto &[diskId, snapshotId] : request.snapshotIds)
-		if (std::none_of(disks->begin(), disks->end(), [&](const DiskInfo &d) { return d.diskId == diskId; }))
-			return fail(errc::kIncorrectState, "disk " + diskId + " (for " + snapshotId +
-								   ") is gone from the instance since the request was queued");
-
-	std::string setId = request.snapshotSetId;
-	if (setId.empty() && (disks->size() > 1 || request.disks.empty())) {
-		VS_ASSIGN(setId, newResourceId("ss-"));
+	Member m{disk, {}, {}, {}};
+	store::Manifest &man = m.manifest;
+	if (auto given = request.snapshotIds.find(disk.diskId); given != request.snapshotIds.end()) {
+		man.snapshotId = given->second;
+	} else if (!request.snapshotIds.empty()) {
+		return fail(errc::kIncorrectState, "disk " + disk.diskId + " appeared after the request was queued");
+	} else {
+		VS_ASSIGN(man.snapshotId, newResourceId("snap-"));
 	}
+	man.volumeId = volumeIdFor(instance.key, disk.diskId);
+	man.volume = {instance.key, instance.name, disk.diskId, disk.format};
+	man.description = request.description;
+	man.name = request.name;
+	man.ownerId = request.ownerId;
+	man.tags = request.tags;
+	// One checkpoint names the bitmaps of a whole set where the driver
+	// shares names across disks.
+	man.bitmapName = driver.sharedBitmapNames() && !setId.empty() ? setId : man.snapshotId;
+	man.snapshotSetId = setId;
+	man.volumeSize = disk.size;
 
+	VS_ASSIGN(auto known, loadVolume(store, man.volumeId));
+	VolumeRecord record =
+		known.value_or(VolumeRecord{man.volumeId, instance.key, instance.name, disk.diskId, disk.size, "standard", {}});
+	if (!known || record.size != disk.size || record.instanceName != instance.name) {
+		record.size = disk.size;
+		record.instanceName = instance.name;
+		VS_TRY(saveVolume(store, record));
+	}
+	if (request.copyTagsFromSource)
+		for (const auto &[k, v] : record.tags)
+			if (std::none_of(man.tags.begin(), man.tags.end(), [&](const auto &t) { return t.first == k; }))
+				man.tags.emplace_back(k, v);
+	return m;
+}
+
+// Full or incremental per disk, and the index each starts from. Returns
+// each member's history (its volume's manifests, oldest first).
+Result<std::vector<std::vector<store::Manifest>>> planMembers(store::Store &store, std::vector<Member> &members,
+							       const std::vector<store::Manifest> &all)
+{
 	auto codec = store.newCodec();
-	std::vector<Member> members;
-	for (const DiskInfo &disk : *disks) {
-		Member m{disk, {}, {}, {}};
-		Result<std::string> id;
-		if (auto given = request.snapshotIds.find(disk.diskId); given != request.snapshotIds.end())
-			id = given->second;
-		else if (!request.snapshotIds.empty())
-			return fail(errc::kIncorrectState, "disk " + disk.diskId + " appeared after the request was queued");
-		else
-			id = newResourceId("snap-");
-		if (!id)
-			return std::unexpected(id.error());
-		store::Manifest &man = m.manifest;
-		man.snapshotId = *id;
-		man.volumeId = volumeIdFor(instance->key, disk.diskId);
-		man.volume = {instance->key, instance->name, disk.diskId, disk.format};
-		man.description = request.description;
-		man.name = request.name;
-		man.ownerId = request.ownerId;
-		man.tags = request.tags;
-		// One checkpoint names the bitmaps of a whole set where the
-		// driver shares names across disks.
-		man.bitmapName = driver->sharedBitmapNames() && !setId.empty() ? setId : man.snapshotId;
-		man.snapshotSetId = setId;
-		man.volumeSize = disk.size;
-
-		// First sight of a volume registers it; its tags may be copied.
-		auto vol = loadVolume(store, man.volumeId);
-		if (!vol)
-			return std::unexpected(vol.error());
-		VolumeRecord record = vol->value_or(VolumeRecord{man.volumeId, instance->key, instance->name,
-								 disk.diskId, disk.size, "standard", {}});
-		if (!*vol || record.size != disk.size || record.instanceName != instance->name) {
-			record.size = disk.size;
-			record.instanceName = instance->name;
-			VS_TRY(saveVolume(store, record));
-		}
-		if (request.copyTagsFromSource)
-			for (const auto &[k, v] : record.tags)
-				if (std::none_of(man.tags.begin(), man.tags.end(),
-						 [&](const auto &t) { return t.first == k; }))
-					man.tags.emplace_back(k, v);
-		members.push_back(std::move(m));
-	}
 	std::vector<std::vector<store::Manifest>> history(members.size());
 	for (size_t i = 0; i < members.size(); i++) {
 		Member &m = members[i];
-		for (const store::Manifest &x : *all)
+		for (const store::Manifest &x : all)
 			if (x.volumeId == m.manifest.volumeId)
 				history[i].push_back(x);
 		m.plan = planCapture(history[i], m.disk);
 		if (m.plan.parent) {
-			auto loaded = store::SnapshotIndex::load(store, *codec, *m.plan.parent);
-			if (!loaded)
-				return std::unexpected(loaded.error());
-			m.index.emplace(std::move(*loaded));
+			VS_ASSIGN(auto loaded, store::SnapshotIndex::load(store, *codec, *m.plan.parent));
+			m.index.emplace(std::move(loaded));
 			m.manifest.parentSnapshotId = m.plan.parent->snapshotId;
 			m.manifest.captureMode = "incremental";
 		} else {
@@ -400,8 +356,13 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 			m.manifest.captureReason = m.plan.reason;
 		}
 	}
+	return history;
+}
 
-	std::vector<hypervisor::CaptureRequest> requests;
+hypervisor::CaptureSpec captureSpec(const std::vector<Member> &members, const fs::path &workDir,
+				    hypervisor::Quiescer *quiescer, const std::map<std::string, std::string> &latestBitmap)
+{
+	hypervisor::CaptureSpec spec{{}, workDir, quiescer, {}};
 	for (const Member &m : members) {
 		hypervisor::CaptureRequest req;
 		req.diskId = m.disk.diskId;
@@ -410,24 +371,78 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		req.granularity = m.index->chunkSize();
 		req.persistent = m.disk.format == "qcow2";
 		req.obsoleteBitmaps = m.plan.obsoleteBitmaps;
-		requests.push_back(req);
+		spec.disks.push_back(req);
 	}
-
-	std::unique_ptr<hypervisor::Quiescer> quiescer;
-	if (request.quiesce != hypervisor::QuiesceMode::Off)
-		quiescer = driver->quiescer(request.quiesce, request.freezeTimeout, request.qgaSocket);
-
 	// Bitmaps the other volumes of the instance continue from.
-	hypervisor::CaptureSpec spec{requests, (*work)->path(), quiescer.get(), {}};
 	for (const auto &[volumeId, bitmap] : latestBitmap)
 		if (std::none_of(members.begin(), members.end(),
 				 [&](const Member &m) { return m.manifest.volumeId == volumeId; }))
 			spec.stillNeeded.push_back(bitmap);
+	return spec;
+}
 
+// What the freeze gave every snapshot: application-consistent, or why not.
+void recordConsistency(std::vector<Member> &members, const hypervisor::Quiescer *quiescer,
+		       const std::function<void(const std::string &)> &warn)
+{
+	if (!quiescer)
+		return;
+	for (Member &m : members) {
+		if (quiescer->frozen()) {
+			m.manifest.consistency = "application";
+			m.manifest.freezeMillis = quiescer->freezeMillis();
+		} else if (!quiescer->fallbackReason().empty()) {
+			m.manifest.quiesceNote = quiescer->fallbackReason();
+		}
+	}
+	if (!quiescer->frozen() && !quiescer->fallbackReason().empty() && warn)
+		warn("the snapshot is crash-consistent only: " + quiescer->fallbackReason());
+}
+
+} // namespace
+
+Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const SnapshotSetRequest &request)
+{
+	VS_ASSIGN(std::unique_ptr<WorkDir> work, WorkDir::create());
+	const std::shared_ptr<hypervisor::Driver> &driver = request.driver;
+	if (!driver)
+		return fail(errc::kInternal, "beginSnapshots without a driver");
+	VS_ASSIGN(hypervisor::InstanceInfo instance, driver->instance());
+	VS_TRY(refuseHibernation(store, *driver, instance));
+
+	VS_ASSIGN(std::vector<store::Manifest> all, store.listManifests());
+	// The driver squares its own records with what the volumes continue
+	// from before the disks are read for planning.
+	std::map<std::string, std::string> latestBitmap = latestBitmaps(all, instance.key);
+	VS_ASSIGN(std::vector<std::string> notes, driver->reconcile(valuesOf(latestBitmap)));
+	for (const std::string &note : notes)
+		if (request.warn)
+			request.warn(note);
+
+	VS_ASSIGN(std::vector<DiskInfo> disks, selectDisks(*driver, request));
+	// A queued request's ids must all find their disk again.
+	for (const auto &[diskId, snapshotId] : request.snapshotIds)
+		if (std::none_of(disks.begin(), disks.end(), [&](const DiskInfo &d) { return d.diskId == diskId; }))
+			return fail(errc::kIncorrectState, "disk " + diskId + " (for " + snapshotId +
+								   ") is gone from the instance since the request was queued");
+	std::string setId = request.snapshotSetId;
+	if (setId.empty() && (disks.size() > 1 || request.disks.empty())) {
+		VS_ASSIGN(setId, newResourceId("ss-"));
+	}
+	std::vector<Member> members;
+	for (const DiskInfo &disk : disks) {
+		VS_ASSIGN(Member m, newMember(store, request, *driver, instance, disk, setId));
+		members.push_back(std::move(m));
+	}
+	VS_ASSIGN(auto history, planMembers(store, members, all));
+
+	std::unique_ptr<hypervisor::Quiescer> quiescer;
+	if (request.quiesce != hypervisor::QuiesceMode::Off)
+		quiescer = driver->quiescer(request.quiesce, request.freezeTimeout, request.qgaSocket);
+	hypervisor::CaptureSpec spec = captureSpec(members, work->path(), quiescer.get(), latestBitmap);
 	std::string startTime = isoTimeNow();
 	for (Member &m : members)
 		m.manifest.startTime = startTime;
-
 	auto capture = driver->capture(spec);
 	if (!capture) {
 		// A required freeze that failed refuses the request itself.
@@ -439,31 +454,16 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		return std::unique_ptr<SnapshotJob>(
 			std::make_unique<FailedJob>(outcomesOf(members, SnapshotState::Error, capture.error().toString())));
 	}
-	for (Member &m : members) {
-		if (quiescer && quiescer->frozen()) {
-			m.manifest.consistency = "application";
-			m.manifest.freezeMillis = quiescer->freezeMillis();
-		} else if (quiescer && !quiescer->fallbackReason().empty()) {
-			m.manifest.quiesceNote = quiescer->fallbackReason();
-		}
-	}
-	if (quiescer && !quiescer->frozen() && !quiescer->fallbackReason().empty() && request.warn)
-		request.warn("the snapshot is crash-consistent only: " + quiescer->fallbackReason());
-
+	recordConsistency(members, quiescer.get(), request.warn);
 	return std::unique_ptr<SnapshotJob>(std::make_unique<SetJob>(store, std::move(members), std::move(history),
-								     std::move(*capture), std::move(*work),
-								     request.warn));
+								     std::move(*capture), std::move(work), request.warn));
 }
 
 Result<std::vector<std::string>> reconcileInstance(store::Store &store, hypervisor::Driver &driver)
 {
-	auto instance = driver.instance();
-	if (!instance)
-		return std::unexpected(instance.error());
-	auto all = store.listManifests();
-	if (!all)
-		return std::unexpected(all.error());
-	return driver.reconcile(valuesOf(latestBitmaps(*all, instance->key)));
+	VS_ASSIGN(hypervisor::InstanceInfo instance, driver.instance());
+	VS_ASSIGN(std::vector<store::Manifest> all, store.listManifests());
+	return driver.reconcile(valuesOf(latestBitmaps(all, instance.key)));
 }
 
 } // namespace virtsnap::engine

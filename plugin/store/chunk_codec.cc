@@ -84,15 +84,13 @@ Result<void> ChunkCodec::encode(const ChunkId &id, ChunkType type, std::span<con
 
 Result<Bytes> ChunkCodec::decode(const ChunkId &expected, std::span<const uint8_t> blob)
 {
-	auto h = parseBlobHeader(blob);
-	if (!h)
-		return std::unexpected(h.error());
-	if (h->id != expected)
-		return fail(errc::kCorrupt, "blob holds chunk " + idHex(h->id) + ", not " + idHex(expected));
-	if (h->domain != domain_)
+	VS_ASSIGN(auto h, parseBlobHeader(blob));
+	if (h.id != expected)
+		return fail(errc::kCorrupt, "blob holds chunk " + idHex(h.id) + ", not " + idHex(expected));
+	if (h.domain != domain_)
 		return fail(errc::kCorrupt, "chunk " + idHex(expected) + " was sealed with key domain " +
-						    toHex(h->domain) + ", not " + toHex(domain_));
-	if (blob.size() != h->blobLength())
+						    toHex(h.domain) + ", not " + toHex(domain_));
+	if (blob.size() != h.blobLength())
 		return fail(errc::kCorrupt, "chunk " + idHex(expected) + " has a wrong length");
 	crypto::Nonce nonce;
 	std::memcpy(nonce.data(), blob.data() + 56, nonce.size());
@@ -100,14 +98,14 @@ Result<Bytes> ChunkCodec::decode(const ChunkId &expected, std::span<const uint8_
 	auto opened = aead_.open(nonce, blob.first(kBlobHeaderSize), blob.subspan(kBlobHeaderSize), body);
 	if (!opened)
 		return fail(errc::kCorrupt, "chunk " + idHex(expected) + ": " + opened.error().message);
-	if (!h->compressed) {
-		if (body.size() != h->rawLength)
+	if (!h.compressed) {
+		if (body.size() != h.rawLength)
 			return fail(errc::kCorrupt, "chunk " + idHex(expected) + " has a wrong raw length");
 		return body;
 	}
-	Bytes plain(h->rawLength);
+	Bytes plain(h.rawLength);
 	size_t n = ZSTD_decompressDCtx(zstd_->dctx, plain.data(), plain.size(), body.data(), body.size());
-	if (ZSTD_isError(n) || n != h->rawLength)
+	if (ZSTD_isError(n) || n != h.rawLength)
 		return fail(errc::kCorrupt, "chunk " + idHex(expected) + " does not decompress");
 	return plain;
 }

@@ -166,17 +166,11 @@ Result<std::map<std::string, PackFiles>> scanPacks(const fs::path &packsDir)
 
 Result<PackIndex> readIndex(const Store &store, const std::string &name, const fs::path &path)
 {
-	auto sealed = readFile(path);
-	if (!sealed)
-		return std::unexpected(sealed.error());
-	auto plain = openObject(ObjectType::PackIndex, store.domain().encKey, name, *sealed);
-	if (!plain)
-		return std::unexpected(plain.error());
-	auto index = parsePackIndex(*plain);
-	if (!index)
-		return std::unexpected(index.error());
-	if (toHex(index->packId) != name)
-		return fail(errc::kCorrupt, "it names pack " + toHex(index->packId));
+	VS_ASSIGN(auto sealed, readFile(path));
+	VS_ASSIGN(auto plain, openObject(ObjectType::PackIndex, store.domain().encKey, name, sealed));
+	VS_ASSIGN(auto index, parsePackIndex(plain));
+	if (toHex(index.packId) != name)
+		return fail(errc::kCorrupt, "it names pack " + toHex(index.packId));
 	return index;
 }
 
@@ -293,10 +287,8 @@ public:
 					return {};
 				}
 				if (!writer_) {
-					auto w = PackWriter::create(store_.dir());
-					if (!w)
-						return std::unexpected(w.error());
-					writer_.emplace(std::move(*w));
+					VS_ASSIGN(auto w, PackWriter::create(store_.dir()));
+					writer_.emplace(std::move(w));
 				}
 				VS_TRY(writer_->append(e.id, e.type, e.flags, e.rawLength, blob));
 				size_ = writer_->size();
@@ -384,14 +376,12 @@ Result<void> sweep(Store &store, const GcOptions &opts, Marks &marks, GcReport &
 	const int64_t graceNs = std::max<int64_t>(0, opts.grace.count()) * 1000000000;
 	auto old = [&](const FileInfo &f) { return now - f.mtimeNs > graceNs; };
 
-	auto found = scanPacks(store.dir() / "packs");
-	if (!found)
-		return std::unexpected(found.error());
+	VS_ASSIGN(auto found, scanPacks(store.dir() / "packs"));
 
 	std::vector<Removal> removals;
 	std::vector<Repack> repacks;
 	std::vector<std::string> withoutIndex;
-	for (auto &[name, files] : *found) {
+	for (auto &[name, files] : found) {
 		if (cancelRequested())
 			return interrupted();
 		if (files.packs.size() > 1 || files.indexes.size() > 1) {
@@ -458,7 +448,7 @@ Result<void> sweep(Store &store, const GcOptions &opts, Marks &marks, GcReport &
 	for (const std::string &name : withoutIndex) {
 		if (cancelRequested())
 			return interrupted();
-		const FileInfo &packFile = (*found)[name].packs[0];
+		const FileInfo &packFile = found[name].packs[0];
 		if (!old(packFile)) {
 			report.packsSpared++;
 			continue;
@@ -545,12 +535,10 @@ Result<GcReport> collectGarbage(Store &store, const GcOptions &opts)
 
 	GcReport report;
 	report.dryRun = opts.dryRun;
-	auto marks = mark(store, report);
-	if (!marks)
-		return std::unexpected(marks.error());
+	VS_ASSIGN(auto marks, mark(store, report));
 
 	std::vector<PackId> gone;
-	auto swept = sweep(store, opts, *marks, report, gone);
+	auto swept = sweep(store, opts, marks, report, gone);
 	// Whatever happened, the map must not name a deleted pack; refresh()
 	// then learns the packs repacking wrote.
 	store.forgetPacks(gone);

@@ -96,16 +96,14 @@ Result<Bytes> wrapDomain(const KeyDomain &domain, const crypto::SecretKey &maste
 Result<KeyDomain> unwrapDomain(std::span<const uint8_t> sealed, const crypto::SecretKey &master,
 			       const std::string &storeId)
 {
-	auto id = objectDomain(sealed);
-	if (!id)
-		return std::unexpected(id.error());
-	auto keys = openObject(ObjectType::KeyDomain, master, domainName(storeId, *id), sealed);
+	VS_ASSIGN(auto id, objectDomain(sealed));
+	auto keys = openObject(ObjectType::KeyDomain, master, domainName(storeId, id), sealed);
 	if (!keys)
 		return fail(errc::kWrongKey, "the key file does not open this store");
 	if (keys->size() != 2 * crypto::kKeySize)
-		return fail(errc::kCorrupt, "key domain " + toHex(*id) + " has a wrong size");
+		return fail(errc::kCorrupt, "key domain " + toHex(id) + " has a wrong size");
 	KeyDomain d;
-	d.id = *id;
+	d.id = id;
 	d.encKey = crypto::SecretKey(std::span<const uint8_t, 32>(keys->data(), 32));
 	d.idKey = crypto::SecretKey(std::span<const uint8_t, 32>(keys->data() + 32, 32));
 	std::fill(keys->begin(), keys->end(), 0);

@@ -86,10 +86,8 @@ Result<PackWriter> PackWriter::create(const fs::path &storeDir)
 	VS_TRY(crypto::randomBytes(id));
 	fs::path path = packPath(storeDir, id);
 	VS_TRY(makeDirs(path.parent_path()));
-	auto file = TempFile::create(path);
-	if (!file)
-		return std::unexpected(file.error());
-	PackWriter w(storeDir, std::move(*file));
+	VS_ASSIGN(auto file, TempFile::create(path));
+	PackWriter w(storeDir, std::move(file));
 	w.index_.packId = id;
 	// File systems without O_DIRECT (tmpfs) refuse the flag: buffered then.
 	int flags = ::fcntl(w.file_.fd(), F_GETFL);

@@ -51,10 +51,8 @@ Result<void> SnapshotIndex::save(ChunkWriter &writer, ChunkCodec &codec, Manifes
 			continue;
 		}
 		std::span<const uint8_t> page(ids_[first].data(), count * sizeof(ChunkId));
-		auto id = writer.put(codec, page, ChunkType::IndexPage);
-		if (!id)
-			return std::unexpected(id.error());
-		m.indexPages.push_back(*id);
+		VS_ASSIGN(auto id, writer.put(codec, page, ChunkType::IndexPage));
+		m.indexPages.push_back(id);
 	}
 	return {};
 }

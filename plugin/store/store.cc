@@ -48,33 +48,25 @@ Result<void> Store::init(const fs::path &dir, const fs::path &keyFile, uint32_t 
 	*keyCreated = false;
 	crypto::SecretKey master;
 	if (::stat(keyFile.c_str(), &st) == 0) {
-		auto key = crypto::loadKeyFile(keyFile);
-		if (!key)
-			return std::unexpected(key.error());
-		master = *key;
+		VS_ASSIGN(auto key, crypto::loadKeyFile(keyFile));
+		master = key;
 	} else {
-		auto key = crypto::SecretKey::random();
-		if (!key)
-			return std::unexpected(key.error());
-		VS_TRY(crypto::writeKeyFile(keyFile, *key));
-		master = *key;
+		VS_ASSIGN(auto key, crypto::SecretKey::random());
+		VS_TRY(crypto::writeKeyFile(keyFile, key));
+		master = key;
 		*keyCreated = true;
 	}
 
 	uint8_t rawStoreId[8];
 	VS_TRY(crypto::randomBytes(rawStoreId));
 	std::string storeId = toHex(rawStoreId);
-	auto domain = KeyDomain::generate();
-	if (!domain)
-		return std::unexpected(domain.error());
+	VS_ASSIGN(auto domain, KeyDomain::generate());
 
 	VS_TRY(makeDirs(dir, 0750));
 	for (const char *sub : {"keys", "packs", "snapshots", "scratch"})
 		VS_TRY(makeDirs(dir / sub, 0750));
-	auto wrapped = wrapDomain(*domain, master, storeId);
-	if (!wrapped)
-		return std::unexpected(wrapped.error());
-	VS_TRY(writeFileAtomic(dir / "keys" / (domain->idHex() + ".key"), *wrapped, 0600, false));
+	VS_ASSIGN(auto wrapped, wrapDomain(domain, master, storeId));
+	VS_TRY(writeFileAtomic(dir / "keys" / (domain.idHex() + ".key"), wrapped, 0600, false));
 
 	// The config comes last: its presence is what makes the store exist.
 	virtsnap::Json config = virtsnap::Json::object();
@@ -82,7 +74,7 @@ Result<void> Store::init(const fs::path &dir, const fs::path &keyFile, uint32_t 
 	config.set("version", virtsnap::Json::integer(kFormatVersion));
 	config.set("store_id", virtsnap::Json::string(storeId));
 	config.set("chunk_size", virtsnap::Json::integer(chunkSize));
-	config.set("default_key_domain", virtsnap::Json::string(domain->idHex()));
+	config.set("default_key_domain", virtsnap::Json::string(domain.idHex()));
 	config.set("created", virtsnap::Json::string(isoTimeNow()));
 	std::string text = config.dump(true) + "\n";
 	return writeFileAtomic(dir / "config.json", std::span((const uint8_t *)text.data(), text.size()), 0644,
@@ -106,9 +98,7 @@ Result<std::unique_ptr<Store>> Store::open(const fs::path &dir, const fs::path &
 						    std::to_string(config->getInt("version").value_or(0)) +
 						    "; this virtsnap reads version " + std::to_string(kFormatVersion));
 
-	auto master = crypto::loadKeyFile(keyFile);
-	if (!master)
-		return std::unexpected(master.error());
+	VS_ASSIGN(auto master, crypto::loadKeyFile(keyFile));
 
 	std::unique_ptr<Store> s(new Store());
 	s->dir_ = dir;
@@ -122,7 +112,7 @@ Result<std::unique_ptr<Store>> Store::open(const fs::path &dir, const fs::path &
 	auto wrapped = readFile(dir / "keys" / (domainHex + ".key"));
 	if (!wrapped)
 		return fail(errc::kCorrupt, "store " + dir.string() + " lacks its key domain " + domainHex);
-	auto domain = unwrapDomain(*wrapped, *master, s->storeId_);
+	auto domain = unwrapDomain(*wrapped, master, s->storeId_);
 	if (!domain) {
 		if (domain.error().code == errc::kWrongKey)
 			return fail(errc::kWrongKey,
@@ -131,10 +121,8 @@ Result<std::unique_ptr<Store>> Store::open(const fs::path &dir, const fs::path &
 	}
 	s->domain_ = std::move(*domain);
 
-	auto lock = lockShared(dir);
-	if (!lock)
-		return std::unexpected(lock.error());
-	s->lock_ = std::move(*lock);
+	VS_ASSIGN(auto lock, lockShared(dir));
+	s->lock_ = std::move(lock);
 	VS_TRY(s->refresh());
 	return s;
 }
@@ -166,17 +154,13 @@ Result<void> Store::refresh()
 			if (packNames_.count(name))
 				continue;
 		}
-		auto sealed = readFile(p);
-		if (!sealed)
-			return std::unexpected(sealed.error());
-		auto plain = openObject(ObjectType::PackIndex, domain_.encKey, name, *sealed);
+		VS_ASSIGN(auto sealed, readFile(p));
+		auto plain = openObject(ObjectType::PackIndex, domain_.encKey, name, sealed);
 		if (!plain)
 			return fail(errc::kCorrupt, "pack index " + p.string() + ": " + plain.error().message);
-		auto index = parsePackIndex(*plain);
-		if (!index)
-			return std::unexpected(index.error());
+		VS_ASSIGN(auto index, parsePackIndex(*plain));
 		std::unique_lock lock(mutex_);
-		addPackLocked(*index);
+		addPackLocked(index);
 	}
 	return {};
 }
@@ -226,14 +210,12 @@ Result<void> Store::readPackBytes(uint32_t pack, uint64_t offset, std::span<uint
 			return fail(errc::kInternal, "no pack number " + std::to_string(pack));
 		id = packs_[pack];
 	}
-	auto fd = packFd(pack);
-	if (!fd)
-		return std::unexpected(fd.error());
-	if (auto r = preadAll(*fd, out, offset); !r)
+	VS_ASSIGN(auto fd, packFd(pack));
+	if (auto r = preadAll(fd, out, offset); !r)
 		return fail(r.error().code, "read pack " + toHex(id) + " at " + std::to_string(offset) + ": " +
 						    r.error().message);
 	// A batch reader reads each blob once: the page cache need not keep it.
-	(void)::posix_fadvise(*fd, off_t(offset), off_t(out.size()), POSIX_FADV_DONTNEED);
+	(void)::posix_fadvise(fd, off_t(offset), off_t(out.size()), POSIX_FADV_DONTNEED);
 	return {};
 }
 
@@ -311,11 +293,9 @@ Result<Bytes> Store::readChunk(ChunkCodec &codec, const ChunkId &id)
 	}
 	if (!loc)
 		return fail(errc::kCorrupt, "chunk " + idHex(id) + " is missing from the store");
-	auto fd = packFd(loc->pack);
-	if (!fd)
-		return std::unexpected(fd.error());
+	VS_ASSIGN(auto fd, packFd(loc->pack));
 	Bytes blob(loc->length);
-	if (auto r = preadAll(*fd, blob, loc->offset); !r)
+	if (auto r = preadAll(fd, blob, loc->offset); !r)
 		return fail(r.error().code,
 			    "read chunk " + idHex(id) + " from pack " + toHex(pack) + ": " + r.error().message);
 	auto plain = codec.decode(id, blob);
@@ -438,10 +418,8 @@ Result<std::optional<std::string>> Store::getRecord(const std::string &kind, con
 	fs::path path = recordPath(kind, id);
 	if (!fs::exists(path))
 		return std::optional<std::string>();
-	auto sealed = readFile(path);
-	if (!sealed)
-		return std::unexpected(sealed.error());
-	auto plain = openObject(ObjectType::Record, domain_.encKey, kind + "/" + id, *sealed);
+	VS_ASSIGN(auto sealed, readFile(path));
+	auto plain = openObject(ObjectType::Record, domain_.encKey, kind + "/" + id, sealed);
 	if (!plain)
 		return fail(errc::kCorrupt, "record " + kind + "/" + id + ": " + plain.error().message);
 	return std::optional<std::string>(std::string(plain->begin(), plain->end()));
@@ -566,10 +544,8 @@ Result<void> ChunkWriter::append(std::deque<Blob> &blobs)
 	std::vector<PackWriter::Append> run;
 	for (size_t i = 0; i < blobs.size();) {
 		if (!pack_) {
-			auto pack = PackWriter::create(store_.dir());
-			if (!pack)
-				return std::unexpected(pack.error());
-			pack_.emplace(std::move(*pack));
+			VS_ASSIGN(auto pack, PackWriter::create(store_.dir()));
+			pack_.emplace(std::move(pack));
 		}
 		// Up to the blob that takes the pack past its target size.
 		run.clear();

@@ -178,10 +178,8 @@ public:
 	{
 		if (auto r = store_.refresh(); !r)
 			report_.storeProblems.push_back(r.error().toString());
-		auto ids = snapshotIds(requested);
-		if (!ids)
-			return std::unexpected(ids.error());
-		for (const std::string &id : *ids) {
+		VS_ASSIGN(auto ids, snapshotIds(requested));
+		for (const std::string &id : ids) {
 			if (cancelRequested())
 				return interrupted();
 			report_.snapshots.push_back(SnapshotVerification{id, true, 0, {}});
