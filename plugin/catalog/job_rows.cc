@@ -3,120 +3,58 @@
 // manifests do not hold (clear() leaves it).
 #include "catalog.h"
 #include "core/ids.h"
-#include "json/json.h"
 #include "table.h"
 
 namespace virtsnap::catalog {
 
 namespace {
 
-constexpr const char *kJobColumns = "job_id, kind, state, snapshot_ids, target, details, pid, created, updated";
-
-Result<JobRow> jobFrom(const Statement &st, const std::filesystem::path &file)
-{
-	JobRow r;
-	r.jobId = st.text(0);
-	r.kind = st.text(1);
-	auto state = jobStateNamed(st.text(2));
-	if (!state)
-		return fail(errc::kCorrupt, "catalog " + file.string() + ": job " + r.jobId + ": unknown state '" +
-						    st.text(2) + "'");
-	r.state = *state;
-	auto ids = virtsnap::Json::parse(st.text(3));
-	if (!ids || !ids->isArray())
-		return fail(errc::kCorrupt, "catalog " + file.string() + ": job " + r.jobId + ": snapshot ids are not a JSON array");
-	for (size_t i = 0; i < ids->size(); i++) {
-		if (!ids->at(i).isString())
-			return fail(errc::kCorrupt,
-				    "catalog " + file.string() + ": job " + r.jobId + ": a snapshot id is not a string");
-		r.snapshotIds.push_back(ids->at(i).asString());
-	}
-	r.target = st.text(4);
-	r.details = st.text(5);
-	r.pid = st.integer(6);
-	r.created = st.text(7);
-	r.updated = st.text(8);
-	return r;
-}
+const Table<JobRow> kJobs = {
+	.name = "jobs",
+	.noun = "job",
+	.columns = {
+		{"job_id", &JobRow::jobId},
+		{"kind", &JobRow::kind},
+		{"state", &JobRow::state},
+		{"snapshot_ids", &JobRow::snapshotIds},
+		{"target", &JobRow::target},
+		{"details", &JobRow::details},
+		{"pid", &JobRow::pid},
+		{"created", &JobRow::created},
+		{"updated", &JobRow::updated},
+	},
+};
 
 } // namespace
 
 Result<void> Catalog::putJob(const JobRow &row)
 {
-	std::lock_guard lock(mutex_);
+	JobRow stamped = row;
 	std::string now = isoTimeNow();
-	return inTransaction(true, [&]() -> Result<void> {
-		auto st = conn_.cached(
-			"INSERT INTO jobs (job_id, kind, state, snapshot_ids, target, details, pid, created, updated) "
-			"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-			"ON CONFLICT (job_id) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
-			"snapshot_ids = excluded.snapshot_ids, target = excluded.target, details = excluded.details, "
-			"pid = excluded.pid, created = excluded.created, updated = excluded.updated");
-		VS_TRY(st);
-		st->bind(1, row.jobId);
-		st->bind(2, row.kind);
-		st->bind(3, name(row.state));
-		st->bind(4, toJsonArray(row.snapshotIds));
-		st->bind(5, row.target);
-		st->bind(6, row.details);
-		st->bind(7, row.pid);
-		st->bind(8, row.created.empty() ? now : row.created);
-		st->bind(9, row.updated.empty() ? now : row.updated);
-		return st->run();
-	});
+	if (stamped.created.empty())
+		stamped.created = now;
+	if (stamped.updated.empty())
+		stamped.updated = now;
+	return transaction([&] { return putRow(conn_, kJobs, stamped); });
 }
 
 Result<std::optional<JobRow>> Catalog::getJob(const std::string &id)
 {
-	std::lock_guard lock(mutex_);
-	std::optional<JobRow> out;
-	VS_TRY(inTransaction(false, [&]() -> Result<void> {
-		auto st = conn_.cached(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE job_id = ?");
-		VS_TRY(st);
-		st->bind(1, id);
-		auto row = st->step();
-		VS_TRY(row);
-		if (!*row)
-			return {};
-		auto job = jobFrom(*st, conn_.file());
-		VS_TRY(job);
-		out = std::move(*job);
-		return {};
-	}));
-	return out;
+	return reading([&] { return getRow(conn_, kJobs, id); });
 }
 
 Result<std::vector<JobRow>> Catalog::jobsInState(JobState state)
 {
-	std::lock_guard lock(mutex_);
-	std::vector<JobRow> out;
-	VS_TRY(inTransaction(false, [&]() -> Result<void> {
-		auto st = conn_.cached(std::string("SELECT ") + kJobColumns +
-				       " FROM jobs WHERE state = ? ORDER BY created, job_id");
-		VS_TRY(st);
-		st->bind(1, name(state));
-		for (;;) {
-			auto row = st->step();
-			VS_TRY(row);
-			if (!*row)
-				return {};
-			auto job = jobFrom(*st, conn_.file());
-			VS_TRY(job);
-			out.push_back(std::move(*job));
-		}
-	}));
-	return out;
+	return reading([&]() -> Result<std::vector<JobRow>> {
+		VS_ASSIGN(Statement st, conn_.cached(selectSql(kJobs) + " WHERE state = ? ORDER BY created, job_id"));
+		st.bind(1, name(state));
+		return readRows(conn_, st, kJobs);
+	});
 }
 
 Result<void> Catalog::removeJob(const std::string &id)
 {
-	std::lock_guard lock(mutex_);
-	return inTransaction(true, [&]() -> Result<void> {
-		auto st = conn_.cached("DELETE FROM jobs WHERE job_id = ?");
-		VS_TRY(st);
-		st->bind(1, id);
-		return st->run();
-	});
+	return transaction([&] { return removeRow(conn_, kJobs, id); });
 }
 
 } // namespace virtsnap::catalog
