@@ -20,18 +20,15 @@ Result<std::unique_ptr<Catalog>> Catalog::open(const std::filesystem::path &file
 	if (fd >= 0)
 		::close(fd);
 
-	auto conn = Connection::open(file);
-	VS_TRY(conn);
-	std::unique_ptr<Catalog> cat(new Catalog(std::move(*conn)));
+	VS_ASSIGN(Connection conn, Connection::open(file));
+	std::unique_ptr<Catalog> cat(new Catalog(std::move(conn)));
 	Connection &c = cat->conn_;
 	// Before anything that may wait for a lock: the WAL switch does.
 	VS_TRY(c.exec("PRAGMA busy_timeout = 5000"));
 	{
-		auto st = c.prepare("PRAGMA journal_mode = WAL");
-		VS_TRY(st);
-		auto row = st->step();
-		VS_TRY(row);
-		std::string mode = *row ? st->text(0) : std::string();
+		VS_ASSIGN(Statement st, c.prepare("PRAGMA journal_mode = WAL"));
+		VS_ASSIGN(bool row, st.step());
+		std::string mode = row ? st.text(0) : std::string();
 		if (mode != "wal")
 			return fail(errc::kIo, "catalog " + file.string() + ": cannot use WAL (journal mode is '" + mode + "')");
 	}
@@ -87,17 +84,14 @@ Result<void> Catalog::inTransaction(bool write, const std::function<Result<void>
 
 bool Catalog::isEmpty()
 {
-	std::lock_guard lock(mutex_);
-	bool empty = true;
-	auto r = inTransaction(false, [&]() -> Result<void> {
-		auto st = conn_.cached("SELECT EXISTS (SELECT 1 FROM snapshots) OR EXISTS (SELECT 1 FROM volumes)");
-		VS_TRY(st);
-		auto row = st->step();
-		VS_TRY(row);
-		empty = !*row || st->integer(0) == 0;
-		return {};
+	auto empty = reading([&]() -> Result<bool> {
+		VS_ASSIGN(Statement st,
+			  conn_.cached("SELECT EXISTS (SELECT 1 FROM snapshots) OR EXISTS (SELECT 1 FROM volumes)"));
+		VS_ASSIGN(bool row, st.step());
+		return !row || st.integer(0) == 0;
 	});
-	return !r || empty;
+	// An error counts as empty: the rebuild that follows reports it.
+	return !empty || *empty;
 }
 
 Result<void> Catalog::clear()

@@ -85,38 +85,35 @@ CREATE TABLE requests (
 CREATE INDEX requests_by_created ON requests (created);
 )sql";
 
+// Whether the file's schema is this code's. A newer one is StoreCorrupted:
+// refused rather than misread.
+Result<bool> isCurrent(Connection &conn)
+{
+	VS_ASSIGN(Statement st, conn.prepare("PRAGMA user_version"));
+	VS_ASSIGN(bool row, st.step());
+	int64_t version = row ? st.integer(0) : 0;
+	if (version > Catalog::kSchemaVersion)
+		return fail(errc::kCorrupt, "catalog " + conn.file().string() + " has schema version " +
+						    std::to_string(version) + "; this virtsnap knows up to " +
+						    std::to_string(Catalog::kSchemaVersion));
+	return version == Catalog::kSchemaVersion;
+}
+
 } // namespace
 
 Result<void> Catalog::initSchema()
 {
 	std::lock_guard lock(mutex_);
-	auto version = [&]() -> Result<int64_t> {
-		auto st = conn_.prepare("PRAGMA user_version");
-		VS_TRY(st);
-		auto row = st->step();
-		VS_TRY(row);
-		return *row ? st->integer(0) : 0;
-	};
-	auto tooNew = [&](int64_t v) {
-		return fail(errc::kCorrupt, "catalog " + conn_.file().string() + " has schema version " + std::to_string(v) +
-						    "; this virtsnap knows up to " + std::to_string(kSchemaVersion));
-	};
 	// Read first, without the write lock: a current catalog needs no write
 	// (so a reader that cannot write still opens it).
-	auto v = version();
-	VS_TRY(v);
-	if (*v > kSchemaVersion)
-		return tooNew(*v);
-	if (*v == kSchemaVersion)
+	VS_ASSIGN(bool current, isCurrent(conn_));
+	if (current)
 		return {};
 	// Under the write lock, checked again: another process may have
 	// created it in between.
 	return inTransaction(true, [&]() -> Result<void> {
-		auto v2 = version();
-		VS_TRY(v2);
-		if (*v2 > kSchemaVersion)
-			return tooNew(*v2);
-		if (*v2 == kSchemaVersion)
+		VS_ASSIGN(bool createdMeanwhile, isCurrent(conn_));
+		if (createdMeanwhile)
 			return {};
 		VS_TRY(conn_.exec(kSchemaV1));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
