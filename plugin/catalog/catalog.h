@@ -170,14 +170,25 @@ private:
 	// mutex must be held. `write`: BEGIN IMMEDIATE, else a deferred read
 	// transaction, so several statements see one state of the file.
 	Result<void> inTransaction(bool write, const std::function<Result<void>()> &body);
-	Result<void> setBitmapsSuspect(const std::string &column, const std::string &value, bool suspect);
+	// Runs `body`, which returns a Result, in a read transaction under the
+	// mutex, and returns what it returned.
+	template<typename Body>
+	auto reading(const Body &body) -> decltype(body())
+	{
+		std::lock_guard lock(mutex_);
+		decltype(body()) out;
+		VS_TRY(inTransaction(false, [&]() -> Result<void> {
+			out = body();
+			if (!out)
+				return std::unexpected(out.error());
+			return {};
+		}));
+		return out;
+	}
 	// Fails when a transaction this catalog opened was rolled back by
 	// SQLite itself (I/O error, full disk): statements would otherwise run
 	// in autocommit mode, outside the transaction.
 	Result<void> checkTransaction() const;
-	Result<void> writeTags(const std::string &resourceId, const Tags &tags);
-	Result<Tags> readTags(const std::string &resourceId);
-	Result<bool> snapshotExists(const std::string &id);
 
 	std::recursive_mutex mutex_;
 	Connection conn_;

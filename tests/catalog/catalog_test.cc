@@ -401,6 +401,66 @@ TEST_F(CatalogTest, UnknownStateNamesAreDamage)
 	EXPECT_NE(job.error().message.find("unknown state 'paused'"), std::string::npos) << job.error().message;
 }
 
+// bitmaps_suspect is written by its own setters only: a put of what a
+// snapshot learnt must not undo a stop the hypervisor's hook reported.
+TEST_F(CatalogTest, BitmapsSuspectOutlivesPutVolume)
+{
+	auto cat = openCatalog();
+	ASSERT_TRUE(cat);
+	ASSERT_TRUE(cat->putVolume(fullVolume(1)));
+	ASSERT_TRUE(cat->putVolume(fullVolume(2)));
+	ASSERT_TRUE(cat->markBitmapsSuspect(fullVolume(1).instanceKey));
+
+	VolumeRow put = fullVolume(1);
+	put.size = 7;
+	ASSERT_TRUE(cat->putVolume(put));
+	auto v = cat->getVolume(volId(1));
+	ASSERT_TRUE(v && *v) << describe(v);
+	EXPECT_TRUE((*v)->bitmapsSuspect);
+	EXPECT_EQ((*v)->size, 7u);
+	auto other = cat->getVolume(volId(2));
+	ASSERT_TRUE(other && *other) << describe(other);
+	EXPECT_FALSE((*other)->bitmapsSuspect) << "another instance's volume";
+
+	ASSERT_TRUE(cat->clearBitmapsSuspect(volId(1)));
+	v = cat->getVolume(volId(1));
+	ASSERT_TRUE(v && *v) << describe(v);
+	EXPECT_FALSE((*v)->bitmapsSuspect);
+}
+
+// A job's snapshot ids are a JSON array of strings; anything else is damage,
+// named with the file and the job.
+TEST_F(CatalogTest, DamagedJobSnapshotIdsAreCorrupt)
+{
+	{
+		auto cat = openCatalog();
+		ASSERT_TRUE(cat);
+		ASSERT_TRUE(cat->putJob(fullJob(1)));
+		ASSERT_TRUE(cat->putJob(fullJob(2)));
+	}
+	{
+		RawDb raw(file());
+		raw.exec("UPDATE jobs SET snapshot_ids = '{\"a\": 1}' WHERE job_id = '" + fullJob(1).jobId + "'");
+		raw.exec("UPDATE jobs SET snapshot_ids = '[\"snap-a\", 7]' WHERE job_id = '" + fullJob(2).jobId + "'");
+	}
+	auto cat = openCatalog();
+	ASSERT_TRUE(cat);
+	auto notArray = cat->getJob(fullJob(1).jobId);
+	ASSERT_FALSE(notArray);
+	EXPECT_EQ(notArray.error().code, errc::kCorrupt);
+	EXPECT_EQ(notArray.error().message,
+		  "catalog " + file().string() + ": job " + fullJob(1).jobId + ": snapshot ids are not a JSON array");
+	auto notString = cat->getJob(fullJob(2).jobId);
+	ASSERT_FALSE(notString);
+	EXPECT_EQ(notString.error().code, errc::kCorrupt);
+	EXPECT_EQ(notString.error().message,
+		  "catalog " + file().string() + ": job " + fullJob(2).jobId + ": a snapshot id is not a string");
+	// Listing fails as well rather than leave a job out.
+	auto running = cat->jobsInState(JobState::Running);
+	ASSERT_FALSE(running);
+	EXPECT_EQ(running.error().code, errc::kCorrupt);
+}
+
 TEST_F(CatalogTest, CountPendingPerVolume)
 {
 	auto cat = openCatalog();

@@ -1,0 +1,123 @@
+// The catalog's schema: its creation, and the version check that refuses a
+// file written by a newer virtsnap. Migrations from older versions go here.
+#include "catalog.h"
+
+#include <string>
+
+namespace virtsnap::catalog {
+
+namespace {
+
+// Version 1. A later version adds a migration from each older one; a file
+// newer than the code is refused rather than misread.
+constexpr const char *kSchemaV1 = R"sql(
+CREATE TABLE snapshots (
+	snapshot_id TEXT PRIMARY KEY NOT NULL,
+	volume_id TEXT NOT NULL,
+	state TEXT NOT NULL,
+	state_message TEXT NOT NULL,
+	progress INTEGER NOT NULL,
+	start_time TEXT NOT NULL,
+	completion_time TEXT NOT NULL,
+	description TEXT NOT NULL,
+	name TEXT NOT NULL,
+	owner_id TEXT NOT NULL,
+	consistency_level TEXT NOT NULL,
+	encrypted INTEGER NOT NULL,
+	volume_size INTEGER NOT NULL,
+	bytes_added INTEGER NOT NULL,
+	bytes_read INTEGER NOT NULL DEFAULT 0,
+	snapshot_set_id TEXT NOT NULL,
+	parent_snapshot_id TEXT NOT NULL,
+	capture_mode TEXT NOT NULL,
+	capture_reason TEXT NOT NULL,
+	quiesce_note TEXT NOT NULL,
+	disk_id TEXT NOT NULL,
+	instance_name TEXT NOT NULL,
+	freeze_millis INTEGER NOT NULL,
+	delete_requested INTEGER NOT NULL
+);
+CREATE INDEX snapshots_by_volume_state ON snapshots (volume_id, state);
+CREATE INDEX snapshots_by_start ON snapshots (start_time, snapshot_id);
+
+CREATE TABLE volumes (
+	volume_id TEXT PRIMARY KEY NOT NULL,
+	instance_key TEXT NOT NULL,
+	instance_name TEXT NOT NULL,
+	disk_id TEXT NOT NULL,
+	volume_class TEXT NOT NULL,
+	target TEXT NOT NULL,
+	size INTEGER NOT NULL,
+	-- The instance stopped since the volume's last snapshot began: its
+	-- bitmaps are re-examined by the next one (putVolume leaves this be).
+	bitmaps_suspect INTEGER NOT NULL DEFAULT 0
+);
+
+-- Tags of snapshots and volumes alike (their ids never collide);
+-- position keeps the order they were given in.
+CREATE TABLE tags (
+	resource_id TEXT NOT NULL,
+	key TEXT NOT NULL,
+	value TEXT NOT NULL,
+	position INTEGER NOT NULL,
+	PRIMARY KEY (resource_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE jobs (
+	job_id TEXT PRIMARY KEY NOT NULL,
+	kind TEXT NOT NULL,
+	state TEXT NOT NULL,
+	snapshot_ids TEXT NOT NULL, -- JSON array of strings
+	target TEXT NOT NULL,
+	details TEXT NOT NULL,
+	pid INTEGER NOT NULL,
+	created TEXT NOT NULL,
+	updated TEXT NOT NULL
+);
+CREATE INDEX jobs_by_state ON jobs (state, created, job_id);
+
+CREATE TABLE requests (
+	client_token TEXT PRIMARY KEY NOT NULL,
+	request_hash TEXT NOT NULL,
+	response TEXT NOT NULL,
+	created TEXT NOT NULL
+);
+CREATE INDEX requests_by_created ON requests (created);
+)sql";
+
+// Whether the file's schema is this code's. A newer one is StoreCorrupted:
+// refused rather than misread.
+Result<bool> isCurrent(Connection &conn)
+{
+	VS_ASSIGN(Statement st, conn.prepare("PRAGMA user_version"));
+	VS_ASSIGN(bool row, st.step());
+	int64_t version = row ? st.integer(0) : 0;
+	if (version > Catalog::kSchemaVersion)
+		return fail(errc::kCorrupt, "catalog " + conn.file().string() + " has schema version " +
+						    std::to_string(version) + "; this virtsnap knows up to " +
+						    std::to_string(Catalog::kSchemaVersion));
+	return version == Catalog::kSchemaVersion;
+}
+
+} // namespace
+
+Result<void> Catalog::initSchema()
+{
+	std::lock_guard lock(mutex_);
+	// Read first, without the write lock: a current catalog needs no write
+	// (so a reader that cannot write still opens it).
+	VS_ASSIGN(bool current, isCurrent(conn_));
+	if (current)
+		return {};
+	// Under the write lock, checked again: another process may have
+	// created it in between.
+	return inTransaction(true, [&]() -> Result<void> {
+		VS_ASSIGN(bool createdMeanwhile, isCurrent(conn_));
+		if (createdMeanwhile)
+			return {};
+		VS_TRY(conn_.exec(kSchemaV1));
+		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
+	});
+}
+
+} // namespace virtsnap::catalog
