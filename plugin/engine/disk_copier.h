@@ -9,6 +9,7 @@
 
 #include "hypervisor/capture.h"
 #include "snapshot_engine.h"
+#include "store/chunk_writer.h"
 #include "store/snapshot_index.h"
 
 namespace virtsnap::engine {

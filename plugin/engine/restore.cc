@@ -33,6 +33,8 @@ Result<WrittenVolume> writeVolumeFile(store::Store &store, const std::string &sn
 	VS_TRY(checkSnapshotId(snapshotId));
 	if (format != "qcow2" && format != "raw")
 		return fail(errc::kInvalidParameterValue, "format '" + format + "' is not supported (use qcow2 or raw)");
+	// gc must not remove what the restore is about to read.
+	VS_ASSIGN(auto lease, store.lease(store::Lease::Kind::Shared, "restore of " + snapshotId));
 	VS_ASSIGN(store::Manifest m, store.getManifest(snapshotId));
 	if (format == "raw") {
 		VS_ASSIGN(TempFile file, writeRaw(store, m, finalPath, 0644, progress));

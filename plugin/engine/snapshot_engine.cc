@@ -150,10 +150,10 @@ private:
 class SetJob : public SnapshotJob
 {
 public:
-	SetJob(store::Store &store, std::vector<Member> members, std::vector<std::vector<store::Manifest>> history,
-	       std::unique_ptr<hypervisor::Capture> capture, std::unique_ptr<WorkDir> workDir,
-	       std::function<void(const std::string &)> warn)
-		: store_(store), members_(std::move(members)), history_(std::move(history)),
+	SetJob(store::Store &store, std::unique_ptr<store::Lease> lease, std::vector<Member> members,
+	       std::vector<std::vector<store::Manifest>> history, std::unique_ptr<hypervisor::Capture> capture,
+	       std::unique_ptr<WorkDir> workDir, std::function<void(const std::string &)> warn)
+		: store_(store), lease_(std::move(lease)), members_(std::move(members)), history_(std::move(history)),
 		  capture_(std::move(capture)), workDir_(std::move(workDir)), warn_(std::move(warn))
 	{
 	}
@@ -223,6 +223,11 @@ private:
 		}
 		if (auto r = writer->commit(); !r)
 			return failed(r.error().toString());
+		// Dedup found chunks that gc elsewhere could have removed, had it
+		// judged this lease expired: then no manifest may name them.
+		if (!lease_->held())
+			return failed(errc::kStoreUnavailable + std::string(": the lease on ") + store_.describe() +
+				      " could not be renewed in time; nothing was committed");
 
 		std::string completion = isoTimeNow();
 		std::vector<std::string> written;
@@ -245,6 +250,7 @@ private:
 	}
 
 	store::Store &store_;
+	std::unique_ptr<store::Lease> lease_; // until the manifests are written, gc elsewhere waits
 	std::vector<Member> members_;
 	std::vector<std::vector<store::Manifest>> history_; // plans point into it
 	std::unique_ptr<hypervisor::Capture> capture_;
@@ -359,7 +365,7 @@ Result<std::vector<std::vector<store::Manifest>>> planMembers(store::Store &stor
 	return history;
 }
 
-hypervisor::CaptureSpec captureSpec(const std::vector<Member> &members, const fs::path &workDir,
+hypervisor::CaptureSpec captureSpec(const std::vector<Member> &members, const std::filesystem::path &workDir,
 				    hypervisor::Quiescer *quiescer, const std::map<std::string, std::string> &latestBitmap)
 {
 	hypervisor::CaptureSpec spec{{}, workDir, quiescer, {}};
@@ -409,6 +415,9 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 		return fail(errc::kInternal, "beginSnapshots without a driver");
 	VS_ASSIGN(hypervisor::InstanceInfo instance, driver->instance());
 	VS_TRY(refuseHibernation(store, *driver, instance));
+	// From before the parents are read until the manifests are written,
+	// the chunks this snapshot relies on must stay: no gc meanwhile.
+	VS_ASSIGN(auto lease, store.lease(store::Lease::Kind::Shared, "snapshot of " + driver->describe()));
 
 	VS_ASSIGN(std::vector<store::Manifest> all, store.listManifests());
 	// The driver squares its own records with what the volumes continue
@@ -455,8 +464,9 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 			std::make_unique<FailedJob>(outcomesOf(members, SnapshotState::Error, capture.error().toString())));
 	}
 	recordConsistency(members, quiescer.get(), request.warn);
-	return std::unique_ptr<SnapshotJob>(std::make_unique<SetJob>(store, std::move(members), std::move(history),
-								     std::move(*capture), std::move(work), request.warn));
+	return std::unique_ptr<SnapshotJob>(std::make_unique<SetJob>(store, std::move(lease), std::move(members),
+								     std::move(history), std::move(*capture),
+								     std::move(work), request.warn));
 }
 
 Result<std::vector<std::string>> reconcileInstance(store::Store &store, hypervisor::Driver &driver)

@@ -1,33 +1,22 @@
 #include "gc.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
-#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "core/cancel.h"
-#include "core/file_util.h"
 
 namespace virtsnap::store {
 
 namespace {
 
-struct FileInfo {
-	fs::path path;
-	uint64_t size = 0;
-	int64_t mtimeNs = 0;
-};
+using FileInfo = ObjectInfo;
 
-// What the packs directory holds under one pack id.
+// What the store holds under one pack id.
 struct PackFiles {
 	std::vector<FileInfo> packs;
 	std::vector<FileInfo> indexes;
@@ -52,38 +41,6 @@ struct Repack {
 
 // Referenced ids; the flag says whether some pack index names the id.
 using Marks = std::unordered_map<ChunkId, bool, ChunkIdHash>;
-
-int64_t nowNs()
-{
-	struct timespec ts;
-	::clock_gettime(CLOCK_REALTIME, &ts);
-	return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-// nullopt for anything but a regular file (symlinks are not followed:
-// gc only deletes what the store itself wrote).
-std::optional<FileInfo> statRegular(const fs::path &path)
-{
-	struct stat st;
-	if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
-		return std::nullopt;
-	return FileInfo{path, uint64_t(st.st_size), int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
-}
-
-bool isPackName(const std::string &s)
-{
-	return s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
-}
-
-std::optional<PackId> packIdOf(const std::string &name)
-{
-	auto bytes = fromHex(name);
-	if (!bytes || bytes->size() != 16)
-		return std::nullopt;
-	PackId id;
-	std::memcpy(id.data(), bytes->data(), 16);
-	return id;
-}
 
 std::unexpected<Error> interrupted()
 {
@@ -136,86 +93,26 @@ Result<Marks> mark(Store &store, GcReport &report)
 	return marks;
 }
 
-// Pack files and indexes by pack id, found wherever Store::refresh would
-// find them. Temporary files and anything else are not listed here.
-Result<std::map<std::string, PackFiles>> scanPacks(const fs::path &packsDir)
+// Pack objects and indexes by pack id, as Store::refresh finds them.
+Result<std::map<std::string, PackFiles>> scanPacks(Backend &backend)
 {
 	std::map<std::string, PackFiles> out;
-	std::error_code ec;
-	if (!fs::exists(packsDir, ec))
-		return out;
-	for (auto it = fs::recursive_directory_iterator(packsDir, ec); !ec && it != fs::end(it); it.increment(ec)) {
-		const fs::path &p = it->path();
-		std::string name = p.filename().string();
-		if (name.find(".tmp-") != std::string::npos)
-			continue;
-		std::string ext = p.extension().string();
-		std::string stem = p.stem().string();
-		if ((ext != ".pack" && ext != ".idx") || !isPackName(stem))
-			continue;
-		auto info = statRegular(p);
-		if (!info)
-			continue;
-		PackFiles &f = out[stem];
-		(ext == ".pack" ? f.packs : f.indexes).push_back(*info);
-	}
-	if (ec)
-		return fail(errc::kIo, "list " + packsDir.string() + ": " + ec.message());
+	VS_TRY(backend.list("packs/", [&](const ObjectInfo &info) {
+		bool isIndex = false;
+		if (auto id = packIdOf(info.name, &isIndex)) {
+			PackFiles &f = out[toHex(*id)];
+			(isIndex ? f.indexes : f.packs).push_back(info);
+		}
+	}));
 	return out;
 }
 
-Result<PackIndex> readIndex(const Store &store, const std::string &name, const fs::path &path)
+// Removes and accounts; an object already gone is not an error (a run
+// that crashed may have removed it). Durable when it returns.
+Result<void> removeObject(Store &store, const FileInfo &f, GcReport &report)
 {
-	VS_ASSIGN(auto sealed, readFile(path));
-	VS_ASSIGN(auto plain, openObject(ObjectType::PackIndex, store.domain().encKey, name, sealed));
-	VS_ASSIGN(auto index, parsePackIndex(plain));
-	if (toHex(index.packId) != name)
-		return fail(errc::kCorrupt, "it names pack " + toHex(index.packId));
-	return index;
-}
-
-// The ids a pack's blob headers name, from the start up to the first
-// header that does not parse (what lies beyond cannot be found without an
-// index either).
-Result<std::vector<ChunkId>> scanBlobIds(const fs::path &path)
-{
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd.isValid())
-		return failErrno("open " + path.string(), errno);
-	struct stat st;
-	if (::fstat(fd.get(), &st) != 0)
-		return failErrno("stat " + path.string(), errno);
-	std::vector<ChunkId> ids;
-	uint8_t header[kBlobHeaderSize];
-	for (uint64_t off = kPackHeaderSize; off + kBlobHeaderSize <= uint64_t(st.st_size);) {
-		if (auto r = preadAll(fd.get(), header, off); !r)
-			return std::unexpected(r.error());
-		auto h = parseBlobHeader(header);
-		if (!h)
-			break;
-		ids.push_back(h->id);
-		off += h->blobLength();
-	}
-	return ids;
-}
-
-// Unlinks and accounts; a file already gone is not an error (a run that
-// crashed may have removed it).
-Result<void> removeFile(const FileInfo &f, GcReport &report)
-{
-	if (::unlink(f.path.c_str()) != 0) {
-		if (errno == ENOENT)
-			return {};
-		return failErrno("remove " + f.path.string(), errno);
-	}
+	VS_TRY(store.backend().remove(f.name));
 	report.bytesRemoved += f.size;
-	return {};
-}
-
-Result<void> fsyncDirs(const std::set<fs::path> &dirs)
-{
-	for (const fs::path &d : dirs)
-		VS_TRY(fsyncDir(d));
 	return {};
 }
 
@@ -223,21 +120,19 @@ Result<void> fsyncDirs(const std::set<fs::path> &dirs)
 // pack without index, which nothing reads and a later gc removes; the
 // other order would leave an index naming chunks that no longer exist,
 // and writers would dedup against them.
-Result<void> removePacks(const std::vector<const FileInfo *> &indexes, const std::vector<const FileInfo *> &packs,
-			 GcReport &report)
+Result<void> removePacks(Store &store, const Lease &lease, const std::vector<const FileInfo *> &indexes,
+			 const std::vector<const FileInfo *> &packs, GcReport &report)
 {
-	std::set<fs::path> dirs;
-	for (const FileInfo *f : indexes) {
-		VS_TRY(removeFile(*f, report));
-		dirs.insert(f->path.parent_path());
-	}
-	VS_TRY(fsyncDirs(dirs));
-	dirs.clear();
-	for (const FileInfo *f : packs) {
-		VS_TRY(removeFile(*f, report));
-		dirs.insert(f->path.parent_path());
-	}
-	return fsyncDirs(dirs);
+	// Deletions are what other hosts' writers must never race: only while
+	// no one can have judged gc's lease expired.
+	if (!lease.held())
+		return fail(errc::kStoreUnavailable, "gc lost its lease on " + store.describe() +
+							     " (it could not renew it in time); it stopped before removing more");
+	for (const FileInfo *f : indexes)
+		VS_TRY(removeObject(store, *f, report));
+	for (const FileInfo *f : packs)
+		VS_TRY(removeObject(store, *f, report));
+	return {};
 }
 
 // Copies the live blobs of sparse packs, verbatim (a blob is
@@ -247,23 +142,25 @@ Result<void> removePacks(const std::vector<const FileInfo *> &indexes, const std
 class Repacker
 {
 public:
-	Repacker(Store &store, GcReport &report, bool dryRun, std::vector<PackId> &gone)
-		: store_(store), report_(report), dryRun_(dryRun), gone_(gone)
+	Repacker(Store &store, const Lease &lease, GcReport &report, bool dryRun, std::vector<PackId> &gone)
+		: store_(store), lease_(lease), report_(report), dryRun_(dryRun), gone_(gone)
 	{
 	}
 
 	Result<void> add(const Repack &r)
 	{
-		UniqueFd fd;
+		// The whole pack in one read: one request, where a read per blob
+		// would be hundreds on an object store.
+		Bytes pack;
 		if (!dryRun_) {
-			fd.reset(::open(r.pack.path.c_str(), O_RDONLY | O_CLOEXEC));
-			if (!fd.isValid()) {
-				report_.warnings.push_back("pack " + toHex(r.id) + " cannot be opened (" +
-							   std::strerror(errno) + "): not repacked");
+			auto read = store_.backend().get(r.pack.name);
+			if (!read) {
+				report_.warnings.push_back("pack " + toHex(r.id) + " cannot be read (" + read.error().message +
+							   "): not repacked");
 				return {};
 			}
+			pack = std::move(*read);
 		}
-		Bytes blob;
 		for (const PackEntry &e : r.live) {
 			if (cancelRequested())
 				return interrupted();
@@ -272,9 +169,10 @@ public:
 			if (size_ > 0 && size_ + e.length > kPackTargetSize)
 				VS_TRY(flush());
 			if (!dryRun_) {
-				blob.resize(e.length);
-				auto read = preadAll(fd.get(), blob, e.offset);
-				auto h = read ? parseBlobHeader(blob) : Result<BlobHeader>(std::unexpected(read.error()));
+				auto blob = e.offset + e.length <= pack.size() ? std::span<const uint8_t>(pack).subspan(e.offset, e.length)
+										 : std::span<const uint8_t>();
+				auto h = blob.empty() ? Result<BlobHeader>(fail(errc::kCorrupt, "the pack ends before it"))
+						      : parseBlobHeader(blob);
 				if (!h || h->id != e.id || h->blobLength() != e.length) {
 					// Left as it is: a damaged blob stays where verify
 					// finds it. What this pack gave so far is only an
@@ -287,10 +185,10 @@ public:
 					return {};
 				}
 				if (!writer_) {
-					VS_ASSIGN(auto w, PackWriter::create(store_.dir()));
+					VS_ASSIGN(auto w, PackWriter::create(store_.backend()));
 					writer_.emplace(std::move(w));
 				}
-				VS_TRY(writer_->append(e.id, e.type, e.flags, e.rawLength, blob));
+				VS_TRY(writer_->append({e.id, e.type, e.flags, e.rawLength, blob}));
 				size_ = writer_->size();
 			} else {
 				size_ = (size_ ? size_ : kPackHeaderSize) + e.length;
@@ -313,9 +211,8 @@ public:
 				writer_.reset();
 				if (!index)
 					return std::unexpected(index.error());
-				for (const fs::path &p : {packPath(store_.dir(), index->packId),
-							  packIndexPath(store_.dir(), index->packId)})
-					if (auto f = statRegular(p))
+				for (const std::string &name : {packName(index->packId), packIndexName(index->packId)})
+					if (auto f = store_.backend().stat(name))
 						report_.bytesWritten += f->size;
 			} else {
 				VS_TRY(addSealedIndexSize());
@@ -334,7 +231,7 @@ public:
 		if (!dryRun_) {
 			for (const Repack *r : done_)
 				gone_.push_back(r->id);
-			VS_TRY(removePacks(indexes, packs, report_));
+			VS_TRY(removePacks(store_, lease_, indexes, packs, report_));
 		} else {
 			for (const Repack *r : done_)
 				report_.bytesRemoved += r->pack.size + r->index.size;
@@ -358,6 +255,7 @@ private:
 	}
 
 	Store &store_;
+	const Lease &lease_;
 	GcReport &report_;
 	bool dryRun_;
 	std::vector<PackId> &gone_;
@@ -368,44 +266,45 @@ private:
 	std::unordered_set<ChunkId, ChunkIdHash> copied_;
 };
 
-// Everything after the mark. Packs deleted so far are added to `gone`
-// even when this fails half way, so the caller can forget them.
-Result<void> sweep(Store &store, const GcOptions &opts, Marks &marks, GcReport &report, std::vector<PackId> &gone)
-{
-	const int64_t now = nowNs();
-	const int64_t graceNs = std::max<int64_t>(0, opts.grace.count()) * 1000000000;
-	auto old = [&](const FileInfo &f) { return now - f.mtimeNs > graceNs; };
-
-	VS_ASSIGN(auto found, scanPacks(store.dir() / "packs"));
-
+// What the sweep does to each pack: keep it, remove it, rewrite it.
+struct SweepPlan {
 	std::vector<Removal> removals;
 	std::vector<Repack> repacks;
-	std::vector<std::string> withoutIndex;
+	std::vector<std::pair<PackId, FileInfo>> withoutIndex;
+};
+
+// Sorts every pack by what its index says of its chunks. Packs younger
+// than the grace period may belong to a writer in flight: only counted.
+Result<void> classify(Store &store, const GcOptions &opts, Marks &marks, GcReport &report,
+		      const std::function<bool(const FileInfo &)> &old, std::map<std::string, PackFiles> &found,
+		      SweepPlan &plan)
+{
 	for (auto &[name, files] : found) {
 		if (cancelRequested())
 			return interrupted();
 		if (files.packs.size() > 1 || files.indexes.size() > 1) {
-			report.warnings.push_back("pack " + name + " has more than one file of a kind: left alone");
+			report.warnings.push_back("pack " + name + " has more than one object of a kind: left alone");
 			continue;
 		}
 		if (files.packs.empty()) {
 			// Never left by a writer or by gc (the pack is always
 			// there first and gone last): damage, for a human to see.
-			report.warnings.push_back("pack index " + files.indexes[0].path.string() +
+			report.warnings.push_back("pack index " + files.indexes[0].name +
 						  " has no pack: left alone (run virtsnap verify)");
 			continue;
 		}
 		const FileInfo &packFile = files.packs[0];
-		PackId id = *packIdOf(name);
+		bool isIndex = false;
+		PackId id = *packIdOf(packFile.name, &isIndex);
 		if (files.indexes.empty()) {
-			withoutIndex.push_back(name);
+			plan.withoutIndex.emplace_back(id, packFile);
 			continue;
 		}
 		const FileInfo &indexFile = files.indexes[0];
-		auto index = readIndex(store, name, indexFile.path);
+		auto index = PackReader(store.backend(), id).index(store.domain());
 		if (!index) {
-			report.warnings.push_back("pack index " + indexFile.path.string() + " cannot be read (" +
-						  index.error().message + "): pack left alone");
+			report.warnings.push_back("pack index " + indexFile.name + " cannot be read (" + index.error().message +
+						  "): pack left alone");
 			continue;
 		}
 		uint64_t liveBytes = 0, deadBytes = 0, deadChunks = 0;
@@ -433,54 +332,54 @@ Result<void> sweep(Store &store, const GcOptions &opts, Marks &marks, GcReport &
 			continue;
 		}
 		if (wholeDead) {
-			removals.push_back(Removal{id, packFile, indexFile, deadChunks});
+			plan.removals.push_back(Removal{id, packFile, indexFile, deadChunks});
 		} else {
 			std::sort(live.begin(), live.end(),
 				  [](const PackEntry &a, const PackEntry &b) { return a.offset < b.offset; });
-			repacks.push_back(Repack{id, packFile, indexFile, std::move(live), deadChunks});
+			plan.repacks.push_back(Repack{id, packFile, indexFile, std::move(live), deadChunks});
 		}
 	}
+	return {};
+}
 
-	// Packs without index: a writer died between the pack's rename and its
-	// index's. Nothing can read them; still, one that holds a chunk a
-	// manifest needs (the index lost some other way) is kept, for a human
-	// to re-index from its blob headers.
-	for (const std::string &name : withoutIndex) {
+// Packs without index: a writer died between the pack's commit and its
+// index's. Nothing can read them; still, one that holds a chunk a manifest
+// needs (the index lost some other way) is kept, for a human to re-index
+// from its blob headers.
+Result<void> classifyWithoutIndex(Store &store, const Marks &marks, GcReport &report,
+				  const std::function<bool(const FileInfo &)> &old, SweepPlan &plan)
+{
+	for (const auto &[id, packFile] : plan.withoutIndex) {
 		if (cancelRequested())
 			return interrupted();
-		const FileInfo &packFile = found[name].packs[0];
 		if (!old(packFile)) {
 			report.packsSpared++;
 			continue;
 		}
-		auto ids = scanBlobIds(packFile.path);
+		auto ids = PackReader(store.backend(), id).scanBlobIds();
 		if (!ids) {
-			report.warnings.push_back("pack " + packFile.path.string() + " has no index and cannot be read (" +
+			report.warnings.push_back("pack " + packFile.name + " has no index and cannot be read (" +
 						  ids.error().message + "): left alone");
 			continue;
 		}
-		size_t needed = size_t(std::count_if(ids->begin(), ids->end(), [&](const ChunkId &c) { return marks.count(c) != 0; }));
+		size_t needed = size_t(
+			std::count_if(ids->begin(), ids->end(), [&](const ChunkId &c) { return marks.count(c) != 0; }));
 		if (needed) {
-			report.warnings.push_back("pack " + packFile.path.string() + " has no index but holds " +
-						  std::to_string(needed) +
+			report.warnings.push_back("pack " + packFile.name + " has no index but holds " + std::to_string(needed) +
 						  " chunks that snapshots reference: left alone (re-index it from its "
 						  "blob headers)");
 			continue;
 		}
-		removals.push_back(Removal{*packIdOf(name), packFile, std::nullopt, ids->size()});
+		plan.removals.push_back(Removal{id, packFile, std::nullopt, ids->size()});
 	}
+	return {};
+}
 
-	for (const auto &[id, seen] : marks)
-		report.chunksMissing += !seen;
-
-	// Rewrites first: if they fail (disk full), nothing has been lost yet.
-	Repacker repacker(store, report, opts.dryRun, gone);
-	for (const Repack &r : repacks)
-		VS_TRY(repacker.add(r));
-	VS_TRY(repacker.flush());
-
+Result<void> applyRemovals(Store &store, const Lease &lease, const GcOptions &opts, const SweepPlan &plan,
+			   GcReport &report, std::vector<PackId> &gone)
+{
 	std::vector<const FileInfo *> indexes, packs;
-	for (const Removal &r : removals) {
+	for (const Removal &r : plan.removals) {
 		if (r.index)
 			indexes.push_back(&*r.index);
 		packs.push_back(&r.pack);
@@ -489,56 +388,60 @@ Result<void> sweep(Store &store, const GcOptions &opts, Marks &marks, GcReport &
 		report.chunksRemoved += r.deadChunks;
 	}
 	if (opts.dryRun) {
-		for (const Removal &r : removals)
+		for (const Removal &r : plan.removals)
 			report.bytesRemoved += r.pack.size + (r.index ? r.index->size : 0);
-	} else {
-		for (const Removal &r : removals)
-			gone.push_back(r.id);
-		VS_TRY(removePacks(indexes, packs, report));
+		return {};
 	}
+	for (const Removal &r : plan.removals)
+		gone.push_back(r.id);
+	return removePacks(store, lease, indexes, packs, report);
+}
 
-	// Leftovers of writers that died (or were dropped) mid-write,
-	// anywhere under the store.
-	std::vector<FileInfo> temps;
-	std::error_code ec;
-	for (auto it = fs::recursive_directory_iterator(store.dir(), fs::directory_options::skip_permission_denied, ec);
-	     !ec && it != fs::end(it); it.increment(ec)) {
-		if (it->path().filename().string().find(".tmp-") == std::string::npos)
-			continue;
-		if (auto f = statRegular(it->path()); f && old(*f))
-			temps.push_back(*f);
-	}
-	if (ec)
-		return fail(errc::kIo, "list " + store.dir().string() + ": " + ec.message());
-	std::set<fs::path> dirs;
-	for (const FileInfo &f : temps) {
-		report.tmpFilesRemoved++;
-		if (opts.dryRun) {
-			report.bytesRemoved += f.size;
-			continue;
-		}
-		VS_TRY(removeFile(f, report));
-		dirs.insert(f.path.parent_path());
-	}
-	return fsyncDirs(dirs);
+// Everything after the mark. Packs deleted so far are added to `gone`
+// even when this fails half way, so the caller can forget them.
+Result<void> sweep(Store &store, const Lease &lease, const GcOptions &opts, Marks &marks, GcReport &report,
+		   std::vector<PackId> &gone)
+{
+	VS_ASSIGN(auto now, store.backend().now());
+	auto grace = std::max(std::chrono::seconds(0), opts.grace);
+	std::function<bool(const FileInfo &)> old = [&](const FileInfo &f) { return now - f.modified > grace; };
+
+	VS_ASSIGN(auto found, scanPacks(store.backend()));
+	SweepPlan plan;
+	VS_TRY(classify(store, opts, marks, report, old, found, plan));
+	VS_TRY(classifyWithoutIndex(store, marks, report, old, plan));
+	for (const auto &[id, seen] : marks)
+		report.chunksMissing += !seen;
+
+	// Rewrites first: if they fail (disk full), nothing has been lost yet.
+	Repacker repacker(store, lease, report, opts.dryRun, gone);
+	for (const Repack &r : plan.repacks)
+		VS_TRY(repacker.add(r));
+	VS_TRY(repacker.flush());
+	VS_TRY(applyRemovals(store, lease, opts, plan, report, gone));
+
+	// Leftovers of writers that died (or were dropped) mid-write.
+	VS_ASSIGN(auto swept, store.backend().sweepPartial(grace, opts.dryRun));
+	report.tmpFilesRemoved += swept.objects;
+	report.bytesRemoved += swept.bytes;
+	return {};
 }
 
 } // namespace
 
 Result<GcReport> collectGarbage(Store &store, const GcOptions &opts)
 {
-	VS_TRY(store.lockExclusive());
-	struct Unlock {
-		Store &store;
-		~Unlock() { store.unlockExclusive(); }
-	} unlock{store};
-
+	// A dry run takes the lease too, so that what it reports is what a
+	// real run would do.
+	VS_ASSIGN(auto lease, store.lease(Lease::Kind::Exclusive, opts.dryRun ? "gc --dry-run" : "gc"));
+	if (!opts.dryRun)
+		VS_TRY(removeStaleLeases(store.backend(), store.options().lease));
 	GcReport report;
 	report.dryRun = opts.dryRun;
 	VS_ASSIGN(auto marks, mark(store, report));
 
 	std::vector<PackId> gone;
-	auto swept = sweep(store, opts, marks, report, gone);
+	auto swept = sweep(store, *lease, opts, marks, report, gone);
 	// Whatever happened, the map must not name a deleted pack; refresh()
 	// then learns the packs repacking wrote.
 	store.forgetPacks(gone);

@@ -15,7 +15,7 @@
 namespace virtsnap::store {
 
 struct GcOptions {
-	// Files younger than this are never removed or rewritten: they may
+	// Objects younger than this are never removed or rewritten: they may
 	// belong to a writer in flight, or to one that crashed a moment ago.
 	std::chrono::seconds grace{3600};
 	// Report what would be done; change nothing.
@@ -47,10 +47,12 @@ struct GcReport {
 	std::vector<std::string> warnings;
 };
 
-// Requires exclusive use of the store (IncorrectState otherwise; a dry run
-// too, so that what it reports is what a real run would do). Within this
-// process, no ChunkWriter of `store` may be in use meanwhile: a writer that
-// found a chunk in the store (dedup) may be about to reference it. Fails
+// Takes an exclusive lease on the store (IncorrectState, naming the holder,
+// while another lease is held: a snapshot, restore or verify in flight on
+// any host; a dry run too, so that what it reports is what a real run would
+// do). Within this process, no ChunkWriter of `store` may be in use
+// meanwhile without a lease: a writer that found a chunk in the store
+// (dedup) may be about to reference it. Fails
 // without removing anything when a manifest or one of its index pages
 // cannot be read, since then what is referenced is unknown. Afterwards the
 // chunk map of `store` names no deleted pack.

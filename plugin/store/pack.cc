@@ -1,13 +1,8 @@
 #include "pack.h"
 
-#include <fcntl.h>
-#include <limits.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-#include <algorithm>
-
 #include <cstring>
+
+#include "crypto/crypto.h"
 
 namespace virtsnap::store {
 
@@ -15,26 +10,45 @@ namespace {
 
 constexpr char kPackMagic[8] = {'V', 'S', 'P', 'A', 'C', 'K', '0', '1'};
 constexpr size_t kEntrySize = 32 + 4 + 8 + 4 + 4;
-// O_DIRECT wants buffer, offset and length aligned to the device's logical
-// block size: 4096 covers 512-byte devices too.
-constexpr size_t kDirectAlign = 4096;
-constexpr size_t kStageBytes = 1u << 20;
 
-fs::path packDir(const fs::path &storeDir, const PackId &id)
+std::string packPrefix(const PackId &id)
 {
-	return storeDir / "packs" / toHex(std::span(id).first(1));
+	return "packs/" + toHex(std::span(id).first(1)) + "/" + toHex(id);
 }
 
 } // namespace
 
-fs::path packPath(const fs::path &storeDir, const PackId &id)
+std::string packName(const PackId &id)
 {
-	return packDir(storeDir, id) / (toHex(id) + ".pack");
+	return packPrefix(id) + ".pack";
 }
 
-fs::path packIndexPath(const fs::path &storeDir, const PackId &id)
+std::string packIndexName(const PackId &id)
 {
-	return packDir(storeDir, id) / (toHex(id) + ".idx");
+	return packPrefix(id) + ".idx";
+}
+
+std::optional<PackId> packIdOf(const std::string &objectName, bool *isIndex)
+{
+	// packs/xx/<32 hex>.pack|.idx, xx the id's first byte
+	const std::string dir = "packs/";
+	if (objectName.rfind(dir, 0) != 0 || objectName.size() < dir.size() + 3 + 32 + 4)
+		return std::nullopt;
+	std::string rest = objectName.substr(dir.size());
+	bool index = rest.ends_with(".idx");
+	if (!index && !rest.ends_with(".pack"))
+		return std::nullopt;
+	std::string hex = rest.substr(3, 32);
+	if (rest[2] != '/' || rest.size() != 3 + 32 + (index ? 4 : 5) || rest.substr(0, 2) != hex.substr(0, 2))
+		return std::nullopt;
+	auto bytes = fromHex(hex);
+	if (!bytes || bytes->size() != 16)
+		return std::nullopt;
+	PackId id;
+	std::memcpy(id.data(), bytes->data(), 16);
+	if (isIndex)
+		*isIndex = index;
+	return id;
 }
 
 Bytes serializePackIndex(const PackIndex &index)
@@ -80,175 +94,66 @@ Result<PackIndex> parsePackIndex(std::span<const uint8_t> data)
 	return index;
 }
 
-Result<PackWriter> PackWriter::create(const fs::path &storeDir)
+Result<PackWriter> PackWriter::create(Backend &backend)
 {
 	PackId id;
 	VS_TRY(crypto::randomBytes(id));
-	fs::path path = packPath(storeDir, id);
-	VS_TRY(makeDirs(path.parent_path()));
-	VS_ASSIGN(auto file, TempFile::create(path));
-	PackWriter w(storeDir, std::move(file));
+	VS_ASSIGN(auto object, backend.openWriter(packName(id)));
+	PackWriter w(backend, std::move(object));
 	w.index_.packId = id;
-	// File systems without O_DIRECT (tmpfs) refuse the flag: buffered then.
-	int flags = ::fcntl(w.file_.fd(), F_GETFL);
-	if (flags >= 0 && ::fcntl(w.file_.fd(), F_SETFL, flags | O_DIRECT) == 0) {
-		w.stage_.reset(static_cast<uint8_t *>(std::aligned_alloc(kDirectAlign, kStageBytes)));
-		if (!w.stage_)
-			VS_TRY(w.stopDirect());
-	}
 	uint8_t header[kPackHeaderSize];
 	std::memcpy(header, kPackMagic, 8);
 	std::memcpy(header + 8, id.data(), 16);
-	VS_TRY(w.write(header));
-	w.size_ = kPackHeaderSize;
+	VS_TRY(w.writer_->append(header));
 	return w;
 }
 
-Result<void> PackWriter::stopDirect()
+Result<void> PackWriter::append(const Append &a)
 {
-	int flags = ::fcntl(file_.fd(), F_GETFL);
-	if (flags < 0 || ::fcntl(file_.fd(), F_SETFL, flags & ~O_DIRECT) != 0)
-		return failErrno("configure " + file_.tempPath().string(), errno);
-	// Buffered writes append at the file offset; direct ones used pwrite.
-	if (::lseek(file_.fd(), off_t(written_), SEEK_SET) < 0)
-		return failErrno("seek " + file_.tempPath().string(), errno);
-	if (staged_ > 0) {
-		VS_TRY(writeAll(file_.fd(), std::span<const uint8_t>(stage_.get(), staged_)));
-		written_ += staged_;
-		staged_ = 0;
-	}
-	stage_.reset();
-	return {};
-}
-
-Result<void> PackWriter::flushStage(bool last)
-{
-	size_t length = staged_;
-	if (last && length % kDirectAlign) {
-		size_t padded = (length + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-		std::memset(stage_.get() + length, 0, padded - length);
-		length = padded;
-	}
-	for (size_t done = 0; done < length;) {
-		ssize_t n = ::pwrite(file_.fd(), stage_.get() + done, length - done, off_t(written_ + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EINVAL && done == 0 && written_ == 0) {
-			// The file system took the flag but not the write: buffered.
-			return stopDirect();
-		}
-		if (n <= 0)
-			return failErrno("write " + file_.tempPath().string(), n < 0 ? errno : EIO);
-		done += size_t(n);
-		if (done < length && done % kDirectAlign) {
-			// A short write off the alignment: finish it buffered (the
-			// padding it may have written goes with finish's truncate).
-			size_t real = std::min(done, staged_);
-			written_ += real;
-			std::memmove(stage_.get(), stage_.get() + real, staged_ - real);
-			staged_ -= real;
-			return stopDirect();
-		}
-	}
-	written_ += length;
-	staged_ = 0;
-	return {};
-}
-
-Result<void> PackWriter::write(std::span<const uint8_t> bytes)
-{
-	if (!stage_) {
-		VS_TRY(writeAll(file_.fd(), bytes));
-		written_ += bytes.size();
-		return {};
-	}
-	while (!bytes.empty()) {
-		size_t n = std::min(bytes.size(), kStageBytes - staged_);
-		std::memcpy(stage_.get() + staged_, bytes.data(), n);
-		staged_ += n;
-		bytes = bytes.subspan(n);
-		if (staged_ == kStageBytes)
-			VS_TRY(flushStage(false));
-		if (!stage_)
-			return write(bytes);
-	}
-	return {};
-}
-
-Result<void> PackWriter::append(const ChunkId &id, ChunkType type, uint8_t flags, uint32_t rawLength,
-				std::span<const uint8_t> blob)
-{
-	VS_TRY(write(blob));
-	index_.entries.push_back(PackEntry{id, type, flags, size_, uint32_t(blob.size()), rawLength});
-	size_ += blob.size();
-	return {};
-}
-
-Result<void> PackWriter::appendMany(std::span<const Append> blobs)
-{
-	if (stage_) {
-		for (const Append &a : blobs)
-			VS_TRY(append(a.id, a.type, a.flags, a.rawLength, a.blob));
-		return {};
-	}
-	// Buffered: writev takes at most IOV_MAX pieces; a partial write goes
-	// on from where it stopped.
-	std::vector<struct iovec> iov;
-	for (size_t first = 0; first < blobs.size();) {
-		size_t n = std::min<size_t>(blobs.size() - first, IOV_MAX);
-		iov.clear();
-		for (size_t i = first; i < first + n; i++)
-			iov.push_back({const_cast<uint8_t *>(blobs[i].blob.data()), blobs[i].blob.size()});
-		size_t at = 0;
-		while (at < iov.size()) {
-			ssize_t w = ::writev(file_.fd(), iov.data() + at, int(iov.size() - at));
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				return failErrno("write " + file_.tempPath().string(), errno);
-			}
-			written_ += uint64_t(w);
-			size_t left = size_t(w);
-			while (at < iov.size() && left >= iov[at].iov_len)
-				left -= iov[at++].iov_len;
-			if (left > 0) {
-				iov[at].iov_base = static_cast<uint8_t *>(iov[at].iov_base) + left;
-				iov[at].iov_len -= left;
-			}
-		}
-		for (size_t i = first; i < first + n; i++) {
-			const Append &a = blobs[i];
-			index_.entries.push_back(
-				PackEntry{a.id, a.type, a.flags, size_, uint32_t(a.blob.size()), a.rawLength});
-			size_ += a.blob.size();
-		}
-		first += n;
-	}
+	uint64_t offset = writer_->size();
+	VS_TRY(writer_->append(a.blob));
+	index_.entries.push_back(PackEntry{a.id, a.type, a.flags, offset, uint32_t(a.blob.size()), a.rawLength});
 	return {};
 }
 
 Result<PackIndex> PackWriter::finish(const KeyDomain &domain)
 {
-	if (stage_ && staged_ > 0)
-		VS_TRY(flushStage(true));
-	// The last direct block went out padded: cut the file to its blobs.
-	if (::ftruncate(file_.fd(), off_t(size_)) != 0)
-		return failErrno("truncate " + file_.tempPath().string(), errno);
-	if (!stage_) {
-		// Buffered: durable first, then out of the page cache, for the
-		// same reasons as O_DIRECT (commit's fsync then has nothing left
-		// to write).
-		if (::fdatasync(file_.fd()) != 0)
-			return failErrno("fsync " + file_.tempPath().string(), errno);
-		(void)::posix_fadvise(file_.fd(), 0, 0, POSIX_FADV_DONTNEED);
-	}
-	VS_TRY(file_.commit());
-	auto sealed = sealObject(ObjectType::PackIndex, domain.id, domain.encKey, toHex(index_.packId),
-				 serializePackIndex(index_));
-	if (!sealed)
-		return std::unexpected(sealed.error());
-	VS_TRY(writeFileAtomic(packIndexPath(storeDir_, index_.packId), *sealed));
+	VS_TRY(writer_->commit());
+	VS_ASSIGN(auto sealed, sealObject(ObjectType::PackIndex, domain.id, domain.encKey, toHex(index_.packId),
+					  serializePackIndex(index_)));
+	VS_TRY(backend_->put(packIndexName(index_.packId), sealed));
 	return std::move(index_);
+}
+
+Result<void> PackReader::read(uint64_t offset, std::span<uint8_t> out)
+{
+	return backend_.getRange(packName(id_), offset, out);
+}
+
+Result<PackIndex> PackReader::index(const KeyDomain &domain)
+{
+	std::string name = toHex(id_);
+	VS_ASSIGN(auto sealed, backend_.get(packIndexName(id_)));
+	VS_ASSIGN(auto plain, openObject(ObjectType::PackIndex, domain.encKey, name, sealed));
+	VS_ASSIGN(auto index, parsePackIndex(plain));
+	if (index.packId != id_)
+		return fail(errc::kCorrupt, "it names pack " + toHex(index.packId));
+	return index;
+}
+
+Result<std::vector<ChunkId>> PackReader::scanBlobIds()
+{
+	// Whole: one request, where a read per header would be thousands.
+	VS_ASSIGN(Bytes pack, backend_.get(packName(id_)));
+	std::vector<ChunkId> ids;
+	for (uint64_t off = kPackHeaderSize; off + kBlobHeaderSize <= pack.size();) {
+		auto h = parseBlobHeader(std::span(pack).subspan(off, kBlobHeaderSize));
+		if (!h)
+			break;
+		ids.push_back(h->id);
+		off += h->blobLength();
+	}
+	return ids;
 }
 
 } // namespace virtsnap::store

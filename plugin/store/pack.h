@@ -1,15 +1,16 @@
-// Pack files and their indexes (FORMAT.md, "Packs and pack indexes").
+// Packs and their indexes (FORMAT.md, "Packs and pack indexes"): the writer
+// that makes them and the reader that every part of the store (chunk reads,
+// restore's batched reads, gc, verify) reads them with.
 #pragma once
 
 #include <array>
-#include <cstdlib>
 #include <memory>
-#include <filesystem>
 #include <optional>
 #include <vector>
 
+#include "backend.h"
+#include "chunk_codec.h"
 #include "chunk_id.h"
-#include "core/file_util.h"
 #include "key_domain.h"
 
 namespace virtsnap::store {
@@ -18,7 +19,8 @@ using PackId = std::array<uint8_t, 16>;
 
 inline constexpr uint64_t kPackHeaderSize = 24;
 // Packs close past this size: large enough that a TiB is tens of thousands
-// of files, not millions; small enough to upload and rewrite in one piece.
+// of objects, not millions; small enough to upload and rewrite in one
+// piece (a RADOS object takes it in one write).
 inline constexpr uint64_t kPackTargetSize = 32ull << 20;
 
 struct PackEntry {
@@ -35,32 +37,26 @@ struct PackIndex {
 	std::vector<PackEntry> entries;
 };
 
-fs::path packPath(const fs::path &storeDir, const PackId &id);
-fs::path packIndexPath(const fs::path &storeDir, const PackId &id);
+// "packs/<xx>/<id>.pack" and ".idx".
+std::string packName(const PackId &id);
+std::string packIndexName(const PackId &id);
+// The pack id of a pack or index object's name, and which of the two it is.
+std::optional<PackId> packIdOf(const std::string &objectName, bool *isIndex);
 
 Bytes serializePackIndex(const PackIndex &index);
 Result<PackIndex> parsePackIndex(std::span<const uint8_t> data);
 
-// Writes one pack under a temporary name; finish() makes the pack and then
-// its index durable, in that order. Dropped unfinished, it removes its file.
-//
-// Where the file system allows it, the pack is written with O_DIRECT
-// through an aligned buffer of 1 MiB: a pack is written once and read
-// rarely, so the page cache only cost a copy per byte and pages taken from
-// the host's own cache (and, on VMs that hand free memory back to the
-// host, a page fault each). The file's bytes are the same either way.
+// Writes one pack; finish() makes the pack and then its index durable, in
+// that order. Dropped unfinished, nothing of it becomes visible.
 class PackWriter
 {
 public:
-	static Result<PackWriter> create(const fs::path &storeDir);
+	static Result<PackWriter> create(Backend &backend);
 
 	const PackId &id() const { return index_.packId; }
-	uint64_t size() const { return size_; }
+	uint64_t size() const { return writer_->size(); }
 	size_t count() const { return index_.entries.size(); }
 
-	Result<void> append(const ChunkId &id, ChunkType type, uint8_t flags, uint32_t rawLength,
-			    std::span<const uint8_t> blob);
-	// Several blobs, in order, with as few write calls as possible.
 	struct Append {
 		ChunkId id;
 		ChunkType type;
@@ -68,31 +64,38 @@ public:
 		uint32_t rawLength;
 		std::span<const uint8_t> blob;
 	};
-	Result<void> appendMany(std::span<const Append> blobs);
+	Result<void> append(const Append &blob);
 	Result<PackIndex> finish(const KeyDomain &domain);
 
-	// Whether the pack is being written with O_DIRECT (for tests).
-	bool direct() const { return stage_ != nullptr; }
+private:
+	PackWriter(Backend &backend, std::unique_ptr<ObjectWriter> writer)
+		: backend_(&backend), writer_(std::move(writer))
+	{
+	}
+
+	Backend *backend_;
+	std::unique_ptr<ObjectWriter> writer_;
+	PackIndex index_;
+};
+
+// Reads one pack's bytes, blobs and index.
+class PackReader
+{
+public:
+	PackReader(Backend &backend, const PackId &id) : backend_(backend), id_(id) {}
+
+	// Raw bytes; may span several blobs.
+	Result<void> read(uint64_t offset, std::span<uint8_t> out);
+	// The sealed index, opened and checked to name this pack.
+	Result<PackIndex> index(const KeyDomain &domain);
+	// The ids the blob headers name, from the start up to the first header
+	// that does not parse (what lies beyond cannot be found without an
+	// index either).
+	Result<std::vector<ChunkId>> scanBlobIds();
 
 private:
-	struct FreeAligned {
-		void operator()(uint8_t *p) const { std::free(p); }
-	};
-
-	PackWriter(fs::path storeDir, TempFile file) : storeDir_(std::move(storeDir)), file_(std::move(file)) {}
-	Result<void> write(std::span<const uint8_t> bytes);
-	// Writes the staged bytes: a full buffer, or at the end the rest,
-	// padded to the alignment (finish() then truncates the padding).
-	Result<void> flushStage(bool last);
-	Result<void> stopDirect();
-
-	fs::path storeDir_;
-	TempFile file_;
-	PackIndex index_;
-	uint64_t size_ = 0;
-	std::unique_ptr<uint8_t[], FreeAligned> stage_; // null: buffered writes
-	size_t staged_ = 0;
-	uint64_t written_ = 0; // bytes in the file (with O_DIRECT: whole blocks)
+	Backend &backend_;
+	PackId id_;
 };
 
 } // namespace virtsnap::store

@@ -1,4 +1,5 @@
 #include "snapshot_index.h"
+#include "chunk_writer.h"
 
 #include <algorithm>
 #include <cstring>

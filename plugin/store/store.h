@@ -1,28 +1,27 @@
-// The chunk store on a local directory (FORMAT.md). The contract every
-// backend keeps:
+// The chunk store (FORMAT.md) on a backend: a directory, RADOS or S3. What
+// it promises whatever the backend:
 //  - a chunk, once put and committed, reads back bit for bit or fails loudly;
 //  - nothing becomes visible before it is durable, and a manifest only
 //    after every chunk it names;
-//  - readers never see a half-written object, whatever crashes.
+//  - readers never see a half-written object, whatever crashes;
+//  - with leases (lease.h) held as they should be, gc on one host never
+//    removes what a snapshot in flight on another needs.
 // One Store may be shared by threads: lookups and reads are concurrent.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <filesystem>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "backend.h"
 #include "chunk_codec.h"
-#include "core/unique_fd.h"
 #include "key_domain.h"
+#include "lease.h"
 #include "manifest.h"
 #include "pack.h"
 
@@ -31,6 +30,10 @@ namespace virtsnap::store {
 namespace fs = std::filesystem;
 
 class ChunkWriter;
+
+struct StoreOptions {
+	LeaseOptions lease;
+};
 
 class Store
 {
@@ -42,14 +45,19 @@ public:
 	static constexpr uint32_t kDefaultChunkSize = 64 * 1024;
 
 	// Creates the store; creates the key file too if it is absent (then
-	// *keyCreated is set). Refuses a directory that already holds a store.
-	static Result<void> init(const fs::path &dir, const fs::path &keyFile, uint32_t chunkSize,
-				 bool *keyCreated);
+	// *keyCreated is set). Refuses a backend that already holds a store.
+	static Result<void> init(Backend &backend, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated);
 	// StoreNotInitialized, KeyFileError or WrongKey before touching anything.
-	static Result<std::unique_ptr<Store>> open(const fs::path &dir, const fs::path &keyFile);
+	static Result<std::unique_ptr<Store>> open(std::unique_ptr<Backend> backend, const fs::path &keyFile,
+						   StoreOptions options = {});
+	// The same, for a store in a local directory.
+	static Result<void> init(const fs::path &dir, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated);
+	static Result<std::unique_ptr<Store>> open(const fs::path &dir, const fs::path &keyFile,
+						   StoreOptions options = {});
 	~Store();
 
-	const fs::path &dir() const { return dir_; }
+	Backend &backend() const { return *backend_; }
+	std::string describe() const { return backend_->describe(); }
 	const std::string &storeId() const { return storeId_; }
 	uint32_t chunkSize() const { return chunkSize_; }
 	const KeyDomain &domain() const { return domain_; }
@@ -60,12 +68,20 @@ public:
 	bool contains(const ChunkId &id) const;
 	// Reads, authenticates and decompresses one stored chunk (not the zero id).
 	Result<Bytes> readChunk(ChunkCodec &codec, const ChunkId &id);
-	// Learns packs written by other processes since open.
+	// Learns the packs other writers (processes, hosts) made since the
+	// last refresh, and forgets the ones gc removed.
 	Result<void> refresh();
+
+	// Leases (lease.h). A shared one refreshes the chunk map once taken,
+	// so that nothing gc removed before is found by dedup afterwards.
+	Result<std::unique_ptr<Lease>> lease(Lease::Kind kind, const std::string &purpose);
+	const StoreOptions &options() const { return options_; }
 
 	Result<void> putManifest(const Manifest &m, bool overwrite = false);
 	Result<Manifest> getManifest(const std::string &snapshotId) const;
 	Result<std::vector<Manifest>> listManifests() const;
+	// The ids of every manifest, without reading them.
+	Result<std::vector<std::string>> listManifestIds() const;
 	Result<void> deleteManifest(const std::string &snapshotId);
 
 	// Small mutable records (volume tags, instance attributes), sealed
@@ -84,8 +100,7 @@ public:
 	// For readers that batch many chunks into few reads (restore): where a
 	// chunk's blob is, with its pack as a number that stays valid as long
 	// as this Store (gc never reuses one), and a read of raw pack bytes,
-	// which may span several blobs (and which the page cache does not
-	// keep: such readers read each blob once). The blobs still go through
+	// which may span several blobs. The blobs still go through
 	// ChunkCodec::decode, which checks each one.
 	struct BlobRef {
 		uint32_t pack;
@@ -95,15 +110,8 @@ public:
 	std::optional<BlobRef> findBlob(const ChunkId &id) const;
 	Result<void> readPackBytes(uint32_t pack, uint64_t offset, std::span<uint8_t> out);
 
-	// For gc (gc.h). Trades this instance's shared lock for an exclusive
-	// one without waiting (flock converts the lock of our own open file
-	// description, so our shared lock is no obstacle); IncorrectState
-	// while any other Store, in this process or another, has the store
-	// open. unlockExclusive() trades it back.
-	Result<void> lockExclusive();
-	void unlockExclusive();
-	// After gc deleted packs: drops their chunks from the map and closes
-	// their files, so no lookup or dedup ever points at them again.
+	// After gc deleted packs: drops their chunks from the map, so no lookup
+	// or dedup ever points at them again.
 	void forgetPacks(const std::vector<PackId> &packs);
 
 private:
@@ -114,105 +122,24 @@ private:
 		uint64_t offset;
 	};
 
-	Store() = default;
+	Store(std::unique_ptr<Backend> backend, StoreOptions options)
+		: backend_(std::move(backend)), options_(options)
+	{
+	}
 	void addPackLocked(const PackIndex &index);
-	Result<int> packFd(uint32_t pack);
-	fs::path manifestPath(const std::string &snapshotId) const;
-	fs::path recordPath(const std::string &kind, const std::string &id) const;
+	// The pack a map entry names, if it is still known.
+	std::optional<PackId> packOf(uint32_t ordinal) const;
 
-	fs::path dir_;
+	std::unique_ptr<Backend> backend_;
+	StoreOptions options_;
 	std::string storeId_;
 	uint32_t chunkSize_ = kDefaultChunkSize;
 	KeyDomain domain_;
-	UniqueFd lock_;
 
 	mutable std::shared_mutex mutex_;
 	std::unordered_map<ChunkId, Location, ChunkIdHash> chunks_;
-	std::vector<PackId> packs_;
-	std::vector<UniqueFd> packFds_;
-	std::unordered_set<std::string> packNames_;
-};
-
-// Writes the new chunks of one job into packs. put() may be called from
-// several threads, each with its own codec. A pack becomes visible when it
-// is full (about 32 MiB) and durable, or at commit(); dropped uncommitted,
-// the writer removes its unfinished pack, and finished ones wait for gc
-// like any chunk no manifest names.
-//
-// put() only hashes, compresses and encrypts, on the caller's thread; the
-// blobs go through a short queue (at most kQueueBytes) to one appender
-// thread that writes the pack sequentially, a batch at a time, and a full pack goes to a
-// finisher thread that makes it durable (fsync, index, renames) while the
-// appender fills the next. Callers never wait for the disk unless it is
-// slower than they are: then a full queue, or a pack still being finished
-// when the next one fills, slows put() down instead of piling up.
-// Errors of those threads come back from a later put() or from commit().
-class ChunkWriter
-{
-public:
-	static constexpr size_t kQueueBytes = 8u << 20;
-	// The appender is woken when this much waits (or at commit), and
-	// writes it all with one writev: a wake-up and a write call per blob
-	// cost 8% of a full snapshot's CPU in scheduling alone.
-	static constexpr size_t kAppendBatchBytes = 1u << 20;
-
-	explicit ChunkWriter(Store &store) : store_(store) {}
-	// Finishes a pack already handed to the finisher; drops the queue and
-	// the unfinished pack.
-	~ChunkWriter();
-	ChunkWriter(const ChunkWriter &) = delete;
-	ChunkWriter &operator=(const ChunkWriter &) = delete;
-
-	Result<ChunkId> put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type);
-	Result<void> commit();
-
-	uint64_t bytesAdded() const { return bytesAdded_; }
-	uint64_t chunksNew() const { return chunksNew_; }
-	uint64_t chunksReused() const { return chunksReused_; }
-
-private:
-	struct Blob {
-		ChunkId id;
-		ChunkType type;
-		uint32_t rawLength;
-		Bytes bytes;
-	};
-
-	void appenderLoop();
-	void finisherLoop();
-	// On the appender thread, without mutex_.
-	Result<void> append(std::deque<Blob> &blobs);
-	Result<void> handOff();
-	// Callers hold mutex_.
-	void failLocked(const Error &e);
-	std::unexpected<Error> errorLocked() const { return std::unexpected(*error_); }
-	void startThreadsLocked();
-
-	Store &store_;
-	std::atomic<uint64_t> bytesAdded_{0};
-	std::atomic<uint64_t> chunksNew_{0};
-	std::atomic<uint64_t> chunksReused_{0};
-
-	std::mutex mutex_;
-	std::condition_variable appenderCv_; // the appender: blobs, a flush, or stop
-	std::condition_variable finisherCv_; // the finisher: a pack, or stop
-	std::condition_variable stateCv_;    // put() and commit(): room, flushed, finished, failed
-	// Ids put in this job and not yet in the store's map (queued, in the
-	// pack being filled, at the finisher): a job's memory does not grow
-	// with the disk it copies.
-	std::unordered_set<ChunkId, ChunkIdHash> pending_;
-	std::deque<Blob> queue_;
-	size_t queueBytes_ = 0;
-	bool flushRequested_ = false;
-	bool stopping_ = false;
-	bool finisherStopping_ = false;
-	std::optional<Error> error_;
-	// Only the appender touches pack_; only the finisher touches
-	// *finishing_ while it is set (it is set and reset under mutex_).
-	std::optional<PackWriter> pack_;
-	std::optional<PackWriter> finishing_;
-	std::thread appender_;
-	std::thread finisher_;
+	std::vector<PackId> packs_;                      // by ordinal; a forgotten one stays, unnamed
+	std::unordered_set<std::string> packNames_;      // the packs known now
 };
 
 } // namespace virtsnap::store

@@ -1,8 +1,5 @@
 #include "verify.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -15,7 +12,6 @@
 #include <unordered_set>
 
 #include "core/cancel.h"
-#include "core/file_util.h"
 
 namespace virtsnap::store {
 
@@ -54,33 +50,34 @@ struct Failure {
 	std::string reason;
 };
 
-// One worker's codec, open pack and counters; merged after the join.
+// One worker's codec, buffer and counters; merged after the join.
 struct Reader {
 	std::unique_ptr<ChunkCodec> codec;
-	std::optional<PackId> pack;
-	UniqueFd fd;
 	Bytes blob;
 	uint64_t bytesRead = 0;
 	uint64_t bytesChecked = 0;
 	std::vector<Failure> failures;
+	// A store that cannot be read at all is not damage: it stops verify.
+	std::optional<Error> unreachable;
 };
 
-// Reads one chunk from the pack file on disk (not through the Store's
-// descriptors, which may outlive a deleted file) and checks all of it.
-// The error message is the reason alone.
+// Reads one chunk from its pack object as it is now (not through the
+// Store's map alone) and checks all of it. The error message is the
+// reason alone.
 Result<Bytes> readAndCheck(const Store &store, Reader &r, const ChunkId &id, const Store::ChunkLocation &loc)
 {
-	if (!r.pack || *r.pack != loc.pack || !r.fd.isValid()) {
-		r.pack = loc.pack;
-		fs::path path = packPath(store.dir(), loc.pack);
-		r.fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-		if (!r.fd.isValid())
-			return fail(errc::kCorrupt, std::string("its pack cannot be opened: ") + std::strerror(errno));
-	}
 	r.blob.resize(loc.length);
-	if (auto read = preadAll(r.fd.get(), r.blob, loc.offset); !read)
+	if (auto read = PackReader(store.backend(), loc.pack).read(loc.offset, r.blob); !read) {
+		const std::string &code = read.error().code;
+		if (code == errc::kStoreUnavailable || code == errc::kAccessDenied) {
+			r.unreachable = read.error();
+			return std::unexpected(read.error());
+		}
+		if (code == errc::kObjectNotFound)
+			return fail(errc::kCorrupt, "its pack is missing");
 		return fail(errc::kCorrupt, "cannot be read at offset " + std::to_string(loc.offset) + ": " +
 						    read.error().message);
+	}
 	r.bytesRead += loc.length;
 	auto plain = r.codec->decode(id, r.blob);
 	if (!plain)
@@ -205,6 +202,16 @@ public:
 	}
 
 private:
+	// A read that failed because the store could not be reached stops
+	// verify with that error; the report would otherwise call it damage.
+	Result<void> reachable() const
+	{
+		for (const Reader &r : readers_)
+			if (r.unreachable)
+				return std::unexpected(*r.unreachable);
+		return {};
+	}
+
 	Result<std::vector<std::string>> snapshotIds(const std::vector<std::string> &requested)
 	{
 		std::vector<std::string> ids;
@@ -215,15 +222,7 @@ private:
 					ids.push_back(id);
 			return ids;
 		}
-		fs::path dir = store_.dir() / "snapshots";
-		std::error_code ec;
-		for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec))
-			if (it->path().extension() == ".manifest")
-				ids.push_back(it->path().stem().string());
-		if (ec)
-			return fail(errc::kIo, "list " + dir.string() + ": " + ec.message());
-		std::sort(ids.begin(), ids.end());
-		return ids;
+		return store_.listManifestIds();
 	}
 
 	void openSnapshot(size_t index)
@@ -305,6 +304,7 @@ private:
 			});
 			if (cancelRequested())
 				return interrupted();
+			VS_TRY(reachable());
 			for (size_t i = 0; i < n; i++) {
 				report_.chunksChecked++;
 				report_.chunksDamaged += !states[i].ok;
@@ -392,6 +392,7 @@ private:
 		});
 		if (cancelRequested())
 			return interrupted();
+		VS_TRY(reachable());
 
 		report_.chunksChecked += chunks_.size();
 		for (Failure &f : missing)
@@ -509,6 +510,9 @@ private:
 
 Result<VerifyReport> verifySnapshots(Store &store, const std::vector<std::string> &snapshotIds, unsigned threads)
 {
+	// gc must not remove a pack under verify's reads: damage it would
+	// report that is not there.
+	VS_ASSIGN(auto lease, store.lease(Lease::Kind::Shared, "verify"));
 	Verifier v(store, threads);
 	return v.run(snapshotIds);
 }

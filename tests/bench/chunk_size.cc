@@ -37,6 +37,7 @@
 
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
+#include "store/chunk_writer.h"
 #include "store/manifest.h"
 #include "store/snapshot_index.h"
 #include "store/store.h"
@@ -423,7 +424,7 @@ Result<SnapshotStats> takeSnapshot(store::Store &store, std::span<const uint8_t>
 				   store::Manifest &m)
 {
 	SnapshotStats st;
-	uint64_t before = dirUsage(store.dir()).bytes;
+	uint64_t before = dirUsage(store.backend().describe()).bytes;
 	auto t0 = std::chrono::steady_clock::now();
 	double cpu0 = cpuSeconds();
 
@@ -504,7 +505,7 @@ Result<SnapshotStats> takeSnapshot(store::Store &store, std::span<const uint8_t>
 	for (size_t p = 0; p < m.indexPages.size(); p++)
 		if (!store::isZeroId(m.indexPages[p]) && (!parent || parent->indexPages[p] != m.indexPages[p]))
 			st.pagesWritten++;
-	st.storeBytes = dirUsage(store.dir()).bytes - before;
+	st.storeBytes = dirUsage(store.backend().describe()).bytes - before;
 	return st;
 }
 

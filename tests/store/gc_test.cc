@@ -326,45 +326,82 @@ TEST_F(GcSweepTest, SecondRunRemovesNothing)
 	EXPECT_EQ(treeSnapshot(storeDir()), before);
 }
 
-TEST_F(GcSweepTest, RefusedWhileAnotherStoreHoldsTheStore)
+TEST_F(GcSweepTest, RefusedWhileALeaseIsHeldAndAllowedOnceItIsGone)
 {
 	ageTree(storeDir(), 2h);
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
 	auto before = treeSnapshot(storeDir());
 
-	// A second open file description of the lock: what another process
-	// running virtsnap would hold.
+	// What another process or host taking a snapshot holds.
 	auto other = openOrNull(storeDir(), keyFile());
 	ASSERT_TRUE(other);
+	auto lease = other->lease(Lease::Kind::Shared, "snapshot of vm1");
+	ASSERT_TRUE(lease) << describe(lease);
 	auto refused = collectGarbage(*store_, {});
 	ASSERT_FALSE(refused);
 	EXPECT_EQ(refused.error().code, errc::kIncorrectState);
-	EXPECT_NE(refused.error().message.find("in use by another process"), std::string::npos)
-		<< refused.error().message;
-	EXPECT_NE(refused.error().message.find("virtsnap gc"), std::string::npos) << refused.error().message;
+	EXPECT_NE(refused.error().message.find("is in use by"), std::string::npos) << refused.error().message;
+	EXPECT_NE(refused.error().message.find("snapshot of vm1"), std::string::npos) << refused.error().message;
 	EXPECT_EQ(treeSnapshot(storeDir()), before);
-	// The other way round too (and a dry run is refused as well).
+	// A dry run is refused as well, and the other way round too.
 	GcOptions dry;
 	dry.dryRun = true;
+	EXPECT_EQ(codeOf(collectGarbage(*store_, dry)), errc::kIncorrectState);
+	auto mine = store_->lease(Lease::Kind::Shared, "restore");
+	ASSERT_TRUE(mine) << describe(mine);
+	lease->reset();
 	EXPECT_EQ(codeOf(collectGarbage(*other, dry)), errc::kIncorrectState);
+	mine->reset();
 
-	// Both still hold their shared locks after the refusals.
-	UniqueFd probe(::open((storeDir() / "lock").c_str(), O_RDWR | O_CLOEXEC));
-	ASSERT_TRUE(probe.isValid());
-	EXPECT_NE(::flock(probe.get(), LOCK_EX | LOCK_NB), 0);
-	other.reset();
-	EXPECT_NE(::flock(probe.get(), LOCK_EX | LOCK_NB), 0) << "the refused gc dropped its shared lock";
-	probe.reset();
-
+	// The refusals left no lease behind; with none held, gc runs.
+	auto held = heldLeases(store_->backend());
+	ASSERT_TRUE(held) << describe(held);
+	EXPECT_TRUE(held->empty()) << held->front();
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRemoved, 1u);
 	expectRestores(*store_, "snap-b", diskB_);
+	held = heldLeases(store_->backend());
+	ASSERT_TRUE(held) << describe(held);
+	EXPECT_TRUE(held->empty()) << "gc kept its lease: " << held->front();
+}
 
-	// Afterwards the store is shared again, not exclusive.
-	probe.reset(::open((storeDir() / "lock").c_str(), O_RDWR | O_CLOEXEC));
-	ASSERT_TRUE(probe.isValid());
-	EXPECT_EQ(::flock(probe.get(), LOCK_SH | LOCK_NB), 0) << "gc kept the store exclusive";
-	EXPECT_NE(::flock(probe.get(), LOCK_EX | LOCK_NB), 0);
+TEST_F(GcSweepTest, NoSnapshotStartsWhileGcHoldsTheStore)
+{
+	auto gcLease = store_->lease(Lease::Kind::Exclusive, "gc");
+	ASSERT_TRUE(gcLease) << describe(gcLease);
+	auto other = openOrNull(storeDir(), keyFile());
+	ASSERT_TRUE(other);
+	auto refused = other->lease(Lease::Kind::Shared, "snapshot of vm1");
+	ASSERT_FALSE(refused);
+	EXPECT_EQ(refused.error().code, errc::kIncorrectState);
+	EXPECT_NE(refused.error().message.find("gc"), std::string::npos) << refused.error().message;
+	EXPECT_FALSE(other->lease(Lease::Kind::Exclusive, "gc"));
+	gcLease->reset();
+	EXPECT_TRUE(other->lease(Lease::Kind::Shared, "snapshot of vm1"));
+}
+
+// A holder that stops renewing blocks nobody past its lease, even one that
+// still runs (a host cut off from the store).
+TEST_F(GcSweepTest, AnExpiredLeaseBlocksNobody)
+{
+	ageTree(storeDir(), 2h);
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	StoreOptions stale;
+	stale.lease.duration = std::chrono::seconds(1);
+	stale.lease.renewInterval = std::chrono::seconds(3600);
+	auto other = Store::open(storeDir(), keyFile(), stale);
+	ASSERT_TRUE(other) << describe(other);
+	auto lease = (*other)->lease(Lease::Kind::Shared, "snapshot of a host that hangs");
+	ASSERT_TRUE(lease) << describe(lease);
+	StoreOptions judge = stale;
+	auto mine = Store::open(storeDir(), keyFile(), judge);
+	ASSERT_TRUE(mine) << describe(mine);
+	EXPECT_EQ(codeOf(collectGarbage(**mine, {})), errc::kIncorrectState);
+	std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+	EXPECT_FALSE((*lease)->held());
+	auto r = collectGarbage(**mine, {});
+	ASSERT_TRUE(r) << describe(r);
+	EXPECT_EQ(r->packsRemoved, 1u);
 }
 
 TEST_F(GcSweepTest, AnUnreadableManifestOrIndexPageStopsGcBeforeAnyRemoval)
@@ -596,7 +633,6 @@ TEST_F(GcTest, LeftoversOlderThanGraceAreRemovedYoungerOnesAndUnknownFilesKept)
 	for (const fs::path &p : unknown)
 		EXPECT_TRUE(fs::exists(p)) << p;
 	EXPECT_TRUE(fs::exists(storeDir() / "config.json"));
-	EXPECT_TRUE(fs::exists(storeDir() / "lock"));
 	EXPECT_TRUE(openOrNull(storeDir(), keyFile()));
 }
 

@@ -353,6 +353,7 @@ TEST_F(StoreManifestTest, ManifestOfAnotherStoreDoesNotOpen)
 	ASSERT_TRUE(a && b);
 	Manifest m = smallManifest("snap-00000000000000abc", "t");
 	ASSERT_TRUE(a->putManifest(m));
+	fs::create_directories(root_ / "b" / "snapshots");
 	fs::copy_file(root_ / "a" / "snapshots" / (m.snapshotId + ".manifest"),
 		      root_ / "b" / "snapshots" / (m.snapshotId + ".manifest"));
 	auto r = b->getManifest(m.snapshotId);

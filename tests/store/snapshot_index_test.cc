@@ -3,6 +3,7 @@
 // exactly one new page.
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
+#include "store/chunk_writer.h"
 #include "store/snapshot_index.h"
 #include "store_test_util.h"
 

@@ -23,6 +23,8 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "crypto/crypto.h"
+#include "store/chunk_writer.h"
+#include "store/local_backend.h"
 #include "store/store.h"
 
 namespace virtsnap::store::test {
@@ -108,6 +110,12 @@ inline std::map<std::string, std::string> treeSnapshot(const fs::path &dir)
 	if (!fs::exists(dir, ec))
 		return out;
 	for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec)) {
+		// Leases come and go with whoever works on the store (lease.h):
+		// they are not what it holds.
+		if (it->path() == dir / "locks") {
+			it.disable_recursion_pending();
+			continue;
+		}
 		struct stat st;
 		if (::lstat(it->path().c_str(), &st) != 0)
 			continue;
@@ -148,6 +156,18 @@ inline void flipByte(const fs::path &path, uint64_t offset, uint8_t mask = 0x01)
 inline std::string keyHex(const crypto::SecretKey &key)
 {
 	return toHex(key.bytes());
+}
+
+// Where a local store keeps a pack and its index, for tests that damage
+// them by hand.
+inline fs::path packPath(const fs::path &storeDir, const PackId &id)
+{
+	return storeDir / packName(id);
+}
+
+inline fs::path packIndexPath(const fs::path &storeDir, const PackId &id)
+{
+	return storeDir / packIndexName(id);
 }
 
 // A fresh mkdtemp directory per test, removed with everything in it.

@@ -258,7 +258,7 @@ TEST_F(VerifyTest, LostPackFileIsDamageNotAFailure)
 	EXPECT_FALSE(a.ok);
 	// Every chunk of A (its page went to a pack of its own).
 	EXPECT_EQ(a.problems.size(), 2 * kSlots - 1) << joined(a.problems);
-	EXPECT_TRUE(anyContains(a.problems, "its pack cannot be opened")) << joined(a.problems);
+	EXPECT_TRUE(anyContains(a.problems, "its pack is missing")) << joined(a.problems);
 	// B's own chunks are elsewhere; the shared ones are gone.
 	const SnapshotVerification &b = r.snapshots[1];
 	EXPECT_FALSE(b.ok);
@@ -286,9 +286,9 @@ TEST_F(VerifyTest, ChunkStoredUnderAWrongId)
 	ChunkId liar = codec_->idOf(randomData(kChunk, 78));
 	Bytes blob;
 	ASSERT_TRUE(codec_->encode(liar, ChunkType::Data, content, blob));
-	auto pack = PackWriter::create(storeDir());
+	auto pack = PackWriter::create(store_->backend());
 	ASSERT_TRUE(pack) << describe(pack);
-	ASSERT_TRUE(pack->append(liar, ChunkType::Data, blob[5], kChunk, blob));
+	ASSERT_TRUE(pack->append({liar, ChunkType::Data, blob[5], kChunk, blob}));
 	ASSERT_TRUE(pack->finish(store_->domain()));
 	ASSERT_TRUE(store_->refresh());
 	// readChunk alone does not notice.

@@ -1,0 +1,12 @@
+// The store in an S3 bucket (AWS, Ceph RGW, MinIO, Garage), over libcurl,
+// which signs requests with AWS SigV4 itself.
+#pragma once
+
+#include "backend.h"
+#include "backend_url.h"
+
+namespace virtsnap::store {
+
+Result<std::unique_ptr<Backend>> openS3Backend(const StoreUrl &url, const BackendSettings &settings);
+
+} // namespace virtsnap::store
