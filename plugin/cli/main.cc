@@ -32,7 +32,7 @@ namespace virtsnap::cli {
 namespace {
 
 const std::vector<OptionSpec> kGlobalOptions = {
-	{"store"}, {"key-file"}, {"output"}, {"socket"}, {"config"}, {"help", false}, {"version", false},
+	{"store"}, {"key-file"}, {"state-dir"}, {"output"}, {"socket"}, {"config"}, {"help", false}, {"version", false},
 };
 
 // Commands of the CLI alone, outside the service: events needs the daemon.
@@ -53,7 +53,8 @@ const daemon::CommandSpec *findCommand(const std::string &name)
 }
 
 struct Settings {
-	std::string storeDir, keyFile, socket;
+	daemon::StoreLocation location;
+	std::string socket;
 	OutputFormat output = OutputFormat::Json;
 };
 
@@ -220,7 +221,7 @@ int inProcess(const Settings &ctx, const daemon::CommandSpec &spec, const Argume
 		return printError(Error{errc::kIncorrectState,
 					"no virtsnapd answers on " + ctx.socket +
 						"; start it (virtsnapd), or add --wait to take the snapshot in this process"});
-	daemon::StoreLocation location{ctx.storeDir, ctx.keyFile};
+	const daemon::StoreLocation &location = ctx.location;
 	std::unique_ptr<daemon::Service> service;
 	if (spec.needsStore) {
 		auto opened = daemon::Service::open(location, {}, nullptr);
@@ -255,8 +256,8 @@ std::string typedName(const std::string &name)
 
 void usage(FILE *out)
 {
-	std::fprintf(out, "usage: virtsnap [--store DIR] [--key-file FILE] [--socket PATH] [--config FILE]\n"
-			  "                [--output json|table] COMMAND [options]\n\ncommands:\n");
+	std::fprintf(out, "usage: virtsnap [--store DIR|URL] [--key-file FILE] [--state-dir DIR] [--socket PATH]\n"
+			  "                [--config FILE] [--output json|table] COMMAND [options]\n\ncommands:\n");
 	auto show = [&](const std::string &name, const daemon::CommandSpec &c) {
 		std::string opts;
 		for (const OptionSpec &o : c.options)
@@ -269,11 +270,15 @@ void usage(FILE *out)
 		show(typedName(name), c);
 	const Config defaults;
 	std::fprintf(out,
-		     "\nThe store is --store, else $VIRTSNAP_STORE, else [store] path in the config file, else %s.\n"
+		     "\nThe store (a directory, rados://POOL[/NS], s3://BUCKET[/PREFIX]?endpoint=URL) is --store, else\n"
+		     "$VIRTSNAP_STORE, else [store] path in the config file, else %s.\n"
 		     "The key file is --key-file, else $VIRTSNAP_KEY_FILE, else [store] key-file, else %s.\n"
+		     "The state directory (this host's catalog) is --state-dir, else $VIRTSNAP_STATE_DIR, else\n"
+		     "[store] state-dir, else the store's own directory, or %s for a remote store.\n"
 		     "The daemon's socket is --socket, else $VIRTSNAP_SOCKET, else [daemon] socket, else %s.\n"
 		     "The config file is --config, else $VIRTSNAP_CONFIG, else %s (see virtsnap.conf(5)).\n",
-		     defaults.storePath.c_str(), defaults.keyFile.c_str(), defaults.socket.c_str(), kConfigPath);
+		     defaults.storePath.c_str(), defaults.keyFile.c_str(), kRemoteStateDir, defaults.socket.c_str(),
+		     kConfigPath);
 }
 
 // For the bash completion, which asks the binary so it never goes stale:
@@ -368,8 +373,10 @@ int run(int argc, char **argv)
 	if (!config)
 		return printError(config.error());
 	Settings ctx;
-	ctx.storeDir = args->get("store", config->storePath.string());
-	ctx.keyFile = args->get("key-file", config->keyFile.string());
+	ctx.location.url = args->get("store", config->storePath);
+	ctx.location.keyFile = args->get("key-file", config->keyFile.string());
+	ctx.location.stateDir = stateDirFor(ctx.location.url, args->get("state-dir", config->stateDir.string()));
+	ctx.location.s3CredentialsFile = config->s3CredentialsFile;
 	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {
@@ -377,7 +384,7 @@ int run(int argc, char **argv)
 		return 2;
 	}
 	ctx.output = output == "table" ? OutputFormat::Table : OutputFormat::Json;
-	for (const char *global : {"store", "key-file", "output", "socket", "config"})
+	for (const char *global : {"store", "key-file", "state-dir", "output", "socket", "config"})
 		args->erase(global);
 	// A domain named without --connect is on the config's libvirt URI.
 	bool takesConnect = std::any_of(spec->options.begin(), spec->options.end(),

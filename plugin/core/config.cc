@@ -54,11 +54,32 @@ Result<void> absolutePath(const std::string &value, fs::path &out)
 	return {};
 }
 
+// A directory, or a store URL; the URL's own rules are checked when the
+// store is opened (store/backend_url.h), this only keeps typos out.
+Result<void> storeLocation(const std::string &value, std::string &out)
+{
+	for (const char *scheme : {"file://", "rados://", "s3://"})
+		if (value.rfind(scheme, 0) == 0) {
+			out = value;
+			return {};
+		}
+	if (value.find("://") != std::string::npos)
+		return fail(errc::kInvalidParameterValue,
+			    "'" + value + "' has an unknown scheme (a path, file://, rados:// or s3://)");
+	fs::path path;
+	VS_TRY(absolutePath(value, path));
+	out = value;
+	return {};
+}
+
 const std::vector<KeySpec> &keySpecs()
 {
 	static const std::vector<KeySpec> specs = {
-		{"store", "path", [](const std::string &v, Config &c) { return absolutePath(v, c.storePath); }},
+		{"store", "path", [](const std::string &v, Config &c) { return storeLocation(v, c.storePath); }},
 		{"store", "key-file", [](const std::string &v, Config &c) { return absolutePath(v, c.keyFile); }},
+		{"store", "state-dir", [](const std::string &v, Config &c) { return absolutePath(v, c.stateDir); }},
+		{"s3", "credentials-file",
+		 [](const std::string &v, Config &c) { return absolutePath(v, c.s3CredentialsFile); }},
 		{"daemon", "socket", [](const std::string &v, Config &c) { return absolutePath(v, c.socket); }},
 		{"daemon", "max-parallel-jobs",
 		 [](const std::string &v, Config &c) -> Result<void> {
@@ -304,9 +325,21 @@ Result<Config> loadEffectiveConfig(const std::filesystem::path &configOption)
 		config->storePath = v;
 	if (std::string v = fromEnvironment("VIRTSNAP_KEY_FILE"); !v.empty())
 		config->keyFile = v;
+	if (std::string v = fromEnvironment("VIRTSNAP_STATE_DIR"); !v.empty())
+		config->stateDir = v;
 	if (std::string v = fromEnvironment("VIRTSNAP_SOCKET"); !v.empty())
 		config->socket = v;
 	return config;
+}
+
+fs::path stateDirFor(const std::string &store, const fs::path &configured)
+{
+	if (!configured.empty())
+		return configured;
+	bool remote = store.find("://") != std::string::npos && store.rfind("file://", 0) != 0;
+	if (remote)
+		return kRemoteStateDir;
+	return store.rfind("file://", 0) == 0 ? fs::path(store.substr(7)) : fs::path(store);
 }
 
 Result<unsigned> parseMaxParallelJobs(const std::string &text)

@@ -4,8 +4,8 @@
 // as the file is examples/virtsnap.conf.
 //
 // Precedence, highest first: command-line option > environment variable
-// (VIRTSNAP_STORE, VIRTSNAP_KEY_FILE, VIRTSNAP_SOCKET) > this file >
-// built-in default. This module does the last three; each program lays its
+// (VIRTSNAP_STORE, VIRTSNAP_KEY_FILE, VIRTSNAP_STATE_DIR, VIRTSNAP_SOCKET) >
+// this file > built-in default. This module does the last three; each program lays its
 // own options over the result.
 //
 // Tiny on purpose: it depends on GLib and error.h only (its own static
@@ -26,8 +26,10 @@ inline constexpr const char *kConfigEnv = "VIRTSNAP_CONFIG";
 // Every key the file may hold, with its built-in default. A default-built
 // Config is the defaults.
 struct Config {
-	std::filesystem::path storePath = "/var/lib/virtsnap";                  // [store] path
+	std::string storePath = "/var/lib/virtsnap";                            // [store] path: a path or a URL
 	std::filesystem::path keyFile = "/etc/virtsnap/store.key";              // [store] key-file
+	std::filesystem::path stateDir;                                         // [store] state-dir; empty: see stateDirFor()
+	std::filesystem::path s3CredentialsFile;                                // [s3] credentials-file
 	std::filesystem::path socket = "/run/virtsnap/virtsnapd.sock";          // [daemon] socket
 	unsigned maxParallelJobs = 2;                                           // [daemon] max-parallel-jobs
 	std::filesystem::path eventsLog = "/var/log/virtsnap/events.jsonl";     // [daemon] events-log
@@ -55,11 +57,17 @@ Result<Config> loadConfig(const std::filesystem::path &path);
 // What virtsnap, virtsnapd and the hook start with: the file named by
 // `configOption` (the --config value; empty when not given), else by
 // $VIRTSNAP_CONFIG, else /etc/virtsnap/virtsnap.conf, read with loadConfig;
-// then VIRTSNAP_STORE, VIRTSNAP_KEY_FILE and VIRTSNAP_SOCKET (when set and
-// not empty) override what the file says. A file named by --config or
+// then VIRTSNAP_STORE, VIRTSNAP_KEY_FILE, VIRTSNAP_STATE_DIR and
+// VIRTSNAP_SOCKET (when set and not empty) override what the file says. A file named by --config or
 // $VIRTSNAP_CONFIG must exist: a typo there would otherwise silently mean
 // the defaults.
 Result<Config> loadEffectiveConfig(const std::filesystem::path &configOption = {});
+
+// Where this host keeps its state for a store (the catalog, job records):
+// `configured` when given; for a store in a local directory the directory
+// itself, as always; for a remote store /var/lib/virtsnap/state.
+std::filesystem::path stateDirFor(const std::string &store, const std::filesystem::path &configured);
+inline constexpr const char *kRemoteStateDir = "/var/lib/virtsnap/state";
 
 // The rules of the daemon's numeric settings, shared by the file and by
 // virtsnapd's options so both accept the same values. The error message is

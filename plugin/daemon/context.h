@@ -10,6 +10,7 @@
 #include "core/arguments.h"
 #include "engine/snapshot_engine.h"
 #include "json/json.h"
+#include "store/backend.h"
 
 namespace virtsnap::catalog {
 class Catalog;
@@ -19,11 +20,12 @@ class Dispatcher;
 }
 namespace virtsnap::store {
 class Store;
-}
+} // namespace virtsnap::store
 
 namespace virtsnap::daemon {
 
 class Admission;
+class CatalogSync;
 class DriverCache;
 class JobRunner;
 
@@ -33,10 +35,21 @@ struct ServiceOptions {
 	std::string libvirtUri = "qemu:///system"; // --connect's default
 };
 
+// Which store, with which key, and where this host keeps its state for it
+// (the catalog): core/config.h's stateDirFor().
 struct StoreLocation {
-	std::filesystem::path dir;
+	std::string url; // a directory, or a store URL (store/backend_url.h)
 	std::filesystem::path keyFile;
+	std::filesystem::path stateDir;
+	std::filesystem::path s3CredentialsFile;
 };
+
+inline store::BackendSettings backendSettings(const StoreLocation &location)
+{
+	store::BackendSettings s;
+	s.s3CredentialsFile = location.s3CredentialsFile.string();
+	return s;
+}
 
 // What a command prints, and whether it failed anyway (a set in error
 // prints its snapshots and exits 1).
@@ -62,6 +75,7 @@ struct Context {
 	StoreLocation location;
 	store::Store *store = nullptr;       // null for commands that make one (init)
 	catalog::Catalog *catalog = nullptr; // likewise
+	CatalogSync *sync = nullptr;
 	events::Dispatcher *events = nullptr; // null: nothing is emitted (the CLI)
 	Admission *admission = nullptr;
 	JobRunner *jobs = nullptr;

@@ -27,15 +27,16 @@ void usage(FILE *out)
 {
 	const Config d;
 	std::fprintf(out,
-		     "usage: virtsnapd [--config FILE] [--store DIR] [--key-file FILE] [--socket PATH]\n"
-		     "                 [--events-log FILE] [--events-dir DIR] [--handler-timeout SECONDS]\n"
-		     "                 [--max-parallel-jobs N] [--foreground]\n\n"
+		     "usage: virtsnapd [--config FILE] [--store DIR|URL] [--key-file FILE] [--state-dir DIR]\n"
+		     "                 [--socket PATH] [--events-log FILE] [--events-dir DIR]\n"
+		     "                 [--handler-timeout SECONDS] [--max-parallel-jobs N] [--foreground]\n\n"
 		     "Each setting is the option, else the config file, else the default below; the store,\n"
-		     "key file and socket take $VIRTSNAP_STORE, $VIRTSNAP_KEY_FILE and $VIRTSNAP_SOCKET\n"
-		     "over the config file.\n\n"
+		     "key file, state directory and socket take $VIRTSNAP_STORE, $VIRTSNAP_KEY_FILE,\n"
+		     "$VIRTSNAP_STATE_DIR and $VIRTSNAP_SOCKET over the config file.\n\n"
 		     "  --config FILE             else $VIRTSNAP_CONFIG, else %s\n"
-		     "  --store DIR               [store] path, %s\n"
+		     "  --store DIR|URL           [store] path, %s (rados://POOL[/NS], s3://BUCKET[/PREFIX]?endpoint=URL)\n"
 		     "  --key-file FILE           [store] key-file, %s\n"
+		     "  --state-dir DIR           [store] state-dir, else the store's directory, or %s for a remote store\n"
 		     "  --socket PATH             [daemon] socket, %s\n"
 		     "  --events-log FILE         [daemon] events-log, %s\n"
 		     "  --events-dir DIR          [daemon] events-dir, %s\n"
@@ -43,12 +44,13 @@ void usage(FILE *out)
 		     "  --max-parallel-jobs N     [daemon] max-parallel-jobs, %u\n"
 		     "  --foreground              stay in the foreground (as under systemd); else detach\n\n"
 		     "See virtsnapd(8) and virtsnap.conf(5).\n",
-		     kConfigPath, d.storePath.c_str(), d.keyFile.c_str(), d.socket.c_str(), d.eventsLog.c_str(),
+		     kConfigPath, d.storePath.c_str(), d.keyFile.c_str(), kRemoteStateDir, d.socket.c_str(), d.eventsLog.c_str(),
 		     d.eventsDir.c_str(), double(d.handlerTimeout.count()) / 1000, d.maxParallelJobs);
 }
 
 struct Settings {
-	std::string store, keyFile, socket;
+	daemon::StoreLocation location;
+	std::string socket;
 	events::Dispatcher::Options events;
 	daemon::ServiceOptions service;
 	std::string loadedFrom;
@@ -65,8 +67,10 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 		return std::nullopt;
 	}
 	Settings s;
-	s.store = args.get("store", config->storePath.string());
-	s.keyFile = args.get("key-file", config->keyFile.string());
+	s.location.url = args.get("store", config->storePath);
+	s.location.keyFile = args.get("key-file", config->keyFile.string());
+	s.location.stateDir = stateDirFor(s.location.url, args.get("state-dir", config->stateDir.string()));
+	s.location.s3CredentialsFile = config->s3CredentialsFile;
 	s.socket = args.get("socket", config->socket.string());
 	s.loadedFrom = config->loadedFrom.string();
 	s.events.logFile = args.get("events-log", config->eventsLog.string());
@@ -103,7 +107,7 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 int serve(const Settings &settings)
 {
 	events::Dispatcher dispatcher(settings.events);
-	auto service = daemon::Service::open({settings.store, settings.keyFile}, settings.service, &dispatcher);
+	auto service = daemon::Service::open(settings.location, settings.service, &dispatcher);
 	if (!service) {
 		std::fprintf(stderr, "virtsnapd: %s\n", service.error().toString().c_str());
 		return 1;
@@ -121,7 +125,7 @@ int serve(const Settings &settings)
 			std::this_thread::sleep_for(std::chrono::milliseconds(100));
 		(*server)->stop();
 	});
-	std::fprintf(stderr, "virtsnapd: serving %s on %s (%s)\n", settings.store.c_str(), settings.socket.c_str(),
+	std::fprintf(stderr, "virtsnapd: serving %s on %s (%s)\n", settings.location.url.c_str(), settings.socket.c_str(),
 		     settings.loadedFrom.empty() ? "no config file" : ("config " + settings.loadedFrom).c_str());
 	(*server)->run();
 	if (!cancelRequested())
@@ -138,6 +142,7 @@ int run(int argc, char **argv)
 	auto args = Arguments::parse(raw, {{"config"},
 					   {"store"},
 					   {"key-file"},
+					   {"state-dir"},
 					   {"socket"},
 					   {"events-log"},
 					   {"events-dir"},

@@ -37,9 +37,10 @@ Result<Reply> initStore(Context &ctx, const Call &call)
 	if (call.args.has("chunk-size")) {
 		VS_ASSIGN(chunkSize, parseChunkSize(call.args.get("chunk-size")));
 	}
-	VS_ASSIGN(engine::StoreCreated created, engine::initStore(ctx.location.dir, ctx.location.keyFile, chunkSize));
+	VS_ASSIGN(engine::StoreCreated created,
+		  engine::initStore(ctx.location.url, backendSettings(ctx.location), ctx.location.keyFile, chunkSize));
 	Json j = Json::object();
-	j.set("Store", Json::string(ctx.location.dir.string()));
+	j.set("Store", Json::string(ctx.location.url));
 	j.set("KeyFile", Json::string(ctx.location.keyFile.string()));
 	j.set("KeyCreated", Json::boolean(created.keyCreated));
 	j.set("ChunkSize", Json::integer(created.chunkSize));

@@ -5,6 +5,7 @@
 #include "engine/maintenance.h"
 #include "handlers.h"
 #include "recovery.h"
+#include "core/file_util.h"
 #include "store/store.h"
 
 namespace virtsnap::daemon {
@@ -16,6 +17,7 @@ Service::Service(const StoreLocation &location, ServiceOptions options, events::
 	ctx_.location = location;
 	ctx_.events = events;
 	ctx_.admission = &admission_;
+	ctx_.sync = &sync_;
 	ctx_.jobs = &jobs_;
 	ctx_.drivers = &drivers_;
 }
@@ -35,8 +37,11 @@ Result<std::unique_ptr<Service>> Service::open(const StoreLocation &location, Se
 
 Result<void> Service::openStore()
 {
-	VS_ASSIGN(store_, store::Store::open(ctx_.location.dir, ctx_.location.keyFile));
-	VS_ASSIGN(catalog_, catalog::Catalog::open(ctx_.location.dir / "catalog.sqlite"));
+	VS_ASSIGN(auto backend, store::openBackend(ctx_.location.url, backendSettings(ctx_.location)));
+	VS_ASSIGN(store_, store::Store::open(std::move(backend), ctx_.location.keyFile));
+	// A remote store's state directory is this host's alone: 0700.
+	VS_TRY(makeDirs(ctx_.location.stateDir, store_->backend().local() ? 0750 : 0700));
+	VS_ASSIGN(catalog_, catalog::Catalog::open(ctx_.location.stateDir / "catalog.sqlite"));
 	ctx_.store = store_.get();
 	ctx_.catalog = catalog_.get();
 	if (catalog_->isEmpty()) {

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "admission.h"
+#include "catalog_sync.h"
 #include "context.h"
 #include "driver_cache.h"
 #include "job_runner.h"
@@ -46,6 +47,7 @@ private:
 	std::unique_ptr<store::Store> store_;
 	std::unique_ptr<catalog::Catalog> catalog_;
 	Admission admission_;
+	CatalogSync sync_;
 	DriverCache drivers_;
 	JobRunner jobs_;
 	Context ctx_;

@@ -2,6 +2,7 @@
 #include <thread>
 
 #include "catalog/catalog.h"
+#include "catalog_sync.h"
 #include "core/cancel.h"
 #include "core/ids.h"
 #include "ec2_output.h"
@@ -14,6 +15,9 @@ namespace virtsnap::daemon {
 Result<Reply> describeSnapshots(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(DescribeRequest req, parseDescribe(call.args));
+	// Other hosts may write to the same store (catalog_sync.h).
+	VS_TRY(ctx.sync->sync(*ctx.store, *ctx.catalog, call.args.has("refresh")));
+	VS_TRY(ctx.sync->learn(*ctx.store, *ctx.catalog, req.snapshotIds));
 	VS_ASSIGN(catalog::Page page,
 		  ctx.catalog->describeSnapshots(req.filters, req.snapshotIds, req.maxResults, req.nextToken));
 	Json doc = snapshotsJson(page.snapshots);
@@ -26,6 +30,7 @@ Result<Reply> deleteSnapshot(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(std::string id, call.args.require("snapshot-id"));
 	VS_TRY(checkSnapshotId(id));
+	VS_TRY(ctx.sync->learn(*ctx.store, *ctx.catalog, {id})); // another host's snapshot
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(id));
 	// One transaction: a job finishing meanwhile sees the request or not,

@@ -2,12 +2,13 @@
 
 namespace virtsnap::engine {
 
-Result<StoreCreated> initStore(const std::filesystem::path &dir, const std::filesystem::path &keyFile,
-			       uint32_t chunkSize)
+Result<StoreCreated> initStore(const std::string &url, const store::BackendSettings &settings,
+			       const std::filesystem::path &keyFile, uint32_t chunkSize)
 {
 	StoreCreated created;
 	created.chunkSize = chunkSize;
-	VS_TRY(store::Store::init(dir, keyFile, chunkSize, &created.keyCreated));
+	VS_ASSIGN(auto backend, store::openBackend(url, settings));
+	VS_TRY(store::Store::init(*backend, keyFile, chunkSize, &created.keyCreated));
 	return created;
 }
 

@@ -19,10 +19,10 @@ struct StoreCreated {
 	uint32_t chunkSize = 0;
 };
 
-// Creates the store, and its key file if absent. StoreAlreadyInitialized
-// for a directory that holds one.
-Result<StoreCreated> initStore(const std::filesystem::path &dir, const std::filesystem::path &keyFile,
-			       uint32_t chunkSize);
+// Creates the store at a URL (a directory, rados://, s3://), and its key
+// file if absent. StoreAlreadyInitialized where one is.
+Result<StoreCreated> initStore(const std::string &url, const store::BackendSettings &settings,
+			       const std::filesystem::path &keyFile, uint32_t chunkSize);
 
 // Every snapshot in the store, by start time.
 Result<std::vector<store::Manifest>> listSnapshots(store::Store &store);

@@ -72,7 +72,7 @@ protected:
 	}
 
 	static constexpr const char *kVariables[] = {"VIRTSNAP_CONFIG", "VIRTSNAP_STORE", "VIRTSNAP_KEY_FILE",
-						     "VIRTSNAP_SOCKET"};
+						     "VIRTSNAP_STATE_DIR", "VIRTSNAP_SOCKET"};
 	fs::path dir_;
 	std::map<std::string, std::string> saved_;
 };
@@ -181,7 +181,7 @@ TEST_F(ConfigTest, ShippedExampleDocumentsTheDefaults)
 			uncommented += line + "\n";
 		}
 	}
-	EXPECT_EQ(keys, 8) << "the example should show every key once";
+	EXPECT_EQ(keys, 10) << "the example should show every key once";
 	auto all = loadConfig(write("uncommented.conf", uncommented));
 	ASSERT_TRUE(all) << all.error().toString();
 	expectDefaults(*all);
@@ -328,6 +328,35 @@ TEST_F(ConfigTest, EnvironmentBeatsTheFile)
 	auto emptyEnv = loadEffectiveConfig();
 	ASSERT_TRUE(emptyEnv) << emptyEnv.error().toString();
 	EXPECT_EQ(emptyEnv->storePath, "/from/file");
+}
+
+// The store may be a URL; the state directory follows where the store is.
+TEST_F(ConfigTest, StoreUrlsStateDirAndS3Credentials)
+{
+	auto c = loadConfig(write("remote.conf", "[store]\npath = rados://virtsnap/host-a?conf=/etc/ceph/ceph.conf\n"
+						 "state-dir = /srv/state\n[s3]\ncredentials-file = /etc/virtsnap/s3.cred\n"));
+	ASSERT_TRUE(c) << c.error().toString();
+	EXPECT_EQ(c->storePath, "rados://virtsnap/host-a?conf=/etc/ceph/ceph.conf");
+	EXPECT_EQ(c->stateDir, "/srv/state");
+	EXPECT_EQ(c->s3CredentialsFile, "/etc/virtsnap/s3.cred");
+	for (const char *ok : {"s3://bucket/p?endpoint=http://127.0.0.1:7480", "file:///srv/store", "/srv/store"})
+		EXPECT_TRUE(loadConfig(write("ok.conf", std::string("[store]\npath = ") + ok + "\n"))) << ok;
+	auto bad = loadConfig(write("bad.conf", "[store]\npath = ftp://host/store\n"));
+	ASSERT_FALSE(bad);
+	EXPECT_NE(bad.error().message.find("unknown scheme"), std::string::npos) << bad.error().message;
+	EXPECT_FALSE(loadConfig(write("rel.conf", "[store]\nstate-dir = state\n")));
+
+	EXPECT_EQ(stateDirFor("/var/lib/virtsnap", ""), "/var/lib/virtsnap");
+	EXPECT_EQ(stateDirFor("file:///srv/store", ""), "/srv/store");
+	EXPECT_EQ(stateDirFor("rados://pool", ""), kRemoteStateDir);
+	EXPECT_EQ(stateDirFor("s3://bucket?endpoint=http://x", ""), kRemoteStateDir);
+	EXPECT_EQ(stateDirFor("rados://pool", "/srv/state"), "/srv/state");
+
+	::setenv("VIRTSNAP_CONFIG", write("file.conf", "[store]\nstate-dir = /from/file\n").c_str(), 1);
+	::setenv("VIRTSNAP_STATE_DIR", "/from/env", 1);
+	auto env = loadEffectiveConfig();
+	ASSERT_TRUE(env) << env.error().toString();
+	EXPECT_EQ(env->stateDir, "/from/env");
 }
 
 TEST_F(ConfigTest, ConfigOptionBeatsTheVariable)
