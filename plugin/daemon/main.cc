@@ -3,6 +3,7 @@
 // option, else the environment (store, key file, socket), else the config
 // file (core/config.h), else the built-in default.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -29,7 +30,8 @@ void usage(FILE *out)
 	std::fprintf(out,
 		     "usage: virtsnapd [--config FILE] [--store DIR|URL] [--key-file FILE] [--state-dir DIR]\n"
 		     "                 [--socket PATH] [--events-log FILE] [--events-dir DIR]\n"
-		     "                 [--handler-timeout SECONDS] [--max-parallel-jobs N] [--foreground]\n\n"
+		     "                 [--handler-timeout SECONDS] [--max-parallel-jobs N]\n"
+		     "                 [--client-timeout SECONDS] [--foreground]\n\n"
 		     "Each setting is the option, else the config file, else the default below; the store,\n"
 		     "key file, state directory and socket take $VIRTSNAP_STORE, $VIRTSNAP_KEY_FILE,\n"
 		     "$VIRTSNAP_STATE_DIR and $VIRTSNAP_SOCKET over the config file.\n\n"
@@ -42,6 +44,7 @@ void usage(FILE *out)
 		     "  --events-dir DIR          [daemon] events-dir, %s\n"
 		     "  --handler-timeout SECONDS [daemon] handler-timeout, %g\n"
 		     "  --max-parallel-jobs N     [daemon] max-parallel-jobs, %u\n"
+		     "  --client-timeout SECONDS  a client that sends no whole request for this long is let go, 60\n"
 		     "  --foreground              stay in the foreground (as under systemd); else detach\n\n"
 		     "See virtsnapd(8) and virtsnap.conf(5).\n",
 		     kConfigPath, d.storePath.c_str(), d.keyFile.c_str(), kRemoteStateDir, d.socket.c_str(), d.eventsLog.c_str(),
@@ -51,6 +54,7 @@ void usage(FILE *out)
 struct Settings {
 	daemon::StoreLocation location;
 	std::string socket;
+	daemon::ServerOptions server;
 	events::Dispatcher::Options events;
 	daemon::ServiceOptions service;
 	std::string loadedFrom;
@@ -90,6 +94,16 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 		}
 		s.events.handlerTimeout = *t;
 	}
+	if (args.has("client-timeout")) {
+		// The same rules as the handler timeout: seconds, fractions allowed.
+		auto t = parseHandlerTimeout(args.get("client-timeout"));
+		if (!t) {
+			std::fprintf(stderr, "virtsnapd: %s: --client-timeout: %s\n", t.error().code.c_str(),
+				     t.error().message.c_str());
+			return std::nullopt;
+		}
+		s.server.idleTimeout = *t;
+	}
 	if (args.has("max-parallel-jobs")) {
 		auto n = parseMaxParallelJobs(args.get("max-parallel-jobs"));
 		if (!n) {
@@ -114,7 +128,7 @@ int serve(const Settings &settings)
 	}
 	// Listen first: a second daemon must find the first and stop before it
 	// takes anyone's jobs for interrupted ones.
-	auto server = daemon::Server::listen(settings.socket, **service, dispatcher);
+	auto server = daemon::Server::listen(settings.socket, **service, dispatcher, settings.server);
 	if (!server) {
 		std::fprintf(stderr, "virtsnapd: %s\n", server.error().toString().c_str());
 		return 1;
@@ -148,6 +162,7 @@ int run(int argc, char **argv)
 					   {"events-dir"},
 					   {"handler-timeout"},
 					   {"max-parallel-jobs"},
+					   {"client-timeout"},
 					   {"foreground", false},
 					   {"help", false}});
 	if (!args || !args->command().empty()) {
@@ -171,6 +186,13 @@ int run(int argc, char **argv)
 	// Signals end the daemon; they must not kill it mid-write.
 	installCancelHandlers();
 	::signal(SIGPIPE, SIG_IGN);
+	// Every client is a descriptor: the soft limit (often 1024) would let
+	// a thousand idle clients lock the others out, the hard one will not.
+	struct rlimit files {};
+	if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+		files.rlim_cur = files.rlim_max;
+		(void)::setrlimit(RLIMIT_NOFILE, &files); // the soft limit is still a limit, just lower
+	}
 	return serve(*settings);
 }
 

@@ -57,9 +57,9 @@ std::optional<gid_t> groupId(const char *name)
 } // namespace
 
 Result<std::unique_ptr<Server>> Server::listen(const std::filesystem::path &socketPath, Service &service,
-					       events::Dispatcher &events)
+					       events::Dispatcher &events, ServerOptions options)
 {
-	std::unique_ptr<Server> s(new Server(service, events));
+	std::unique_ptr<Server> s(new Server(service, events, options));
 	s->path_ = socketPath;
 	if (socketPath.string().size() >= sizeof(sockaddr_un::sun_path))
 		return fail(errc::kInvalidParameterValue, "socket path " + socketPath.string() + " is too long");
@@ -168,8 +168,13 @@ void Server::run()
 		if (fds[1].revents)
 			return;
 		int fd = ::accept4(listenFd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			// Out of descriptors: the pending connection stays readable,
+			// so wait instead of spinning until a client leaves.
+			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
+				std::this_thread::sleep_for(std::chrono::milliseconds(100));
 			continue;
+		}
 		clientThreads_++;
 		try {
 			std::thread([this, fd] {
@@ -207,35 +212,63 @@ void Server::serveClient(int fd)
 void Server::serveRequests(int fd, const std::string &who)
 {
 	std::string buffer;
-	char chunk[4096];
 	while (!stopping_) {
-		size_t nl = buffer.find('\n');
-		if (nl == std::string::npos) {
-			ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return;
-			buffer.append(chunk, size_t(n));
-			if (buffer.size() > (1 << 20))
-				return; // nobody sends a megabyte of options
-			continue;
-		}
-		std::string line = buffer.substr(0, nl);
-		buffer.erase(0, nl + 1);
-		auto request = Json::parse(line);
-		if (request && request->getString("command") == "subscribe") {
-			streamEvents(fd);
+		auto line = readLine(fd, buffer);
+		if (!line)
 			return;
-		}
-		if (!sendLine(fd, answer(request, who).dump()))
+		if (isValidUtf8(*line))
+			if (auto request = Json::parse(*line); request && request->getString("command") == "subscribe") {
+				streamEvents(fd);
+				return;
+			}
+		if (!sendLine(fd, answer(*line, who).dump()))
 			return;
 	}
 }
 
-Json Server::answer(const std::optional<Json> &request, const std::string &who)
+std::optional<std::string> Server::readLine(int fd, std::string &buffer)
+{
+	char chunk[4096];
+	for (;;) {
+		if (size_t nl = buffer.find('\n'); nl != std::string::npos) {
+			std::string line = buffer.substr(0, nl);
+			buffer.erase(0, nl + 1);
+			return line;
+		}
+		if (buffer.size() >= kMaxRequestBytes) {
+			// Refused unread: the rest is never taken into memory.
+			Json reply = Json::object();
+			reply.set("ok", Json::boolean(false));
+			reply.set("error", errorJson(Error{errc::kInvalidParameterValue,
+							   "the request is longer than " + std::to_string(kMaxRequestBytes) +
+								   " bytes"}));
+			sendLine(fd, reply.dump());
+			return std::nullopt;
+		}
+		pollfd p{fd, POLLIN, 0};
+		int ready = ::poll(&p, 1, int(options_.idleTimeout.count()));
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready <= 0 || stopping_)
+			return std::nullopt; // idle too long: let it go
+		ssize_t n = ::recv(fd, chunk, std::min(sizeof(chunk), kMaxRequestBytes - buffer.size()), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return std::nullopt;
+		buffer.append(chunk, size_t(n));
+	}
+}
+
+Json Server::answer(const std::string &line, const std::string &who)
 {
 	Json reply = Json::object();
+	if (!isValidUtf8(line)) {
+		reply.set("ok", Json::boolean(false));
+		reply.set("error", errorJson(Error{errc::kInvalidParameterValue, "the request is not valid UTF-8"}));
+		return reply;
+	}
+	auto request = Json::parse(line);
 	std::string command = request ? request->getString("command").value_or("") : "";
 	// Commands of the virtsnap command alone (init) are unknown here.
 	const CommandSpec *spec = findCommand(command);

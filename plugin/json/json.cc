@@ -216,4 +216,38 @@ std::string Json::dump(bool pretty) const
 	return std::string(text, length);
 }
 
+bool isValidUtf8(std::string_view text)
+{
+	const auto *p = reinterpret_cast<const unsigned char *>(text.data());
+	const unsigned char *end = p + text.size();
+	while (p < end) {
+		unsigned char c = *p;
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		int more;
+		uint32_t cp, min;
+		if ((c & 0xE0) == 0xC0)
+			more = 1, cp = c & 0x1F, min = 0x80;
+		else if ((c & 0xF0) == 0xE0)
+			more = 2, cp = c & 0x0F, min = 0x800;
+		else if ((c & 0xF8) == 0xF0)
+			more = 3, cp = c & 0x07, min = 0x10000;
+		else
+			return false;
+		if (end - p <= more)
+			return false;
+		for (int i = 1; i <= more; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i] & 0x3F);
+		}
+		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		p += more + 1;
+	}
+	return true;
+}
+
 } // namespace virtsnap

@@ -61,4 +61,8 @@ private:
 	json_object *obj_ = nullptr;
 };
 
+// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
+// JSON text is UTF-8; json-c does not check it.
+bool isValidUtf8(std::string_view text);
+
 } // namespace virtsnap
