@@ -14,6 +14,7 @@
 
 #include "core/ids.h"
 #include "core/process.h"
+#include "core/scratch_dir.h"
 #include "qemu_driver.h"
 #include "json/json.h"
 #include "storage_daemon.h"
@@ -39,6 +40,7 @@ std::unexpected<Error> libvirtFail(const std::string &what)
 }
 
 constexpr const char *kScratchRoot = "/var/tmp";
+constexpr const char *kScratchPrefix = "virtsnap-libvirt-";
 
 // Names virtsnap gives checkpoints and bitmaps: anything else is the user's.
 bool ours(const std::string &name)
@@ -180,19 +182,18 @@ class LibvirtDriver::BackupCapture : public Capture
 {
 public:
 	BackupCapture(std::shared_ptr<LibvirtDriver> driver, std::string checkpoint, std::string socket,
-		      std::vector<std::string> keep)
+		      ScratchDir scratch, std::vector<std::string> keep)
 		: driver_(std::move(driver)), checkpoint_(std::move(checkpoint)), socket_(std::move(socket)),
-		  keep_(std::move(keep))
+		  scratch_(std::move(scratch)), keep_(std::move(keep))
 	{
 	}
+	// The scratch directory goes last, once the job that used it ended.
 	~BackupCapture() override
 	{
 		std::lock_guard lock(driver_->mutex_);
 		endJobLocked();
 		if (!committed_)
 			driver_->dropCheckpointLocked(checkpoint_);
-		std::error_code ec;
-		fs::remove_all(fs::path(socket_).parent_path(), ec);
 	}
 
 	const std::vector<DiskExport> &exports() const override { return exports_; }
@@ -234,6 +235,7 @@ private:
 	std::shared_ptr<LibvirtDriver> driver_;
 	std::string checkpoint_;
 	std::string socket_;
+	ScratchDir scratch_; // holds socket_ and the scratch files
 	std::vector<std::string> keep_;
 	bool committed_ = false;
 };
@@ -550,16 +552,15 @@ Result<std::unique_ptr<Capture>> LibvirtDriver::captureRunning(const CaptureSpec
 	// QEMU runs as its own user: it creates the NBD socket and the
 	// scratch files in a directory of its own, in /var/tmp (on disk, and
 	// reachable by any user, unlike a private $TMPDIR).
-	std::string pattern = std::string(kScratchRoot) + "/virtsnap-libvirt-XXXXXX";
-	if (!::mkdtemp(pattern.data()))
-		return failErrno("create a scratch directory in " + std::string(kScratchRoot), errno);
-	fs::path dir = pattern;
+	// Owned from here on, so every return before the capture takes it
+	// removes it.
+	auto scratch = ScratchDir::create(kScratchRoot, kScratchPrefix);
+	if (!scratch)
+		return std::unexpected(scratch.error());
+	fs::path dir = scratch->path();
 	auto user = qemuUserLocked();
-	if (user && ::chown(dir.c_str(), user->first, user->second) != 0) {
-		int e = errno;
-		fs::remove_all(dir);
-		return failErrno("give " + dir.string() + " to QEMU's user", e);
-	}
+	if (user && ::chown(dir.c_str(), user->first, user->second) != 0)
+		return failErrno("give " + dir.string() + " to QEMU's user", errno);
 	std::string socket = (dir / "nbd.sock").string();
 
 	std::string backup = "<domainbackup mode='pull'><server transport='unix' socket='" + xmlEscape(socket) +
@@ -591,7 +592,8 @@ Result<std::unique_ptr<Capture>> LibvirtDriver::captureRunning(const CaptureSpec
 				 [&](const DomainDisk &d) { return d.target == r.diskId; }))
 			return fail(errc::kDiskNotFound, "no disk '" + r.diskId + "' in " + describe());
 
-	auto cap = std::make_unique<BackupCapture>(self_.lock(), checkpoint, socket, spec.stillNeeded);
+	auto cap = std::make_unique<BackupCapture>(self_.lock(), checkpoint, socket, std::move(*scratch),
+						   spec.stillNeeded);
 	Result<void> frozen;
 	if (spec.quiescer)
 		frozen = spec.quiescer->freeze();
@@ -699,7 +701,7 @@ void LibvirtDriver::removeLeftovers(const std::string &cleanupRecord)
 	dropCheckpointLocked(record->getString("checkpoint").value_or(""));
 	std::error_code ec;
 	fs::path dir = fs::path(socket).parent_path();
-	if (dir.parent_path() == kScratchRoot && dir.filename().string().rfind("virtsnap-libvirt-", 0) == 0)
+	if (dir.parent_path() == kScratchRoot && dir.filename().string().rfind(kScratchPrefix, 0) == 0)
 		fs::remove_all(dir, ec);
 }
 
