@@ -543,7 +543,10 @@ Result<std::unique_ptr<Capture>> LibvirtDriver::capture(const CaptureSpec &spec)
 
 Result<std::unique_ptr<Capture>> LibvirtDriver::captureRunning(const CaptureSpec &spec)
 {
-	std::unique_lock lock(mutex_);
+	// Before the lock: its destructor takes the lock, so on a return that
+	// drops it, it must go after the lock is released.
+	std::unique_ptr<BackupCapture> cap;
+	std::lock_guard lock(mutex_);
 	const std::string checkpoint = spec.disks.front().newBitmap;
 	auto desc = description();
 	if (!desc)
@@ -592,8 +595,7 @@ Result<std::unique_ptr<Capture>> LibvirtDriver::captureRunning(const CaptureSpec
 				 [&](const DomainDisk &d) { return d.target == r.diskId; }))
 			return fail(errc::kDiskNotFound, "no disk '" + r.diskId + "' in " + describe());
 
-	auto cap = std::make_unique<BackupCapture>(self_.lock(), checkpoint, socket, std::move(*scratch),
-						   spec.stillNeeded);
+	cap = std::make_unique<BackupCapture>(self_.lock(), checkpoint, socket, std::move(*scratch), spec.stillNeeded);
 	Result<void> frozen;
 	if (spec.quiescer)
 		frozen = spec.quiescer->freeze();
@@ -605,12 +607,8 @@ Result<std::unique_ptr<Capture>> LibvirtDriver::captureRunning(const CaptureSpec
 	std::string beginError = begun < 0 ? lastError() : "";
 	if (spec.quiescer)
 		spec.quiescer->thaw();
-	if (begun < 0) {
-		// Nothing was created: no checkpoint to drop.
-		lock.unlock();
-		cap.reset();
+	if (begun < 0)
 		return fail(errc::kHypervisor, "the point-in-time backup of " + describe() + " failed: " + beginError);
-	}
 	cap->jobRunning_ = true;
 	for (const CaptureRequest &r : spec.disks) {
 		DiskExport e;

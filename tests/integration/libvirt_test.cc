@@ -703,5 +703,28 @@ TEST_F(LibvirtFailedCaptureTest, ACaptureOfADiskTheDomainLacksLeavesNoScratchDir
 	EXPECT_EQ(scratchDirs(), before);
 }
 
+// A required freeze that fails (the domain has no guest agent) refuses the
+// snapshot at once, and leaves nothing behind.
+TEST_F(LibvirtFailedCaptureTest, ARequiredFreezeWithoutAnAgentIsRefusedAtOnce)
+{
+	std::string out;
+	ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vda.qcow2"), "16M"}, &out), 0) << out;
+	ASSERT_NO_FATAL_FAILURE(startPaused("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
+					    file("vda.qcow2") + "'/><target dev='vda' bus='virtio'/></disk>"));
+	const std::set<std::string> before = scratchDirs();
+	const char *bin = std::getenv("VIRTSNAP_BIN");
+	ASSERT_TRUE(bin);
+	// Killed after a minute, should it hang.
+	int status = runCommand({"env", "TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + tmp_.file("no-daemon.sock"),
+				 "timeout", "-s", "KILL", "60", bin, "--store", storeDir_, "--key-file", keyFile_,
+				 "create-snapshots", "--domain", name_, "--connect", kUri, "--wait", "--quiesce",
+				 "required"},
+				&out);
+	EXPECT_EQ(status, 1) << out;
+	EXPECT_NE(out.find("--quiesce required"), std::string::npos) << out;
+	EXPECT_TRUE(checkpoints().empty());
+	EXPECT_EQ(scratchDirs(), before);
+}
+
 } // namespace
 } // namespace virtsnap::test
