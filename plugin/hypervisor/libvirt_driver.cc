@@ -48,22 +48,6 @@ bool ours(const std::string &name)
 	return isSnapshotId(name) || isSnapshotSetId(name);
 }
 
-std::string xmlEscape(const std::string &s)
-{
-	std::string out;
-	for (char c : s) {
-		switch (c) {
-		case '&': out += "&amp;"; break;
-		case '<': out += "&lt;"; break;
-		case '>': out += "&gt;"; break;
-		case '\'': out += "&apos;"; break;
-		case '"': out += "&quot;"; break;
-		default: out += c;
-		}
-	}
-	return out;
-}
-
 bool contains(const std::vector<std::string> &v, const std::string &s)
 {
 	return std::find(v.begin(), v.end(), s) != v.end();
@@ -427,15 +411,11 @@ Result<std::vector<CheckpointDescription>> LibvirtDriver::checkpointsLocked()
 
 Result<void> LibvirtDriver::redefineLocked(const std::string &name, const std::vector<std::string> &disks)
 {
-	auto desc = description();
-	if (!desc)
-		return std::unexpected(desc.error());
-	std::string xml = "<domaincheckpoint><name>" + xmlEscape(name) + "</name><creationTime>" +
-			  std::to_string(std::time(nullptr)) + "</creationTime><disks>";
-	for (const DomainDisk &d : desc->disks)
-		xml += "<disk name='" + xmlEscape(d.target) + "' checkpoint='" +
-		       (contains(disks, d.target) ? "bitmap' bitmap='" + xmlEscape(name) + "'" : "no'") + "/>";
-	xml += "</disks></domaincheckpoint>";
+	VS_ASSIGN(const DomainDescription desc, description());
+	CheckpointDefinition redefined{name, {}, int64_t(std::time(nullptr))};
+	for (const DomainDisk &d : desc.disks)
+		redefined.disks.push_back({d.target, contains(disks, d.target)});
+	std::string xml = checkpointXml(redefined);
 	virDomainCheckpointPtr cp = virDomainCheckpointCreateXML(connection_->dom(), xml.c_str(),
 								 VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE);
 	if (!cp)
@@ -566,30 +546,27 @@ Result<std::unique_ptr<Capture>> LibvirtDriver::captureRunning(const CaptureSpec
 		return failErrno("give " + dir.string() + " to QEMU's user", errno);
 	std::string socket = (dir / "nbd.sock").string();
 
-	std::string backup = "<domainbackup mode='pull'><server transport='unix' socket='" + xmlEscape(socket) +
-			     "'/><disks>";
-	std::string cpXml = "<domaincheckpoint><name>" + xmlEscape(checkpoint) + "</name><disks>";
+	std::vector<BackupDisk> backupDisks;
+	CheckpointDefinition created{checkpoint, {}, std::nullopt};
 	for (const DomainDisk &d : desc->disks) {
 		auto req = std::find_if(spec.disks.begin(), spec.disks.end(),
 					[&](const CaptureRequest &r) { return r.diskId == d.target; });
-		std::string name = xmlEscape(d.target);
+		BackupDisk &disk = backupDisks.emplace_back();
+		disk.target = d.target;
 		if (req == spec.disks.end()) {
-			backup += "<disk name='" + name + "' backup='no'/>";
-			cpXml += "<disk name='" + name + "' checkpoint='no'/>";
+			created.disks.push_back({d.target, false});
 			continue;
 		}
-		backup += "<disk name='" + name + "' backup='yes' type='file' exportname='" + name + "'";
-		if (req->parentBitmap.empty())
-			backup += " backupmode='full'>";
-		else
-			backup += " backupmode='incremental' incremental='" + xmlEscape(req->parentBitmap) +
-				  "' exportbitmap='backup-" + name + "'>";
-		backup += "<scratch file='" + xmlEscape((dir / (d.target + ".scratch")).string()) + "'/></disk>";
+		disk.backup = true;
+		disk.exportName = d.target;
+		disk.incremental = req->parentBitmap;
+		disk.exportBitmap = req->parentBitmap.empty() ? "" : "backup-" + d.target;
+		disk.scratchFile = (dir / (d.target + ".scratch")).string();
 		// Only qcow2 keeps bitmaps; a raw disk is read in full each time.
-		cpXml += "<disk name='" + name + "' checkpoint='" + (req->persistent ? "bitmap" : "no") + "'/>";
+		created.disks.push_back({d.target, req->persistent});
 	}
-	backup += "</disks></domainbackup>";
-	cpXml += "</disks></domaincheckpoint>";
+	std::string backup = backupXml(socket, backupDisks);
+	std::string cpXml = checkpointXml(created);
 	for (const CaptureRequest &r : spec.disks)
 		if (std::none_of(desc->disks.begin(), desc->disks.end(),
 				 [&](const DomainDisk &d) { return d.target == r.diskId; }))
@@ -691,9 +668,9 @@ void LibvirtDriver::removeLeftovers(const std::string &cleanupRecord)
 	// Our backup job, if it is still running: its socket says so.
 	std::string socket = record->getString("nbd_socket").value_or("");
 	if (char *xml = virDomainBackupGetXMLDesc(connection_->dom(), 0)) {
-		std::string text = xml;
+		auto job = parseBackupXml(xml);
 		free(xml);
-		if (!socket.empty() && text.find(xmlEscape(socket)) != std::string::npos)
+		if (!socket.empty() && job && job->socket == socket)
 			virDomainAbortJob(connection_->dom());
 	}
 	dropCheckpointLocked(record->getString("checkpoint").value_or(""));
