@@ -170,10 +170,13 @@ Result<Process> Process::spawn(const std::vector<std::string> &argv, const Spawn
 	return p;
 }
 
+// The one moved from counts as reaped: it has no child to wait for or
+// signal (waitpid(-1) would wait for any).
 Process::Process(Process &&other) noexcept
-	: pid_(std::exchange(other.pid_, -1)), ownGroup_(other.ownGroup_), reaped_(other.reaped_),
-	  givenUp_(other.givenUp_), status_(other.status_), in_(std::move(other.in_)), out_(std::move(other.out_)),
-	  err_(std::move(other.err_)), exitFd_(std::move(other.exitFd_))
+	: pid_(std::exchange(other.pid_, -1)), ownGroup_(other.ownGroup_),
+	  reaped_(std::exchange(other.reaped_, true)), givenUp_(other.givenUp_), status_(other.status_),
+	  in_(std::move(other.in_)), out_(std::move(other.out_)), err_(std::move(other.err_)),
+	  exitFd_(std::move(other.exitFd_))
 {
 }
 

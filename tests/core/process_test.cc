@@ -247,6 +247,8 @@ TEST(Process, AMovedFromProcessOwnsNothing)
 	auto p = Process::spawn({"sh", "-c", "exit 4"});
 	ASSERT_TRUE(p) << p.error().toString();
 	Process moved(std::move(*p));
+	EXPECT_TRUE(p->reaped());
+	EXPECT_EQ(p->waitFor(0ms), 0);
 	EXPECT_TRUE(exitedWith(moved.wait(), 4));
 }
 
