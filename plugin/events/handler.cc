@@ -189,10 +189,11 @@ public:
 
 		int status = run.waitStatus;
 		if (termSent_) {
+			std::string why = "stopped at shutdown";
+			if (ownTimeout_)
+				why = "timed out after " + std::to_string(limits_.timeout.count()) + " ms";
 			run.outcome = HandlerRun::Outcome::TimedOut;
-			run.message = (ownTimeout_ ? "timed out after " + std::to_string(limits_.timeout.count()) + " ms"
-						   : std::string("stopped at shutdown")) +
-				      ", " + describeStatus(status);
+			run.message = why + ", " + describeStatus(status);
 		} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 			run.outcome = HandlerRun::Outcome::Succeeded;
 		} else {

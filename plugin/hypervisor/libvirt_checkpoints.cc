@@ -55,7 +55,8 @@ Result<void> LibvirtDomain::redefineLocked(const std::string &name, const std::v
 	for (const DomainDisk &d : desc.disks)
 		redefined.disks.push_back({d.target, contains(disks, d.target)});
 	std::string xml = checkpointXml(redefined);
-	virDomainCheckpointPtr cp = virDomainCheckpointCreateXML(dom_, xml.c_str(), VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE);
+	virDomainCheckpointPtr cp =
+		virDomainCheckpointCreateXML(dom_, xml.c_str(), VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE);
 	if (!cp)
 		return libvirtFail("redefine checkpoint " + name + " of " + describe());
 	virDomainCheckpointFree(cp);

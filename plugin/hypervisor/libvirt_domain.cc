@@ -43,7 +43,8 @@ Result<void> readClosedImages(std::vector<DiskInfo> &disks, const std::string &w
 	for (DiskInfo &d : disks) {
 		auto info = runProgram({"qemu-img", "info", "--output=json", "-U", d.filename}, errc::kHypervisor);
 		if (!info)
-			return fail(errc::kHypervisor, "disk " + d.diskId + " of " + where + ": " + info.error().message);
+			return fail(errc::kHypervisor,
+				    "disk " + d.diskId + " of " + where + ": " + info.error().message);
 		auto j = Json::parse(*info);
 		if (!j)
 			return fail(errc::kHypervisor, "qemu-img info of " + d.filename + " is not JSON");

@@ -32,8 +32,8 @@ public:
 			attempted_ = true;
 			virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
 			if (mode_ == QuiesceMode::Required)
-				return fail(errc::kIncorrectState,
-					    "cannot freeze the guest's filesystems (--quiesce required): " + fallbackReason_);
+				return fail(errc::kIncorrectState, "cannot freeze the guest's filesystems "
+								   "(--quiesce required): " + fallbackReason_);
 			return {};
 		}
 		frozen_ = attempted_ = true;

@@ -52,7 +52,8 @@ Result<std::unique_ptr<Capture>> captureOffline(LibvirtDomain &domain, const Cap
 	auto cap = std::make_unique<OfflineCapture>();
 	auto daemon = StorageDaemon::start(images, spec.scratchDir);
 	if (!daemon)
-		return fail(errc::kHypervisor, domain.describe() + " is shut off, and its images could not be opened: " +
+		return fail(errc::kHypervisor, domain.describe() +
+						       " is shut off, and its images could not be opened: " +
 						       daemon.error().message);
 	cap->daemon_ = std::move(*daemon);
 	InstanceInfo info;
@@ -60,7 +61,8 @@ Result<std::unique_ptr<Capture>> captureOffline(LibvirtDomain &domain, const Cap
 	info.uuid = desc.uuid;
 	info.key = "uuid:" + desc.uuid;
 	info.status = "shut off";
-	VS_ASSIGN(cap->driver_, QemuDriver::connectStorageDaemon(cap->daemon_->qmpSocket(), spec.scratchDir, info, nodes));
+	VS_ASSIGN(cap->driver_,
+		  QemuDriver::connectStorageDaemon(cap->daemon_->qmpSocket(), spec.scratchDir, info, nodes));
 	CaptureSpec inner = spec;
 	inner.quiescer = nullptr;
 	VS_ASSIGN(cap->inner_, cap->driver_->capture(inner));

@@ -67,7 +67,8 @@ TEST(ScratchDir, AParentThatIsNotThereIsAnError)
 {
 	auto dir = ScratchDir::create("/nonexistent/virtsnap", "unit-");
 	ASSERT_FALSE(dir);
-	EXPECT_EQ(dir.error().message, "create a scratch directory in /nonexistent/virtsnap: No such file or directory");
+	EXPECT_EQ(dir.error().message,
+		  "create a scratch directory in /nonexistent/virtsnap: No such file or directory");
 }
 
 } // namespace

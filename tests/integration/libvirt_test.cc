@@ -709,8 +709,9 @@ TEST_F(LibvirtFailedCaptureTest, ARequiredFreezeWithoutAnAgentIsRefusedAtOnce)
 {
 	std::string out;
 	ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vda.qcow2"), "16M"}, &out), 0) << out;
-	ASSERT_NO_FATAL_FAILURE(startPaused("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
-					    file("vda.qcow2") + "'/><target dev='vda' bus='virtio'/></disk>"));
+	ASSERT_NO_FATAL_FAILURE(startPaused("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+					    "<source file='" + file("vda.qcow2") +
+					    "'/><target dev='vda' bus='virtio'/></disk>"));
 	const std::set<std::string> before = scratchDirs();
 	const char *bin = std::getenv("VIRTSNAP_BIN");
 	ASSERT_TRUE(bin);
