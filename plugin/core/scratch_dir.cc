@@ -9,6 +9,31 @@ namespace virtsnap {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// Whoever else writes in the directory (QEMU, libvirt) may be removing its
+// own files meanwhile, which makes std::filesystem::remove_all give up at
+// the first entry that vanishes under it. Here that is no error; a file
+// created meanwhile fails the last rmdir, and a try again takes it.
+constexpr int kRemoveTries = 5;
+
+void removeTree(const fs::path &dir, std::error_code &ec)
+{
+	for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+		std::error_code entry;
+		if (it->is_directory(entry) && !it->is_symlink(entry))
+			removeTree(it->path(), entry);
+		else
+			fs::remove(it->path(), entry); // a vanished entry is not an error
+	}
+	if (ec == std::errc::no_such_file_or_directory)
+		ec.clear(); // gone already
+	else if (!ec)
+		fs::remove(dir, ec);
+}
+
+} // namespace
+
 Result<ScratchDir> ScratchDir::create(const fs::path &parent, const std::string &prefix)
 {
 	std::string pattern = (parent / (prefix + "XXXXXX")).string();
@@ -37,8 +62,13 @@ void ScratchDir::remove()
 {
 	if (path_.empty())
 		return;
-	std::error_code ec;
-	fs::remove_all(path_, ec); // best effort: a destructor has no one to tell
+	// Best effort past the tries: a destructor has no one to tell.
+	for (int tries = 0; tries < kRemoveTries; tries++) {
+		std::error_code ec;
+		removeTree(path_, ec);
+		if (!ec)
+			break;
+	}
 	path_.clear();
 }
 

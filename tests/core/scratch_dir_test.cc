@@ -1,11 +1,14 @@
 // ScratchDir (plugin/core/scratch_dir.h): made private, removed with what
 // it holds when its owner goes, and only once when moved.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "core/scratch_dir.h"
 #include "tests/support/test_env.h"
@@ -61,6 +64,34 @@ TEST(ScratchDir, AssignedOverItRemovesTheOneItHeld)
 	EXPECT_FALSE(fs::exists(firstPath));
 	EXPECT_EQ(first->path(), secondPath);
 	EXPECT_TRUE(fs::exists(secondPath));
+}
+
+// QEMU and libvirt remove their own files from a capture's directory while
+// it is being removed; an entry vanishing under remove_all must not leave
+// the directory behind.
+TEST(ScratchDir, RemovedWhileAnotherRemovesWhatItHolds)
+{
+	test::TempDir parent("vs-scratch");
+	for (int round = 0; round < 20; round++) {
+		fs::path path;
+		std::vector<fs::path> files;
+		std::thread other;
+		{
+			auto dir = ScratchDir::create(parent.path(), "unit-");
+			ASSERT_TRUE(dir) << dir.error().toString();
+			path = dir->path();
+			for (int i = 0; i < 200; i++) {
+				files.push_back(path / ("f" + std::to_string(i)));
+				std::ofstream(files.back()) << "x";
+			}
+			other = std::thread([&] {
+				for (auto f = files.rbegin(); f != files.rend(); ++f)
+					::unlink(f->c_str());
+			});
+		}
+		other.join();
+		ASSERT_FALSE(fs::exists(path)) << "round " << round;
+	}
 }
 
 TEST(ScratchDir, AParentThatIsNotThereIsAnError)
