@@ -83,20 +83,14 @@ const std::vector<KeySpec> &keySpecs()
 		{"daemon", "socket", [](const std::string &v, Config &c) { return absolutePath(v, c.socket); }},
 		{"daemon", "max-parallel-jobs",
 		 [](const std::string &v, Config &c) -> Result<void> {
-			 auto n = parseMaxParallelJobs(v);
-			 if (!n)
-				 return std::unexpected(n.error());
-			 c.maxParallelJobs = *n;
+			 VS_ASSIGN(c.maxParallelJobs, parseMaxParallelJobs(v));
 			 return {};
 		 }},
 		{"daemon", "events-log", [](const std::string &v, Config &c) { return absolutePath(v, c.eventsLog); }},
 		{"daemon", "events-dir", [](const std::string &v, Config &c) { return absolutePath(v, c.eventsDir); }},
 		{"daemon", "handler-timeout",
 		 [](const std::string &v, Config &c) -> Result<void> {
-			 auto t = parseHandlerTimeout(v);
-			 if (!t)
-				 return std::unexpected(t.error());
-			 c.handlerTimeout = *t;
+			 VS_ASSIGN(c.handlerTimeout, parseHandlerTimeout(v));
 			 return {};
 		 }},
 		{"libvirt", "uri",
@@ -290,12 +284,10 @@ std::filesystem::path defaultConfigPath()
 Result<Config> loadConfig(const std::filesystem::path &path)
 {
 	bool missing = false;
-	auto data = readConfigFile(path, &missing);
-	if (!data)
-		return std::unexpected(data.error());
+	VS_ASSIGN(const std::string data, readConfigFile(path, &missing));
 	if (missing)
 		return Config{};
-	return parseConfig(path, *data);
+	return parseConfig(path, data);
 }
 
 Result<Config> loadEffectiveConfig(const std::filesystem::path &configOption)
@@ -311,13 +303,11 @@ Result<Config> loadEffectiveConfig(const std::filesystem::path &configOption)
 		config = loadConfig(kConfigPath);
 	} else {
 		bool missing = false;
-		auto data = readConfigFile(path, &missing);
-		if (!data)
-			return std::unexpected(data.error());
+		VS_ASSIGN(const std::string data, readConfigFile(path, &missing));
 		if (missing)
 			return fail(errc::kInvalidParameterValue,
 				    path.string() + ": no such config file (named by " + namedBy + ")");
-		config = parseConfig(path, *data);
+		config = parseConfig(path, data);
 	}
 	if (!config)
 		return config;

@@ -96,12 +96,10 @@ Result<void> pwriteAll(int fd, std::span<const uint8_t> data, uint64_t offset)
 Result<void> writeFileAtomic(const fs::path &path, std::span<const uint8_t> data, mode_t mode,
 			     bool overwrite)
 {
-	auto tmp = TempFile::create(path, mode);
-	if (!tmp)
-		return std::unexpected(tmp.error());
-	if (auto r = writeAll(tmp->fd(), data); !r)
+	VS_ASSIGN(TempFile tmp, TempFile::create(path, mode));
+	if (auto r = writeAll(tmp.fd(), data); !r)
 		return std::unexpected(Error{r.error().code, "write " + path.string() + ": " + r.error().message});
-	return tmp->commit(overwrite);
+	return tmp.commit(overwrite);
 }
 
 Result<TempFile> TempFile::create(const fs::path &finalPath, mode_t mode)

@@ -3,9 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,9 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "core/unique_fd.h"
-
-extern char **environ;
+#include "core/process.h"
 
 namespace virtsnap::events {
 
@@ -27,34 +23,6 @@ constexpr size_t kMaxLine = 4096;
 bool endsWith(std::string_view s, std::string_view suffix)
 {
 	return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-// Moves a pipe end above stdin/stdout/stderr: were it 0, 1 or 2 (a daemon
-// started with them closed), the child's dup2 sequence could overwrite one
-// end with another before copying it.
-Result<UniqueFd> aboveStdio(int fd)
-{
-	UniqueFd owned(fd);
-	if (fd > 2)
-		return owned;
-	int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	if (moved < 0)
-		return failErrno("fcntl", errno);
-	return UniqueFd(moved);
-}
-
-Result<std::pair<UniqueFd, UniqueFd>> makePipe()
-{
-	int fds[2];
-	if (::pipe2(fds, O_CLOEXEC) != 0)
-		return failErrno("pipe", errno);
-	auto r = aboveStdio(fds[0]);
-	auto w = aboveStdio(fds[1]);
-	if (!r)
-		return std::unexpected(r.error());
-	if (!w)
-		return std::unexpected(w.error());
-	return std::pair(std::move(*r), std::move(*w));
 }
 
 void setNonBlocking(int fd)
@@ -152,16 +120,6 @@ void consumeSigpipe()
 	}
 }
 
-// True once the child has exited; it stays unreaped (a zombie) so its pid
-// and process group id cannot be reused before we are done signalling.
-bool hasExited(pid_t pid)
-{
-	siginfo_t info{};
-	if (::waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0)
-		return errno != EINTR; // ECHILD: nothing left to wait for
-	return info.si_pid == pid;
-}
-
 std::string describeStatus(int status)
 {
 	if (WIFEXITED(status))
@@ -176,6 +134,149 @@ int pollMillis(Clock::duration d)
 	auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
 	return int(std::clamp<int64_t>(ms, 0, 60 * 60 * 1000));
 }
+
+// One handler run once started: its input on the way in, its output on the
+// way to our stderr, and the clock.
+class HandlerSession
+{
+public:
+	HandlerSession(Process child, std::string_view input, const HandlerLimits &limits)
+		: child_(std::move(child)), input_(input), limits_(limits), forward_(limits.outputPrefix),
+		  ownDeadline_(Clock::now() + limits.timeout), watchWake_(limits.wakeFd >= 0)
+	{
+		setNonBlocking(child_.stdinPipe().get());
+		setNonBlocking(child_.stdoutPipe().get());
+	}
+
+	// Until the handler exits, or the grace after its SIGTERM is over.
+	void supervise()
+	{
+		while (!exited_) {
+			Clock::time_point now = Clock::now();
+			Clock::time_point deadline = ownDeadline_;
+			if (limits_.cutoff)
+				deadline = std::min(deadline, limits_.cutoff());
+			if (!termSent_ && now >= deadline) {
+				child_.kill(SIGTERM);
+				termSent_ = true;
+				ownTimeout_ = now >= ownDeadline_;
+				killAt_ = now + limits_.killGrace;
+				child_.stdinPipe().reset();
+			}
+			if (termSent_ && now >= killAt_)
+				break;
+			pollOnce(pollMillis((termSent_ ? killAt_ : deadline) - now));
+		}
+	}
+
+	// Reaps the handler and says how it went.
+	HandlerRun finish()
+	{
+		// On a timeout the group goes too: members that ignored SIGTERM,
+		// and anything the handler left running. The leader is still
+		// unreaped here, so its process group id cannot have been reused.
+		if (termSent_)
+			child_.kill(SIGKILL);
+		HandlerRun run;
+		run.pid = child_.pid();
+		run.waitStatus = child_.wait();
+		if (child_.stdoutPipe().isValid()) {
+			// What it wrote before exiting; not waiting for EOF, which a
+			// background child holding the pipe could postpone forever.
+			pump(child_.stdoutPipe().get(), forward_);
+		}
+		forward_.finish();
+
+		int status = run.waitStatus;
+		if (termSent_) {
+			std::string why = "stopped at shutdown";
+			if (ownTimeout_)
+				why = "timed out after " + std::to_string(limits_.timeout.count()) + " ms";
+			run.outcome = HandlerRun::Outcome::TimedOut;
+			run.message = why + ", " + describeStatus(status);
+		} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+			run.outcome = HandlerRun::Outcome::Succeeded;
+		} else {
+			run.outcome = HandlerRun::Outcome::Failed;
+			run.message = describeStatus(status);
+		}
+		return run;
+	}
+
+private:
+	void pollOnce(int waitMs)
+	{
+		UniqueFd &in = child_.stdinPipe();
+		UniqueFd &out = child_.stdoutPipe();
+		pollfd fds[4];
+		int n = 0, exitIdx = -1, inIdx = -1, outIdx = -1, wakeIdx = -1;
+		if (child_.exitFd() >= 0) {
+			exitIdx = n;
+			fds[n++] = {child_.exitFd(), POLLIN, 0};
+		}
+		if (in.isValid()) {
+			inIdx = n;
+			fds[n++] = {in.get(), POLLOUT, 0};
+		}
+		if (out.isValid()) {
+			outIdx = n;
+			fds[n++] = {out.get(), POLLIN, 0};
+		}
+		if (watchWake_) {
+			wakeIdx = n;
+			fds[n++] = {limits_.wakeFd, POLLIN, 0};
+		}
+		// Without a pidfd (kernels before 5.3) we look every 20 ms.
+		if (exitIdx < 0)
+			waitMs = std::min(waitMs, 20);
+		// An error is not expected; the exit check below runs all the same.
+		::poll(fds, nfds_t(n), waitMs);
+
+		if (inIdx >= 0 && fds[inIdx].revents)
+			writeInput();
+		if (outIdx >= 0 && fds[outIdx].revents && !pump(out.get(), forward_))
+			out.reset();
+		// The cutoff is read again at the top of the loop; the wake fd
+		// stays readable, so polling it again would spin.
+		if (wakeIdx >= 0 && fds[wakeIdx].revents)
+			watchWake_ = false;
+		if (exitIdx >= 0 ? (fds[exitIdx].revents != 0 && child_.hasExited()) : child_.hasExited())
+			exited_ = true;
+	}
+
+	void writeInput()
+	{
+		UniqueFd &in = child_.stdinPipe();
+		while (written_ < input_.size()) {
+			ssize_t w = ::write(in.get(), input_.data() + written_, input_.size() - written_);
+			if (w > 0) {
+				written_ += size_t(w);
+				continue;
+			}
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0 && errno == EAGAIN)
+				break;
+			// EPIPE: it closed stdin without reading all of it,
+			// which is its right; nothing more to give it.
+			if (errno == EPIPE)
+				consumeSigpipe();
+			written_ = input_.size();
+		}
+		if (written_ == input_.size())
+			in.reset(); // EOF: the event is complete
+	}
+
+	Process child_;
+	std::string_view input_;
+	const HandlerLimits &limits_;
+	OutputForwarder forward_;
+	const Clock::time_point ownDeadline_;
+	bool watchWake_;
+	size_t written_ = 0;
+	bool exited_ = false, termSent_ = false, ownTimeout_ = false;
+	Clock::time_point killAt_{};
+};
 
 } // namespace
 
@@ -219,169 +320,33 @@ Result<std::vector<fs::path>> listHandlers(const fs::path &dir)
 	return found;
 }
 
+
 HandlerRun runHandler(const fs::path &program, std::string_view input, const HandlerLimits &limits)
 {
-	HandlerRun run;
-	auto in = makePipe();
-	if (!in) {
-		run.message = in.error().message;
-		return run;
-	}
-	auto out = makePipe();
-	if (!out) {
-		run.message = out.error().message;
-		return run;
-	}
-	UniqueFd inRead = std::move(in->first), inWrite = std::move(in->second);
-	UniqueFd outRead = std::move(out->first), outWrite = std::move(out->second);
-
-	posix_spawn_file_actions_t actions;
-	posix_spawn_file_actions_init(&actions);
-	posix_spawn_file_actions_adddup2(&actions, inRead.get(), 0);
-	posix_spawn_file_actions_adddup2(&actions, outWrite.get(), 1);
-	posix_spawn_file_actions_adddup2(&actions, outWrite.get(), 2);
+	SpawnOptions options;
+	options.in = Stdio::pipe();
+	options.out = Stdio::pipe();
+	options.err = Stdio::sameAsStdout();
+	options.searchPath = false;
 	// Whatever else the daemon has open (sockets, store files) stays out of
 	// the handler, even fds some library opened without O_CLOEXEC.
-	posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-
+	options.closeOtherFds = true;
 	// Its own process group, so a timeout can kill what the handler started
 	// too (a shell script's `sleep`); an empty signal mask and default
 	// dispositions, whatever this thread blocks (SIGPIPE) or the daemon
 	// ignores.
-	posix_spawnattr_t attr;
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setpgroup(&attr, 0);
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-
-	std::string path = program.string();
-	char *argv[] = {path.data(), nullptr};
-	pid_t pid = -1;
-	int rc = ::posix_spawn(&pid, path.c_str(), &actions, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&actions);
-	posix_spawnattr_destroy(&attr);
-	if (rc != 0) {
-		run.message = std::string("cannot run: ") + std::strerror(rc);
+	options.ownProcessGroup = true;
+	options.defaultSignals = true;
+	options.nameInError = false; // the log line names the handler
+	auto child = Process::spawn({program.string()}, options);
+	if (!child) {
+		HandlerRun run;
+		run.message = child.error().message;
 		return run;
 	}
-	run.pid = pid;
-	inRead.reset();
-	outWrite.reset();
-	setNonBlocking(inWrite.get());
-	setNonBlocking(outRead.get());
-
-	// A pidfd turns "the child exited" into a poll event; without one
-	// (kernels before 5.3) we look every 20 ms.
-	UniqueFd pidFd(int(::syscall(SYS_pidfd_open, pid, 0)));
-
-	OutputForwarder forward(limits.outputPrefix);
-	const Clock::time_point ownDeadline = Clock::now() + limits.timeout;
-	bool watchWake = limits.wakeFd >= 0;
-	size_t written = 0;
-	bool exited = false, termSent = false, ownTimeout = false;
-	Clock::time_point killAt{};
-
-	while (!exited) {
-		Clock::time_point now = Clock::now();
-		Clock::time_point deadline = ownDeadline;
-		if (limits.cutoff)
-			deadline = std::min(deadline, limits.cutoff());
-		if (!termSent && now >= deadline) {
-			::kill(-pid, SIGTERM);
-			termSent = true;
-			ownTimeout = now >= ownDeadline;
-			killAt = now + limits.killGrace;
-			inWrite.reset();
-		}
-		if (termSent && now >= killAt)
-			break;
-
-		pollfd fds[4];
-		int n = 0, pidIdx = -1, inIdx = -1, outIdx = -1, wakeIdx = -1;
-		if (pidFd.isValid()) {
-			pidIdx = n;
-			fds[n++] = {pidFd.get(), POLLIN, 0};
-		}
-		if (inWrite.isValid()) {
-			inIdx = n;
-			fds[n++] = {inWrite.get(), POLLOUT, 0};
-		}
-		if (outRead.isValid()) {
-			outIdx = n;
-			fds[n++] = {outRead.get(), POLLIN, 0};
-		}
-		if (watchWake) {
-			wakeIdx = n;
-			fds[n++] = {limits.wakeFd, POLLIN, 0};
-		}
-		int waitMs = pollMillis((termSent ? killAt : deadline) - now);
-		if (!pidFd.isValid())
-			waitMs = std::min(waitMs, 20);
-		if (::poll(fds, nfds_t(n), waitMs) < 0 && errno != EINTR)
-			waitMs = 0; // not expected; fall through to the exit check
-
-		if (inIdx >= 0 && fds[inIdx].revents) {
-			while (written < input.size()) {
-				ssize_t w = ::write(inWrite.get(), input.data() + written, input.size() - written);
-				if (w > 0) {
-					written += size_t(w);
-					continue;
-				}
-				if (w < 0 && errno == EINTR)
-					continue;
-				if (w < 0 && errno == EAGAIN)
-					break;
-				// EPIPE: it closed stdin without reading all of it,
-				// which is its right; nothing more to give it.
-				if (errno == EPIPE)
-					consumeSigpipe();
-				written = input.size();
-			}
-			if (written == input.size())
-				inWrite.reset(); // EOF: the event is complete
-		}
-		if (outIdx >= 0 && fds[outIdx].revents && !pump(outRead.get(), forward))
-			outRead.reset();
-		// The cutoff is read again at the top of the loop; the wake fd
-		// stays readable, so polling it again would spin.
-		if (wakeIdx >= 0 && fds[wakeIdx].revents)
-			watchWake = false;
-		if (pidIdx >= 0 ? (fds[pidIdx].revents != 0 && hasExited(pid)) : hasExited(pid))
-			exited = true;
-	}
-
-	// On a timeout the group goes too: members that ignored SIGTERM, and
-	// anything the handler left running. The leader is still unreaped here,
-	// so its process group id cannot have been reused.
-	if (termSent)
-		::kill(-pid, SIGKILL);
-	int status = 0;
-	while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
-	run.waitStatus = status;
-	if (outRead.isValid()) {
-		// What it wrote before exiting; not waiting for EOF, which a
-		// background child holding the pipe could postpone forever.
-		pump(outRead.get(), forward);
-	}
-	forward.finish();
-
-	if (termSent) {
-		run.outcome = HandlerRun::Outcome::TimedOut;
-		run.message = (ownTimeout ? "timed out after " + std::to_string(limits.timeout.count()) + " ms"
-					  : std::string("stopped at shutdown")) +
-			      ", " + describeStatus(status);
-	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		run.outcome = HandlerRun::Outcome::Succeeded;
-	} else {
-		run.outcome = HandlerRun::Outcome::Failed;
-		run.message = describeStatus(status);
-	}
-	return run;
+	HandlerSession session(std::move(*child), input, limits);
+	session.supervise();
+	return session.finish();
 }
 
 } // namespace virtsnap::events

@@ -1,6 +1,7 @@
 #include "domain_xml.h"
 
 #include <libxml/parser.h>
+#include <libxml/tree.h>
 #include <libxml/xpath.h>
 
 #include <memory>
@@ -61,26 +62,60 @@ private:
 	std::unique_ptr<xmlXPathContext, XPathContextFree> ctx_;
 };
 
+// A document built element by element; libxml2 escapes what it writes.
+class XmlBuilder
+{
+public:
+	explicit XmlBuilder(const char *rootName) : doc_(xmlNewDoc(BAD_CAST "1.0"))
+	{
+		xmlDocSetRootElement(doc_.get(), xmlNewDocNode(doc_.get(), nullptr, BAD_CAST rootName, nullptr));
+	}
+
+	xmlNode *root() const { return xmlDocGetRootElement(doc_.get()); }
+
+	// An element with `text` for its content ("" = empty).
+	static xmlNode *add(xmlNode *parent, const char *name, const std::string &text = "")
+	{
+		return xmlNewTextChild(parent, nullptr, BAD_CAST name, text.empty() ? nullptr : BAD_CAST text.c_str());
+	}
+
+	static void set(xmlNode *node, const char *name, const std::string &value)
+	{
+		xmlNewProp(node, BAD_CAST name, BAD_CAST value.c_str());
+	}
+
+	std::string dump() const
+	{
+		xmlChar *mem = nullptr;
+		int size = 0;
+		xmlDocDumpMemoryEnc(doc_.get(), &mem, &size, "UTF-8");
+		std::string out = mem ? std::string(reinterpret_cast<const char *>(mem), size_t(size)) : "";
+		xmlFree(mem);
+		return out;
+	}
+
+private:
+	std::unique_ptr<xmlDoc, DocFree> doc_;
+};
+
 } // namespace
 
 Result<DomainDescription> parseDomainXml(const std::string &xml)
 {
-	auto doc = XmlDocument::parse(xml, "a domain description");
-	if (!doc)
-		return std::unexpected(doc.error());
+	VS_ASSIGN(auto doc, XmlDocument::parse(xml, "a domain description"));
 	DomainDescription d;
-	d.name = doc->text("/domain/name");
-	d.uuid = doc->text("/domain/uuid");
-	d.suspendToDiskEnabled = doc->text("/domain/pm/suspend-to-disk/@enabled") == "yes";
-	for (xmlNode *n : doc->nodes("/domain/devices/disk[@device='disk' or not(@device)]")) {
+	d.name = doc.text("/domain/name");
+	d.uuid = doc.text("/domain/uuid");
+	d.suspendToDiskEnabled = doc.text("/domain/pm/suspend-to-disk/@enabled") == "yes";
+	for (xmlNode *n : doc.nodes("/domain/devices/disk[@device='disk' or not(@device)]")) {
 		DomainDisk disk;
-		disk.target = doc->text("target/@dev", n);
-		disk.alias = doc->text("alias/@name", n);
-		disk.source = doc->text("source/@file", n);
+		disk.target = doc.text("target/@dev", n);
+		disk.alias = doc.text("alias/@name", n);
+		disk.source = doc.text("source/@file", n);
 		if (disk.source.empty())
-			disk.source = doc->text("source/@dev", n);
-		disk.format = doc->text("driver/@type", n);
-		std::string order = doc->text("boot/@order", n);
+			disk.source = doc.text("source/@dev", n);
+		disk.format = doc.text("driver/@type", n);
+		std::string order = doc.text("boot/@order", n);
 		if (!order.empty())
 			disk.bootOrder = std::atoi(order.c_str());
 		if (!disk.target.empty())
@@ -93,15 +128,61 @@ Result<DomainDescription> parseDomainXml(const std::string &xml)
 
 Result<CheckpointDescription> parseCheckpointXml(const std::string &xml)
 {
-	auto doc = XmlDocument::parse(xml, "a checkpoint description");
-	if (!doc)
-		return std::unexpected(doc.error());
+	VS_ASSIGN(auto doc, XmlDocument::parse(xml, "a checkpoint description"));
 	CheckpointDescription c;
-	c.name = doc->text("/domaincheckpoint/name");
-	for (xmlNode *n : doc->nodes("/domaincheckpoint/disks/disk[@checkpoint='bitmap']"))
-		c.disks.push_back(doc->text("@name", n));
+	c.name = doc.text("/domaincheckpoint/name");
+	for (xmlNode *n : doc.nodes("/domaincheckpoint/disks/disk[@checkpoint='bitmap']"))
+		c.disks.push_back(doc.text("@name", n));
 	return c;
 }
 
+Result<BackupDescription> parseBackupXml(const std::string &xml)
+{
+	VS_ASSIGN(auto doc, XmlDocument::parse(xml, "a backup job description"));
+	return BackupDescription{doc.text("/domainbackup/server/@socket")};
+}
+
+std::string checkpointXml(const CheckpointDefinition &checkpoint)
+{
+	XmlBuilder b("domaincheckpoint");
+	XmlBuilder::add(b.root(), "name", checkpoint.name);
+	if (checkpoint.creationTime)
+		XmlBuilder::add(b.root(), "creationTime", std::to_string(*checkpoint.creationTime));
+	xmlNode *disks = XmlBuilder::add(b.root(), "disks");
+	for (const CheckpointDisk &d : checkpoint.disks) {
+		xmlNode *disk = XmlBuilder::add(disks, "disk");
+		XmlBuilder::set(disk, "name", d.target);
+		XmlBuilder::set(disk, "checkpoint", d.bitmap ? "bitmap" : "no");
+		if (d.bitmap && checkpoint.creationTime)
+			XmlBuilder::set(disk, "bitmap", checkpoint.name);
+	}
+	return b.dump();
+}
+
+std::string backupXml(const std::string &socket, const std::vector<BackupDisk> &disks)
+{
+	XmlBuilder b("domainbackup");
+	XmlBuilder::set(b.root(), "mode", "pull");
+	xmlNode *server = XmlBuilder::add(b.root(), "server");
+	XmlBuilder::set(server, "transport", "unix");
+	XmlBuilder::set(server, "socket", socket);
+	xmlNode *list = XmlBuilder::add(b.root(), "disks");
+	for (const BackupDisk &d : disks) {
+		xmlNode *disk = XmlBuilder::add(list, "disk");
+		XmlBuilder::set(disk, "name", d.target);
+		XmlBuilder::set(disk, "backup", d.backup ? "yes" : "no");
+		if (!d.backup)
+			continue;
+		XmlBuilder::set(disk, "type", "file");
+		XmlBuilder::set(disk, "exportname", d.exportName);
+		XmlBuilder::set(disk, "backupmode", d.incremental.empty() ? "full" : "incremental");
+		if (!d.incremental.empty()) {
+			XmlBuilder::set(disk, "incremental", d.incremental);
+			XmlBuilder::set(disk, "exportbitmap", d.exportBitmap);
+		}
+		XmlBuilder::set(XmlBuilder::add(disk, "scratch"), "file", d.scratchFile);
+	}
+	return b.dump();
+}
 
 } // namespace virtsnap::hypervisor

@@ -1,8 +1,12 @@
-// What virtsnap reads from libvirt's XML: a domain's disks and power
-// settings, and a checkpoint's disks. Parsing is kept
-// apart from the libvirt calls so it can be tested on XML text alone.
+// libvirt's XML as virtsnap reads it (a domain's disks and power settings,
+// a checkpoint's disks, a backup job's socket) and as it writes it (the
+// backup and checkpoint definitions it gives libvirt). Kept apart from the
+// libvirt calls so both sides can be tested on XML text alone; written
+// with libxml2's tree API, so any name comes out escaped.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,5 +37,41 @@ struct CheckpointDescription {
 };
 
 Result<CheckpointDescription> parseCheckpointXml(const std::string &xml);
+
+// What virtsnap reads of a running backup job: whose it is.
+struct BackupDescription {
+	std::string socket; // the NBD server's unix socket
+};
+
+Result<BackupDescription> parseBackupXml(const std::string &xml);
+
+struct CheckpointDisk {
+	std::string target;
+	bool bitmap = false; // checkpoint='bitmap' (a bitmap named after the checkpoint), else 'no'
+};
+
+struct CheckpointDefinition {
+	std::string name;
+	std::vector<CheckpointDisk> disks;
+	// Set when a checkpoint is redefined over bitmaps the disks hold
+	// already (seconds since the epoch); each bitmap is then named too.
+	std::optional<int64_t> creationTime;
+};
+
+// <domaincheckpoint>, for virDomainBackupBegin or (redefined)
+// virDomainCheckpointCreateXML.
+std::string checkpointXml(const CheckpointDefinition &checkpoint);
+
+struct BackupDisk {
+	std::string target;
+	bool backup = false; // false: backup='no', and nothing below applies
+	std::string exportName;
+	std::string incremental;  // the checkpoint changes are read since; "" = full
+	std::string exportBitmap; // incremental only: the bitmap the export offers
+	std::string scratchFile;
+};
+
+// A pull-mode <domainbackup> whose NBD server listens on unix `socket`.
+std::string backupXml(const std::string &socket, const std::vector<BackupDisk> &disks);
 
 } // namespace virtsnap::hypervisor

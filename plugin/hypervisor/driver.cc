@@ -16,10 +16,8 @@ Result<DiskInfo> findDisk(std::vector<DiskInfo> disks, const std::string &diskId
 
 Result<DiskInfo> Driver::disk(const std::string &diskId)
 {
-	auto all = disks();
-	if (!all)
-		return std::unexpected(all.error());
-	return findDisk(std::move(*all), diskId, describe());
+	VS_ASSIGN(auto all, disks());
+	return findDisk(std::move(all), diskId, describe());
 }
 
 } // namespace virtsnap::hypervisor

@@ -13,12 +13,12 @@
 // snapshot (the set id, or the snapshot id of a single disk). reconcile()
 // redefines the ones libvirt lost; a commit deletes the ones nothing
 // continues from, and the bitmaps without a checkpoint.
+//
+// This header is the driver as the daemon and the engine see it; its parts,
+// one file each, meet in libvirt_internal.h.
 #pragma once
 
-#include <filesystem>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +26,8 @@
 #include "domain_xml.h"
 
 namespace virtsnap::hypervisor {
+
+class LibvirtDomain; // libvirt_internal.h
 
 class LibvirtDriver : public Driver
 {
@@ -54,27 +56,12 @@ public:
 	void imagesReplaced() override;
 
 private:
-	class Connection;
-	class BackupCapture;
-	class OfflineCapture;
-	class FreezeThroughLibvirt;
+	explicit LibvirtDriver(std::unique_ptr<LibvirtDomain> domain);
+	// The domain, through a pointer that also keeps this driver alive: what
+	// a capture or a freeze holds, as neither may outlive the driver.
+	std::shared_ptr<LibvirtDomain> sharedDomain();
 
-	explicit LibvirtDriver(std::unique_ptr<Connection> connection);
-	Result<std::vector<DiskInfo>> disksLocked();
-	Result<std::vector<CheckpointDescription>> checkpointsLocked();
-	Result<void> redefineLocked(const std::string &name, const std::vector<std::string> &disks);
-	// Deletes a checkpoint and its bitmaps; falls back to the metadata
-	// when some disk lost its bitmap already.
-	void dropCheckpointLocked(const std::string &name);
-	// Our checkpoints and bitmaps that nothing continues from.
-	void dropUnneededLocked(const std::vector<std::string> &keep);
-	Result<std::unique_ptr<Capture>> captureRunning(const CaptureSpec &spec);
-	// The user and group QEMU runs as, from the domain's DAC label.
-	std::optional<std::pair<unsigned, unsigned>> qemuUserLocked();
-	Result<std::unique_ptr<Capture>> captureOffline(const CaptureSpec &spec);
-
-	std::unique_ptr<Connection> connection_;
-	std::mutex mutex_;
+	std::unique_ptr<LibvirtDomain> domain_;
 	std::weak_ptr<LibvirtDriver> self_;
 };
 

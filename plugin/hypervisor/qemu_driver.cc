@@ -207,11 +207,9 @@ Result<std::shared_ptr<QemuDriver>> QemuDriver::connectStorageDaemon(const std::
 								       const fs::path &workDir, InstanceInfo instance,
 								       std::vector<std::string> nodes)
 {
-	auto d = connect(qmpSocket, workDir);
-	if (!d)
-		return d;
-	(*d)->fixedInstance_ = std::move(instance);
-	(*d)->nodes_ = std::move(nodes);
+	VS_ASSIGN(auto d, connect(qmpSocket, workDir));
+	d->fixedInstance_ = std::move(instance);
+	d->nodes_ = std::move(nodes);
 	return d;
 }
 
@@ -341,10 +339,8 @@ Result<std::vector<DiskInfo>> QemuDriver::disksLocked()
 
 Result<DiskInfo> QemuDriver::diskLocked(const std::string &diskId)
 {
-	auto all = disksLocked();
-	if (!all)
-		return std::unexpected(all.error());
-	return findDisk(std::move(*all), diskId, describe());
+	VS_ASSIGN(auto all, disksLocked());
+	return findDisk(std::move(all), diskId, describe());
 }
 
 Result<std::string> QemuDriver::acquireNbdLocked()
@@ -434,21 +430,19 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 	// Scratch overlays come before the freeze, so the guest is frozen for
 	// the transaction only.
 	for (size_t i = 0; i < requests.size(); i++) {
-		auto info = diskLocked(requests[i].diskId);
-		if (!info)
-			return std::unexpected(info.error());
+		VS_ASSIGN(const DiskInfo info, diskLocked(requests[i].diskId));
 		std::string tag = "vs" + requests[i].newBitmap.substr(requests[i].newBitmap.find('-') + 1);
 		std::string n = std::to_string(i);
 		QemuCapture::Disk d;
 		d.request = requests[i];
-		d.size = info->size;
-		d.names = {requests[i].diskId, info->nodeName, tag + "s" + n, tag + "j" + n, tag + "e" + n,
+		d.size = info.size;
+		d.names = {requests[i].diskId, info.nodeName, tag + "s" + n, tag + "j" + n, tag + "e" + n,
 			   tag + "x" + n, requests[i].newBitmap, scratchDir / (tag + "s" + n + ".qcow2")};
 		cap->disks_.push_back(d);
 		QemuCapture::Disk &disk = cap->disks_.back();
 
 		auto made = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
-					disk.names.scratchFile.string(), std::to_string(info->size)},
+					disk.names.scratchFile.string(), std::to_string(info.size)},
 				       errc::kHypervisor);
 		if (!made)
 			return fail(errc::kHypervisor, "disk " + disk.request.diskId +
@@ -527,9 +521,7 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 	for (QemuCapture::Disk &d : cap->disks_)
 		d.transactionDone = true;
 
-	auto nbd = acquireNbdLocked();
-	if (!nbd)
-		return std::unexpected(nbd.error());
+	VS_ASSIGN(const std::string nbd, acquireNbdLocked());
 	cap->usesNbd_ = true;
 	for (QemuCapture::Disk &d : cap->disks_) {
 		Json e = args();
@@ -544,7 +536,7 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 			return qmpFail("disk " + d.request.diskId + ": export it", r.error());
 		d.exported = true;
 		cap->exports_.push_back(DiskExport{
-			d.request.diskId, *nbd, d.names.exportId, d.size,
+			d.request.diskId, nbd, d.names.exportId, d.size,
 			d.request.parentBitmap.empty() ? "" : "qemu:dirty-bitmap:" + d.names.exportBitmap});
 	}
 	lock.unlock();

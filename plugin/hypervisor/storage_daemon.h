@@ -4,14 +4,13 @@
 // reach the qcow2 only on a clean close.
 #pragma once
 
-#include <sys/types.h>
-
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/process.h"
 
 namespace virtsnap::hypervisor {
 
@@ -35,8 +34,11 @@ public:
 	const std::string &qmpSocket() const { return qmpSocket_; }
 
 private:
-	StorageDaemon(pid_t pid, std::string qmpSocket) : pid_(pid), qmpSocket_(std::move(qmpSocket)) {}
-	pid_t pid_;
+	StorageDaemon(Process process, std::string qmpSocket)
+		: process_(std::move(process)), qmpSocket_(std::move(qmpSocket))
+	{
+	}
+	Process process_;
 	std::string qmpSocket_;
 };
 

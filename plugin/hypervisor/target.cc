@@ -33,15 +33,11 @@ Target Target::parse(const std::string &key)
 Result<std::shared_ptr<Driver>> connectDriver(const Target &target, const std::filesystem::path &workDir)
 {
 	if (target.isLibvirt()) {
-		auto d = LibvirtDriver::connect(target.libvirtUri, target.domain);
-		if (!d)
-			return std::unexpected(d.error());
-		return std::shared_ptr<Driver>(*d);
+		VS_ASSIGN(auto d, LibvirtDriver::connect(target.libvirtUri, target.domain));
+		return std::shared_ptr<Driver>(std::move(d));
 	}
-	auto d = QemuDriver::connect(target.qmpSocket, workDir);
-	if (!d)
-		return std::unexpected(d.error());
-	return std::shared_ptr<Driver>(*d);
+	VS_ASSIGN(auto d, QemuDriver::connect(target.qmpSocket, workDir));
+	return std::shared_ptr<Driver>(std::move(d));
 }
 
 } // namespace virtsnap::hypervisor

@@ -12,15 +12,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "cli_runner.h"
+#include "hypervisor/libvirt_driver.h"
 #include "test_guest.h"
 #include "tests/support/test_env.h"
 
@@ -638,6 +641,90 @@ TEST_F(LibvirtHookTest, MigrationIsRefusedDuringACaptureAndAStopFailsPendingJobs
 	EXPECT_EQ(callHook("migrate", "begin", &out), 0) << out;
 	std::string log = readFile(file("hook.log"));
 	EXPECT_NE(log.find(name_ + " stopped end"), std::string::npos) << log;
+}
+
+// Captures that fail before libvirt's backup job starts, on domains started
+// paused: they never boot, as nothing here needs a guest.
+class LibvirtFailedCaptureTest : public LibvirtTest
+{
+protected:
+	// `devicesXml` goes inside <devices>; there is no guest agent channel.
+	void startPaused(const std::string &devicesXml)
+	{
+		std::string xml = "<domain type='qemu'><name>" + name_ +
+				  "</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+				  "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>" +
+				  devicesXml + "</devices></domain>";
+		std::ofstream(file("paused.xml")) << xml;
+		std::string out;
+		ASSERT_EQ(virsh({"define", file("paused.xml")}, &out), 0) << out;
+		ASSERT_EQ(virsh({"start", "--paused", name_}, &out), 0) << out;
+	}
+
+	// The running-domain capture's scratch directories: under /var/tmp,
+	// where QEMU's user reaches them.
+	static std::set<std::string> scratchDirs()
+	{
+		std::set<std::string> found;
+		std::error_code ec;
+		for (const auto &e : fs::directory_iterator("/var/tmp", ec))
+			if (e.path().filename().string().starts_with("virtsnap-libvirt-"))
+				found.insert(e.path().string());
+		return found;
+	}
+};
+
+// A capture asked for a disk the domain does not have (one unplugged since
+// the disks were read) fails, and takes its scratch directory with it. The
+// CLI refuses a domain without disks before any capture; the driver itself
+// is asked for the rest, as no request through the CLI reaches it so.
+TEST_F(LibvirtFailedCaptureTest, ACaptureOfADiskTheDomainLacksLeavesNoScratchDirectory)
+{
+	ASSERT_NO_FATAL_FAILURE(startPaused(""));
+	const std::set<std::string> before = scratchDirs();
+
+	CliResult refused = snapshotAll({"--quiesce", "off"});
+	EXPECT_EQ(refused.status, 1);
+	EXPECT_NE(refused.err.find("no disk"), std::string::npos) << refused.err;
+	EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+	EXPECT_EQ(scratchDirs(), before);
+
+	auto driver = hypervisor::LibvirtDriver::connect(kUri, name_);
+	ASSERT_TRUE(driver) << driver.error().toString();
+	hypervisor::CaptureRequest missing;
+	missing.diskId = "vdz";
+	missing.newBitmap = "ss-0123456789abcdef0";
+	hypervisor::CaptureSpec spec;
+	spec.disks.push_back(missing);
+	spec.scratchDir = workRoot();
+	auto capture = (*driver)->capture(spec);
+	ASSERT_FALSE(capture);
+	EXPECT_EQ(capture.error().code, errc::kDiskNotFound) << capture.error().toString();
+	EXPECT_EQ(scratchDirs(), before);
+}
+
+// A required freeze that fails (the domain has no guest agent) refuses the
+// snapshot at once, and leaves nothing behind.
+TEST_F(LibvirtFailedCaptureTest, ARequiredFreezeWithoutAnAgentIsRefusedAtOnce)
+{
+	std::string out;
+	ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vda.qcow2"), "16M"}, &out), 0) << out;
+	ASSERT_NO_FATAL_FAILURE(startPaused("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+					    "<source file='" + file("vda.qcow2") +
+					    "'/><target dev='vda' bus='virtio'/></disk>"));
+	const std::set<std::string> before = scratchDirs();
+	const char *bin = std::getenv("VIRTSNAP_BIN");
+	ASSERT_TRUE(bin);
+	// Killed after a minute, should it hang.
+	int status = runCommand({"env", "TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + tmp_.file("no-daemon.sock"),
+				 "timeout", "-s", "KILL", "60", bin, "--store", storeDir_, "--key-file", keyFile_,
+				 "create-snapshots", "--domain", name_, "--connect", kUri, "--wait", "--quiesce",
+				 "required"},
+				&out);
+	EXPECT_EQ(status, 1) << out;
+	EXPECT_NE(out.find("--quiesce required"), std::string::npos) << out;
+	EXPECT_TRUE(checkpoints().empty());
+	EXPECT_EQ(scratchDirs(), before);
 }
 
 } // namespace

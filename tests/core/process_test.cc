@@ -1,0 +1,263 @@
+// The one spawner (plugin/core/process.h): where a child's streams go, what
+// it inherits, how it is waited for and stopped, and runProgram's errors.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "core/process.h"
+#include "tests/support/test_env.h"
+
+namespace virtsnap {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string readAll(UniqueFd &fd)
+{
+	std::string out;
+	char buf[4096];
+	for (ssize_t n; (n = ::read(fd.get(), buf, sizeof(buf))) != 0;) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		out.append(buf, size_t(n));
+	}
+	return out;
+}
+
+// Neither running nor a zombie: gone, or reaped.
+bool gone(pid_t pid)
+{
+	if (::kill(pid, 0) != 0)
+		return true;
+	std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+	std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+	auto close = text.rfind(')');
+	return close != std::string::npos && text.substr(close + 2, 1) == "Z";
+}
+
+bool exitedWith(int status, int code)
+{
+	return WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
+
+TEST(RunProgram, ReturnsStdout)
+{
+	auto out = runProgram({"sh", "-c", "echo one; echo two >&2"});
+	ASSERT_TRUE(out) << out.error().toString();
+	EXPECT_EQ(*out, "one\n");
+}
+
+TEST(RunProgram, FailsWithItsCodeAndTheLastLineOfStderr)
+{
+	auto r = runProgram({"sh", "-c", "echo out; echo first >&2; echo last >&2; exit 3"}, errc::kHypervisor);
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kHypervisor);
+	EXPECT_EQ(r.error().message, "sh failed: last");
+	// Nothing on stderr: stdout's last line.
+	r = runProgram({"sh", "-c", "echo a; echo b; exit 1"});
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kIo);
+	EXPECT_EQ(r.error().message, "sh failed: b");
+}
+
+TEST(RunProgram, AProgramThatCannotRunIsNamed)
+{
+	auto r = runProgram({"/nonexistent/virtsnap-helper"}, errc::kHypervisor);
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kHypervisor);
+	EXPECT_EQ(r.error().message, "cannot run /nonexistent/virtsnap-helper: No such file or directory");
+}
+
+TEST(Spawn, WithoutNameInErrorTheCallerNamesIt)
+{
+	SpawnOptions options;
+	options.nameInError = false;
+	auto p = Process::spawn({"/nonexistent/virtsnap-helper"}, options);
+	ASSERT_FALSE(p);
+	EXPECT_EQ(p.error().message, "cannot run: No such file or directory");
+}
+
+TEST(Spawn, WithoutPathSearchANameIsNotLookedUp)
+{
+	SpawnOptions options;
+	options.searchPath = false;
+	EXPECT_FALSE(Process::spawn({"true"}, options)); // no ./true here
+	auto p = Process::spawn({"true"});
+	ASSERT_TRUE(p) << p.error().toString();
+	EXPECT_TRUE(exitedWith(p->wait(), 0));
+}
+
+TEST(Spawn, StdinPipeInStdoutPipeOutStderrWithIt)
+{
+	SpawnOptions options;
+	options.in = Stdio::pipe();
+	options.out = Stdio::pipe();
+	options.err = Stdio::sameAsStdout();
+	auto p = Process::spawn({"sh", "-c", "cat; echo err >&2"}, options);
+	ASSERT_TRUE(p) << p.error().toString();
+	ASSERT_EQ(::write(p->stdinPipe().get(), "hello ", 6), 6);
+	p->stdinPipe().reset();
+	EXPECT_EQ(readAll(p->stdoutPipe()), "hello err\n");
+	EXPECT_FALSE(p->stderrPipe().isValid());
+	EXPECT_TRUE(exitedWith(p->wait(), 0));
+}
+
+TEST(Spawn, OutputToAFileOfItsOwn)
+{
+	test::TempDir dir("vs-process");
+	SpawnOptions options;
+	options.out = Stdio::toFile(dir.file("log"));
+	options.err = Stdio::sameAsStdout();
+	auto p = Process::spawn({"sh", "-c", "echo out; echo err >&2"}, options);
+	ASSERT_TRUE(p) << p.error().toString();
+	EXPECT_TRUE(exitedWith(p->wait(), 0));
+	std::ifstream in(dir.file("log"));
+	std::stringstream ss;
+	ss << in.rdbuf();
+	EXPECT_EQ(ss.str(), "out\nerr\n");
+	struct stat st {};
+	ASSERT_EQ(::stat(dir.file("log").c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(Spawn, StdinIsDevNullUnlessSaidOtherwise)
+{
+	SpawnOptions options;
+	options.out = Stdio::pipe();
+	auto p = Process::spawn({"sh", "-c", "cat; echo end"}, options);
+	ASSERT_TRUE(p) << p.error().toString();
+	EXPECT_EQ(readAll(p->stdoutPipe()), "end\n");
+	EXPECT_TRUE(exitedWith(p->wait(), 0));
+}
+
+TEST(Spawn, CloseOtherFdsKeepsOurDescriptorsOut)
+{
+	UniqueFd leaky(::open("/dev/null", O_RDONLY)); // no O_CLOEXEC
+	ASSERT_TRUE(leaky.isValid());
+	std::string probe = "test -e /proc/self/fd/" + std::to_string(leaky.get()) + " && echo open || echo closed";
+	for (bool close : {false, true}) {
+		SpawnOptions options;
+		options.out = Stdio::pipe();
+		options.closeOtherFds = close;
+		auto p = Process::spawn({"sh", "-c", probe}, options);
+		ASSERT_TRUE(p) << p.error().toString();
+		EXPECT_EQ(readAll(p->stdoutPipe()), close ? "closed\n" : "open\n");
+		(void)p->wait();
+	}
+}
+
+TEST(Spawn, DefaultSignalsClearsTheMaskTheCallerBlocks)
+{
+	// In a thread of its own, so the test thread's mask stays as it was.
+	std::string masks[2];
+	std::thread t([&] {
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &set, nullptr);
+		for (int i = 0; i < 2; i++) {
+			SpawnOptions options;
+			options.out = Stdio::pipe();
+			options.defaultSignals = i == 1;
+			auto p = Process::spawn({"grep", "^SigBlk", "/proc/self/status"}, options);
+			if (!p)
+				return;
+			masks[i] = readAll(p->stdoutPipe());
+			(void)p->wait();
+		}
+	});
+	t.join();
+	EXPECT_EQ(masks[0], "SigBlk:\t0000000000001000\n"); // SIGPIPE, 13
+	EXPECT_EQ(masks[1], "SigBlk:\t0000000000000000\n");
+}
+
+TEST(Process, HasExitedLeavesItUnreapedUntilWait)
+{
+	SpawnOptions options;
+	auto p = Process::spawn({"sh", "-c", "exit 7"}, options);
+	ASSERT_TRUE(p) << p.error().toString();
+	auto deadline = std::chrono::steady_clock::now() + 5s;
+	while (!p->hasExited() && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(5ms);
+	ASSERT_TRUE(p->hasExited());
+	EXPECT_FALSE(p->reaped());
+	EXPECT_EQ(::kill(p->pid(), 0), 0) << "a zombie still has its pid";
+	EXPECT_TRUE(exitedWith(p->wait(), 7));
+	EXPECT_TRUE(p->reaped());
+	EXPECT_NE(::kill(p->pid(), 0), 0);
+}
+
+TEST(Process, WaitForTimesOutThenStopKillsAndReaps)
+{
+	auto p = Process::spawn({"sleep", "60"});
+	ASSERT_TRUE(p) << p.error().toString();
+	EXPECT_FALSE(p->waitFor(0ms));
+	EXPECT_FALSE(p->waitFor(50ms));
+	auto status = p->stop(5s);
+	ASSERT_TRUE(status);
+	EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL);
+	EXPECT_TRUE(p->reaped());
+	EXPECT_EQ(p->waitFor(0ms), status);
+}
+
+TEST(Process, KillReachesTheWholeGroupOfItsOwn)
+{
+	SpawnOptions options;
+	options.out = Stdio::pipe();
+	options.ownProcessGroup = true;
+	auto p = Process::spawn({"sh", "-c", "sleep 60 & echo $!; wait"}, options);
+	ASSERT_TRUE(p) << p.error().toString();
+	std::string line;
+	char c;
+	while (::read(p->stdoutPipe().get(), &c, 1) == 1 && c != '\n')
+		line += c;
+	pid_t sleeper = pid_t(std::stol(line));
+	EXPECT_EQ(::getpgid(sleeper), p->pid());
+	p->kill(SIGKILL);
+	EXPECT_TRUE(WIFSIGNALED(p->wait()));
+	auto deadline = std::chrono::steady_clock::now() + 5s;
+	while (!gone(sleeper) && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(5ms);
+	EXPECT_TRUE(gone(sleeper));
+}
+
+TEST(Process, OneDestroyedUnreapedIsStoppedAndReaped)
+{
+	pid_t pid = -1;
+	{
+		auto p = Process::spawn({"sleep", "60"});
+		ASSERT_TRUE(p) << p.error().toString();
+		pid = p->pid();
+	}
+	EXPECT_NE(::kill(pid, 0), 0) << "neither running nor left a zombie";
+}
+
+TEST(Process, AMovedFromProcessOwnsNothing)
+{
+	auto p = Process::spawn({"sh", "-c", "exit 4"});
+	ASSERT_TRUE(p) << p.error().toString();
+	Process moved(std::move(*p));
+	EXPECT_TRUE(p->reaped());
+	EXPECT_EQ(p->waitFor(0ms), 0);
+	EXPECT_TRUE(exitedWith(moved.wait(), 4));
+}
+
+TEST(LastLine, WithoutItsLineEnd)
+{
+	EXPECT_EQ(lastLine("a\nb\r\n\n"), "b");
+	EXPECT_EQ(lastLine("only"), "only");
+	EXPECT_EQ(lastLine(""), "");
+}
+
+} // namespace
+} // namespace virtsnap
