@@ -138,10 +138,9 @@ Result<std::string> LibvirtDomain::state()
 	}
 }
 
-Result<std::vector<DiskInfo>> LibvirtDomain::disksLocked()
+Result<std::vector<DiskInfo>> LibvirtDomain::configuredDisks()
 {
 	VS_ASSIGN(const DomainDescription desc, description());
-	VS_ASSIGN(const std::string st, state());
 	std::vector<DiskInfo> out;
 	for (const DomainDisk &dd : desc.disks) {
 		DiskInfo d;
@@ -152,6 +151,14 @@ Result<std::vector<DiskInfo>> LibvirtDomain::disksLocked()
 		d.bootIndex = dd.bootOrder;
 		out.push_back(d);
 	}
+	return out;
+}
+
+Result<std::vector<DiskInfo>> LibvirtDomain::disksLocked()
+{
+	VS_ASSIGN(const DomainDescription desc, description());
+	VS_ASSIGN(const std::string st, state());
+	VS_ASSIGN(std::vector<DiskInfo> out, configuredDisks());
 	if (st == "shut off")
 		VS_TRY(readClosedImages(out, describe()));
 	else

@@ -81,6 +81,12 @@ Result<std::vector<DiskInfo>> LibvirtDriver::disks()
 	return domain_->disksLocked();
 }
 
+Result<std::vector<DiskInfo>> LibvirtDriver::configuredDisks()
+{
+	std::lock_guard lock(domain_->mutex());
+	return domain_->configuredDisks();
+}
+
 Result<std::vector<std::string>> LibvirtDriver::reconcile(const std::vector<std::string> &needed)
 {
 	std::lock_guard lock(domain_->mutex());

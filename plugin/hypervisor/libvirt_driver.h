@@ -40,6 +40,8 @@ public:
 	std::string describe() const override;
 	Result<InstanceInfo> instance() override;
 	Result<std::vector<DiskInfo>> disks() override;
+	// From the domain's XML: the images are not opened.
+	Result<std::vector<DiskInfo>> configuredDisks() override;
 	bool sharedBitmapNames() const override { return true; }
 	bool oneCaptureAtATime() const override { return true; }
 	Result<std::vector<std::string>> reconcile(const std::vector<std::string> &needed) override;

@@ -50,6 +50,8 @@ public:
 	// "running", "paused", "shut off", ...
 	Result<std::string> state();
 	Result<std::vector<DiskInfo>> disksLocked();
+	// From the description alone: no image is opened.
+	Result<std::vector<DiskInfo>> configuredDisks();
 
 	// libvirt_checkpoints.cc
 	Result<std::vector<CheckpointDescription>> checkpointsLocked();
