@@ -223,7 +223,7 @@ bool CephCluster::startCore(const CephOptions &options, std::string *why)
 {
 	for (const char *tool : {"ceph-mon", "ceph-osd", "ceph", "uuidgen"}) {
 		if (!findTool(tool)) {
-			*why = std::string(tool) + " is not on PATH (Debian: ceph-mon ceph-osd ceph-common uuid-runtime)";
+			*why = std::string(tool) + " is not on PATH (Debian: ceph-mon, ceph-osd, ceph-common, uuid-runtime)";
 			return false;
 		}
 	}
@@ -451,36 +451,40 @@ bool CephCluster::startGateway(std::string *why)
 		}
 	}
 	S3Gateway gw;
-	for (int attempt = 0; attempt < kPortAttempts && gw.endpoint.empty(); attempt++) {
-		int port = freePort();
-		std::string frontend = "beast endpoint=127.0.0.1:" + std::to_string(port);
-		if (!spawnDaemon("client.rgw.r", {"radosgw", "-c", conf_, "-n", "client.rgw.r", "-f", "--rgw-frontends", frontend}, why))
-			return false;
-		// radosgw in the foreground writes no pid file; the others do.
-		pid_t pid = daemons_.back().pid;
-		std::ofstream(dir_->file("client.rgw.r.pid")) << pid << "\n";
-		for (auto deadline = Clock::now() + kUpTimeout; Clock::now() < deadline;) {
-			if (exited(pid)) {
-				forget("client.rgw.r");
-				*why = "radosgw exited at start (port " + std::to_string(port) + "):" + logTail("client.rgw.r");
-				break;
-			}
-			if (httpStatus(port) == 200) {
-				gw.endpoint = "http://127.0.0.1:" + std::to_string(port);
-				break;
-			}
-			std::this_thread::sleep_for(50ms);
-		}
-	}
-	if (gw.endpoint.empty()) {
-		if (why->empty())
-			*why = "radosgw did not answer within 60 s:" + logTail("client.rgw.r");
+	int port = 0;
+	for (int attempt = 0; attempt < kPortAttempts && !port; attempt++)
+		port = startRadosgw(why);
+	if (port <= 0 || !createUser(&gw, why))
 		return false;
-	}
-	if (!createUser(&gw, why))
-		return false;
+	gw.endpoint = "http://127.0.0.1:" + std::to_string(port);
 	gateway_ = gw;
 	return true;
+}
+
+int CephCluster::startRadosgw(std::string *why)
+{
+	int port = freePort();
+	std::string frontend = "beast endpoint=127.0.0.1:" + std::to_string(port);
+	std::vector<std::string> argv{"radosgw", "-c", conf_, "-n", "client.rgw.r", "-f", "--rgw-frontends", frontend};
+	if (!spawnDaemon("client.rgw.r", argv, why))
+		return 0;
+	// radosgw in the foreground writes no pid file; the others do.
+	pid_t pid = daemons_.back().pid;
+	std::ofstream(dir_->file("client.rgw.r.pid")) << pid << "\n";
+	for (auto deadline = Clock::now() + kUpTimeout; Clock::now() < deadline;) {
+		if (exited(pid)) {
+			forget("client.rgw.r");
+			*why = "radosgw exited at start (port " + std::to_string(port) + "):" + logTail("client.rgw.r");
+			return 0;
+		}
+		if (httpStatus(port) == 200)
+			return port;
+		std::this_thread::sleep_for(50ms);
+	}
+	// Not another port: a radosgw that neither answers nor exits will not
+	// do better elsewhere. It is stopped with the rest.
+	*why = "radosgw did not answer on port " + std::to_string(port) + " within 60 s:" + logTail("client.rgw.r");
+	return -1;
 }
 
 bool CephCluster::createUser(S3Gateway *gw, std::string *why)
@@ -502,9 +506,11 @@ bool CephCluster::createUser(S3Gateway *gw, std::string *why)
 		return false;
 	}
 	gw->credentialsFile = dir_->file("s3-credentials");
+	// 0600 whatever the umask, as a file of keys should be.
 	int fd = ::open(gw->credentialsFile.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	std::string text = "access-key-id = " + gw->accessKey + "\nsecret-access-key = " + gw->secretKey + "\n";
-	bool written = fd >= 0 && ::fchmod(fd, 0600) == 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size());
+	bool written = fd >= 0 && ::fchmod(fd, 0600) == 0 &&
+		       ::write(fd, text.data(), text.size()) == ssize_t(text.size());
 	if (fd >= 0)
 		::close(fd);
 	if (!written) {

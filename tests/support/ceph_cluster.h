@@ -86,6 +86,9 @@ private:
 	bool startOsd(bool manager, std::string *why);
 	bool waitOsdUp(std::string *why);
 	bool startGateway(std::string *why);
+	// The port radosgw serves S3 on; 0 when it exited (the port may have
+	// been taken: another may do), -1 when it did not answer.
+	int startRadosgw(std::string *why);
 	bool createUser(S3Gateway *gw, std::string *why);
 	bool spawnDaemon(const std::string &name, const std::vector<std::string> &argv, std::string *why);
 	// Output of the ceph tool with this cluster's conf, or nullopt with
