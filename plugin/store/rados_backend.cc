@@ -145,6 +145,11 @@ private:
 	Result<std::vector<std::string>> names(const std::string &prefix);
 	Result<void> statAll(const std::vector<std::string> &names, std::vector<ObjectInfo> *out);
 	std::unexpected<Error> failed(const std::string &what, int negative) const;
+	// An open that failed: the whole URL, conf and id included, is named.
+	std::unexpected<Error> openFailed(const char *code, const std::string &why) const
+	{
+		return fail(code, "store " + url_.text + ": " + why);
+	}
 
 	const StoreUrl url_;
 	const std::string where_; // rados://POOL[/NS]
@@ -183,23 +188,25 @@ Result<std::unique_ptr<Backend>> RadosBackend::open(const StoreUrl &url, const B
 Result<void> RadosBackend::connect()
 {
 	const std::string &conf = url_.conf;
-	auto bad = [&](const char *code, const std::string &why) { return fail(code, "store " + url_.text + ": " + why); };
 	// librados' own message for a missing file is "No such file or
 	// directory" without the name; say which and where it came from.
 	if (::access(conf.c_str(), R_OK) != 0) {
 		if (errno == ENOENT)
-			return bad(errc::kInvalidParameterValue, "the Ceph config file " + conf + " does not exist (conf= in the URL)");
-		return bad(errno == EACCES ? errc::kAccessDenied : errc::kIo,
+			return openFailed(errc::kInvalidParameterValue,
+					  "the Ceph config file " + conf + " does not exist (conf= in the URL)");
+		return openFailed(errno == EACCES ? errc::kAccessDenied : errc::kIo,
 			   "cannot read the Ceph config file " + conf + ": " + errnoText(-errno));
 	}
 	rados_t handle = nullptr;
 	if (int r = rados_create2(&handle, "ceph", ("client." + url_.id).c_str(), 0); r < 0)
-		return bad(errc::kInvalidParameterValue, "cannot make a client named client." + url_.id + ": " + errnoText(r));
+		return openFailed(errc::kInvalidParameterValue,
+				  "cannot make a client named client." + url_.id + ": " + errnoText(r));
 	cluster_.reset(handle);
 	// Keys come from the keyring this file names, and from nowhere else
 	// (not $CEPH_ARGS: nothing is read from the environment).
 	if (int r = rados_conf_read_file(handle, conf.c_str()); r < 0)
-		return bad(errc::kInvalidParameterValue, "cannot read the Ceph config file " + conf + ": " + errnoText(r));
+		return openFailed(errc::kInvalidParameterValue,
+				  "cannot read the Ceph config file " + conf + ": " + errnoText(r));
 	// Set over the file's values: the caller's bound on every request, and
 	// one line of ours instead of librados' own on stderr.
 	std::string seconds = std::to_string(std::max<int64_t>(1, timeout_.count()));
@@ -209,7 +216,7 @@ Result<void> RadosBackend::connect()
 				  {"log_to_stderr", "false"},
 				  {"err_to_stderr", "false"}})
 		if (int r = rados_conf_set(handle, key, value.c_str()); r < 0)
-			return bad(errc::kInternal, std::string("cannot set ") + key + ": " + errnoText(r));
+			return openFailed(errc::kInternal, std::string("cannot set ") + key + ": " + errnoText(r));
 	char monHost[1024] = {};
 	(void)rados_conf_get(handle, "mon_host", monHost, sizeof(monHost) - 1); // for messages only
 	int r = rados_connect(handle);
@@ -217,27 +224,31 @@ Result<void> RadosBackend::connect()
 		return {};
 	std::string mons = monHost[0] ? std::string(" (mon host ") + monHost + ")" : "";
 	if (r == -ETIMEDOUT)
-		return bad(errc::kStoreUnavailable, "no monitor of the cluster" + mons + " answered within " + seconds + " s");
+		return openFailed(errc::kStoreUnavailable,
+				  "no monitor of the cluster" + mons + " answered within " + seconds + " s");
 	if (r == -ENOENT && !monHost[0])
-		return bad(errc::kInvalidParameterValue, conf + " names no monitors (mon host)");
+		return openFailed(errc::kInvalidParameterValue, conf + " names no monitors (mon host)");
 	if (r == -ENOENT) // no keyring, or no key for the id in it
-		return bad(errc::kAccessDenied, "no key for client." + url_.id + " in the keyring that " + conf + " names");
+		return openFailed(errc::kAccessDenied,
+				  "no key for client." + url_.id + " in the keyring that " + conf + " names");
 	if (r == -EACCES || r == -EPERM)
-		return bad(errc::kAccessDenied, "the cluster" + mons + " refused client." + url_.id + ": " + errnoText(r));
-	return bad(errc::kStoreUnavailable, "cannot connect to the cluster" + mons + ": " + errnoText(r));
+		return openFailed(errc::kAccessDenied,
+				  "the cluster" + mons + " refused client." + url_.id + ": " + errnoText(r));
+	return openFailed(errc::kStoreUnavailable, "cannot connect to the cluster" + mons + ": " + errnoText(r));
 }
 
 Result<void> RadosBackend::openPool()
 {
-	auto bad = [&](const char *code, const std::string &why) { return fail(code, "store " + url_.text + ": " + why); };
 	rados_ioctx_t io = nullptr;
 	int r = rados_ioctx_create(cluster_.get(), url_.pool.c_str(), &io);
 	if (r == -ENOENT)
-		return bad(errc::kStoreUnavailable, "pool " + url_.pool + " does not exist; an administrator creates it with "
-							 "'ceph osd pool create " + url_.pool +
-							 "' and 'ceph osd pool application enable " + url_.pool + " virtsnap'");
+		return openFailed(errc::kStoreUnavailable, "pool " + url_.pool +
+								   " does not exist; an administrator creates it with "
+								   "'ceph osd pool create " + url_.pool +
+								   "' and 'ceph osd pool application enable " +
+								   url_.pool + " virtsnap'");
 	if (r < 0)
-		return bad(codeOf(r), "cannot open pool " + url_.pool + ": " + errnoText(r));
+		return openFailed(codeOf(r), "cannot open pool " + url_.pool + ": " + errnoText(r));
 	io_.reset(io);
 	rados_ioctx_set_namespace(io, url_.radosNamespace.c_str());
 	// One request to an OSD now, so that an OSD that does not answer or
@@ -324,15 +335,15 @@ Result<void> RadosBackend::getRange(const std::string &name, uint64_t offset, st
 {
 	for (size_t done = 0; done < out.size();) {
 		size_t length = std::min(out.size() - done, kMaxRead);
-		int r = rados_read(io_.get(), name.c_str(), reinterpret_cast<char *>(out.data() + done), length, offset + done);
+		char *into = reinterpret_cast<char *>(out.data() + done);
+		int r = rados_read(io_.get(), name.c_str(), into, length, offset + done);
 		if (r == -ENOENT)
 			return fail(errc::kObjectNotFound, where_ + ": no object " + name);
 		if (r < 0)
 			return failed("read " + name + " at " + std::to_string(offset + done), r);
 		if (r == 0)
-			return fail(errc::kCorrupt, where_ + ": " + name + " ends before " + std::to_string(offset + out.size()) +
-							    " (unexpected end of object at offset " +
-							    std::to_string(offset + done) + ")");
+			return fail(errc::kCorrupt, where_ + ": " + name + " ends at " + std::to_string(offset + done) +
+							    ", before " + std::to_string(offset + out.size()));
 		done += size_t(r);
 	}
 	return {};
