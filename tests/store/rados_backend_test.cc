@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -44,6 +45,22 @@ std::set<std::string> names(Backend &backend, const std::string &prefix = "")
 	std::set<std::string> out;
 	auto r = backend.list(prefix, [&](const ObjectInfo &info) { out.insert(info.name); });
 	EXPECT_TRUE(r) << describe(r);
+	return out;
+}
+
+// Processes whose command line names something in `dir`.
+std::vector<std::string> processesIn(const std::string &dir)
+{
+	std::vector<std::string> out;
+	for (const auto &entry : fs::directory_iterator("/proc")) {
+		std::ifstream in(entry.path() / "cmdline");
+		std::string line;
+		if (!std::getline(in, line))
+			continue;
+		std::replace(line.begin(), line.end(), '\0', ' ');
+		if (line.find(dir + "/") != std::string::npos)
+			out.push_back(entry.path().filename().string() + ": " + line);
+	}
 	return out;
 }
 
@@ -101,7 +118,8 @@ int deafPort(int *fd)
 	addr.sin_family = AF_INET;
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t len = sizeof(addr);
-	if (*fd < 0 || ::bind(*fd, (sockaddr *)&addr, sizeof(addr)) != 0 || ::getsockname(*fd, (sockaddr *)&addr, &len) != 0)
+	if (*fd < 0 || ::bind(*fd, (sockaddr *)&addr, sizeof(addr)) != 0 ||
+	    ::getsockname(*fd, (sockaddr *)&addr, &len) != 0)
 		return 0;
 	return ntohs(addr.sin_port);
 }
@@ -119,8 +137,9 @@ TEST(RadosBackendTest, AClusterWhoseMonDoesNotAnswerIsUnavailableWithinTheTimeou
 	{
 		std::ifstream shared(cluster->confPath());
 		std::ofstream out(conf);
+		std::string deaf = "mon host = v1:127.0.0.1:" + std::to_string(port);
 		for (std::string line; std::getline(shared, line);)
-			out << (line.starts_with("mon host") ? "mon host = v1:127.0.0.1:" + std::to_string(port) : line) << "\n";
+			out << (line.starts_with("mon host") ? deaf : line) << "\n";
 	}
 	std::string message = openFails(radosUrl("virtsnap-test", "ns", conf), errc::kStoreUnavailable,
 					std::chrono::seconds(3));
@@ -158,6 +177,34 @@ TEST(RadosBackendTest, AClusterWhoseOsdIsDownIsUnavailableWithinTheTimeout)
 	EXPECT_LT(Clock::now() - started, kBounded);
 	EXPECT_NE(describe(got).find("no answer within 10 s"), std::string::npos) << describe(got);
 	openFails(url, errc::kStoreUnavailable, std::chrono::seconds(3));
+
+	// And a cluster stopped leaves no daemon and no directory.
+	std::string dir = fs::path(cluster->confPath()).parent_path();
+	EXPECT_FALSE(processesIn(dir).empty());
+	cluster.reset();
+	EXPECT_FALSE(fs::exists(dir));
+	EXPECT_EQ(processesIn(dir), std::vector<std::string>{});
+}
+
+// What the S3 backend's tests are given: an endpoint that answered S3 and
+// a 0600 file with the user's keys, as the S3 backend reads them.
+TEST(RadosBackendTest, TheClusterGatewayHasAUserAndItsKeysInA0600File)
+{
+	CephCluster *cluster;
+	REQUIRE_CLUSTER(cluster);
+	std::string why;
+	const virtsnap::test::S3Gateway *gw = cluster->gateway(&why);
+	ASSERT_TRUE(gw) << why;
+	EXPECT_TRUE(gw->endpoint.starts_with("http://127.0.0.1:")) << gw->endpoint;
+	struct stat st;
+	ASSERT_EQ(::stat(gw->credentialsFile.c_str(), &st), 0) << gw->credentialsFile;
+	EXPECT_EQ(st.st_mode & 0777, 0600u);
+	std::ifstream in(gw->credentialsFile);
+	std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+	EXPECT_EQ(text, "access-key-id = " + gw->accessKey + "\nsecret-access-key = " + gw->secretKey + "\n");
+	EXPECT_FALSE(gw->accessKey.empty());
+	EXPECT_FALSE(gw->secretKey.empty());
+	EXPECT_EQ(cluster->gateway(&why), gw); // one gateway per cluster
 }
 
 TEST(RadosBackendTest, NamespacesKeepStoresOfOnePoolApart)

@@ -57,7 +57,8 @@ std::string freshRadosUrl(std::string *why)
 		return "";
 	if (!poolFailure) {
 		std::string reason;
-		poolFailure = cluster->createPool(kPool, &reason) ? "" : "cannot create pool " + std::string(kPool) + ": " + reason;
+		bool created = cluster->createPool(kPool, &reason);
+		poolFailure = created ? "" : "cannot create pool " + std::string(kPool) + ": " + reason;
 	}
 	if (!poolFailure->empty()) {
 		*why = *poolFailure;
