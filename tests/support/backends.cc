@@ -1,8 +1,13 @@
 #include "backends.h"
 
 #include <atomic>
+#include <cctype>
+#include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <optional>
 
+#include "ceph_cluster.h"
 #include "test_env.h"
 
 namespace virtsnap::test {
@@ -24,6 +29,44 @@ private:
 	TempDir root_{"vs-backend"};
 };
 
+// %-escapes what a URL's query value cannot hold as it is.
+std::string urlEscaped(const std::string &s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	std::string out;
+	for (unsigned char c : s) {
+		if (std::isalnum(c) || std::strchr("/._-~", c))
+			out += char(c);
+		else
+			out += std::string("%") + hex[c >> 4] + hex[c & 15];
+	}
+	return out;
+}
+
+// RADOS stores are namespaces of one pool on the binary's shared cluster:
+// the pool is made once, a namespace costs nothing and needs no cleaning.
+std::string freshRadosUrl(std::string *why)
+{
+	static std::mutex mutex;
+	static std::optional<std::string> poolFailure;
+	static std::atomic<int> next{0};
+	constexpr const char *kPool = "virtsnap-test";
+	std::lock_guard lock(mutex);
+	CephCluster *cluster = CephCluster::shared(why);
+	if (!cluster)
+		return "";
+	if (!poolFailure) {
+		std::string reason;
+		bool created = cluster->createPool(kPool, &reason);
+		poolFailure = created ? "" : "cannot create pool " + std::string(kPool) + ": " + reason;
+	}
+	if (!poolFailure->empty()) {
+		*why = *poolFailure;
+		return "";
+	}
+	return radosUrl(kPool, "ns-" + std::to_string(next++), cluster->confPath());
+}
+
 std::vector<BackendUnderTest> &registry()
 {
 	static std::vector<BackendUnderTest> backends = [] {
@@ -32,6 +75,7 @@ std::vector<BackendUnderTest> &registry()
 				       static LocalRoot root;
 				       return root.fresh();
 			       }, {}});
+		all.push_back({"rados", freshRadosUrl, {}});
 		return all;
 	}();
 	return backends;
@@ -56,6 +100,12 @@ const BackendUnderTest *backendNamed(const std::string &name)
 		if (b.name == name)
 			return &b;
 	return nullptr;
+}
+
+std::string radosUrl(const std::string &pool, const std::string &ns, const std::string &conf)
+{
+	// admin: the id the ceph tools use.
+	return "rados://" + pool + (ns.empty() ? "" : "/" + ns) + "?conf=" + urlEscaped(conf) + "&id=admin";
 }
 
 std::unique_ptr<store::Backend> freshBackend(const std::string &name, std::string *url, std::string *why)

@@ -32,6 +32,10 @@ const BackendUnderTest *backendNamed(const std::string &name);
 // A fresh backend of that kind, or null with the reason in *why.
 std::unique_ptr<store::Backend> freshBackend(const std::string &name, std::string *url, std::string *why);
 
+// rados://POOL/NS?conf=CONF&id=admin, CONF %-escaped as a URL needs (any id
+// works on the test clusters, which have no cephx).
+std::string radosUrl(const std::string &pool, const std::string &ns, const std::string &conf);
+
 } // namespace virtsnap::test
 
 // In a test body or SetUp(): the named backend, or a skip (a failure under
