@@ -9,4 +9,9 @@ namespace virtsnap::store {
 
 Result<std::unique_ptr<Backend>> openS3Backend(const StoreUrl &url, const BackendSettings &settings);
 
+// Makes the URL's bucket, for the tests' throwaway buckets and operators who
+// would rather not reach for another S3 client; a bucket we own already is
+// no error.
+Result<void> createS3Bucket(const StoreUrl &url, const BackendSettings &settings);
+
 } // namespace virtsnap::store

@@ -8,6 +8,8 @@
 #include <optional>
 
 #include "ceph_cluster.h"
+#include "store/backend_url.h"
+#include "store/s3_backend.h"
 #include "test_env.h"
 
 namespace virtsnap::test {
@@ -67,6 +69,41 @@ std::string freshRadosUrl(std::string *why)
 	return radosUrl(kPool, "ns-" + std::to_string(next++), cluster->confPath());
 }
 
+std::vector<BackendUnderTest> &registry();
+
+// S3 on the shared cluster's radosgw: one bucket per test binary, made on
+// first use, and a fresh prefix in it per URL. The credentials file is the
+// gateway user's, known once radosgw runs: it goes into the registry's
+// settings then, before openBackend reads them.
+std::string freshS3Url(std::string *why)
+{
+	static std::mutex mutex;
+	static std::string bucket, endpoint;
+	static int next = 0;
+	std::lock_guard lock(mutex);
+	if (bucket.empty()) {
+		CephCluster *cluster = CephCluster::shared(why);
+		const S3Gateway *gateway = cluster ? cluster->gateway(why) : nullptr;
+		if (!gateway)
+			return "";
+		store::BackendSettings settings;
+		settings.s3CredentialsFile = gateway->credentialsFile;
+		const std::string name = "virtsnap-tests";
+		auto url = store::parseStoreUrl("s3://" + name + "?endpoint=" + gateway->endpoint);
+		auto made = url ? store::createS3Bucket(*url, settings) : Result<void>(std::unexpected(url.error()));
+		if (!made) {
+			*why = "create the tests' bucket: " + made.error().toString();
+			return "";
+		}
+		for (BackendUnderTest &b : registry())
+			if (b.name == "s3")
+				b.settings = settings;
+		bucket = name;
+		endpoint = gateway->endpoint;
+	}
+	return "s3://" + bucket + "/store-" + std::to_string(next++) + "?endpoint=" + endpoint;
+}
+
 std::vector<BackendUnderTest> &registry()
 {
 	static std::vector<BackendUnderTest> backends = [] {
@@ -76,6 +113,7 @@ std::vector<BackendUnderTest> &registry()
 				       return root.fresh();
 			       }, {}});
 		all.push_back({"rados", freshRadosUrl, {}});
+		all.push_back({"s3", freshS3Url, {}});
 		return all;
 	}();
 	return backends;
