@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "core/compiler.h"
 
 namespace virtsnap::cli {
 
@@ -20,9 +19,7 @@ std::string cell(const Json &v)
 		std::string out;
 		for (size_t i = 0; i < v.size(); i++) {
 			Json t = v.at(i);
-			VS_GCC12_BOGUS_RESTRICT_BEGIN
 			out += (i ? "," : "") + t.getString("Key").value_or("") + "=" + t.getString("Value").value_or("");
-			VS_GCC12_BOGUS_RESTRICT_END
 		}
 		return out.empty() ? "-" : out;
 	}

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <ctime>
 
-#include "compiler.h"
 
 namespace virtsnap {
 
@@ -40,9 +39,7 @@ Result<void> checkSnapshotId(std::string_view s)
 {
 	if (isSnapshotId(s))
 		return {};
-	VS_GCC12_BOGUS_RESTRICT_BEGIN
 	return fail(errc::kSnapshotIdMalformed, "'" + std::string(s) + "' is not a snapshot id (snap- and 17 hex digits)");
-	VS_GCC12_BOGUS_RESTRICT_END
 }
 
 std::string isoTimeNow()

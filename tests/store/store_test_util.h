@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "core/bytes.h"
-#include "core/compiler.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "crypto/crypto.h"
@@ -122,9 +121,7 @@ inline std::map<std::string, std::string> treeSnapshot(const fs::path &dir)
 		std::string desc = std::to_string(st.st_mode);
 		if (S_ISREG(st.st_mode)) {
 			auto bytes = readFile(it->path());
-			VS_GCC12_BOGUS_RESTRICT_BEGIN
 			desc += ":" + (bytes ? toHex(*bytes) : std::string("unreadable"));
-			VS_GCC12_BOGUS_RESTRICT_END
 		}
 		out[fs::relative(it->path(), dir).string()] = desc;
 	}
