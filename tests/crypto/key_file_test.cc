@@ -11,6 +11,7 @@
 
 #include "core/bytes.h"
 #include "crypto/crypto.h"
+#include "tests/support/test_env.h"
 
 namespace virtsnap::crypto {
 namespace {
@@ -33,18 +34,10 @@ class KeyFileTest : public ::testing::Test
 protected:
 	void SetUp() override
 	{
-		std::string tmpl = (fs::temp_directory_path() / "virtsnap-keyfile-XXXXXX").string();
-		ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-		dir_ = tmpl;
 		auto k = SecretKey::random();
 		ASSERT_TRUE(k);
 		key_ = *k;
 		keyHex_ = toHex(key_.bytes());
-	}
-	void TearDown() override
-	{
-		std::error_code ec;
-		fs::remove_all(dir_, ec);
 	}
 
 	static void writeRaw(const fs::path &p, const std::string &content, mode_t mode)
@@ -71,7 +64,8 @@ protected:
 		EXPECT_EQ(e.message.find(keyHex_.substr(0, 16)), std::string::npos) << e.message;
 	}
 
-	fs::path dir_;
+	virtsnap::test::TempDir tmp_{"virtsnap-keyfile"};
+	fs::path dir_{tmp_.path()};
 	SecretKey key_;
 	std::string keyHex_;
 };

@@ -1,5 +1,7 @@
 #include "cli_runner.h"
 
+#include "tests/support/test_env.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -38,8 +40,10 @@ CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<st
 		r.err = "VIRTSNAP_BIN is not set";
 		return r;
 	}
-	char outPath[] = "/tmp/vs-cli-out-XXXXXX", errPath[] = "/tmp/vs-cli-err-XXXXXX";
-	int outFd = mkstemp(outPath), errFd = mkstemp(errPath);
+	TempDir capture("vs-cli");
+	std::string outPath = capture.file("out"), errPath = capture.file("err");
+	int outFd = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int errFd = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(outFd, 1);
@@ -70,8 +74,6 @@ done:
 	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	r.out = slurp(outPath);
 	r.err = slurp(errPath);
-	unlink(outPath);
-	unlink(errPath);
 	return r;
 }
 

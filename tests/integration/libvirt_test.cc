@@ -101,9 +101,8 @@ protected:
 		ASSERT_TRUE(error.empty()) << error;
 		// QEMU runs as libvirt's user: the domain's files sit where it
 		// may read them.
-		char pattern[] = "/var/tmp/vs-libvirt-XXXXXX";
-		ASSERT_TRUE(::mkdtemp(pattern));
-		dir_ = pattern;
+		domainDir_ = std::make_unique<TempDir>("vs-libvirt", "/var/tmp");
+		dir_ = domainDir_->path();
 		::chmod(dir_.c_str(), 0755);
 		name_ = "vs-test-" + std::to_string(::getpid()) + "-" + fs::path(dir_).filename().string().substr(11);
 		storeDir_ = tmp_.file("store");
@@ -117,9 +116,7 @@ protected:
 			virsh({"destroy", name_});
 			virsh({"undefine", name_, "--checkpoints-metadata", "--managed-save"});
 		}
-		std::error_code ec;
-		if (!dir_.empty())
-			fs::remove_all(dir_, ec);
+		domainDir_.reset();
 	}
 
 	std::string file(const std::string &name) const { return dir_ + "/" + name; }
@@ -258,6 +255,7 @@ protected:
 	}
 
 	TempDir tmp_;
+	std::unique_ptr<TempDir> domainDir_;
 	std::string cache_, dir_, name_, storeDir_, keyFile_;
 };
 

@@ -24,6 +24,7 @@
 #include "core/file_util.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
+#include "tests/support/test_env.h"
 
 namespace virtsnap::store::test {
 
@@ -150,23 +151,10 @@ inline std::string keyHex(const crypto::SecretKey &key)
 	return toHex(key.bytes());
 }
 
-// A fresh mkdtemp directory per test, removed with everything in it.
+// A fresh directory per test, removed with everything in it.
 class StoreDirTest : public ::testing::Test
 {
 protected:
-	void SetUp() override
-	{
-		std::string tmpl = "/tmp/vs-store-test-XXXXXX";
-		ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-		root_ = tmpl;
-	}
-
-	void TearDown() override
-	{
-		std::error_code ec;
-		fs::remove_all(root_, ec);
-	}
-
 	fs::path storeDir() const { return root_ / "store"; }
 	fs::path keyFile() const { return root_ / "keys" / "master.key"; }
 
@@ -198,7 +186,8 @@ protected:
 	size_t countIndexes() const { return filesEndingWith(storeDir() / "packs", ".idx").size(); }
 	size_t countTemps() const { return filesContaining(storeDir(), ".tmp-").size(); }
 
-	fs::path root_;
+	virtsnap::test::TempDir tmp_{"vs-store-test"};
+	fs::path root_{tmp_.path()};
 };
 
 } // namespace virtsnap::store::test

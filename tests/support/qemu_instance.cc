@@ -109,11 +109,12 @@ std::unique_ptr<QemuInstance> QemuInstance::start(const QemuOptions &options, st
 	};
 
 	std::unique_ptr<QemuInstance> vm(new QemuInstance());
-	std::string tmpl = "/tmp/vs-qemu-XXXXXX";
-	if (::mkdtemp(tmpl.data()) == nullptr)
-		return failWith("mkdtemp " + tmpl + ": " + std::strerror(errno));
-	vm->dir_ = tmpl;
-	const std::string &dir = vm->dir_;
+	try {
+		vm->dir_ = std::make_unique<TempDir>("vs-qemu");
+	} catch (const std::system_error &e) {
+		return failWith(e.what());
+	}
+	const std::string &dir = vm->dir();
 
 	std::vector<std::string> args = {
 		"qemu-system-x86_64", "-nodefaults", "-display", "none", "-machine", "pc,accel=tcg",
@@ -245,10 +246,6 @@ QemuInstance::~QemuInstance()
 			kill(SIGKILL);
 	}
 	control_.reset();
-	if (!dir_.empty()) {
-		std::error_code ec;
-		std::filesystem::remove_all(dir_, ec);
-	}
 }
 
 qmp::Result<std::string> QemuInstance::hmp(const std::string &commandLine)
@@ -262,7 +259,7 @@ qmp::Result<std::string> QemuInstance::hmp(const std::string &commandLine)
 
 bool QemuInstance::qemuIo(const std::string &diskId, const std::string &command, std::string *output)
 {
-	const std::string stdoutPath = dir_ + "/qemu.out";
+	const std::string stdoutPath = dir_->file("qemu.out");
 	size_t before = fileSize(stdoutPath);
 	auto reply = hmp("qemu-io -d /machine/peripheral/" + diskId + "/virtio-backend " + hmpQuote(command));
 	if (!reply) {
@@ -286,8 +283,8 @@ bool QemuInstance::qemuIo(const std::string &diskId, const std::string &command,
 
 std::string QemuInstance::log() const
 {
-	std::string err = readFileFrom(dir_ + "/qemu.err", 0);
-	std::string out = readFileFrom(dir_ + "/qemu.out", 0);
+	std::string err = readFileFrom(dir_->file("qemu.err"), 0);
+	std::string out = readFileFrom(dir_->file("qemu.out"), 0);
 	if (out.empty())
 		return err;
 	return err + (err.empty() ? "" : "\n") + "stdout:\n" + out;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <system_error>
 
 namespace virtsnap::test {
 
@@ -42,13 +43,16 @@ std::optional<std::string> findTool(const std::string &name)
 	return std::nullopt;
 }
 
-TempDir::TempDir(const std::string &prefix)
+TempDir::TempDir(const std::string &prefix, const std::string &parent)
 {
-	std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
-	if (::mkdtemp(tmpl.data()) == nullptr) {
-		ADD_FAILURE() << "mkdtemp " << tmpl << ": " << std::strerror(errno);
-		return;
+	std::string base = parent;
+	if (base.empty()) {
+		const char *tmp = std::getenv("TMPDIR");
+		base = tmp && *tmp ? tmp : "/tmp";
 	}
+	std::string tmpl = base + "/" + prefix + "-XXXXXX";
+	if (::mkdtemp(tmpl.data()) == nullptr)
+		throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
 	path_ = tmpl;
 }
 

@@ -20,12 +20,16 @@ bool inCi();
 // The tool's full path if `name` is an executable on PATH.
 std::optional<std::string> findTool(const std::string &name);
 
-// A fresh directory under /tmp, removed with everything in it on destruction.
+// A fresh directory, removed with everything in it on destruction: under
+// $TMPDIR (else /tmp), as every program's temporary files are, unless the
+// caller names another parent for a reason of its own. Throws when it cannot
+// be made: a test must not go on with an empty path, whose files would land
+// in /. (gtest reports the exception as the test's failure.)
 class TempDir
 {
 public:
 	// `prefix` becomes the start of the directory's name.
-	explicit TempDir(const std::string &prefix = "vs-test");
+	explicit TempDir(const std::string &prefix = "vs-test", const std::string &parent = "");
 	~TempDir();
 	TempDir(const TempDir &) = delete;
 	TempDir &operator=(const TempDir &) = delete;
