@@ -17,24 +17,15 @@
 
 #include "catalog/catalog.h"
 #include "core/error.h"
+#include "tests/support/core_test_util.h"
 #include "tests/support/test_env.h"
 
 namespace virtsnap::catalog::test {
 
 namespace fs = std::filesystem;
 
-// "ok" or the error line, streamed after an assertion.
-template<typename T>
-std::string describe(const Result<T> &r)
-{
-	return r ? std::string("ok") : r.error().toString();
-}
-
-template<typename T>
-std::string codeOf(const Result<T> &r)
-{
-	return r ? std::string("ok") : r.error().code;
-}
+using virtsnap::test::codeOf;
+using virtsnap::test::describe;
 
 // "snap-" + 17 hex digits, distinct per n and ordered as n is.
 inline std::string snapId(unsigned n)

@@ -17,6 +17,7 @@ namespace virtsnap::crypto {
 namespace {
 
 namespace fs = std::filesystem;
+using virtsnap::test::fileMode;
 
 // Sets the process umask for one test and puts the old one back.
 class UmaskGuard
@@ -51,12 +52,6 @@ protected:
 		std::stringstream ss;
 		ss << in.rdbuf();
 		return ss.str();
-	}
-	static mode_t modeOf(const fs::path &p)
-	{
-		struct stat st {};
-		EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
-		return st.st_mode & 07777;
 	}
 	void expectNoKeyIn(const Error &e)
 	{
@@ -100,7 +95,7 @@ TEST_F(KeyFileTest, ModeIs0600EvenWithUmaskZero)
 	UmaskGuard mask(0);
 	fs::path p = dir_ / "key";
 	ASSERT_TRUE(writeKeyFile(p, key_));
-	EXPECT_EQ(modeOf(p), mode_t(0600));
+	EXPECT_EQ(fileMode(p), mode_t(0600));
 	EXPECT_TRUE(loadKeyFile(p));
 }
 
@@ -110,9 +105,9 @@ TEST_F(KeyFileTest, ModeIs0600WithRestrictiveUmask)
 	fs::path p = dir_ / "a" / "b" / "key";
 	auto r = writeKeyFile(p, key_);
 	ASSERT_TRUE(r) << r.error().toString();
-	EXPECT_EQ(modeOf(p), mode_t(0600));
-	EXPECT_EQ(modeOf(dir_ / "a"), mode_t(0700));
-	EXPECT_EQ(modeOf(dir_ / "a" / "b"), mode_t(0700));
+	EXPECT_EQ(fileMode(p), mode_t(0600));
+	EXPECT_EQ(fileMode(dir_ / "a"), mode_t(0700));
+	EXPECT_EQ(fileMode(dir_ / "a" / "b"), mode_t(0700));
 	EXPECT_TRUE(loadKeyFile(p));
 }
 
@@ -121,16 +116,16 @@ TEST_F(KeyFileTest, CreatesMissingDirectories0700)
 	UmaskGuard mask(0);
 	fs::path p = dir_ / "x" / "y" / "key";
 	ASSERT_TRUE(writeKeyFile(p, key_));
-	EXPECT_EQ(modeOf(dir_ / "x"), mode_t(0700));
-	EXPECT_EQ(modeOf(dir_ / "x" / "y"), mode_t(0700));
-	EXPECT_EQ(modeOf(p), mode_t(0600));
+	EXPECT_EQ(fileMode(dir_ / "x"), mode_t(0700));
+	EXPECT_EQ(fileMode(dir_ / "x" / "y"), mode_t(0700));
+	EXPECT_EQ(fileMode(p), mode_t(0600));
 }
 
 TEST_F(KeyFileTest, LeavesExistingDirectoryAlone)
 {
 	ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
 	ASSERT_TRUE(writeKeyFile(dir_ / "key", key_));
-	EXPECT_EQ(modeOf(dir_), mode_t(0755));
+	EXPECT_EQ(fileMode(dir_), mode_t(0755));
 }
 
 TEST_F(KeyFileTest, RefusesToOverwrite)

@@ -24,40 +24,19 @@
 #include "core/file_util.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
+#include "tests/support/core_test_util.h"
 #include "tests/support/test_env.h"
 
 namespace virtsnap::store::test {
 
 namespace fs = std::filesystem;
 
-// "ok" or the error line: streamed after an assertion, so a failure names
-// the error the code returned.
-template<typename T>
-std::string describe(const Result<T> &r)
-{
-	return r ? std::string("ok") : r.error().toString();
-}
-
-// The error code, or "ok": one assertion checks both that it failed and how.
-template<typename T>
-std::string codeOf(const Result<T> &r)
-{
-	return r ? std::string("ok") : r.error().code;
-}
-
-// Incompressible bytes, reproducible from `seed` so a failure reproduces.
-inline Bytes randomData(size_t n, uint64_t seed)
-{
-	std::mt19937_64 rng(seed);
-	Bytes out(n);
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		putLe64(out.data() + i, rng());
-	uint64_t last = rng();
-	for (; i < n; i++, last >>= 8)
-		out[i] = uint8_t(last);
-	return out;
-}
+using virtsnap::test::asBytes;
+using virtsnap::test::codeOf;
+using virtsnap::test::describe;
+using virtsnap::test::fileMode;
+using virtsnap::test::filesContaining;
+using virtsnap::test::randomData;
 
 // Text that zstd shrinks a lot; `seed` makes distinct contents.
 inline Bytes compressibleData(size_t n, uint64_t seed)
@@ -67,11 +46,6 @@ inline Bytes compressibleData(size_t n, uint64_t seed)
 	for (size_t i = 0; i < n; i++)
 		out[i] = uint8_t(line[i % line.size()]);
 	return out;
-}
-
-inline std::span<const uint8_t> asBytes(std::string_view s)
-{
-	return std::span(reinterpret_cast<const uint8_t *>(s.data()), s.size());
 }
 
 // Regular files under `dir` whose name ends with `suffix`.
@@ -86,17 +60,6 @@ inline std::vector<fs::path> filesEndingWith(const fs::path &dir, const std::str
 			out.push_back(it->path());
 	}
 	std::sort(out.begin(), out.end());
-	return out;
-}
-
-// Regular files under `dir` whose name contains `part` (".tmp-").
-inline std::vector<fs::path> filesContaining(const fs::path &dir, const std::string &part)
-{
-	std::vector<fs::path> out;
-	std::error_code ec;
-	for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec))
-		if (it->is_regular_file() && it->path().filename().string().find(part) != std::string::npos)
-			out.push_back(it->path());
 	return out;
 }
 
@@ -122,13 +85,6 @@ inline std::map<std::string, std::string> treeSnapshot(const fs::path &dir)
 		out[fs::relative(it->path(), dir).string()] = desc;
 	}
 	return out;
-}
-
-inline mode_t fileMode(const fs::path &path)
-{
-	struct stat st{};
-	EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
-	return st.st_mode & 07777;
 }
 
 // XORs one byte of a file in place (the inode stays, so descriptors a Store

@@ -1,9 +1,11 @@
 #include "tests/support/test_env.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -67,6 +69,25 @@ TempDir::~TempDir()
 std::string TempDir::file(const std::string &name) const
 {
 	return path_ + "/" + name;
+}
+
+mode_t fileMode(const std::string &path)
+{
+	struct stat st {};
+	EXPECT_EQ(::stat(path.c_str(), &st), 0) << path << ": " << std::strerror(errno);
+	return st.st_mode & 07777;
+}
+
+std::vector<std::filesystem::path> filesContaining(const std::filesystem::path &dir, const std::string &part)
+{
+	namespace fs = std::filesystem;
+	std::vector<fs::path> out;
+	std::error_code ec;
+	for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec))
+		if (it->is_regular_file() && it->path().filename().string().find(part) != std::string::npos)
+			out.push_back(it->path());
+	std::sort(out.begin(), out.end());
+	return out;
 }
 
 int runCommand(const std::vector<std::string> &argv, std::string *output)

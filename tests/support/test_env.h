@@ -7,7 +7,9 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/types.h>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,6 +43,14 @@ public:
 private:
 	std::string path_;
 };
+
+// The permission bits of `path` (st_mode & 07777); a failure of the current
+// test when it cannot be stat'ed.
+mode_t fileMode(const std::string &path);
+
+// Regular files under `dir`, recursively, whose name contains `part`
+// (".tmp-"), sorted.
+std::vector<std::filesystem::path> filesContaining(const std::filesystem::path &dir, const std::string &part);
 
 // Runs argv[0] (looked up on PATH) with stdout and stderr captured into
 // `output` (if given). Returns the exit status, 128 + signal when killed,

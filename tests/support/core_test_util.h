@@ -1,0 +1,51 @@
+// Helpers for tests of code built on plugin/core (Result, Bytes): header
+// only, so the support library itself needs nothing of core, and a binary
+// that includes this links core through the module it tests.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/bytes.h"
+#include "core/error.h"
+
+namespace virtsnap::test {
+
+// "ok" or the error line: streamed after an assertion, so a failure names
+// the error the code returned.
+template<typename T>
+std::string describe(const Result<T> &r)
+{
+	return r ? std::string("ok") : r.error().toString();
+}
+
+// The error code, or "ok": one assertion checks both that it failed and how.
+template<typename T>
+std::string codeOf(const Result<T> &r)
+{
+	return r ? std::string("ok") : r.error().code;
+}
+
+// Incompressible bytes, reproducible from `seed` so a failure reproduces.
+inline Bytes randomData(size_t n, uint64_t seed)
+{
+	std::mt19937_64 rng(seed);
+	Bytes out(n);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		putLe64(out.data() + i, rng());
+	uint64_t last = rng();
+	for (; i < n; i++, last >>= 8)
+		out[i] = uint8_t(last);
+	return out;
+}
+
+inline std::span<const uint8_t> asBytes(std::string_view s)
+{
+	return std::span(reinterpret_cast<const uint8_t *>(s.data()), s.size());
+}
+
+} // namespace virtsnap::test
