@@ -18,6 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using virtsnap::test::fileMode;
+using virtsnap::test::readFile;
 
 // Sets the process umask for one test and puts the old one back.
 class UmaskGuard
@@ -46,13 +47,6 @@ protected:
 		std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
 		ASSERT_EQ(::chmod(p.c_str(), mode), 0);
 	}
-	static std::string readRaw(const fs::path &p)
-	{
-		std::ifstream in(p, std::ios::binary);
-		std::stringstream ss;
-		ss << in.rdbuf();
-		return ss.str();
-	}
 	void expectNoKeyIn(const Error &e)
 	{
 		EXPECT_EQ(e.message.find(keyHex_), std::string::npos) << e.message;
@@ -78,7 +72,7 @@ TEST_F(KeyFileTest, ExactFormat)
 {
 	fs::path p = dir_ / "key";
 	ASSERT_TRUE(writeKeyFile(p, key_));
-	EXPECT_EQ(readRaw(p), "virtsnap-key-v1 " + keyHex_ + "\n");
+	EXPECT_EQ(readFile(p), "virtsnap-key-v1 " + keyHex_ + "\n");
 }
 
 TEST_F(KeyFileTest, LoadsHandWrittenFile)
@@ -136,7 +130,7 @@ TEST_F(KeyFileTest, RefusesToOverwrite)
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kTargetExists);
 	EXPECT_EQ(r.error().message, "key file " + p.string() + " already exists");
-	EXPECT_EQ(readRaw(p), "precious");
+	EXPECT_EQ(readFile(p), "precious");
 
 	// Also over a real key file.
 	fs::path q = dir_ / "key2";

@@ -8,22 +8,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 namespace virtsnap::test {
-
-namespace {
-
-std::string slurp(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
-}
-
-} // namespace
 
 virtsnap::Json CliResult::json() const
 {
@@ -72,8 +58,8 @@ done:
 	close(outFd);
 	close(errFd);
 	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	r.out = slurp(outPath);
-	r.err = slurp(errPath);
+	r.out = readFile(outPath);
+	r.err = readFile(errPath);
 	return r;
 }
 

@@ -34,14 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kMiB = 1 << 20;
 
-std::string slurp(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
-}
-
 class DaemonTest : public ::testing::Test
 {
 protected:
@@ -125,7 +117,7 @@ protected:
 		auto deadline = Clock::now() + std::chrono::seconds(20);
 		while (Clock::now() < deadline && !answers())
 			std::this_thread::sleep_for(std::chrono::milliseconds(50));
-		ASSERT_TRUE(answers()) << slurp(tmp_.file("virtsnapd.log"));
+		ASSERT_TRUE(answers()) << readFile(tmp_.file("virtsnapd.log"));
 	}
 
 	void stopDaemon(int sig)
@@ -396,7 +388,7 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	std::string id2 = two.json().getString("SnapshotId").value_or("");
 	std::this_thread::sleep_for(std::chrono::seconds(4));
 
-	std::string log = slurp(eventsLog_);
+	std::string log = readFile(eventsLog_);
 	EXPECT_NE(log.find(id), std::string::npos) << log;
 	EXPECT_NE(log.find(id2), std::string::npos) << log;
 	auto first = Json::parse(log.substr(0, log.find('\n')));
@@ -408,10 +400,10 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 
 	int handled = 0;
 	for (auto &e : fs::directory_iterator(seen))
-		if (e.path().extension() == ".json" && slurp(e.path()).find("EBS Snapshot Notification") != std::string::npos)
+		if (e.path().extension() == ".json" && readFile(e.path()).find("EBS Snapshot Notification") != std::string::npos)
 			handled++;
 	EXPECT_EQ(handled, 2) << "the recording handler did not see both events";
-	std::string pid = slurp(seen + "/hung.pid");
+	std::string pid = readFile(seen + "/hung.pid");
 	ASSERT_FALSE(pid.empty());
 	EXPECT_NE(::kill(std::stoi(pid), 0), 0) << "the hung handler was not killed";
 
@@ -420,7 +412,7 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	ASSERT_EQ(set.status, 0) << set.err;
 	std::string setMember = set.json().get("Snapshots").at(0).getString("SnapshotId").value_or("");
 	std::this_thread::sleep_for(std::chrono::milliseconds(500));
-	log = slurp(eventsLog_);
+	log = readFile(eventsLog_);
 	auto last = Json::parse(log.substr(log.rfind('\n', log.size() - 2) + 1));
 	ASSERT_TRUE(last) << log;
 	EXPECT_EQ(last->getString("detail-type"), "EBS Multi-Volume Snapshots Completion Status");
@@ -428,7 +420,7 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	EXPECT_EQ(last->get("detail").get("snapshots").at(0).getString("snapshot_id"), setMember);
 	EXPECT_EQ(last->get("detail").get("snapshots").at(0).getString("status"), "completed");
 
-	std::string followed = slurp(followOut);
+	std::string followed = readFile(followOut);
 	EXPECT_NE(followed.find(id), std::string::npos) << followed;
 	EXPECT_NE(followed.find(id2), std::string::npos) << followed;
 	::kill(follower, SIGTERM);

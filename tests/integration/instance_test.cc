@@ -77,13 +77,7 @@ protected:
 			<< serial();
 	}
 
-	std::string serial()
-	{
-		std::ifstream in(vm_->serialLogPath());
-		std::stringstream ss;
-		ss << in.rdbuf();
-		return ss.str();
-	}
+	std::string serial() { return readFile(vm_->serialLogPath()); }
 
 	bool waitSerial(const std::string &marker, std::chrono::seconds timeout)
 	{

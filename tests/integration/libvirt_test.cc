@@ -77,14 +77,6 @@ void restartLibvirtd()
 	ensureLibvirtd(&error);
 }
 
-std::string readFile(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
-}
-
 class LibvirtTest : public ::testing::Test
 {
 protected:

@@ -23,6 +23,10 @@
 
 namespace virtsnap::test {
 
+// Slack for a client's timeout to fire on a loaded machine, yet small enough
+// to catch a client that waits far longer than asked.
+constexpr std::chrono::milliseconds kMargin{500};
+
 class FakePeer
 {
 public:

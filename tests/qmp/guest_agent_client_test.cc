@@ -16,13 +16,6 @@ using Clock = std::chrono::steady_clock;
 using qmp::GuestAgentClient;
 using virtsnap::Json;
 
-constexpr auto kMargin = 500ms;
-
-std::chrono::milliseconds since(Clock::time_point start)
-{
-	return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-}
-
 // What qemu-ga sends for guest-sync-delimited: the delimiter, then the id.
 const std::string kSyncReply = "\xff{\"return\": @ID@}\n";
 

@@ -16,15 +16,6 @@ using Clock = std::chrono::steady_clock;
 using virtsnap::Json;
 using qmp::QmpClient;
 
-// Slack for a timeout to fire on a loaded machine, yet small enough to
-// catch a client that waits far longer than asked.
-constexpr auto kMargin = 500ms;
-
-std::chrono::milliseconds since(Clock::time_point start)
-{
-	return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-}
-
 class QmpClientTest : public ::testing::Test
 {
 protected:

@@ -41,17 +41,6 @@ std::string replaceAll(std::string text, const std::string &from, const std::str
 	return text;
 }
 
-std::string readFileFrom(const std::string &path, size_t offset)
-{
-	std::ifstream in(path, std::ios::binary);
-	if (!in)
-		return {};
-	in.seekg(static_cast<std::streamoff>(offset));
-	std::ostringstream out;
-	out << in.rdbuf();
-	return out.str();
-}
-
 size_t fileSize(const std::string &path)
 {
 	struct stat st;
@@ -270,10 +259,10 @@ bool QemuInstance::qemuIo(const std::string &diskId, const std::string &command,
 	// HMP's own errors (unknown device...) come back in the reply; what
 	// qemu-io prints goes to QEMU's stdout, flushed before the reply is
 	// sent. Commands like "flush" print nothing, hence the short grace.
-	std::string printed = readFileFrom(stdoutPath, before);
+	std::string printed = readFile(stdoutPath, before);
 	for (auto until = Clock::now() + 200ms; printed.empty() && reply->empty() && Clock::now() < until;) {
 		std::this_thread::sleep_for(10ms);
-		printed = readFileFrom(stdoutPath, before);
+		printed = readFile(stdoutPath, before);
 	}
 	std::string text = *reply + printed;
 	if (output)
@@ -283,8 +272,8 @@ bool QemuInstance::qemuIo(const std::string &diskId, const std::string &command,
 
 std::string QemuInstance::log() const
 {
-	std::string err = readFileFrom(dir_->file("qemu.err"), 0);
-	std::string out = readFileFrom(dir_->file("qemu.out"), 0);
+	std::string err = readFile(dir_->file("qemu.err"));
+	std::string out = readFile(dir_->file("qemu.out"));
 	if (out.empty())
 		return err;
 	return err + (err.empty() ? "" : "\n") + "stdout:\n" + out;

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <system_error>
 
 namespace virtsnap::test {
@@ -69,6 +71,47 @@ TempDir::~TempDir()
 std::string TempDir::file(const std::string &name) const
 {
 	return path_ + "/" + name;
+}
+
+std::string envOr(const char *name, const std::string &fallback)
+{
+	const char *value = std::getenv(name);
+	return value ? value : fallback;
+}
+
+std::string sourceDir()
+{
+	return envOr("VIRTSNAP_SOURCE_DIR", ".");
+}
+
+std::string sourcePath(const std::string &relative)
+{
+	return sourceDir() + "/" + relative;
+}
+
+std::string readFile(const std::string &path, size_t offset)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		return {};
+	in.seekg(static_cast<std::streamoff>(offset));
+	std::ostringstream out;
+	out << in.rdbuf();
+	return out.str();
+}
+
+std::string readRequiredFile(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	EXPECT_TRUE(in) << "cannot read " << path;
+	std::ostringstream out;
+	out << in.rdbuf();
+	return out.str();
+}
+
+std::chrono::milliseconds since(std::chrono::steady_clock::time_point start)
+{
+	return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
 }
 
 mode_t fileMode(const std::string &path)

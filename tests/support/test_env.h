@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -43,6 +44,24 @@ public:
 private:
 	std::string path_;
 };
+
+// The environment variable `name`, or `fallback` when it is not set.
+std::string envOr(const char *name, const std::string &fallback = "");
+
+// The source tree (VIRTSNAP_SOURCE_DIR, set by meson), "." when unset.
+std::string sourceDir();
+// sourceDir() + "/" + relative.
+std::string sourcePath(const std::string &relative);
+
+// The file's bytes from `offset` on; "" when it cannot be read, as a file a
+// test waits for may not exist yet.
+std::string readFile(const std::string &path, size_t offset = 0);
+// readFile() of a file the test needs: a failure of the current test when
+// it cannot be opened.
+std::string readRequiredFile(const std::string &path);
+
+// The time since `start`, for checks of how long something took.
+std::chrono::milliseconds since(std::chrono::steady_clock::time_point start);
 
 // The permission bits of `path` (st_mode & 07777); a failure of the current
 // test when it cannot be stat'ed.
