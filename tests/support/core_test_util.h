@@ -11,6 +11,7 @@
 
 #include "core/bytes.h"
 #include "core/error.h"
+#include "tests/support/random_bytes.h"
 
 namespace virtsnap::test {
 
@@ -34,12 +35,7 @@ inline Bytes randomData(size_t n, uint64_t seed)
 {
 	std::mt19937_64 rng(seed);
 	Bytes out(n);
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		putLe64(out.data() + i, rng());
-	uint64_t last = rng();
-	for (; i < n; i++, last >>= 8)
-		out[i] = uint8_t(last);
+	fillRandom(rng, out);
 	return out;
 }
 
