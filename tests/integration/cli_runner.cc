@@ -1,13 +1,13 @@
 #include "cli_runner.h"
 
-#include "tests/support/test_env.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+
+#include "tests/support/test_env.h"
 
 namespace virtsnap::test {
 
@@ -61,6 +61,15 @@ done:
 	r.out = readFile(outPath);
 	r.err = readFile(errPath);
 	return r;
+}
+
+std::map<std::string, virtsnap::Json> byDisk(const virtsnap::Json &doc)
+{
+	std::map<std::string, virtsnap::Json> out;
+	virtsnap::Json list = doc.get("Snapshots");
+	for (size_t i = 0; i < list.size(); i++)
+		out[list.at(i).getString("Disk").value_or("")] = list.at(i);
+	return out;
 }
 
 } // namespace virtsnap::test

@@ -195,17 +195,34 @@ int runCommand(const std::vector<std::string> &argv, std::string *output)
 	return -1;
 }
 
-bool createImage(const std::string &path, const std::string &format, const std::string &size,
-		 std::string *error)
+namespace {
+
+// qemu-img with `args`; false with `what` failed and its output in `error`.
+bool runQemuImg(std::vector<std::string> args, const std::string &what, std::string *error)
 {
+	args.insert(args.begin(), "qemu-img");
 	std::string output;
-	int status = runCommand({"qemu-img", "create", "-q", "-f", format, path, size}, &output);
+	int status = runCommand(args, &output);
 	if (status == 0)
 		return true;
 	if (error)
-		*error = "qemu-img create " + path + " failed (status " + std::to_string(status) +
-			 "): " + output;
+		*error = what + " failed (status " + std::to_string(status) + "): " + output;
 	return false;
+}
+
+} // namespace
+
+bool createImage(const std::string &path, const std::string &format, const std::string &size,
+		 std::string *error)
+{
+	return runQemuImg({"create", "-q", "-f", format, path, size}, "qemu-img create " + path, error);
+}
+
+bool convertImage(const std::string &from, const std::string &fromFormat, const std::string &to,
+		  const std::string &toFormat, std::string *error)
+{
+	return runQemuImg({"convert", "-f", fromFormat, "-O", toFormat, from, to},
+			  "qemu-img convert " + from + " " + to, error);
 }
 
 } // namespace virtsnap::test

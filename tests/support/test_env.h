@@ -81,6 +81,11 @@ int runCommand(const std::vector<std::string> &argv, std::string *output = nullp
 bool createImage(const std::string &path, const std::string &format, const std::string &size,
 		 std::string *error = nullptr);
 
+// `qemu-img convert -f FROM_FORMAT -O TO_FORMAT FROM TO`; false with the
+// tool's output in `error` on failure.
+bool convertImage(const std::string &from, const std::string &fromFormat, const std::string &to,
+		  const std::string &toFormat, std::string *error = nullptr);
+
 } // namespace virtsnap::test
 
 // Skips (or, under CI=true, fails) the current test when `tool` is not on
