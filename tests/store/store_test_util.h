@@ -22,7 +22,11 @@
 #include "core/compiler.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/ids.h"
 #include "crypto/crypto.h"
+#include "crypto/resource_ids.h"
+#include "store/manifest.h"
+#include "store/snapshot_index.h"
 #include "store/store.h"
 #include "tests/support/core_test_util.h"
 #include "tests/support/test_env.h"
@@ -37,6 +41,7 @@ using virtsnap::test::describe;
 using virtsnap::test::fileMode;
 using virtsnap::test::filesContaining;
 using virtsnap::test::randomData;
+using virtsnap::test::randomKey;
 
 // Text that zstd shrinks a lot; `seed` makes distinct contents.
 inline Bytes compressibleData(size_t n, uint64_t seed)
@@ -100,6 +105,26 @@ inline void flipByte(const fs::path &path, uint64_t offset, uint8_t mask = 0x01)
 	::close(fd);
 }
 
+// The chunks of `parts` one after the other: a disk.
+inline Bytes concat(const std::vector<std::vector<Bytes>> &parts)
+{
+	Bytes out;
+	for (const auto &part : parts)
+		for (const Bytes &b : part)
+			out.insert(out.end(), b.begin(), b.end());
+	return out;
+}
+
+// A manifest for snapshot `id` of disk vda of the instance "name:vm".
+inline Manifest manifestFor(const std::string &id, const std::string &startTime)
+{
+	Manifest m;
+	m.snapshotId = id;
+	m.volumeId = volumeIdFor("name:vm", "vda");
+	m.startTime = startTime;
+	return m;
+}
+
 // The master key as the hex that a key file holds, to check that no error
 // message ever carries it.
 inline std::string keyHex(const crypto::SecretKey &key)
@@ -144,6 +169,66 @@ protected:
 
 	virtsnap::test::TempDir tmp_{"vs-store-test"};
 	fs::path root_{tmp_.path()};
+};
+
+// A StoreDirTest with its store initialised and open (store_, chunks of
+// `chunkSize`) and a codec of it.
+class OpenStoreTest : public StoreDirTest
+{
+protected:
+	explicit OpenStoreTest(uint32_t chunkSize = Store::kDefaultChunkSize) : chunkSize_(chunkSize) {}
+
+	void SetUp() override
+	{
+		store_ = initAndOpen(chunkSize_);
+		ASSERT_TRUE(store_);
+		codec_ = store_->newCodec();
+	}
+
+	// `n` distinct chunks' worth of bytes from `seed` on: random, or
+	// compressible when `seed` is odd.
+	std::vector<Bytes> chunks(size_t n, uint64_t seed) const
+	{
+		std::vector<Bytes> out;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t s = seed + i;
+			out.push_back(seed % 2 ? compressibleData(chunkSize_, s) : randomData(chunkSize_, s));
+		}
+		return out;
+	}
+
+	// Puts every slot of `disk` that is not all zeros through `writer`
+	// into `index`, as a capture does.
+	void putSlots(ChunkWriter &writer, const Bytes &disk, SnapshotIndex &index)
+	{
+		for (uint64_t s = 0; s < index.slots(); s++) {
+			std::span<const uint8_t> slot(disk.data() + s * chunkSize_, index.slotLength(s));
+			if (isAllZero(slot))
+				continue;
+			auto c = writer.put(*codec_, slot, ChunkType::Data);
+			ASSERT_TRUE(c) << describe(c);
+			index.set(s, *c);
+		}
+	}
+
+	// Saves `index` through `writer`, commits it, and stores its manifest
+	// as snapshot `id` started now.
+	void saveSnapshot(const std::string &id, const SnapshotIndex &index, ChunkWriter &writer)
+	{
+		Manifest m = manifestFor(id, isoTimeNow());
+		auto saved = index.save(writer, *codec_, m);
+		ASSERT_TRUE(saved) << describe(saved);
+		auto committed = writer.commit();
+		ASSERT_TRUE(committed) << describe(committed);
+		auto put = store_->putManifest(m);
+		ASSERT_TRUE(put) << describe(put);
+	}
+
+	std::unique_ptr<Store> store_;
+	std::unique_ptr<ChunkCodec> codec_;
+
+private:
+	uint32_t chunkSize_;
 };
 
 } // namespace virtsnap::store::test

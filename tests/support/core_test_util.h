@@ -1,7 +1,10 @@
-// Helpers for tests of code built on plugin/core (Result, Bytes): header
-// only, so the support library itself needs nothing of core, and a binary
-// that includes this links core through the module it tests.
+// Helpers for tests of code built on plugin/core (Result, Bytes) and
+// plugin/crypto: header only, so the support library itself needs nothing of
+// them, and a binary that includes this links what it uses through the
+// module it tests.
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <cstdint>
 #include <random>
@@ -11,6 +14,7 @@
 
 #include "core/bytes.h"
 #include "core/error.h"
+#include "crypto/crypto.h"
 #include "tests/support/random_bytes.h"
 
 namespace virtsnap::test {
@@ -37,6 +41,14 @@ inline Bytes randomData(size_t n, uint64_t seed)
 	Bytes out(n);
 	fillRandom(rng, out);
 	return out;
+}
+
+// A fresh random key; a failure of the current test when there is none.
+inline crypto::SecretKey randomKey()
+{
+	auto k = crypto::SecretKey::random();
+	EXPECT_TRUE(k);
+	return k.value_or(crypto::SecretKey());
 }
 
 inline std::span<const uint8_t> asBytes(std::string_view s)
