@@ -28,8 +28,8 @@ TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
 	TempDir tmp("vs-bench-smoke");
 	std::string out = tmp.file("results.json");
 	std::string output;
-	int status = runCommand({envOr("RUN_BENCH"), "--size", "64M", "--peers", "none", "--warm", "--limit-seconds", "1",
-				 "--workdir", tmp.path(), "--out", out, "--virtsnap", envOr("VIRTSNAP_BIN"),
+	int status = runCommand({envOr("RUN_BENCH"), "--size", "64M", "--peers", "none", "--warm", "--limit-seconds",
+				 "1", "--workdir", tmp.path(), "--out", out, "--virtsnap", envOr("VIRTSNAP_BIN"),
 				 "--bench-data", envOr("BENCH_DATA_BIN")},
 				&output);
 	ASSERT_EQ(status, 0) << output;

@@ -319,7 +319,8 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 
 	int handled = 0;
 	for (auto &e : fs::directory_iterator(seen))
-		if (e.path().extension() == ".json" && readFile(e.path()).find("EBS Snapshot Notification") != std::string::npos)
+		if (e.path().extension() == ".json" &&
+		    readFile(e.path()).find("EBS Snapshot Notification") != std::string::npos)
 			handled++;
 	EXPECT_EQ(handled, 2) << "the recording handler did not see both events";
 	std::string pid = readFile(seen + "/hung.pid");

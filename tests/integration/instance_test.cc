@@ -154,7 +154,9 @@ protected:
 	std::set<std::string> completedSnapshots()
 	{
 		std::set<std::string> ids;
-		Json list = cli({"describe-snapshots", "--filter", "Name=status,Values=completed"}).json().get("Snapshots");
+		CliResult r = cli({"describe-snapshots", "--filter", "Name=status,Values=completed"});
+		EXPECT_EQ(r.status, 0) << r.err;
+		Json list = r.json().get("Snapshots");
 		for (size_t i = 0; i < list.size(); i++)
 			ids.insert(list.at(i).getString("SnapshotId").value_or(""));
 		return ids;

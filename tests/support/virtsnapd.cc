@@ -94,7 +94,8 @@ std::string askOnce(const std::string &socket, std::chrono::milliseconds limit)
 	envp.push_back(nullptr);
 	int log = ::open(options_.logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (log < 0)
-		return ::testing::AssertionFailure() << "cannot open " << options_.logFile << ": " << std::strerror(errno);
+		return ::testing::AssertionFailure()
+		       << "cannot open " << options_.logFile << ": " << std::strerror(errno);
 	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 	pid_t parent = ::getpid();
 	pid_t pid = ::fork();
