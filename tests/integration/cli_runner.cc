@@ -30,21 +30,9 @@ CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<st
 	std::string outPath = capture.file("out"), errPath = capture.file("err");
 	int outFd = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int errFd = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(outFd, 1);
-		dup2(errFd, 2);
-		int devNull = open("/dev/null", O_RDONLY);
-		dup2(devNull, 0);
-		for (const std::string &e : env)
-			putenv(const_cast<char *>(e.c_str()));
-		std::vector<char *> argv{const_cast<char *>(bin)};
-		for (const std::string &a : args)
-			argv.push_back(const_cast<char *>(a.c_str()));
-		argv.push_back(nullptr);
-		execv(bin, argv.data());
-		_exit(127);
-	}
+	std::vector<std::string> argv{bin};
+	argv.insert(argv.end(), args.begin(), args.end());
+	pid_t pid = spawn(argv, outFd, errFd, env);
 	int status = 0;
 	if (signalAfterMs >= 0) {
 		usleep(useconds_t(signalAfterMs) * 1000);

@@ -209,12 +209,7 @@ protected:
 	{
 		std::string out;
 		virsh({"checkpoint-list", name_, "--name"}, &out);
-		std::vector<std::string> names;
-		std::istringstream in(out);
-		for (std::string line; std::getline(in, line);)
-			if (!line.empty())
-				names.push_back(line);
-		return names;
+		return lines(out);
 	}
 
 	std::string qemuPid()

@@ -17,16 +17,6 @@
 
 namespace virtsnap::test {
 
-inline std::vector<std::string> lines(const std::string &text)
-{
-	std::vector<std::string> out;
-	std::istringstream in(text);
-	for (std::string line; std::getline(in, line);)
-		if (!line.empty())
-			out.push_back(line);
-	return out;
-}
-
 // Runs argv with stdout alone captured (stderr discarded); the exit status.
 inline int runStdout(const std::vector<std::string> &argv, std::string *out)
 {

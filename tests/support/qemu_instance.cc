@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -151,44 +150,23 @@ std::unique_ptr<QemuInstance> QemuInstance::start(const QemuOptions &options, st
 	for (const auto &arg : options.extraArgs)
 		args.push_back(replaceAll(arg, "@DIR@", dir));
 
-	// Everything the child touches is prepared before fork(): gtest may
-	// have started threads, so the child may only exec.
-	std::vector<char *> argv;
-	for (auto &arg : args)
-		argv.push_back(arg.data());
-	argv.push_back(nullptr);
-	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 	int outFd = ::open((dir + "/qemu.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	int errFd = ::open((dir + "/qemu.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (devNull < 0 || outFd < 0 || errFd < 0) {
+	if (outFd < 0 || errFd < 0) {
 		int err = errno;
-		for (int fd : {devNull, outFd, errFd})
+		for (int fd : {outFd, errFd})
 			if (fd >= 0)
 				::close(fd);
 		return failWith("cannot open QEMU's log files in " + dir + ": " + std::strerror(err));
 	}
-	pid_t parent = ::getpid();
-	pid_t pid = ::fork();
-	if (pid == 0) {
-		// A test that crashes or is killed by the harness must not leave
-		// QEMU behind.
-		::prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (::getppid() != parent)
-			::_exit(127);
-		::dup2(devNull, 0);
-		::dup2(outFd, 1);
-		::dup2(errFd, 2);
-		::execvp(argv[0], argv.data());
-		static const char msg[] = "cannot exec qemu-system-x86_64\n";
-		(void)!::write(2, msg, sizeof(msg) - 1);
-		::_exit(127);
-	}
-	int forkErrno = errno;
-	::close(devNull);
+	// A test that crashes or is killed by the harness must not leave QEMU
+	// behind: spawn() asks for SIGKILL.
+	pid_t pid = spawn(args, outFd, errFd);
+	int spawnErrno = errno;
 	::close(outFd);
 	::close(errFd);
 	if (pid < 0)
-		return failWith(std::string("fork: ") + std::strerror(forkErrno));
+		return failWith(std::string("fork: ") + std::strerror(spawnErrno));
 	vm->pid_ = pid;
 
 	std::vector<std::string> sockets = vm->freeSockets_;

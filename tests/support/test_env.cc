@@ -1,6 +1,8 @@
 #include "tests/support/test_env.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,7 +14,10 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <system_error>
+
+extern char **environ;
 
 namespace virtsnap::test {
 
@@ -109,6 +114,16 @@ std::string readRequiredFile(const std::string &path)
 	return out.str();
 }
 
+std::vector<std::string> lines(const std::string &text)
+{
+	std::vector<std::string> out;
+	std::istringstream in(text);
+	for (std::string line; std::getline(in, line);)
+		if (!line.empty())
+			out.push_back(line);
+	return out;
+}
+
 std::chrono::milliseconds since(std::chrono::steady_clock::time_point start)
 {
 	return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
@@ -133,42 +148,66 @@ std::vector<std::filesystem::path> filesContaining(const std::filesystem::path &
 	return out;
 }
 
-int runCommand(const std::vector<std::string> &argv, std::string *output)
+pid_t spawn(const std::vector<std::string> &argv, int outFd, int errFd, const std::vector<std::string> &env)
 {
-	if (argv.empty())
+	if (argv.empty()) {
+		errno = EINVAL;
 		return -1;
+	}
 	// Everything the child touches is prepared before fork(): the test
 	// process may have other threads, so the child may only exec.
-	std::vector<char *> args;
+	std::vector<std::string> environment;
+	for (char **e = environ; *e; e++) {
+		std::string_view entry(*e);
+		bool replaced = std::any_of(env.begin(), env.end(), [&](const std::string &mine) {
+			size_t eq = mine.find('=');
+			return entry.substr(0, entry.find('=')) == std::string_view(mine).substr(0, eq);
+		});
+		if (!replaced)
+			environment.emplace_back(entry);
+	}
+	environment.insert(environment.end(), env.begin(), env.end());
+	std::vector<char *> args, envp;
 	for (const auto &arg : argv)
 		args.push_back(const_cast<char *>(arg.c_str()));
 	args.push_back(nullptr);
+	for (auto &entry : environment)
+		envp.push_back(entry.data());
+	envp.push_back(nullptr);
+	const std::string failed = "cannot exec " + argv[0] + "\n";
+	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (devNull < 0)
+		return -1;
+	pid_t parent = ::getpid();
+	pid_t pid = ::fork();
+	if (pid == 0) {
+		::prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (::getppid() != parent)
+			::_exit(127);
+		::dup2(devNull, 0);
+		::dup2(outFd, 1);
+		::dup2(errFd, 2);
+		::execvpe(args[0], args.data(), envp.data());
+		(void)!::write(2, failed.data(), failed.size());
+		::_exit(127);
+	}
+	int forkErrno = errno;
+	::close(devNull);
+	errno = forkErrno;
+	return pid;
+}
 
+int runCommand(const std::vector<std::string> &argv, std::string *output)
+{
 	int pipeFds[2];
 	if (::pipe2(pipeFds, O_CLOEXEC) < 0)
 		return -1;
-	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-	pid_t pid = ::fork();
+	pid_t pid = spawn(argv, pipeFds[1], pipeFds[1]);
+	::close(pipeFds[1]);
 	if (pid < 0) {
 		::close(pipeFds[0]);
-		::close(pipeFds[1]);
-		if (devNull >= 0)
-			::close(devNull);
 		return -1;
 	}
-	if (pid == 0) {
-		if (devNull >= 0)
-			::dup2(devNull, 0);
-		::dup2(pipeFds[1], 1);
-		::dup2(pipeFds[1], 2);
-		::execvp(args[0], args.data());
-		static const char msg[] = "exec failed\n";
-		(void)!::write(2, msg, sizeof(msg) - 1);
-		::_exit(127);
-	}
-	::close(pipeFds[1]);
-	if (devNull >= 0)
-		::close(devNull);
 
 	std::string captured;
 	char buf[4096];

@@ -60,6 +60,9 @@ std::string readFile(const std::string &path, size_t offset = 0);
 // it cannot be opened.
 std::string readRequiredFile(const std::string &path);
 
+// The lines of `text` that are not empty, without their newlines.
+std::vector<std::string> lines(const std::string &text);
+
 // The time since `start`, for checks of how long something took.
 std::chrono::milliseconds since(std::chrono::steady_clock::time_point start);
 
@@ -70,6 +73,13 @@ mode_t fileMode(const std::string &path);
 // Regular files under `dir`, recursively, whose name contains `part`
 // (".tmp-"), sorted.
 std::vector<std::filesystem::path> filesContaining(const std::filesystem::path &dir, const std::string &part);
+
+// Starts argv[0] (looked up on PATH) with stdin from /dev/null, stdout on
+// `outFd`, stderr on `errFd`, and the test's environment but for `env`
+// ("NAME=VALUE" each, replacing NAME). The child gets SIGKILL should the
+// calling thread die, so a test that crashes leaves nothing running: call it
+// from the thread that waits for the child. Its pid, or -1 with errno set.
+pid_t spawn(const std::vector<std::string> &argv, int outFd, int errFd, const std::vector<std::string> &env = {});
 
 // Runs argv[0] (looked up on PATH) with stdout and stderr captured into
 // `output` (if given). Returns the exit status, 128 + signal when killed,

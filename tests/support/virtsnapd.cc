@@ -1,7 +1,6 @@
 #include "tests/support/virtsnapd.h"
 
 #include <fcntl.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -14,8 +13,6 @@
 
 #include "json/json.h"
 #include "tests/support/test_env.h"
-
-extern char **environ;
 
 namespace virtsnap::test {
 
@@ -77,46 +74,16 @@ std::string askOnce(const std::string &socket, std::chrono::milliseconds limit)
 				      "--events-log", options_.eventsLog, "--events-dir", options_.eventsDir};
 	argv.insert(argv.end(), options_.args.begin(), options_.args.end());
 	argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
-	std::vector<std::string> env;
-	for (char **e = environ; *e; e++)
-		if (std::strncmp(*e, "TMPDIR=", 7) != 0)
-			env.push_back(*e);
-	env.push_back("TMPDIR=" + options_.tmpDir);
-
-	// Everything the child touches is prepared before fork(): the test may
-	// have other threads, so the child may only exec.
-	std::vector<char *> args, envp;
-	for (std::string &a : argv)
-		args.push_back(a.data());
-	args.push_back(nullptr);
-	for (std::string &e : env)
-		envp.push_back(e.data());
-	envp.push_back(nullptr);
 	int log = ::open(options_.logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (log < 0)
 		return ::testing::AssertionFailure()
 		       << "cannot open " << options_.logFile << ": " << std::strerror(errno);
-	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-	pid_t parent = ::getpid();
-	pid_t pid = ::fork();
-	if (pid == 0) {
-		// A test that crashes must not leave its daemon behind.
-		::prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (::getppid() != parent)
-			::_exit(127);
-		if (devNull >= 0)
-			::dup2(devNull, 0);
-		::dup2(log, 1);
-		::dup2(log, 2);
-		::execve(args[0], args.data(), envp.data());
-		::_exit(127);
-	}
-	int forkErrno = errno;
+	// spawn() asks for SIGKILL should the test die: no daemon stays behind.
+	pid_t pid = spawn(argv, log, log, {"TMPDIR=" + options_.tmpDir});
+	int spawnErrno = errno;
 	::close(log);
-	if (devNull >= 0)
-		::close(devNull);
 	if (pid < 0)
-		return ::testing::AssertionFailure() << "fork: " << std::strerror(forkErrno);
+		return ::testing::AssertionFailure() << "fork: " << std::strerror(spawnErrno);
 	pid_ = pid;
 
 	auto deadline = Clock::now() + 20s;
