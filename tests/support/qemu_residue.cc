@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 namespace virtsnap::test {
 
@@ -36,6 +37,19 @@ std::vector<std::string> listed(qmp::QmpClient &qmp, const std::string &command,
 		out.push_back(list->at(i).getString(member).value_or(""));
 	std::sort(out.begin(), out.end());
 	return out;
+}
+
+// The names of the bitmaps of every node of a query-named-block-nodes
+// reply, "" for anonymous ones.
+std::vector<std::string> bitmapNames(const Json &nodes)
+{
+	std::vector<std::string> names;
+	for (size_t i = 0; i < nodes.size(); i++) {
+		Json list = nodes.at(i).get("dirty-bitmaps");
+		for (size_t k = 0; k < list.size(); k++)
+			names.push_back(list.at(k).getString("name").value_or(""));
+	}
+	return names;
 }
 
 void appendJoined(std::string &out, const char *label, const std::vector<std::string> &items)
@@ -74,13 +88,9 @@ QemuResidue qemuResidue(qmp::QmpClient &qmp, const std::string &scratchRoot)
 	// export bitmap counts too.
 	std::string refused;
 	if (auto nodes = queryList(qmp, "query-named-block-nodes", &refused)) {
-		for (size_t i = 0; i < nodes->size(); i++) {
-			Json node = nodes->at(i);
-			r.nodes.push_back(node.getString("node-name").value_or(""));
-			Json bitmaps = node.get("dirty-bitmaps");
-			for (size_t k = 0; k < bitmaps.size(); k++)
-				r.bitmaps.push_back(bitmaps.at(k).getString("name").value_or(""));
-		}
+		for (size_t i = 0; i < nodes->size(); i++)
+			r.nodes.push_back(nodes->at(i).getString("node-name").value_or(""));
+		r.bitmaps = bitmapNames(*nodes);
 	} else {
 		r.nodes = {refused};
 		r.bitmaps = {refused};
@@ -104,16 +114,12 @@ QemuResidue qemuResidue(qmp::QmpClient &qmp, const std::string &scratchRoot)
 std::set<std::string> dirtyBitmaps(qmp::QmpClient &qmp, AnonymousBitmaps anonymous)
 {
 	std::set<std::string> names;
-	auto blocks = qmp.execute("query-block");
-	EXPECT_TRUE(blocks) << "query-block: " << blocks.error().toString();
-	for (size_t i = 0; blocks && i < blocks->size(); i++) {
-		Json list = blocks->at(i).get("inserted").get("dirty-bitmaps");
-		for (size_t k = 0; k < list.size(); k++) {
-			std::string name = list.at(k).getString("name").value_or("");
+	auto nodes = qmp.execute("query-named-block-nodes");
+	EXPECT_TRUE(nodes) << "query-named-block-nodes: " << nodes.error().toString();
+	if (nodes)
+		for (const std::string &name : bitmapNames(*nodes))
 			if (!name.empty() || anonymous == AnonymousBitmaps::Counted)
 				names.insert(name);
-		}
-	}
 	return names;
 }
 

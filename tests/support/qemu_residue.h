@@ -43,8 +43,10 @@ QemuResidue qemuResidue(qmp::QmpClient &qmp, const std::string &scratchRoot = ""
 // themselves (as ""): a test that runs a job of its own leaves them out.
 enum class AnonymousBitmaps { Counted, Ignored };
 
-// The names of the dirty bitmaps of every disk (query-block); a failure of
-// the current test when QEMU does not answer.
+// The names of the dirty bitmaps on any block node; a failure of the current
+// test when QEMU does not answer. Not query-block's: while a block job runs
+// on a disk, that shows the filter the job put in front of the disk's
+// format node, and none of the disk's bitmaps.
 std::set<std::string> dirtyBitmaps(qmp::QmpClient &qmp, AnonymousBitmaps anonymous = AnonymousBitmaps::Counted);
 
 } // namespace virtsnap::test
