@@ -16,18 +16,10 @@ using Clock = std::chrono::steady_clock;
 using virtsnap::Json;
 using qmp::QmpClient;
 
-class QmpClientTest : public ::testing::Test
+class QmpClientTest : public FakePeerTest<QmpClient>
 {
 protected:
-	std::unique_ptr<QmpClient> connect()
-	{
-		auto client = QmpClient::connect(peer.path(), 5000ms);
-		EXPECT_TRUE(client) << client.error().toString();
-		return client ? std::move(*client) : nullptr;
-	}
-
-	TempDir tmp{"vs-qmp"};
-	FakePeer peer{tmp.file("qmp.sock")};
+	QmpClientTest() : FakePeerTest("vs-qmp", "qmp.sock") {}
 };
 
 TEST_F(QmpClientTest, ConnectReadsGreetingAndNegotiatesCapabilities)
