@@ -15,7 +15,7 @@
 #include <sstream>
 #include <thread>
 
-#include "cli_test.h"
+#include "cli_fixture.h"
 #include "test_guest.h"
 #include "qmp/guest_agent_client.h"
 #include "tests/support/qemu_instance.h"

@@ -20,7 +20,7 @@
 #include <sstream>
 #include <thread>
 
-#include "cli_test.h"
+#include "cli_fixture.h"
 #include "test_guest.h"
 #include "tests/support/test_env.h"
 #include "tests/support/virtsnapd.h"

@@ -14,7 +14,7 @@
 #include <random>
 #include <set>
 
-#include "cli_test.h"
+#include "cli_fixture.h"
 #include "tests/support/qemu_instance.h"
 #include "tests/support/qemu_residue.h"
 #include "tests/support/random_bytes.h"

@@ -1,4 +1,4 @@
-#include "cli_test.h"
+#include "cli_fixture.h"
 
 #include <filesystem>
 
