@@ -40,81 +40,16 @@
 
 #include <zstd.h>
 
+#include "synthetic_data.h"
+
 namespace {
+
+using virtsnap::bench::fillRandom;
+using virtsnap::bench::fillText;
+using virtsnap::bench::Rng;
 
 constexpr uint64_t kWriteSize = 64 * 1024;
 constexpr uint64_t kWriteAlign = 4096;
-
-// splitmix64, as in chunk_size.cc: the random part never compresses or dedups.
-class Rng
-{
-public:
-	explicit Rng(uint64_t seed) : state_(seed) {}
-	uint64_t next()
-	{
-		uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-		return z ^ (z >> 31);
-	}
-	uint64_t below(uint64_t n) { return next() % n; }
-
-private:
-	uint64_t state_;
-};
-
-void fillRandom(Rng &rng, std::span<uint8_t> out)
-{
-	size_t i = 0;
-	for (; i + 8 <= out.size(); i += 8) {
-		uint64_t v = rng.next();
-		std::memcpy(out.data() + i, &v, 8);
-	}
-	uint64_t v = rng.next();
-	for (; i < out.size(); i++, v >>= 8)
-		out[i] = uint8_t(v);
-}
-
-// The text of chunk_size.cc: 40% words of a small dictionary, 30% decimal
-// numbers, 30% hex ids, like logs and database rows; zstd -1 about 2:1.
-void fillText(Rng &rng, std::span<uint8_t> out)
-{
-	static const char *const kWords[] = {
-		"the", "of", "and", "to", "in", "is", "for", "on", "with", "as", "by", "at", "from",
-		"that", "this", "be", "or", "are", "an", "it", "not", "was", "which", "all", "request",
-		"response", "user", "error", "warning", "info", "debug", "server", "client", "session",
-		"table", "index", "value", "key", "record", "page", "block", "file", "directory", "kernel",
-		"memory", "process", "thread", "socket", "packet", "buffer", "cache", "disk", "volume",
-		"snapshot", "backup", "restore", "commit", "rollback", "transaction", "query", "select",
-		"insert", "update", "delete"};
-	constexpr size_t kWordCount = sizeof(kWords) / sizeof(kWords[0]);
-	size_t i = 0;
-	char token[32];
-	while (i < out.size()) {
-		uint64_t r = rng.next();
-		size_t len = 0;
-		uint32_t kind = uint32_t(r & 0xffff);
-		if (kind < 19661) {
-			size_t digits = 8 + (r >> 16) % 9;
-			uint64_t v = rng.next();
-			for (size_t k = 0; k < digits; k++, v >>= 4)
-				token[len++] = "0123456789abcdef"[v & 15];
-		} else if (kind < 39322) {
-			size_t digits = 1 + (r >> 16) % 8;
-			uint64_t v = rng.next();
-			for (size_t k = 0; k < digits; k++, v /= 10)
-				token[len++] = char('0' + v % 10);
-		} else {
-			const char *w = kWords[(r >> 16) % kWordCount];
-			len = std::strlen(w);
-			std::memcpy(token, w, len);
-		}
-		token[len++] = (r >> 40) % 12 == 0 ? '\n' : ' ';
-		size_t n = std::min(len, out.size() - i);
-		std::memcpy(out.data() + i, token, n);
-		i += n;
-	}
-}
 
 [[noreturn]] void die(const std::string &what)
 {

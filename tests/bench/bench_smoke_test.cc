@@ -7,10 +7,6 @@
 // asserted: speed is the benchmark's business, not the test suite's.
 #include <json-c/json.h>
 
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
-
 #include "json/json.h"
 #include "tests/support/test_env.h"
 
@@ -23,37 +19,29 @@ double number(const virtsnap::Json &obj, const char *key)
 	return v.isNull() ? -1 : json_object_get_double(v.raw());
 }
 
-std::string env(const char *name)
-{
-	const char *v = std::getenv(name);
-	return v ? v : "";
-}
-
 TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
 {
 	REQUIRE_QEMU();
 	REQUIRE_TOOL("python3");
 	REQUIRE_TOOL("openssl");
-	ASSERT_FALSE(env("RUN_BENCH").empty()) << "meson sets RUN_BENCH, VIRTSNAP_BIN and BENCH_DATA_BIN";
+	ASSERT_FALSE(envOr("RUN_BENCH").empty()) << "meson sets RUN_BENCH, VIRTSNAP_BIN and BENCH_DATA_BIN";
 	TempDir tmp("vs-bench-smoke");
 	std::string out = tmp.file("results.json");
 	std::string output;
-	int status = runCommand({env("RUN_BENCH"), "--size", "64M", "--peers", "none", "--warm", "--limit-seconds", "1",
-				 "--workdir", tmp.path(), "--out", out, "--virtsnap", env("VIRTSNAP_BIN"),
-				 "--bench-data", env("BENCH_DATA_BIN")},
+	int status = runCommand({envOr("RUN_BENCH"), "--size", "64M", "--peers", "none", "--warm", "--limit-seconds",
+				 "1", "--workdir", tmp.path(), "--out", out, "--virtsnap", envOr("VIRTSNAP_BIN"),
+				 "--bench-data", envOr("BENCH_DATA_BIN")},
 				&output);
 	ASSERT_EQ(status, 0) << output;
 	EXPECT_NE(output.find("virtsnap         full"), std::string::npos) << output;
 
-	std::ifstream in(out);
-	std::stringstream text;
-	text << in.rdbuf();
-	auto doc = virtsnap::Json::parse(text.str());
-	ASSERT_TRUE(doc) << text.str();
+	std::string text = readFile(out);
+	auto doc = virtsnap::Json::parse(text);
+	ASSERT_TRUE(doc) << text;
 
 	const char *ops[] = {"full", "incremental 1%", "incremental 10%", "restore"};
 	virtsnap::Json rows = doc->get("rows");
-	ASSERT_EQ(rows.size(), 4u) << text.str();
+	ASSERT_EQ(rows.size(), 4u) << text;
 	for (size_t i = 0; i < 4; i++) {
 		virtsnap::Json r = rows.at(i);
 		SCOPED_TRACE(ops[i]);

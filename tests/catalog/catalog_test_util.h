@@ -17,23 +17,15 @@
 
 #include "catalog/catalog.h"
 #include "core/error.h"
+#include "tests/support/core_test_util.h"
+#include "tests/support/test_env.h"
 
 namespace virtsnap::catalog::test {
 
 namespace fs = std::filesystem;
 
-// "ok" or the error line, streamed after an assertion.
-template<typename T>
-std::string describe(const Result<T> &r)
-{
-	return r ? std::string("ok") : r.error().toString();
-}
-
-template<typename T>
-std::string codeOf(const Result<T> &r)
-{
-	return r ? std::string("ok") : r.error().code;
-}
+using virtsnap::test::codeOf;
+using virtsnap::test::describe;
 
 // "snap-" + 17 hex digits, distinct per n and ordered as n is.
 inline std::string snapId(unsigned n)
@@ -152,24 +144,10 @@ private:
 	sqlite3 *db_ = nullptr;
 };
 
-// A fresh directory per test (under $TMPDIR when set), removed after.
+// A fresh directory per test, removed after.
 class CatalogDirTest : public ::testing::Test
 {
 protected:
-	void SetUp() override
-	{
-		const char *tmp = std::getenv("TMPDIR");
-		std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/vs-catalog-test-XXXXXX";
-		ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-		root_ = tmpl;
-	}
-
-	void TearDown() override
-	{
-		std::error_code ec;
-		fs::remove_all(root_, ec);
-	}
-
 	fs::path file() const { return root_ / "catalog.sqlite"; }
 
 	std::unique_ptr<Catalog> openCatalog()
@@ -179,7 +157,8 @@ protected:
 		return c ? std::move(*c) : nullptr;
 	}
 
-	fs::path root_;
+	virtsnap::test::TempDir tmp_{"vs-catalog-test"};
+	fs::path root_{tmp_.path()};
 };
 
 } // namespace virtsnap::catalog::test

@@ -15,7 +15,6 @@ class DescribeTest : public CatalogDirTest
 protected:
 	void SetUp() override
 	{
-		CatalogDirTest::SetUp();
 		cat_ = openCatalog();
 		ASSERT_TRUE(cat_);
 		// 1..6, with 3 and 4 sharing a start time (the id breaks the tie).

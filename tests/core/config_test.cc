@@ -1,7 +1,8 @@
 // The config file (plugin/core/config.h): defaults, every key, the errors a
 // typo gets, and the precedence of --config, the environment and the file.
-// The binary links config_dep and GoogleTest alone, so it also proves the
-// module needs nothing of the rest of core (the libvirt hook relies on it).
+// The binary links config_dep, GoogleTest and the test support library
+// (which brings no part of core) alone, so it also proves the module needs
+// nothing of the rest of core (the libvirt hook relies on it).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <sstream>
 
 #include "core/config.h"
+#include "tests/support/test_env.h"
 
 namespace virtsnap::test {
 namespace {
@@ -29,9 +31,6 @@ class ConfigTest : public ::testing::Test
 protected:
 	void SetUp() override
 	{
-		std::string tmpl = "/tmp/vs-config-test-XXXXXX";
-		ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-		dir_ = tmpl;
 		for (const char *name : kVariables) {
 			if (const char *v = std::getenv(name))
 				saved_[name] = v;
@@ -45,8 +44,6 @@ protected:
 			if (saved_.count(name))
 				::setenv(name, saved_[name].c_str(), 1);
 		}
-		std::error_code ec;
-		fs::remove_all(dir_, ec);
 	}
 
 	fs::path write(const std::string &name, const std::string &text)
@@ -73,7 +70,8 @@ protected:
 
 	static constexpr const char *kVariables[] = {"VIRTSNAP_CONFIG", "VIRTSNAP_STORE", "VIRTSNAP_KEY_FILE",
 						     "VIRTSNAP_STATE_DIR", "VIRTSNAP_SOCKET"};
-	fs::path dir_;
+	TempDir tmp_{"vs-config-test"};
+	fs::path dir_{tmp_.path()};
 	std::map<std::string, std::string> saved_;
 };
 

@@ -14,9 +14,12 @@
 
 #include "core/bytes.h"
 #include "crypto/crypto.h"
+#include "tests/support/core_test_util.h"
 
 namespace virtsnap::crypto {
 namespace {
+
+using virtsnap::test::randomKey;
 
 Bytes hex(std::string_view h)
 {
@@ -68,13 +71,6 @@ Bytes randomData(size_t n)
 	Bytes b(n);
 	EXPECT_TRUE(randomBytes(b));
 	return b;
-}
-
-SecretKey randomKey()
-{
-	auto k = SecretKey::random();
-	EXPECT_TRUE(k);
-	return k ? *k : SecretKey();
 }
 
 std::string hexOf(std::span<const uint8_t> d)

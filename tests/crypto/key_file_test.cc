@@ -11,11 +11,14 @@
 
 #include "core/bytes.h"
 #include "crypto/crypto.h"
+#include "tests/support/test_env.h"
 
 namespace virtsnap::crypto {
 namespace {
 
 namespace fs = std::filesystem;
+using virtsnap::test::fileMode;
+using virtsnap::test::readFile;
 
 // Sets the process umask for one test and puts the old one back.
 class UmaskGuard
@@ -33,18 +36,10 @@ class KeyFileTest : public ::testing::Test
 protected:
 	void SetUp() override
 	{
-		std::string tmpl = (fs::temp_directory_path() / "virtsnap-keyfile-XXXXXX").string();
-		ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-		dir_ = tmpl;
 		auto k = SecretKey::random();
 		ASSERT_TRUE(k);
 		key_ = *k;
 		keyHex_ = toHex(key_.bytes());
-	}
-	void TearDown() override
-	{
-		std::error_code ec;
-		fs::remove_all(dir_, ec);
 	}
 
 	static void writeRaw(const fs::path &p, const std::string &content, mode_t mode)
@@ -52,26 +47,14 @@ protected:
 		std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
 		ASSERT_EQ(::chmod(p.c_str(), mode), 0);
 	}
-	static std::string readRaw(const fs::path &p)
-	{
-		std::ifstream in(p, std::ios::binary);
-		std::stringstream ss;
-		ss << in.rdbuf();
-		return ss.str();
-	}
-	static mode_t modeOf(const fs::path &p)
-	{
-		struct stat st {};
-		EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
-		return st.st_mode & 07777;
-	}
 	void expectNoKeyIn(const Error &e)
 	{
 		EXPECT_EQ(e.message.find(keyHex_), std::string::npos) << e.message;
 		EXPECT_EQ(e.message.find(keyHex_.substr(0, 16)), std::string::npos) << e.message;
 	}
 
-	fs::path dir_;
+	virtsnap::test::TempDir tmp_{"virtsnap-keyfile"};
+	fs::path dir_{tmp_.path()};
 	SecretKey key_;
 	std::string keyHex_;
 };
@@ -89,7 +72,7 @@ TEST_F(KeyFileTest, ExactFormat)
 {
 	fs::path p = dir_ / "key";
 	ASSERT_TRUE(writeKeyFile(p, key_));
-	EXPECT_EQ(readRaw(p), "virtsnap-key-v1 " + keyHex_ + "\n");
+	EXPECT_EQ(readFile(p), "virtsnap-key-v1 " + keyHex_ + "\n");
 }
 
 TEST_F(KeyFileTest, LoadsHandWrittenFile)
@@ -106,7 +89,7 @@ TEST_F(KeyFileTest, ModeIs0600EvenWithUmaskZero)
 	UmaskGuard mask(0);
 	fs::path p = dir_ / "key";
 	ASSERT_TRUE(writeKeyFile(p, key_));
-	EXPECT_EQ(modeOf(p), mode_t(0600));
+	EXPECT_EQ(fileMode(p), mode_t(0600));
 	EXPECT_TRUE(loadKeyFile(p));
 }
 
@@ -116,9 +99,9 @@ TEST_F(KeyFileTest, ModeIs0600WithRestrictiveUmask)
 	fs::path p = dir_ / "a" / "b" / "key";
 	auto r = writeKeyFile(p, key_);
 	ASSERT_TRUE(r) << r.error().toString();
-	EXPECT_EQ(modeOf(p), mode_t(0600));
-	EXPECT_EQ(modeOf(dir_ / "a"), mode_t(0700));
-	EXPECT_EQ(modeOf(dir_ / "a" / "b"), mode_t(0700));
+	EXPECT_EQ(fileMode(p), mode_t(0600));
+	EXPECT_EQ(fileMode(dir_ / "a"), mode_t(0700));
+	EXPECT_EQ(fileMode(dir_ / "a" / "b"), mode_t(0700));
 	EXPECT_TRUE(loadKeyFile(p));
 }
 
@@ -127,16 +110,16 @@ TEST_F(KeyFileTest, CreatesMissingDirectories0700)
 	UmaskGuard mask(0);
 	fs::path p = dir_ / "x" / "y" / "key";
 	ASSERT_TRUE(writeKeyFile(p, key_));
-	EXPECT_EQ(modeOf(dir_ / "x"), mode_t(0700));
-	EXPECT_EQ(modeOf(dir_ / "x" / "y"), mode_t(0700));
-	EXPECT_EQ(modeOf(p), mode_t(0600));
+	EXPECT_EQ(fileMode(dir_ / "x"), mode_t(0700));
+	EXPECT_EQ(fileMode(dir_ / "x" / "y"), mode_t(0700));
+	EXPECT_EQ(fileMode(p), mode_t(0600));
 }
 
 TEST_F(KeyFileTest, LeavesExistingDirectoryAlone)
 {
 	ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
 	ASSERT_TRUE(writeKeyFile(dir_ / "key", key_));
-	EXPECT_EQ(modeOf(dir_), mode_t(0755));
+	EXPECT_EQ(fileMode(dir_), mode_t(0755));
 }
 
 TEST_F(KeyFileTest, RefusesToOverwrite)
@@ -147,7 +130,7 @@ TEST_F(KeyFileTest, RefusesToOverwrite)
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kTargetExists);
 	EXPECT_EQ(r.error().message, "key file " + p.string() + " already exists");
-	EXPECT_EQ(readRaw(p), "precious");
+	EXPECT_EQ(readFile(p), "precious");
 
 	// Also over a real key file.
 	fs::path q = dir_ / "key2";

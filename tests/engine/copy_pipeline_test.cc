@@ -21,11 +21,13 @@
 #include "core/bytes.h"
 #include "crypto/crypto.h"
 #include "engine/copy_pipeline.h"
+#include "tests/support/random_bytes.h"
 
 namespace virtsnap::engine {
 namespace {
 
 using store::ChunkId;
+using virtsnap::test::fillRandom;
 using store::SnapshotIndex;
 
 constexpr uint32_t kChunk = 4096;
@@ -39,10 +41,7 @@ void slotBytes(uint64_t s, std::span<uint8_t> out)
 		return;
 	}
 	std::mt19937_64 rng(s + 1);
-	for (size_t i = 0; i < out.size(); i += 8) {
-		uint64_t v = rng();
-		std::memcpy(out.data() + i, &v, std::min<size_t>(8, out.size() - i));
-	}
+	fillRandom(rng, out);
 }
 
 ChunkId idOfBytes(std::span<const uint8_t> data)

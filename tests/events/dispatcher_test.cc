@@ -212,7 +212,7 @@ TEST_F(DispatcherTest, HandlerGetsExactlyTheEventOnStdin)
 	ASSERT_TRUE(waitFor([&] { return d.stats().handlerRuns == 1; }));
 	auto files = listDir(out_);
 	ASSERT_EQ(files.size(), 1u);
-	EXPECT_EQ(readText(out_ + "/" + files[0]), e.dump() + "\n");
+	EXPECT_EQ(readFile(out_ + "/" + files[0]), e.dump() + "\n");
 	EXPECT_EQ(d.stats().handlerFailures, 0u);
 }
 

@@ -18,9 +18,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/test_env.h"
+
 namespace virtsnap::events::test {
 
 using namespace std::chrono_literals;
+using virtsnap::test::readFile;
 
 inline void writeFile(const std::string &path, const std::string &text, mode_t mode = 0644)
 {
@@ -35,14 +38,6 @@ inline void writeFile(const std::string &path, const std::string &text, mode_t m
 inline void writeScript(const std::string &path, const std::string &body, mode_t mode = 0755)
 {
 	writeFile(path, "#!/bin/sh\n" + body + "\n", mode);
-}
-
-inline std::string readText(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
 }
 
 inline std::vector<std::string> readLines(const std::string &path)
@@ -85,7 +80,7 @@ inline bool waitFor(const std::function<bool()> &done, std::chrono::milliseconds
 // parentheses, so parse from the last ')'.
 inline bool procStat(pid_t pid, char *state, pid_t *pgrp)
 {
-	std::string text = readText("/proc/" + std::to_string(pid) + "/stat");
+	std::string text = readFile("/proc/" + std::to_string(pid) + "/stat");
 	auto close = text.rfind(')');
 	if (close == std::string::npos)
 		return false;
@@ -124,7 +119,7 @@ inline bool groupRunning(pid_t pgid)
 
 inline pid_t readPid(const std::string &path)
 {
-	std::string text = readText(path);
+	std::string text = readFile(path);
 	return text.empty() ? -1 : pid_t(std::stol(text));
 }
 

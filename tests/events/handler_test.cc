@@ -81,7 +81,7 @@ TEST(HandlerRunTest, GetsInputOnStdinAndSucceeds)
 	std::string input = "{\"a\":1}\n";
 	HandlerRun run = runBlocked(dir.file("h"), input, quick());
 	EXPECT_EQ(run.outcome, HandlerRun::Outcome::Succeeded) << run.message;
-	EXPECT_EQ(readText(dir.file("got")), input);
+	EXPECT_EQ(readFile(dir.file("got")), input);
 	EXPECT_FALSE(isRunning(run.pid));
 }
 
@@ -190,7 +190,7 @@ TEST(HandlerRunTest, OutputGoesToStderrWithPrefix)
 	::close(saved);
 	::close(file);
 	EXPECT_EQ(run.outcome, HandlerRun::Outcome::Succeeded) << run.message;
-	EXPECT_EQ(readText(dir.file("stderr")), "PFX: to-stdout\nPFX: to-stderr\nPFX: partial\n");
+	EXPECT_EQ(readFile(dir.file("stderr")), "PFX: to-stdout\nPFX: to-stderr\nPFX: partial\n");
 }
 
 } // namespace

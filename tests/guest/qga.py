@@ -76,6 +76,15 @@ class _Conn:
     def _send(self, obj):
         self.sock.sendall(json.dumps(obj).encode() + b"\n")
 
+    def _request(self, command, arguments, timeout):
+        """Sends one command; returns the deadline of its reply."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        msg = {"execute": command}
+        if arguments is not None:
+            msg["arguments"] = arguments
+        self._send(msg)
+        return deadline
+
 
 class Qga(_Conn):
     def __init__(self, path, timeout=30.0):
@@ -103,11 +112,7 @@ class Qga(_Conn):
                 return
 
     def execute(self, command, arguments=None, timeout=None):
-        deadline = time.monotonic() + (timeout or self.timeout)
-        msg = {"execute": command}
-        if arguments is not None:
-            msg["arguments"] = arguments
-        self._send(msg)
+        deadline = self._request(command, arguments, timeout)
         while True:
             line = self._line(deadline).strip(b"\xff \r\t")
             if not line:
@@ -130,11 +135,7 @@ class Qmp(_Conn):
         self.execute("qmp_capabilities")
 
     def execute(self, command, arguments=None, timeout=None):
-        deadline = time.monotonic() + (timeout or self.timeout)
-        msg = {"execute": command}
-        if arguments is not None:
-            msg["arguments"] = arguments
-        self._send(msg)
+        deadline = self._request(command, arguments, timeout)
         while True:
             reply = json.loads(self._line(deadline))
             if "event" in reply:

@@ -6,22 +6,10 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
+
+#include "tests/support/test_env.h"
 
 namespace virtsnap::test {
-
-namespace {
-
-std::string slurp(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
-}
-
-} // namespace
 
 virtsnap::Json CliResult::json() const
 {
@@ -38,23 +26,13 @@ CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<st
 		r.err = "VIRTSNAP_BIN is not set";
 		return r;
 	}
-	char outPath[] = "/tmp/vs-cli-out-XXXXXX", errPath[] = "/tmp/vs-cli-err-XXXXXX";
-	int outFd = mkstemp(outPath), errFd = mkstemp(errPath);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(outFd, 1);
-		dup2(errFd, 2);
-		int devNull = open("/dev/null", O_RDONLY);
-		dup2(devNull, 0);
-		for (const std::string &e : env)
-			putenv(const_cast<char *>(e.c_str()));
-		std::vector<char *> argv{const_cast<char *>(bin)};
-		for (const std::string &a : args)
-			argv.push_back(const_cast<char *>(a.c_str()));
-		argv.push_back(nullptr);
-		execv(bin, argv.data());
-		_exit(127);
-	}
+	TempDir capture("vs-cli");
+	std::string outPath = capture.file("out"), errPath = capture.file("err");
+	int outFd = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int errFd = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	std::vector<std::string> argv{bin};
+	argv.insert(argv.end(), args.begin(), args.end());
+	pid_t pid = spawn(argv, outFd, errFd, env);
 	int status = 0;
 	if (signalAfterMs >= 0) {
 		usleep(useconds_t(signalAfterMs) * 1000);
@@ -68,11 +46,18 @@ done:
 	close(outFd);
 	close(errFd);
 	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	r.out = slurp(outPath);
-	r.err = slurp(errPath);
-	unlink(outPath);
-	unlink(errPath);
+	r.out = readFile(outPath);
+	r.err = readFile(errPath);
 	return r;
+}
+
+std::map<std::string, virtsnap::Json> byDisk(const virtsnap::Json &doc)
+{
+	std::map<std::string, virtsnap::Json> out;
+	virtsnap::Json list = doc.get("Snapshots");
+	for (size_t i = 0; i < list.size(); i++)
+		out[list.at(i).getString("Disk").value_or("")] = list.at(i);
+	return out;
 }
 
 } // namespace virtsnap::test

@@ -2,6 +2,7 @@
 // stderr kept apart: stdout is the JSON contract, stderr the error line.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,5 +21,8 @@ struct CliResult {
 // With `signalAfterMs` >= 0, `signal` is sent that long after the start.
 CliResult runVirtsnap(const std::vector<std::string> &args, const std::vector<std::string> &env = {},
 		      int signal = 0, int signalAfterMs = -1);
+
+// The snapshots of a create-snapshots answer by disk ("vda": {...}).
+std::map<std::string, virtsnap::Json> byDisk(const virtsnap::Json &doc);
 
 } // namespace virtsnap::test

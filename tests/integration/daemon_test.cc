@@ -21,9 +21,12 @@
 #include <sstream>
 #include <thread>
 
-#include "cli_runner.h"
+#include "cli_fixture.h"
 #include "tests/support/qemu_instance.h"
+#include "tests/support/qemu_residue.h"
+#include "tests/support/random_bytes.h"
 #include "tests/support/test_env.h"
+#include "tests/support/virtsnapd.h"
 
 namespace virtsnap::test {
 namespace {
@@ -34,33 +37,21 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kMiB = 1 << 20;
 
-std::string slurp(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
-}
-
-class DaemonTest : public ::testing::Test
+class DaemonTest : public QemuCliTest
 {
 protected:
+	// Every command goes to this test's daemon, or runs in process when
+	// none is running.
+	DaemonTest() : QemuCliTest("vs-daemon") { cliSocket_ = socket_; }
+
 	void SetUp() override
 	{
 		REQUIRE_QEMU();
-		storeDir_ = tmp_.file("store");
-		keyFile_ = tmp_.file("keys/store.key");
-		socket_ = tmp_.file("virtsnapd.sock");
-		eventsLog_ = tmp_.file("events/events.jsonl");
-		eventsDir_ = tmp_.file("events.d");
 		fs::create_directories(eventsDir_);
 		ASSERT_EQ(cli({"init"}).status, 0);
 	}
 
-	void TearDown() override
-	{
-		stopDaemon(SIGTERM);
-	}
+	void TearDown() override { daemon_.stop(); }
 
 	// A disk of `dataMiB` random MiB (then zeros up to `sizeMiB`).
 	void startQemu(uint64_t dataMiB, uint64_t sizeMiB, int disks = 1)
@@ -71,17 +62,16 @@ protected:
 			{
 				std::ofstream out(raw, std::ios::binary);
 				std::mt19937_64 rng(uint64_t(d) + 1);
-				std::vector<uint64_t> buf(kMiB / 8);
+				std::vector<uint8_t> buf(kMiB);
 				for (uint64_t m = 0; m < dataMiB; m++) {
-					for (uint64_t &w : buf)
-						w = rng();
+					fillRandom(rng, buf);
 					out.write(reinterpret_cast<const char *>(buf.data()), kMiB);
 				}
 			}
 			fs::resize_file(raw, sizeMiB * kMiB);
 			std::string qcow = tmp_.file("disk" + std::to_string(d) + ".qcow2");
-			std::string out;
-			ASSERT_EQ(runCommand({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow}, &out), 0) << out;
+			std::string error;
+			ASSERT_TRUE(convertImage(raw, "raw", qcow, "qcow2", &error)) << error;
 			fs::remove(raw);
 			opts.disks.push_back({qcow, "qcow2", std::string("vd") + char('a' + d)});
 		}
@@ -89,66 +79,6 @@ protected:
 		std::string error;
 		vm_ = QemuInstance::start(opts, &error);
 		ASSERT_TRUE(vm_) << error;
-	}
-
-	void startDaemon(std::vector<std::string> extra = {})
-	{
-		const char *bin = std::getenv("VIRTSNAPD_BIN");
-		ASSERT_TRUE(bin);
-		std::vector<std::string> argv{bin,	  "--foreground", "--store",	 storeDir_,  "--key-file",
-					      keyFile_,	  "--socket",	  socket_,	 "--events-log", eventsLog_,
-					      "--events-dir", eventsDir_, "--handler-timeout", "2"};
-		argv.insert(argv.end(), extra.begin(), extra.end());
-		daemonPid_ = fork();
-		if (daemonPid_ == 0) {
-			int log = ::open(tmp_.file("virtsnapd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-			dup2(log, 1);
-			dup2(log, 2);
-			setenv("TMPDIR", workRoot().c_str(), 1);
-			std::vector<char *> args;
-			for (std::string &a : argv)
-				args.push_back(a.data());
-			args.push_back(nullptr);
-			execv(bin, args.data());
-			_exit(127);
-		}
-		// The socket file may be a dead daemon's: wait for one that answers.
-		auto answers = [&] {
-			sockaddr_un addr{};
-			addr.sun_family = AF_UNIX;
-			std::strncpy(addr.sun_path, socket_.c_str(), sizeof(addr.sun_path) - 1);
-			int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-			bool ok = ::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0;
-			::close(fd);
-			return ok;
-		};
-		auto deadline = Clock::now() + std::chrono::seconds(20);
-		while (Clock::now() < deadline && !answers())
-			std::this_thread::sleep_for(std::chrono::milliseconds(50));
-		ASSERT_TRUE(answers()) << slurp(tmp_.file("virtsnapd.log"));
-	}
-
-	void stopDaemon(int sig)
-	{
-		if (daemonPid_ <= 0)
-			return;
-		::kill(daemonPid_, sig);
-		int status;
-		waitpid(daemonPid_, &status, 0);
-		daemonPid_ = -1;
-	}
-
-	std::string workRoot()
-	{
-		std::string dir = tmp_.file("tmp");
-		fs::create_directories(dir);
-		return dir;
-	}
-
-	CliResult cli(std::vector<std::string> args)
-	{
-		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile_, "--socket", socket_});
-		return runVirtsnap(args, {"TMPDIR=" + workRoot()});
 	}
 
 	CliResult create(std::vector<std::string> extra = {})
@@ -176,44 +106,24 @@ protected:
 		return state;
 	}
 
-	std::string qemuResidue()
-	{
-		std::string s;
-		auto nodes = vm_->control().execute("query-named-block-nodes");
-		std::set<std::string> names;
-		for (size_t i = 0; nodes && i < nodes->size(); i++)
-			names.insert(nodes->at(i).getString("node-name").value_or(""));
-		for (const std::string &n : names)
-			s += n + " ";
-		auto jobs = vm_->control().execute("query-block-jobs");
-		auto exports = vm_->control().execute("query-block-exports");
-		return s + "jobs:" + std::to_string(jobs ? jobs->size() : 99) +
-		       " exports:" + std::to_string(exports ? exports->size() : 99);
-	}
-
-	std::set<std::string> bitmaps()
-	{
-		std::set<std::string> names;
-		auto blocks = vm_->control().execute("query-block");
-		for (size_t i = 0; blocks && i < blocks->size(); i++) {
-			Json list = blocks->at(i).get("inserted").get("dirty-bitmaps");
-			for (size_t k = 0; k < list.size(); k++)
-				if (auto n = list.at(k).getString("name"); n && !n->empty())
-					names.insert(*n);
-		}
-		return names;
-	}
-
-	TempDir tmp_{"vs-daemon"};
-	std::string storeDir_, keyFile_, socket_, eventsLog_, eventsDir_;
-	std::unique_ptr<QemuInstance> vm_;
-	pid_t daemonPid_ = -1;
+	std::string socket_ = tmp_.file("virtsnapd.sock");
+	std::string eventsLog_ = tmp_.file("events/events.jsonl");
+	std::string eventsDir_ = tmp_.file("events.d");
+	// Declared after vm_, so stopped before QEMU goes.
+	Virtsnapd daemon_{{.store = storeDir_,
+			   .keyFile = keyFile_,
+			   .socket = socket_,
+			   .eventsLog = eventsLog_,
+			   .eventsDir = eventsDir_,
+			   .tmpDir = workRoot(),
+			   .logFile = tmp_.file("virtsnapd.log"),
+			   .args = {"--handler-timeout", "2"}}};
 };
 
 TEST_F(DaemonTest, CreateAnswersPendingBeforeTheDataMovesThenCompletes)
 {
 	ASSERT_NO_FATAL_FAILURE(startQemu(1024, 1536));
-	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	ASSERT_TRUE(daemon_.start());
 	auto started = Clock::now();
 	CliResult r = create({"--description", "big"});
 	double answered = std::chrono::duration<double>(Clock::now() - started).count();
@@ -234,14 +144,15 @@ TEST_F(DaemonTest, CreateAnswersPendingBeforeTheDataMovesThenCompletes)
 	Json done = describe(id);
 	EXPECT_EQ(done.getString("Progress"), "100%");
 	EXPECT_GT(done.getInt("BytesAdded").value_or(0), int64_t(1000 * kMiB));
-	EXPECT_EQ(qemuResidue().find("vs"), std::string::npos) << qemuResidue();
+	std::string left = toString(residue());
+	EXPECT_EQ(left.find("vs"), std::string::npos) << left;
 }
 
 TEST_F(DaemonTest, PendingLimitIsFivePerVolumeAndOneForSt1)
 {
 	ASSERT_NO_FATAL_FAILURE(startQemu(512, 1024, 2));
 	// One transfer at a time: the others stay pending behind it.
-	ASSERT_NO_FATAL_FAILURE(startDaemon({"--max-parallel-jobs", "1"}));
+	ASSERT_TRUE(daemon_.start({"--max-parallel-jobs", "1"}));
 	std::vector<std::string> ids;
 	for (int i = 0; i < 5; i++) {
 		CliResult r = create();
@@ -291,7 +202,7 @@ TEST_F(DaemonTest, PendingLimitIsFivePerVolumeAndOneForSt1)
 TEST_F(DaemonTest, FiltersPagingIdempotencyAndDeleteWhilePending)
 {
 	ASSERT_NO_FATAL_FAILURE(startQemu(256, 512));
-	ASSERT_NO_FATAL_FAILURE(startDaemon({"--max-parallel-jobs", "1"}));
+	ASSERT_TRUE(daemon_.start({"--max-parallel-jobs", "1"}));
 	CliResult a = create({"--description", "nightly run", "--tag", "env=prod", "--name", "nightly-1", "--wait"});
 	ASSERT_EQ(a.status, 0) << a.err;
 	std::string idA = a.json().getString("SnapshotId").value_or("");
@@ -379,7 +290,7 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	}
 	fs::permissions(eventsDir_ + "/10-record", fs::perms::owner_all);
 	fs::permissions(eventsDir_ + "/20-hang", fs::perms::owner_all);
-	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	ASSERT_TRUE(daemon_.start());
 
 	// A subscriber, as `virtsnap events --follow` does it.
 	std::string followOut = tmp_.file("follow.out");
@@ -402,7 +313,7 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	std::string id2 = two.json().getString("SnapshotId").value_or("");
 	std::this_thread::sleep_for(std::chrono::seconds(4));
 
-	std::string log = slurp(eventsLog_);
+	std::string log = readFile(eventsLog_);
 	EXPECT_NE(log.find(id), std::string::npos) << log;
 	EXPECT_NE(log.find(id2), std::string::npos) << log;
 	auto first = Json::parse(log.substr(0, log.find('\n')));
@@ -414,10 +325,11 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 
 	int handled = 0;
 	for (auto &e : fs::directory_iterator(seen))
-		if (e.path().extension() == ".json" && slurp(e.path()).find("EBS Snapshot Notification") != std::string::npos)
+		if (e.path().extension() == ".json" &&
+		    readFile(e.path()).find("EBS Snapshot Notification") != std::string::npos)
 			handled++;
 	EXPECT_EQ(handled, 2) << "the recording handler did not see both events";
-	std::string pid = slurp(seen + "/hung.pid");
+	std::string pid = readFile(seen + "/hung.pid");
 	ASSERT_FALSE(pid.empty());
 	EXPECT_NE(::kill(std::stoi(pid), 0), 0) << "the hung handler was not killed";
 
@@ -426,7 +338,7 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	ASSERT_EQ(set.status, 0) << set.err;
 	std::string setMember = set.json().get("Snapshots").at(0).getString("SnapshotId").value_or("");
 	std::this_thread::sleep_for(std::chrono::milliseconds(500));
-	log = slurp(eventsLog_);
+	log = readFile(eventsLog_);
 	auto last = Json::parse(log.substr(log.rfind('\n', log.size() - 2) + 1));
 	ASSERT_TRUE(last) << log;
 	EXPECT_EQ(last->getString("detail-type"), "EBS Multi-Volume Snapshots Completion Status");
@@ -434,7 +346,7 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	EXPECT_EQ(last->get("detail").get("snapshots").at(0).getString("snapshot_id"), setMember);
 	EXPECT_EQ(last->get("detail").get("snapshots").at(0).getString("status"), "completed");
 
-	std::string followed = slurp(followOut);
+	std::string followed = readFile(followOut);
 	EXPECT_NE(followed.find(id), std::string::npos) << followed;
 	EXPECT_NE(followed.find(id2), std::string::npos) << followed;
 	::kill(follower, SIGTERM);
@@ -444,27 +356,30 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 TEST_F(DaemonTest, KilledMidTransferTheRestartedDaemonEndsTheJobAndCleansUp)
 {
 	ASSERT_NO_FATAL_FAILURE(startQemu(768, 1024));
-	std::string clean = qemuResidue();
+	QemuResidue clean = residue();
 	for (int delayMs : {200, 900, 1800}) {
-		ASSERT_NO_FATAL_FAILURE(startDaemon());
+		ASSERT_TRUE(daemon_.start());
 		std::set<std::string> bitmapsBefore = bitmaps();
 		CliResult r = create();
 		ASSERT_EQ(r.status, 0) << r.err;
 		std::string id = r.json().getString("SnapshotId").value_or("");
 		std::this_thread::sleep_for(std::chrono::milliseconds(delayMs));
-		stopDaemon(SIGKILL);
+		daemon_.stop(SIGKILL);
 
-		ASSERT_NO_FATAL_FAILURE(startDaemon());
+		ASSERT_TRUE(daemon_.start());
 		Json snap = describe(id);
 		if (snap.getString("State") == "completed")
 			continue; // it finished before the kill
 		EXPECT_EQ(snap.getString("State"), "error") << delayMs << " ms";
 		EXPECT_NE(snap.getString("StateMessage").value_or("").find("interrupted"), std::string::npos);
-		EXPECT_EQ(qemuResidue(), clean) << "after a kill at " << delayMs << " ms";
+		// Nothing of the capture stays, its bitmap included.
+		QemuResidue expected = clean;
+		expected.bitmaps.assign(bitmapsBefore.begin(), bitmapsBefore.end());
+		EXPECT_EQ(residue(), expected) << "after a kill at " << delayMs << " ms";
 		EXPECT_EQ(bitmaps(), bitmapsBefore) << "the half-made bitmap stayed";
 		CliResult verified = cli({"verify"});
 		EXPECT_EQ(verified.status, 0) << verified.err;
-		stopDaemon(SIGTERM);
+		daemon_.stop();
 	}
 	for (auto &e : fs::directory_iterator(workRoot()))
 		ADD_FAILURE() << "left behind: " << e.path();
@@ -473,7 +388,7 @@ TEST_F(DaemonTest, KilledMidTransferTheRestartedDaemonEndsTheJobAndCleansUp)
 TEST_F(DaemonTest, DeleteAndGcNeverBreakAnotherSnapshotAndTheCatalogRebuilds)
 {
 	ASSERT_NO_FATAL_FAILURE(startQemu(96, 128));
-	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	ASSERT_TRUE(daemon_.start());
 	std::vector<std::string> ids;
 	for (int i = 0; i < 3; i++) {
 		if (i > 0) {
@@ -507,7 +422,7 @@ TEST_F(DaemonTest, DeleteAndGcNeverBreakAnotherSnapshotAndTheCatalogRebuilds)
 	CliResult rebuilt = cli({"catalog", "rebuild"});
 	ASSERT_EQ(rebuilt.status, 0) << rebuilt.err;
 	EXPECT_EQ(rebuilt.json().getInt("Snapshots"), 1);
-	stopDaemon(SIGTERM);
+	daemon_.stop();
 	for (const char *f : {"catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"})
 		fs::remove(storeDir_ + "/" + f);
 	CliResult listed = cli({"describe-snapshots"});
@@ -543,7 +458,7 @@ TEST_F(DaemonTest, WithoutADaemonACreateNeedsWaitAndSaysHowToStartOne)
 TEST_F(DaemonTest, AKilledInProcessRunIsRecoveredByTheNextOne)
 {
 	ASSERT_NO_FATAL_FAILURE(startQemu(512, 768));
-	std::string clean = qemuResidue();
+	QemuResidue clean = residue();
 	std::vector<std::string> args{"--store", storeDir_, "--key-file", keyFile_, "--socket", socket_,
 				      "create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--wait"};
 	int recovered = 0;
@@ -557,7 +472,10 @@ TEST_F(DaemonTest, AKilledInProcessRunIsRecoveredByTheNextOne)
 		CliResult next = create({"--wait"});
 		ASSERT_EQ(next.status, 0) << next.err;
 		recovered++;
-		EXPECT_EQ(qemuResidue(), clean) << "after a kill at " << ms << " ms";
+		// Nothing of the killed run stays; the next one's bitmap does.
+		QemuResidue expected = clean;
+		expected.bitmaps = {next.json().getString("SnapshotId").value_or("")};
+		EXPECT_EQ(residue(), expected) << "after a kill at " << ms << " ms";
 		std::set<std::string> after = bitmaps();
 		EXPECT_EQ(after.size(), 1u) << "bitmaps before: " << before.size();
 		EXPECT_TRUE(after.count(next.json().getString("SnapshotId").value_or("")));
@@ -574,7 +492,7 @@ TEST_F(DaemonTest, TheSocketRefusesUsersOutsideTheGroup)
 	REQUIRE_TOOL("setpriv");
 	if (getuid() != 0)
 		GTEST_SKIP() << "needs root to create a user";
-	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	ASSERT_TRUE(daemon_.start());
 	std::string user = "vstest" + std::to_string(getpid() % 100000);
 	std::string out;
 	ASSERT_EQ(runCommand({"useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user}, &out),

@@ -22,10 +22,11 @@
 #include <sstream>
 #include <thread>
 
-#include "cli_runner.h"
+#include "cli_fixture.h"
 #include "hypervisor/libvirt_driver.h"
 #include "test_guest.h"
 #include "tests/support/test_env.h"
+#include "tests/support/virtsnapd.h"
 
 namespace virtsnap::test {
 namespace {
@@ -80,15 +81,7 @@ void restartLibvirtd()
 	ensureLibvirtd(&error);
 }
 
-std::string readFile(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
-}
-
-class LibvirtTest : public ::testing::Test
+class LibvirtTest : public CliTest
 {
 protected:
 	void SetUp() override
@@ -104,13 +97,10 @@ protected:
 		ASSERT_TRUE(error.empty()) << error;
 		// QEMU runs as libvirt's user: the domain's files sit where it
 		// may read them.
-		char pattern[] = "/var/tmp/vs-libvirt-XXXXXX";
-		ASSERT_TRUE(::mkdtemp(pattern));
-		dir_ = pattern;
+		domainDir_ = std::make_unique<TempDir>("vs-libvirt", "/var/tmp");
+		dir_ = domainDir_->path();
 		::chmod(dir_.c_str(), 0755);
 		name_ = "vs-test-" + std::to_string(::getpid()) + "-" + fs::path(dir_).filename().string().substr(11);
-		storeDir_ = tmp_.file("store");
-		keyFile_ = tmp_.file("keys/store.key");
 		ASSERT_EQ(cli({"init"}).status, 0);
 	}
 
@@ -120,9 +110,7 @@ protected:
 			virsh({"destroy", name_});
 			virsh({"undefine", name_, "--checkpoints-metadata", "--managed-save"});
 		}
-		std::error_code ec;
-		if (!dir_.empty())
-			fs::remove_all(dir_, ec);
+		domainDir_.reset();
 	}
 
 	std::string file(const std::string &name) const { return dir_ + "/" + name; }
@@ -202,34 +190,11 @@ protected:
 		ASSERT_EQ(runCommand({"qemu-io", "-f", "raw", "-c", cmd, file("ref.raw")}, &out), 0) << out;
 	}
 
-	std::string workRoot()
-	{
-		std::string dir = tmp_.file("tmp");
-		fs::create_directories(dir);
-		return dir;
-	}
-
-	CliResult cli(std::vector<std::string> args, const std::string &socket = "")
-	{
-		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile_});
-		return runVirtsnap(args, {"TMPDIR=" + workRoot(),
-					  "VIRTSNAP_SOCKET=" + (socket.empty() ? tmp_.file("no-daemon.sock") : socket)});
-	}
-
 	CliResult snapshotAll(std::vector<std::string> extra = {})
 	{
 		std::vector<std::string> args{"create-snapshots", "--domain", name_, "--connect", kUri, "--wait"};
 		args.insert(args.end(), extra.begin(), extra.end());
 		return cli(args);
-	}
-
-	static std::map<std::string, Json> byDisk(const Json &doc)
-	{
-		std::map<std::string, Json> out;
-		Json list = doc.get("Snapshots");
-		for (size_t i = 0; i < list.size(); i++)
-			out[list.at(i).getString("Disk").value_or("")] = list.at(i);
-		return out;
 	}
 
 	// qemu-img compare's exit status (0: identical) of a restore against
@@ -247,12 +212,7 @@ protected:
 	{
 		std::string out;
 		virsh({"checkpoint-list", name_, "--name"}, &out);
-		std::vector<std::string> names;
-		std::istringstream in(out);
-		for (std::string line; std::getline(in, line);)
-			if (!line.empty())
-				names.push_back(line);
-		return names;
+		return lines(out);
 	}
 
 	std::string qemuPid()
@@ -260,8 +220,8 @@ protected:
 		return readFile("/run/libvirt/qemu/" + name_ + ".pid");
 	}
 
-	TempDir tmp_;
-	std::string cache_, dir_, name_, storeDir_, keyFile_;
+	std::unique_ptr<TempDir> domainDir_;
+	std::string cache_, dir_, name_;
 };
 
 TEST_F(LibvirtTest, FullThenIncrementalThroughLibvirtRestoreByteForByte)
@@ -506,7 +466,6 @@ protected:
 		const char *hook = std::getenv("VIRTSNAP_HOOK_BIN");
 		ASSERT_TRUE(hook);
 		hookBin_ = hook;
-		socket_ = tmp_.file("virtsnapd.sock");
 		fs::create_directories(fs::path(kHookFile).parent_path());
 		std::ofstream(kHookFile) << "#!/bin/sh\necho \"$@\" >> " << file("hook.log") << "\nVIRTSNAP_SOCKET="
 					 << socket_ << " exec " << hookBin_ << " \"$@\"\n";
@@ -522,40 +481,8 @@ protected:
 		restartLibvirtd();
 	}
 
-	void startDaemon()
-	{
-		const char *bin = std::getenv("VIRTSNAPD_BIN");
-		ASSERT_TRUE(bin);
-		std::vector<std::string> argv{bin, "--foreground", "--store", storeDir_, "--key-file", keyFile_,
-					      "--socket", socket_, "--events-log", tmp_.file("events.jsonl"),
-					      "--events-dir", tmp_.file("events.d")};
-		std::string tmpdir = workRoot(), log = tmp_.file("virtsnapd.log");
-		daemonPid_ = ::fork();
-		if (daemonPid_ == 0) {
-			int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-			::dup2(fd, 1);
-			::dup2(fd, 2);
-			::setenv("TMPDIR", tmpdir.c_str(), 1);
-			std::vector<char *> args;
-			for (std::string &a : argv)
-				args.push_back(a.data());
-			args.push_back(nullptr);
-			::execv(bin, args.data());
-			_exit(127);
-		}
-		for (int i = 0; i < 100 && !fs::exists(socket_); i++)
-			std::this_thread::sleep_for(std::chrono::milliseconds(50));
-		ASSERT_TRUE(fs::exists(socket_)) << readFile(log);
-	}
-
-	void stopDaemon()
-	{
-		if (daemonPid_ <= 0)
-			return;
-		::kill(daemonPid_, SIGTERM);
-		::waitpid(daemonPid_, nullptr, 0);
-		daemonPid_ = -1;
-	}
+	void startDaemon() { ASSERT_TRUE(daemon_.start()); }
+	void stopDaemon() { daemon_.stop(); }
 
 	// The hook called as libvirt calls it: libvirt's description of the
 	// domain on stdin.
@@ -577,8 +504,15 @@ protected:
 		       r.json().get("Snapshots").at(0).getString("StateMessage").value_or("");
 	}
 
-	std::string hookBin_, socket_;
-	pid_t daemonPid_ = -1;
+	std::string hookBin_, socket_ = tmp_.file("virtsnapd.sock");
+	Virtsnapd daemon_{{.store = storeDir_,
+			   .keyFile = keyFile_,
+			   .socket = socket_,
+			   .eventsLog = tmp_.file("events.jsonl"),
+			   .eventsDir = tmp_.file("events.d"),
+			   .tmpDir = workRoot(),
+			   .logFile = tmp_.file("virtsnapd.log"),
+			   .args = {}}};
 };
 
 TEST_F(LibvirtHookTest, WithoutADaemonTheDomainStartsAndTheHookSaysNothing)

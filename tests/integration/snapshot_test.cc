@@ -14,8 +14,10 @@
 #include <random>
 #include <set>
 
-#include "cli_runner.h"
+#include "cli_fixture.h"
 #include "tests/support/qemu_instance.h"
+#include "tests/support/qemu_residue.h"
+#include "tests/support/random_bytes.h"
 #include "tests/support/test_env.h"
 
 namespace virtsnap::test {
@@ -27,14 +29,14 @@ using virtsnap::Json;
 constexpr uint64_t kMiB = 1 << 20;
 constexpr uint64_t kDiskSize = 64 * kMiB;
 
-class SnapshotTest : public ::testing::Test
+class SnapshotTest : public QemuCliTest
 {
 protected:
+	SnapshotTest() : QemuCliTest("vs-int") {}
+
 	void SetUp() override
 	{
 		REQUIRE_QEMU();
-		storeDir_ = tmp_.file("store");
-		keyFile_ = tmp_.file("keys/store.key");
 		reference_ = tmp_.file("reference.raw");
 		makeReference();
 		startQemu(diskFormat());
@@ -49,10 +51,7 @@ protected:
 	{
 		std::mt19937_64 rng(42);
 		std::vector<uint8_t> data(kDiskSize, 0);
-		for (uint64_t i = 0; i < 16 * kMiB; i += 8) {
-			uint64_t v = rng();
-			std::memcpy(&data[i], &v, 8);
-		}
+		fillRandom(rng, std::span(data.data(), 16 * kMiB));
 		const std::string text = "virtsnap reference line, block-level test data 0123456789\n";
 		for (uint64_t i = 16 * kMiB; i < 32 * kMiB; i++)
 			data[i] = uint8_t(text[i % text.size()]);
@@ -66,23 +65,15 @@ protected:
 	void startQemu(const std::string &format)
 	{
 		disk_ = tmp_.file("disk." + format);
-		std::string out;
-		if (!fs::exists(disk_)) {
-			int rc = runCommand({"qemu-img", "convert", "-f", "raw", "-O", format, reference_, disk_}, &out);
-			ASSERT_EQ(rc, 0) << out;
-		}
 		std::string error;
+		if (!fs::exists(disk_)) {
+			ASSERT_TRUE(convertImage(reference_, "raw", disk_, format, &error)) << error;
+		}
 		QemuOptions opts;
 		opts.disks = {{disk_, format, "vda"}};
 		opts.name = "vs-int";
 		vm_ = QemuInstance::start(opts, &error);
 		ASSERT_TRUE(vm_) << error;
-	}
-
-	CliResult cli(std::vector<std::string> args, const std::string &keyFile = "")
-	{
-		args.insert(args.begin(), {"--store", storeDir_, "--key-file", keyFile.empty() ? keyFile_ : keyFile});
-		return runVirtsnap(args, {"TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + tmp_.file("no-daemon.sock")});
 	}
 
 	Json snapshot(const std::vector<std::string> &extra = {})
@@ -127,38 +118,6 @@ protected:
 			<< snapshotId << ": " << out;
 	}
 
-	std::set<std::string> bitmaps()
-	{
-		std::set<std::string> names;
-		auto blocks = vm_->control().execute("query-block");
-		EXPECT_TRUE(blocks);
-		for (size_t i = 0; blocks && i < blocks->size(); i++) {
-			Json list = blocks->at(i).get("inserted").get("dirty-bitmaps");
-			for (size_t k = 0; k < list.size(); k++)
-				names.insert(list.at(k).getString("name").value_or(""));
-		}
-		return names;
-	}
-
-	// Everything a capture may create in QEMU, as one comparable string.
-	std::string qemuResidue()
-	{
-		std::string s;
-		auto nodes = vm_->control().execute("query-named-block-nodes");
-		std::set<std::string> names;
-		for (size_t i = 0; nodes && i < nodes->size(); i++)
-			names.insert(nodes->at(i).getString("node-name").value_or(""));
-		for (const std::string &n : names)
-			s += "node:" + n + " ";
-		auto jobs = vm_->control().execute("query-block-jobs");
-		s += "jobs:" + std::to_string(jobs ? jobs->size() : 99) + " ";
-		auto exports = vm_->control().execute("query-block-exports");
-		s += "exports:" + std::to_string(exports ? exports->size() : 99) + " ";
-		for (const std::string &b : bitmaps())
-			s += "bitmap:" + b + " ";
-		return s;
-	}
-
 	std::set<std::string> storeFiles()
 	{
 		std::set<std::string> files;
@@ -166,14 +125,6 @@ protected:
 			if (e.is_regular_file() && e.path().filename() != "lock")
 				files.insert(e.path().string() + ":" + std::to_string(e.file_size()));
 		return files;
-	}
-
-	// Captures make their work directories under $TMPDIR: this test's own.
-	std::string workRoot()
-	{
-		std::string dir = tmp_.file("tmp");
-		fs::create_directories(dir);
-		return dir;
 	}
 
 	std::set<std::string> workDirs()
@@ -185,9 +136,7 @@ protected:
 		return dirs;
 	}
 
-	TempDir tmp_{"vs-int"};
-	std::string storeDir_, keyFile_, reference_, disk_;
-	std::unique_ptr<QemuInstance> vm_;
+	std::string reference_, disk_;
 };
 
 TEST_F(SnapshotTest, FullThenIncrementalRestoreBitExact)
@@ -305,25 +254,25 @@ TEST_F(SnapshotTest, WrongKeyIsRefusedAndTouchesNothing)
 	}
 
 	auto filesBefore = storeFiles();
-	std::string residueBefore = qemuResidue();
+	QemuResidue residueBefore = residue();
 	for (const std::vector<std::string> &args :
 	     {std::vector<std::string>{"describe-snapshots"},
 	      std::vector<std::string>{"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--wait"}}) {
-		CliResult r = cli(args, otherKey);
+		CliResult r = cli(args, "", otherKey);
 		EXPECT_EQ(r.status, 1) << args[0];
 		EXPECT_NE(r.err.find("WrongKey"), std::string::npos) << r.err;
 		EXPECT_EQ(r.err.find(keyText.substr(16)), std::string::npos) << "key material in the message";
 		EXPECT_TRUE(r.out.empty());
 	}
 	EXPECT_EQ(storeFiles(), filesBefore);
-	EXPECT_EQ(qemuResidue(), residueBefore);
+	EXPECT_EQ(residue(), residueBefore);
 }
 
 TEST_F(SnapshotTest, BadInputGetsOneLineAndLeavesNoTrace)
 {
 	std::string s1 = snapshot().getString("SnapshotId").value_or("");
 	auto filesBefore = storeFiles();
-	std::string residueBefore = qemuResidue();
+	QemuResidue residueBefore = residue();
 
 	struct Case {
 		std::vector<std::string> args;
@@ -360,7 +309,7 @@ TEST_F(SnapshotTest, BadInputGetsOneLineAndLeavesNoTrace)
 	EXPECT_NE(noStore.err.find("StoreNotInitialized"), std::string::npos) << noStore.err;
 
 	EXPECT_EQ(storeFiles(), filesBefore);
-	EXPECT_EQ(qemuResidue(), residueBefore);
+	EXPECT_EQ(residue(), residueBefore);
 	EXPECT_EQ(workDirs(), std::set<std::string>{});
 }
 
@@ -378,13 +327,13 @@ TEST_F(SnapshotTest, FailureAfterTheTransactionDropsTheNewBitmapAndKeepsTheOld)
 	Json args = Json::object();
 	args.set("addr", addr);
 	ASSERT_TRUE(vm_->control().execute("nbd-server-start", args));
-	std::string residueBefore = qemuResidue();
+	QemuResidue residueBefore = residue();
 	auto filesBefore = storeFiles();
 
 	CliResult r = cli({"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--wait"});
 	EXPECT_EQ(r.status, 1);
 	EXPECT_NE(r.err.find("HypervisorError"), std::string::npos) << r.err;
-	EXPECT_EQ(qemuResidue(), residueBefore);
+	EXPECT_EQ(residue(), residueBefore);
 	EXPECT_EQ(bitmaps(), std::set<std::string>{s1});
 	EXPECT_EQ(storeFiles(), filesBefore);
 	EXPECT_EQ(workDirs(), std::set<std::string>{});
@@ -464,7 +413,7 @@ TEST_F(SnapshotTest, AFullDiskIsNamedAndLeavesNothingBehind)
 	std::string store = small + "/store";
 	CliResult init = runVirtsnap({"--store", store, "--key-file", keyFile_, "init"});
 	ASSERT_EQ(init.status, 0) << init.err;
-	std::string residueBefore = qemuResidue();
+	QemuResidue residueBefore = residue();
 
 	CliResult r = runVirtsnap({"--store", store, "--key-file", keyFile_, "create-snapshot", "--qmp-socket",
 				   vm_->qmpSocket(), "--disk", "vda", "--wait"},
@@ -475,7 +424,7 @@ TEST_F(SnapshotTest, AFullDiskIsNamedAndLeavesNothingBehind)
 	EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 	// The new bitmap went, nothing else of the capture stayed, and the
 	// store holds no pack, no manifest and no temporary file.
-	EXPECT_EQ(qemuResidue(), residueBefore);
+	EXPECT_EQ(residue(), residueBefore);
 	for (auto &e : fs::recursive_directory_iterator(store)) {
 		std::string name = e.path().filename().string();
 		EXPECT_FALSE(name.ends_with(".pack") || name.ends_with(".manifest") ||

@@ -1,16 +1,8 @@
 #include "test_guest.h"
 
-#include <cstdlib>
-
 #include "tests/support/test_env.h"
 
 namespace virtsnap::test {
-
-std::string sourceDir()
-{
-	const char *dir = std::getenv("VIRTSNAP_SOURCE_DIR");
-	return dir ? dir : ".";
-}
 
 // Built once per test binary; build-guest caches across runs too.
 const std::string &guestCache(std::string *error)

@@ -6,8 +6,6 @@
 
 namespace virtsnap::test {
 
-// The source tree (VIRTSNAP_SOURCE_DIR, set by meson).
-std::string sourceDir();
 // The directory holding vmlinux and initrd.img; "" with `error` set when
 // the guest cannot be built.
 const std::string &guestCache(std::string *error);

@@ -12,7 +12,7 @@ namespace {
 
 std::string bin()
 {
-	return envOrEmpty("VIRTSNAP_BIN");
+	return envOr("VIRTSNAP_BIN");
 }
 
 std::string script()
@@ -101,7 +101,7 @@ protected:
 	void SetUp() override
 	{
 		ASSERT_FALSE(bin().empty()) << "VIRTSNAP_BIN is not set (meson sets it)";
-		ASSERT_FALSE(envOrEmpty("VIRTSNAP_SOURCE_DIR").empty()) << "VIRTSNAP_SOURCE_DIR is not set";
+		ASSERT_FALSE(envOr("VIRTSNAP_SOURCE_DIR").empty()) << "VIRTSNAP_SOURCE_DIR is not set";
 		REQUIRE_TOOL("bash");
 	}
 };

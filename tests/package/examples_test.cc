@@ -29,7 +29,7 @@ class ExamplesTest : public ::testing::Test
 protected:
 	void SetUp() override
 	{
-		ASSERT_FALSE(envOrEmpty("VIRTSNAP_SOURCE_DIR").empty()) << "VIRTSNAP_SOURCE_DIR is not set";
+		ASSERT_FALSE(envOr("VIRTSNAP_SOURCE_DIR").empty()) << "VIRTSNAP_SOURCE_DIR is not set";
 		REQUIRE_TOOL("/usr/bin/python3");
 		state_ = Json::object();
 		state_.set("domains", Json::array());
@@ -100,7 +100,7 @@ protected:
 		};
 		argv.insert(argv.end(), args.begin(), args.end());
 		int status = runCommand(argv, &output_);
-		auto after = Json::parse(readText(dir_.file("state.json")));
+		auto after = Json::parse(readRequiredFile(dir_.file("state.json")));
 		EXPECT_TRUE(after) << "the fakes left no state";
 		if (after)
 			after_ = *after;
@@ -311,10 +311,10 @@ namespace {
 // beside its service, as systemd loads them.
 TEST(ExampleUnitsTest, PassSystemdVerify)
 {
-	ASSERT_FALSE(envOrEmpty("VIRTSNAP_SOURCE_DIR").empty()) << "VIRTSNAP_SOURCE_DIR is not set";
+	ASSERT_FALSE(envOr("VIRTSNAP_SOURCE_DIR").empty()) << "VIRTSNAP_SOURCE_DIR is not set";
 	REQUIRE_TOOL("systemd-analyze");
 	TempDir dir("vs-example-units");
-	std::string service = readText(sourcePath("examples/systemd/virtsnap-tagged-snapshots.service"));
+	std::string service = readRequiredFile(sourcePath("examples/systemd/virtsnap-tagged-snapshots.service"));
 	std::smatch exec;
 	ASSERT_TRUE(std::regex_search(service, exec,
 				      std::regex(R"(\nExecStart=/usr/local/sbin/snapshot-tagged-domains (.*)\n)")));
@@ -325,10 +325,10 @@ TEST(ExampleUnitsTest, PassSystemdVerify)
 	// verify also loads the unit the service requires: the daemon's, as
 	// built, on the built daemon.
 	std::ofstream(dir.file("virtsnapd.service"))
-		<< std::regex_replace(readText(envOrEmpty("VIRTSNAPD_UNIT")), std::regex(R"(\nExecStart=\S+)"),
-				      "\nExecStart=" + envOrEmpty("VIRTSNAPD_BIN"));
+		<< std::regex_replace(readRequiredFile(envOr("VIRTSNAPD_UNIT")), std::regex(R"(\nExecStart=\S+)"),
+				      "\nExecStart=" + envOr("VIRTSNAPD_BIN"));
 	std::ofstream(dir.file("virtsnap-tagged-snapshots.timer"))
-		<< readText(sourcePath("examples/systemd/virtsnap-tagged-snapshots.timer"));
+		<< readRequiredFile(sourcePath("examples/systemd/virtsnap-tagged-snapshots.timer"));
 	std::string out;
 	int status = runCommand({"sh", "-c", "cd \"$1\" && SYSTEMD_UNIT_PATH=\"$1:\" systemd-analyze verify --man=no "
 					 "virtsnap-tagged-snapshots.service virtsnap-tagged-snapshots.timer",

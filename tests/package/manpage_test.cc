@@ -13,7 +13,7 @@ namespace {
 // "\fB\-\-store\fR" reads "--store".
 std::string manText(const std::string &relative)
 {
-	std::string text = readText(sourcePath(relative));
+	std::string text = readRequiredFile(sourcePath(relative));
 	text = std::regex_replace(text, std::regex(R"(\\f[BIRP])"), "");
 	text = std::regex_replace(text, std::regex(R"(\\-)"), "-");
 	text = std::regex_replace(text, std::regex(R"(\\e)"), "\\");
@@ -31,7 +31,7 @@ bool mentions(const std::string &text, const std::string &word)
 std::string version()
 {
 	std::string out;
-	EXPECT_EQ(runStdout({envOrEmpty("VIRTSNAP_BIN"), "--version"}, &out), 0);
+	EXPECT_EQ(runStdout({envOr("VIRTSNAP_BIN"), "--version"}, &out), 0);
 	return out.substr(0, out.find('\n')); // "virtsnap 0.1.0"
 }
 
@@ -40,9 +40,9 @@ class ManPageTest : public ::testing::Test
 protected:
 	void SetUp() override
 	{
-		ASSERT_FALSE(envOrEmpty("VIRTSNAP_BIN").empty()) << "VIRTSNAP_BIN is not set (meson sets it)";
-		ASSERT_FALSE(envOrEmpty("VIRTSNAPD_BIN").empty()) << "VIRTSNAPD_BIN is not set (meson sets it)";
-		ASSERT_FALSE(envOrEmpty("VIRTSNAP_SOURCE_DIR").empty()) << "VIRTSNAP_SOURCE_DIR is not set";
+		ASSERT_FALSE(envOr("VIRTSNAP_BIN").empty()) << "VIRTSNAP_BIN is not set (meson sets it)";
+		ASSERT_FALSE(envOr("VIRTSNAPD_BIN").empty()) << "VIRTSNAPD_BIN is not set (meson sets it)";
+		ASSERT_FALSE(envOr("VIRTSNAP_SOURCE_DIR").empty()) << "VIRTSNAP_SOURCE_DIR is not set";
 	}
 };
 
@@ -51,12 +51,12 @@ TEST_F(ManPageTest, VirtsnapPageHasEveryCommandAndOption)
 	std::string page = manText("plugin/cli/virtsnap.1");
 	ASSERT_FALSE(mentions(page, "--no-such-option")) << "the check must be able to fail";
 	std::string out;
-	ASSERT_EQ(runStdout({envOrEmpty("VIRTSNAP_BIN"), "--complete"}, &out), 0);
+	ASSERT_EQ(runStdout({envOr("VIRTSNAP_BIN"), "--complete"}, &out), 0);
 	auto commands = lines(out);
 	ASSERT_GE(commands.size(), 15u);
 	for (const std::string &command : commands) {
 		EXPECT_TRUE(mentions(page, command)) << "virtsnap.1 does not document the command '" << command << "'";
-		std::vector<std::string> argv = {envOrEmpty("VIRTSNAP_BIN"), "--complete"};
+		std::vector<std::string> argv = {envOr("VIRTSNAP_BIN"), "--complete"};
 		std::istringstream words(command);
 		for (std::string w; words >> w;)
 			argv.push_back(w);
@@ -71,7 +71,7 @@ TEST_F(ManPageTest, VirtsnapdPageHasEveryOption)
 {
 	std::string page = manText("plugin/daemon/virtsnapd.8");
 	std::string help;
-	ASSERT_EQ(runStdout({envOrEmpty("VIRTSNAPD_BIN"), "--help"}, &help), 0);
+	ASSERT_EQ(runStdout({envOr("VIRTSNAPD_BIN"), "--help"}, &help), 0);
 	std::regex option("--[a-z][-a-z]*");
 	int found = 0;
 	for (auto it = std::sregex_iterator(help.begin(), help.end(), option); it != std::sregex_iterator(); ++it) {
@@ -85,7 +85,7 @@ TEST_F(ManPageTest, VirtsnapdPageHasEveryOption)
 TEST_F(ManPageTest, ConfigPageHasEveryKeyInItsGroup)
 {
 	std::string page = manText("plugin/core/virtsnap.conf.5");
-	std::string example = readText(sourcePath("examples/virtsnap.conf"));
+	std::string example = readRequiredFile(sourcePath("examples/virtsnap.conf"));
 	std::string group;
 	int keys = 0;
 	for (const std::string &line : lines(example)) {
@@ -112,7 +112,7 @@ TEST_F(ManPageTest, PagesCarryTheVersion)
 	std::string v = version();
 	ASSERT_EQ(v.rfind("virtsnap ", 0), 0u) << v;
 	for (const char *page : {"plugin/cli/virtsnap.1", "plugin/daemon/virtsnapd.8", "plugin/core/virtsnap.conf.5"}) {
-		std::string text = readText(sourcePath(page));
+		std::string text = readRequiredFile(sourcePath(page));
 		std::smatch th;
 		ASSERT_TRUE(std::regex_search(text, th, std::regex(R"(\n\.TH [^\n]*)"))) << page;
 		EXPECT_NE(th.str().find("\"" + v + "\""), std::string::npos) << page << ": " << th.str() << " is not " << v;
@@ -142,18 +142,18 @@ TEST_F(ManPageTest, PagesRenderWithoutWarnings)
 TEST_F(ManPageTest, UnitPassesSystemdVerify)
 {
 	REQUIRE_TOOL("systemd-analyze");
-	std::string unit = readText(envOrEmpty("VIRTSNAPD_UNIT"));
+	std::string unit = readRequiredFile(envOr("VIRTSNAPD_UNIT"));
 	std::smatch exec;
 	ASSERT_TRUE(std::regex_search(unit, exec, std::regex(R"(\nExecStart=(\S+) ([^\n]*))"))) << unit;
 	EXPECT_EQ(exec[2].str(), "--foreground") << "systemd wants the daemon in the foreground";
 	EXPECT_NE(unit.find("\nRuntimeDirectory=virtsnap\n"), std::string::npos);
 	// The daemon accepts what the unit gives it.
 	std::string out;
-	EXPECT_EQ(runStdout({envOrEmpty("VIRTSNAPD_BIN"), exec[2].str(), "--help"}, &out), 0);
+	EXPECT_EQ(runStdout({envOr("VIRTSNAPD_BIN"), exec[2].str(), "--help"}, &out), 0);
 
 	TempDir dir("vs-unit");
 	std::string copy = std::regex_replace(unit, std::regex(R"(\nExecStart=\S+)"),
-					      "\nExecStart=" + envOrEmpty("VIRTSNAPD_BIN"));
+					      "\nExecStart=" + envOr("VIRTSNAPD_BIN"));
 	std::ofstream(dir.file("virtsnapd.service")) << copy;
 	int status = runCommand({"systemd-analyze", "verify", "--man=no", dir.file("virtsnapd.service")}, &out);
 	EXPECT_EQ(status, 0) << out;

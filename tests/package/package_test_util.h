@@ -17,36 +17,6 @@
 
 namespace virtsnap::test {
 
-inline std::string envOrEmpty(const char *name)
-{
-	const char *v = std::getenv(name);
-	return v ? v : "";
-}
-
-inline std::string sourcePath(const std::string &relative)
-{
-	return envOrEmpty("VIRTSNAP_SOURCE_DIR") + "/" + relative;
-}
-
-inline std::string readText(const std::string &path)
-{
-	std::ifstream in(path);
-	EXPECT_TRUE(in) << "cannot read " << path;
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
-}
-
-inline std::vector<std::string> lines(const std::string &text)
-{
-	std::vector<std::string> out;
-	std::istringstream in(text);
-	for (std::string line; std::getline(in, line);)
-		if (!line.empty())
-			out.push_back(line);
-	return out;
-}
-
 // Runs argv with stdout alone captured (stderr discarded); the exit status.
 inline int runStdout(const std::vector<std::string> &argv, std::string *out)
 {

@@ -15,13 +15,21 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "json/json.h"
+#include "tests/support/test_env.h"
 
 namespace virtsnap::test {
+
+// Slack for a client's timeout to fire on a loaded machine, yet small enough
+// to catch a client that waits far longer than asked.
+constexpr std::chrono::milliseconds kMargin{500};
 
 class FakePeer
 {
@@ -96,6 +104,30 @@ private:
 	std::vector<virtsnap::Json> received_;
 	std::string failure_;
 	bool finished_ = false;
+};
+
+// A test of a `Client` (qmp::QmpClient, qmp::GuestAgentClient) against a
+// FakePeer on a socket named `socketName` in a TempDir of its own.
+template<typename Client>
+class FakePeerTest : public ::testing::Test
+{
+protected:
+	FakePeerTest(const std::string &prefix, const std::string &socketName)
+		: tmp(prefix), peer(tmp.file(socketName))
+	{
+	}
+
+	// The client connected to the peer; nullptr, and a failure of the
+	// test, when it cannot connect.
+	std::unique_ptr<Client> connect()
+	{
+		auto client = Client::connect(peer.path(), std::chrono::milliseconds(5000));
+		EXPECT_TRUE(client) << client.error().toString();
+		return client ? std::move(*client) : nullptr;
+	}
+
+	TempDir tmp;
+	FakePeer peer;
 };
 
 } // namespace virtsnap::test

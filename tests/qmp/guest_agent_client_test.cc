@@ -16,28 +16,13 @@ using Clock = std::chrono::steady_clock;
 using qmp::GuestAgentClient;
 using virtsnap::Json;
 
-constexpr auto kMargin = 500ms;
-
-std::chrono::milliseconds since(Clock::time_point start)
-{
-	return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-}
-
 // What qemu-ga sends for guest-sync-delimited: the delimiter, then the id.
 const std::string kSyncReply = "\xff{\"return\": @ID@}\n";
 
-class GuestAgentClientTest : public ::testing::Test
+class GuestAgentClientTest : public FakePeerTest<GuestAgentClient>
 {
 protected:
-	std::unique_ptr<GuestAgentClient> connect()
-	{
-		auto client = GuestAgentClient::connect(peer.path(), 5000ms);
-		EXPECT_TRUE(client) << client.error().toString();
-		return client ? std::move(*client) : nullptr;
-	}
-
-	TempDir tmp{"vs-qga"};
-	FakePeer peer{tmp.file("qga.sock")};
+	GuestAgentClientTest() : FakePeerTest("vs-qga", "qga.sock") {}
 };
 
 TEST_F(GuestAgentClientTest, ConnectSyncsWithDelimiterAndRandomId)

@@ -16,27 +16,10 @@ using Clock = std::chrono::steady_clock;
 using virtsnap::Json;
 using qmp::QmpClient;
 
-// Slack for a timeout to fire on a loaded machine, yet small enough to
-// catch a client that waits far longer than asked.
-constexpr auto kMargin = 500ms;
-
-std::chrono::milliseconds since(Clock::time_point start)
-{
-	return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-}
-
-class QmpClientTest : public ::testing::Test
+class QmpClientTest : public FakePeerTest<QmpClient>
 {
 protected:
-	std::unique_ptr<QmpClient> connect()
-	{
-		auto client = QmpClient::connect(peer.path(), 5000ms);
-		EXPECT_TRUE(client) << client.error().toString();
-		return client ? std::move(*client) : nullptr;
-	}
-
-	TempDir tmp{"vs-qmp"};
-	FakePeer peer{tmp.file("qmp.sock")};
+	QmpClientTest() : FakePeerTest("vs-qmp", "qmp.sock") {}
 };
 
 TEST_F(QmpClientTest, ConnectReadsGreetingAndNegotiatesCapabilities)

@@ -3,10 +3,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
 
 #include "qmp/guest_agent_client.h"
 #include "qmp/qmp_client.h"
 #include "tests/support/qemu_instance.h"
+#include "tests/support/qemu_residue.h"
 #include "tests/support/test_env.h"
 
 namespace virtsnap::test {
@@ -190,6 +194,81 @@ TEST_F(RealQemuTest, SecondClientOnABusyMonitorTimesOut)
 	client_.reset();
 	auto third = QmpClient::connect(vm_->qmpSocket(), 5000ms);
 	EXPECT_TRUE(third) << third.error().toString();
+}
+
+// The probe the integration tests trust to see leftovers: it must see each
+// kind of thing a capture makes, and none once they are gone.
+TEST_F(RealQemuTest, TheResidueProbeSeesWhatACaptureMakesAndNoLess)
+{
+	TempDir scratch("vs-residue");
+	qmp::QmpClient &qmp = vm_->control();
+	QemuResidue clean = qemuResidue(qmp, scratch.path());
+	EXPECT_TRUE(clean.jobs.empty() && clean.exports.empty() && clean.bitmaps.empty() && clean.files.empty())
+		<< toString(clean);
+
+	// As a capture does: a bitmap, a scratch node over a file in the work
+	// directory, a backup job into it, and an NBD export of it.
+	std::string work = scratch.file("virtsnap-work");
+	std::filesystem::create_directories(work);
+	std::string error;
+	ASSERT_TRUE(createImage(work + "/s0.qcow2", "qcow2", "64M", &error)) << error;
+	ASSERT_TRUE(qmp.execute("block-dirty-bitmap-add",
+				Json::object().set("node", Json::string("fmt-vda")).set("name", Json::string("b1"))));
+	Json add = Json::object();
+	add.set("driver", Json::string("qcow2"))
+		.set("node-name", Json::string("vs-scratch"))
+		.set("backing", Json::string("fmt-vda"))
+		.set("file", Json::object()
+				     .set("driver", Json::string("file"))
+				     .set("filename", Json::string(work + "/s0.qcow2")));
+	auto added = qmp.execute("blockdev-add", add);
+	ASSERT_TRUE(added) << added.error().toString();
+	Json backup = Json::object();
+	backup.set("job-id", Json::string("vs-job"))
+		.set("device", Json::string("fmt-vda"))
+		.set("target", Json::string("vs-scratch"))
+		.set("sync", Json::string("none"));
+	auto started = qmp.execute("blockdev-backup", backup);
+	ASSERT_TRUE(started) << started.error().toString();
+	Json addr = Json::object();
+	addr.set("type", Json::string("unix"))
+		.set("data", Json::object().set("path", Json::string(work + "/nbd.sock")));
+	ASSERT_TRUE(qmp.execute("nbd-server-start", Json::object().set("addr", addr)));
+	Json exp = Json::object();
+	exp.set("type", Json::string("nbd"))
+		.set("id", Json::string("vs-export"))
+		.set("node-name", Json::string("vs-scratch"))
+		.set("writable", Json::boolean(false));
+	auto exported = qmp.execute("block-export-add", exp);
+	ASSERT_TRUE(exported) << exported.error().toString();
+
+	QemuResidue busy = qemuResidue(qmp, scratch.path());
+	EXPECT_NE(std::find(busy.nodes.begin(), busy.nodes.end(), "vs-scratch"), busy.nodes.end()) << toString(busy);
+	EXPECT_EQ(busy.jobs, std::vector<std::string>{"vs-job"});
+	EXPECT_EQ(busy.exports, std::vector<std::string>{"vs-export"});
+	EXPECT_NE(std::find(busy.bitmaps.begin(), busy.bitmaps.end(), "b1"), busy.bitmaps.end()) << toString(busy);
+	EXPECT_EQ(busy.files, (std::vector<std::string>{"virtsnap-work/nbd.sock", "virtsnap-work/s0.qcow2"}));
+	EXPECT_NE(busy, clean);
+	// Seen behind the job's filter too; the job's own bitmaps have no name
+	// and are counted by default.
+	EXPECT_EQ(dirtyBitmaps(qmp, AnonymousBitmaps::Ignored), std::set<std::string>{"b1"});
+	EXPECT_EQ(dirtyBitmaps(qmp), (std::set<std::string>{"", "b1"}));
+
+	// Taken down in a capture's order, QEMU is clean again.
+	ASSERT_TRUE(qmp.execute("block-export-del", Json::object().set("id", Json::string("vs-export"))));
+	ASSERT_TRUE(qmp.waitEvent("BLOCK_EXPORT_DELETED", {}, 10000ms));
+	ASSERT_TRUE(qmp.execute("nbd-server-stop"));
+	ASSERT_TRUE(qmp.execute("block-job-cancel",
+				Json::object().set("device", Json::string("vs-job")).set("force", Json::boolean(true))));
+	auto deadline = std::chrono::steady_clock::now() + 10s;
+	while (!qemuResidue(qmp).jobs.empty() && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(10ms);
+	ASSERT_TRUE(qmp.execute("blockdev-del", Json::object().set("node-name", Json::string("vs-scratch"))));
+	ASSERT_TRUE(qmp.execute("block-dirty-bitmap-remove",
+				Json::object().set("node", Json::string("fmt-vda")).set("name", Json::string("b1"))));
+	std::filesystem::remove_all(work);
+	EXPECT_EQ(qemuResidue(qmp, scratch.path()), clean);
+	EXPECT_EQ(dirtyBitmaps(qmp), std::set<std::string>{});
 }
 
 TEST(QemuInstanceTest, QuitFromTheCodeUnderTestIsNoticed)

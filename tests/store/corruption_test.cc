@@ -13,17 +13,14 @@
 namespace virtsnap::store::test {
 namespace {
 
-class CorruptionTest : public StoreDirTest
+class CorruptionTest : public OpenStoreTest
 {
 protected:
 	void SetUp() override
 	{
-		StoreDirTest::SetUp();
+		OpenStoreTest::SetUp();
 		if (HasFatalFailure())
 			return;
-		store_ = initAndOpen();
-		ASSERT_TRUE(store_);
-		codec_ = store_->newCodec();
 		data_ = {randomData(20000, 1), compressibleData(30000, 2), randomData(5000, 3)};
 		auto writer = store_->newWriter();
 		for (const Bytes &d : data_) {
@@ -46,8 +43,6 @@ protected:
 		return loc.value_or(Store::ChunkLocation{});
 	}
 
-	std::unique_ptr<Store> store_;
-	std::unique_ptr<ChunkCodec> codec_;
 	std::vector<Bytes> data_;
 	std::vector<ChunkId> ids_;
 	fs::path pack_, idx_;

@@ -47,35 +47,17 @@ fs::path indexOf(const fs::path &pack)
 	return idx.replace_extension(".idx");
 }
 
-// `n` distinct chunks of random bytes, from `seed` on.
-std::vector<Bytes> chunks(size_t n, uint64_t seed)
-{
-	std::vector<Bytes> out;
-	for (size_t i = 0; i < n; i++)
-		out.push_back(randomData(kChunk, seed + i));
-	return out;
-}
-
-Bytes concat(const std::vector<std::vector<Bytes>> &parts)
-{
-	Bytes out;
-	for (const auto &part : parts)
-		for (const Bytes &b : part)
-			out.insert(out.end(), b.begin(), b.end());
-	return out;
-}
-
-class GcTest : public StoreDirTest
+class GcTest : public OpenStoreTest
 {
 protected:
+	GcTest() : OpenStoreTest(kChunk) {}
+
 	void SetUp() override
 	{
-		StoreDirTest::SetUp();
+		OpenStoreTest::SetUp();
 		if (HasFatalFailure())
 			return;
-		store_ = initAndOpen(kChunk);
-		ASSERT_TRUE(store_);
-		codec_ = store_->newCodec();
+		// Even seeds: random chunks.
 		shared_ = chunks(kSlots, 1000);
 		onlyA_ = chunks(kSlots, 2000);
 		onlyB_ = chunks(kSlots, 3000);
@@ -104,24 +86,8 @@ protected:
 	{
 		auto writer = store_->newWriter();
 		SnapshotIndex index(disk.size(), kChunk);
-		for (uint64_t s = 0; s < index.slots(); s++) {
-			std::span<const uint8_t> slot(disk.data() + s * kChunk, index.slotLength(s));
-			if (isAllZero(slot))
-				continue;
-			auto c = writer->put(*codec_, slot, ChunkType::Data);
-			ASSERT_TRUE(c) << describe(c);
-			index.set(s, *c);
-		}
-		Manifest m;
-		m.snapshotId = id;
-		m.volumeId = volumeIdFor("name:vm", "vda");
-		m.startTime = isoTimeNow();
-		auto saved = index.save(*writer, *codec_, m);
-		ASSERT_TRUE(saved) << describe(saved);
-		auto committed = writer->commit();
-		ASSERT_TRUE(committed) << describe(committed);
-		auto put = store_->putManifest(m);
-		ASSERT_TRUE(put) << describe(put);
+		ASSERT_NO_FATAL_FAILURE(putSlots(*writer, disk, index));
+		saveSnapshot(id, index, *writer);
 	}
 
 	// Reads every slot of `id` through `store` (chunk by chunk, the way a
@@ -185,8 +151,6 @@ protected:
 		return ids;
 	}
 
-	std::unique_ptr<Store> store_;
-	std::unique_ptr<ChunkCodec> codec_;
 	std::vector<Bytes> shared_, onlyA_, onlyB_;
 	Bytes diskA_, diskB_;
 };

@@ -10,13 +10,6 @@
 namespace virtsnap::store::test {
 namespace {
 
-crypto::SecretKey randomKey()
-{
-	auto k = crypto::SecretKey::random();
-	EXPECT_TRUE(k);
-	return k.value_or(crypto::SecretKey());
-}
-
 KeyDomain newDomain()
 {
 	auto d = KeyDomain::generate();

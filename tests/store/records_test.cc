@@ -5,24 +5,13 @@
 namespace virtsnap::store::test {
 namespace {
 
-class RecordTest : public StoreDirTest
+class RecordTest : public OpenStoreTest
 {
 protected:
-	void SetUp() override
-	{
-		StoreDirTest::SetUp();
-		if (HasFatalFailure())
-			return;
-		store_ = initAndOpen();
-		ASSERT_TRUE(store_);
-	}
-
 	fs::path recordFile(const std::string &kind, const std::string &id) const
 	{
 		return storeDir() / "records" / kind / (id + ".json.sealed");
 	}
-
-	std::unique_ptr<Store> store_;
 };
 
 TEST_F(RecordTest, AbsentRecordReadsAsNothing)

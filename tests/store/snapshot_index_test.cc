@@ -12,18 +12,13 @@ namespace {
 
 constexpr uint32_t kChunk = 4096;
 
-class SnapshotIndexTest : public StoreDirTest
+// Every manifest here starts at the same time.
+constexpr const char *kStartTime = "2026-01-01T00:00:00.000Z";
+
+class SnapshotIndexTest : public OpenStoreTest
 {
 protected:
-	void SetUp() override
-	{
-		StoreDirTest::SetUp();
-		if (HasFatalFailure())
-			return;
-		store_ = initAndOpen(kChunk);
-		ASSERT_TRUE(store_);
-		codec_ = store_->newCodec();
-	}
+	SnapshotIndexTest() : OpenStoreTest(kChunk) {}
 
 	// A plausible chunk id for slot `slot`, distinct per (slot, generation).
 	ChunkId slotId(uint64_t slot, uint64_t generation = 0)
@@ -32,15 +27,6 @@ protected:
 		putLe64(in, slot);
 		putLe64(in + 8, generation);
 		return codec_->idOf(in);
-	}
-
-	Manifest manifestFor(const std::string &id)
-	{
-		Manifest m;
-		m.snapshotId = id;
-		m.volumeId = volumeIdFor("name:vm", "vda");
-		m.startTime = "2026-01-01T00:00:00.000Z";
-		return m;
 	}
 
 	// save() with a fresh writer, committed; the writer is returned for
@@ -66,8 +52,6 @@ protected:
 		EXPECT_EQ(differing, 0u);
 	}
 
-	std::unique_ptr<Store> store_;
-	std::unique_ptr<ChunkCodec> codec_;
 };
 
 TEST_F(SnapshotIndexTest, GridWithShortLastSlot)
@@ -106,7 +90,7 @@ TEST_F(SnapshotIndexTest, SaveThenLoadGivesIdenticalIdsAcrossPages)
 		if (s % 5 != 0) // some zero slots in every page
 			index.set(s, slotId(s));
 
-	Manifest m = manifestFor("snap-00000000000000001");
+	Manifest m = manifestFor("snap-00000000000000001", kStartTime);
 	auto writer = saveCommitted(index, m);
 	EXPECT_EQ(m.volumeSize, volume);
 	EXPECT_EQ(m.chunkSize, kChunk);
@@ -155,7 +139,7 @@ TEST_F(SnapshotIndexTest, ZeroPagesAreNotStored)
 	SnapshotIndex index(3000ull * kChunk, kChunk);
 	index.set(2500, slotId(2500)); // only the third page has a non-zero id
 
-	Manifest m = manifestFor("snap-00000000000000002");
+	Manifest m = manifestFor("snap-00000000000000002", kStartTime);
 	auto writer = saveCommitted(index, m);
 	ASSERT_EQ(m.indexPages.size(), 3u);
 	EXPECT_TRUE(isZeroId(m.indexPages[0]));
@@ -172,7 +156,7 @@ TEST_F(SnapshotIndexTest, ZeroPagesAreNotStored)
 TEST_F(SnapshotIndexTest, AllZeroIndexWritesNothing)
 {
 	SnapshotIndex index(3000ull * kChunk, kChunk);
-	Manifest m = manifestFor("snap-00000000000000003");
+	Manifest m = manifestFor("snap-00000000000000003", kStartTime);
 	auto writer = saveCommitted(index, m);
 	ASSERT_EQ(m.indexPages.size(), 3u);
 	for (const ChunkId &page : m.indexPages)
@@ -192,7 +176,7 @@ TEST_F(SnapshotIndexTest, IncrementalSaveWritesOnlyTheChangedPage)
 	SnapshotIndex full(3000ull * kChunk, kChunk);
 	for (uint64_t s = 0; s < full.slots(); s++)
 		full.set(s, slotId(s));
-	Manifest m1 = manifestFor("snap-00000000000000010");
+	Manifest m1 = manifestFor("snap-00000000000000010", kStartTime);
 	saveCommitted(full, m1);
 	ASSERT_EQ(m1.indexPages.size(), 3u);
 	size_t packsBefore = countPacks();
@@ -201,7 +185,7 @@ TEST_F(SnapshotIndexTest, IncrementalSaveWritesOnlyTheChangedPage)
 	auto incremental = SnapshotIndex::load(*store_, *codec_, m1);
 	ASSERT_TRUE(incremental) << describe(incremental);
 	incremental->set(1500, slotId(1500, 1));
-	Manifest m2 = manifestFor("snap-00000000000000011");
+	Manifest m2 = manifestFor("snap-00000000000000011", kStartTime);
 	auto writer = saveCommitted(*incremental, m2);
 
 	ASSERT_EQ(m2.indexPages.size(), 3u);
@@ -227,7 +211,7 @@ TEST_F(SnapshotIndexTest, IncrementalSaveWritesOnlyTheChangedPage)
 	EXPECT_EQ(back1->at(1500), slotId(1500));
 
 	// Saving the unchanged index again costs nothing.
-	Manifest m3 = manifestFor("snap-00000000000000012");
+	Manifest m3 = manifestFor("snap-00000000000000012", kStartTime);
 	auto same = saveCommitted(*incremental, m3);
 	EXPECT_EQ(same->chunksNew(), 0u);
 	EXPECT_EQ(same->bytesAdded(), 0u);
@@ -240,7 +224,7 @@ TEST_F(SnapshotIndexTest, LoadFailsWhenAPageIsMissing)
 	SnapshotIndex index(3000ull * kChunk, kChunk);
 	for (uint64_t s = 0; s < index.slots(); s++)
 		index.set(s, slotId(s));
-	Manifest m = manifestFor("snap-00000000000000020");
+	Manifest m = manifestFor("snap-00000000000000020", kStartTime);
 	{
 		// Saved but never committed: the pages do not exist.
 		auto writer = store_->newWriter();
@@ -258,7 +242,7 @@ TEST_F(SnapshotIndexTest, LoadRejectsAPageOfTheWrongSize)
 	SnapshotIndex index(3000ull * kChunk, kChunk);
 	for (uint64_t s = 0; s < index.slots(); s++)
 		index.set(s, slotId(s));
-	Manifest m = manifestFor("snap-00000000000000021");
+	Manifest m = manifestFor("snap-00000000000000021", kStartTime);
 	saveCommitted(index, m);
 	Manifest lying = m;
 	lying.volumeSize = 10 * kChunk;

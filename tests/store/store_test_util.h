@@ -21,43 +21,28 @@
 #include "core/bytes.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/ids.h"
 #include "crypto/crypto.h"
+#include "crypto/resource_ids.h"
 #include "store/chunk_writer.h"
 #include "store/local_backend.h"
+#include "store/manifest.h"
+#include "store/snapshot_index.h"
 #include "store/store.h"
+#include "tests/support/core_test_util.h"
+#include "tests/support/test_env.h"
 
 namespace virtsnap::store::test {
 
 namespace fs = std::filesystem;
 
-// "ok" or the error line: streamed after an assertion, so a failure names
-// the error the code returned.
-template<typename T>
-std::string describe(const Result<T> &r)
-{
-	return r ? std::string("ok") : r.error().toString();
-}
-
-// The error code, or "ok": one assertion checks both that it failed and how.
-template<typename T>
-std::string codeOf(const Result<T> &r)
-{
-	return r ? std::string("ok") : r.error().code;
-}
-
-// Incompressible bytes, reproducible from `seed` so a failure reproduces.
-inline Bytes randomData(size_t n, uint64_t seed)
-{
-	std::mt19937_64 rng(seed);
-	Bytes out(n);
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		putLe64(out.data() + i, rng());
-	uint64_t last = rng();
-	for (; i < n; i++, last >>= 8)
-		out[i] = uint8_t(last);
-	return out;
-}
+using virtsnap::test::asBytes;
+using virtsnap::test::codeOf;
+using virtsnap::test::describe;
+using virtsnap::test::fileMode;
+using virtsnap::test::filesContaining;
+using virtsnap::test::randomData;
+using virtsnap::test::randomKey;
 
 // Text that zstd shrinks a lot; `seed` makes distinct contents.
 inline Bytes compressibleData(size_t n, uint64_t seed)
@@ -67,11 +52,6 @@ inline Bytes compressibleData(size_t n, uint64_t seed)
 	for (size_t i = 0; i < n; i++)
 		out[i] = uint8_t(line[i % line.size()]);
 	return out;
-}
-
-inline std::span<const uint8_t> asBytes(std::string_view s)
-{
-	return std::span(reinterpret_cast<const uint8_t *>(s.data()), s.size());
 }
 
 // Regular files under `dir` whose name ends with `suffix`.
@@ -86,17 +66,6 @@ inline std::vector<fs::path> filesEndingWith(const fs::path &dir, const std::str
 			out.push_back(it->path());
 	}
 	std::sort(out.begin(), out.end());
-	return out;
-}
-
-// Regular files under `dir` whose name contains `part` (".tmp-").
-inline std::vector<fs::path> filesContaining(const fs::path &dir, const std::string &part)
-{
-	std::vector<fs::path> out;
-	std::error_code ec;
-	for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec))
-		if (it->is_regular_file() && it->path().filename().string().find(part) != std::string::npos)
-			out.push_back(it->path());
 	return out;
 }
 
@@ -128,13 +97,6 @@ inline std::map<std::string, std::string> treeSnapshot(const fs::path &dir)
 	return out;
 }
 
-inline mode_t fileMode(const fs::path &path)
-{
-	struct stat st{};
-	EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
-	return st.st_mode & 07777;
-}
-
 // XORs one byte of a file in place (the inode stays, so descriptors a Store
 // already holds see the damage too).
 inline void flipByte(const fs::path &path, uint64_t offset, uint8_t mask = 0x01)
@@ -146,6 +108,26 @@ inline void flipByte(const fs::path &path, uint64_t offset, uint8_t mask = 0x01)
 	b ^= mask;
 	ASSERT_EQ(::pwrite(fd, &b, 1, off_t(offset)), 1) << path << " @" << offset;
 	::close(fd);
+}
+
+// The chunks of `parts` one after the other: a disk.
+inline Bytes concat(const std::vector<std::vector<Bytes>> &parts)
+{
+	Bytes out;
+	for (const auto &part : parts)
+		for (const Bytes &b : part)
+			out.insert(out.end(), b.begin(), b.end());
+	return out;
+}
+
+// A manifest for snapshot `id` of disk vda of the instance "name:vm".
+inline Manifest manifestFor(const std::string &id, const std::string &startTime)
+{
+	Manifest m;
+	m.snapshotId = id;
+	m.volumeId = volumeIdFor("name:vm", "vda");
+	m.startTime = startTime;
+	return m;
 }
 
 // The master key as the hex that a key file holds, to check that no error
@@ -167,23 +149,10 @@ inline fs::path packIndexPath(const fs::path &storeDir, const PackId &id)
 	return storeDir / packIndexName(id);
 }
 
-// A fresh mkdtemp directory per test, removed with everything in it.
+// A fresh directory per test, removed with everything in it.
 class StoreDirTest : public ::testing::Test
 {
 protected:
-	void SetUp() override
-	{
-		std::string tmpl = "/tmp/vs-store-test-XXXXXX";
-		ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-		root_ = tmpl;
-	}
-
-	void TearDown() override
-	{
-		std::error_code ec;
-		fs::remove_all(root_, ec);
-	}
-
 	fs::path storeDir() const { return root_ / "store"; }
 	fs::path keyFile() const { return root_ / "keys" / "master.key"; }
 
@@ -215,7 +184,68 @@ protected:
 	size_t countIndexes() const { return filesEndingWith(storeDir() / "packs", ".idx").size(); }
 	size_t countTemps() const { return filesContaining(storeDir(), ".tmp-").size(); }
 
-	fs::path root_;
+	virtsnap::test::TempDir tmp_{"vs-store-test"};
+	fs::path root_{tmp_.path()};
+};
+
+// A StoreDirTest with its store initialised and open (store_, chunks of
+// `chunkSize`) and a codec of it.
+class OpenStoreTest : public StoreDirTest
+{
+protected:
+	explicit OpenStoreTest(uint32_t chunkSize = Store::kDefaultChunkSize) : chunkSize_(chunkSize) {}
+
+	void SetUp() override
+	{
+		store_ = initAndOpen(chunkSize_);
+		ASSERT_TRUE(store_);
+		codec_ = store_->newCodec();
+	}
+
+	// `n` distinct chunks' worth of bytes from `seed` on: random, or
+	// compressible when `seed` is odd.
+	std::vector<Bytes> chunks(size_t n, uint64_t seed) const
+	{
+		std::vector<Bytes> out;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t s = seed + i;
+			out.push_back(seed % 2 ? compressibleData(chunkSize_, s) : randomData(chunkSize_, s));
+		}
+		return out;
+	}
+
+	// Puts every slot of `disk` that is not all zeros through `writer`
+	// into `index`, as a capture does.
+	void putSlots(ChunkWriter &writer, const Bytes &disk, SnapshotIndex &index)
+	{
+		for (uint64_t s = 0; s < index.slots(); s++) {
+			std::span<const uint8_t> slot(disk.data() + s * chunkSize_, index.slotLength(s));
+			if (isAllZero(slot))
+				continue;
+			auto c = writer.put(*codec_, slot, ChunkType::Data);
+			ASSERT_TRUE(c) << describe(c);
+			index.set(s, *c);
+		}
+	}
+
+	// Saves `index` through `writer`, commits it, and stores its manifest
+	// as snapshot `id` started now.
+	void saveSnapshot(const std::string &id, const SnapshotIndex &index, ChunkWriter &writer)
+	{
+		Manifest m = manifestFor(id, isoTimeNow());
+		auto saved = index.save(writer, *codec_, m);
+		ASSERT_TRUE(saved) << describe(saved);
+		auto committed = writer.commit();
+		ASSERT_TRUE(committed) << describe(committed);
+		auto put = store_->putManifest(m);
+		ASSERT_TRUE(put) << describe(put);
+	}
+
+	std::unique_ptr<Store> store_;
+	std::unique_ptr<ChunkCodec> codec_;
+
+private:
+	uint32_t chunkSize_;
 };
 
 } // namespace virtsnap::store::test

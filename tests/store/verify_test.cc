@@ -20,14 +20,6 @@ constexpr size_t kSlots = 16;
 // Both disks end 100 bytes into their last chunk: a short last slot.
 constexpr size_t kShort = 100;
 
-std::vector<Bytes> chunks(size_t n, uint64_t seed)
-{
-	std::vector<Bytes> out;
-	for (size_t i = 0; i < n; i++)
-		out.push_back(seed % 2 ? compressibleData(kChunk, seed + i) : randomData(kChunk, seed + i));
-	return out;
-}
-
 std::string shortHex(const ChunkId &id)
 {
 	return idHex(id).substr(0, 16);
@@ -47,17 +39,17 @@ std::string joined(const std::vector<std::string> &lines)
 	return out;
 }
 
-class VerifyTest : public StoreDirTest
+class VerifyTest : public OpenStoreTest
 {
 protected:
+	VerifyTest() : OpenStoreTest(kChunk) {}
+
 	void SetUp() override
 	{
-		StoreDirTest::SetUp();
+		OpenStoreTest::SetUp();
 		if (HasFatalFailure())
 			return;
-		store_ = initAndOpen(kChunk);
-		ASSERT_TRUE(store_);
-		codec_ = store_->newCodec();
+		// A's own chunks compressible (an odd seed), the others random.
 		shared_ = chunks(kSlots, 1000);
 		onlyA_ = chunks(kSlots, 2001);
 		onlyB_ = chunks(kSlots, 3000);
@@ -66,49 +58,27 @@ protected:
 		// A zero slot in each: never stored, always fine.
 		std::fill(onlyA_[4].begin(), onlyA_[4].end(), 0);
 		std::fill(onlyB_[4].begin(), onlyB_[4].end(), 0);
-		diskA_ = concat(shared_, onlyA_);
-		diskB_ = concat(shared_, onlyB_);
+		diskA_ = concat({shared_, onlyA_});
+		diskB_ = concat({shared_, onlyB_});
 		snapshot("snap-a", diskA_);
 		snapshot("snap-b", diskB_);
-	}
-
-	static Bytes concat(const std::vector<Bytes> &x, const std::vector<Bytes> &y)
-	{
-		Bytes out;
-		for (const auto *part : {&x, &y})
-			for (const Bytes &b : *part)
-				out.insert(out.end(), b.begin(), b.end());
-		return out;
 	}
 
 	// Stores the index `ids` (with the given volume size) as snapshot `id`.
 	void saveIndex(const std::string &id, const SnapshotIndex &index)
 	{
 		auto writer = store_->newWriter();
-		Manifest m;
-		m.snapshotId = id;
-		m.volumeId = volumeIdFor("name:vm", "vda");
-		m.startTime = isoTimeNow();
-		auto saved = index.save(*writer, *codec_, m);
-		ASSERT_TRUE(saved) << describe(saved);
-		ASSERT_TRUE(writer->commit());
-		auto put = store_->putManifest(m);
-		ASSERT_TRUE(put) << describe(put);
+		saveSnapshot(id, index, *writer);
 	}
 
+	// The chunks through one writer, the index pages through another.
 	void snapshot(const std::string &id, const Bytes &disk)
 	{
 		auto writer = store_->newWriter();
 		SnapshotIndex index(disk.size(), kChunk);
-		for (uint64_t s = 0; s < index.slots(); s++) {
-			std::span<const uint8_t> slot(disk.data() + s * kChunk, index.slotLength(s));
-			if (isAllZero(slot))
-				continue;
-			auto c = writer->put(*codec_, slot, ChunkType::Data);
-			ASSERT_TRUE(c) << describe(c);
-			index.set(s, *c);
-		}
-		ASSERT_TRUE(writer->commit());
+		ASSERT_NO_FATAL_FAILURE(putSlots(*writer, disk, index));
+		auto committed = writer->commit();
+		ASSERT_TRUE(committed) << describe(committed);
 		saveIndex(id, index);
 	}
 
@@ -141,8 +111,6 @@ protected:
 		return m && !m->indexPages.empty() ? m->indexPages[0] : ChunkId{};
 	}
 
-	std::unique_ptr<Store> store_;
-	std::unique_ptr<ChunkCodec> codec_;
 	std::vector<Bytes> shared_, onlyA_, onlyB_;
 	Bytes diskA_, diskB_;
 };

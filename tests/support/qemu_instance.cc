@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,17 +38,6 @@ std::string replaceAll(std::string text, const std::string &from, const std::str
 	for (size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size()))
 		text.replace(pos, from.size(), to);
 	return text;
-}
-
-std::string readFileFrom(const std::string &path, size_t offset)
-{
-	std::ifstream in(path, std::ios::binary);
-	if (!in)
-		return {};
-	in.seekg(static_cast<std::streamoff>(offset));
-	std::ostringstream out;
-	out << in.rdbuf();
-	return out.str();
 }
 
 size_t fileSize(const std::string &path)
@@ -109,11 +97,12 @@ std::unique_ptr<QemuInstance> QemuInstance::start(const QemuOptions &options, st
 	};
 
 	std::unique_ptr<QemuInstance> vm(new QemuInstance());
-	std::string tmpl = "/tmp/vs-qemu-XXXXXX";
-	if (::mkdtemp(tmpl.data()) == nullptr)
-		return failWith("mkdtemp " + tmpl + ": " + std::strerror(errno));
-	vm->dir_ = tmpl;
-	const std::string &dir = vm->dir_;
+	try {
+		vm->dir_ = std::make_unique<TempDir>("vs-qemu");
+	} catch (const std::system_error &e) {
+		return failWith(e.what());
+	}
+	const std::string &dir = vm->dir();
 
 	std::vector<std::string> args = {
 		"qemu-system-x86_64", "-nodefaults", "-display", "none", "-machine", "pc,accel=tcg",
@@ -161,44 +150,23 @@ std::unique_ptr<QemuInstance> QemuInstance::start(const QemuOptions &options, st
 	for (const auto &arg : options.extraArgs)
 		args.push_back(replaceAll(arg, "@DIR@", dir));
 
-	// Everything the child touches is prepared before fork(): gtest may
-	// have started threads, so the child may only exec.
-	std::vector<char *> argv;
-	for (auto &arg : args)
-		argv.push_back(arg.data());
-	argv.push_back(nullptr);
-	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 	int outFd = ::open((dir + "/qemu.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	int errFd = ::open((dir + "/qemu.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (devNull < 0 || outFd < 0 || errFd < 0) {
+	if (outFd < 0 || errFd < 0) {
 		int err = errno;
-		for (int fd : {devNull, outFd, errFd})
+		for (int fd : {outFd, errFd})
 			if (fd >= 0)
 				::close(fd);
 		return failWith("cannot open QEMU's log files in " + dir + ": " + std::strerror(err));
 	}
-	pid_t parent = ::getpid();
-	pid_t pid = ::fork();
-	if (pid == 0) {
-		// A test that crashes or is killed by the harness must not leave
-		// QEMU behind.
-		::prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (::getppid() != parent)
-			::_exit(127);
-		::dup2(devNull, 0);
-		::dup2(outFd, 1);
-		::dup2(errFd, 2);
-		::execvp(argv[0], argv.data());
-		static const char msg[] = "cannot exec qemu-system-x86_64\n";
-		(void)!::write(2, msg, sizeof(msg) - 1);
-		::_exit(127);
-	}
-	int forkErrno = errno;
-	::close(devNull);
+	// A test that crashes or is killed by the harness must not leave QEMU
+	// behind: spawn() asks for SIGKILL.
+	pid_t pid = spawn(args, outFd, errFd);
+	int spawnErrno = errno;
 	::close(outFd);
 	::close(errFd);
 	if (pid < 0)
-		return failWith(std::string("fork: ") + std::strerror(forkErrno));
+		return failWith(std::string("fork: ") + std::strerror(spawnErrno));
 	vm->pid_ = pid;
 
 	std::vector<std::string> sockets = vm->freeSockets_;
@@ -245,10 +213,6 @@ QemuInstance::~QemuInstance()
 			kill(SIGKILL);
 	}
 	control_.reset();
-	if (!dir_.empty()) {
-		std::error_code ec;
-		std::filesystem::remove_all(dir_, ec);
-	}
 }
 
 qmp::Result<std::string> QemuInstance::hmp(const std::string &commandLine)
@@ -262,7 +226,7 @@ qmp::Result<std::string> QemuInstance::hmp(const std::string &commandLine)
 
 bool QemuInstance::qemuIo(const std::string &diskId, const std::string &command, std::string *output)
 {
-	const std::string stdoutPath = dir_ + "/qemu.out";
+	const std::string stdoutPath = dir_->file("qemu.out");
 	size_t before = fileSize(stdoutPath);
 	auto reply = hmp("qemu-io -d /machine/peripheral/" + diskId + "/virtio-backend " + hmpQuote(command));
 	if (!reply) {
@@ -273,10 +237,10 @@ bool QemuInstance::qemuIo(const std::string &diskId, const std::string &command,
 	// HMP's own errors (unknown device...) come back in the reply; what
 	// qemu-io prints goes to QEMU's stdout, flushed before the reply is
 	// sent. Commands like "flush" print nothing, hence the short grace.
-	std::string printed = readFileFrom(stdoutPath, before);
+	std::string printed = readFile(stdoutPath, before);
 	for (auto until = Clock::now() + 200ms; printed.empty() && reply->empty() && Clock::now() < until;) {
 		std::this_thread::sleep_for(10ms);
-		printed = readFileFrom(stdoutPath, before);
+		printed = readFile(stdoutPath, before);
 	}
 	std::string text = *reply + printed;
 	if (output)
@@ -286,8 +250,8 @@ bool QemuInstance::qemuIo(const std::string &diskId, const std::string &command,
 
 std::string QemuInstance::log() const
 {
-	std::string err = readFileFrom(dir_ + "/qemu.err", 0);
-	std::string out = readFileFrom(dir_ + "/qemu.out", 0);
+	std::string err = readFile(dir_->file("qemu.err"));
+	std::string out = readFile(dir_->file("qemu.out"));
 	if (out.empty())
 		return err;
 	return err + (err.empty() ? "" : "\n") + "stdout:\n" + out;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "qmp/qmp_client.h"
+#include "tests/support/test_env.h"
 
 namespace virtsnap::test {
 
@@ -95,11 +96,12 @@ public:
 	// prints on its stdout rather than in the HMP reply.
 	bool qemuIo(const std::string &diskId, const std::string &command, std::string *output = nullptr);
 
-	// The private directory holding sockets and logs.
-	const std::string &dir() const { return dir_; }
+	// The private directory holding sockets and logs (a TempDir, so under
+	// $TMPDIR: a unix socket path must stay within 107 bytes).
+	const std::string &dir() const { return dir_->path(); }
 	// Empty unless QemuOptions::guestAgent.
 	const std::string &guestAgentSocket() const { return agentSocket_; }
-	std::string serialLogPath() const { return dir_ + "/serial.log"; }
+	std::string serialLogPath() const { return dir_->file("serial.log"); }
 	// QEMU's stderr and stdout so far, for failure messages.
 	std::string log() const;
 
@@ -115,7 +117,7 @@ public:
 private:
 	QemuInstance() = default;
 
-	std::string dir_;
+	std::unique_ptr<TempDir> dir_; // declared first: removed last, once QEMU is gone
 	std::string controlSocket_;
 	std::vector<std::string> freeSockets_;
 	std::string agentSocket_;

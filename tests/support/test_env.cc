@@ -1,13 +1,23 @@
 #include "tests/support/test_env.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+
+extern char **environ;
 
 namespace virtsnap::test {
 
@@ -42,13 +52,16 @@ std::optional<std::string> findTool(const std::string &name)
 	return std::nullopt;
 }
 
-TempDir::TempDir(const std::string &prefix)
+TempDir::TempDir(const std::string &prefix, const std::string &parent)
 {
-	std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
-	if (::mkdtemp(tmpl.data()) == nullptr) {
-		ADD_FAILURE() << "mkdtemp " << tmpl << ": " << std::strerror(errno);
-		return;
+	std::string base = parent;
+	if (base.empty()) {
+		const char *tmp = std::getenv("TMPDIR");
+		base = tmp && *tmp ? tmp : "/tmp";
 	}
+	std::string tmpl = base + "/" + prefix + "-XXXXXX";
+	if (::mkdtemp(tmpl.data()) == nullptr)
+		throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
 	path_ = tmpl;
 }
 
@@ -65,42 +78,136 @@ std::string TempDir::file(const std::string &name) const
 	return path_ + "/" + name;
 }
 
-int runCommand(const std::vector<std::string> &argv, std::string *output)
+std::string envOr(const char *name, const std::string &fallback)
 {
-	if (argv.empty())
+	const char *value = std::getenv(name);
+	return value ? value : fallback;
+}
+
+std::string sourceDir()
+{
+	return envOr("VIRTSNAP_SOURCE_DIR", ".");
+}
+
+std::string sourcePath(const std::string &relative)
+{
+	return sourceDir() + "/" + relative;
+}
+
+std::string readFile(const std::string &path, size_t offset)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		return {};
+	in.seekg(static_cast<std::streamoff>(offset));
+	std::ostringstream out;
+	out << in.rdbuf();
+	return out.str();
+}
+
+std::string readRequiredFile(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	EXPECT_TRUE(in) << "cannot read " << path;
+	std::ostringstream out;
+	out << in.rdbuf();
+	return out.str();
+}
+
+std::vector<std::string> lines(const std::string &text)
+{
+	std::vector<std::string> out;
+	std::istringstream in(text);
+	for (std::string line; std::getline(in, line);)
+		if (!line.empty())
+			out.push_back(line);
+	return out;
+}
+
+std::chrono::milliseconds since(std::chrono::steady_clock::time_point start)
+{
+	return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
+mode_t fileMode(const std::string &path)
+{
+	struct stat st {};
+	EXPECT_EQ(::stat(path.c_str(), &st), 0) << path << ": " << std::strerror(errno);
+	return st.st_mode & 07777;
+}
+
+std::vector<std::filesystem::path> filesContaining(const std::filesystem::path &dir, const std::string &part)
+{
+	namespace fs = std::filesystem;
+	std::vector<fs::path> out;
+	std::error_code ec;
+	for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec))
+		if (it->is_regular_file() && it->path().filename().string().find(part) != std::string::npos)
+			out.push_back(it->path());
+	std::sort(out.begin(), out.end());
+	return out;
+}
+
+pid_t spawn(const std::vector<std::string> &argv, int outFd, int errFd, const std::vector<std::string> &env)
+{
+	if (argv.empty()) {
+		errno = EINVAL;
 		return -1;
+	}
 	// Everything the child touches is prepared before fork(): the test
 	// process may have other threads, so the child may only exec.
-	std::vector<char *> args;
+	std::vector<std::string> environment;
+	for (char **e = environ; *e; e++) {
+		std::string_view entry(*e);
+		bool replaced = std::any_of(env.begin(), env.end(), [&](const std::string &mine) {
+			size_t eq = mine.find('=');
+			return entry.substr(0, entry.find('=')) == std::string_view(mine).substr(0, eq);
+		});
+		if (!replaced)
+			environment.emplace_back(entry);
+	}
+	environment.insert(environment.end(), env.begin(), env.end());
+	std::vector<char *> args, envp;
 	for (const auto &arg : argv)
 		args.push_back(const_cast<char *>(arg.c_str()));
 	args.push_back(nullptr);
+	for (auto &entry : environment)
+		envp.push_back(entry.data());
+	envp.push_back(nullptr);
+	const std::string failed = "cannot exec " + argv[0] + "\n";
+	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (devNull < 0)
+		return -1;
+	pid_t parent = ::getpid();
+	pid_t pid = ::fork();
+	if (pid == 0) {
+		::prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (::getppid() != parent)
+			::_exit(127);
+		::dup2(devNull, 0);
+		::dup2(outFd, 1);
+		::dup2(errFd, 2);
+		::execvpe(args[0], args.data(), envp.data());
+		(void)!::write(2, failed.data(), failed.size());
+		::_exit(127);
+	}
+	int forkErrno = errno;
+	::close(devNull);
+	errno = forkErrno;
+	return pid;
+}
 
+int runCommand(const std::vector<std::string> &argv, std::string *output)
+{
 	int pipeFds[2];
 	if (::pipe2(pipeFds, O_CLOEXEC) < 0)
 		return -1;
-	int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-	pid_t pid = ::fork();
+	pid_t pid = spawn(argv, pipeFds[1], pipeFds[1]);
+	::close(pipeFds[1]);
 	if (pid < 0) {
 		::close(pipeFds[0]);
-		::close(pipeFds[1]);
-		if (devNull >= 0)
-			::close(devNull);
 		return -1;
 	}
-	if (pid == 0) {
-		if (devNull >= 0)
-			::dup2(devNull, 0);
-		::dup2(pipeFds[1], 1);
-		::dup2(pipeFds[1], 2);
-		::execvp(args[0], args.data());
-		static const char msg[] = "exec failed\n";
-		(void)!::write(2, msg, sizeof(msg) - 1);
-		::_exit(127);
-	}
-	::close(pipeFds[1]);
-	if (devNull >= 0)
-		::close(devNull);
 
 	std::string captured;
 	char buf[4096];
@@ -127,17 +234,34 @@ int runCommand(const std::vector<std::string> &argv, std::string *output)
 	return -1;
 }
 
-bool createImage(const std::string &path, const std::string &format, const std::string &size,
-		 std::string *error)
+namespace {
+
+// qemu-img with `args`; false with `what` failed and its output in `error`.
+bool runQemuImg(std::vector<std::string> args, const std::string &what, std::string *error)
 {
+	args.insert(args.begin(), "qemu-img");
 	std::string output;
-	int status = runCommand({"qemu-img", "create", "-q", "-f", format, path, size}, &output);
+	int status = runCommand(args, &output);
 	if (status == 0)
 		return true;
 	if (error)
-		*error = "qemu-img create " + path + " failed (status " + std::to_string(status) +
-			 "): " + output;
+		*error = what + " failed (status " + std::to_string(status) + "): " + output;
 	return false;
+}
+
+} // namespace
+
+bool createImage(const std::string &path, const std::string &format, const std::string &size,
+		 std::string *error)
+{
+	return runQemuImg({"create", "-q", "-f", format, path, size}, "qemu-img create " + path, error);
+}
+
+bool convertImage(const std::string &from, const std::string &fromFormat, const std::string &to,
+		  const std::string &toFormat, std::string *error)
+{
+	return runQemuImg({"convert", "-f", fromFormat, "-O", toFormat, from, to},
+			  "qemu-img convert " + from + " " + to, error);
 }
 
 } // namespace virtsnap::test

@@ -8,15 +8,29 @@
 #include <cstring>
 #include <optional>
 
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
 #include "core/error.h"
 #include "core/file_util.h"
-#include "store_test_util.h"
+#include "tests/support/core_test_util.h"
+#include "tests/support/test_env.h"
 
-namespace virtsnap::store::test {
+namespace virtsnap::core::test {
 namespace {
 
-class FileUtilTest : public StoreDirTest
+namespace fs = std::filesystem;
+using virtsnap::test::describe;
+using virtsnap::test::fileMode;
+using virtsnap::test::filesContaining;
+using virtsnap::test::randomData;
+
+class FileUtilTest : public ::testing::Test
 {
+protected:
+	virtsnap::test::TempDir tmp_{"vs-file-util-test"};
+	fs::path root_{tmp_.path()};
 };
 
 TEST_F(FileUtilTest, WriteFileAtomicWritesContentAndMode)
@@ -221,4 +235,4 @@ TEST_F(FileUtilTest, MakeDirsCreatesParentsAndRefusesAFile)
 }
 
 } // namespace
-} // namespace virtsnap::store::test
+} // namespace virtsnap::core::test

@@ -1,16 +1,22 @@
 // Resource ids: their exact shape (scripts and the EC2-style API match on
 // it), uniqueness, and the stability of volume ids, which are persisted in
 // every manifest and so may never change from one version to the next.
+#include <algorithm>
 #include <cctype>
 #include <set>
+
+#include <gtest/gtest.h>
 
 #include "core/ids.h"
 #include "crypto/crypto.h"
 #include "crypto/resource_ids.h"
-#include "store_test_util.h"
+#include "tests/support/core_test_util.h"
 
-namespace virtsnap::store::test {
+namespace virtsnap::core::test {
 namespace {
+
+using virtsnap::test::asBytes;
+using virtsnap::test::describe;
 
 bool lowerHex(std::string_view s)
 {
@@ -125,4 +131,4 @@ TEST(IdsTest, IsoTimeNowShape)
 }
 
 } // namespace
-} // namespace virtsnap::store::test
+} // namespace virtsnap::core::test

@@ -1,0 +1,59 @@
+// The fixtures of the integration tests: the virtsnap CLI on a store of the
+// test's own (CliTest), and that against a QEMU of the test's own
+// (QemuCliTest), with the probes of what captures leave behind.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli_runner.h"
+#include "tests/support/qemu_instance.h"
+#include "tests/support/qemu_residue.h"
+#include "tests/support/test_env.h"
+
+namespace virtsnap::test {
+
+class CliTest : public ::testing::Test
+{
+protected:
+	explicit CliTest(const std::string &prefix = "vs-test") : tmp_(prefix) {}
+
+	// The $TMPDIR of every run (and of a daemon), where captures make their
+	// work directories: this test's own, so that leftovers show.
+	std::string workRoot();
+
+	// virtsnap --store storeDir_ --key-file KEY ARGS, KEY being `keyFile`
+	// or else keyFile_, with $TMPDIR workRoot() and VIRTSNAP_SOCKET `socket`
+	// or else cliSocket_.
+	CliResult cli(std::vector<std::string> args, const std::string &socket = "", const std::string &keyFile = "");
+
+	TempDir tmp_;
+	std::string storeDir_ = tmp_.file("store");
+	std::string keyFile_ = tmp_.file("keys/store.key");
+	// By default a socket where no daemon listens: commands run in this
+	// process.
+	std::string cliSocket_ = tmp_.file("no-daemon.sock");
+};
+
+// A CliTest against a QEMU the test starts into vm_.
+class QemuCliTest : public CliTest
+{
+protected:
+	using CliTest::CliTest;
+
+	// What captures may have left in vm_ and in workRoot().
+	QemuResidue residue() { return qemuResidue(vm_->control(), workRoot()); }
+	// The names of vm_'s dirty bitmaps.
+	std::set<std::string> bitmaps(AnonymousBitmaps anonymous = AnonymousBitmaps::Counted)
+	{
+		return dirtyBitmaps(vm_->control(), anonymous);
+	}
+
+	std::unique_ptr<QemuInstance> vm_;
+};
+
+} // namespace virtsnap::test
