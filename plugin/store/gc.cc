@@ -343,9 +343,12 @@ Result<void> classify(Store &store, const GcOptions &opts, Marks &marks, GcRepor
 }
 
 // Packs without index: a writer died between the pack's commit and its
-// index's. Nothing can read them; still, one that holds a chunk a manifest
-// needs (the index lost some other way) is kept, for a human to re-index
-// from its blob headers.
+// index's, or gc between removing a repacked pack's index and the pack.
+// Nothing can read them. A chunk one holds that snapshots reference is
+// then stored again elsewhere (the writer's retry, the repack's new pack):
+// only one that holds a referenced chunk no pack index names (its index
+// lost some other way) is kept, for a human to re-index from its blob
+// headers. classify() has flagged every id an index names.
 Result<void> classifyWithoutIndex(Store &store, const Marks &marks, GcReport &report,
 				  const std::function<bool(const FileInfo &)> &old, SweepPlan &plan)
 {
@@ -362,12 +365,14 @@ Result<void> classifyWithoutIndex(Store &store, const Marks &marks, GcReport &re
 						  ids.error().message + "): left alone");
 			continue;
 		}
-		size_t needed = size_t(
-			std::count_if(ids->begin(), ids->end(), [&](const ChunkId &c) { return marks.count(c) != 0; }));
+		size_t needed = size_t(std::count_if(ids->begin(), ids->end(), [&](const ChunkId &c) {
+			auto m = marks.find(c);
+			return m != marks.end() && !m->second;
+		}));
 		if (needed) {
 			report.warnings.push_back("pack " + packFile.name + " has no index but holds " + std::to_string(needed) +
-						  " chunks that snapshots reference: left alone (re-index it from its "
-						  "blob headers)");
+						  " chunks that snapshots reference and no pack index names: left alone "
+						  "(re-index it from its blob headers)");
 			continue;
 		}
 		plan.removals.push_back(Removal{id, packFile, std::nullopt, ids->size()});

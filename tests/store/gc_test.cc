@@ -652,6 +652,40 @@ TEST_F(GcTest, PackWithoutIndexHoldingReferencedChunksIsKept)
 	EXPECT_EQ(r.chunksMissing, 2 * kSlots + 1);
 }
 
+// What a gc that crashed between removing a repacked pack's index and the
+// pack leaves, and a writer that died before its index and was retried: a
+// pack without index whose referenced chunks another pack's index names.
+// They are stored there: it goes like any pack without index.
+TEST_F(GcTest, PackWithoutIndexWhoseChunksAnotherPackHoldsIsRemoved)
+{
+	putChunks(shared_);
+	fs::path orphan = packHolding(codec_->idOf(shared_[0]));
+	{
+		// Its index gone, another process stored them again.
+		ASSERT_TRUE(fs::remove(indexOf(orphan)));
+		auto other = openOrNull(storeDir(), keyFile());
+		ASSERT_TRUE(other);
+		auto codec = other->newCodec();
+		auto writer = other->newWriter();
+		for (const Bytes &d : shared_)
+			ASSERT_TRUE(writer->put(*codec, d, ChunkType::Data));
+		ASSERT_TRUE(writer->commit());
+		EXPECT_EQ(writer->chunksNew(), kSlots);
+	}
+	ASSERT_TRUE(store_->refresh());
+	snapshot("snap-a", diskA_);
+	ageTree(storeDir(), 2h);
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRemoved, 1u);
+	EXPECT_EQ(r.packsWithoutIndexRemoved, 1u);
+	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
+	EXPECT_EQ(r.chunksMissing, 0u);
+	EXPECT_FALSE(fs::exists(orphan));
+	expectRestores(*store_, "snap-a", diskA_);
+	expectRestoresFresh("snap-a", diskA_);
+}
+
 TEST_F(GcTest, EmptyStore)
 {
 	auto before = treeSnapshot(storeDir());
