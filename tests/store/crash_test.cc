@@ -525,6 +525,63 @@ protected:
 	int runs_ = 0;
 };
 
+// A process that dies at a sync while the machine goes on leaves what it did
+// after in the page cache, where the next process finds it and builds on
+// it: a directory the first made, say, whose entry was never synced. What
+// the next one commits is durable once its commit returns all the same.
+// The first snapshot of a store makes every directory there is to make.
+TEST_F(CrashTest, WhatTheNextProcessCommitsOnWhatADeadOneLeftIsDurable)
+{
+	Snapshot first{"snap-first", "vda", diskImage(12, 700), "", {}};
+	Snapshot next{"snap-next", "vdb", diskImage(12, 800), "", {}};
+	for (size_t k = 0;; k++) {
+		SCOPED_TRACE("the first process dies after sync " + std::to_string(k));
+		fs::path dir = freshCopy();
+		DurabilityModel::start(dir);
+		DurabilityModel::failSyncsAfter(k);
+		bool firstDone = false;
+		{
+			auto store = openLocal(dir);
+			ASSERT_TRUE(store);
+			firstDone = commitSnapshot(*store, first).has_value();
+		}
+		DurabilityModel::syncAgain();
+		{
+			LocalBackend backend(dir);
+			buryLeases(backend);
+			auto store = openLocal(dir);
+			ASSERT_TRUE(store);
+			auto r = commitSnapshot(*store, next);
+			ASSERT_TRUE(r) << describe(r);
+		}
+		size_t syncs = DurabilityModel::syncs();
+		DurabilityModel::stop();
+		std::string trace;
+		auto log = DurabilityModel::log();
+		for (const std::string &line : log)
+			trace += line + "\n";
+		SCOPED_TRACE("syncs:\n" + trace);
+
+		fs::path lost = root_ / "lost";
+		auto built = DurabilityModel::materialize(syncs, lost);
+		ASSERT_TRUE(built) << describe(built);
+		LocalBackend backend(lost);
+		buryLeases(backend);
+		Expectations e{{next}, {}, first, {}};
+		bool firstExists = checkStore(lost, e);
+		if (firstDone) {
+			EXPECT_TRUE(firstExists);
+		}
+		collectAndCheck(lost, e, firstExists);
+		fs::remove_all(lost);
+		fs::remove_all(dir);
+		if (firstDone || HasFailure()) {
+			std::cout << "process crash, then power loss: " << k << " syncs\n";
+			break;
+		}
+	}
+}
+
 // A store with a few snapshots of two volumes (one incremental, one sharing
 // chunks with the other volume's) and nothing else: no garbage.
 class CommitCrashTest : public CrashTest
