@@ -156,8 +156,8 @@ class Repacker
 public:
 	Repacker(Store &store, const Lease &lease, GcReport &report, bool dryRun, const Marks &marks,
 		 const std::vector<PackId> &kept, std::vector<PackId> &gone, std::vector<PackId> &holders)
-		: store_(store), lease_(lease), report_(report), dryRun_(dryRun), marks_(marks), kept_(kept), gone_(gone),
-		  holders_(holders)
+		: store_(store), lease_(lease), report_(report), dryRun_(dryRun), marks_(marks), kept_(kept),
+		  gone_(gone), holders_(holders)
 	{
 	}
 

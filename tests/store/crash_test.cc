@@ -105,7 +105,8 @@ Result<void> commitSnapshot(Store &store, const Snapshot &s)
 	auto writer = store.newWriter();
 	for (uint64_t slot = 0; slot < index.slots(); slot++) {
 		std::span<const uint8_t> data(s.data.data() + slot * kChunk, index.slotLength(slot));
-		if (!s.parent.empty() && std::equal(data.begin(), data.end(), s.parentData.begin() + long(slot * kChunk)))
+		auto before = s.parentData.begin() + long(slot * kChunk);
+		if (!s.parent.empty() && std::equal(data.begin(), data.end(), before))
 			continue; // not in the dirty bitmap
 		if (isAllZero(data)) {
 			index.set(slot, kZeroChunk);
@@ -370,7 +371,17 @@ protected:
 		EXPECT_TRUE(!fs::exists(dir / "locks") || fs::is_empty(dir / "locks"));
 	}
 
-	static size_t countIn(const fs::path &dir, const std::string &part) { return filesContaining(dir, part).size(); }
+	static size_t countIn(const fs::path &dir, const std::string &part)
+	{
+		return filesContaining(dir, part).size();
+	}
+
+	// The store through FaultBackend, in the process `injector` stands for.
+	Result<std::unique_ptr<Store>> openFaulty(const fs::path &dir, std::shared_ptr<FaultInjector> injector)
+	{
+		return Store::open(std::make_unique<FaultBackend>(std::make_unique<LocalBackend>(dir), std::move(injector)),
+				   keyFile());
+	}
 
 	// A crash at every step `op` makes, with the step itself lost (before)
 	// or done (after), until a run makes fewer steps: that last run is the
@@ -382,8 +393,7 @@ protected:
 			fs::path dir = freshCopy();
 			auto injector = std::make_shared<FaultInjector>();
 			{
-				auto store = Store::open(std::make_unique<FaultBackend>(std::make_unique<LocalBackend>(dir), injector),
-							 keyFile());
+				auto store = openFaulty(dir, injector);
 				EXPECT_TRUE(store) << describe(store);
 				if (!store)
 					return 0;
@@ -403,8 +413,8 @@ protected:
 				}
 			LocalBackend next(dir);
 			buryLeases(next);
-			bool manifestMade = e.interrupted &&
-					    performed(injector->calls(), Call::Create, manifestObject(e.interrupted->id));
+			bool manifestMade =
+				e.interrupted && performed(injector->calls(), Call::Create, manifestObject(e.interrupted->id));
 			// Durable once done, and not there unless done.
 			EXPECT_EQ(checkStore(dir, e), manifestMade);
 			collectAndCheck(dir, e, manifestMade);
@@ -427,8 +437,7 @@ protected:
 			SCOPED_TRACE(std::string(faultName(fault)) + " step " + std::to_string(step));
 			fs::path dir = freshCopy();
 			auto injector = std::make_shared<FaultInjector>();
-			auto store = Store::open(std::make_unique<FaultBackend>(std::make_unique<LocalBackend>(dir), injector),
-						 keyFile());
+			auto store = openFaulty(dir, injector);
 			EXPECT_TRUE(store) << describe(store);
 			if (!store)
 				return 0;
@@ -448,7 +457,8 @@ protected:
 				EXPECT_FALSE(r);
 				if (!r) {
 					EXPECT_EQ(r.error().code, code) << describe(r);
-					EXPECT_NE(r.error().message.find("fault injection"), std::string::npos) << describe(r);
+					EXPECT_NE(r.error().message.find("fault injection"), std::string::npos)
+						<< describe(r);
 				}
 			} else {
 				EXPECT_TRUE(r) << describe(r);
@@ -595,7 +605,9 @@ protected:
 		Bytes a1 = diskImage(24, 100);
 		Bytes a2 = rewritten(a1, {2, 9, -13, 17}, 150);
 		Bytes b1 = sharing(diskImage(12, 200), a1, 0, 4);
-		earlier_ = {{"snap-a1", "vda", a1, "", {}}, {"snap-a2", "vda", a2, "snap-a1", a1}, {"snap-b1", "vdb", b1, "", {}}};
+		earlier_ = {{"snap-a1", "vda", a1, "", {}},
+			    {"snap-a2", "vda", a2, "snap-a1", a1},
+			    {"snap-b1", "vdb", b1, "", {}}};
 		auto store = openLocal(baseDir());
 		ASSERT_TRUE(store);
 		for (const Snapshot &s : earlier_) {
@@ -624,7 +636,7 @@ TEST_F(CommitCrashTest, StepsAreInTheFormatsOrder)
 	for (const Snapshot *s : {&full_, &incremental_}) {
 		fs::path dir = freshCopy();
 		auto injector = std::make_shared<FaultInjector>();
-		auto store = Store::open(std::make_unique<FaultBackend>(std::make_unique<LocalBackend>(dir), injector), keyFile());
+		auto store = openFaulty(dir, injector);
 		ASSERT_TRUE(store) << describe(store);
 		injector->clearLog();
 		ASSERT_TRUE(commitSnapshot(**store, *s));
@@ -743,7 +755,8 @@ protected:
 		ASSERT_TRUE(writeFileAtomic(baseDir() / "snapshots" / "snap-x.manifest.tmp-0123456789abcdef",
 					    asBytes("partial")));
 		{
-			auto lease = Lease::acquire(store->backend(), Lease::Kind::Shared, "snapshot of a crashed process");
+			auto lease =
+				Lease::acquire(store->backend(), Lease::Kind::Shared, "snapshot of a crashed process");
 			ASSERT_TRUE(lease) << describe(lease);
 			std::string name = (*lease)->name();
 			auto body = store->backend().get(name);
@@ -793,7 +806,7 @@ TEST_F(GcCrashTest, StepsAreInTheFormatsOrder)
 {
 	fs::path dir = freshCopy();
 	auto injector = std::make_shared<FaultInjector>();
-	auto store = Store::open(std::make_unique<FaultBackend>(std::make_unique<LocalBackend>(dir), injector), keyFile());
+	auto store = openFaulty(dir, injector);
 	ASSERT_TRUE(store) << describe(store);
 	injector->clearLog();
 	ASSERT_TRUE(gc(**store));

@@ -175,8 +175,10 @@ Result<void> build(const std::vector<Capture> &captures, const Identity &dir, si
 			continue;
 		}
 		const Capture *file = latest(captures, e.id, k);
-		VS_TRY(writeFileAtomic(out / e.name, file ? std::span<const uint8_t>(file->bytes) : std::span<const uint8_t>(),
-				       0640));
+		std::span<const uint8_t> bytes;
+		if (file)
+			bytes = file->bytes;
+		VS_TRY(writeFileAtomic(out / e.name, bytes, 0640));
 	}
 	return {};
 }

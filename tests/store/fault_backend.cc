@@ -128,7 +128,8 @@ FaultInjector::Ticket FaultInjector::enter(Call call, const std::string &object,
 			case Fault::CrashAfter:
 				crashed_ = dies = true;
 				crashedAt_ = rec.describe();
-				ticket.action = plan_.fault == Fault::CrashAfter ? Ticket::PerformThenDie : Ticket::Refuse;
+				ticket.action =
+					plan_.fault == Fault::CrashAfter ? Ticket::PerformThenDie : Ticket::Refuse;
 				ticket.error = {errc::kStoreUnavailable, "fault injection: the process crashed at " +
 										 rec.describe()};
 				break;
@@ -184,7 +185,8 @@ void FaultInjector::dropWriters(const WriterSlot *spare)
 class FaultWriter : public ObjectWriter
 {
 public:
-	FaultWriter(std::shared_ptr<FaultInjector> injector, std::string name, std::shared_ptr<FaultInjector::WriterSlot> slot)
+	FaultWriter(std::shared_ptr<FaultInjector> injector, std::string name,
+		    std::shared_ptr<FaultInjector::WriterSlot> slot)
 		: injector_(std::move(injector)), name_(std::move(name)), slot_(std::move(slot))
 	{
 	}
@@ -214,7 +216,8 @@ private:
 			return std::unexpected(ticket.error);
 		std::lock_guard lock(slot_->mutex);
 		if (!slot_->inner)
-			return fail(errc::kStoreUnavailable, "fault injection: the writer of " + name_ + " died with its process");
+			return fail(errc::kStoreUnavailable,
+				    "fault injection: the writer of " + name_ + " died with its process");
 		auto r = op(*slot_->inner);
 		if (ticket.action == FaultInjector::Ticket::PerformThenDie) {
 			slot_->inner.reset();

@@ -30,7 +30,20 @@
 
 namespace virtsnap::store::test {
 
-enum class Call : uint8_t { Put, Create, OpenWriter, Append, Commit, Remove, SweepPartial, Get, GetRange, Stat, List, Now };
+enum class Call : uint8_t {
+	Put,
+	Create,
+	OpenWriter,
+	Append,
+	Commit,
+	Remove,
+	SweepPartial,
+	Get,
+	GetRange,
+	Stat,
+	List,
+	Now,
+};
 
 constexpr uint32_t callBit(Call c)
 {
