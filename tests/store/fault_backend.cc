@@ -35,13 +35,24 @@ const char *faultName(Fault f)
 
 std::string CallRecord::describe() const
 {
-	std::string out = "#" + std::to_string(seq);
-	out += step ? " step " + std::to_string(*step) : std::string();
-	out += std::string(" ") + callName(call);
-	if (!object.empty())
-		out += " " + object;
-	if (fault != Fault::None)
-		out += std::string("  <- ") + faultName(fault);
+	// Appended piece by piece: "literal" + std::string&& trips GCC 12's
+	// bogus -Wrestrict (core/compiler.h) in release builds.
+	std::string out = "#";
+	out += std::to_string(seq);
+	if (step) {
+		out += " step ";
+		out += std::to_string(*step);
+	}
+	out += " ";
+	out += callName(call);
+	if (!object.empty()) {
+		out += " ";
+		out += object;
+	}
+	if (fault != Fault::None) {
+		out += "  <- ";
+		out += faultName(fault);
+	}
 	if (refused)
 		out += "  (refused: crashed)";
 	return out;
