@@ -39,8 +39,16 @@ struct Repack {
 	uint64_t deadChunks = 0;
 };
 
-// Referenced ids; the flag says whether some pack index names the id.
-using Marks = std::unordered_map<ChunkId, bool, ChunkIdHash>;
+inline constexpr uint32_t kNoPack = UINT32_MAX;
+
+// A referenced id: whether some pack index names it, and which pack that
+// stays (is neither removed nor repacked in this run) holds it, if any, as
+// a number into SweepPlan::kept.
+struct Mark {
+	bool indexed = false;
+	uint32_t keptIn = kNoPack;
+};
+using Marks = std::unordered_map<ChunkId, Mark, ChunkIdHash>;
 
 constexpr std::chrono::seconds kYoungestPartial{60};
 
@@ -69,7 +77,7 @@ Result<Marks> mark(Store &store, GcReport &report)
 			const ChunkId &pageId = m.indexPages[p];
 			if (isZeroId(pageId))
 				continue;
-			marks.emplace(pageId, false);
+			marks.emplace(pageId, Mark{});
 			if (!pagesRead.insert(pageId).second)
 				continue;
 			auto page = store.readChunk(*codec, pageId);
@@ -87,7 +95,7 @@ Result<Marks> mark(Store &store, GcReport &report)
 				ChunkId id;
 				std::memcpy(id.data(), page->data() + off, sizeof(ChunkId));
 				if (!isZeroId(id))
-					marks.emplace(id, false);
+					marks.emplace(id, Mark{});
 			}
 		}
 	}
@@ -141,11 +149,17 @@ Result<void> removePacks(Store &store, const Lease &lease, const std::vector<con
 // self-contained: header, nonce and tag travel with it, so ids and
 // encryption stay), into new packs written as any writer writes them. An
 // old pack is deleted only once every blob it gave is in a durable pack.
+// A blob that a pack which stays holds too is not copied: a gc that died
+// after writing its new pack and before deleting the old ones left every
+// live chunk of those twice, and copying them again would only make a
+// third copy that no later gc drops.
 class Repacker
 {
 public:
-	Repacker(Store &store, const Lease &lease, GcReport &report, bool dryRun, std::vector<PackId> &gone)
-		: store_(store), lease_(lease), report_(report), dryRun_(dryRun), gone_(gone)
+	Repacker(Store &store, const Lease &lease, GcReport &report, bool dryRun, const Marks &marks,
+		 const std::vector<PackId> &kept, std::vector<PackId> &gone, std::vector<PackId> &holders)
+		: store_(store), lease_(lease), report_(report), dryRun_(dryRun), marks_(marks), kept_(kept),
+		  gone_(gone), holders_(holders)
 	{
 	}
 
@@ -166,7 +180,7 @@ public:
 		for (const PackEntry &e : r.live) {
 			if (cancelRequested())
 				return interrupted();
-			if (copied_.count(e.id))
+			if (copied_.count(e.id) || heldElsewhere(e.id))
 				continue;
 			if (size_ > 0 && size_ + e.length > kPackTargetSize)
 				VS_TRY(flush());
@@ -243,6 +257,18 @@ public:
 	}
 
 private:
+	// Whether a pack that stays holds `id`; the first time one is relied on
+	// for it, that pack goes to holders_ (see collectGarbage).
+	bool heldElsewhere(const ChunkId &id)
+	{
+		auto m = marks_.find(id);
+		if (m == marks_.end() || m->second.keptIn == kNoPack)
+			return false;
+		if (!dryRun_ && holderSeen_.insert(m->second.keptIn).second)
+			holders_.push_back(kept_[m->second.keptIn]);
+		return true;
+	}
+
 	// A dry run writes nothing, so it works out the index it would seal.
 	Result<void> addSealedIndexSize()
 	{
@@ -260,7 +286,11 @@ private:
 	const Lease &lease_;
 	GcReport &report_;
 	bool dryRun_;
+	const Marks &marks_;
+	const std::vector<PackId> &kept_;
 	std::vector<PackId> &gone_;
+	std::vector<PackId> &holders_;
+	std::unordered_set<uint32_t> holderSeen_;
 	std::optional<PackWriter> writer_;
 	uint64_t size_ = 0; // of the pack being written, 0 when there is none
 	uint64_t count_ = 0;
@@ -273,6 +303,7 @@ struct SweepPlan {
 	std::vector<Removal> removals;
 	std::vector<Repack> repacks;
 	std::vector<std::pair<PackId, FileInfo>> withoutIndex;
+	std::vector<PackId> kept; // packs that stay and hold referenced chunks (Mark::keptIn)
 };
 
 // Sorts every pack by what its index says of its chunks. Packs younger
@@ -314,7 +345,7 @@ Result<void> classify(Store &store, const GcOptions &opts, Marks &marks, GcRepor
 		for (const PackEntry &e : index->entries) {
 			auto m = marks.find(e.id);
 			if (m != marks.end()) {
-				m->second = true;
+				m->second.indexed = true;
 				liveBytes += e.length;
 				live.push_back(e);
 			} else {
@@ -323,14 +354,29 @@ Result<void> classify(Store &store, const GcOptions &opts, Marks &marks, GcRepor
 			}
 		}
 		report.chunksUnreferenced += deadChunks;
-		if (deadChunks == 0)
+		// This pack stays: repacking need not copy what it holds.
+		auto keep = [&] {
+			if (live.empty())
+				return;
+			uint32_t ordinal = uint32_t(plan.kept.size());
+			plan.kept.push_back(id);
+			for (const PackEntry &e : live)
+				if (Mark &m = marks[e.id]; m.keptIn == kNoPack)
+					m.keptIn = ordinal;
+		};
+		if (deadChunks == 0) {
+			keep();
 			continue;
+		}
 		bool wholeDead = live.empty();
 		bool sparse = !wholeDead && double(deadBytes) >= opts.repackThreshold * double(liveBytes + deadBytes);
-		if (!wholeDead && !sparse)
+		if (!wholeDead && !sparse) {
+			keep();
 			continue;
+		}
 		if (!old(packFile) || !old(indexFile)) {
 			report.packsSpared++;
+			keep();
 			continue;
 		}
 		if (wholeDead) {
@@ -345,9 +391,12 @@ Result<void> classify(Store &store, const GcOptions &opts, Marks &marks, GcRepor
 }
 
 // Packs without index: a writer died between the pack's commit and its
-// index's. Nothing can read them; still, one that holds a chunk a manifest
-// needs (the index lost some other way) is kept, for a human to re-index
-// from its blob headers.
+// index's, or gc between removing a repacked pack's index and the pack.
+// Nothing can read them. A chunk one holds that snapshots reference is
+// then stored again elsewhere (the writer's retry, the repack's new pack):
+// only one that holds a referenced chunk no pack index names (its index
+// lost some other way) is kept, for a human to re-index from its blob
+// headers. classify() has flagged every id an index names.
 Result<void> classifyWithoutIndex(Store &store, const Marks &marks, GcReport &report,
 				  const std::function<bool(const FileInfo &)> &old, SweepPlan &plan)
 {
@@ -364,12 +413,14 @@ Result<void> classifyWithoutIndex(Store &store, const Marks &marks, GcReport &re
 						  ids.error().message + "): left alone");
 			continue;
 		}
-		size_t needed = size_t(
-			std::count_if(ids->begin(), ids->end(), [&](const ChunkId &c) { return marks.count(c) != 0; }));
+		size_t needed = size_t(std::count_if(ids->begin(), ids->end(), [&](const ChunkId &c) {
+			auto m = marks.find(c);
+			return m != marks.end() && !m->second.indexed;
+		}));
 		if (needed) {
 			report.warnings.push_back("pack " + packFile.name + " has no index but holds " + std::to_string(needed) +
-						  " chunks that snapshots reference: left alone (re-index it from its "
-						  "blob headers)");
+						  " chunks that snapshots reference and no pack index names: left alone "
+						  "(re-index it from its blob headers)");
 			continue;
 		}
 		plan.removals.push_back(Removal{id, packFile, std::nullopt, ids->size()});
@@ -400,9 +451,10 @@ Result<void> applyRemovals(Store &store, const Lease &lease, const GcOptions &op
 }
 
 // Everything after the mark. Packs deleted so far are added to `gone`
-// even when this fails half way, so the caller can forget them.
+// even when this fails half way, so the caller can forget them; packs whose
+// copy of a chunk was kept instead of a deleted pack's, to `holders`.
 Result<void> sweep(Store &store, const Lease &lease, const GcOptions &opts, Marks &marks, GcReport &report,
-		   std::vector<PackId> &gone)
+		   std::vector<PackId> &gone, std::vector<PackId> &holders)
 {
 	VS_ASSIGN(auto now, store.backend().now());
 	auto grace = std::max(std::chrono::seconds(0), opts.grace);
@@ -412,11 +464,11 @@ Result<void> sweep(Store &store, const Lease &lease, const GcOptions &opts, Mark
 	SweepPlan plan;
 	VS_TRY(classify(store, opts, marks, report, old, found, plan));
 	VS_TRY(classifyWithoutIndex(store, marks, report, old, plan));
-	for (const auto &[id, seen] : marks)
-		report.chunksMissing += !seen;
+	for (const auto &[id, m] : marks)
+		report.chunksMissing += !m.indexed;
 
 	// Rewrites first: if they fail (disk full), nothing has been lost yet.
-	Repacker repacker(store, lease, report, opts.dryRun, gone);
+	Repacker repacker(store, lease, report, opts.dryRun, marks, plan.kept, gone, holders);
 	for (const Repack &r : plan.repacks)
 		VS_TRY(repacker.add(r));
 	VS_TRY(repacker.flush());
@@ -445,11 +497,15 @@ Result<GcReport> collectGarbage(Store &store, const GcOptions &opts)
 	report.dryRun = opts.dryRun;
 	VS_ASSIGN(auto marks, mark(store, report));
 
-	std::vector<PackId> gone;
-	auto swept = sweep(store, *lease, opts, marks, report, gone);
+	std::vector<PackId> gone, holders;
+	auto swept = sweep(store, *lease, opts, marks, report, gone, holders);
 	// Whatever happened, the map must not name a deleted pack; refresh()
-	// then learns the packs repacking wrote.
+	// then learns the packs repacking wrote. The map holds one place per
+	// chunk: where it named a deleted pack for a chunk that a pack which
+	// stays holds too, forgetting that pack as well makes refresh() learn
+	// it anew, and with it that chunk.
 	store.forgetPacks(gone);
+	store.forgetPacks(holders);
 	auto refreshed = store.refresh();
 	if (!swept)
 		return std::unexpected(swept.error());

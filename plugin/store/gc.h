@@ -43,7 +43,7 @@ struct GcReport {
 	uint64_t bytesWritten = 0;       // size of the packs and indexes repacking wrote
 	uint64_t bytesFreed = 0;         // bytesRemoved - bytesWritten
 	// Things gc left alone on purpose (unreadable pack indexes, indexes
-	// without pack, packs without index that hold referenced chunks).
+	// without pack, packs without index that alone hold referenced chunks).
 	std::vector<std::string> warnings;
 };
 

@@ -55,9 +55,9 @@ std::unexpected<Error> notFound(const std::string &name, const fs::path &path)
 class FileWriter : public ObjectWriter
 {
 public:
+	// The directory is there (LocalBackend::prepareDir).
 	static Result<std::unique_ptr<FileWriter>> create(const fs::path &path, mode_t mode)
 	{
-		VS_TRY(makeDirs(path.parent_path(), 0750));
 		VS_ASSIGN(TempFile file, TempFile::create(path, mode));
 		std::unique_ptr<FileWriter> w(new FileWriter(std::move(file)));
 		w->stage_.reset(static_cast<uint8_t *>(std::aligned_alloc(kDirectAlign, kStageBytes)));
@@ -170,10 +170,33 @@ Result<fs::path> LocalBackend::pathOf(const std::string &name) const
 	return dir_ / name;
 }
 
+Result<void> LocalBackend::prepareDir(const fs::path &dir)
+{
+	{
+		std::lock_guard lock(mutex_);
+		if (durableDirs_.count(dir.string()))
+			return {};
+	}
+	VS_TRY(makeDirs(dir, 0750));
+	// "packs/ab": the entry of packs in the store's directory, then that of
+	// ab in packs. Twice at worst, when two threads come at once.
+	fs::path rel = dir.lexically_relative(dir_);
+	if (rel != ".") {
+		fs::path at = dir_;
+		for (const fs::path &part : rel) {
+			VS_TRY(fsyncDir(at));
+			at /= part;
+		}
+	}
+	std::lock_guard lock(mutex_);
+	durableDirs_.insert(dir.string());
+	return {};
+}
+
 Result<void> LocalBackend::write(const std::string &name, std::span<const uint8_t> data, bool overwrite)
 {
 	VS_ASSIGN(fs::path path, pathOf(name));
-	VS_TRY(makeDirs(path.parent_path(), 0750));
+	VS_TRY(prepareDir(path.parent_path()));
 	auto written = writeFileAtomic(path, data, modeOf(name), overwrite);
 	if (!written && written.error().code == errc::kTargetExists)
 		return fail(errc::kObjectExists, "object " + name + " exists (" + path.string() + ")");
@@ -193,6 +216,7 @@ Result<void> LocalBackend::create(const std::string &name, std::span<const uint8
 Result<std::unique_ptr<ObjectWriter>> LocalBackend::openWriter(const std::string &name)
 {
 	VS_ASSIGN(fs::path path, pathOf(name));
+	VS_TRY(prepareDir(path.parent_path()));
 	VS_ASSIGN(auto writer, FileWriter::create(path, modeOf(name)));
 	return std::unique_ptr<ObjectWriter>(std::move(writer));
 }

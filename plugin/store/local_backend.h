@@ -1,10 +1,14 @@
 // The store in a directory: today's layout, object names as relative
 // paths. Writes go to a temporary name beside the target, are fsynced and
 // renamed into place, and the directory is fsynced; create() links instead
-// of renaming, so it fails when the name is taken.
+// of renaming, so it fails when the name is taken. The first write into a
+// directory also syncs the entries that lead to it from the store's.
 #pragma once
 
 #include <filesystem>
+#include <mutex>
+#include <string>
+#include <unordered_set>
 
 #include "backend.h"
 
@@ -33,8 +37,16 @@ public:
 private:
 	Result<std::filesystem::path> pathOf(const std::string &name) const;
 	Result<void> write(const std::string &name, std::span<const uint8_t> data, bool overwrite);
+	// Makes `dir` and, once per directory, the entries that lead to it
+	// durable: makeDirs syncs the entry of each directory it makes, but
+	// one it finds may have been made by a process that died before that
+	// sync, and a power loss would then take with it an object whose
+	// put() had returned.
+	Result<void> prepareDir(const std::filesystem::path &dir);
 
 	std::filesystem::path dir_;
+	std::mutex mutex_;
+	std::unordered_set<std::string> durableDirs_;
 };
 
 } // namespace virtsnap::store

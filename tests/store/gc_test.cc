@@ -551,6 +551,52 @@ TEST_F(GcTest, ChunkStoredTwiceIsCopiedOnceWhenBothPacksAreRepacked)
 	expectRestoresFresh("snap-c", twice);
 }
 
+// What a gc that died after writing its new pack and before removing the
+// packs it repacked leaves: their live chunks twice, in a sparse pack and
+// in a full one. The next gc keeps the full one's copy rather than copy
+// them a third time, and its own Store, whose map named the sparse pack for
+// them, still finds every one.
+TEST_F(GcTest, RepackCopiesNothingThatAPackWhichStaysHolds)
+{
+	auto other = openOrNull(storeDir(), keyFile());
+	ASSERT_TRUE(other);
+	std::vector<Bytes> sparse = shared_;
+	auto unneeded = chunks(kSlots, 4000);
+	sparse.insert(sparse.end(), unneeded.begin(), unneeded.end());
+	putChunks(sparse);
+	fs::path sparsePack = packHolding(codec_->idOf(shared_[0]));
+	{
+		auto codec = other->newCodec();
+		auto writer = other->newWriter();
+		for (const Bytes &d : shared_)
+			ASSERT_TRUE(writer->put(*codec, d, ChunkType::Data));
+		ASSERT_TRUE(writer->commit());
+	}
+	other.reset();
+	ASSERT_TRUE(store_->refresh());
+	ASSERT_EQ(packHolding(codec_->idOf(shared_[0])), sparsePack);
+	snapshot("snap-a", diskA_);
+	ageTree(storeDir(), 2h);
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRepacked, 1u);
+	EXPECT_EQ(r.chunksCopied, 0u);
+	EXPECT_EQ(r.packsWritten, 0u);
+	EXPECT_EQ(r.chunksRemoved, kSlots);
+	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
+	EXPECT_FALSE(fs::exists(sparsePack));
+	EXPECT_EQ(countPacks(), 2u); // the full one and snap-a's own
+	for (const ChunkId &id : idsOf(shared_)) {
+		EXPECT_TRUE(store_->contains(id));
+		auto data = store_->readChunk(*codec_, id);
+		EXPECT_TRUE(data) << describe(data);
+	}
+	expectRestores(*store_, "snap-a", diskA_);
+	expectRestoresFresh("snap-a", diskA_);
+	GcReport again = gc();
+	EXPECT_EQ(again.packsRepacked + again.packsRemoved + again.chunksUnreferenced, 0u);
+}
+
 TEST_F(GcTest, LeftoversOlderThanGraceAreRemovedYoungerOnesAndUnknownFilesKept)
 {
 	// Packs whose writer died before writing the index: one old, one young.
@@ -614,6 +660,40 @@ TEST_F(GcTest, PackWithoutIndexHoldingReferencedChunksIsKept)
 	ASSERT_EQ(r.warnings.size(), 1u);
 	EXPECT_NE(r.warnings[0].find("re-index"), std::string::npos) << r.warnings[0];
 	EXPECT_EQ(r.chunksMissing, 2 * kSlots + 1);
+}
+
+// What a gc that crashed between removing a repacked pack's index and the
+// pack leaves, and a writer that died before its index and was retried: a
+// pack without index whose referenced chunks another pack's index names.
+// They are stored there: it goes like any pack without index.
+TEST_F(GcTest, PackWithoutIndexWhoseChunksAnotherPackHoldsIsRemoved)
+{
+	putChunks(shared_);
+	fs::path orphan = packHolding(codec_->idOf(shared_[0]));
+	{
+		// Its index gone, another process stored them again.
+		ASSERT_TRUE(fs::remove(indexOf(orphan)));
+		auto other = openOrNull(storeDir(), keyFile());
+		ASSERT_TRUE(other);
+		auto codec = other->newCodec();
+		auto writer = other->newWriter();
+		for (const Bytes &d : shared_)
+			ASSERT_TRUE(writer->put(*codec, d, ChunkType::Data));
+		ASSERT_TRUE(writer->commit());
+		EXPECT_EQ(writer->chunksNew(), kSlots);
+	}
+	ASSERT_TRUE(store_->refresh());
+	snapshot("snap-a", diskA_);
+	ageTree(storeDir(), 2h);
+
+	GcReport r = gc();
+	EXPECT_EQ(r.packsRemoved, 1u);
+	EXPECT_EQ(r.packsWithoutIndexRemoved, 1u);
+	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
+	EXPECT_EQ(r.chunksMissing, 0u);
+	EXPECT_FALSE(fs::exists(orphan));
+	expectRestores(*store_, "snap-a", diskA_);
+	expectRestoresFresh("snap-a", diskA_);
 }
 
 TEST_F(GcTest, EmptyStore)
