@@ -29,20 +29,14 @@ constexpr const char *kProbe = R"({"command": "describe-snapshots", "options": {
 // "" when nothing listens or nothing whole came back.
 std::string askOnce(const std::string &socket, std::chrono::milliseconds limit)
 {
-	sockaddr_un addr{};
-	addr.sun_family = AF_UNIX;
-	if (socket.size() >= sizeof(addr.sun_path))
-		return "";
-	std::memcpy(addr.sun_path, socket.c_str(), socket.size());
-	int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = connectToSocket(socket);
 	if (fd < 0)
 		return "";
 	timeval tv{static_cast<time_t>(limit.count() / 1000), static_cast<suseconds_t>(limit.count() % 1000 * 1000)};
 	::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	std::string line;
-	if (::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0 &&
-	    ::send(fd, kProbe, std::strlen(kProbe), MSG_NOSIGNAL) == ssize_t(std::strlen(kProbe))) {
+	if (::send(fd, kProbe, std::strlen(kProbe), MSG_NOSIGNAL) == ssize_t(std::strlen(kProbe))) {
 		char buf[4096];
 		for (;;) {
 			ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
@@ -61,6 +55,23 @@ std::string askOnce(const std::string &socket, std::chrono::milliseconds limit)
 }
 
 } // namespace
+
+int connectToSocket(const std::string &socket)
+{
+	sockaddr_un addr{};
+	addr.sun_family = AF_UNIX;
+	if (socket.size() >= sizeof(addr.sun_path))
+		return -1;
+	std::memcpy(addr.sun_path, socket.c_str(), socket.size());
+	int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0) {
+		int saved = errno;
+		::close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
 
 ::testing::AssertionResult Virtsnapd::start(const std::vector<std::string> &extraArgs)
 {

@@ -28,6 +28,10 @@ struct VirtsnapdOptions {
 	std::vector<std::string> args; // more options, on every start
 };
 
+// A new connection to the unix socket `socket`, or -1 (errno says why).
+// The caller closes it.
+int connectToSocket(const std::string &socket);
+
 class Virtsnapd
 {
 public:
