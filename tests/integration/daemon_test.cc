@@ -12,10 +12,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -492,6 +495,87 @@ TEST_F(DaemonTest, AKilledInProcessRunIsRecoveredByTheNextOne)
 	}
 	EXPECT_GT(recovered, 0) << "every run finished before its kill: the test proved nothing";
 	EXPECT_EQ(cli({"verify"}).status, 0);
+}
+
+// Every process on the machine, and the daemon's descendants' environments,
+// as text: what a local user (or a helper's environment) could see.
+std::string everythingVisibleNow(pid_t daemon)
+{
+	std::string seen;
+	for (const auto &entry : fs::directory_iterator("/proc")) {
+		std::string pid = entry.path().filename();
+		if (pid.find_first_not_of("0123456789") != std::string::npos)
+			continue;
+		seen += readFile(entry.path() / "cmdline") + "\n";
+		// Descendants of the daemon: its parent chain reaches it.
+		for (std::string p = pid; !p.empty() && p != "0" && p != "1";) {
+			if (p == std::to_string(daemon)) {
+				seen += readFile(entry.path() / "environ") + "\n";
+				break;
+			}
+			std::string stat = readFile("/proc/" + p + "/stat");
+			size_t close = stat.rfind(')');
+			if (close == std::string::npos)
+				break;
+			std::istringstream rest(stat.substr(close + 2));
+			std::string state;
+			rest >> state >> p;
+		}
+	}
+	return seen;
+}
+
+TEST_F(DaemonTest, TheKeyAppearsInNoArgvEnvironmentLogOrEvent)
+{
+	ASSERT_NO_FATAL_FAILURE(startQemu(64, 128));
+	std::string helperEnv = tmp_.file("helper-env");
+	{
+		std::ofstream h(eventsDir_ + "/10-env");
+		h << "#!/bin/sh\ncat /proc/$$/environ /proc/$$/cmdline > " << helperEnv << ".$$\n";
+	}
+	fs::permissions(eventsDir_ + "/10-env", fs::perms::owner_all);
+	ASSERT_TRUE(daemon_.start());
+	struct stat st;
+	ASSERT_EQ(::stat(keyFile_.c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0600u) << "the key file init wrote";
+
+	std::atomic<bool> done{false};
+	std::string sampled;
+	std::thread sampler([&] {
+		while (!done) {
+			sampled += everythingVisibleNow(daemon_.pid());
+			std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		}
+	});
+	CliResult one = create({"--wait"});
+	CliResult two = create({"--wait", "--tag", "k=v"});
+	done = true;
+	sampler.join();
+	ASSERT_EQ(one.status, 0) << one.err;
+	ASSERT_EQ(two.status, 0) << two.err;
+	std::this_thread::sleep_for(std::chrono::seconds(1)); // the handlers' turn
+	std::string handlers;
+	for (auto &e : fs::directory_iterator(tmp_.path()))
+		if (e.path().filename().string().rfind("helper-env.", 0) == 0)
+			handlers += readFile(e.path());
+	EXPECT_FALSE(handlers.empty()) << "no handler ran: the test saw no helper's environment";
+
+	std::string key = readFile(keyFile_);
+	ASSERT_EQ(key.rfind("virtsnap-key-v1 ", 0), 0u);
+	std::string hex = key.substr(16, 64), upper = hex, raw;
+	for (char &c : upper)
+		c = char(std::toupper(static_cast<unsigned char>(c)));
+	for (size_t i = 0; i < hex.size(); i += 2)
+		raw += char(std::stoi(hex.substr(i, 2), nullptr, 16));
+	std::map<std::string, std::string> places{{"argv or a helper's environment", sampled},
+						  {"an events handler's environment", handlers},
+						  {"the daemon's log", readFile(daemon_.options().logFile)},
+						  {"the events log", readFile(eventsLog_)},
+						  {"the CLI's output", one.out + one.err + two.out + two.err}};
+	for (const auto &[place, text] : places)
+		for (const std::string &secret : {hex.substr(0, 16), hex.substr(48), upper.substr(0, 16), raw})
+			EXPECT_EQ(text.find(secret), std::string::npos) << "key material in " << place;
+	EXPECT_GT(sampled.size(), 0u);
 }
 
 TEST_F(DaemonTest, TheSocketRefusesUsersOutsideTheGroup)
