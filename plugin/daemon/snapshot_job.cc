@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 
@@ -207,8 +208,10 @@ Result<void> CreateJob::record(engine::SnapshotJob &job, bool newJob)
 			catalog::SnapshotRow row = snapshotRow(o.manifest, o.state, o.stateMessage);
 			// A delete asked while it was queued still holds.
 			VS_ASSIGN(auto before, ctx_.catalog->getSnapshot(row.snapshotId));
-			if (before)
+			if (before) {
 				row.deleteRequested = before->deleteRequested;
+				row.tags = before->tags; // as create-tags left them while queued
+			}
 			VS_TRY(ctx_.catalog->putSnapshot(row));
 			auto volume = engine::loadVolume(*ctx_.store, o.manifest.volumeId);
 			if (volume && *volume)
@@ -242,7 +245,7 @@ void CreateJob::finish(engine::SnapshotJob &job, const engine::ProgressFn &progr
 				o.stateMessage = reason;
 
 	bool allOk = true;
-	for (const engine::SnapshotOutcome &o : outcomes) {
+	for (engine::SnapshotOutcome &o : outcomes) {
 		allOk &= o.state == SnapshotState::Completed;
 		// The catalog is an index of the store: a row it fails to write
 		// is found again by the next rebuild, and the job must end anyway.
@@ -256,6 +259,8 @@ void CreateJob::finish(engine::SnapshotJob &job, const engine::ProgressFn &progr
 					(void)engine::deleteSnapshot(*ctx_.store, o.manifest.snapshotId); // gone either way
 				return ctx_.catalog->removeSnapshot(o.manifest.snapshotId);
 			}
+			if (before && o.state == SnapshotState::Completed)
+				adoptPendingTags(o.manifest, before->tags);
 			return ctx_.catalog->putSnapshot(snapshotRow(o.manifest, o.state, o.stateMessage));
 		});
 	}
@@ -265,6 +270,21 @@ void CreateJob::finish(engine::SnapshotJob &job, const engine::ProgressFn &progr
 		(void)ctx_.catalog->putJob(**row); // as above
 	}
 	emitOutcome(outcomes, allOk);
+}
+
+void CreateJob::adoptPendingTags(store::Manifest &manifest, const store::Tags &tags)
+{
+	// Inside the catalog transaction that completes the row, so no
+	// create-tags can come between the manifest and the row.
+	if (tags == manifest.tags)
+		return;
+	if (auto written = engine::replaceTags(*ctx_.store, manifest.snapshotId, tags); !written) {
+		// The row keeps the manifest's tags, which the store says are true.
+		std::fprintf(stderr, "virtsnapd: %s: tags given while pending are lost: %s\n",
+			     manifest.snapshotId.c_str(), written.error().toString().c_str());
+		return;
+	}
+	manifest.tags = tags;
 }
 
 void CreateJob::failQueued(const std::string &why)

@@ -45,6 +45,9 @@ private:
 	Result<void> record(engine::SnapshotJob &job, bool newJob);
 	// Runs the transfer and writes the outcome.
 	void finish(engine::SnapshotJob &job, const engine::ProgressFn &progress);
+	// Writes the tags create-tags gave the pending row into its committed
+	// manifest.
+	void adoptPendingTags(store::Manifest &manifest, const store::Tags &tags);
 	// On a job thread: waits for the claims, then takes the point in time.
 	void runQueued();
 	// A queued job that never took its point in time.

@@ -69,11 +69,19 @@ Result<Reply> changeTags(Context &ctx, const Call &call, bool create)
 			VS_ASSIGN(auto row, ctx.catalog->getSnapshot(resource));
 			if (!row)
 				return fail(errc::kSnapshotNotFound, "snapshot " + resource + " does not exist");
-			// The tags live in the manifest, which a pending snapshot
-			// does not have yet.
+			// A pending snapshot has no manifest yet: as on EBS its tags
+			// change all the same, in its row, and the job writes them
+			// into the manifest when it completes (CreateJob::finish).
+			if (row->state == SnapshotState::Pending) {
+				if (create)
+					engine::mergeTags(row->tags, tags);
+				else
+					engine::removeTags(row->tags, tags);
+				return ctx.catalog->putSnapshot(*row);
+			}
 			if (row->state != SnapshotState::Completed)
-				return fail(errc::kIncorrectState, "snapshot " + resource + " is " + name(row->state) +
-									   "; its tags can change once it is completed");
+				return fail(errc::kIncorrectState,
+					    "snapshot " + resource + " is " + name(row->state) + " and has no tags to change");
 			VS_TRY(change());
 			VS_ASSIGN(store::Manifest m, ctx.store->getManifest(resource));
 			row->tags = m.tags;

@@ -30,6 +30,16 @@ store::Tags tagsFrom(const Json &a)
 	return tags;
 }
 
+Result<VolumeRecord> requireVolume(store::Store &store, const std::string &volumeId)
+{
+	VS_ASSIGN(auto v, loadVolume(store, volumeId));
+	if (!v)
+		return fail(errc::kVolumeNotFound, "volume " + volumeId + " is not known here");
+	return *v;
+}
+
+} // namespace
+
 void mergeTags(store::Tags &into, const store::Tags &add)
 {
 	for (const auto &[k, v] : add) {
@@ -46,16 +56,6 @@ void removeTags(store::Tags &from, const store::Tags &remove)
 	for (const auto &[k, v] : remove)
 		std::erase_if(from, [&](const auto &t) { return t.first == k && (v.empty() || t.second == v); });
 }
-
-Result<VolumeRecord> requireVolume(store::Store &store, const std::string &volumeId)
-{
-	VS_ASSIGN(auto v, loadVolume(store, volumeId));
-	if (!v)
-		return fail(errc::kVolumeNotFound, "volume " + volumeId + " is not known here");
-	return *v;
-}
-
-} // namespace
 
 Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::string &volumeId)
 {
@@ -156,6 +156,11 @@ Result<void> createTags(store::Store &store, const std::string &resourceId, cons
 Result<void> deleteTags(store::Store &store, const std::string &resourceId, const store::Tags &tags)
 {
 	return editTags(store, resourceId, [&](store::Tags &t) { removeTags(t, tags); });
+}
+
+Result<void> replaceTags(store::Store &store, const std::string &resourceId, const store::Tags &tags)
+{
+	return editTags(store, resourceId, [&](store::Tags &t) { t = tags; });
 }
 
 Result<store::Tags> parseTags(const std::vector<std::string> &specs, bool valuesOptional)

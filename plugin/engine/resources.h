@@ -39,6 +39,11 @@ Result<void> saveInstance(store::Store &store, const InstanceRecord &instance);
 // remove (by key, or by key and value when one is given).
 Result<void> createTags(store::Store &store, const std::string &resourceId, const store::Tags &tags);
 Result<void> deleteTags(store::Store &store, const std::string &resourceId, const store::Tags &tags);
+// Makes the tags of a snap- or vol- id exactly `tags`.
+Result<void> replaceTags(store::Store &store, const std::string &resourceId, const store::Tags &tags);
+// The same changes on tags in memory (a pending snapshot's, in the catalog).
+void mergeTags(store::Tags &into, const store::Tags &add);
+void removeTags(store::Tags &from, const store::Tags &remove);
 
 // Checks a tag list: KEY=VALUE, keys unique, sizes as EC2 limits them.
 Result<store::Tags> parseTags(const std::vector<std::string> &specs, bool valuesOptional = false);

@@ -128,7 +128,7 @@ TEST_F(DaemonTest, CreateAnswersPendingBeforeTheDataMovesThenCompletes)
 	ASSERT_NO_FATAL_FAILURE(startQemu(1024, 1536));
 	ASSERT_TRUE(daemon_.start());
 	auto started = Clock::now();
-	CliResult r = create({"--description", "big"});
+	CliResult r = create({"--description", "big", "--tag", "early=1", "--tag", "kept=2"});
 	double answered = std::chrono::duration<double>(Clock::now() - started).count();
 	ASSERT_EQ(r.status, 0) << r.err;
 	Json snap = r.json();
@@ -140,6 +140,12 @@ TEST_F(DaemonTest, CreateAnswersPendingBeforeTheDataMovesThenCompletes)
 	CliResult gc = cli({"gc", "--grace-seconds", "0"});
 	EXPECT_EQ(gc.status, 1);
 	EXPECT_NE(gc.err.find("in flight"), std::string::npos) << gc.err;
+	// Tags change while it is pending, as on EBS, and the change holds.
+	CliResult tagged = cli({"create-tags", "--resource", id, "--tag", "late=3", "--tag", "kept=4"});
+	EXPECT_EQ(tagged.status, 0) << tagged.err;
+	CliResult untagged = cli({"delete-tags", "--resource", id, "--tag", "early"});
+	EXPECT_EQ(untagged.status, 0) << untagged.err;
+	EXPECT_EQ(describe(id).getString("State"), "pending") << "the tags were not given while pending";
 	EXPECT_EQ(waitState(id), "completed");
 	double finished = std::chrono::duration<double>(Clock::now() - started).count();
 	std::printf("create answered in %.2f s, completed after %.2f s\n", answered, finished);
@@ -149,6 +155,11 @@ TEST_F(DaemonTest, CreateAnswersPendingBeforeTheDataMovesThenCompletes)
 	EXPECT_GT(done.getInt("BytesAdded").value_or(0), int64_t(1000 * kMiB));
 	std::string left = toString(residue());
 	EXPECT_EQ(left.find("vs"), std::string::npos) << left;
+	// In the manifest too: a catalog rebuilt from the store has them.
+	daemon_.stop();
+	ASSERT_EQ(cli({"catalog", "rebuild"}).status, 0);
+	EXPECT_EQ(describe(id).get("Tags").dump(),
+		  R"([{"Key":"kept","Value":"4"},{"Key":"late","Value":"3"}])");
 }
 
 TEST_F(DaemonTest, PendingLimitIsFivePerVolumeAndOneForSt1)
