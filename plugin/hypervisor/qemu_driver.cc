@@ -419,16 +419,23 @@ std::unique_ptr<Quiescer> QemuDriver::quiescer(QuiesceMode mode, std::chrono::mi
 
 Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 {
-	const std::vector<CaptureRequest> &requests = spec.disks;
-	const fs::path &scratchDir = spec.scratchDir;
-	Quiescer *quiescer = spec.quiescer;
-	if (requests.empty())
+	if (spec.disks.empty())
 		return fail(errc::kInvalidParameterValue, "no disk to capture");
 	auto cap = std::make_unique<QemuCapture>(self_.lock());
-	std::unique_lock lock(mutex_);
-
+	std::lock_guard lock(mutex_);
 	// Scratch overlays come before the freeze, so the guest is frozen for
-	// the transaction only.
+	// the transaction only. What a step made, the capture's destructor
+	// undoes if a later step fails.
+	VS_TRY(addScratchLocked(*cap, spec));
+	VS_TRY(pointInTimeLocked(*cap, spec.quiescer));
+	VS_TRY(exportLocked(*cap));
+	return std::unique_ptr<Capture>(std::move(cap));
+}
+
+Result<void> QemuDriver::addScratchLocked(QemuCapture &cap, const CaptureSpec &spec)
+{
+	const std::vector<CaptureRequest> &requests = spec.disks;
+	const fs::path &scratchDir = spec.scratchDir;
 	for (size_t i = 0; i < requests.size(); i++) {
 		VS_ASSIGN(const DiskInfo info, diskLocked(requests[i].diskId));
 		std::string tag = "vs" + requests[i].newBitmap.substr(requests[i].newBitmap.find('-') + 1);
@@ -438,8 +445,8 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 		d.size = info.size;
 		d.names = {requests[i].diskId, info.nodeName, tag + "s" + n, tag + "j" + n, tag + "e" + n,
 			   tag + "x" + n, requests[i].newBitmap, scratchDir / (tag + "s" + n + ".qcow2")};
-		cap->disks_.push_back(d);
-		QemuCapture::Disk &disk = cap->disks_.back();
+		cap.disks_.push_back(d);
+		QemuCapture::Disk &disk = cap.disks_.back();
 
 		auto made = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
 					disk.names.scratchFile.string(), std::to_string(info.size)},
@@ -462,9 +469,13 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 			return qmpFail("disk " + disk.request.diskId + ": add its scratch node", r.error());
 		disk.scratchNodeAdded = true;
 	}
+	return {};
+}
 
+Json QemuDriver::transactionActions(const QemuCapture &cap)
+{
 	Json actions = Json::array();
-	for (const QemuCapture::Disk &d : cap->disks_) {
+	for (const QemuCapture::Disk &d : cap.disks_) {
 		Json add = args();
 		add.set("node", Json::string(d.names.formatNode));
 		add.set("name", Json::string(d.names.newBitmap));
@@ -496,7 +507,13 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 		backup.set("job-id", Json::string(d.names.jobId));
 		actions.append(action("blockdev-backup", backup));
 	}
+	return actions;
+}
 
+Result<void> QemuDriver::pointInTimeLocked(QemuCapture &cap, Quiescer *quiescer)
+{
+	Json t = args();
+	t.set("actions", transactionActions(cap));
 	Result<void> frozen;
 	if (quiescer)
 		frozen = quiescer->freeze();
@@ -504,26 +521,28 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 		quiescer->thaw();
 		return std::unexpected(frozen.error());
 	}
-	Json t = args();
-	t.set("actions", actions);
 	auto done = qmp_->execute("transaction", t);
 	if (quiescer)
 		quiescer->thaw();
 	if (!done) {
 		// QEMU names the node that refused; name the disk as the user knows it.
 		std::string who;
-		for (const QemuCapture::Disk &d : cap->disks_)
+		for (const QemuCapture::Disk &d : cap.disks_)
 			if (done.error().desc.find("'" + d.names.formatNode + "'") != std::string::npos ||
 			    done.error().desc.find("'" + d.names.scratchNode + "'") != std::string::npos)
 				who = "disk " + d.request.diskId + ": ";
 		return qmpFail(who + "the point-in-time transaction failed", done.error());
 	}
-	for (QemuCapture::Disk &d : cap->disks_)
+	for (QemuCapture::Disk &d : cap.disks_)
 		d.transactionDone = true;
+	return {};
+}
 
+Result<void> QemuDriver::exportLocked(QemuCapture &cap)
+{
 	VS_ASSIGN(const std::string nbd, acquireNbdLocked());
-	cap->usesNbd_ = true;
-	for (QemuCapture::Disk &d : cap->disks_) {
+	cap.usesNbd_ = true;
+	for (QemuCapture::Disk &d : cap.disks_) {
 		Json e = args();
 		e.set("type", Json::string("nbd"));
 		e.set("id", Json::string(d.names.exportId));
@@ -535,12 +554,11 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 		if (auto r = qmp_->execute("block-export-add", e); !r)
 			return qmpFail("disk " + d.request.diskId + ": export it", r.error());
 		d.exported = true;
-		cap->exports_.push_back(DiskExport{
+		cap.exports_.push_back(DiskExport{
 			d.request.diskId, nbd, d.names.exportId, d.size,
 			d.request.parentBitmap.empty() ? "" : "qemu:dirty-bitmap:" + d.names.exportBitmap});
 	}
-	lock.unlock();
-	return std::unique_ptr<Capture>(std::move(cap));
+	return {};
 }
 
 } // namespace virtsnap::hypervisor

@@ -74,6 +74,11 @@ private:
 	Result<DiskInfo> diskLocked(const std::string &diskId);
 	Result<std::string> acquireNbdLocked();
 	void releaseNbdLocked();
+	// The steps of capture(), in order.
+	Result<void> addScratchLocked(QemuCapture &cap, const CaptureSpec &spec);
+	static Json transactionActions(const QemuCapture &cap);
+	Result<void> pointInTimeLocked(QemuCapture &cap, Quiescer *quiescer);
+	Result<void> exportLocked(QemuCapture &cap);
 
 	std::mutex mutex_;
 	std::unique_ptr<qmp::QmpClient> qmp_;
