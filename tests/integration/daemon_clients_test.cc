@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli_fixture.h"
+#include "tests/support/daemon_connection.h"
 #include "tests/support/test_env.h"
 #include "tests/support/virtsnapd.h"
 
@@ -30,74 +31,6 @@ using namespace std::chrono_literals;
 constexpr size_t kMiB = 1 << 20;
 constexpr const char *kProbe = R"({"command": "describe-snapshots", "options": {}})"
 			       "\n";
-
-// One connection, closed with the object.
-class Connection
-{
-public:
-	explicit Connection(const std::string &socket) : fd_(connectToSocket(socket)) {}
-	~Connection()
-	{
-		if (fd_ >= 0)
-			::close(fd_);
-	}
-	Connection(const Connection &) = delete;
-	Connection &operator=(const Connection &) = delete;
-
-	int fd() const { return fd_; }
-	bool send(const std::string &data) const
-	{
-		return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == ssize_t(data.size());
-	}
-
-	// The next reply line, or "" when the daemon closed or said nothing
-	// whole within `limit`.
-	std::string readLine(std::chrono::milliseconds limit = 10s)
-	{
-		auto deadline = Clock::now() + limit;
-		for (;;) {
-			if (size_t nl = buffer_.find('\n'); nl != std::string::npos) {
-				std::string line = buffer_.substr(0, nl);
-				buffer_.erase(0, nl + 1);
-				return line;
-			}
-			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-			pollfd p{fd_, POLLIN, 0};
-			if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) <= 0)
-				return "";
-			char chunk[4096];
-			ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
-			if (n <= 0)
-				return "";
-			buffer_.append(chunk, size_t(n));
-		}
-	}
-
-	// Whether the daemon closed its end within `limit`.
-	bool closedWithin(std::chrono::milliseconds limit) const
-	{
-		pollfd p{fd_, POLLIN, 0};
-		if (::poll(&p, 1, int(limit.count())) <= 0)
-			return false;
-		char c;
-		return ::recv(fd_, &c, 1, MSG_DONTWAIT) == 0;
-	}
-
-private:
-	int fd_;
-	std::string buffer_;
-};
-
-// A field of /proc/PID/status ("VmHWM", "Threads") as a number; -1 if absent.
-long statusField(pid_t pid, const std::string &field)
-{
-	std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-	std::string line;
-	while (std::getline(in, line))
-		if (line.rfind(field + ":", 0) == 0)
-			return std::stol(line.substr(field.size() + 1));
-	return -1;
-}
 
 class DaemonClientsTest : public CliTest
 {
@@ -129,8 +62,8 @@ protected:
 TEST_F(DaemonClientsTest, ALineOverTheLimitIsRefusedWithoutBeingRead)
 {
 	ASSERT_TRUE(daemon_.start());
-	long peakBefore = statusField(daemon_.pid(), "VmHWM");
-	Connection c(socket_);
+	long peakBefore = procStatusField(daemon_.pid(), "VmHWM");
+	DaemonConnection c(socket_);
 	ASSERT_GE(c.fd(), 0);
 	timeval tv{10, 0};
 	::setsockopt(c.fd(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -148,14 +81,14 @@ TEST_F(DaemonClientsTest, ALineOverTheLimitIsRefusedWithoutBeingRead)
 	EXPECT_TRUE(c.closedWithin(5s));
 	// What the socket buffers hold besides the limit, and no more.
 	EXPECT_LT(sent.load(), 16 * kMiB);
-	EXPECT_LT(statusField(daemon_.pid(), "VmHWM") - peakBefore, 16 * 1024) << "kB";
+	EXPECT_LT(procStatusField(daemon_.pid(), "VmHWM") - peakBefore, 16 * 1024) << "kB";
 	expectServing();
 }
 
 TEST_F(DaemonClientsTest, BytesThatAreNotUtf8OrNotJsonGetOneErrorReplyEach)
 {
 	ASSERT_TRUE(daemon_.start());
-	Connection c(socket_);
+	DaemonConnection c(socket_);
 	ASSERT_GE(c.fd(), 0);
 	ASSERT_TRUE(c.send("{\"command\": \"describe-snapshots\xc3\x28\"}\n"
 			   "{not json\n"
@@ -181,10 +114,10 @@ TEST_F(DaemonClientsTest, AThousandIdleConnectionsStarveNoOneAndAreLetGo)
 		ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &files), 0);
 	}
 	ASSERT_TRUE(daemon_.start({"--client-timeout", "3"}));
-	long threadsBefore = statusField(daemon_.pid(), "Threads");
-	std::vector<std::unique_ptr<Connection>> idle;
+	long threadsBefore = procStatusField(daemon_.pid(), "Threads");
+	std::vector<std::unique_ptr<DaemonConnection>> idle;
 	for (int i = 0; i < 1000; i++) {
-		idle.push_back(std::make_unique<Connection>(socket_));
+		idle.push_back(std::make_unique<DaemonConnection>(socket_));
 		ASSERT_GE(idle.back()->fd(), 0) << "connection " << i << ": " << std::strerror(errno);
 	}
 	expectServing();
@@ -197,7 +130,7 @@ TEST_F(DaemonClientsTest, AThousandIdleConnectionsStarveNoOneAndAreLetGo)
 	}
 	EXPECT_EQ(closed, idle.size());
 	long threads = -1;
-	while (Clock::now() < deadline && (threads = statusField(daemon_.pid(), "Threads")) > threadsBefore)
+	while (Clock::now() < deadline && (threads = procStatusField(daemon_.pid(), "Threads")) > threadsBefore)
 		std::this_thread::sleep_for(100ms);
 	EXPECT_LE(threads, threadsBefore);
 	expectServing();
@@ -210,18 +143,18 @@ TEST_F(DaemonClientsTest, ClientsThatLeaveBeforeTheirAnswersDisturbNoOne)
 	for (int i = 0; i < 2000; i++)
 		many += kProbe;
 	for (int round = 0; round < 20; round++) {
-		Connection c(socket_);
+		DaemonConnection c(socket_);
 		ASSERT_GE(c.fd(), 0);
 		c.send(many.substr(0, many.size() / 2));
 		// Closed with answers unread: the daemon's sends meet a reset.
 	}
 	for (int round = 0; round < 50; round++) {
-		Connection c(socket_);
+		DaemonConnection c(socket_);
 		c.send(std::string(kProbe).substr(0, 20)); // half a request, then gone
 	}
 	EXPECT_EQ(::kill(daemon_.pid(), 0), 0);
 	expectServing();
-	Connection after(socket_);
+	DaemonConnection after(socket_);
 	ASSERT_TRUE(after.send(kProbe));
 	EXPECT_NE(after.readLine().find("\"ok\":true"), std::string::npos);
 }
