@@ -154,7 +154,8 @@ protected:
 
 	CliResult create(size_t i, bool wait)
 	{
-		std::vector<std::string> args{"create-snapshot", "--qmp-socket", host(i).vm->qmpSocket(), "--disk", "vda"};
+		std::vector<std::string> args{"create-snapshot", "--qmp-socket", host(i).vm->qmpSocket(), "--disk",
+					      "vda"};
 		if (wait)
 			args.push_back("--wait");
 		return on(i, args);
@@ -188,7 +189,8 @@ protected:
 			std::mt19937_64 rng(offset ^ length);
 			fillRandom(rng, buf);
 			std::string source = tmp_.file(h.name + "/source.bin");
-			std::ofstream(source, std::ios::binary).write(reinterpret_cast<const char *>(buf.data()), length);
+			std::ofstream(source, std::ios::binary)
+				.write(reinterpret_cast<const char *>(buf.data()), std::streamsize(length));
 			cmd = "write -s " + source + " " + std::to_string(offset) + " " + std::to_string(length);
 		} else {
 			cmd = "write -P " + std::to_string(pattern) + " " + std::to_string(offset) + " " +
@@ -350,6 +352,7 @@ TEST_F(RemoteStore, FlippedByteInARadosPackFailsVerifyAndRestore)
 
 	CliResult verified = on(0, {"verify"});
 	EXPECT_EQ(verified.status, 1) << verified.out;
+	EXPECT_NE(verified.err.find("StoreCorrupted"), std::string::npos) << verified.err;
 	EXPECT_NE(verified.err.find(s1), std::string::npos) << verified.err;
 	EXPECT_EQ(std::count(verified.err.begin(), verified.err.end(), '\n'), 1) << verified.err;
 	std::string packId = fs::path(pack).stem().string();
