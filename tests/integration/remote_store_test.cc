@@ -166,6 +166,20 @@ protected:
 		return on(i, {"describe-snapshots", "--snapshot-id", id}).json().get("Snapshots").at(0);
 	}
 
+	// The ids host i lists.
+	std::set<std::string> listedOn(size_t i, bool refresh)
+	{
+		std::vector<std::string> args{"describe-snapshots"};
+		if (refresh)
+			args.push_back("--refresh");
+		CliResult r = on(i, args);
+		EXPECT_EQ(r.status, 0) << r.err;
+		std::set<std::string> ids;
+		for (size_t k = 0; k < r.json().get("Snapshots").size(); k++)
+			ids.insert(r.json().get("Snapshots").at(k).getString("SnapshotId").value_or(""));
+		return ids;
+	}
+
 	std::string waitState(size_t i, const std::string &id, std::chrono::seconds timeout = 120s)
 	{
 		std::string state;
@@ -500,17 +514,21 @@ TEST_F(RemoteStore, TwoDaemonsShareOneRadosStore)
 	uint64_t grown = packBytes() - afterA1;
 	EXPECT_LT(grown, 13 * kMiB) << "B's 8 MiB and A's 2 MiB took " << grown << " bytes";
 
-	// What A made, B finds at once by id, and lists on --refresh.
-	Json seen = describe(1, idA2);
-	EXPECT_EQ(seen.getString("SnapshotId"), idA2);
-	EXPECT_EQ(seen.getString("State"), "completed");
-	CliResult listed = on(1, {"describe-snapshots", "--refresh"});
-	ASSERT_EQ(listed.status, 0) << listed.err;
-	std::set<std::string> ids;
-	for (size_t k = 0; k < listed.json().get("Snapshots").size(); k++)
-		ids.insert(listed.json().get("Snapshots").at(k).getString("SnapshotId").value_or(""));
+	// B's listing learns what A makes on --refresh: A3 is made after one,
+	// well within the 10 s after which B would look by itself.
 	std::string idA1 = a1.json().getString("SnapshotId").value_or("");
-	EXPECT_EQ(ids, (std::set<std::string>{idA1, idA2, idB1}));
+	EXPECT_EQ(listedOn(1, true), (std::set<std::string>{idA1, idA2, idB1}));
+	CliResult a3 = create(0, true);
+	ASSERT_EQ(a3.status, 0) << a3.err;
+	std::string idA3 = a3.json().getString("SnapshotId").value_or("");
+	EXPECT_EQ(listedOn(1, true), (std::set<std::string>{idA1, idA2, idA3, idB1}));
+	// And B finds one by id at once, without a --refresh.
+	CliResult a4 = create(0, true);
+	ASSERT_EQ(a4.status, 0) << a4.err;
+	std::string idA4 = a4.json().getString("SnapshotId").value_or("");
+	Json seen = describe(1, idA4);
+	EXPECT_EQ(seen.getString("SnapshotId"), idA4);
+	EXPECT_EQ(seen.getString("State"), "completed");
 
 	expectRestoresTo(1, idA2, refA2, "raw");
 	expectRestoresTo(0, idB1, host(1).reference, "raw");
