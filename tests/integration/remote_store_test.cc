@@ -469,6 +469,18 @@ TEST_F(RemoteStore, PausedOsdFailsTheSnapshotWithinTheTimeoutAndBreaksNothing)
 	// lease's release), never the default 30 s.
 	EXPECT_LT(took, std::chrono::seconds(6 * kStoreTimeoutSeconds));
 
+	// The store still silent, the host's own listing (the error above
+	// among it) stays readable: once the listing is due to look at the
+	// store again (10 s), it gives up within the timeout and shows what
+	// the host knows. Only --refresh, which asks for the store, fails.
+	std::this_thread::sleep_for(11s);
+	auto asked = Clock::now();
+	EXPECT_EQ(listedOn(0, false), (std::set<std::string>{s1, s2}));
+	EXPECT_LT(since(asked), std::chrono::seconds(kStoreTimeoutSeconds + 3));
+	CliResult refreshed = on(0, {"describe-snapshots", "--refresh"});
+	EXPECT_EQ(refreshed.status, 1);
+	EXPECT_NE(refreshed.err.find("StoreUnavailable"), std::string::npos) << refreshed.err;
+
 	ASSERT_TRUE(cluster->resume("osd.0", &why)) << why;
 	CliResult verified = on(0, {"verify"});
 	EXPECT_EQ(verified.status, 0) << verified.err << verified.out;
