@@ -377,6 +377,7 @@ int run(int argc, char **argv)
 	ctx.location.keyFile = args->get("key-file", config->keyFile.string());
 	ctx.location.stateDir = stateDirFor(ctx.location.url, args->get("state-dir", config->stateDir.string()));
 	ctx.location.s3CredentialsFile = config->s3CredentialsFile;
+	ctx.location.timeout = config->storeTimeout;
 	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {

@@ -78,6 +78,11 @@ const std::vector<KeySpec> &keySpecs()
 		{"store", "path", [](const std::string &v, Config &c) { return storeLocation(v, c.storePath); }},
 		{"store", "key-file", [](const std::string &v, Config &c) { return absolutePath(v, c.keyFile); }},
 		{"store", "state-dir", [](const std::string &v, Config &c) { return absolutePath(v, c.stateDir); }},
+		{"store", "timeout",
+		 [](const std::string &v, Config &c) -> Result<void> {
+			 VS_ASSIGN(c.storeTimeout, parseStoreTimeout(v));
+			 return {};
+		 }},
 		{"s3", "credentials-file",
 		 [](const std::string &v, Config &c) { return absolutePath(v, c.s3CredentialsFile); }},
 		{"daemon", "socket", [](const std::string &v, Config &c) { return absolutePath(v, c.socket); }},
@@ -339,6 +344,15 @@ Result<unsigned> parseMaxParallelJobs(const std::string &text)
 	if (ec != std::errc() || end != text.data() + text.size() || text.empty() || n < 1 || n > 64)
 		return fail(errc::kInvalidParameterValue, "'" + text + "' is not a whole number from 1 to 64");
 	return n;
+}
+
+Result<std::chrono::seconds> parseStoreTimeout(const std::string &text)
+{
+	unsigned n = 0;
+	auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+	if (ec != std::errc() || end != text.data() + text.size() || text.empty() || n < 1 || n > 3600)
+		return fail(errc::kInvalidParameterValue, "'" + text + "' is not a whole number of seconds from 1 to 3600");
+	return std::chrono::seconds(n);
 }
 
 Result<std::chrono::milliseconds> parseHandlerTimeout(const std::string &text)

@@ -29,6 +29,7 @@ struct Config {
 	std::string storePath = "/var/lib/virtsnap";                            // [store] path: a path or a URL
 	std::filesystem::path keyFile = "/etc/virtsnap/store.key";              // [store] key-file
 	std::filesystem::path stateDir;                                         // [store] state-dir; empty: see stateDirFor()
+	std::chrono::seconds storeTimeout{30};                                  // [store] timeout (s)
 	std::filesystem::path s3CredentialsFile;                                // [s3] credentials-file
 	std::filesystem::path socket = "/run/virtsnap/virtsnapd.sock";          // [daemon] socket
 	unsigned maxParallelJobs = 2;                                           // [daemon] max-parallel-jobs
@@ -76,5 +77,7 @@ inline constexpr const char *kRemoteStateDir = "/var/lib/virtsnap/state";
 Result<unsigned> parseMaxParallelJobs(const std::string &text);
 // Seconds, fractions allowed ("2.5"), more than 0 and at most 86400.
 Result<std::chrono::milliseconds> parseHandlerTimeout(const std::string &text);
+// Whole seconds from 1 to 3600: librados takes its timeouts in whole seconds.
+Result<std::chrono::seconds> parseStoreTimeout(const std::string &text);
 
 } // namespace virtsnap

@@ -41,7 +41,18 @@ Result<void> CatalogSync::sync(store::Store &store, catalog::Catalog &catalog, b
 	// meanwhile has its manifest written before its row says completed,
 	// so it is never taken for one deleted elsewhere.
 	VS_ASSIGN(catalog::Page rows, catalog.describeSnapshots({}, {}, 0, ""));
-	VS_ASSIGN(std::vector<std::string> ids, store.listManifestIds());
+	auto listed = store.listManifestIds();
+	if (!listed && !force && listed.error().code == errc::kStoreUnavailable) {
+		// The catalog is this host's own record of its snapshots: an
+		// outage must not hide them, least of all those it failed (their
+		// StateMessage names the store). Served as it is; the store is
+		// asked again after kMaxAge, so listings do not each wait out
+		// the timeout. --refresh asks for the store, and fails.
+		last_ = now;
+		return {};
+	}
+	VS_TRY(listed);
+	const std::vector<std::string> &ids = *listed;
 	std::set<std::string> inStore(ids.begin(), ids.end()), inCatalog;
 	for (const catalog::SnapshotRow &r : rows.snapshots) {
 		inCatalog.insert(r.snapshotId);

@@ -4,7 +4,8 @@
 // hosts committed and drops the ones they deleted. A listing is at most
 // kMaxAge stale; describe-snapshots --refresh syncs at once, and an id the
 // catalog does not know is looked up in the store before it is called
-// unknown.
+// unknown. While the store cannot be reached, a listing is the catalog as
+// it is (this host's own snapshots, with their states) and --refresh fails.
 #pragma once
 
 #include <chrono>
@@ -30,6 +31,8 @@ public:
 	static constexpr std::chrono::seconds kMaxAge{10};
 
 	// Syncs when the last sync is older than kMaxAge, or now if `force`.
+	// A store that does not answer (StoreUnavailable) fails only a forced
+	// sync; otherwise the catalog stands and the next try is kMaxAge on.
 	Result<void> sync(store::Store &store, catalog::Catalog &catalog, bool force = false);
 	// Rows for the ids the catalog lacks and the store has.
 	Result<void> learn(store::Store &store, catalog::Catalog &catalog, const std::vector<std::string> &ids);

@@ -3,6 +3,7 @@
 // Service owns all of it; a Context only borrows.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -42,12 +43,14 @@ struct StoreLocation {
 	std::filesystem::path keyFile;
 	std::filesystem::path stateDir;
 	std::filesystem::path s3CredentialsFile;
+	std::chrono::seconds timeout{30}; // of each store request ([store] timeout)
 };
 
 inline store::BackendSettings backendSettings(const StoreLocation &location)
 {
 	store::BackendSettings s;
 	s.s3CredentialsFile = location.s3CredentialsFile.string();
+	s.timeout = location.timeout;
 	return s;
 }
 

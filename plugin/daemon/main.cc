@@ -76,6 +76,7 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 	s.location.keyFile = args.get("key-file", config->keyFile.string());
 	s.location.stateDir = stateDirFor(s.location.url, args.get("state-dir", config->stateDir.string()));
 	s.location.s3CredentialsFile = config->s3CredentialsFile;
+	s.location.timeout = config->storeTimeout;
 	s.socket = args.get("socket", config->socket.string());
 	s.loadedFrom = config->loadedFrom.string();
 	s.events.logFile = args.get("events-log", config->eventsLog.string());

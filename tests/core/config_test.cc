@@ -84,6 +84,7 @@ void expectDefaults(const Config &c)
 	EXPECT_EQ(c.eventsLog, "/var/log/virtsnap/events.jsonl");
 	EXPECT_EQ(c.eventsDir, "/etc/virtsnap/events.d");
 	EXPECT_EQ(c.handlerTimeout, milliseconds(10'000));
+	EXPECT_EQ(c.storeTimeout, std::chrono::seconds(30));
 	EXPECT_EQ(c.libvirtUri, "qemu:///system");
 }
 
@@ -105,6 +106,7 @@ TEST_F(ConfigTest, EveryKeyIsRead)
 				       "[store]\n"
 				       "path = /srv/snapshots\n"
 				       "key-file=/root/keys/store.key\n"
+				       "timeout = 5\n"
 				       "\n"
 				       "[daemon]\n"
 				       "socket = /run/vs/d.sock\n"
@@ -123,6 +125,7 @@ TEST_F(ConfigTest, EveryKeyIsRead)
 	EXPECT_EQ(c->eventsLog, "/var/log/vs.jsonl");
 	EXPECT_EQ(c->eventsDir, "/etc/vs/handlers");
 	EXPECT_EQ(c->handlerTimeout, milliseconds(2500));
+	EXPECT_EQ(c->storeTimeout, std::chrono::seconds(5));
 	EXPECT_EQ(c->libvirtUri, "qemu+ssh://root@host/system");
 	EXPECT_EQ(c->loadedFrom, p);
 }
@@ -179,7 +182,7 @@ TEST_F(ConfigTest, ShippedExampleDocumentsTheDefaults)
 			uncommented += line + "\n";
 		}
 	}
-	EXPECT_EQ(keys, 10) << "the example should show every key once";
+	EXPECT_EQ(keys, 11) << "the example should show every key once";
 	auto all = loadConfig(write("uncommented.conf", uncommented));
 	ASSERT_TRUE(all) << all.error().toString();
 	expectDefaults(*all);
@@ -244,6 +247,9 @@ TEST_F(ConfigTest, BadValuesNameTheKeyAndTheProblem)
 		{"[daemon]\nhandler-timeout = inf\n", "[daemon] handler-timeout: ", "'inf'"},
 		{"[daemon]\nhandler-timeout = nan\n", "[daemon] handler-timeout: ", "'nan'"},
 		{"[daemon]\nhandler-timeout = 86401\n", "[daemon] handler-timeout: ", "at most 86400"},
+		{"[store]\ntimeout = 0\n", "[store] timeout: ", "from 1 to 3600"},
+		{"[store]\ntimeout = 2.5\n", "[store] timeout: ", "'2.5'"},
+		{"[store]\ntimeout = 3601\n", "[store] timeout: ", "from 1 to 3600"},
 		{"[store]\npath = var/lib/virtsnap\n", "[store] path: ", "not an absolute path"},
 		{"[store]\nkey-file = store.key\n", "[store] key-file: ", "not an absolute path"},
 		{"[daemon]\nsocket = ./d.sock\n", "[daemon] socket: ", "not an absolute path"},

@@ -547,6 +547,30 @@ bool CephCluster::kill(const std::string &daemon, std::string *why)
 	return false;
 }
 
+bool CephCluster::signal(const std::string &daemon, int signal, std::string *why)
+{
+	pid_t pid = pidOf(daemon);
+	if (pid <= 0) {
+		*why = "no daemon " + daemon + " runs in " + dir_->path();
+		return false;
+	}
+	if (::kill(pid, signal) != 0) {
+		*why = "cannot signal " + daemon + " (pid " + std::to_string(pid) + "): " + std::strerror(errno);
+		return false;
+	}
+	return true;
+}
+
+bool CephCluster::pause(const std::string &daemon, std::string *why)
+{
+	return signal(daemon, SIGSTOP, why);
+}
+
+bool CephCluster::resume(const std::string &daemon, std::string *why)
+{
+	return signal(daemon, SIGCONT, why);
+}
+
 void CephCluster::stop(Daemon &daemon)
 {
 	if (daemon.pid <= 0)
@@ -557,6 +581,7 @@ void CephCluster::stop(Daemon &daemon)
 	auto filed = readPid(dir_->file(daemon.name + ".pid"));
 	pid_t pid = filed && *filed == daemon.pid ? *filed : daemon.pid;
 	::kill(pid, SIGTERM);
+	::kill(pid, SIGCONT); // a paused daemon would sit on the SIGTERM until the grace ran out
 	for (auto deadline = Clock::now() + kStopGrace; Clock::now() < deadline;) {
 		if (exited(pid)) {
 			daemon.pid = -1;

@@ -71,6 +71,10 @@ public:
 	// Stops one daemon ("mon.a", "osd.0", "mgr.x", "client.rgw.r") with
 	// SIGKILL, as a crash would: for tests of a cluster that is down.
 	bool kill(const std::string &daemon, std::string *why);
+	// SIGSTOP and SIGCONT to one daemon: it holds its connections and
+	// answers nothing, as a hung disk or host would, until resumed.
+	bool pause(const std::string &daemon, std::string *why);
+	bool resume(const std::string &daemon, std::string *why);
 
 private:
 	struct Daemon {
@@ -98,6 +102,7 @@ private:
 	pid_t pidOf(const std::string &daemon) const; // -1 when not running
 	// Drops a daemon that exited and was reaped: its pid is no longer ours.
 	void forget(const std::string &daemon);
+	bool signal(const std::string &daemon, int signal, std::string *why);
 	void stop(Daemon &daemon);
 	void stopAll();
 
