@@ -1,8 +1,58 @@
 #include "cli_fixture.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "tests/support/random_bytes.h"
 
 namespace virtsnap::test {
+
+void mirrorWrite(QemuInstance &vm, const std::string &device, const std::string &reference,
+		 const std::string &scratchFile, uint64_t offset, uint64_t length, int pattern)
+{
+	std::vector<uint8_t> buf(length, uint8_t(pattern));
+	std::string range = std::to_string(offset) + " " + std::to_string(length);
+	std::string cmd = "write -P " + std::to_string(pattern) + " " + range;
+	if (pattern < 0) {
+		std::mt19937_64 rng(offset ^ length);
+		fillRandom(rng, buf);
+		std::ofstream(scratchFile, std::ios::binary)
+			.write(reinterpret_cast<const char *>(buf.data()), std::streamsize(length));
+		cmd = "write -s " + scratchFile + " " + range;
+	}
+	std::string out;
+	ASSERT_TRUE(vm.qemuIo(device, cmd, &out)) << out;
+	int fd = ::open(reference.c_str(), O_WRONLY | O_CLOEXEC);
+	ASSERT_GE(fd, 0) << reference;
+	ASSERT_EQ(::pwrite(fd, buf.data(), length, off_t(offset)), ssize_t(length));
+	::close(fd);
+}
+
+::testing::AssertionResult sameImage(const std::string &image, const std::string &format,
+				     const std::string &expected)
+{
+	std::string out;
+	if (runCommand({"qemu-img", "compare", "-f", format, "-F", "raw", image, expected}, &out) == 0)
+		return ::testing::AssertionSuccess();
+	return ::testing::AssertionFailure() << image << " differs from " << expected << ": " << out;
+}
+
+std::string waitWhilePending(const std::function<std::string()> &stateOf, std::chrono::seconds timeout)
+{
+	std::string state;
+	for (auto deadline = std::chrono::steady_clock::now() + timeout; std::chrono::steady_clock::now() < deadline;) {
+		state = stateOf();
+		if (state != "pending")
+			return state;
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	}
+	return state;
+}
 
 std::string CliTest::workRoot()
 {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -16,6 +18,22 @@
 #include "tests/support/test_env.h"
 
 namespace virtsnap::test {
+
+// The same bytes into `device` of the running `vm` (qemu-io, as a guest
+// writes) and into the raw `reference` file, made independently of virtsnap.
+// `pattern` is a byte, or random bytes when < 0 (staged in `scratchFile`).
+void mirrorWrite(QemuInstance &vm, const std::string &device, const std::string &reference,
+		 const std::string &scratchFile, uint64_t offset, uint64_t length, int pattern);
+
+// Whether `image` (in `format`) holds what the raw `expected` does, by
+// qemu-img compare; the failure says what differs.
+::testing::AssertionResult sameImage(const std::string &image, const std::string &format,
+				     const std::string &expected);
+
+// The state `stateOf` reports once it is no longer "pending", polled every
+// 100 ms for at most `timeout`; "pending" if it never changed.
+std::string waitWhilePending(const std::function<std::string()> &stateOf,
+			     std::chrono::seconds timeout = std::chrono::seconds(120));
 
 class CliTest : public ::testing::Test
 {

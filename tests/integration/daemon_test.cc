@@ -98,15 +98,7 @@ protected:
 
 	std::string waitState(const std::string &id, std::chrono::seconds timeout = std::chrono::seconds(120))
 	{
-		auto deadline = Clock::now() + timeout;
-		std::string state;
-		while (Clock::now() < deadline) {
-			state = describe(id).getString("State").value_or("");
-			if (state != "pending")
-				return state;
-			std::this_thread::sleep_for(std::chrono::milliseconds(100));
-		}
-		return state;
+		return waitWhilePending([&] { return describe(id).getString("State").value_or(""); }, timeout);
 	}
 
 	std::string socket_ = tmp_.file("virtsnapd.sock");

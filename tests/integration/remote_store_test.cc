@@ -182,14 +182,7 @@ protected:
 
 	std::string waitState(size_t i, const std::string &id, std::chrono::seconds timeout = 120s)
 	{
-		std::string state;
-		for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
-			state = describe(i, id).getString("State").value_or("");
-			if (state != "pending")
-				return state;
-			std::this_thread::sleep_for(100ms);
-		}
-		return state;
+		return waitWhilePending([&] { return describe(i, id).getString("State").value_or(""); }, timeout);
 	}
 
 	// The same bytes into host i's running disk (qemu-io, as a guest
@@ -197,24 +190,7 @@ protected:
 	void write(size_t i, uint64_t offset, uint64_t length, int pattern)
 	{
 		Host &h = host(i);
-		std::vector<uint8_t> buf(length, uint8_t(pattern));
-		std::string cmd;
-		if (pattern < 0) {
-			std::mt19937_64 rng(offset ^ length);
-			fillRandom(rng, buf);
-			std::string source = tmp_.file(h.name + "/source.bin");
-			std::ofstream(source, std::ios::binary)
-				.write(reinterpret_cast<const char *>(buf.data()), std::streamsize(length));
-			cmd = "write -s " + source + " " + std::to_string(offset) + " " + std::to_string(length);
-		} else {
-			cmd = "write -P " + std::to_string(pattern) + " " + std::to_string(offset) + " " +
-			      std::to_string(length);
-		}
-		std::string out;
-		ASSERT_TRUE(h.vm->qemuIo("vda", cmd, &out)) << out;
-		int fd = ::open(h.reference.c_str(), O_WRONLY);
-		ASSERT_EQ(::pwrite(fd, buf.data(), length, off_t(offset)), ssize_t(length));
-		::close(fd);
+		mirrorWrite(*h.vm, "vda", h.reference, tmp_.file(h.name + "/source.bin"), offset, length, pattern);
 	}
 
 	std::string saveReference(size_t i, const std::string &name)
@@ -231,9 +207,7 @@ protected:
 		fs::remove(target);
 		CliResult r = on(via, {"create-volume", "--snapshot-id", id, "--target", target, "--format", format});
 		ASSERT_EQ(r.status, 0) << r.err;
-		std::string out;
-		EXPECT_EQ(runCommand({"qemu-img", "compare", "-f", format, "-F", "raw", target, expected}, &out), 0)
-			<< id << ": " << out;
+		EXPECT_TRUE(sameImage(target, format, expected)) << id;
 	}
 
 	// Pack objects and their indexes, name to size, as the store has them.

@@ -90,15 +90,7 @@ protected:
 	// The same write into the running disk and into the reference.
 	void write(uint64_t offset, uint64_t length, uint8_t pattern)
 	{
-		char cmd[96];
-		std::snprintf(cmd, sizeof(cmd), "write -P 0x%02x %llu %llu", pattern, (unsigned long long)offset,
-			      (unsigned long long)length);
-		std::string out;
-		ASSERT_TRUE(vm_->qemuIo("vda", cmd, &out)) << out;
-		std::vector<uint8_t> buf(length, pattern);
-		int fd = ::open(reference_.c_str(), O_WRONLY);
-		ASSERT_EQ(::pwrite(fd, buf.data(), length, off_t(offset)), ssize_t(length));
-		::close(fd);
+		mirrorWrite(*vm_, "vda", reference_, "", offset, length, pattern);
 	}
 
 	std::string saveReference(const std::string &name)
@@ -113,9 +105,7 @@ protected:
 		std::string target = tmp_.file(snapshotId + "-restored." + format);
 		CliResult r = cli({"create-volume", "--snapshot-id", snapshotId, "--target", target, "--format", format});
 		ASSERT_EQ(r.status, 0) << r.err;
-		std::string out;
-		EXPECT_EQ(runCommand({"qemu-img", "compare", "-f", format, "-F", "raw", target, expected}, &out), 0)
-			<< snapshotId << ": " << out;
+		EXPECT_TRUE(sameImage(target, format, expected)) << snapshotId;
 	}
 
 	std::set<std::string> storeFiles()
