@@ -461,7 +461,10 @@ bool CephCluster::startGateway(std::string *why)
 int CephCluster::startRadosgw(std::string *why)
 {
 	int port = freePort();
-	std::string frontend = "beast endpoint=127.0.0.1:" + std::to_string(port);
+	// tcp_nodelay: without it beast's small writes wait for the client's
+	// delayed ACK, and every request on a kept-alive connection (libcurl
+	// reuses them) took 40 ms more: 25 pack indexes read at open, 1 s.
+	std::string frontend = "beast endpoint=127.0.0.1:" + std::to_string(port) + " tcp_nodelay=1";
 	std::vector<std::string> argv{"radosgw", "-c", conf_, "-n", "client.rgw.r", "-f", "--rgw-frontends", frontend};
 	if (!spawnDaemon("client.rgw.r", argv, why))
 		return 0;
