@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -142,6 +143,25 @@ void readBoth(UniqueFd &outPipe, UniqueFd &errPipe, std::string &out, std::strin
 	}
 }
 
+// The environment a child gets: ours without the secrets virtsnap reads
+// from its own (S3 credentials), which no helper needs and none may see.
+std::vector<char *> childEnvironment()
+{
+	static constexpr std::string_view kSecrets[] = {"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=",
+							 "AWS_SESSION_TOKEN="};
+	std::vector<char *> env;
+	for (char **e = environ; *e; e++) {
+		std::string_view entry(*e);
+		bool secret = false;
+		for (std::string_view s : kSecrets)
+			secret |= entry.starts_with(s);
+		if (!secret)
+			env.push_back(*e);
+	}
+	env.push_back(nullptr);
+	return env;
+}
+
 } // namespace
 
 Result<Process> Process::spawn(const std::vector<std::string> &argv, const SpawnOptions &options)
@@ -159,8 +179,10 @@ Result<Process> Process::spawn(const std::vector<std::string> &argv, const Spawn
 	for (const std::string &a : argv)
 		args.push_back(const_cast<char *>(a.c_str()));
 	args.push_back(nullptr);
-	int rc = options.searchPath ? ::posix_spawnp(&p.pid_, args[0], &plan.actions, &plan.attr, args.data(), environ)
-				    : ::posix_spawn(&p.pid_, args[0], &plan.actions, &plan.attr, args.data(), environ);
+	std::vector<char *> env = childEnvironment();
+	int rc = options.searchPath
+			 ? ::posix_spawnp(&p.pid_, args[0], &plan.actions, &plan.attr, args.data(), env.data())
+			 : ::posix_spawn(&p.pid_, args[0], &plan.actions, &plan.attr, args.data(), env.data());
 	if (rc != 0) {
 		p.pid_ = -1;
 		return fail(options.errorCode,

@@ -50,6 +50,22 @@ bool exitedWith(int status, int code)
 	return WIFEXITED(status) && WEXITSTATUS(status) == code;
 }
 
+TEST(Spawn, ChildrenNeverSeeTheS3CredentialsOfOurEnvironment)
+{
+	::setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+	::setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG", 1);
+	::setenv("AWS_SESSION_TOKEN", "token-example", 1);
+	::setenv("VIRTSNAP_TEST_KEPT", "kept", 1);
+	auto out = runProgram({"env"});
+	for (const char *name : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "VIRTSNAP_TEST_KEPT"})
+		::unsetenv(name);
+	ASSERT_TRUE(out) << out.error().toString();
+	EXPECT_EQ(out->find("AKIDEXAMPLE"), std::string::npos);
+	EXPECT_EQ(out->find("wJalrXUtnFEMI"), std::string::npos);
+	EXPECT_EQ(out->find("token-example"), std::string::npos);
+	EXPECT_NE(out->find("VIRTSNAP_TEST_KEPT=kept"), std::string::npos) << "the rest of the environment goes on";
+}
+
 TEST(RunProgram, ReturnsStdout)
 {
 	auto out = runProgram({"sh", "-c", "echo one; echo two >&2"});

@@ -34,10 +34,6 @@ constexpr auto kUpTimeout = 60s;
 constexpr auto kStopGrace = 5s;
 // A port found free may be taken before the daemon binds it.
 constexpr int kPortAttempts = 3;
-// memstore takes memory as objects fill it, not at start; radosgw answers
-// 507 when it is full, and a test of several packs in several namespaces
-// at once must not get there.
-constexpr const char *kMemstoreBytes = "3221225472";
 
 // Stops every daemon of the cluster in `$1` by the pids in its pid files
 // (each checked to run with that cluster's conf, so a reused pid is left
@@ -242,6 +238,7 @@ bool CephCluster::startCore(const CephOptions &options, std::string *why)
 		return false;
 	}
 	conf_ = dir_->file("ceph.conf");
+	memstoreBytes_ = options.memstoreBytes;
 	if (!startWatchdog(why))
 		return false;
 	std::string uuid;
@@ -305,7 +302,7 @@ bool CephCluster::writeConf(std::string *why)
 	     << "[osd.0]\nosd data = " << d << "/osd\nosd objectstore = memstore\n"
 	     << "osd crush update on start = false\nosd class update on start = false\n"
 	     << "public addr = 127.0.0.1\ncluster addr = 127.0.0.1\n"
-	     << "memstore device bytes = " << kMemstoreBytes << "\n"
+	     << "memstore device bytes = " << memstoreBytes_ << "\n"
 	     << "[mgr.x]\nmgr data = " << d << "/mgr\npublic addr = 127.0.0.1\n"
 	     // The tools' own bound, so that a start that goes wrong fails
 	     // instead of waiting 300 s for a mon.
@@ -464,7 +461,10 @@ bool CephCluster::startGateway(std::string *why)
 int CephCluster::startRadosgw(std::string *why)
 {
 	int port = freePort();
-	std::string frontend = "beast endpoint=127.0.0.1:" + std::to_string(port);
+	// tcp_nodelay: without it beast's small writes wait for the client's
+	// delayed ACK, and every request on a kept-alive connection (libcurl
+	// reuses them) took 40 ms more: 25 pack indexes read at open, 1 s.
+	std::string frontend = "beast endpoint=127.0.0.1:" + std::to_string(port) + " tcp_nodelay=1";
 	std::vector<std::string> argv{"radosgw", "-c", conf_, "-n", "client.rgw.r", "-f", "--rgw-frontends", frontend};
 	if (!spawnDaemon("client.rgw.r", argv, why))
 		return 0;

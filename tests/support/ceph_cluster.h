@@ -34,6 +34,10 @@ struct CephOptions {
 	// The mgr serves nothing the store needs; a cluster without one starts
 	// the same and costs a core less for a few seconds.
 	bool manager = true;
+	// What the memstore OSD may hold before radosgw answers 507. Memory is
+	// taken as objects fill it, not at start; the tests' packs in several
+	// namespaces at once fit in the default, a benchmark's disks may not.
+	unsigned long long memstoreBytes = 3ULL << 30;
 };
 
 class CephCluster
@@ -110,6 +114,7 @@ private:
 	std::string conf_;
 	std::string fsid_;
 	int monPort_ = 0;
+	unsigned long long memstoreBytes_ = 0;
 	std::vector<Daemon> daemons_;
 	pid_t owner_ = -1;     // the process that started the cluster (forked children do not stop it)
 	pid_t watchdog_ = -1;
