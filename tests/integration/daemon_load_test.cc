@@ -33,6 +33,21 @@ using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+// Under a sanitizer (which builds the daemon too), freed memory waits in a
+// quarantine and shadow memory grows with use: RSS says nothing of the
+// daemon's own, so it is printed but not held to a bound.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
 constexpr int kClients = 10;
 constexpr int kRequestsPerClient = 5;
 constexpr size_t kPendingLimit = 5; // per volume (README, "Limits")
@@ -271,7 +286,9 @@ TEST_F(DaemonLoadTest, FiftyConcurrentRequestsThriceAreEachAnsweredOnceWithinThe
 		    rssAfter[2], peak);
 	// Flat: once the first rounds have warmed the allocator's arenas (one
 	// per client thread), another round costs no lasting memory.
-	EXPECT_LT(rssAfter[2] - rssAfter[1], 8 * 1024) << "kB";
+	if (!kSanitized) {
+		EXPECT_LT(rssAfter[2] - rssAfter[1], 8 * 1024) << "kB";
+	}
 
 	// The catalog and the store agree: a catalog rebuilt from the store's
 	// manifests lists the same completed snapshots, and they verify.

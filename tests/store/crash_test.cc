@@ -105,8 +105,8 @@ Result<void> commitSnapshot(Store &store, const Snapshot &s)
 	auto writer = store.newWriter();
 	for (uint64_t slot = 0; slot < index.slots(); slot++) {
 		std::span<const uint8_t> data(s.data.data() + slot * kChunk, index.slotLength(slot));
-		auto before = s.parentData.begin() + long(slot * kChunk);
-		if (!s.parent.empty() && std::equal(data.begin(), data.end(), before))
+		if (!s.parent.empty() &&
+		    std::equal(data.begin(), data.end(), s.parentData.begin() + long(slot * kChunk)))
 			continue; // not in the dirty bitmap
 		if (isAllZero(data)) {
 			index.set(slot, kZeroChunk);
