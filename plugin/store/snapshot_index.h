@@ -1,6 +1,7 @@
 // One chunk id per grid slot of a disk (FORMAT.md, "Snapshot index").
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "chunk_id.h"
@@ -19,6 +20,10 @@ public:
 	// An index of all-zero slots.
 	SnapshotIndex(uint64_t volumeSize, uint32_t chunkSize);
 	static Result<SnapshotIndex> load(Store &store, ChunkCodec &codec, const Manifest &m);
+	// load's checks and assembly, with the pages' plaintext from `readPage`
+	// rather than from a store.
+	using PageReader = std::function<Result<Bytes>(const ChunkId &page)>;
+	static Result<SnapshotIndex> fromPages(const Manifest &m, const PageReader &readPage);
 
 	uint64_t volumeSize() const { return volumeSize_; }
 	uint32_t chunkSize() const { return chunkSize_; }
