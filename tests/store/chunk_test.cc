@@ -534,6 +534,25 @@ TEST_F(ChunkTest, PackFileCanBeReindexedFromBlobHeaders)
 	EXPECT_EQ(n, chunks.size());
 }
 
+// Found by tests/fuzz (chunk-blob): decode allocated whatever raw length an
+// authenticated header claimed, up to 4 GiB, before decompressing.
+TEST_F(ChunkTest, AHeaderClaimingMoreThanAChunkCanHoldIsCorrupt)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	auto codec = store->newCodec();
+	Bytes chunk = compressibleData(4096, 7);
+	Bytes blob;
+	ASSERT_TRUE(codec->encode(codec->idOf(chunk), ChunkType::Data, chunk, blob));
+	ASSERT_TRUE(parseBlobHeader(blob));
+	for (size_t field : {48, 52}) {
+		Bytes bad = blob;
+		putLe32(bad.data() + field, kMaxChunkSize + 1);
+		EXPECT_EQ(codeOf(parseBlobHeader(bad)), errc::kCorrupt) << field;
+		EXPECT_EQ(codeOf(codec->decode(codec->idOf(chunk), bad)), errc::kCorrupt) << field;
+	}
+}
+
 // FORMAT.md ("Packs and pack indexes"): each index entry carries the
 // blob's flags (bit0 zstd); the writer once always wrote 0.
 TEST_F(ChunkTest, IndexEntryFlagsMatchTheBlob)
