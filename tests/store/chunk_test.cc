@@ -553,6 +553,28 @@ TEST_F(ChunkTest, AHeaderClaimingMoreThanAChunkCanHoldIsCorrupt)
 	}
 }
 
+// Found by tests/fuzz (pack-index): any entry parsed, and readChunk then
+// allocated its length (up to 4 GiB) and read at its offset.
+TEST(PackIndexFormat, AnEntryNamingAnImpossibleBlobIsCorrupt)
+{
+	PackIndex index;
+	index.packId[0] = 1;
+	PackEntry good{ChunkId{7}, ChunkType::Data, 1, kPackHeaderSize, uint32_t(kBlobOverhead + 10), 4096};
+	index.entries = {good};
+	ASSERT_TRUE(parsePackIndex(serializePackIndex(index)));
+	std::vector<PackEntry> bad(6, good);
+	bad[0].type = ChunkType(9);
+	bad[1].offset = 0;
+	bad[2].offset = ~uint64_t(0) - 10;
+	bad[3].length = uint32_t(kBlobOverhead - 1);
+	bad[4].length = 0xffffffff;
+	bad[5].rawLength = kMaxChunkSize + 1;
+	for (size_t i = 0; i < bad.size(); i++) {
+		index.entries = {good, bad[i]};
+		EXPECT_EQ(codeOf(parsePackIndex(serializePackIndex(index))), errc::kCorrupt) << i;
+	}
+}
+
 // FORMAT.md ("Packs and pack indexes"): each index entry carries the
 // blob's flags (bit0 zstd); the writer once always wrote 0.
 TEST_F(ChunkTest, IndexEntryFlagsMatchTheBlob)
