@@ -14,9 +14,6 @@
 namespace virtsnap::store {
 
 inline constexpr size_t kBlobHeaderSize = 68;
-// The largest chunk a store may have (Store::init refuses larger sizes). A
-// header claiming more is corrupt: decode would allocate what it claims.
-inline constexpr uint32_t kMaxChunkSize = 16u << 20;
 inline constexpr size_t kBlobOverhead = kBlobHeaderSize + crypto::kTagSize;
 
 struct BlobHeader {

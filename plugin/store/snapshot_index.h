@@ -15,7 +15,7 @@ class SnapshotIndex
 public:
 	// 1024 ids = 32 KiB pages: one page covers 64 MiB at 64 KiB chunks, so
 	// a scattered 1% change rewrites few pages.
-	static constexpr uint32_t kPageEntries = 1024;
+	static constexpr uint32_t kPageEntries = kIndexPageEntries;
 
 	// An index of all-zero slots.
 	SnapshotIndex(uint64_t volumeSize, uint32_t chunkSize);

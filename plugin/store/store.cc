@@ -46,7 +46,7 @@ std::span<const uint8_t> bytesOf(const std::string &s)
 
 Result<void> Store::init(Backend &backend, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated)
 {
-	if (!isPowerOfTwo(chunkSize) || chunkSize < 4096 || chunkSize > kMaxChunkSize)
+	if (!isPowerOfTwo(chunkSize) || chunkSize < kMinChunkSize || chunkSize > kMaxChunkSize)
 		return fail(errc::kInvalidParameterValue,
 			    "chunk size " + std::to_string(chunkSize) + " must be a power of two from 4 KiB to 16 MiB");
 	auto existing = backend.stat(kConfig);
