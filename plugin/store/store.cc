@@ -101,11 +101,15 @@ Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::
 						    "; this virtsnap reads version " + std::to_string(kFormatVersion));
 	StoreConfig c;
 	c.storeId = config->getString("store_id").value_or("");
-	c.chunkSize = uint32_t(config->getInt("chunk_size").value_or(0));
 	c.defaultDomainHex = config->getString("default_key_domain").value_or("");
-	if (c.storeId.empty() || !isPowerOfTwo(c.chunkSize) || c.defaultDomainHex.size() != 16 ||
-	    !fromHex(c.defaultDomainHex))
+	if (c.storeId.empty() || c.defaultDomainHex.size() != 16 || !fromHex(c.defaultDomainHex))
 		return fail(errc::kCorrupt, where + "/config.json is incomplete");
+	// Read whole, not cut to 32 bits first: 2^32 + 4096 is no chunk size.
+	int64_t chunkSize = config->getInt("chunk_size").value_or(0);
+	if (chunkSize < kMinChunkSize || chunkSize > kMaxChunkSize || !isPowerOfTwo(uint32_t(chunkSize)))
+		return fail(errc::kCorrupt, where + "/config.json has chunk size " + std::to_string(chunkSize) +
+						    ", which no store has");
+	c.chunkSize = uint32_t(chunkSize);
 	return c;
 }
 

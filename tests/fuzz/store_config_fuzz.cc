@@ -11,5 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	fuzz::check(!config->storeId.empty() && fromHex(config->defaultDomainHex).has_value(),
 		    "an accepted config names the store and its key domain");
+	// Store::open sizes its chunks by it, and init allows no other.
+	fuzz::check(config->chunkSize >= store::kMinChunkSize && config->chunkSize <= store::kMaxChunkSize,
+		    "an accepted config has a chunk size init allows");
 	return 0;
 }
