@@ -93,6 +93,10 @@ Result<Arguments> Arguments::fromJson(const std::string &command, const std::str
 			return fail(errc::kInvalidParameterValue, "unknown option --" + key);
 		if (values.size() > 1 && !spec->repeatable)
 			return fail(errc::kInvalidParameterValue, "option --" + key + " is given twice");
+		// get() and require() read the last value: an option is there with
+		// one at least (a flag is [""]), as it is from the command line.
+		if (values.size() == 0)
+			return fail(errc::kInvalidParameterValue, "option --" + key + " has no value");
 		std::vector<std::string> list;
 		for (size_t i = 0; i < values.size(); i++) {
 			if (!values.at(i).isString())

@@ -209,6 +209,14 @@ Result<void> checkKeyLines(const std::string &where, const std::string &data)
 	return {};
 }
 
+std::string fromEnvironment(const char *name)
+{
+	const char *v = std::getenv(name);
+	return v ? v : "";
+}
+
+} // namespace
+
 Result<Config> parseConfig(const fs::path &path, const std::string &data)
 {
 	const std::string where = path.string() + ": ";
@@ -271,14 +279,6 @@ Result<Config> parseConfig(const fs::path &path, const std::string &data)
 	}
 	return config;
 }
-
-std::string fromEnvironment(const char *name)
-{
-	const char *v = std::getenv(name);
-	return v ? v : "";
-}
-
-} // namespace
 
 std::filesystem::path defaultConfigPath()
 {

@@ -54,6 +54,8 @@ std::filesystem::path defaultConfigPath();
 // whole number from 1 to 64" (InvalidParameterValue; IOError when the file
 // cannot be read). Paths in the file must be absolute.
 Result<Config> loadConfig(const std::filesystem::path &path);
+// What loadConfig does once the file is read; `path` names it in errors.
+Result<Config> parseConfig(const std::filesystem::path &path, const std::string &data);
 
 // What virtsnap, virtsnapd and the hook start with: the file named by
 // `configOption` (the --config value; empty when not given), else by

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/bytes.h"
@@ -89,6 +91,9 @@ private:
 // load refuses a file that others may read or write, naming the mode,
 // and never puts key material in an error message.
 Result<SecretKey> loadKeyFile(const std::filesystem::path &path);
+// The content check of loadKeyFile, on bytes already read; `name` is only
+// for the error message.
+Result<SecretKey> parseKeyFile(std::string_view text, const std::string &name);
 // Creates the file (and its directory, 0700) with O_EXCL and mode 0600;
 // fails with TargetExists if it is there already.
 Result<void> writeKeyFile(const std::filesystem::path &path, const SecretKey &key);

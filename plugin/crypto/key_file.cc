@@ -78,6 +78,30 @@ Result<void> makeKeyDirs(const fs::path &dir)
 
 } // namespace
 
+Result<SecretKey> parseKeyFile(std::string_view text, const std::string &name)
+{
+	auto notAKey = [&] {
+		return fail(errc::kKeyFile, "key file " + name +
+						    " is not a virtsnap key (expected 'virtsnap-key-v1 <64 hex digits>')");
+	};
+	if (text.size() != kFileSize || !text.starts_with(kMagic) || text.back() != '\n')
+		return notAKey();
+
+	// SecretKey exposes its bytes only as const; build in a wiped buffer.
+	struct WipedKey {
+		std::array<uint8_t, kKeySize> b;
+		~WipedKey() { OPENSSL_cleanse(b.data(), b.size()); }
+	} raw;
+	std::string_view hex = text.substr(kMagic.size(), 2 * kKeySize);
+	for (size_t i = 0; i < kKeySize; i++) {
+		int hi = hexDigit(hex[2 * i]), lo = hexDigit(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return notAKey();
+		raw.b[i] = uint8_t(hi << 4 | lo);
+	}
+	return SecretKey(std::span<const uint8_t, kKeySize>(raw.b));
+}
+
 Result<SecretKey> loadKeyFile(const std::filesystem::path &path)
 {
 	const std::string name = path.string();
@@ -121,23 +145,7 @@ Result<SecretKey> loadKeyFile(const std::filesystem::path &path)
 			break;
 		got += size_t(n);
 	}
-	std::string_view text(buf.data, got);
-	if (got != kFileSize || !text.starts_with(kMagic) || text.back() != '\n')
-		return notAKey();
-
-	// SecretKey exposes its bytes only as const; build in a wiped buffer.
-	struct WipedKey {
-		std::array<uint8_t, kKeySize> b;
-		~WipedKey() { OPENSSL_cleanse(b.data(), b.size()); }
-	} raw;
-	std::string_view hex = text.substr(kMagic.size(), 2 * kKeySize);
-	for (size_t i = 0; i < kKeySize; i++) {
-		int hi = hexDigit(hex[2 * i]), lo = hexDigit(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return notAKey();
-		raw.b[i] = uint8_t(hi << 4 | lo);
-	}
-	return SecretKey(std::span<const uint8_t, kKeySize>(raw.b));
+	return parseKeyFile(std::string_view(buf.data, got), name);
 }
 
 Result<void> writeKeyFile(const std::filesystem::path &path, const SecretKey &key)

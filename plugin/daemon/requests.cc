@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <regex>
 
+#include "commands.h"
 #include "core/bytes.h"
 #include "core/ids.h"
 #include "crypto/crypto.h"
@@ -189,6 +190,21 @@ Result<std::vector<std::string>> parseVolumeIds(const Arguments &args)
 		if (!isVolumeId(id))
 			return fail(errc::kInvalidParameterValue, "'" + id + "' is not a volume id (vol- and 17 hex digits)");
 	return args.all("volume-id");
+}
+
+Result<Arguments> parseRequestLine(const std::string &line)
+{
+	if (!isValidUtf8(line))
+		return fail(errc::kInvalidParameterValue, "the request is not valid UTF-8");
+	auto request = Json::parse(line);
+	if (!request)
+		return fail(errc::kInvalidParameterValue, "the request is not JSON");
+	std::string command = request->getString("command").value_or("");
+	// Commands of the virtsnap command alone (init) are unknown here.
+	const CommandSpec *spec = findCommand(command);
+	if (!spec || spec->cliOnly)
+		return fail(errc::kInvalidParameterValue, "unknown command '" + command + "'");
+	return Arguments::fromJson(command, request->get("options").dump(), spec->options);
 }
 
 } // namespace virtsnap::daemon

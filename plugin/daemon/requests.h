@@ -45,4 +45,9 @@ Result<store::GcOptions> parseGc(const Arguments &args);
 // --volume-id values must look like volume ids.
 Result<std::vector<std::string>> parseVolumeIds(const Arguments &args);
 
+// One line of the socket protocol (PROTOCOL.md, "Requests") as the command
+// and options it asks for: InvalidParameterValue for a line that is not
+// UTF-8, not JSON, names no command the socket runs, or has bad options.
+Result<Arguments> parseRequestLine(const std::string &line);
+
 } // namespace virtsnap::daemon

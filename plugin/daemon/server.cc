@@ -18,6 +18,7 @@
 
 #include "commands.h"
 #include "core/file_util.h"
+#include "requests.h"
 
 namespace virtsnap::daemon {
 
@@ -263,24 +264,7 @@ std::optional<std::string> Server::readLine(int fd, std::string &buffer)
 Json Server::answer(const std::string &line, const std::string &who)
 {
 	Json reply = Json::object();
-	if (!isValidUtf8(line)) {
-		reply.set("ok", Json::boolean(false));
-		reply.set("error", errorJson(Error{errc::kInvalidParameterValue, "the request is not valid UTF-8"}));
-		return reply;
-	}
-	auto request = Json::parse(line);
-	std::string command = request ? request->getString("command").value_or("") : "";
-	// Commands of the virtsnap command alone (init) are unknown here.
-	const CommandSpec *spec = findCommand(command);
-	if (spec && spec->cliOnly)
-		spec = nullptr;
-	if (!request || !spec) {
-		reply.set("ok", Json::boolean(false));
-		reply.set("error", errorJson(Error{errc::kInvalidParameterValue, request ? "unknown command '" + command + "'"
-											: "the request is not JSON"}));
-		return reply;
-	}
-	auto args = Arguments::fromJson(command, request->get("options").dump(), spec->options);
+	auto args = parseRequestLine(line);
 	Result<Reply> result = args ? service_.run(*args, who) : std::unexpected(args.error());
 	if (!result) {
 		reply.set("ok", Json::boolean(false));

@@ -12,13 +12,11 @@
 #include <cstring>
 
 #include "core/process.h"
+#include "events/output_forwarder.h"
 
 namespace virtsnap::events {
 
 namespace {
-
-constexpr size_t kMaxForwarded = 64 * 1024;
-constexpr size_t kMaxLine = 4096;
 
 bool endsWith(std::string_view s, std::string_view suffix)
 {
@@ -45,52 +43,6 @@ void writeStderr(const std::string &s)
 		off += size_t(n);
 	}
 }
-
-// Copies a handler's output to our stderr line by line, each line after a
-// prefix naming the handler, so its messages land in the daemon's journal
-// attributed. Bounded, so a chatty handler cannot flood the journal.
-class OutputForwarder
-{
-public:
-	explicit OutputForwarder(std::string prefix) : prefix_(std::move(prefix)) {}
-
-	void feed(const char *data, size_t n)
-	{
-		if (prefix_.empty())
-			return;
-		for (size_t i = 0; i < n; i++) {
-			if (data[i] == '\n' || partial_.size() >= kMaxLine)
-				flushLine();
-			if (data[i] != '\n')
-				partial_.push_back(data[i]);
-		}
-	}
-
-	void finish()
-	{
-		if (!partial_.empty())
-			flushLine();
-	}
-
-private:
-	void flushLine()
-	{
-		if (forwarded_ >= kMaxForwarded) {
-			if (!truncated_)
-				writeStderr(prefix_ + "(further output discarded)\n");
-			truncated_ = true;
-		} else {
-			forwarded_ += partial_.size();
-			writeStderr(prefix_ + partial_ + "\n");
-		}
-		partial_.clear();
-	}
-
-	std::string prefix_;
-	std::string partial_;
-	size_t forwarded_ = 0;
-	bool truncated_ = false;
-};
 
 // Reads what is there without blocking; false at EOF or on an error.
 bool pump(int fd, OutputForwarder &out)
@@ -141,7 +93,7 @@ class HandlerSession
 {
 public:
 	HandlerSession(Process child, std::string_view input, const HandlerLimits &limits)
-		: child_(std::move(child)), input_(input), limits_(limits), forward_(limits.outputPrefix),
+		: child_(std::move(child)), input_(input), limits_(limits), forward_(limits.outputPrefix, writeStderr),
 		  ownDeadline_(Clock::now() + limits.timeout), watchWake_(limits.wakeFd >= 0)
 	{
 		setNonBlocking(child_.stdinPipe().get());

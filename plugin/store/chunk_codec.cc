@@ -49,6 +49,11 @@ Result<BlobHeader> parseBlobHeader(std::span<const uint8_t> p)
 	std::memcpy(h.id.data(), p.data() + 16, 32);
 	h.rawLength = getLe32(p.data() + 48);
 	h.bodyLength = getLe32(p.data() + 52);
+	// decode allocates the raw length; no store has chunks past
+	// kMaxChunkSize, and a stored body is never longer than its chunk (it
+	// is compressed only when that makes it shorter).
+	if (h.rawLength > kMaxChunkSize || h.bodyLength > kMaxChunkSize)
+		return fail(errc::kCorrupt, "chunk header claims " + std::to_string(h.rawLength) + " bytes");
 	return h;
 }
 

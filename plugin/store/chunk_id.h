@@ -36,6 +36,12 @@ struct ChunkIdHash {
 	}
 };
 
+// The store's geometry (FORMAT.md): chunks are a power of two from 4 KiB to
+// 16 MiB, and index pages hold 1024 ids.
+inline constexpr uint32_t kMinChunkSize = 4096;
+inline constexpr uint32_t kMaxChunkSize = 16u << 20;
+inline constexpr uint32_t kIndexPageEntries = 1024;
+
 enum class ChunkType : uint8_t {
 	Data = 1,
 	IndexPage = 2,

@@ -121,6 +121,12 @@ Result<Manifest> parseManifest(std::string_view text)
 			return fail(errc::kCorrupt, std::string("manifest has a negative or missing ") + k);
 	if (m.snapshotId.empty() || m.chunkSize == 0 || m.pageEntries == 0)
 		return fail(errc::kCorrupt, "manifest lacks required fields");
+	// Readers allocate an id per slot: with the geometry any store has, that
+	// is 32 bytes per 32 KiB page, bounded by the manifest's own size.
+	bool powerOfTwo = (m.chunkSize & (m.chunkSize - 1)) == 0;
+	if (!powerOfTwo || m.chunkSize < kMinChunkSize || m.chunkSize > kMaxChunkSize ||
+	    m.pageEntries != kIndexPageEntries)
+		return fail(errc::kCorrupt, "manifest has a chunk size or page size no store has");
 	uint64_t slots = (m.volumeSize + m.chunkSize - 1) / m.chunkSize;
 	if (m.indexPages.size() != (slots + m.pageEntries - 1) / m.pageEntries)
 		return fail(errc::kCorrupt, "manifest's index does not cover the volume");

@@ -16,6 +16,17 @@ std::string packPrefix(const PackId &id)
 	return "packs/" + toHex(std::span(id).first(1)) + "/" + toHex(id);
 }
 
+// Readers allocate an entry's length and read at its offset as they are,
+// so an entry must name a blob a pack can hold.
+bool plausible(const PackEntry &e)
+{
+	bool knownType = e.type == ChunkType::Data || e.type == ChunkType::IndexPage;
+	bool inPack = e.offset >= kPackHeaderSize && e.offset + e.length > e.offset;
+	bool chunkSized = e.length >= kBlobOverhead && e.length - kBlobOverhead <= kMaxChunkSize &&
+			  e.rawLength <= kMaxChunkSize;
+	return knownType && inPack && chunkSized;
+}
+
 } // namespace
 
 std::string packName(const PackId &id)
@@ -90,6 +101,9 @@ Result<PackIndex> parsePackIndex(std::span<const uint8_t> data)
 		e.length = getLe32(p + 44);
 		e.rawLength = getLe32(p + 48);
 		p += kEntrySize;
+		if (!plausible(e))
+			return fail(errc::kCorrupt, "pack index " + toHex(index.packId) +
+							    " names an impossible blob of chunk " + idHex(e.id));
 	}
 	return index;
 }

@@ -19,12 +19,17 @@ uint32_t SnapshotIndex::slotLength(uint64_t slot) const
 
 Result<SnapshotIndex> SnapshotIndex::load(Store &store, ChunkCodec &codec, const Manifest &m)
 {
+	return fromPages(m, [&](const ChunkId &page) { return store.readChunk(codec, page); });
+}
+
+Result<SnapshotIndex> SnapshotIndex::fromPages(const Manifest &m, const PageReader &readPage)
+{
 	SnapshotIndex index(m.volumeSize, m.chunkSize);
 	for (size_t page = 0; page < m.indexPages.size(); page++) {
 		const ChunkId &pageId = m.indexPages[page];
 		if (isZeroId(pageId))
 			continue;
-		auto bytes = store.readChunk(codec, pageId);
+		auto bytes = readPage(pageId);
 		if (!bytes)
 			return fail(bytes.error().code,
 				    "index of " + m.snapshotId + ": " + bytes.error().message);

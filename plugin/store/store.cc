@@ -46,7 +46,7 @@ std::span<const uint8_t> bytesOf(const std::string &s)
 
 Result<void> Store::init(Backend &backend, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated)
 {
-	if (!isPowerOfTwo(chunkSize) || chunkSize < 4096 || chunkSize > (16u << 20))
+	if (!isPowerOfTwo(chunkSize) || chunkSize < kMinChunkSize || chunkSize > kMaxChunkSize)
 		return fail(errc::kInvalidParameterValue,
 			    "chunk size " + std::to_string(chunkSize) + " must be a power of two from 4 KiB to 16 MiB");
 	auto existing = backend.stat(kConfig);
@@ -90,6 +90,29 @@ Result<std::unique_ptr<Store>> Store::open(const fs::path &dir, const fs::path &
 	return open(std::make_unique<LocalBackend>(dir), keyFile, options);
 }
 
+Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::string &where)
+{
+	auto config = Json::parse(std::string_view((const char *)bytes.data(), bytes.size()));
+	if (!config || config->getString("format").value_or("") != kFormatName)
+		return fail(errc::kCorrupt, where + "/config.json is not a virtsnap store config");
+	if (config->getInt("version").value_or(0) != kFormatVersion)
+		return fail(errc::kCorrupt, "store " + where + " has format version " +
+						    std::to_string(config->getInt("version").value_or(0)) +
+						    "; this virtsnap reads version " + std::to_string(kFormatVersion));
+	StoreConfig c;
+	c.storeId = config->getString("store_id").value_or("");
+	c.defaultDomainHex = config->getString("default_key_domain").value_or("");
+	if (c.storeId.empty() || c.defaultDomainHex.size() != 16 || !fromHex(c.defaultDomainHex))
+		return fail(errc::kCorrupt, where + "/config.json is incomplete");
+	// Read whole, not cut to 32 bits first: 2^32 + 4096 is no chunk size.
+	int64_t chunkSize = config->getInt("chunk_size").value_or(0);
+	if (chunkSize < kMinChunkSize || chunkSize > kMaxChunkSize || !isPowerOfTwo(uint32_t(chunkSize)))
+		return fail(errc::kCorrupt, where + "/config.json has chunk size " + std::to_string(chunkSize) +
+						    ", which no store has");
+	c.chunkSize = uint32_t(chunkSize);
+	return c;
+}
+
 Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, const fs::path &keyFile,
 					   StoreOptions options)
 {
@@ -100,21 +123,12 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, con
 			return fail(errc::kStoreNotInitialized, "no store at " + where + " (run 'virtsnap init' first)");
 		return std::unexpected(configBytes.error());
 	}
-	auto config = Json::parse(std::string_view((const char *)configBytes->data(), configBytes->size()));
-	if (!config || config->getString("format").value_or("") != kFormatName)
-		return fail(errc::kCorrupt, where + "/config.json is not a virtsnap store config");
-	if (config->getInt("version").value_or(0) != kFormatVersion)
-		return fail(errc::kCorrupt, "store " + where + " has format version " +
-						    std::to_string(config->getInt("version").value_or(0)) +
-						    "; this virtsnap reads version " + std::to_string(kFormatVersion));
-
+	VS_ASSIGN(StoreConfig config, parseStoreConfig(*configBytes, where));
 	VS_ASSIGN(auto master, crypto::loadKeyFile(keyFile));
 	std::unique_ptr<Store> s(new Store(std::move(backend), options));
-	s->storeId_ = config->getString("store_id").value_or("");
-	s->chunkSize_ = uint32_t(config->getInt("chunk_size").value_or(0));
-	std::string domainHex = config->getString("default_key_domain").value_or("");
-	if (s->storeId_.empty() || !isPowerOfTwo(s->chunkSize_) || domainHex.size() != 16 || !fromHex(domainHex))
-		return fail(errc::kCorrupt, where + "/config.json is incomplete");
+	s->storeId_ = config.storeId;
+	s->chunkSize_ = config.chunkSize;
+	const std::string &domainHex = config.defaultDomainHex;
 
 	auto wrapped = s->backend_->get(keyDomainName(domainHex));
 	if (!wrapped) {

@@ -31,6 +31,15 @@ namespace fs = std::filesystem;
 
 class ChunkWriter;
 
+// The store's config.json, as Store::open reads it; `where` names the store
+// in errors.
+struct StoreConfig {
+	std::string storeId;
+	uint32_t chunkSize = 0;
+	std::string defaultDomainHex;
+};
+Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::string &where);
+
 struct StoreOptions {
 	LeaseOptions lease;
 };

@@ -534,6 +534,47 @@ TEST_F(ChunkTest, PackFileCanBeReindexedFromBlobHeaders)
 	EXPECT_EQ(n, chunks.size());
 }
 
+// Found by tests/fuzz (chunk-blob): decode allocated whatever raw length an
+// authenticated header claimed, up to 4 GiB, before decompressing.
+TEST_F(ChunkTest, AHeaderClaimingMoreThanAChunkCanHoldIsCorrupt)
+{
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	auto codec = store->newCodec();
+	Bytes chunk = compressibleData(4096, 7);
+	Bytes blob;
+	ASSERT_TRUE(codec->encode(codec->idOf(chunk), ChunkType::Data, chunk, blob));
+	ASSERT_TRUE(parseBlobHeader(blob));
+	for (size_t field : {48, 52}) {
+		Bytes bad = blob;
+		putLe32(bad.data() + field, kMaxChunkSize + 1);
+		EXPECT_EQ(codeOf(parseBlobHeader(bad)), errc::kCorrupt) << field;
+		EXPECT_EQ(codeOf(codec->decode(codec->idOf(chunk), bad)), errc::kCorrupt) << field;
+	}
+}
+
+// Found by tests/fuzz (pack-index): any entry parsed, and readChunk then
+// allocated its length (up to 4 GiB) and read at its offset.
+TEST(PackIndexFormat, AnEntryNamingAnImpossibleBlobIsCorrupt)
+{
+	PackIndex index;
+	index.packId[0] = 1;
+	PackEntry good{ChunkId{7}, ChunkType::Data, 1, kPackHeaderSize, uint32_t(kBlobOverhead + 10), 4096};
+	index.entries = {good};
+	ASSERT_TRUE(parsePackIndex(serializePackIndex(index)));
+	std::vector<PackEntry> bad(6, good);
+	bad[0].type = ChunkType(9);
+	bad[1].offset = 0;
+	bad[2].offset = ~uint64_t(0) - 10;
+	bad[3].length = uint32_t(kBlobOverhead - 1);
+	bad[4].length = 0xffffffff;
+	bad[5].rawLength = kMaxChunkSize + 1;
+	for (size_t i = 0; i < bad.size(); i++) {
+		index.entries = {good, bad[i]};
+		EXPECT_EQ(codeOf(parsePackIndex(serializePackIndex(index))), errc::kCorrupt) << i;
+	}
+}
+
 // FORMAT.md ("Packs and pack indexes"): each index entry carries the
 // blob's flags (bit0 zstd); the writer once always wrote 0.
 TEST_F(ChunkTest, IndexEntryFlagsMatchTheBlob)

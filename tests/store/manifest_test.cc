@@ -216,6 +216,32 @@ TEST(ManifestTest, ParseRejectsMalformedInput)
 	}
 }
 
+// Found with tests/fuzz (snapshot-index): any chunk and page size parsed, and
+// SnapshotIndex then allocated an id per slot, 64 GiB for a manifest of a
+// few hundred bytes (2^62 bytes at 2^31-byte chunks, one page of 2^31 ids).
+TEST(ManifestFormat, AGeometryNoStoreHasIsCorrupt)
+{
+	Manifest m = fullManifest("snap-0abcdef0123456789");
+	auto geometry = [&](int64_t volumeSize, int64_t chunkSize, int64_t pageEntries) {
+		return parseEdited(m, [&](virtsnap::Json &j) {
+			uint64_t slots = (uint64_t(volumeSize) + uint64_t(chunkSize) - 1) / uint64_t(chunkSize);
+			virtsnap::Json pages = virtsnap::Json::array();
+			for (uint64_t i = 0; i < (slots + uint64_t(pageEntries) - 1) / uint64_t(pageEntries); i++)
+				pages.append(virtsnap::Json::string(idHex(kZeroChunk)));
+			j.set("volume_size", virtsnap::Json::integer(volumeSize));
+			j.set("chunk_size", virtsnap::Json::integer(chunkSize));
+			j.set("page_entries", virtsnap::Json::integer(pageEntries));
+			j.set("index_pages", pages);
+		});
+	};
+	EXPECT_TRUE(geometry(1 << 30, 65536, 1024));
+	EXPECT_EQ(codeOf(geometry(int64_t(1) << 62, int64_t(1) << 31, int64_t(1) << 31)), errc::kCorrupt);
+	EXPECT_EQ(codeOf(geometry(1 << 20, 1, 1 << 20)), errc::kCorrupt);
+	EXPECT_EQ(codeOf(geometry(1 << 20, 65536 + 1, 1024)), errc::kCorrupt);
+	EXPECT_EQ(codeOf(geometry(1 << 30, 32u << 20, 1024)), errc::kCorrupt);
+	EXPECT_EQ(codeOf(geometry(1 << 30, 65536, 2048)), errc::kCorrupt);
+}
+
 class StoreManifestTest : public StoreDirTest
 {
 };

@@ -263,5 +263,23 @@ TEST_F(StoreOpenTest, ConfigOfAnotherVersionIsRefused)
 	EXPECT_EQ(r.error().code, errc::kCorrupt);
 }
 
+// Found by tests/fuzz (store-config): open took any power of two, 1 or 2^31
+// included, and a value past 32 bits cut to one (2^32 + 4096 read as 4096).
+TEST_F(StoreOpenTest, ConfigWithAChunkSizeInitRefusesIsCorrupt)
+{
+	bool created = false;
+	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	auto text = readFile(storeDir() / "config.json");
+	ASSERT_TRUE(text);
+	for (int64_t size : {int64_t(1), int64_t(2048), int64_t(1) << 31, (int64_t(1) << 32) + 4096}) {
+		auto config = virtsnap::Json::parse(std::string_view((const char *)text->data(), text->size()));
+		ASSERT_TRUE(config.has_value());
+		config->set("chunk_size", virtsnap::Json::integer(size));
+		auto parsed = parseStoreConfig(asBytes(config->dump()), "test");
+		EXPECT_EQ(codeOf(parsed), errc::kCorrupt) << size;
+	}
+	EXPECT_TRUE(Store::open(storeDir(), keyFile()));
+}
+
 } // namespace
 } // namespace virtsnap::store::test
