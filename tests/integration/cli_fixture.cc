@@ -67,4 +67,16 @@ CliResult CliTest::cli(std::vector<std::string> args, const std::string &socket,
 	return runVirtsnap(args, {"TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + (socket.empty() ? cliSocket_ : socket)});
 }
 
+VirtsnapdOptions CliTest::daemonOptions(const std::string &socket, std::vector<std::string> args)
+{
+	return {.store = storeDir_,
+		.keyFile = keyFile_,
+		.socket = socket,
+		.eventsLog = tmp_.file("events/events.jsonl"),
+		.eventsDir = tmp_.file("events.d"),
+		.tmpDir = workRoot(),
+		.logFile = tmp_.file("virtsnapd.log"),
+		.args = std::move(args)};
+}
+
 } // namespace virtsnap::test

@@ -16,6 +16,7 @@
 #include "tests/support/qemu_instance.h"
 #include "tests/support/qemu_residue.h"
 #include "tests/support/test_env.h"
+#include "tests/support/virtsnapd.h"
 
 namespace virtsnap::test {
 
@@ -48,6 +49,11 @@ protected:
 	// or else keyFile_, with $TMPDIR workRoot() and VIRTSNAP_SOCKET `socket`
 	// or else cliSocket_.
 	CliResult cli(std::vector<std::string> args, const std::string &socket = "", const std::string &keyFile = "");
+
+	// A virtsnapd's options on this test's store and key, its $TMPDIR
+	// workRoot(), its socket `socket`, and its files in this test's
+	// directory (events/events.jsonl, events.d, virtsnapd.log).
+	VirtsnapdOptions daemonOptions(const std::string &socket, std::vector<std::string> args = {});
 
 	TempDir tmp_;
 	std::string storeDir_ = tmp_.file("store");

@@ -49,14 +49,7 @@ protected:
 	}
 
 	std::string socket_ = tmp_.file("virtsnapd.sock");
-	Virtsnapd daemon_{{.store = storeDir_,
-			   .keyFile = keyFile_,
-			   .socket = socket_,
-			   .eventsLog = tmp_.file("events/events.jsonl"),
-			   .eventsDir = tmp_.file("events.d"),
-			   .tmpDir = workRoot(),
-			   .logFile = tmp_.file("virtsnapd.log"),
-			   .args = {}}};
+	Virtsnapd daemon_{daemonOptions(socket_)};
 };
 
 TEST_F(DaemonClientsTest, ALineOverTheLimitIsRefusedWithoutBeingRead)

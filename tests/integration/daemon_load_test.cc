@@ -221,14 +221,7 @@ protected:
 	std::vector<std::unique_ptr<QemuInstance>> vms_;
 	std::vector<Volume> volumes_;
 	// Declared after vms_, so stopped before QEMU goes.
-	Virtsnapd daemon_{{.store = storeDir_,
-			   .keyFile = keyFile_,
-			   .socket = socket_,
-			   .eventsLog = tmp_.file("events/events.jsonl"),
-			   .eventsDir = tmp_.file("events.d"),
-			   .tmpDir = workRoot(),
-			   .logFile = tmp_.file("virtsnapd.log"),
-			   .args = {}}};
+	Virtsnapd daemon_{daemonOptions(socket_)};
 };
 
 // The codes a request of this mix may be refused with under load.

@@ -102,17 +102,11 @@ protected:
 	}
 
 	std::string socket_ = tmp_.file("virtsnapd.sock");
+	// As daemonOptions() names them.
 	std::string eventsLog_ = tmp_.file("events/events.jsonl");
 	std::string eventsDir_ = tmp_.file("events.d");
 	// Declared after vm_, so stopped before QEMU goes.
-	Virtsnapd daemon_{{.store = storeDir_,
-			   .keyFile = keyFile_,
-			   .socket = socket_,
-			   .eventsLog = eventsLog_,
-			   .eventsDir = eventsDir_,
-			   .tmpDir = workRoot(),
-			   .logFile = tmp_.file("virtsnapd.log"),
-			   .args = {"--handler-timeout", "2"}}};
+	Virtsnapd daemon_{daemonOptions(socket_, {"--handler-timeout", "2"})};
 };
 
 TEST_F(DaemonTest, CreateAnswersPendingBeforeTheDataMovesThenCompletes)
