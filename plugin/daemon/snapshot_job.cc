@@ -93,6 +93,7 @@ std::string idList(const std::vector<std::string> &ids)
 Result<Reply> CreateJob::startNow(Context &ctx, AdmittedCreate admitted, const engine::ProgressFn &progress)
 {
 	auto self = std::make_shared<CreateJob>(ctx, std::move(admitted));
+	self->recordCaptureIntent();
 	auto begun = engine::beginSnapshots(*ctx.store, self->a_.request.set);
 	if (!begun) {
 		ctx.admission->withdraw(self->a_.volumes);
@@ -185,6 +186,7 @@ Result<Reply> CreateJob::queue(Context &ctx, AdmittedCreate admitted)
 void CreateJob::runQueued()
 {
 	a_.claimed = ctx_.admission->waitClaim(a_.claims, [&] { return cancel_->load() || cancelRequested(); });
+	recordCaptureIntent();
 	if (!a_.claimed) {
 		std::string reason = ctx_.jobs->cancelReason(jobId_);
 		failQueued(reason.empty() ? "interrupted: virtsnapd stopped before the point in time was taken" : reason);
@@ -270,6 +272,17 @@ void CreateJob::finish(engine::SnapshotJob &job, const engine::ProgressFn &progr
 		(void)ctx_.catalog->putJob(**row); // as above
 	}
 	emitOutcome(outcomes, allOk);
+}
+
+void CreateJob::recordCaptureIntent()
+{
+	// A process killed between the capture's first change to the instance
+	// and record() would otherwise leave a scratch node and file that no
+	// job row names, and that recovery could not find.
+	a_.request.set.beforeCapture = [this](const std::vector<std::string> &ids, const std::string &cleanup) {
+		const CreateRequest &req = a_.request;
+		return ctx_.catalog->putJob(jobRow(relatedId("job-", ids.front()), req.oneDisk, req.set.target, cleanup, ids));
+	};
 }
 
 void CreateJob::adoptPendingTags(store::Manifest &manifest, const store::Tags &tags)

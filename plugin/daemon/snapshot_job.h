@@ -43,6 +43,9 @@ private:
 	// Rows for the job's snapshots, its volumes and its job record, in one
 	// transaction; the client token's record too, for a new job.
 	Result<void> record(engine::SnapshotJob &job, bool newJob);
+	// Has the capture write the job row, naming what it will make, before
+	// it changes the instance.
+	void recordCaptureIntent();
 	// Runs the transfer and writes the outcome.
 	void finish(engine::SnapshotJob &job, const engine::ProgressFn &progress);
 	// Writes the tags create-tags gave the pending row into its committed

@@ -368,7 +368,7 @@ Result<std::vector<std::vector<store::Manifest>>> planMembers(store::Store &stor
 hypervisor::CaptureSpec captureSpec(const std::vector<Member> &members, const std::filesystem::path &workDir,
 				    hypervisor::Quiescer *quiescer, const std::map<std::string, std::string> &latestBitmap)
 {
-	hypervisor::CaptureSpec spec{{}, workDir, quiescer, {}};
+	hypervisor::CaptureSpec spec{{}, workDir, quiescer, {}, {}};
 	for (const Member &m : members) {
 		hypervisor::CaptureRequest req;
 		req.diskId = m.disk.diskId;
@@ -449,6 +449,14 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	if (request.quiesce != hypervisor::QuiesceMode::Off)
 		quiescer = driver->quiescer(request.quiesce, request.freezeTimeout, request.qgaSocket);
 	hypervisor::CaptureSpec spec = captureSpec(members, work->path(), quiescer.get(), latestBitmap);
+	if (request.beforeCapture) {
+		std::vector<std::string> ids;
+		for (const Member &m : members)
+			ids.push_back(m.manifest.snapshotId);
+		spec.beforeChanges = [&request, ids](const std::string &record) {
+			return request.beforeCapture(ids, record);
+		};
+	}
 	std::string startTime = isoTimeNow();
 	for (Member &m : members)
 		m.manifest.startTime = startTime;

@@ -44,6 +44,10 @@ struct SnapshotSetRequest {
 	// -> snapshot id, and the set's id. Empty: new ones.
 	std::map<std::string, std::string> snapshotIds;
 	std::string snapshotSetId;
+	// Called with the snapshots' ids and the capture's cleanup record
+	// before the capture changes the instance (CaptureSpec::beforeChanges).
+	std::function<Result<void>(const std::vector<std::string> &snapshotIds, const std::string &cleanupRecord)>
+		beforeCapture;
 };
 
 // The disks a request names, after exclusions (what beginSnapshots takes).

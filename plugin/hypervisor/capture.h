@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -118,6 +119,12 @@ struct CaptureSpec {
 	// driver whose bitmaps span disks (libvirt's checkpoints) keeps them
 	// on commit even when a parent here is done with them.
 	std::vector<std::string> stillNeeded;
+	// Called, when set, once the driver knows every name it will create
+	// and before it creates any, with what cleanupRecord() would say of
+	// them all: the caller makes it durable, so that a process killed
+	// mid-capture leaves nothing removeLeftovers() cannot find. Its
+	// failure fails the capture, with nothing made.
+	std::function<Result<void>(const std::string &cleanupRecord)> beforeChanges;
 };
 
 // Where an instance runs and how to reach it: the engine and the daemon

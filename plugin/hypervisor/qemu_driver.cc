@@ -426,16 +426,18 @@ Result<std::unique_ptr<Capture>> QemuDriver::capture(const CaptureSpec &spec)
 	// Scratch overlays come before the freeze, so the guest is frozen for
 	// the transaction only. What a step made, the capture's destructor
 	// undoes if a later step fails.
-	VS_TRY(addScratchLocked(*cap, spec));
+	VS_TRY(nameDisksLocked(*cap, spec));
+	if (spec.beforeChanges)
+		VS_TRY(spec.beforeChanges(cap->cleanupRecord()));
+	VS_TRY(addScratchLocked(*cap, spec.scratchDir));
 	VS_TRY(pointInTimeLocked(*cap, spec.quiescer));
 	VS_TRY(exportLocked(*cap));
 	return std::unique_ptr<Capture>(std::move(cap));
 }
 
-Result<void> QemuDriver::addScratchLocked(QemuCapture &cap, const CaptureSpec &spec)
+Result<void> QemuDriver::nameDisksLocked(QemuCapture &cap, const CaptureSpec &spec)
 {
 	const std::vector<CaptureRequest> &requests = spec.disks;
-	const fs::path &scratchDir = spec.scratchDir;
 	for (size_t i = 0; i < requests.size(); i++) {
 		VS_ASSIGN(const DiskInfo info, diskLocked(requests[i].diskId));
 		std::string tag = "vs" + requests[i].newBitmap.substr(requests[i].newBitmap.find('-') + 1);
@@ -444,12 +446,17 @@ Result<void> QemuDriver::addScratchLocked(QemuCapture &cap, const CaptureSpec &s
 		d.request = requests[i];
 		d.size = info.size;
 		d.names = {requests[i].diskId, info.nodeName, tag + "s" + n, tag + "j" + n, tag + "e" + n,
-			   tag + "x" + n, requests[i].newBitmap, scratchDir / (tag + "s" + n + ".qcow2")};
+			   tag + "x" + n, requests[i].newBitmap, spec.scratchDir / (tag + "s" + n + ".qcow2")};
 		cap.disks_.push_back(d);
-		QemuCapture::Disk &disk = cap.disks_.back();
+	}
+	return {};
+}
 
+Result<void> QemuDriver::addScratchLocked(QemuCapture &cap, const fs::path &scratchDir)
+{
+	for (QemuCapture::Disk &disk : cap.disks_) {
 		auto made = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
-					disk.names.scratchFile.string(), std::to_string(info.size)},
+					disk.names.scratchFile.string(), std::to_string(disk.size)},
 				       errc::kHypervisor);
 		if (!made)
 			return fail(errc::kHypervisor, "disk " + disk.request.diskId +

@@ -75,7 +75,8 @@ private:
 	Result<std::string> acquireNbdLocked();
 	void releaseNbdLocked();
 	// The steps of capture(), in order.
-	Result<void> addScratchLocked(QemuCapture &cap, const CaptureSpec &spec);
+	Result<void> nameDisksLocked(QemuCapture &cap, const CaptureSpec &spec);
+	Result<void> addScratchLocked(QemuCapture &cap, const std::filesystem::path &scratchDir);
 	static Json transactionActions(const QemuCapture &cap);
 	Result<void> pointInTimeLocked(QemuCapture &cap, Quiescer *quiescer);
 	Result<void> exportLocked(QemuCapture &cap);

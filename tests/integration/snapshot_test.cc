@@ -11,10 +11,12 @@
 #include <filesystem>
 #include <fstream>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <set>
 
 #include "cli_fixture.h"
+#include "hypervisor/target.h"
 #include "tests/support/qemu_instance.h"
 #include "tests/support/qemu_residue.h"
 #include "tests/support/random_bytes.h"
@@ -422,6 +424,53 @@ TEST_F(SnapshotTest, AFullDiskIsNamedAndLeavesNothingBehind)
 			<< e.path();
 	}
 	EXPECT_EQ(workDirs(), std::set<std::string>{});
+}
+
+// A capture hands its cleanup record over before it changes the instance,
+// and the record names all it makes: what recovery removes after a process
+// died mid-capture, before its job was otherwise recorded.
+TEST_F(SnapshotTest, TheCleanupRecordComesBeforeTheCaptureChangesAnything)
+{
+	QemuResidue clean = residue();
+	hypervisor::Target target{vm_->qmpSocket(), "", ""};
+	auto driver = hypervisor::connectDriver(target, workRoot());
+	ASSERT_TRUE(driver) << driver.error().toString();
+	fs::path scratch = workRoot() + "/virtsnap-unit";
+	fs::create_directories(scratch);
+	hypervisor::CaptureSpec spec{{{"vda", "snap-0123456789abcdef0", "", 65536, true, {}}}, scratch, nullptr, {}, {}};
+
+	// A caller that cannot record it stops the capture before any change.
+	spec.beforeChanges = [](const std::string &) -> Result<void> { return fail(errc::kIo, "disk full"); };
+	auto refused = (*driver)->capture(spec);
+	ASSERT_FALSE(refused);
+	EXPECT_NE(refused.error().message.find("disk full"), std::string::npos);
+	EXPECT_EQ(residue(), clean);
+
+	std::string record;
+	std::optional<QemuResidue> atRecord;
+	spec.beforeChanges = [&](const std::string &r) -> Result<void> {
+		record = r;
+		atRecord = residue();
+		return {};
+	};
+	auto cap = (*driver)->capture(spec);
+	ASSERT_TRUE(cap) << cap.error().toString();
+	ASSERT_TRUE(atRecord);
+	EXPECT_EQ(*atRecord, clean) << "the record came after a change";
+	EXPECT_NE(residue(), clean);
+	// What recovery does with the record alone, as if the capture's
+	// process had died here (QEMU takes one monitor client, so through the
+	// same driver): all the capture made in QEMU goes, and its scratch file.
+	(*driver)->removeLeftovers(record);
+	QemuResidue left = residue();
+	EXPECT_EQ(left.nodes, clean.nodes);
+	EXPECT_EQ(left.jobs, clean.jobs);
+	EXPECT_EQ(left.exports, clean.exports);
+	EXPECT_EQ(left.bitmaps, clean.bitmaps);
+	for (const std::string &f : left.files)
+		EXPECT_EQ(f.find(".qcow2"), std::string::npos) << f << " is left";
+	cap->reset();
+	EXPECT_EQ(residue(), clean);
 }
 
 class RawSnapshotTest : public SnapshotTest
