@@ -96,6 +96,7 @@ Result<Reply> CreateJob::startNow(Context &ctx, AdmittedCreate admitted, const e
 	self->recordCaptureIntent();
 	auto begun = engine::beginSnapshots(*ctx.store, self->a_.request.set);
 	if (!begun) {
+		self->endCaptureIntent();
 		ctx.admission->withdraw(self->a_.volumes);
 		self->releaseClaims();
 		return std::unexpected(begun.error());
@@ -281,8 +282,22 @@ void CreateJob::recordCaptureIntent()
 	// job row names, and that recovery could not find.
 	a_.request.set.beforeCapture = [this](const std::vector<std::string> &ids, const std::string &cleanup) {
 		const CreateRequest &req = a_.request;
-		return ctx_.catalog->putJob(jobRow(relatedId("job-", ids.front()), req.oneDisk, req.set.target, cleanup, ids));
+		intentJobId_ = relatedId("job-", ids.front());
+		return ctx_.catalog->putJob(jobRow(intentJobId_, req.oneDisk, req.set.target, cleanup, ids));
 	};
+}
+
+void CreateJob::endCaptureIntent()
+{
+	// The capture failed and undid what it made: its row must not stay
+	// running for the next start's recovery.
+	if (intentJobId_.empty())
+		return;
+	if (auto row = ctx_.catalog->getJob(intentJobId_); row && *row) {
+		(*row)->state = JobState::Failed;
+		(*row)->updated = isoTimeNow();
+		(void)ctx_.catalog->putJob(**row); // recovery would end it as well
+	}
 }
 
 void CreateJob::adoptPendingTags(store::Manifest &manifest, const store::Tags &tags)

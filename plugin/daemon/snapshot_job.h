@@ -46,6 +46,8 @@ private:
 	// Has the capture write the job row, naming what it will make, before
 	// it changes the instance.
 	void recordCaptureIntent();
+	// Marks that row failed when the capture itself failed.
+	void endCaptureIntent();
 	// Runs the transfer and writes the outcome.
 	void finish(engine::SnapshotJob &job, const engine::ProgressFn &progress);
 	// Writes the tags create-tags gave the pending row into its committed
@@ -65,6 +67,8 @@ private:
 	std::string jobId_;
 	std::vector<std::string> ids_;
 	JobRunner::CancelFlag cancel_;
+	// The job row the capture wrote before changing the instance, if any.
+	std::string intentJobId_;
 };
 
 } // namespace virtsnap::daemon
