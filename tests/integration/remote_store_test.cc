@@ -239,6 +239,31 @@ protected:
 		return false;
 	}
 
+	// Host 0's snapshot s1 (its reference saved as ref1), then 80 MiB of
+	// new data and a second snapshot s2, returned once s2's first pack is
+	// in the store and the rest is still on its way: for tests that stop
+	// a daemon or the store mid-upload. `before` is the packs of s1.
+	struct MidUpload {
+		std::string s1, ref1, s2;
+		std::map<std::string, uint64_t> before;
+	};
+	void startSecondUpload(MidUpload &u)
+	{
+		ASSERT_NO_FATAL_FAILURE(startVm(0, 0, 8, 128));
+		ASSERT_NO_FATAL_FAILURE(startDaemon(0));
+		CliResult first = create(0, true);
+		ASSERT_EQ(first.status, 0) << first.err;
+		u.s1 = first.json().getString("SnapshotId").value_or("");
+		u.ref1 = saveReference(0, "ref1.raw");
+		u.before = packObjects();
+		// Three packs' worth: the first is stored well before the last.
+		ASSERT_NO_FATAL_FAILURE(write(0, 16 * kMiB, 80 * kMiB, -1));
+		CliResult second = create(0, false);
+		ASSERT_EQ(second.status, 0) << second.err;
+		u.s2 = second.json().getString("SnapshotId").value_or("");
+		ASSERT_TRUE(waitForNewPack(u.before)) << "no pack of the second snapshot appeared";
+	}
+
 	// gc with no grace, through host i. RADOS keeps object times in whole
 	// seconds, and gc spares what is not older than the grace: an object
 	// of this second would be spared, so the second goes by first.
@@ -360,20 +385,10 @@ TEST_F(RemoteStore, DaemonKilledMidUploadLeavesGarbageThatGcRemoves)
 	std::string url;
 	REQUIRE_BACKEND("rados", backend_, url);
 	ASSERT_NO_FATAL_FAILURE(useStore(url));
-	ASSERT_NO_FATAL_FAILURE(startVm(0, 0, 8, 128));
-	ASSERT_NO_FATAL_FAILURE(startDaemon(0));
-	CliResult first = create(0, true);
-	ASSERT_EQ(first.status, 0) << first.err;
-	std::string s1 = first.json().getString("SnapshotId").value_or("");
-	std::string ref1 = saveReference(0, "ref1.raw");
-	auto before = packObjects();
-
-	// 80 MiB of new data: three packs, killed once the first is stored.
-	ASSERT_NO_FATAL_FAILURE(write(0, 16 * kMiB, 80 * kMiB, -1));
-	CliResult second = create(0, false);
-	ASSERT_EQ(second.status, 0) << second.err;
-	std::string s2 = second.json().getString("SnapshotId").value_or("");
-	ASSERT_TRUE(waitForNewPack(before)) << "no pack of the second snapshot appeared";
+	MidUpload u;
+	ASSERT_NO_FATAL_FAILURE(startSecondUpload(u));
+	const auto &[s1, ref1, s2, before] = u;
+	// Killed once the first of its three packs is stored.
 	host(0).daemon->stop(SIGKILL);
 	ASSERT_FALSE(hasManifest(s2)) << "the upload finished before the kill: the test proved nothing";
 	auto killed = packObjects();
@@ -407,19 +422,9 @@ TEST_F(RemoteStore, PausedOsdFailsTheSnapshotWithinTheTimeoutAndBreaksNothing)
 	ASSERT_TRUE(backend) << backend.error().toString();
 	backend_ = std::move(*backend);
 	ASSERT_NO_FATAL_FAILURE(useStore(url));
-	ASSERT_NO_FATAL_FAILURE(startVm(0, 0, 8, 128));
-	ASSERT_NO_FATAL_FAILURE(startDaemon(0));
-	CliResult first = create(0, true);
-	ASSERT_EQ(first.status, 0) << first.err;
-	std::string s1 = first.json().getString("SnapshotId").value_or("");
-	std::string ref1 = saveReference(0, "ref1.raw");
-	auto before = packObjects();
-
-	ASSERT_NO_FATAL_FAILURE(write(0, 16 * kMiB, 80 * kMiB, -1));
-	CliResult second = create(0, false);
-	ASSERT_EQ(second.status, 0) << second.err;
-	std::string s2 = second.json().getString("SnapshotId").value_or("");
-	ASSERT_TRUE(waitForNewPack(before)) << "no pack of the second snapshot appeared";
+	MidUpload u;
+	ASSERT_NO_FATAL_FAILURE(startSecondUpload(u));
+	const auto &[s1, ref1, s2, before] = u;
 	ASSERT_TRUE(cluster->pause("osd.0", &why)) << why;
 	auto paused = Clock::now();
 	struct Resume {
