@@ -461,6 +461,16 @@ TEST_F(RemoteStore, PausedOsdFailsTheSnapshotWithinTheTimeoutAndBreaksNothing)
 	EXPECT_NE(refreshed.err.find("StoreUnavailable"), std::string::npos) << refreshed.err;
 
 	ASSERT_TRUE(cluster->resume("osd.0", &why)) << why;
+	// A resumed OSD first finds its own threads overdue and may sit out a
+	// few heartbeats before it serves again: wait for that, not for a
+	// fixed time.
+	auto resumed = Clock::now();
+	CliResult answered;
+	do
+		answered = on(0, {"describe-snapshots", "--refresh"});
+	while (answered.status != 0 && since(resumed) < 90s);
+	ASSERT_EQ(answered.status, 0) << "the store did not come back: " << answered.err;
+	std::printf("the store answered again %.1f s after the OSD resumed\n", since(resumed).count() / 1000.0);
 	CliResult verified = on(0, {"verify"});
 	EXPECT_EQ(verified.status, 0) << verified.err << verified.out;
 	expectRestoresTo(0, s1, ref1, "raw");
