@@ -12,6 +12,14 @@ namespace virtsnap::hypervisor {
 
 namespace fs = std::filesystem;
 
+// The QEMU objects of one disk of a capture; names derive from the snapshot
+// id so concurrent captures never collide, and stay within QEMU's 31
+// character limit on node names.
+struct DiskNames {
+	std::string diskId, formatNode, scratchNode, jobId, exportId, exportBitmap, newBitmap;
+	fs::path scratchFile;
+};
+
 namespace {
 
 constexpr std::chrono::milliseconds kTeardownTimeout{10000};
@@ -34,14 +42,6 @@ Json action(const char *type, Json data)
 	a.set("data", std::move(data));
 	return a;
 }
-
-// The QEMU objects of one disk of a capture; names derive from the snapshot
-// id so concurrent captures never collide, and stay within QEMU's 31
-// character limit on node names.
-struct DiskNames {
-	std::string diskId, formatNode, scratchNode, jobId, exportId, exportBitmap, newBitmap;
-	fs::path scratchFile;
-};
 
 // Teardown steps are best effort: each one's failure means the thing is
 // gone already, or QEMU is, and the steps after it still run.

@@ -39,7 +39,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr uint32_t kChunk = 4096;
 
 // `slots` chunks from `seed`: every seventh zero, every fifth compressible,
 // the others random, so that zero ids, compressed and stored blobs all occur.

@@ -21,8 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr uint32_t kChunk = 4096;
-constexpr size_t kSlots = 16;
 
 // Moves a file's mtime `age` into the past.
 void age(const fs::path &path, std::chrono::seconds by)

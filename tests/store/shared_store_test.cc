@@ -22,8 +22,6 @@
 namespace virtsnap::store::test {
 namespace {
 
-constexpr uint32_t kChunk = 4096;
-constexpr uint64_t kSlots = 16;
 
 // A disk of kSlots chunks, each one of `pool` blocks: disks built from one
 // small pool share chunks, which is what makes dedup (and gc) interesting.

@@ -10,7 +10,6 @@
 namespace virtsnap::store::test {
 namespace {
 
-constexpr uint32_t kChunk = 4096;
 
 // Every manifest here starts at the same time.
 constexpr const char *kStartTime = "2026-01-01T00:00:00.000Z";

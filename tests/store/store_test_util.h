@@ -36,6 +36,11 @@ namespace virtsnap::store::test {
 
 namespace fs = std::filesystem;
 
+// The chunk size and the disk length, in chunks, of the small stores most
+// tests make.
+inline constexpr uint32_t kChunk = 4096;
+inline constexpr size_t kSlots = 16;
+
 using virtsnap::test::asBytes;
 using virtsnap::test::codeOf;
 using virtsnap::test::describe;

@@ -15,8 +15,6 @@
 namespace virtsnap::store::test {
 namespace {
 
-constexpr uint32_t kChunk = 4096;
-constexpr size_t kSlots = 16;
 // Both disks end 100 bytes into their last chunk: a short last slot.
 constexpr size_t kShort = 100;
 

@@ -10,12 +10,15 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace virtsnap::test {
+
+inline constexpr uint64_t kMiB = 1 << 20;
 
 // True when the environment variable CI is "true".
 bool inCi();
