@@ -99,9 +99,10 @@ bool QmpClient::queueEvent(const Json &message)
 	return true;
 }
 
-Result<Json> QmpClient::execute(const std::string &command, Json arguments, Duration timeout)
+Result<Json> QmpClient::execute(const std::string &command, Json arguments, std::optional<Duration> timeout)
 {
-	return executeUntil(command, arguments, Clock::now() + timeout, timeout);
+	Duration t = timeout.value_or(commandTimeout_);
+	return executeUntil(command, arguments, Clock::now() + t, t);
 }
 
 Result<Json> QmpClient::executeUntil(const std::string &command, const Json &arguments,

@@ -38,9 +38,12 @@ public:
 
 	// Runs one command and returns its "return" member. A QMP error reply
 	// becomes Error{error.class, error.desc}. A reply that arrives after
-	// its command timed out is discarded when it shows up.
+	// its command timed out is discarded when it shows up. Without a
+	// timeout, the client's command timeout applies.
 	Result<virtsnap::Json> execute(const std::string &command, virtsnap::Json arguments = virtsnap::Json(),
-			     Duration timeout = Duration(30000));
+			     std::optional<Duration> timeout = std::nullopt);
+	// How long execute() waits by default: 30 s unless set.
+	void setCommandTimeout(Duration timeout) { commandTimeout_ = timeout; }
 
 	// The next queued or arriving event; Timeout if none comes in time.
 	Result<Event> nextEvent(Duration timeout);
@@ -77,6 +80,7 @@ private:
 	std::deque<Event> events_;
 	virtsnap::Json version_;
 	uint64_t nextId_ = 1;
+	Duration commandTimeout_{30000};
 };
 
 } // namespace qmp

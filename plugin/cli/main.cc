@@ -54,6 +54,7 @@ const daemon::CommandSpec *findCommand(const std::string &name)
 
 struct Settings {
 	daemon::StoreLocation location;
+	daemon::ServiceOptions service; // in-process runs
 	std::string socket;
 	OutputFormat output = OutputFormat::Json;
 };
@@ -224,12 +225,12 @@ int inProcess(const Settings &ctx, const daemon::CommandSpec &spec, const Argume
 	const daemon::StoreLocation &location = ctx.location;
 	std::unique_ptr<daemon::Service> service;
 	if (spec.needsStore) {
-		auto opened = daemon::Service::open(location, {}, nullptr);
+		auto opened = daemon::Service::open(location, ctx.service, nullptr);
 		if (!opened)
 			return printError(opened.error());
 		service = std::move(*opened);
 	} else {
-		service = daemon::Service::unopened(location, {});
+		service = daemon::Service::unopened(location, ctx.service);
 	}
 	if (isCreate)
 		service->recoverInterruptedJobs();
@@ -378,6 +379,8 @@ int run(int argc, char **argv)
 	ctx.location.stateDir = stateDirFor(ctx.location.url, args->get("state-dir", config->stateDir.string()));
 	ctx.location.s3CredentialsFile = config->s3CredentialsFile;
 	ctx.location.timeout = config->storeTimeout;
+	ctx.service.libvirtUri = config->libvirtUri;
+	ctx.service.hypervisorTimeout = config->hypervisorTimeout;
 	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {

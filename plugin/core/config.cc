@@ -80,7 +80,7 @@ const std::vector<KeySpec> &keySpecs()
 		{"store", "state-dir", [](const std::string &v, Config &c) { return absolutePath(v, c.stateDir); }},
 		{"store", "timeout",
 		 [](const std::string &v, Config &c) -> Result<void> {
-			 VS_ASSIGN(c.storeTimeout, parseStoreTimeout(v));
+			 VS_ASSIGN(c.storeTimeout, parseTimeoutSeconds(v));
 			 return {};
 		 }},
 		{"s3", "credentials-file",
@@ -105,6 +105,11 @@ const std::vector<KeySpec> &keySpecs()
 					 return fail(errc::kInvalidParameterValue,
 						     "'" + v + "' is not a libvirt URI (it has blanks or control characters)");
 			 c.libvirtUri = v;
+			 return {};
+		 }},
+		{"hypervisor", "timeout",
+		 [](const std::string &v, Config &c) -> Result<void> {
+			 VS_ASSIGN(c.hypervisorTimeout, parseTimeoutSeconds(v));
 			 return {};
 		 }},
 	};
@@ -346,7 +351,7 @@ Result<unsigned> parseMaxParallelJobs(const std::string &text)
 	return n;
 }
 
-Result<std::chrono::seconds> parseStoreTimeout(const std::string &text)
+Result<std::chrono::seconds> parseTimeoutSeconds(const std::string &text)
 {
 	unsigned n = 0;
 	auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);

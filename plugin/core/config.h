@@ -37,6 +37,7 @@ struct Config {
 	std::filesystem::path eventsDir = "/etc/virtsnap/events.d";             // [daemon] events-dir
 	std::chrono::milliseconds handlerTimeout{10'000};                       // [daemon] handler-timeout (s)
 	std::string libvirtUri = "qemu:///system";                              // [libvirt] uri
+	std::chrono::seconds hypervisorTimeout{30};                             // [hypervisor] timeout (s)
 
 	// The file the values were read from; empty when there was none (all
 	// defaults).
@@ -79,7 +80,8 @@ inline constexpr const char *kRemoteStateDir = "/var/lib/virtsnap/state";
 Result<unsigned> parseMaxParallelJobs(const std::string &text);
 // Seconds, fractions allowed ("2.5"), more than 0 and at most 86400.
 Result<std::chrono::milliseconds> parseHandlerTimeout(const std::string &text);
-// Whole seconds from 1 to 3600: librados takes its timeouts in whole seconds.
-Result<std::chrono::seconds> parseStoreTimeout(const std::string &text);
+// Whole seconds from 1 to 3600: librados takes its timeouts in whole seconds,
+// and so do libvirt's agent calls.
+Result<std::chrono::seconds> parseTimeoutSeconds(const std::string &text);
 
 } // namespace virtsnap

@@ -34,6 +34,7 @@ struct ServiceOptions {
 	bool background = false;      // jobs on threads (the daemon), or inline
 	unsigned maxParallelJobs = 2; // transfers at once; more wait, pending
 	std::string libvirtUri = "qemu:///system"; // --connect's default
+	std::chrono::milliseconds hypervisorTimeout = hypervisor::kDefaultMonitorTimeout; // [hypervisor] timeout
 };
 
 // Which store, with which key, and where this host keeps its state for it

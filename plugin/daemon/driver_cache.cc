@@ -12,7 +12,7 @@ Result<std::shared_ptr<hypervisor::Driver>> DriverCache::get(const hypervisor::T
 			return d;
 	// The driver's NBD socket lives in a directory as long as the driver.
 	VS_ASSIGN(auto work, engine::WorkDir::create());
-	VS_ASSIGN(auto driver, hypervisor::connectDriver(target, work->path()));
+	VS_ASSIGN(auto driver, hypervisor::connectDriver(target, work->path(), monitorTimeout_));
 	driver->holdWhileAlive(std::shared_ptr<engine::WorkDir>(std::move(work)));
 	if (shared_)
 		drivers_[target.key()] = driver;

@@ -15,11 +15,15 @@ namespace virtsnap::daemon {
 class DriverCache
 {
 public:
-	explicit DriverCache(bool shared) : shared_(shared) {}
+	DriverCache(bool shared, std::chrono::milliseconds monitorTimeout)
+		: shared_(shared), monitorTimeout_(monitorTimeout)
+	{
+	}
 	Result<std::shared_ptr<hypervisor::Driver>> get(const hypervisor::Target &target);
 
 private:
 	const bool shared_;
+	const std::chrono::milliseconds monitorTimeout_;
 	std::mutex mutex_;
 	std::map<std::string, std::weak_ptr<hypervisor::Driver>> drivers_;
 };

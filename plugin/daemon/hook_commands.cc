@@ -22,7 +22,7 @@ void reconcileLater(Context &ctx, const std::string &uuid)
 		return; // one is on its way
 	ctx.jobs->enroll(jobId);
 	auto work = [&ctx, uuid, jobId] {
-		auto driver = hypervisor::connectDriver({"", ctx.options.libvirtUri, uuid}, {});
+		auto driver = hypervisor::connectDriver({"", ctx.options.libvirtUri, uuid}, {}, ctx.options.hypervisorTimeout);
 		if (driver) {
 			auto notes = engine::reconcileInstance(*ctx.store, **driver);
 			if (!notes)

@@ -37,7 +37,7 @@ void recoverInterruptedJobs(Context &ctx)
 		if (alive(job.pid))
 			continue;
 		std::string note = "interrupted: virtsnapd stopped during the transfer";
-		if (auto driver = hypervisor::connectDriver(hypervisor::Target::parse(job.target), {}))
+		if (auto driver = hypervisor::connectDriver(hypervisor::Target::parse(job.target), {}, ctx.options.hypervisorTimeout))
 			(*driver)->removeLeftovers(job.details);
 		else
 			note += " (and its instance is gone: " + driver.error().message + ")";

@@ -11,7 +11,7 @@
 namespace virtsnap::daemon {
 
 Service::Service(const StoreLocation &location, ServiceOptions options, events::Dispatcher *events)
-	: drivers_(options.background), jobs_(options.maxParallelJobs)
+	: drivers_(options.background, options.hypervisorTimeout), jobs_(options.maxParallelJobs)
 {
 	ctx_.options = options;
 	ctx_.location = location;

@@ -16,6 +16,11 @@
 
 namespace virtsnap::hypervisor {
 
+// How long a driver waits for QEMU's monitor to answer one command, itself
+// or through libvirt, before it gives up on a stopped or hung QEMU:
+// [hypervisor] timeout.
+inline constexpr std::chrono::milliseconds kDefaultMonitorTimeout{30'000};
+
 struct BitmapInfo {
 	std::string name;
 	uint64_t granularity = 0;

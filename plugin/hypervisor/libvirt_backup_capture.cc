@@ -21,6 +21,22 @@ namespace fs = std::filesystem;
 
 namespace {
 
+int abortJob(virDomainPtr dom, std::string *)
+{
+	return virDomainAbortJob(dom);
+}
+
+// A backup that began after its caller gave up on QEMU: nobody reads it,
+// so it ends, and the checkpoint it made goes with it.
+void undoLateBackup(virDomainPtr dom, const std::string &checkpoint)
+{
+	virDomainAbortJob(dom);
+	if (virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, checkpoint.c_str(), 0)) {
+		virDomainCheckpointDelete(cp, 0);
+		virDomainCheckpointFree(cp);
+	}
+}
+
 // QEMU runs as its own user: it creates the NBD socket and the scratch
 // files in a directory of its own, in /var/tmp (on disk, and reachable by
 // any user, unlike a private $TMPDIR).
@@ -79,7 +95,7 @@ private:
 		if (!jobRunning_)
 			return;
 		jobRunning_ = false;
-		virDomainAbortJob(domain_->dom());
+		(void)domain_->monitorCall("the end of the backup job", abortJob);
 	}
 
 	std::shared_ptr<LibvirtDomain> domain_;
@@ -194,13 +210,16 @@ Result<std::unique_ptr<Capture>> captureRunning(std::shared_ptr<LibvirtDomain> d
 		spec.quiescer->thaw();
 		return std::unexpected(frozen.error());
 	}
-	int begun = virDomainBackupBegin(domain->dom(), request.backup.c_str(), request.checkpoint.c_str(), 0);
-	std::string beginError = begun < 0 ? lastLibvirtError() : "";
+	auto begun = domain->monitorCall(
+		"the point-in-time backup",
+		[request](virDomainPtr dom, std::string *) {
+			return virDomainBackupBegin(dom, request.backup.c_str(), request.checkpoint.c_str(), 0);
+		},
+		[checkpoint](virDomainPtr dom) { undoLateBackup(dom, checkpoint); });
 	if (spec.quiescer)
 		spec.quiescer->thaw();
-	if (begun < 0)
-		return fail(errc::kHypervisor,
-			    "the point-in-time backup of " + domain->describe() + " failed: " + beginError);
+	if (!begun)
+		return std::unexpected(begun.error());
 	cap->jobStarted();
 	VS_ASSIGN(const std::vector<DiskInfo> sizes, domain->disksLocked());
 	cap->setExports(exportsOf(spec, socket, sizes));
@@ -219,7 +238,7 @@ void removeBackupLeftovers(LibvirtDomain &domain, const std::string &cleanupReco
 		auto job = parseBackupXml(xml);
 		free(xml);
 		if (!socket.empty() && job && job->socket == socket)
-			virDomainAbortJob(domain.dom());
+			(void)domain.monitorCall("the end of the backup job", abortJob);
 	}
 	domain.dropCheckpointLocked(record->getString("checkpoint").value_or(""));
 	std::error_code ec;

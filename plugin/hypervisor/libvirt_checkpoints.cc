@@ -65,16 +65,22 @@ Result<void> LibvirtDomain::redefineLocked(const std::string &name, const std::v
 
 void LibvirtDomain::dropCheckpointLocked(const std::string &name)
 {
-	virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom_, name.c_str(), 0);
-	if (!cp)
-		return;
-	if (virDomainCheckpointDelete(cp, 0) < 0) {
-		// A disk lost the bitmap already (a crash, a replaced image):
-		// forget the checkpoint, and let the next commit remove what
-		// bitmaps of it remain, as orphans.
-		virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
-	}
-	virDomainCheckpointFree(cp);
+	// Best effort: a QEMU that does not answer keeps the checkpoint, which
+	// a later commit or reconcile drops as unneeded.
+	(void)monitorCall("the deletion of checkpoint " + name, [name](virDomainPtr dom, std::string *) {
+		virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name.c_str(), 0);
+		if (!cp)
+			return 0;
+		int rc = virDomainCheckpointDelete(cp, 0);
+		if (rc < 0) {
+			// A disk lost the bitmap already (a crash, a replaced
+			// image): forget the checkpoint, and let the next commit
+			// remove what bitmaps of it remain, as orphans.
+			rc = virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
+		}
+		virDomainCheckpointFree(cp);
+		return rc;
+	});
 }
 
 void LibvirtDomain::dropUnneededLocked(const std::vector<std::string> &keep)

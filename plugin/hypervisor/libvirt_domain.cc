@@ -55,15 +55,20 @@ Result<void> readClosedImages(std::vector<DiskInfo> &disks, const std::string &w
 }
 
 // Sizes and bitmap states of a running domain's disks, by read-only QMP
-// through libvirt: the libvirt API does not give them.
-Result<void> readRunningDisks(virDomainPtr dom, const DomainDescription &desc, std::vector<DiskInfo> &disks,
-			      const std::string &where)
+// through libvirt: the libvirt API does not give the bitmaps, and the sizes
+// come with them from the same bounded call.
+Result<void> readRunningDisks(LibvirtDomain &domain, const DomainDescription &desc, std::vector<DiskInfo> &disks)
 {
-	char *reply = nullptr;
-	if (virDomainQemuMonitorCommand(dom, R"({"execute":"query-block"})", &reply, 0) < 0)
-		return libvirtFail("query the disks of " + where);
+	const std::string where = domain.describe();
+	VS_ASSIGN(const std::string reply, domain.monitorCall("query-block", [](virDomainPtr dom, std::string *text) {
+		char *out = nullptr;
+		int rc = virDomainQemuMonitorCommand(dom, R"({"execute":"query-block"})", &out, 0);
+		if (out)
+			*text = out;
+		free(out);
+		return rc;
+	}));
 	auto j = Json::parse(reply);
-	free(reply);
 	if (!j)
 		return fail(errc::kHypervisor, "query-block of " + where + " is not JSON");
 	Json blocks = j->get("return");
@@ -162,7 +167,7 @@ Result<std::vector<DiskInfo>> LibvirtDomain::disksLocked()
 	if (st == "shut off")
 		VS_TRY(readClosedImages(out, describe()));
 	else
-		VS_TRY(readRunningDisks(dom_, desc, out, describe()));
+		VS_TRY(readRunningDisks(*this, desc, out));
 	return out;
 }
 

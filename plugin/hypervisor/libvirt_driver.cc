@@ -21,7 +21,8 @@ LibvirtDriver::LibvirtDriver(std::unique_ptr<LibvirtDomain> domain) : domain_(st
 
 LibvirtDriver::~LibvirtDriver() = default;
 
-Result<std::shared_ptr<LibvirtDriver>> LibvirtDriver::connect(const std::string &uri, const std::string &domain)
+Result<std::shared_ptr<LibvirtDriver>> LibvirtDriver::connect(const std::string &uri, const std::string &domain,
+							      std::chrono::milliseconds monitorTimeout)
 {
 	virSetErrorFunc(nullptr, quiet);
 	virConnectPtr conn = virConnectOpen(uri.c_str());
@@ -34,7 +35,7 @@ Result<std::shared_ptr<LibvirtDriver>> LibvirtDriver::connect(const std::string 
 		virConnectClose(conn);
 		return fail(errc::kInstanceNotFound, "no libvirt domain '" + domain + "' at " + uri);
 	}
-	std::shared_ptr<LibvirtDriver> d(new LibvirtDriver(std::make_unique<LibvirtDomain>(conn, dom)));
+	std::shared_ptr<LibvirtDriver> d(new LibvirtDriver(std::make_unique<LibvirtDomain>(conn, dom, monitorTimeout)));
 	d->self_ = d;
 	return d;
 }

@@ -34,7 +34,9 @@ class LibvirtDriver : public Driver
 public:
 	// InvalidInstanceID.NotFound when the domain is not there;
 	// HypervisorError when libvirt is not.
-	static Result<std::shared_ptr<LibvirtDriver>> connect(const std::string &uri, const std::string &domain);
+	// Calls that wait on QEMU's monitor give up after `monitorTimeout`.
+	static Result<std::shared_ptr<LibvirtDriver>> connect(const std::string &uri, const std::string &domain,
+							      std::chrono::milliseconds monitorTimeout = kDefaultMonitorTimeout);
 	~LibvirtDriver() override;
 
 	std::string describe() const override;

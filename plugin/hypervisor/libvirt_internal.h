@@ -8,11 +8,13 @@
 //   libvirt_backup_capture.cc   a running domain's capture: a pull-mode backup
 //   libvirt_offline_capture.cc  a shut-off domain's: a qemu-storage-daemon
 //   libvirt_freeze.cc           the freeze through libvirt's agent channel
+//   libvirt_watchdog.cc         calls that wait on QEMU's monitor, bounded
 #pragma once
 
 #include <libvirt/libvirt.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -35,7 +37,10 @@ class LibvirtDomain
 {
 public:
 	// Takes over both references.
-	LibvirtDomain(virConnectPtr conn, virDomainPtr dom) : conn_(conn), dom_(dom) {}
+	LibvirtDomain(virConnectPtr conn, virDomainPtr dom, std::chrono::milliseconds monitorTimeout)
+		: conn_(conn), dom_(dom), monitorTimeout_(monitorTimeout)
+	{
+	}
 	~LibvirtDomain();
 	LibvirtDomain(const LibvirtDomain &) = delete;
 	LibvirtDomain &operator=(const LibvirtDomain &) = delete;
@@ -52,6 +57,18 @@ public:
 	Result<std::vector<DiskInfo>> disksLocked();
 	// From the description alone: no image is opened.
 	Result<std::vector<DiskInfo>> configuredDisks();
+
+	// libvirt_watchdog.cc
+	// A libvirt call that returns < 0 on failure and may put text (a
+	// reply) in *text.
+	using MonitorCall = std::function<int(virDomainPtr, std::string *text)>;
+	using LateUndo = std::function<void(virDomainPtr)>;
+	// Runs `call`, which waits on QEMU's monitor, for the monitor timeout
+	// at most ([hypervisor] timeout). Returns its text, or a
+	// HypervisorError naming `what`: its failure, or QEMU not answering
+	// in time. A late call runs on to its end on its own thread, and if it
+	// succeeds then, `undoIfLate` undoes it (a backup job nobody reads).
+	Result<std::string> monitorCall(const std::string &what, MonitorCall call, LateUndo undoIfLate = {});
 
 	// libvirt_checkpoints.cc
 	Result<std::vector<CheckpointDescription>> checkpointsLocked();
@@ -71,6 +88,7 @@ public:
 private:
 	virConnectPtr conn_;
 	virDomainPtr dom_;
+	std::chrono::milliseconds monitorTimeout_;
 	std::mutex mutex_;
 };
 

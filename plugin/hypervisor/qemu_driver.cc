@@ -23,6 +23,8 @@ struct DiskNames {
 namespace {
 
 constexpr std::chrono::milliseconds kTeardownTimeout{10000};
+// A QEMU that takes the connection answers with its greeting at once.
+constexpr std::chrono::milliseconds kGreetingTimeout{5000};
 
 std::unexpected<Error> qmpFail(const std::string &what, const qmp::Error &e)
 {
@@ -193,11 +195,13 @@ private:
 	bool committed_ = false;
 };
 
-Result<std::shared_ptr<QemuDriver>> QemuDriver::connect(const std::string &qmpSocket, const fs::path &workDir)
+Result<std::shared_ptr<QemuDriver>> QemuDriver::connect(const std::string &qmpSocket, const fs::path &workDir,
+							std::chrono::milliseconds monitorTimeout)
 {
-	auto client = qmp::QmpClient::connect(qmpSocket);
+	auto client = qmp::QmpClient::connect(qmpSocket, std::min(monitorTimeout, kGreetingTimeout));
 	if (!client)
 		return fail(errc::kHypervisor, "cannot reach QEMU at " + qmpSocket + ": " + client.error().desc);
+	(*client)->setCommandTimeout(monitorTimeout);
 	std::shared_ptr<QemuDriver> d(new QemuDriver(std::move(*client), qmpSocket, workDir));
 	d->self_ = d;
 	return d;

@@ -32,7 +32,8 @@ public:
 	// `workDir` (private, short path) holds the NBD socket; a driver that
 	// only queries may leave it empty.
 	static Result<std::shared_ptr<QemuDriver>> connect(const std::string &qmpSocket,
-							   const std::filesystem::path &workDir = {});
+							   const std::filesystem::path &workDir = {},
+							   std::chrono::milliseconds monitorTimeout = kDefaultMonitorTimeout);
 	// A qemu-storage-daemon that opened an instance's images while the
 	// instance is off: it has no devices and no run state, so the disks
 	// are the format nodes named `nodes` (their node names are the disk

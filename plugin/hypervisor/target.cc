@@ -30,13 +30,14 @@ Target Target::parse(const std::string &key)
 	return t;
 }
 
-Result<std::shared_ptr<Driver>> connectDriver(const Target &target, const std::filesystem::path &workDir)
+Result<std::shared_ptr<Driver>> connectDriver(const Target &target, const std::filesystem::path &workDir,
+					      std::chrono::milliseconds monitorTimeout)
 {
 	if (target.isLibvirt()) {
-		VS_ASSIGN(auto d, LibvirtDriver::connect(target.libvirtUri, target.domain));
+		VS_ASSIGN(auto d, LibvirtDriver::connect(target.libvirtUri, target.domain, monitorTimeout));
 		return std::shared_ptr<Driver>(std::move(d));
 	}
-	VS_ASSIGN(auto d, QemuDriver::connect(target.qmpSocket, workDir));
+	VS_ASSIGN(auto d, QemuDriver::connect(target.qmpSocket, workDir, monitorTimeout));
 	return std::shared_ptr<Driver>(std::move(d));
 }
 

@@ -24,6 +24,7 @@ struct Target {
 
 // `workDir` (private, short path) holds the NBD socket of the driver's
 // captures.
-Result<std::shared_ptr<Driver>> connectDriver(const Target &target, const std::filesystem::path &workDir);
+Result<std::shared_ptr<Driver>> connectDriver(const Target &target, const std::filesystem::path &workDir,
+					      std::chrono::milliseconds monitorTimeout = kDefaultMonitorTimeout);
 
 } // namespace virtsnap::hypervisor

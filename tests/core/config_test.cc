@@ -86,6 +86,7 @@ void expectDefaults(const Config &c)
 	EXPECT_EQ(c.handlerTimeout, milliseconds(10'000));
 	EXPECT_EQ(c.storeTimeout, std::chrono::seconds(30));
 	EXPECT_EQ(c.libvirtUri, "qemu:///system");
+	EXPECT_EQ(c.hypervisorTimeout, std::chrono::seconds(30));
 }
 
 TEST_F(ConfigTest, MissingFileMeansDefaults)
@@ -115,7 +116,9 @@ TEST_F(ConfigTest, EveryKeyIsRead)
 				       "events-dir = /etc/vs/handlers\n"
 				       "handler-timeout = 2.5\n"
 				       "[libvirt]\n"
-				       "uri = qemu+ssh://root@host/system\n");
+				       "uri = qemu+ssh://root@host/system\n"
+				       "[hypervisor]\n"
+				       "timeout = 12\n");
 	auto c = loadConfig(p);
 	ASSERT_TRUE(c) << c.error().toString();
 	EXPECT_EQ(c->storePath, "/srv/snapshots");
@@ -127,6 +130,7 @@ TEST_F(ConfigTest, EveryKeyIsRead)
 	EXPECT_EQ(c->handlerTimeout, milliseconds(2500));
 	EXPECT_EQ(c->storeTimeout, std::chrono::seconds(5));
 	EXPECT_EQ(c->libvirtUri, "qemu+ssh://root@host/system");
+	EXPECT_EQ(c->hypervisorTimeout, std::chrono::seconds(12));
 	EXPECT_EQ(c->loadedFrom, p);
 }
 
@@ -250,6 +254,7 @@ TEST_F(ConfigTest, BadValuesNameTheKeyAndTheProblem)
 		{"[store]\ntimeout = 0\n", "[store] timeout: ", "from 1 to 3600"},
 		{"[store]\ntimeout = 2.5\n", "[store] timeout: ", "'2.5'"},
 		{"[store]\ntimeout = 3601\n", "[store] timeout: ", "from 1 to 3600"},
+		{"[hypervisor]\ntimeout = 0\n", "[hypervisor] timeout: ", "from 1 to 3600"},
 		{"[store]\npath = var/lib/virtsnap\n", "[store] path: ", "not an absolute path"},
 		{"[store]\nkey-file = store.key\n", "[store] key-file: ", "not an absolute path"},
 		{"[daemon]\nsocket = ./d.sock\n", "[daemon] socket: ", "not an absolute path"},

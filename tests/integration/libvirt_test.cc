@@ -452,6 +452,52 @@ TEST_F(LibvirtTest, AHibernatedOrHibernatingDomainIsRefused)
 	EXPECT_EQ(listed.json().get("Snapshots").size(), 0u) << listed.out;
 }
 
+// A QEMU that stopped answering under libvirt: libvirt waits on its monitor
+// forever, virtsnap [hypervisor] timeout. Once QEMU runs again, what
+// libvirt still had in flight ends: no job, no checkpoint, the guest not
+// frozen, and the next snapshot goes through.
+TEST_F(LibvirtTest, AStoppedQemuFailsACreateWithinTheTimeoutAndLeavesNoJob)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	std::string config = tmp_.file("virtsnap.conf");
+	std::ofstream(config) << "[hypervisor]\ntimeout = 2\n";
+	std::vector<std::string> create{"--config", config, "create-snapshots", "--domain", name_,
+					"--connect", kUri, "--wait"};
+	StoppedProcess stopped(std::atoi(qemuPid().c_str()));
+	ASSERT_TRUE(stopped.stopped());
+	auto asked = Clock::now();
+	CliResult r = cli(create);
+	auto took = since(asked);
+	stopped.resume();
+	std::printf("the create failed %.1f s after it was asked\n", took.count() / 1000.0);
+	EXPECT_EQ(r.status, 1);
+	EXPECT_NE(r.err.find("HypervisorError"), std::string::npos) << r.err;
+	EXPECT_NE(r.err.find("did not answer"), std::string::npos) << r.err;
+	EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+	EXPECT_LT(took, std::chrono::seconds(10));
+
+	std::string job;
+	for (auto deadline = Clock::now() + std::chrono::seconds(30); Clock::now() < deadline;) {
+		virsh({"domjobinfo", name_}, &job);
+		if (job.find("None") != std::string::npos)
+			break;
+		std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	}
+	EXPECT_NE(job.find("None"), std::string::npos) << job;
+	EXPECT_TRUE(checkpoints().empty());
+	std::string freeze;
+	virsh({"qemu-agent-command", name_, R"({"execute":"guest-fsfreeze-status"})"}, &freeze);
+	EXPECT_NE(freeze.find("thawed"), std::string::npos) << freeze;
+
+	CliResult again = cli(create);
+	ASSERT_EQ(again.status, 0) << again.err;
+	std::string out;
+	EXPECT_EQ(compareRestore(byDisk(again.json())["vdd"].getString("SnapshotId").value_or(""), file("ref.raw"),
+				 "raw", &out),
+		  0)
+		<< out;
+}
+
 // The hook as libvirtd runs it: installed in its hook directory (a wrapper
 // that points the hook at this test's daemon socket and logs each call),
 // with libvirtd restarted to see it.

@@ -109,11 +109,14 @@ protected:
 		EXPECT_TRUE(sameImage(target, format, expected)) << snapshotId;
 	}
 
+	// What the store holds; not the catalog beside it, which is this
+	// host's state and records failed attempts too.
 	std::set<std::string> storeFiles()
 	{
 		std::set<std::string> files;
 		for (auto &e : fs::recursive_directory_iterator(storeDir_))
-			if (e.is_regular_file() && e.path().filename() != "lock")
+			if (e.is_regular_file() && e.path().filename() != "lock" &&
+			    !e.path().filename().string().starts_with("catalog.sqlite"))
 				files.insert(e.path().string() + ":" + std::to_string(e.file_size()));
 		return files;
 	}
@@ -423,6 +426,39 @@ TEST_F(SnapshotTest, AFullDiskIsNamedAndLeavesNothingBehind)
 			<< e.path();
 	}
 	EXPECT_EQ(workDirs(), std::set<std::string>{});
+}
+
+// A QEMU that stopped answering (SIGSTOP: the whole process, as a hung one)
+// fails a create within [hypervisor] timeout, in one line that says so,
+// and nothing of the attempt stays. Resumed, it snapshots as before.
+TEST_F(SnapshotTest, AStoppedQemuFailsACreateWithinTheTimeoutAndLeavesNothing)
+{
+	std::string config = tmp_.file("virtsnap.conf");
+	std::ofstream(config) << "[hypervisor]\ntimeout = 2\n";
+	QemuResidue residueBefore = residue();
+	auto filesBefore = storeFiles();
+	std::vector<std::string> create{"--config", config, "create-snapshot", "--qmp-socket", vm_->qmpSocket(),
+					"--disk", "vda", "--wait"};
+	StoppedProcess stopped(vm_->pid());
+	ASSERT_TRUE(stopped.stopped());
+	auto asked = std::chrono::steady_clock::now();
+	CliResult r = cli(create);
+	auto took = since(asked);
+	stopped.resume();
+	std::printf("the create failed %.1f s after it was asked\n", took.count() / 1000.0);
+	EXPECT_EQ(r.status, 1);
+	EXPECT_NE(r.err.find("HypervisorError"), std::string::npos) << r.err;
+	EXPECT_NE(r.err.find(vm_->qmpSocket()), std::string::npos) << r.err;
+	EXPECT_NE(r.err.find("within 2000 ms"), std::string::npos) << r.err;
+	EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+	EXPECT_LT(took, std::chrono::seconds(10));
+	EXPECT_EQ(residue(), residueBefore);
+	EXPECT_EQ(storeFiles(), filesBefore);
+	EXPECT_EQ(workDirs(), std::set<std::string>{});
+
+	CliResult again = cli(create);
+	ASSERT_EQ(again.status, 0) << again.err;
+	expectRestoresTo(again.json().getString("SnapshotId").value_or(""), reference_, "raw");
 }
 
 // A capture hands its cleanup record over before it changes the instance,

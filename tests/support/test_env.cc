@@ -129,6 +129,15 @@ std::chrono::milliseconds since(std::chrono::steady_clock::time_point start)
 	return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
 }
 
+StoppedProcess::StoppedProcess(pid_t pid) : pid_(pid > 0 && ::kill(pid, SIGSTOP) == 0 ? pid : -1) {}
+
+void StoppedProcess::resume()
+{
+	if (pid_ > 0)
+		::kill(pid_, SIGCONT);
+	pid_ = -1;
+}
+
 mode_t fileMode(const std::string &path)
 {
 	struct stat st {};

@@ -69,6 +69,22 @@ std::vector<std::string> lines(const std::string &text);
 // The time since `start`, for checks of how long something took.
 std::chrono::milliseconds since(std::chrono::steady_clock::time_point start);
 
+// A process stopped with SIGSTOP, as a hung host process is (not a paused
+// guest: nothing answers at all), until resume() or the end of the scope.
+class StoppedProcess
+{
+public:
+	explicit StoppedProcess(pid_t pid);
+	~StoppedProcess() { resume(); }
+	StoppedProcess(const StoppedProcess &) = delete;
+	StoppedProcess &operator=(const StoppedProcess &) = delete;
+	bool stopped() const { return pid_ > 0; }
+	void resume();
+
+private:
+	pid_t pid_;
+};
+
 // The permission bits of `path` (st_mode & 07777); a failure of the current
 // test when it cannot be stat'ed.
 mode_t fileMode(const std::string &path);
