@@ -180,19 +180,31 @@ inline ::testing::AssertionResult removedObject(Backend &backend, const std::str
 	return ::testing::AssertionSuccess();
 }
 
-// Damage done as a disk or a careless hand would do it. A directory's file
-// is changed in place: a Store that holds it open sees the damage too. An
-// object store has no partial writes: the object is read and put whole.
-inline void flipObjectByte(Backend &backend, const std::string &name, uint64_t offset, uint8_t mask = 0x01)
+// Damage done as a disk or a careless hand would do it: XORs the bytes at
+// `offsets` of an object with `mask`. A directory's file is changed in
+// place: a Store that holds it open sees the damage too. An object store has
+// no partial writes: the object is read and put whole, once for them all.
+inline void flipObjectBytes(Backend &backend, const std::string &name, const std::vector<uint64_t> &offsets,
+			    uint8_t mask = 0x01)
 {
-	if (backend.local())
-		return flipByte(fs::path(backend.describe()) / name, offset, mask);
+	if (backend.local()) {
+		for (uint64_t offset : offsets)
+			ASSERT_NO_FATAL_FAILURE(flipByte(fs::path(backend.describe()) / name, offset, mask));
+		return;
+	}
 	auto bytes = backend.get(name);
 	ASSERT_TRUE(bytes) << describe(bytes);
-	ASSERT_LT(offset, bytes->size()) << name;
-	(*bytes)[offset] ^= mask;
+	for (uint64_t offset : offsets) {
+		ASSERT_LT(offset, bytes->size()) << name;
+		(*bytes)[offset] ^= mask;
+	}
 	auto put = backend.put(name, *bytes);
 	ASSERT_TRUE(put) << describe(put);
+}
+
+inline void flipObjectByte(Backend &backend, const std::string &name, uint64_t offset, uint8_t mask = 0x01)
+{
+	flipObjectBytes(backend, name, {offset}, mask);
 }
 
 inline void truncateObject(Backend &backend, const std::string &name, uint64_t size)
