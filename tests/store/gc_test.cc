@@ -112,11 +112,6 @@ private:
 	std::shared_ptr<Ages> ages_;
 };
 
-std::string indexOf(const std::string &pack)
-{
-	return pack.substr(0, pack.size() - std::string(".pack").size()) + ".idx";
-}
-
 class GcTest : public OpenBackendStoreTest
 {
 protected:
@@ -294,7 +289,7 @@ TEST_P(GcSweepTest, RemovesOnlyTheChunksOfTheDeletedSnapshot)
 	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
 
 	EXPECT_FALSE(hasObject(*backend_, packA_));
-	EXPECT_FALSE(hasObject(*backend_, indexOf(packA_)));
+	EXPECT_FALSE(hasObject(*backend_, indexOfPack(packA_)));
 	EXPECT_TRUE(hasObject(*backend_, packB_));
 	EXPECT_TRUE(hasObject(*backend_, packShared_));
 	EXPECT_EQ(countPacks(), 2u);
@@ -356,7 +351,7 @@ TEST_P(GcSweepTest, NothingYoungerThanTheGracePeriodIsRemoved)
 	age(packA_, 2h);
 	EXPECT_EQ(gc().packsRemoved, 0u);
 	age(packA_, 30min);
-	age(indexOf(packA_), 2h);
+	age(indexOfPack(packA_), 2h);
 	EXPECT_EQ(gc().packsRemoved, 0u);
 	EXPECT_TRUE(hasObject(*backend_, packA_));
 
@@ -364,7 +359,7 @@ TEST_P(GcSweepTest, NothingYoungerThanTheGracePeriodIsRemoved)
 	GcOptions shortGrace;
 	shortGrace.grace = 10min;
 	age(packA_, 20min);
-	age(indexOf(packA_), 20min);
+	age(indexOfPack(packA_), 20min);
 	EXPECT_EQ(gc(shortGrace).packsRemoved, 1u);
 	EXPECT_FALSE(hasObject(*backend_, packA_));
 	expectRestoresFresh("snap-b", diskB_);
@@ -510,7 +505,7 @@ TEST_P(GcTest, DryRunChangesNothingAndPredictsTheRealRun)
 	snapshot("snap-b", diskB_);
 	auto extra = chunks(3, 5000);
 	putChunks(extra);
-	ASSERT_TRUE(removedObject(*backend_, indexOf(packHolding(codec_->idOf(extra[0])))));
+	ASSERT_TRUE(removedObject(*backend_, indexOfPack(packHolding(codec_->idOf(extra[0])))));
 	// Only a directory's writers leave what a test can make and age by
 	// hand (an S3 upload's parts are no objects, a RADOS write leaves
 	// nothing).
@@ -584,7 +579,7 @@ TEST_P(GcTest, RepackKeepsLiveChunksByteForByteAndDropsTheOldPack)
 	EXPECT_EQ(r.chunksRemoved, kSlots + 1);
 	EXPECT_GT(r.bytesFreed, 0u);
 	EXPECT_FALSE(hasObject(*backend_, packA));
-	EXPECT_FALSE(hasObject(*backend_, indexOf(packA)));
+	EXPECT_FALSE(hasObject(*backend_, indexOfPack(packA)));
 	EXPECT_EQ(countPacks(), 2u);
 	EXPECT_EQ(countIndexes(), 2u);
 	EXPECT_EQ(countTemps(), 0u);
@@ -715,8 +710,8 @@ TEST_P(GcTest, LeftoversOlderThanGraceAreRemovedYoungerOnesAndUnknownFilesKept)
 	auto youngData = chunks(3, 20);
 	putChunks(youngData);
 	std::string youngPack = packHolding(codec_->idOf(youngData[0]));
-	ASSERT_TRUE(removedObject(*backend_, indexOf(oldPack)));
-	ASSERT_TRUE(removedObject(*backend_, indexOf(youngPack)));
+	ASSERT_TRUE(removedObject(*backend_, indexOfPack(oldPack)));
+	ASSERT_TRUE(removedObject(*backend_, indexOfPack(youngPack)));
 
 	// Temporary files are a directory's alone (as in DryRunChangesNothingAndPredictsTheRealRun).
 	const fs::path dir = url_, packDir = fs::path(oldPack).parent_path();
@@ -769,7 +764,7 @@ TEST_P(GcTest, PackWithoutIndexHoldingReferencedChunksIsKept)
 	snapshot("snap-a", diskA_);
 	std::string pack = packHolding(codec_->idOf(onlyA_[0]));
 	// The index lost some other way; this Store still knows the chunks.
-	ASSERT_TRUE(removedObject(*backend_, indexOf(pack)));
+	ASSERT_TRUE(removedObject(*backend_, indexOfPack(pack)));
 	ageAll(2h);
 
 	GcReport r = gc();
@@ -790,7 +785,7 @@ TEST_P(GcTest, PackWithoutIndexWhoseChunksAnotherPackHoldsIsRemoved)
 	std::string orphan = packHolding(codec_->idOf(shared_[0]));
 	{
 		// Its index gone, another process stored them again.
-		ASSERT_TRUE(removedObject(*backend_, indexOf(orphan)));
+		ASSERT_TRUE(removedObject(*backend_, indexOfPack(orphan)));
 		auto other = openOrNull();
 		ASSERT_TRUE(other);
 		auto codec = other->newCodec();

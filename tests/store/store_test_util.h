@@ -154,6 +154,12 @@ inline std::vector<std::string> objectsEndingWith(Backend &backend, const std::s
 	return out;
 }
 
+// "packs/ab/<id>.idx" for "packs/ab/<id>.pack".
+inline std::string indexOfPack(const std::string &pack)
+{
+	return pack.substr(0, pack.size() - std::string(".pack").size()) + ".idx";
+}
+
 inline bool hasObject(Backend &backend, const std::string &name)
 {
 	auto info = backend.stat(name);
