@@ -15,8 +15,8 @@
 namespace virtsnap::store::test {
 namespace {
 
-constexpr uint32_t kChunk = 4096;
-constexpr size_t kSlots = 16;
+constexpr uint32_t kVerifyChunk = 4096;
+constexpr size_t kVerifySlots = 16;
 // Both disks end 100 bytes into their last chunk: a short last slot.
 constexpr size_t kShort = 100;
 
@@ -42,7 +42,7 @@ std::string joined(const std::vector<std::string> &lines)
 class VerifyTest : public OpenBackendStoreTest
 {
 protected:
-	VerifyTest() : OpenBackendStoreTest(kChunk) {}
+	VerifyTest() : OpenBackendStoreTest(kVerifyChunk) {}
 
 	void SetUp() override
 	{
@@ -50,9 +50,9 @@ protected:
 		if (HasFatalFailure())
 			return;
 		// A's own chunks compressible (an odd seed), the others random.
-		shared_ = chunks(kSlots, 1000);
-		onlyA_ = chunks(kSlots, 2001);
-		onlyB_ = chunks(kSlots, 3000);
+		shared_ = chunks(kVerifySlots, 1000);
+		onlyA_ = chunks(kVerifySlots, 2001);
+		onlyB_ = chunks(kVerifySlots, 3000);
 		onlyA_.back().resize(kShort);
 		onlyB_.back().resize(kShort);
 		// A zero slot in each: never stored, always fine.
@@ -75,7 +75,7 @@ protected:
 	void snapshot(const std::string &id, const Bytes &disk)
 	{
 		auto writer = store_->newWriter();
-		SnapshotIndex index(disk.size(), kChunk);
+		SnapshotIndex index(disk.size(), kVerifyChunk);
 		ASSERT_NO_FATAL_FAILURE(putSlots(*writer, disk, index));
 		auto committed = writer->commit();
 		ASSERT_TRUE(committed) << describe(committed);
@@ -137,7 +137,7 @@ TEST_P(VerifyTest, CleanStoreVerifiesEveryChunkOnce)
 	EXPECT_TRUE(r.storeProblems.empty());
 
 	// Shared chunks once: 16 shared, 15 + 15 own (one zero each), 2 pages.
-	const uint64_t distinct = kSlots + 2 * (kSlots - 1) + 2;
+	const uint64_t distinct = kVerifySlots + 2 * (kVerifySlots - 1) + 2;
 	EXPECT_EQ(r.chunksChecked, distinct);
 	uint64_t blobBytes = 0;
 	std::set<ChunkId> ids;
@@ -151,8 +151,8 @@ TEST_P(VerifyTest, CleanStoreVerifiesEveryChunkOnce)
 	for (const ChunkId &id : ids)
 		blobBytes += store_->locate(id)->length;
 	EXPECT_EQ(r.bytesRead, blobBytes);
-	const uint64_t pageBytes = 2 * (2 * kSlots) * sizeof(ChunkId);
-	EXPECT_EQ(r.bytesChecked, kSlots * kChunk + 2 * ((kSlots - 2) * kChunk + kShort) + pageBytes);
+	const uint64_t pageBytes = 2 * (2 * kVerifySlots) * sizeof(ChunkId);
+	EXPECT_EQ(r.bytesChecked, kVerifySlots * kVerifyChunk + 2 * ((kVerifySlots - 2) * kVerifyChunk + kShort) + pageBytes);
 
 	// Asking for them by id gives the same, in the order asked.
 	VerifyReport asked = verify({"snap-b", "snap-a", "snap-b"});
@@ -173,7 +173,7 @@ TEST_P(VerifyTest, DamagedChunkOfOneSnapshotDamagesThatSnapshotOnly)
 	ASSERT_EQ(a.problems.size(), 1u) << joined(a.problems);
 	EXPECT_NE(a.problems[0].find(shortHex(bad)), std::string::npos) << a.problems[0];
 	EXPECT_NE(a.problems[0].find(packHex(bad)), std::string::npos) << a.problems[0];
-	EXPECT_NE(a.problems[0].find("slot " + std::to_string(kSlots + 2)), std::string::npos) << a.problems[0];
+	EXPECT_NE(a.problems[0].find("slot " + std::to_string(kVerifySlots + 2)), std::string::npos) << a.problems[0];
 	EXPECT_NE(a.problems[0].find("authentication failed"), std::string::npos) << a.problems[0];
 	EXPECT_EQ(a.damagedChunks, 1u);
 	EXPECT_TRUE(r.snapshots[1].ok) << joined(r.snapshots[1].problems);
@@ -231,13 +231,13 @@ TEST_P(VerifyTest, LostPackFileIsDamageNotAFailure)
 	const SnapshotVerification &a = r.snapshots[0];
 	EXPECT_FALSE(a.ok);
 	// Every chunk of A (its page went to a pack of its own).
-	EXPECT_EQ(a.problems.size(), 2 * kSlots - 1) << joined(a.problems);
+	EXPECT_EQ(a.problems.size(), 2 * kVerifySlots - 1) << joined(a.problems);
 	EXPECT_TRUE(anyContains(a.problems, "its pack is missing")) << joined(a.problems);
 	// B's own chunks are elsewhere; the shared ones are gone.
 	const SnapshotVerification &b = r.snapshots[1];
 	EXPECT_FALSE(b.ok);
-	EXPECT_EQ(b.problems.size(), kSlots) << joined(b.problems);
-	EXPECT_EQ(b.damagedChunks, kSlots);
+	EXPECT_EQ(b.problems.size(), kVerifySlots) << joined(b.problems);
+	EXPECT_EQ(b.damagedChunks, kVerifySlots);
 	EXPECT_TRUE(anyContains(b.problems, shortHex(shared))) << joined(b.problems);
 	EXPECT_TRUE(anyContains(b.problems, pack)) << joined(b.problems);
 	EXPECT_FALSE(anyContains(b.problems, shortHex(codec_->idOf(onlyB_[0])))) << joined(b.problems);
@@ -248,7 +248,7 @@ TEST_P(VerifyTest, LostPackFileIsDamageNotAFailure)
 	ASSERT_TRUE(store_);
 	r = verify({"snap-b"});
 	ASSERT_EQ(r.snapshots.size(), 1u);
-	EXPECT_EQ(r.snapshots[0].problems.size(), kSlots) << joined(r.snapshots[0].problems);
+	EXPECT_EQ(r.snapshots[0].problems.size(), kVerifySlots) << joined(r.snapshots[0].problems);
 	EXPECT_TRUE(anyContains(r.snapshots[0].problems, "missing")) << joined(r.snapshots[0].problems);
 }
 
@@ -256,20 +256,20 @@ TEST_P(VerifyTest, ChunkStoredUnderAWrongId)
 {
 	// A well-formed blob whose header, index entry and snapshot all say
 	// `liar`, holding other content: only re-hashing can tell.
-	Bytes content = randomData(kChunk, 77);
-	ChunkId liar = codec_->idOf(randomData(kChunk, 78));
+	Bytes content = randomData(kVerifyChunk, 77);
+	ChunkId liar = codec_->idOf(randomData(kVerifyChunk, 78));
 	Bytes blob;
 	ASSERT_TRUE(codec_->encode(liar, ChunkType::Data, content, blob));
 	auto pack = PackWriter::create(store_->backend());
 	ASSERT_TRUE(pack) << describe(pack);
-	ASSERT_TRUE(pack->append({liar, ChunkType::Data, blob[5], kChunk, blob}));
+	ASSERT_TRUE(pack->append({liar, ChunkType::Data, blob[5], kVerifyChunk, blob}));
 	ASSERT_TRUE(pack->finish(store_->domain()));
 	ASSERT_TRUE(store_->refresh());
 	// readChunk alone does not notice.
 	auto read = store_->readChunk(*codec_, liar);
 	ASSERT_TRUE(read) << describe(read);
 
-	SnapshotIndex index(2 * kChunk, kChunk);
+	SnapshotIndex index(2 * kVerifyChunk, kVerifyChunk);
 	index.set(0, codec_->idOf(shared_[0]));
 	index.set(1, liar);
 	saveIndex("snap-c", index);
@@ -290,7 +290,7 @@ TEST_P(VerifyTest, ChunkOfTheWrongLengthForItsSlot)
 	// short last slot: each decodes fine, neither fits.
 	ChunkId shortChunk = codec_->idOf(onlyA_.back());
 	ChunkId fullChunk = codec_->idOf(shared_[1]);
-	SnapshotIndex index(3 * kChunk + kShort, kChunk);
+	SnapshotIndex index(3 * kVerifyChunk + kShort, kVerifyChunk);
 	index.set(0, codec_->idOf(shared_[0]));
 	index.set(1, shortChunk);
 	index.set(2, shortChunk);
@@ -334,8 +334,8 @@ TEST_P(VerifyTest, UnknownOrUnreadableSnapshotIsReportedNotFailed)
 
 TEST_P(VerifyTest, ChunkMissingFromEveryPack)
 {
-	SnapshotIndex index(2 * kChunk, kChunk);
-	ChunkId ghost = codec_->idOf(randomData(kChunk, 99));
+	SnapshotIndex index(2 * kVerifyChunk, kVerifyChunk);
+	ChunkId ghost = codec_->idOf(randomData(kVerifyChunk, 99));
 	index.set(0, ghost);
 	index.set(1, codec_->idOf(shared_[0]));
 	saveIndex("snap-c", index);
@@ -349,12 +349,12 @@ TEST_P(VerifyTest, ChunkMissingFromEveryPack)
 TEST_P(VerifyTest, ProblemsAreCappedAndOneChunkInManySlotsIsOneProblem)
 {
 	// 300 slots; every other one the same chunk, the rest distinct.
-	SnapshotIndex index(300 * kChunk, kChunk);
+	SnapshotIndex index(300 * kVerifyChunk, kVerifyChunk);
 	auto writer = store_->newWriter();
-	Bytes same = randomData(kChunk, 500);
+	Bytes same = randomData(kVerifyChunk, 500);
 	std::vector<ChunkId> distinct;
 	for (uint64_t s = 0; s < 300; s++) {
-		Bytes d = s % 2 ? same : randomData(kChunk, 1000 + s);
+		Bytes d = s % 2 ? same : randomData(kVerifyChunk, 1000 + s);
 		auto id = writer->put(*codec_, d, ChunkType::Data);
 		ASSERT_TRUE(id);
 		index.set(s, *id);
@@ -401,7 +401,7 @@ TEST_P(VerifyTest, EmptyStoreVerifiesNothing)
 	REQUIRE_BACKEND(GetParam(), backend, url);
 	auto key = root_ / "keys" / "empty.key";
 	bool created = false;
-	ASSERT_TRUE(Store::init(*backend, key, kChunk, &created));
+	ASSERT_TRUE(Store::init(*backend, key, kVerifyChunk, &created));
 	auto empty = Store::open(std::move(backend), key);
 	ASSERT_TRUE(empty) << describe(empty);
 	auto r = verifySnapshots(**empty, {});
