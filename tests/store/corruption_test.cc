@@ -1,7 +1,6 @@
 // Damaged stores: every flipped bit is an error with code StoreCorrupted
-// (or at least an error), never wrong bytes and never a crash.
-#include <unistd.h>
-
+// (or at least an error), never wrong bytes and never a crash. On every
+// backend.
 #include <atomic>
 #include <thread>
 
@@ -13,12 +12,12 @@
 namespace virtsnap::store::test {
 namespace {
 
-class CorruptionTest : public OpenStoreTest
+class CorruptionTest : public OpenBackendStoreTest
 {
 protected:
 	void SetUp() override
 	{
-		OpenStoreTest::SetUp();
+		OpenBackendStoreTest::SetUp();
 		if (HasFatalFailure())
 			return;
 		data_ = {randomData(20000, 1), compressibleData(30000, 2), randomData(5000, 3)};
@@ -29,11 +28,10 @@ protected:
 			ids_.push_back(*id);
 		}
 		ASSERT_TRUE(writer->commit());
-		auto packs = filesEndingWith(storeDir() / "packs", ".pack");
+		auto packs = objectsEndingWith(*backend_, "packs/", ".pack");
 		ASSERT_EQ(packs.size(), 1u);
 		pack_ = packs[0];
-		idx_ = pack_;
-		idx_.replace_extension(".idx");
+		idx_ = indexOfPack(pack_);
 	}
 
 	Store::ChunkLocation where(size_t i)
@@ -45,15 +43,15 @@ protected:
 
 	std::vector<Bytes> data_;
 	std::vector<ChunkId> ids_;
-	fs::path pack_, idx_;
+	std::string pack_, idx_;
 };
 
-TEST_F(CorruptionTest, FlippedBodyByteFailsAuthentication)
+TEST_P(CorruptionTest, FlippedBodyByteFailsAuthentication)
 {
 	auto loc = where(0);
 	// In the middle of the ciphertext, clear of header and tag.
 	uint64_t at = loc.offset + kBlobHeaderSize + (loc.length - kBlobOverhead) / 2;
-	flipByte(pack_, at);
+	flipObjectByte(*backend_, pack_, at);
 
 	auto r = store_->readChunk(*codec_, ids_[0]);
 	ASSERT_FALSE(r);
@@ -65,7 +63,7 @@ TEST_F(CorruptionTest, FlippedBodyByteFailsAuthentication)
 	auto other = store_->readChunk(*codec_, ids_[1]);
 	ASSERT_TRUE(other) << describe(other);
 	EXPECT_EQ(*other, data_[1]);
-	auto fresh = openOrNull(storeDir(), keyFile());
+	auto fresh = openOrNull();
 	ASSERT_TRUE(fresh);
 	auto freshCodec = fresh->newCodec();
 	auto again = fresh->readChunk(*freshCodec, ids_[0]);
@@ -73,33 +71,33 @@ TEST_F(CorruptionTest, FlippedBodyByteFailsAuthentication)
 	EXPECT_EQ(again.error().code, errc::kCorrupt);
 
 	// Undoing the flip restores the chunk: the failure was that byte.
-	flipByte(pack_, at);
+	flipObjectByte(*backend_, pack_, at);
 	auto restored = store_->readChunk(*codec_, ids_[0]);
 	ASSERT_TRUE(restored) << describe(restored);
 	EXPECT_EQ(*restored, data_[0]);
 }
 
-TEST_F(CorruptionTest, FlippedTagByteFailsAuthentication)
+TEST_P(CorruptionTest, FlippedTagByteFailsAuthentication)
 {
 	auto loc = where(1);
 	uint64_t at = loc.offset + loc.length - 1;
-	flipByte(pack_, at, 0x80);
+	flipObjectByte(*backend_, pack_, at, 0x80);
 	auto r = store_->readChunk(*codec_, ids_[1]);
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kCorrupt);
 	EXPECT_NE(r.error().message.find("authentication"), std::string::npos) << r.error().message;
 }
 
-TEST_F(CorruptionTest, EveryFlippedHeaderByteFailsLoudly)
+TEST_P(CorruptionTest, EveryFlippedHeaderByteFailsLoudly)
 {
 	auto loc = where(2);
 	for (uint64_t i = 0; i < kBlobHeaderSize; i++) {
 		for (uint8_t mask : {uint8_t(0x01), uint8_t(0x80)}) {
-			flipByte(pack_, loc.offset + i, mask);
+			flipObjectByte(*backend_, pack_, loc.offset + i, mask);
 			auto r = store_->readChunk(*codec_, ids_[2]);
 			EXPECT_EQ(codeOf(r), errc::kCorrupt) << "header byte " << i << " mask " << int(mask) << ": "
 							     << describe(r);
-			flipByte(pack_, loc.offset + i, mask);
+			flipObjectByte(*backend_, pack_, loc.offset + i, mask);
 		}
 	}
 	auto intact = store_->readChunk(*codec_, ids_[2]);
@@ -107,23 +105,23 @@ TEST_F(CorruptionTest, EveryFlippedHeaderByteFailsLoudly)
 	EXPECT_EQ(*intact, data_[2]);
 }
 
-TEST_F(CorruptionTest, FlippedIndexByteFailsOpen)
+TEST_P(CorruptionTest, FlippedIndexByteFailsOpen)
 {
-	auto size = fs::file_size(idx_);
+	auto size = objectSize(*backend_, idx_);
 	for (uint64_t at : {uint64_t(0), uint64_t(10), size / 2, size - 1}) {
-		flipByte(idx_, at);
-		auto r = Store::open(storeDir(), keyFile());
+		flipObjectByte(*backend_, idx_, at);
+		auto r = open(keyFile());
 		EXPECT_EQ(codeOf(r), errc::kCorrupt) << "index byte " << at << ": " << describe(r);
-		flipByte(idx_, at);
+		flipObjectByte(*backend_, idx_, at);
 	}
-	auto ok = Store::open(storeDir(), keyFile());
+	auto ok = open(keyFile());
 	EXPECT_TRUE(ok) << describe(ok);
 }
 
-TEST_F(CorruptionTest, FlippedIndexByteFailsRefresh)
+TEST_P(CorruptionTest, FlippedIndexByteFailsRefresh)
 {
 	// A second writer's pack, learnt by store_ only on refresh.
-	auto other = openOrNull(storeDir(), keyFile());
+	auto other = openOrNull();
 	ASSERT_TRUE(other);
 	auto otherCodec = other->newCodec();
 	auto writer = other->newWriter();
@@ -132,13 +130,13 @@ TEST_F(CorruptionTest, FlippedIndexByteFailsRefresh)
 	ASSERT_TRUE(writer->commit());
 	auto loc = other->locate(*id);
 	ASSERT_TRUE(loc);
-	fs::path idx = packIndexPath(storeDir(), loc->pack);
-	flipByte(idx, fs::file_size(idx) / 2);
+	std::string idx = packIndexName(loc->pack);
+	flipObjectByte(*backend_, idx, objectSize(*backend_, idx) / 2);
 
 	auto r = store_->refresh();
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kCorrupt);
-	EXPECT_NE(r.error().message.find(idx.filename().string()), std::string::npos) << r.error().message;
+	EXPECT_NE(r.error().message.find(fs::path(idx).filename().string()), std::string::npos) << r.error().message;
 	auto read = store_->readChunk(*codec_, *id);
 	ASSERT_FALSE(read);
 	EXPECT_EQ(read.error().code, errc::kCorrupt);
@@ -147,10 +145,10 @@ TEST_F(CorruptionTest, FlippedIndexByteFailsRefresh)
 	EXPECT_TRUE(known) << describe(known);
 }
 
-TEST_F(CorruptionTest, IndexOfAnotherPackDoesNotOpen)
+TEST_P(CorruptionTest, IndexOfAnotherPackDoesNotOpen)
 {
 	// A valid index under another pack's name: the name is in the AAD.
-	auto other = openOrNull(storeDir(), keyFile());
+	auto other = openOrNull();
 	ASSERT_TRUE(other);
 	auto otherCodec = other->newCodec();
 	auto writer = other->newWriter();
@@ -159,21 +157,21 @@ TEST_F(CorruptionTest, IndexOfAnotherPackDoesNotOpen)
 	ASSERT_TRUE(writer->commit());
 	auto loc = other->locate(*id);
 	ASSERT_TRUE(loc);
-	fs::copy_file(idx_, packIndexPath(storeDir(), loc->pack), fs::copy_options::overwrite_existing);
+	copyObject(*backend_, idx_, packIndexName(loc->pack));
 
-	auto r = Store::open(storeDir(), keyFile());
+	auto r = open(keyFile());
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kCorrupt);
 }
 
 // Regression, visible under -Db_sanitize=thread: readChunk once read
 // packs_ after releasing its lock while refresh() could reallocate it.
-TEST_F(CorruptionTest, FailingReadsWhileAnotherThreadLearnsPacks)
+TEST_P(CorruptionTest, FailingReadsWhileAnotherThreadLearnsPacks)
 {
 	auto loc = where(0);
-	flipByte(pack_, loc.offset + kBlobHeaderSize + 1);
+	flipObjectByte(*backend_, pack_, loc.offset + kBlobHeaderSize + 1);
 
-	auto writer = openOrNull(storeDir(), keyFile());
+	auto writer = openOrNull();
 	ASSERT_TRUE(writer);
 	std::atomic<bool> done{false};
 	std::atomic<int> wrongResults{0};
@@ -207,17 +205,17 @@ TEST_F(CorruptionTest, FailingReadsWhileAnotherThreadLearnsPacks)
 		EXPECT_TRUE(store_->contains(id));
 }
 
-TEST_F(CorruptionTest, TruncatedPackIsAnErrorNotACrash)
+TEST_P(CorruptionTest, TruncatedPackIsAnErrorNotACrash)
 {
 	auto last = where(2);
 	auto first = where(0);
 	// Cut inside the last blob.
-	fs::resize_file(pack_, last.offset + last.length / 2);
+	truncateObject(*backend_, pack_, last.offset + last.length / 2);
 
 	auto r = store_->readChunk(*codec_, ids_[2]);
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kCorrupt) << r.error().message;
-	auto fresh = openOrNull(storeDir(), keyFile());
+	auto fresh = openOrNull();
 	ASSERT_TRUE(fresh);
 	auto freshCodec = fresh->newCodec();
 	auto r2 = fresh->readChunk(*freshCodec, ids_[2]);
@@ -231,7 +229,7 @@ TEST_F(CorruptionTest, TruncatedPackIsAnErrorNotACrash)
 
 	// Down to inside the first blob's header, then to nothing.
 	for (uint64_t size : {first.offset + 10, uint64_t(0)}) {
-		fs::resize_file(pack_, size);
+		truncateObject(*backend_, pack_, size);
 		for (size_t i = 0; i < ids_.size(); i++) {
 			auto gone = store_->readChunk(*codec_, ids_[i]);
 			EXPECT_FALSE(gone) << size << " " << i;
@@ -239,17 +237,17 @@ TEST_F(CorruptionTest, TruncatedPackIsAnErrorNotACrash)
 	}
 }
 
-TEST_F(CorruptionTest, DeletedPackIsAnError)
+TEST_P(CorruptionTest, DeletedPackIsAnError)
 {
-	ASSERT_EQ(::unlink(pack_.c_str()), 0);
-	auto fresh = openOrNull(storeDir(), keyFile());
+	ASSERT_TRUE(removedObject(*backend_, pack_));
+	auto fresh = openOrNull();
 	ASSERT_TRUE(fresh);
 	auto freshCodec = fresh->newCodec();
 	auto r = fresh->readChunk(*freshCodec, ids_[0]);
 	EXPECT_FALSE(r);
 }
 
-class ManifestCorruptionTest : public StoreDirTest
+class ManifestCorruptionTest : public BackendStoreTest
 {
 protected:
 	Manifest manifest(const std::string &id)
@@ -267,15 +265,14 @@ protected:
 	}
 };
 
-TEST_F(ManifestCorruptionTest, ManifestCopiedOverAnotherFails)
+TEST_P(ManifestCorruptionTest, ManifestCopiedOverAnotherFails)
 {
 	auto store = initAndOpen();
 	ASSERT_TRUE(store);
 	const std::string a = "snap-0000000000000000a", b = "snap-0000000000000000b";
 	ASSERT_TRUE(store->putManifest(manifest(a)));
 	ASSERT_TRUE(store->putManifest(manifest(b)));
-	fs::path snaps = storeDir() / "snapshots";
-	fs::copy_file(snaps / (a + ".manifest"), snaps / (b + ".manifest"), fs::copy_options::overwrite_existing);
+	copyObject(*backend_, "snapshots/" + a + ".manifest", "snapshots/" + b + ".manifest");
 
 	auto r = store->getManifest(b);
 	ASSERT_FALSE(r);
@@ -298,28 +295,32 @@ TEST_F(ManifestCorruptionTest, ManifestCopiedOverAnotherFails)
 	}
 }
 
-TEST_F(ManifestCorruptionTest, FlippedManifestByteIsCorrupted)
+TEST_P(ManifestCorruptionTest, FlippedManifestByteIsCorrupted)
 {
 	auto store = initAndOpen();
 	ASSERT_TRUE(store);
 	const std::string id = "snap-0123456789abcdef0";
 	ASSERT_TRUE(store->putManifest(manifest(id)));
-	fs::path path = storeDir() / "snapshots" / (id + ".manifest");
-	auto size = fs::file_size(path);
+	const std::string name = "snapshots/" + id + ".manifest";
+	auto size = objectSize(*backend_, name);
 	for (uint64_t at : {uint64_t(5), uint64_t(6), uint64_t(20), size / 2, size - 1}) {
-		flipByte(path, at);
+		flipObjectByte(*backend_, name, at);
 		auto r = store->getManifest(id);
 		EXPECT_EQ(codeOf(r), errc::kCorrupt) << "manifest byte " << at << ": " << describe(r);
-		flipByte(path, at);
+		flipObjectByte(*backend_, name, at);
 	}
 	auto ok = store->getManifest(id);
 	EXPECT_TRUE(ok) << describe(ok);
 
-	fs::resize_file(path, 10);
+	truncateObject(*backend_, name, 10);
 	auto truncated = store->getManifest(id);
 	ASSERT_FALSE(truncated);
 	EXPECT_EQ(truncated.error().code, errc::kCorrupt);
 }
+
+INSTANTIATE_TEST_SUITE_P(, CorruptionTest, ::testing::ValuesIn(virtsnap::test::backendNames()), backendSuffix);
+INSTANTIATE_TEST_SUITE_P(, ManifestCorruptionTest, ::testing::ValuesIn(virtsnap::test::backendNames()),
+			 backendSuffix);
 
 } // namespace
 } // namespace virtsnap::store::test

@@ -2,13 +2,16 @@
 // no manifest needs and nothing else, spares files younger than the grace
 // period, rewrites sparse packs without changing a byte of what they keep,
 // refuses to run beside another user of the store, and a dry run changes
-// nothing. Ages are set with utimensat, never waited for.
+// nothing. On every backend. Ages are set, never waited for: through a
+// backend that reports objects older than they are, since the mtimes of
+// RADOS and S3 objects are the server's to set.
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include <chrono>
+#include <mutex>
+#include <thread>
 
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
@@ -22,8 +25,9 @@ namespace {
 using namespace std::chrono_literals;
 
 
-// Moves a file's mtime `age` into the past.
-void age(const fs::path &path, std::chrono::seconds by)
+// Moves a file's mtime `by` into the past: a directory's temporary files,
+// which sweepPartial() judges by their mtime, not through list().
+void ageFile(const fs::path &path, std::chrono::seconds by)
 {
 	struct timespec ts[2];
 	::clock_gettime(CLOCK_REALTIME, &ts[0]);
@@ -32,27 +36,107 @@ void age(const fs::path &path, std::chrono::seconds by)
 	ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW), 0) << path << ": " << std::strerror(errno);
 }
 
-void ageTree(const fs::path &dir, std::chrono::seconds by)
+// How much older than the backend says each aged object is, shared by every
+// connection of one test as the mtimes of a directory would be.
+class Ages
 {
-	for (const auto &entry : fs::recursive_directory_iterator(dir))
-		if (entry.is_regular_file())
-			age(entry.path(), by);
-}
+public:
+	void set(const std::string &name, std::chrono::seconds by)
+	{
+		std::lock_guard lock(mutex_);
+		by_[name] = by;
+	}
+	std::chrono::seconds of(const std::string &name) const
+	{
+		std::lock_guard lock(mutex_);
+		auto it = by_.find(name);
+		return it == by_.end() ? std::chrono::seconds(0) : it->second;
+	}
 
-fs::path indexOf(const fs::path &pack)
+private:
+	mutable std::mutex mutex_;
+	std::map<std::string, std::chrono::seconds> by_;
+};
+
+// Another backend with its objects as old as `ages` makes them.
+class AgedBackend : public Backend
 {
-	fs::path idx = pack;
-	return idx.replace_extension(".idx");
-}
+public:
+	AgedBackend(std::unique_ptr<Backend> inner, std::shared_ptr<Ages> ages)
+		: inner_(std::move(inner)), ages_(std::move(ages))
+	{
+	}
 
-class GcTest : public OpenStoreTest
+	std::string describe() const override { return inner_->describe(); }
+	bool local() const override { return inner_->local(); }
+	Result<void> put(const std::string &name, std::span<const uint8_t> data) override { return inner_->put(name, data); }
+	Result<void> create(const std::string &name, std::span<const uint8_t> data) override
+	{
+		return inner_->create(name, data);
+	}
+	Result<std::unique_ptr<ObjectWriter>> openWriter(const std::string &name) override
+	{
+		return inner_->openWriter(name);
+	}
+	Result<Bytes> get(const std::string &name) override { return inner_->get(name); }
+	Result<void> getRange(const std::string &name, uint64_t offset, std::span<uint8_t> out) override
+	{
+		return inner_->getRange(name, offset, out);
+	}
+	Result<ObjectInfo> stat(const std::string &name) override
+	{
+		VS_ASSIGN(ObjectInfo info, inner_->stat(name));
+		return aged(std::move(info));
+	}
+	Result<void> list(const std::string &prefix, const std::function<void(const ObjectInfo &)> &visit) override
+	{
+		return inner_->list(prefix, [&](const ObjectInfo &info) { visit(aged(info)); });
+	}
+	Result<void> remove(const std::string &name) override { return inner_->remove(name); }
+	Result<std::chrono::system_clock::time_point> now() override { return inner_->now(); }
+	Result<Swept> sweepPartial(std::chrono::seconds grace, bool dryRun) override
+	{
+		return inner_->sweepPartial(grace, dryRun);
+	}
+
+private:
+	ObjectInfo aged(ObjectInfo info) const
+	{
+		info.modified -= ages_->of(info.name);
+		return info;
+	}
+
+	std::unique_ptr<Backend> inner_;
+	std::shared_ptr<Ages> ages_;
+};
+
+class GcTest : public OpenBackendStoreTest
 {
 protected:
-	GcTest() : OpenStoreTest(kChunk) {}
+	GcTest() : OpenBackendStoreTest(kChunk) {}
+
+	std::unique_ptr<Backend> connect() override
+	{
+		auto inner = OpenBackendStoreTest::connect();
+		return inner ? std::make_unique<AgedBackend>(std::move(inner), ages_) : nullptr;
+	}
+
+	// Makes an object look `by` old to the store (not to leases, which
+	// are not what the store holds).
+	void age(const std::string &name, std::chrono::seconds by) { ages_->set(name, by); }
+
+	void ageAll(std::chrono::seconds by)
+	{
+		auto listed = backend_->list("", [&](const ObjectInfo &info) {
+			if (info.name.rfind("locks/", 0) != 0)
+				age(info.name, by);
+		});
+		ASSERT_TRUE(listed) << describe(listed);
+	}
 
 	void SetUp() override
 	{
-		OpenStoreTest::SetUp();
+		OpenBackendStoreTest::SetUp();
 		if (HasFatalFailure())
 			return;
 		// Even seeds: random chunks.
@@ -112,7 +196,7 @@ protected:
 
 	void expectRestoresFresh(const std::string &id, const Bytes &disk)
 	{
-		auto fresh = openOrNull(storeDir(), keyFile());
+		auto fresh = openOrNull();
 		ASSERT_TRUE(fresh);
 		expectRestores(*fresh, id, disk);
 	}
@@ -124,21 +208,31 @@ protected:
 		return r ? *r : GcReport{};
 	}
 
-	uint64_t packsBytes() const
+	uint64_t packsBytes()
 	{
 		uint64_t total = 0;
-		for (const auto &entry : fs::recursive_directory_iterator(storeDir() / "packs"))
-			if (entry.is_regular_file())
-				total += entry.file_size();
+		auto listed = backend_->list("packs/", [&](const ObjectInfo &info) { total += info.size; });
+		EXPECT_TRUE(listed) << describe(listed);
 		return total;
 	}
 
+	// Writes that never finished: a directory's temporary files, or what
+	// the backend would sweep as such.
+	size_t countTemps()
+	{
+		if (backend_->local())
+			return filesContaining(url_, ".tmp-").size();
+		auto swept = backend_->sweepPartial(std::chrono::seconds(0), true);
+		EXPECT_TRUE(swept) << describe(swept);
+		return swept ? swept->objects : 0;
+	}
+
 	// The one pack whose index names `id`.
-	fs::path packHolding(const ChunkId &id)
+	std::string packHolding(const ChunkId &id)
 	{
 		auto loc = store_->locate(id);
 		EXPECT_TRUE(loc);
-		return loc ? packPath(storeDir(), loc->pack) : fs::path();
+		return loc ? packName(loc->pack) : std::string();
 	}
 
 	std::vector<ChunkId> idsOf(const std::vector<Bytes> &data)
@@ -149,6 +243,7 @@ protected:
 		return ids;
 	}
 
+	std::shared_ptr<Ages> ages_ = std::make_shared<Ages>();
 	std::vector<Bytes> shared_, onlyA_, onlyB_;
 	Bytes diskA_, diskB_;
 };
@@ -172,12 +267,12 @@ protected:
 		packShared_ = packHolding(codec_->idOf(shared_[0]));
 	}
 
-	fs::path packA_, packB_, packShared_;
+	std::string packA_, packB_, packShared_;
 };
 
-TEST_F(GcSweepTest, RemovesOnlyTheChunksOfTheDeletedSnapshot)
+TEST_P(GcSweepTest, RemovesOnlyTheChunksOfTheDeletedSnapshot)
 {
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
 	uint64_t before = packsBytes();
 
@@ -191,10 +286,10 @@ TEST_F(GcSweepTest, RemovesOnlyTheChunksOfTheDeletedSnapshot)
 	EXPECT_EQ(r.chunksRemoved, kSlots + 1);
 	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
 
-	EXPECT_FALSE(fs::exists(packA_));
-	EXPECT_FALSE(fs::exists(indexOf(packA_)));
-	EXPECT_TRUE(fs::exists(packB_));
-	EXPECT_TRUE(fs::exists(packShared_));
+	EXPECT_FALSE(hasObject(*backend_, packA_));
+	EXPECT_FALSE(hasObject(*backend_, indexOfPack(packA_)));
+	EXPECT_TRUE(hasObject(*backend_, packB_));
+	EXPECT_TRUE(hasObject(*backend_, packShared_));
 	EXPECT_EQ(countPacks(), 2u);
 	EXPECT_EQ(countIndexes(), 2u);
 	uint64_t after = packsBytes();
@@ -203,7 +298,7 @@ TEST_F(GcSweepTest, RemovesOnlyTheChunksOfTheDeletedSnapshot)
 
 	expectRestores(*store_, "snap-b", diskB_);
 	expectRestoresFresh("snap-b", diskB_);
-	auto fresh = openOrNull(storeDir(), keyFile());
+	auto fresh = openOrNull();
 	ASSERT_TRUE(fresh);
 	for (const ChunkId &id : idsOf(onlyA_)) {
 		EXPECT_FALSE(store_->contains(id));
@@ -211,9 +306,9 @@ TEST_F(GcSweepTest, RemovesOnlyTheChunksOfTheDeletedSnapshot)
 	}
 }
 
-TEST_F(GcSweepTest, ForgetsRemovedPacksSoTheSameStoreStoresTheirChunksAgain)
+TEST_P(GcSweepTest, ForgetsRemovedPacksSoTheSameStoreStoresTheirChunksAgain)
 {
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
 	ASSERT_EQ(gc().packsRemoved, 1u);
 
@@ -232,45 +327,45 @@ TEST_F(GcSweepTest, ForgetsRemovedPacksSoTheSameStoreStoresTheirChunksAgain)
 	expectRestoresFresh("snap-a2", diskA_);
 }
 
-TEST_F(GcSweepTest, NothingYoungerThanTheGracePeriodIsRemoved)
+TEST_P(GcSweepTest, NothingYoungerThanTheGracePeriodIsRemoved)
 {
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
-	auto before = treeSnapshot(storeDir());
+	auto before = storeSnapshot(*backend_);
 
 	// Just written.
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRemoved, 0u);
 	EXPECT_EQ(r.packsSpared, 1u);
 	EXPECT_EQ(r.chunksUnreferenced, kSlots + 1);
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 
 	// Half an hour: still within the default hour.
-	ageTree(storeDir(), 30min);
-	before = treeSnapshot(storeDir());
+	ageAll(30min);
+	before = storeSnapshot(*backend_);
 	EXPECT_EQ(gc().packsRemoved, 0u);
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 
 	// An old pack whose index is young (or the reverse) is spared too.
 	age(packA_, 2h);
 	EXPECT_EQ(gc().packsRemoved, 0u);
 	age(packA_, 30min);
-	age(indexOf(packA_), 2h);
+	age(indexOfPack(packA_), 2h);
 	EXPECT_EQ(gc().packsRemoved, 0u);
-	EXPECT_TRUE(fs::exists(packA_));
+	EXPECT_TRUE(hasObject(*backend_, packA_));
 
 	// A shorter grace is honoured too.
 	GcOptions shortGrace;
 	shortGrace.grace = 10min;
 	age(packA_, 20min);
-	age(indexOf(packA_), 20min);
+	age(indexOfPack(packA_), 20min);
 	EXPECT_EQ(gc(shortGrace).packsRemoved, 1u);
-	EXPECT_FALSE(fs::exists(packA_));
+	EXPECT_FALSE(hasObject(*backend_, packA_));
 	expectRestoresFresh("snap-b", diskB_);
 }
 
-TEST_F(GcSweepTest, SecondRunRemovesNothing)
+TEST_P(GcSweepTest, SecondRunRemovesNothing)
 {
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
 	ASSERT_TRUE(store_->deleteManifest("snap-b"));
 	GcReport first = gc();
@@ -278,24 +373,24 @@ TEST_F(GcSweepTest, SecondRunRemovesNothing)
 	EXPECT_EQ(countPacks(), 0u);
 	EXPECT_EQ(countIndexes(), 0u);
 
-	auto before = treeSnapshot(storeDir());
+	auto before = storeSnapshot(*backend_);
 	GcReport second = gc();
 	EXPECT_EQ(second.packsRemoved, 0u);
 	EXPECT_EQ(second.packsRepacked, 0u);
 	EXPECT_EQ(second.tmpFilesRemoved, 0u);
 	EXPECT_EQ(second.chunksUnreferenced, 0u);
 	EXPECT_EQ(second.bytesFreed, 0u);
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 }
 
-TEST_F(GcSweepTest, RefusedWhileALeaseIsHeldAndAllowedOnceItIsGone)
+TEST_P(GcSweepTest, RefusedWhileALeaseIsHeldAndAllowedOnceItIsGone)
 {
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
-	auto before = treeSnapshot(storeDir());
+	auto before = storeSnapshot(*backend_);
 
 	// What another process or host taking a snapshot holds.
-	auto other = openOrNull(storeDir(), keyFile());
+	auto other = openOrNull();
 	ASSERT_TRUE(other);
 	auto lease = other->lease(Lease::Kind::Shared, "snapshot of vm1");
 	ASSERT_TRUE(lease) << describe(lease);
@@ -304,7 +399,7 @@ TEST_F(GcSweepTest, RefusedWhileALeaseIsHeldAndAllowedOnceItIsGone)
 	EXPECT_EQ(refused.error().code, errc::kIncorrectState);
 	EXPECT_NE(refused.error().message.find("is in use by"), std::string::npos) << refused.error().message;
 	EXPECT_NE(refused.error().message.find("snapshot of vm1"), std::string::npos) << refused.error().message;
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 	// A dry run is refused as well, and the other way round too.
 	GcOptions dry;
 	dry.dryRun = true;
@@ -327,11 +422,11 @@ TEST_F(GcSweepTest, RefusedWhileALeaseIsHeldAndAllowedOnceItIsGone)
 	EXPECT_TRUE(held->empty()) << "gc kept its lease: " << held->front();
 }
 
-TEST_F(GcSweepTest, NoSnapshotStartsWhileGcHoldsTheStore)
+TEST_P(GcSweepTest, NoSnapshotStartsWhileGcHoldsTheStore)
 {
 	auto gcLease = store_->lease(Lease::Kind::Exclusive, "gc");
 	ASSERT_TRUE(gcLease) << describe(gcLease);
-	auto other = openOrNull(storeDir(), keyFile());
+	auto other = openOrNull();
 	ASSERT_TRUE(other);
 	auto refused = other->lease(Lease::Kind::Shared, "snapshot of vm1");
 	ASSERT_FALSE(refused);
@@ -344,55 +439,57 @@ TEST_F(GcSweepTest, NoSnapshotStartsWhileGcHoldsTheStore)
 
 // A holder that stops renewing blocks nobody past its lease, even one that
 // still runs (a host cut off from the store).
-TEST_F(GcSweepTest, AnExpiredLeaseBlocksNobody)
+TEST_P(GcSweepTest, AnExpiredLeaseBlocksNobody)
 {
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
 	StoreOptions stale;
 	stale.lease.duration = std::chrono::seconds(1);
 	stale.lease.renewInterval = std::chrono::seconds(3600);
-	auto other = Store::open(storeDir(), keyFile(), stale);
+	auto other = open(keyFile(), stale);
 	ASSERT_TRUE(other) << describe(other);
 	auto lease = (*other)->lease(Lease::Kind::Shared, "snapshot of a host that hangs");
 	ASSERT_TRUE(lease) << describe(lease);
 	StoreOptions judge = stale;
-	auto mine = Store::open(storeDir(), keyFile(), judge);
+	auto mine = open(keyFile(), judge);
 	ASSERT_TRUE(mine) << describe(mine);
 	EXPECT_EQ(codeOf(collectGarbage(**mine, {})), errc::kIncorrectState);
-	std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+	// RADOS and S3 keep object times in whole seconds: two ticks of their
+	// clock make the lease at least a second older than its duration.
+	std::this_thread::sleep_for(std::chrono::milliseconds(local() ? 1500 : 2100));
 	EXPECT_FALSE((*lease)->held());
 	auto r = collectGarbage(**mine, {});
 	ASSERT_TRUE(r) << describe(r);
 	EXPECT_EQ(r->packsRemoved, 1u);
 }
 
-TEST_F(GcSweepTest, AnUnreadableManifestOrIndexPageStopsGcBeforeAnyRemoval)
+TEST_P(GcSweepTest, AnUnreadableManifestOrIndexPageStopsGcBeforeAnyRemoval)
 {
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
-	auto before = treeSnapshot(storeDir());
+	auto before = storeSnapshot(*backend_);
 
-	fs::path manifest = storeDir() / "snapshots" / "snap-b.manifest";
-	flipByte(manifest, fs::file_size(manifest) / 2);
+	const std::string manifest = "snapshots/snap-b.manifest";
+	flipObjectByte(*backend_, manifest, objectSize(*backend_, manifest) / 2);
 	auto r = collectGarbage(*store_, {});
 	EXPECT_EQ(codeOf(r), errc::kCorrupt) << describe(r);
-	flipByte(manifest, fs::file_size(manifest) / 2);
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	flipObjectByte(*backend_, manifest, objectSize(*backend_, manifest) / 2);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 
 	auto m = store_->getManifest("snap-b");
 	ASSERT_TRUE(m);
 	auto page = store_->locate(m->indexPages[0]);
 	ASSERT_TRUE(page);
-	flipByte(packB_, page->offset + kBlobHeaderSize + 10);
-	before = treeSnapshot(storeDir());
+	flipObjectByte(*backend_, packB_, page->offset + kBlobHeaderSize + 10);
+	before = storeSnapshot(*backend_);
 	r = collectGarbage(*store_, {});
 	EXPECT_EQ(codeOf(r), errc::kCorrupt) << describe(r);
 	EXPECT_NE(r.error().message.find("nothing was removed"), std::string::npos) << r.error().message;
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
-	EXPECT_TRUE(fs::exists(packA_));
+	EXPECT_EQ(storeSnapshot(*backend_), before);
+	EXPECT_TRUE(hasObject(*backend_, packA_));
 }
 
-TEST_F(GcTest, DryRunChangesNothingAndPredictsTheRealRun)
+TEST_P(GcTest, DryRunChangesNothingAndPredictsTheRealRun)
 {
 	// Every kind of work at once: a half dead pack (the shared chunks
 	// plus as many no one needs) to repack, A's pack to remove, a pack
@@ -401,35 +498,42 @@ TEST_F(GcTest, DryRunChangesNothingAndPredictsTheRealRun)
 	auto unneeded = chunks(kSlots, 4000);
 	mixed.insert(mixed.end(), unneeded.begin(), unneeded.end());
 	putChunks(mixed);
-	fs::path packMixed = packHolding(codec_->idOf(shared_[0]));
+	std::string packMixed = packHolding(codec_->idOf(shared_[0]));
 	snapshot("snap-a", diskA_);
 	snapshot("snap-b", diskB_);
 	auto extra = chunks(3, 5000);
 	putChunks(extra);
-	ASSERT_TRUE(fs::remove(indexOf(packHolding(codec_->idOf(extra[0])))));
-	ASSERT_TRUE(writeFileAtomic(storeDir() / "snapshots" / "snap-x.manifest.tmp-0123456789abcdef",
-				    asBytes("partial")));
+	ASSERT_TRUE(removedObject(*backend_, indexOfPack(packHolding(codec_->idOf(extra[0])))));
+	// Only a directory's writers leave what a test can make and age by
+	// hand (an S3 upload's parts are no objects, a RADOS write leaves
+	// nothing).
+	const uint64_t temps = local() ? 1 : 0;
+	if (local()) {
+		fs::path temp = fs::path(url_) / "snapshots" / "snap-x.manifest.tmp-0123456789abcdef";
+		ASSERT_TRUE(writeFileAtomic(temp, asBytes("partial")));
+		ageFile(temp, 2h);
+	}
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 
-	auto before = treeSnapshot(storeDir());
+	auto before = storeSnapshot(*backend_);
 	GcOptions dry;
 	dry.dryRun = true;
 	GcReport d = gc(dry);
 	EXPECT_TRUE(d.dryRun);
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 	EXPECT_EQ(d.packsRemoved, 2u); // A's, and the one without index
 	EXPECT_EQ(d.packsWithoutIndexRemoved, 1u);
 	EXPECT_EQ(d.packsRepacked, 1u);
 	EXPECT_EQ(d.packsWritten, 1u);
 	EXPECT_EQ(d.chunksCopied, kSlots);
-	EXPECT_EQ(d.tmpFilesRemoved, 1u);
+	EXPECT_EQ(d.tmpFilesRemoved, temps);
 	EXPECT_GT(d.bytesFreed, 0u);
 	expectRestores(*store_, "snap-b", diskB_);
 
 	GcReport r = gc();
 	EXPECT_FALSE(r.dryRun);
-	EXPECT_FALSE(fs::exists(packMixed));
+	EXPECT_FALSE(hasObject(*backend_, packMixed));
 	EXPECT_EQ(r.packsRemoved, d.packsRemoved);
 	EXPECT_EQ(r.packsWithoutIndexRemoved, d.packsWithoutIndexRemoved);
 	EXPECT_EQ(r.packsRepacked, d.packsRepacked);
@@ -445,25 +549,25 @@ TEST_F(GcTest, DryRunChangesNothingAndPredictsTheRealRun)
 	expectRestoresFresh("snap-b", diskB_);
 }
 
-TEST_F(GcTest, RepackKeepsLiveChunksByteForByteAndDropsTheOldPack)
+TEST_P(GcTest, RepackKeepsLiveChunksByteForByteAndDropsTheOldPack)
 {
 	// A's pack holds the shared chunks, A's own and A's page; B's pack only
 	// B's own and B's page. Deleting A leaves A's pack about half dead.
 	snapshot("snap-a", diskA_);
 	snapshot("snap-b", diskB_);
 	ASSERT_EQ(countPacks(), 2u);
-	fs::path packA = packHolding(codec_->idOf(onlyA_[0]));
+	std::string packA = packHolding(codec_->idOf(onlyA_[0]));
 	ASSERT_EQ(packHolding(codec_->idOf(shared_[0])), packA);
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 	ASSERT_TRUE(store_->deleteManifest("snap-a"));
 
 	GcOptions strict;
 	strict.repackThreshold = 0.9;
-	auto before = treeSnapshot(storeDir());
+	auto before = storeSnapshot(*backend_);
 	GcReport none = gc(strict);
 	EXPECT_EQ(none.packsRepacked, 0u);
 	EXPECT_EQ(none.chunksUnreferenced, kSlots + 1);
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRepacked, 1u);
@@ -472,8 +576,8 @@ TEST_F(GcTest, RepackKeepsLiveChunksByteForByteAndDropsTheOldPack)
 	EXPECT_EQ(r.chunksCopied, kSlots);
 	EXPECT_EQ(r.chunksRemoved, kSlots + 1);
 	EXPECT_GT(r.bytesFreed, 0u);
-	EXPECT_FALSE(fs::exists(packA));
-	EXPECT_FALSE(fs::exists(indexOf(packA)));
+	EXPECT_FALSE(hasObject(*backend_, packA));
+	EXPECT_FALSE(hasObject(*backend_, indexOfPack(packA)));
 	EXPECT_EQ(countPacks(), 2u);
 	EXPECT_EQ(countIndexes(), 2u);
 	EXPECT_EQ(countTemps(), 0u);
@@ -482,7 +586,7 @@ TEST_F(GcTest, RepackKeepsLiveChunksByteForByteAndDropsTheOldPack)
 	for (const ChunkId &id : idsOf(shared_)) {
 		auto loc = store_->locate(id);
 		ASSERT_TRUE(loc);
-		EXPECT_NE(packPath(storeDir(), loc->pack), packA);
+		EXPECT_NE(packName(loc->pack), packA);
 	}
 	for (const ChunkId &id : idsOf(onlyA_))
 		EXPECT_FALSE(store_->contains(id));
@@ -495,7 +599,7 @@ TEST_F(GcTest, RepackKeepsLiveChunksByteForByteAndDropsTheOldPack)
 	EXPECT_EQ(again.chunksUnreferenced, 0u);
 }
 
-TEST_F(GcTest, RepackMergesSparsePacksIntoOne)
+TEST_P(GcTest, RepackMergesSparsePacksIntoOne)
 {
 	// Three packs of four chunks; a snapshot needs one chunk of each.
 	std::vector<Bytes> keep;
@@ -508,7 +612,7 @@ TEST_F(GcTest, RepackMergesSparsePacksIntoOne)
 	Bytes disk = concat({keep});
 	snapshot("snap-c", disk);
 	ASSERT_EQ(countPacks(), 4u); // plus the page's
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRepacked, 3u);
@@ -520,12 +624,12 @@ TEST_F(GcTest, RepackMergesSparsePacksIntoOne)
 	expectRestoresFresh("snap-c", disk);
 }
 
-TEST_F(GcTest, ChunkStoredTwiceIsCopiedOnceWhenBothPacksAreRepacked)
+TEST_P(GcTest, ChunkStoredTwiceIsCopiedOnceWhenBothPacksAreRepacked)
 {
 	// Two writers that did not know of each other's packs (two processes)
 	// both stored `twice`, each beside chunks no one needs.
 	Bytes twice = randomData(kChunk, 42);
-	auto other = openOrNull(storeDir(), keyFile());
+	auto other = openOrNull();
 	ASSERT_TRUE(other);
 	putChunks({twice, randomData(kChunk, 43), randomData(kChunk, 44)});
 	{
@@ -539,7 +643,7 @@ TEST_F(GcTest, ChunkStoredTwiceIsCopiedOnceWhenBothPacksAreRepacked)
 	other.reset();
 	ASSERT_EQ(countPacks(), 2u);
 	snapshot("snap-c", twice);
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRepacked, 2u);
@@ -554,15 +658,15 @@ TEST_F(GcTest, ChunkStoredTwiceIsCopiedOnceWhenBothPacksAreRepacked)
 // in a full one. The next gc keeps the full one's copy rather than copy
 // them a third time, and its own Store, whose map named the sparse pack for
 // them, still finds every one.
-TEST_F(GcTest, RepackCopiesNothingThatAPackWhichStaysHolds)
+TEST_P(GcTest, RepackCopiesNothingThatAPackWhichStaysHolds)
 {
-	auto other = openOrNull(storeDir(), keyFile());
+	auto other = openOrNull();
 	ASSERT_TRUE(other);
 	std::vector<Bytes> sparse = shared_;
 	auto unneeded = chunks(kSlots, 4000);
 	sparse.insert(sparse.end(), unneeded.begin(), unneeded.end());
 	putChunks(sparse);
-	fs::path sparsePack = packHolding(codec_->idOf(shared_[0]));
+	std::string sparsePack = packHolding(codec_->idOf(shared_[0]));
 	{
 		auto codec = other->newCodec();
 		auto writer = other->newWriter();
@@ -574,7 +678,7 @@ TEST_F(GcTest, RepackCopiesNothingThatAPackWhichStaysHolds)
 	ASSERT_TRUE(store_->refresh());
 	ASSERT_EQ(packHolding(codec_->idOf(shared_[0])), sparsePack);
 	snapshot("snap-a", diskA_);
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRepacked, 1u);
@@ -582,7 +686,7 @@ TEST_F(GcTest, RepackCopiesNothingThatAPackWhichStaysHolds)
 	EXPECT_EQ(r.packsWritten, 0u);
 	EXPECT_EQ(r.chunksRemoved, kSlots);
 	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
-	EXPECT_FALSE(fs::exists(sparsePack));
+	EXPECT_FALSE(hasObject(*backend_, sparsePack));
 	EXPECT_EQ(countPacks(), 2u); // the full one and snap-a's own
 	for (const ChunkId &id : idsOf(shared_)) {
 		EXPECT_TRUE(store_->contains(id));
@@ -595,66 +699,75 @@ TEST_F(GcTest, RepackCopiesNothingThatAPackWhichStaysHolds)
 	EXPECT_EQ(again.packsRepacked + again.packsRemoved + again.chunksUnreferenced, 0u);
 }
 
-TEST_F(GcTest, LeftoversOlderThanGraceAreRemovedYoungerOnesAndUnknownFilesKept)
+TEST_P(GcTest, LeftoversOlderThanGraceAreRemovedYoungerOnesAndUnknownFilesKept)
 {
 	// Packs whose writer died before writing the index: one old, one young.
 	auto oldData = chunks(3, 10);
 	putChunks(oldData);
-	fs::path oldPack = packHolding(codec_->idOf(oldData[0]));
+	std::string oldPack = packHolding(codec_->idOf(oldData[0]));
 	auto youngData = chunks(3, 20);
 	putChunks(youngData);
-	fs::path youngPack = packHolding(codec_->idOf(youngData[0]));
-	ASSERT_TRUE(fs::remove(indexOf(oldPack)));
-	ASSERT_TRUE(fs::remove(indexOf(youngPack)));
+	std::string youngPack = packHolding(codec_->idOf(youngData[0]));
+	ASSERT_TRUE(removedObject(*backend_, indexOfPack(oldPack)));
+	ASSERT_TRUE(removedObject(*backend_, indexOfPack(youngPack)));
 
-	std::vector<fs::path> oldTemps = {
-		oldPack.parent_path() / "00112233445566778899aabbccddeeff.pack.tmp-0123456789abcdef",
-		storeDir() / "snapshots" / "snap-x.manifest.tmp-0123456789abcdef",
-		storeDir() / "records" / "tags" / "vol-1.json.sealed.tmp-0123456789abcdef",
-	};
-	fs::path youngTemp = storeDir() / "snapshots" / "snap-y.manifest.tmp-fedcba9876543210";
-	std::vector<fs::path> unknown = {storeDir() / "packs" / "NOTES", storeDir() / "snapshots" / "README",
-					 oldPack.parent_path() / "not-a-pack.pack"};
+	// Temporary files are a directory's alone (as in DryRunChangesNothingAndPredictsTheRealRun).
+	const fs::path dir = url_, packDir = fs::path(oldPack).parent_path();
+	std::vector<fs::path> oldTemps;
+	fs::path youngTemp;
+	if (local()) {
+		oldTemps = {
+			dir / packDir / "00112233445566778899aabbccddeeff.pack.tmp-0123456789abcdef",
+			dir / "snapshots" / "snap-x.manifest.tmp-0123456789abcdef",
+			dir / "records" / "tags" / "vol-1.json.sealed.tmp-0123456789abcdef",
+		};
+		youngTemp = dir / "snapshots" / "snap-y.manifest.tmp-fedcba9876543210";
+	}
+	std::vector<std::string> unknown = {"packs/NOTES", "snapshots/README", (packDir / "not-a-pack.pack").string()};
 	for (const fs::path &p : oldTemps) {
 		ASSERT_TRUE(makeDirs(p.parent_path()));
 		ASSERT_TRUE(writeFileAtomic(p, asBytes("leftover")));
-		age(p, 2h);
+		ageFile(p, 2h);
 	}
-	ASSERT_TRUE(writeFileAtomic(youngTemp, asBytes("in flight")));
-	for (const fs::path &p : unknown) {
-		ASSERT_TRUE(writeFileAtomic(p, asBytes("someone's")));
-		age(p, 2h);
+	if (local()) {
+		ASSERT_TRUE(writeFileAtomic(youngTemp, asBytes("in flight")));
+	}
+	for (const std::string &name : unknown) {
+		ASSERT_TRUE(backend_->put(name, asBytes("someone's")));
+		age(name, 2h);
 	}
 	age(oldPack, 2h);
-	age(storeDir() / "config.json", 2h);
+	age("config.json", 2h);
 
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRemoved, 1u);
 	EXPECT_EQ(r.packsWithoutIndexRemoved, 1u);
 	EXPECT_EQ(r.packsSpared, 1u);
 	EXPECT_EQ(r.tmpFilesRemoved, oldTemps.size());
-	EXPECT_FALSE(fs::exists(oldPack));
-	EXPECT_TRUE(fs::exists(youngPack));
+	EXPECT_FALSE(hasObject(*backend_, oldPack));
+	EXPECT_TRUE(hasObject(*backend_, youngPack));
 	for (const fs::path &p : oldTemps)
 		EXPECT_FALSE(fs::exists(p)) << p;
-	EXPECT_TRUE(fs::exists(youngTemp));
-	for (const fs::path &p : unknown)
-		EXPECT_TRUE(fs::exists(p)) << p;
-	EXPECT_TRUE(fs::exists(storeDir() / "config.json"));
-	EXPECT_TRUE(openOrNull(storeDir(), keyFile()));
+	if (local()) {
+		EXPECT_TRUE(fs::exists(youngTemp));
+	}
+	for (const std::string &name : unknown)
+		EXPECT_TRUE(hasObject(*backend_, name)) << name;
+	EXPECT_TRUE(hasObject(*backend_, "config.json"));
+	EXPECT_TRUE(openOrNull());
 }
 
-TEST_F(GcTest, PackWithoutIndexHoldingReferencedChunksIsKept)
+TEST_P(GcTest, PackWithoutIndexHoldingReferencedChunksIsKept)
 {
 	snapshot("snap-a", diskA_);
-	fs::path pack = packHolding(codec_->idOf(onlyA_[0]));
+	std::string pack = packHolding(codec_->idOf(onlyA_[0]));
 	// The index lost some other way; this Store still knows the chunks.
-	ASSERT_TRUE(fs::remove(indexOf(pack)));
-	ageTree(storeDir(), 2h);
+	ASSERT_TRUE(removedObject(*backend_, indexOfPack(pack)));
+	ageAll(2h);
 
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRemoved, 0u);
-	EXPECT_TRUE(fs::exists(pack));
+	EXPECT_TRUE(hasObject(*backend_, pack));
 	ASSERT_EQ(r.warnings.size(), 1u);
 	EXPECT_NE(r.warnings[0].find("re-index"), std::string::npos) << r.warnings[0];
 	EXPECT_EQ(r.chunksMissing, 2 * kSlots + 1);
@@ -664,14 +777,14 @@ TEST_F(GcTest, PackWithoutIndexHoldingReferencedChunksIsKept)
 // pack leaves, and a writer that died before its index and was retried: a
 // pack without index whose referenced chunks another pack's index names.
 // They are stored there: it goes like any pack without index.
-TEST_F(GcTest, PackWithoutIndexWhoseChunksAnotherPackHoldsIsRemoved)
+TEST_P(GcTest, PackWithoutIndexWhoseChunksAnotherPackHoldsIsRemoved)
 {
 	putChunks(shared_);
-	fs::path orphan = packHolding(codec_->idOf(shared_[0]));
+	std::string orphan = packHolding(codec_->idOf(shared_[0]));
 	{
 		// Its index gone, another process stored them again.
-		ASSERT_TRUE(fs::remove(indexOf(orphan)));
-		auto other = openOrNull(storeDir(), keyFile());
+		ASSERT_TRUE(removedObject(*backend_, indexOfPack(orphan)));
+		auto other = openOrNull();
 		ASSERT_TRUE(other);
 		auto codec = other->newCodec();
 		auto writer = other->newWriter();
@@ -682,21 +795,21 @@ TEST_F(GcTest, PackWithoutIndexWhoseChunksAnotherPackHoldsIsRemoved)
 	}
 	ASSERT_TRUE(store_->refresh());
 	snapshot("snap-a", diskA_);
-	ageTree(storeDir(), 2h);
+	ageAll(2h);
 
 	GcReport r = gc();
 	EXPECT_EQ(r.packsRemoved, 1u);
 	EXPECT_EQ(r.packsWithoutIndexRemoved, 1u);
 	EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
 	EXPECT_EQ(r.chunksMissing, 0u);
-	EXPECT_FALSE(fs::exists(orphan));
+	EXPECT_FALSE(hasObject(*backend_, orphan));
 	expectRestores(*store_, "snap-a", diskA_);
 	expectRestoresFresh("snap-a", diskA_);
 }
 
-TEST_F(GcTest, EmptyStore)
+TEST_P(GcTest, EmptyStore)
 {
-	auto before = treeSnapshot(storeDir());
+	auto before = storeSnapshot(*backend_);
 	for (bool dryRun : {true, false}) {
 		GcOptions opts;
 		opts.dryRun = dryRun;
@@ -706,8 +819,11 @@ TEST_F(GcTest, EmptyStore)
 		EXPECT_EQ(r.packsRemoved + r.packsRepacked + r.tmpFilesRemoved + r.bytesFreed, 0u);
 		EXPECT_TRUE(r.warnings.empty());
 	}
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 }
+
+INSTANTIATE_TEST_SUITE_P(, GcTest, ::testing::ValuesIn(virtsnap::test::backendNames()), backendSuffix);
+INSTANTIATE_TEST_SUITE_P(, GcSweepTest, ::testing::ValuesIn(virtsnap::test::backendNames()), backendSuffix);
 
 } // namespace
 } // namespace virtsnap::store::test

@@ -1,5 +1,7 @@
 // Store::init and Store::open: the layout FORMAT.md promises, the key file,
-// and every refusal, each of which must leave the directory as it was.
+// and every refusal, each of which must leave the store as it was. On every
+// backend; what only a directory has (file modes, a store named by its
+// path) on a directory.
 #include <sys/stat.h>
 
 #include <cctype>
@@ -11,36 +13,49 @@
 namespace virtsnap::store::test {
 namespace {
 
-class StoreOpenTest : public StoreDirTest
+class StoreOpenTest : public BackendStoreTest
+{
+protected:
+	// Store::init of the store under test.
+	Result<void> init(const fs::path &key, uint32_t chunkSize = Store::kDefaultChunkSize, bool *created = nullptr)
+	{
+		bool ignored = false;
+		return Store::init(*backend_, key, chunkSize, created ? created : &ignored);
+	}
+};
+
+// A store in a directory, named by its path.
+class StoreDirOpenTest : public StoreDirTest
 {
 };
 
-TEST_F(StoreOpenTest, InitCreatesLayoutAndKeyFile)
+TEST_P(StoreOpenTest, InitCreatesLayoutAndKeyFile)
 {
 	bool created = false;
-	auto r = Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created);
+	auto r = init(keyFile(), Store::kDefaultChunkSize, &created);
 	ASSERT_TRUE(r) << describe(r);
 	EXPECT_TRUE(created);
 
 	// A new store is its config and its key domain, nothing else: the
 	// other directories appear with the first object written into them.
-	std::vector<std::string> files;
-	for (const auto &e : fs::recursive_directory_iterator(storeDir()))
-		if (e.is_regular_file())
-			files.push_back(e.path().lexically_relative(storeDir()).string());
-	std::sort(files.begin(), files.end());
+	std::vector<std::string> files = objectsEndingWith(*backend_, "", "");
 	ASSERT_EQ(files.size(), 2u);
 	EXPECT_EQ(files[0], "config.json");
 	EXPECT_EQ(files[1].substr(0, 5), "keys/");
 	EXPECT_EQ(files[1].size(), 5u + 16u + 4u) << files[1];
-	EXPECT_EQ(fileMode(storeDir() / files[1]), 0600u);
+	// Only files have modes, and only a directory has temporary files
+	// that list() does not show.
+	if (local()) {
+		EXPECT_EQ(fileMode(fs::path(url_) / files[1]), 0600u);
+		EXPECT_TRUE(filesContaining(url_, ".tmp-").empty());
+	}
 
 	ASSERT_TRUE(fs::is_regular_file(keyFile()));
 	EXPECT_EQ(fileMode(keyFile()), 0600u);
 	auto master = crypto::loadKeyFile(keyFile());
 	ASSERT_TRUE(master) << describe(master);
 
-	auto text = readFile(storeDir() / "config.json");
+	auto text = backend_->get("config.json");
 	ASSERT_TRUE(text) << describe(text);
 	auto config = virtsnap::Json::parse(std::string_view((const char *)text->data(), text->size()));
 	ASSERT_TRUE(config.has_value());
@@ -52,25 +67,27 @@ TEST_F(StoreOpenTest, InitCreatesLayoutAndKeyFile)
 
 	// Exactly one key domain, the one the config names, sealed for the
 	// master key and private to the owner.
-	auto keys = filesEndingWith(storeDir() / "keys", ".key");
+	auto keys = objectsEndingWith(*backend_, "keys/", ".key");
 	ASSERT_EQ(keys.size(), 1u);
 	std::string domainHex = config->getString("default_key_domain").value_or("");
-	EXPECT_EQ(keys[0].filename().string(), domainHex + ".key");
-	EXPECT_EQ(fileMode(keys[0]) & 077, 0u);
-	auto sealed = readFile(keys[0]);
+	EXPECT_EQ(fs::path(keys[0]).filename().string(), domainHex + ".key");
+	if (local()) {
+		EXPECT_EQ(fileMode(fs::path(url_) / keys[0]) & 077, 0u);
+	}
+	auto sealed = backend_->get(keys[0]);
 	ASSERT_TRUE(sealed);
 	auto domain = unwrapDomain(*sealed, *master, storeId);
 	ASSERT_TRUE(domain) << describe(domain);
 	EXPECT_EQ(domain->idHex(), domainHex);
 
-	auto store = Store::open(storeDir(), keyFile());
+	auto store = open(keyFile());
 	ASSERT_TRUE(store) << describe(store);
 	EXPECT_EQ((*store)->storeId(), storeId);
 	EXPECT_EQ((*store)->chunkSize(), Store::kDefaultChunkSize);
 	EXPECT_EQ((*store)->domain().idHex(), domainHex);
 }
 
-TEST_F(StoreOpenTest, InitWithExistingKeyUsesItAndDoesNotSetKeyCreated)
+TEST_P(StoreOpenTest, InitWithExistingKeyUsesItAndDoesNotSetKeyCreated)
 {
 	auto key = crypto::SecretKey::random();
 	ASSERT_TRUE(key);
@@ -79,104 +96,111 @@ TEST_F(StoreOpenTest, InitWithExistingKeyUsesItAndDoesNotSetKeyCreated)
 	ASSERT_TRUE(before);
 
 	bool created = true;
-	auto r = Store::init(storeDir(), keyFile(), 4096, &created);
+	auto r = init(keyFile(), 4096, &created);
 	ASSERT_TRUE(r) << describe(r);
 	EXPECT_FALSE(created);
 	auto after = readFile(keyFile());
 	ASSERT_TRUE(after);
 	EXPECT_EQ(*before, *after);
 
-	auto store = Store::open(storeDir(), keyFile());
+	auto store = open(keyFile());
 	ASSERT_TRUE(store) << describe(store);
 	EXPECT_EQ((*store)->chunkSize(), 4096u);
 }
 
-TEST_F(StoreOpenTest, SecondInitIsRefusedAndChangesNothing)
+TEST_P(StoreOpenTest, SecondInitIsRefusedAndChangesNothing)
 {
-	bool created = false;
-	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
-	auto before = treeSnapshot(root_);
+	ASSERT_TRUE(init(keyFile()));
+	auto before = storeSnapshot(*backend_);
+	auto keysBefore = treeSnapshot(root_);
 
 	// With the same key file, and with a new key path: neither may touch
 	// the store, and the second must not leave a new key file behind.
-	auto again = Store::init(storeDir(), keyFile(), 4096, &created);
+	auto again = init(keyFile(), 4096);
 	ASSERT_FALSE(again);
 	EXPECT_EQ(again.error().code, errc::kStoreExists);
 
 	fs::path otherKey = root_ / "other.key";
-	auto withNewKey = Store::init(storeDir(), otherKey, Store::kDefaultChunkSize, &created);
+	auto withNewKey = init(otherKey);
 	ASSERT_FALSE(withNewKey);
 	EXPECT_EQ(withNewKey.error().code, errc::kStoreExists);
 	EXPECT_FALSE(fs::exists(otherKey));
 
-	EXPECT_EQ(treeSnapshot(root_), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
+	EXPECT_EQ(treeSnapshot(root_), keysBefore);
 }
 
-TEST_F(StoreOpenTest, BadChunkSizesAreRefusedBeforeCreatingAnything)
+TEST_P(StoreOpenTest, BadChunkSizesAreRefusedBeforeCreatingAnything)
 {
 	for (uint32_t size : {0u, 1u, 2048u, 4095u, 4097u, 12288u, 65535u, 32u << 20, 0x80000000u}) {
 		bool created = false;
-		auto r = Store::init(storeDir(), keyFile(), size, &created);
+		auto r = init(keyFile(), size, &created);
 		ASSERT_FALSE(r) << size;
 		EXPECT_EQ(r.error().code, errc::kInvalidParameterValue) << size;
 		EXPECT_FALSE(created) << size;
-		EXPECT_FALSE(fs::exists(storeDir())) << size;
+		EXPECT_TRUE(storeSnapshot(*backend_).empty()) << size;
 		EXPECT_FALSE(fs::exists(keyFile())) << size;
 	}
 }
 
-TEST_F(StoreOpenTest, ChunkSizeBoundsAreAccepted)
+TEST_P(StoreOpenTest, ChunkSizeBoundsAreAccepted)
 {
 	for (uint32_t size : {4096u, 16u << 20}) {
-		fs::path dir = root_ / ("store-" + std::to_string(size));
+		std::unique_ptr<Backend> backend;
+		std::string url;
+		REQUIRE_BACKEND(GetParam(), backend, url);
 		bool created = false;
-		auto r = Store::init(dir, keyFile(), size, &created);
+		auto r = Store::init(*backend, keyFile(), size, &created);
 		ASSERT_TRUE(r) << size << ": " << describe(r);
-		auto store = Store::open(dir, keyFile());
+		auto store = Store::open(std::move(backend), keyFile());
 		ASSERT_TRUE(store) << describe(store);
 		EXPECT_EQ((*store)->chunkSize(), size);
 	}
 }
 
-TEST_F(StoreOpenTest, OpenWithoutStoreIsNotInitialized)
+TEST_P(StoreOpenTest, OpenWithoutStoreIsNotInitialized)
 {
+	std::unique_ptr<Backend> elsewhere;
+	std::string elsewhereUrl;
+	REQUIRE_BACKEND(GetParam(), elsewhere, elsewhereUrl);
 	bool created = false;
-	ASSERT_TRUE(Store::init(root_ / "elsewhere", keyFile(), Store::kDefaultChunkSize, &created));
+	ASSERT_TRUE(Store::init(*elsewhere, keyFile(), Store::kDefaultChunkSize, &created));
 
-	// An empty directory and a missing one.
-	fs::create_directory(storeDir());
-	auto before = treeSnapshot(storeDir());
-	auto empty = Store::open(storeDir(), keyFile());
+	// An empty store, and on a directory a missing one: a path may name
+	// either.
+	if (local()) {
+		auto missing = Store::open(root_ / "missing", keyFile());
+		ASSERT_FALSE(missing);
+		EXPECT_EQ(missing.error().code, errc::kStoreNotInitialized);
+		EXPECT_FALSE(fs::exists(root_ / "missing"));
+		fs::create_directory(url_);
+	}
+	auto before = storeSnapshot(*backend_);
+	auto empty = open(keyFile());
 	ASSERT_FALSE(empty);
 	EXPECT_EQ(empty.error().code, errc::kStoreNotInitialized);
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
-
-	auto missing = Store::open(root_ / "missing", keyFile());
-	ASSERT_FALSE(missing);
-	EXPECT_EQ(missing.error().code, errc::kStoreNotInitialized);
-	EXPECT_FALSE(fs::exists(root_ / "missing"));
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 }
 
-TEST_F(StoreOpenTest, WrongKeyIsNamedWithoutKeyMaterial)
+TEST_P(StoreOpenTest, WrongKeyIsNamedWithoutKeyMaterial)
 {
-	bool created = false;
-	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	ASSERT_TRUE(init(keyFile()));
 	fs::path otherKey = root_ / "other" / "other.key";
 	auto other = crypto::SecretKey::random();
 	ASSERT_TRUE(other);
 	ASSERT_TRUE(crypto::writeKeyFile(otherKey, *other));
 
-	auto r = Store::open(storeDir(), otherKey);
+	auto r = open(otherKey);
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kWrongKey);
 	const std::string &msg = r.error().message;
 	EXPECT_NE(msg.find(otherKey.string()), std::string::npos) << msg;
-	EXPECT_NE(msg.find(storeDir().string()), std::string::npos) << msg;
+	EXPECT_NE(msg.find(backend_->describe()), std::string::npos) << msg;
 
 	// Neither master key nor the domain's keys, in any case.
 	auto right = crypto::loadKeyFile(keyFile());
 	ASSERT_TRUE(right);
-	auto good = Store::open(storeDir(), keyFile());
+	auto good = open(keyFile());
 	ASSERT_TRUE(good) << describe(good);
 	std::string lower = msg;
 	for (char &c : lower)
@@ -189,23 +213,23 @@ TEST_F(StoreOpenTest, WrongKeyIsNamedWithoutKeyMaterial)
 }
 
 // "Before touching anything" (store.h): not even the lock file is created.
-TEST_F(StoreOpenTest, WrongKeyOpenTouchesNothing)
+TEST_P(StoreOpenTest, WrongKeyOpenTouchesNothing)
 {
-	bool created = false;
-	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
+	ASSERT_TRUE(init(keyFile()));
 	fs::path otherKey = root_ / "other.key";
 	auto other = crypto::SecretKey::random();
 	ASSERT_TRUE(other);
 	ASSERT_TRUE(crypto::writeKeyFile(otherKey, *other));
-	auto before = treeSnapshot(storeDir());
+	auto before = storeSnapshot(*backend_);
 
-	auto r = Store::open(storeDir(), otherKey);
+	auto r = open(otherKey);
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kWrongKey);
-	EXPECT_EQ(treeSnapshot(storeDir()), before);
+	EXPECT_EQ(storeSnapshot(*backend_), before);
 }
 
-TEST_F(StoreOpenTest, KeyFileReadableByOthersIsRefused)
+// The key file's mode is checked the same whatever the backend.
+TEST_F(StoreDirOpenTest, KeyFileReadableByOthersIsRefused)
 {
 	bool created = false;
 	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
@@ -224,52 +248,49 @@ TEST_F(StoreOpenTest, KeyFileReadableByOthersIsRefused)
 	EXPECT_TRUE(fixed) << describe(fixed);
 }
 
-TEST_F(StoreOpenTest, MissingKeyFileIsKeyFileError)
+TEST_P(StoreOpenTest, MissingKeyFileIsKeyFileError)
 {
-	bool created = false;
-	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
-	auto r = Store::open(storeDir(), root_ / "nope.key");
+	ASSERT_TRUE(init(keyFile()));
+	auto r = open(root_ / "nope.key");
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kKeyFile);
 }
 
-TEST_F(StoreOpenTest, InitWithUnusableKeyFileCreatesNoStore)
+TEST_P(StoreOpenTest, InitWithUnusableKeyFileCreatesNoStore)
 {
 	ASSERT_TRUE(makeDirs(keyFile().parent_path(), 0700));
 	std::string junk = "not a key\n";
 	ASSERT_TRUE(writeFileAtomic(keyFile(), asBytes(junk), 0600));
 	bool created = false;
-	auto r = Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created);
+	auto r = init(keyFile(), Store::kDefaultChunkSize, &created);
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kKeyFile);
 	EXPECT_FALSE(created);
-	EXPECT_FALSE(fs::exists(storeDir() / "config.json"));
+	EXPECT_FALSE(hasObject(*backend_, "config.json"));
 }
 
-TEST_F(StoreOpenTest, ConfigOfAnotherVersionIsRefused)
+TEST_P(StoreOpenTest, ConfigOfAnotherVersionIsRefused)
 {
-	bool created = false;
-	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
-	auto text = readFile(storeDir() / "config.json");
+	ASSERT_TRUE(init(keyFile()));
+	auto text = backend_->get("config.json");
 	ASSERT_TRUE(text);
 	auto config = virtsnap::Json::parse(std::string_view((const char *)text->data(), text->size()));
 	ASSERT_TRUE(config.has_value());
 	config->set("version", virtsnap::Json::integer(2));
 	std::string changed = config->dump(true);
-	ASSERT_TRUE(writeFileAtomic(storeDir() / "config.json", asBytes(changed)));
+	ASSERT_TRUE(backend_->put("config.json", asBytes(changed)));
 
-	auto r = Store::open(storeDir(), keyFile());
+	auto r = open(keyFile());
 	ASSERT_FALSE(r);
 	EXPECT_EQ(r.error().code, errc::kCorrupt);
 }
 
 // Found by tests/fuzz (store-config): open took any power of two, 1 or 2^31
 // included, and a value past 32 bits cut to one (2^32 + 4096 read as 4096).
-TEST_F(StoreOpenTest, ConfigWithAChunkSizeInitRefusesIsCorrupt)
+TEST_P(StoreOpenTest, ConfigWithAChunkSizeInitRefusesIsCorrupt)
 {
-	bool created = false;
-	ASSERT_TRUE(Store::init(storeDir(), keyFile(), Store::kDefaultChunkSize, &created));
-	auto text = readFile(storeDir() / "config.json");
+	ASSERT_TRUE(init(keyFile()));
+	auto text = backend_->get("config.json");
 	ASSERT_TRUE(text);
 	for (int64_t size : {int64_t(1), int64_t(2048), int64_t(1) << 31, (int64_t(1) << 32) + 4096}) {
 		auto config = virtsnap::Json::parse(std::string_view((const char *)text->data(), text->size()));
@@ -278,8 +299,10 @@ TEST_F(StoreOpenTest, ConfigWithAChunkSizeInitRefusesIsCorrupt)
 		auto parsed = parseStoreConfig(asBytes(config->dump()), "test");
 		EXPECT_EQ(codeOf(parsed), errc::kCorrupt) << size;
 	}
-	EXPECT_TRUE(Store::open(storeDir(), keyFile()));
+	EXPECT_TRUE(open(keyFile()));
 }
+
+INSTANTIATE_TEST_SUITE_P(, StoreOpenTest, ::testing::ValuesIn(virtsnap::test::backendNames()), backendSuffix);
 
 } // namespace
 } // namespace virtsnap::store::test

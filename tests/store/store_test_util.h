@@ -1,5 +1,6 @@
-// Shared by the store tests: a fresh directory per test, deterministic test
-// data, and small helpers to look at and damage the files of a store.
+// Shared by the store tests: a fresh directory per test, or a fresh store on
+// each backend (backends.h), deterministic test data, and small helpers to
+// look at and damage what a store holds.
 #pragma once
 
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 #include "store/manifest.h"
 #include "store/snapshot_index.h"
 #include "store/store.h"
+#include "tests/support/backends.h"
 #include "tests/support/core_test_util.h"
 #include "tests/support/test_env.h"
 
@@ -115,6 +117,127 @@ inline void flipByte(const fs::path &path, uint64_t offset, uint8_t mask = 0x01)
 	::close(fd);
 }
 
+// Every object of the store on `backend` with its content, the leases left
+// out as treeSnapshot leaves them: two equal snapshots mean nothing was
+// created, removed or changed. A directory shows more than the backend's
+// objects (modes, directories, temporary files, whether it exists at all),
+// and none of that may change either.
+inline std::map<std::string, std::string> storeSnapshot(Backend &backend)
+{
+	std::map<std::string, std::string> out;
+	if (backend.local()) {
+		fs::path dir = backend.describe();
+		out = treeSnapshot(dir);
+		if (fs::exists(dir))
+			out["."] = "the directory";
+		return out;
+	}
+	std::vector<std::string> names;
+	auto listed = backend.list("", [&](const ObjectInfo &info) {
+		if (info.name.rfind("locks/", 0) != 0)
+			names.push_back(info.name);
+	});
+	EXPECT_TRUE(listed) << describe(listed);
+	for (const std::string &name : names) {
+		auto bytes = backend.get(name);
+		out[name] = bytes ? toHex(*bytes) : "unreadable: " + bytes.error().toString();
+	}
+	return out;
+}
+
+// The names of the objects under `prefix` that end with `suffix`, sorted.
+inline std::vector<std::string> objectsEndingWith(Backend &backend, const std::string &prefix,
+						  const std::string &suffix)
+{
+	std::vector<std::string> out;
+	auto listed = backend.list(prefix, [&](const ObjectInfo &info) {
+		if (info.name.ends_with(suffix))
+			out.push_back(info.name);
+	});
+	EXPECT_TRUE(listed) << describe(listed);
+	std::sort(out.begin(), out.end());
+	return out;
+}
+
+// "packs/ab/<id>.idx" for "packs/ab/<id>.pack".
+inline std::string indexOfPack(const std::string &pack)
+{
+	return pack.substr(0, pack.size() - std::string(".pack").size()) + ".idx";
+}
+
+inline bool hasObject(Backend &backend, const std::string &name)
+{
+	auto info = backend.stat(name);
+	EXPECT_TRUE(info || info.error().code == errc::kObjectNotFound) << describe(info);
+	return bool(info);
+}
+
+inline uint64_t objectSize(Backend &backend, const std::string &name)
+{
+	auto info = backend.stat(name);
+	EXPECT_TRUE(info) << describe(info);
+	return info ? info->size : 0;
+}
+
+// Removes an object that was there, as fs::remove() does when it returns
+// true.
+inline ::testing::AssertionResult removedObject(Backend &backend, const std::string &name)
+{
+	if (!hasObject(backend, name))
+		return ::testing::AssertionFailure() << name << " is not there to remove";
+	auto removed = backend.remove(name);
+	if (!removed)
+		return ::testing::AssertionFailure() << removed.error().toString();
+	return ::testing::AssertionSuccess();
+}
+
+// Damage done as a disk or a careless hand would do it: XORs the bytes at
+// `offsets` of an object with `mask`. A directory's file is changed in
+// place: a Store that holds it open sees the damage too. An object store has
+// no partial writes: the object is read and put whole, once for them all.
+inline void flipObjectBytes(Backend &backend, const std::string &name, const std::vector<uint64_t> &offsets,
+			    uint8_t mask = 0x01)
+{
+	if (backend.local()) {
+		for (uint64_t offset : offsets)
+			ASSERT_NO_FATAL_FAILURE(flipByte(fs::path(backend.describe()) / name, offset, mask));
+		return;
+	}
+	auto bytes = backend.get(name);
+	ASSERT_TRUE(bytes) << describe(bytes);
+	for (uint64_t offset : offsets) {
+		ASSERT_LT(offset, bytes->size()) << name;
+		(*bytes)[offset] ^= mask;
+	}
+	auto put = backend.put(name, *bytes);
+	ASSERT_TRUE(put) << describe(put);
+}
+
+inline void flipObjectByte(Backend &backend, const std::string &name, uint64_t offset, uint8_t mask = 0x01)
+{
+	flipObjectBytes(backend, name, {offset}, mask);
+}
+
+inline void truncateObject(Backend &backend, const std::string &name, uint64_t size)
+{
+	if (backend.local())
+		return fs::resize_file(fs::path(backend.describe()) / name, size);
+	auto bytes = backend.get(name);
+	ASSERT_TRUE(bytes) << describe(bytes);
+	ASSERT_LE(size, bytes->size()) << name;
+	bytes->resize(size);
+	auto put = backend.put(name, *bytes);
+	ASSERT_TRUE(put) << describe(put);
+}
+
+inline void copyObject(Backend &backend, const std::string &from, const std::string &to)
+{
+	auto bytes = backend.get(from);
+	ASSERT_TRUE(bytes) << describe(bytes);
+	auto put = backend.put(to, *bytes);
+	ASSERT_TRUE(put) << describe(put);
+}
+
 // The chunks of `parts` one after the other: a disk.
 inline Bytes concat(const std::vector<std::vector<Bytes>> &parts)
 {
@@ -193,16 +316,75 @@ protected:
 	fs::path root_{tmp_.path()};
 };
 
-// A StoreDirTest with its store initialised and open (store_, chunks of
-// `chunkSize`) and a codec of it.
-class OpenStoreTest : public StoreDirTest
+// A fresh store location per test on the backend the parameter names
+// ("local", "rados", "s3": backends.h), and a key file in a fresh
+// directory. Instantiate over virtsnap::test::backendNames().
+class BackendStoreTest : public ::testing::TestWithParam<std::string>
 {
 protected:
-	explicit OpenStoreTest(uint32_t chunkSize = Store::kDefaultChunkSize) : chunkSize_(chunkSize) {}
+	void SetUp() override { REQUIRE_BACKEND(GetParam(), backend_, url_); }
+
+	bool local() const { return GetParam() == "local"; }
+	fs::path keyFile() const { return root_ / "keys" / "master.key"; }
+
+	// A connection of its own to the store, as another process or host
+	// has one.
+	virtual std::unique_ptr<Backend> connect()
+	{
+		auto b = openBackend(url_, virtsnap::test::backendNamed(GetParam())->settings);
+		EXPECT_TRUE(b) << describe(b);
+		return b ? std::move(*b) : nullptr;
+	}
+
+	// Initialises the store with keyFile() (created) and opens it.
+	std::unique_ptr<Store> initAndOpen(uint32_t chunkSize = Store::kDefaultChunkSize)
+	{
+		bool created = false;
+		auto r = Store::init(*backend_, keyFile(), chunkSize, &created);
+		EXPECT_TRUE(r) << describe(r);
+		return r ? openOrNull() : nullptr;
+	}
+
+	Result<std::unique_ptr<Store>> open(const fs::path &key, StoreOptions options = {})
+	{
+		auto b = connect();
+		if (!b)
+			return fail(errc::kStoreUnavailable, "no connection to " + url_);
+		return Store::open(std::move(b), key, options);
+	}
+
+	std::unique_ptr<Store> openOrNull(StoreOptions options = {})
+	{
+		auto s = open(keyFile(), options);
+		EXPECT_TRUE(s) << describe(s);
+		return s ? std::move(*s) : nullptr;
+	}
+
+	size_t countPacks() { return objectsEndingWith(*backend_, "packs/", ".pack").size(); }
+	size_t countIndexes() { return objectsEndingWith(*backend_, "packs/", ".idx").size(); }
+
+	// The test's own connection: to look at and damage what the store
+	// holds behind its back.
+	std::unique_ptr<Backend> backend_;
+	std::string url_;
+	virtsnap::test::TempDir tmp_{"vs-store-test"};
+	fs::path root_{tmp_.path()};
+};
+
+// A StoreDirTest or a BackendStoreTest with its store initialised and open
+// (store_, chunks of `chunkSize`) and a codec of it.
+template <class Base>
+class WithOpenStore : public Base
+{
+protected:
+	explicit WithOpenStore(uint32_t chunkSize = Store::kDefaultChunkSize) : chunkSize_(chunkSize) {}
 
 	void SetUp() override
 	{
-		store_ = initAndOpen(chunkSize_);
+		Base::SetUp();
+		if (this->HasFatalFailure() || this->IsSkipped())
+			return;
+		store_ = this->initAndOpen(chunkSize_);
 		ASSERT_TRUE(store_);
 		codec_ = store_->newCodec();
 	}
@@ -252,5 +434,14 @@ protected:
 private:
 	uint32_t chunkSize_;
 };
+
+using OpenStoreTest = WithOpenStore<StoreDirTest>;
+using OpenBackendStoreTest = WithOpenStore<BackendStoreTest>;
+
+// The backend's name as the parameter's suffix: "GcTest.EmptyStore/rados".
+inline std::string backendSuffix(const ::testing::TestParamInfo<std::string> &info)
+{
+	return info.param;
+}
 
 } // namespace virtsnap::store::test

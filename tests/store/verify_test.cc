@@ -2,7 +2,7 @@
 // and every kind of damage (a flipped bit in a chunk or an index page, a
 // lost pack, a chunk stored under the wrong id, a chunk of the wrong
 // length, a lost manifest) marks exactly the snapshots that need the
-// damaged object, naming it, without failing the call.
+// damaged object, naming it, without failing the call. On every backend.
 #include <sys/stat.h>
 
 #include "core/ids.h"
@@ -37,14 +37,14 @@ std::string joined(const std::vector<std::string> &lines)
 	return out;
 }
 
-class VerifyTest : public OpenStoreTest
+class VerifyTest : public OpenBackendStoreTest
 {
 protected:
-	VerifyTest() : OpenStoreTest(kChunk) {}
+	VerifyTest() : OpenBackendStoreTest(kChunk) {}
 
 	void SetUp() override
 	{
-		OpenStoreTest::SetUp();
+		OpenBackendStoreTest::SetUp();
 		if (HasFatalFailure())
 			return;
 		// A's own chunks compressible (an odd seed), the others random.
@@ -87,12 +87,18 @@ protected:
 		return r ? *r : VerifyReport{};
 	}
 
-	// Flips a byte in the middle of the ciphertext of `id`'s blob.
-	void damage(const ChunkId &id)
+	// Flips a byte in the middle of the ciphertext of each blob of `ids`.
+	void damage(const std::vector<ChunkId> &ids)
 	{
-		auto loc = store_->locate(id);
-		ASSERT_TRUE(loc);
-		flipByte(packPath(storeDir(), loc->pack), loc->offset + kBlobHeaderSize + (loc->length - kBlobOverhead) / 2);
+		std::map<std::string, std::vector<uint64_t>> byPack;
+		for (const ChunkId &id : ids) {
+			auto loc = store_->locate(id);
+			ASSERT_TRUE(loc);
+			byPack[packName(loc->pack)].push_back(loc->offset + kBlobHeaderSize +
+							      (loc->length - kBlobOverhead) / 2);
+		}
+		for (const auto &[pack, offsets] : byPack)
+			ASSERT_NO_FATAL_FAILURE(flipObjectBytes(*backend_, pack, offsets));
 	}
 
 	std::string packHex(const ChunkId &id)
@@ -113,7 +119,7 @@ protected:
 	Bytes diskA_, diskB_;
 };
 
-TEST_F(VerifyTest, CleanStoreVerifiesEveryChunkOnce)
+TEST_P(VerifyTest, CleanStoreVerifiesEveryChunkOnce)
 {
 	VerifyReport r = verify();
 	ASSERT_EQ(r.snapshots.size(), 2u);
@@ -154,10 +160,10 @@ TEST_F(VerifyTest, CleanStoreVerifiesEveryChunkOnce)
 	EXPECT_EQ(asked.chunksChecked, distinct);
 }
 
-TEST_F(VerifyTest, DamagedChunkOfOneSnapshotDamagesThatSnapshotOnly)
+TEST_P(VerifyTest, DamagedChunkOfOneSnapshotDamagesThatSnapshotOnly)
 {
 	ChunkId bad = codec_->idOf(onlyA_[2]);
-	damage(bad);
+	damage({bad});
 	VerifyReport r = verify();
 	ASSERT_EQ(r.snapshots.size(), 2u);
 	const SnapshotVerification &a = r.snapshots[0];
@@ -174,10 +180,10 @@ TEST_F(VerifyTest, DamagedChunkOfOneSnapshotDamagesThatSnapshotOnly)
 	EXPECT_FALSE(r.ok());
 }
 
-TEST_F(VerifyTest, DamagedSharedChunkDamagesEverySnapshotThatNeedsIt)
+TEST_P(VerifyTest, DamagedSharedChunkDamagesEverySnapshotThatNeedsIt)
 {
 	ChunkId bad = codec_->idOf(shared_[5]);
-	damage(bad);
+	damage({bad});
 	VerifyReport r = verify();
 	ASSERT_EQ(r.snapshots.size(), 2u);
 	for (const SnapshotVerification &s : r.snapshots) {
@@ -190,10 +196,10 @@ TEST_F(VerifyTest, DamagedSharedChunkDamagesEverySnapshotThatNeedsIt)
 	EXPECT_EQ(r.snapshotsDamaged, 2u);
 }
 
-TEST_F(VerifyTest, DamagedIndexPage)
+TEST_P(VerifyTest, DamagedIndexPage)
 {
 	ChunkId page = pageOf("snap-b");
-	damage(page);
+	damage({page});
 	VerifyReport r = verify();
 	ASSERT_EQ(r.snapshots.size(), 2u);
 	EXPECT_TRUE(r.snapshots[0].ok) << joined(r.snapshots[0].problems);
@@ -205,7 +211,7 @@ TEST_F(VerifyTest, DamagedIndexPage)
 	EXPECT_NE(b.problems[0].find("authentication failed"), std::string::npos) << b.problems[0];
 }
 
-TEST_F(VerifyTest, LostPackFileIsDamageNotAFailure)
+TEST_P(VerifyTest, LostPackFileIsDamageNotAFailure)
 {
 	// The shared chunks are in A's pack (A was stored first).
 	ChunkId shared = codec_->idOf(shared_[0]);
@@ -213,10 +219,10 @@ TEST_F(VerifyTest, LostPackFileIsDamageNotAFailure)
 	ASSERT_EQ(packHex(shared), packHex(own));
 	std::string pack = packHex(shared);
 	PackId packId = store_->locate(shared)->pack;
-	ASSERT_TRUE(fs::remove(packPath(storeDir(), packId)));
+	ASSERT_TRUE(removedObject(*backend_, packName(packId)));
 
 	// A fresh Store: this one may still hold the file open.
-	store_ = openOrNull(storeDir(), keyFile());
+	store_ = openOrNull();
 	ASSERT_TRUE(store_);
 	VerifyReport r = verify();
 	ASSERT_EQ(r.snapshots.size(), 2u);
@@ -235,8 +241,8 @@ TEST_F(VerifyTest, LostPackFileIsDamageNotAFailure)
 	EXPECT_FALSE(anyContains(b.problems, shortHex(codec_->idOf(onlyB_[0])))) << joined(b.problems);
 
 	// Without its index too, the chunks are simply missing.
-	ASSERT_TRUE(fs::remove(packIndexPath(storeDir(), packId)));
-	store_ = openOrNull(storeDir(), keyFile());
+	ASSERT_TRUE(removedObject(*backend_, packIndexName(packId)));
+	store_ = openOrNull();
 	ASSERT_TRUE(store_);
 	r = verify({"snap-b"});
 	ASSERT_EQ(r.snapshots.size(), 1u);
@@ -244,7 +250,7 @@ TEST_F(VerifyTest, LostPackFileIsDamageNotAFailure)
 	EXPECT_TRUE(anyContains(r.snapshots[0].problems, "missing")) << joined(r.snapshots[0].problems);
 }
 
-TEST_F(VerifyTest, ChunkStoredUnderAWrongId)
+TEST_P(VerifyTest, ChunkStoredUnderAWrongId)
 {
 	// A well-formed blob whose header, index entry and snapshot all say
 	// `liar`, holding other content: only re-hashing can tell.
@@ -276,7 +282,7 @@ TEST_F(VerifyTest, ChunkStoredUnderAWrongId)
 	EXPECT_TRUE(r.snapshots[1].ok) << joined(r.snapshots[1].problems);
 }
 
-TEST_F(VerifyTest, ChunkOfTheWrongLengthForItsSlot)
+TEST_P(VerifyTest, ChunkOfTheWrongLengthForItsSlot)
 {
 	// The short last chunk of A in a middle slot, and a full chunk in the
 	// short last slot: each decodes fine, neither fits.
@@ -304,7 +310,7 @@ TEST_F(VerifyTest, ChunkOfTheWrongLengthForItsSlot)
 	EXPECT_EQ(r.chunksDamaged, 0u); // the chunks are sound; C is not
 }
 
-TEST_F(VerifyTest, UnknownOrUnreadableSnapshotIsReportedNotFailed)
+TEST_P(VerifyTest, UnknownOrUnreadableSnapshotIsReportedNotFailed)
 {
 	VerifyReport r = verify({"snap-nope", "snap-b"});
 	ASSERT_EQ(r.snapshots.size(), 2u);
@@ -315,8 +321,8 @@ TEST_F(VerifyTest, UnknownOrUnreadableSnapshotIsReportedNotFailed)
 		<< r.snapshots[0].problems[0];
 	EXPECT_TRUE(r.snapshots[1].ok) << joined(r.snapshots[1].problems);
 
-	fs::path manifest = storeDir() / "snapshots" / "snap-a.manifest";
-	flipByte(manifest, fs::file_size(manifest) - 3);
+	const std::string manifest = "snapshots/snap-a.manifest";
+	flipObjectByte(*backend_, manifest, objectSize(*backend_, manifest) - 3);
 	r = verify();
 	ASSERT_EQ(r.snapshots.size(), 2u);
 	EXPECT_FALSE(r.snapshots[0].ok);
@@ -324,7 +330,7 @@ TEST_F(VerifyTest, UnknownOrUnreadableSnapshotIsReportedNotFailed)
 	EXPECT_TRUE(r.snapshots[1].ok) << joined(r.snapshots[1].problems);
 }
 
-TEST_F(VerifyTest, ChunkMissingFromEveryPack)
+TEST_P(VerifyTest, ChunkMissingFromEveryPack)
 {
 	SnapshotIndex index(2 * kChunk, kChunk);
 	ChunkId ghost = codec_->idOf(randomData(kChunk, 99));
@@ -338,7 +344,7 @@ TEST_F(VerifyTest, ChunkMissingFromEveryPack)
 	EXPECT_NE(r.snapshots[0].problems[0].find("missing"), std::string::npos);
 }
 
-TEST_F(VerifyTest, ProblemsAreCappedAndOneChunkInManySlotsIsOneProblem)
+TEST_P(VerifyTest, ProblemsAreCappedAndOneChunkInManySlotsIsOneProblem)
 {
 	// 300 slots; every other one the same chunk, the rest distinct.
 	SnapshotIndex index(300 * kChunk, kChunk);
@@ -355,9 +361,8 @@ TEST_F(VerifyTest, ProblemsAreCappedAndOneChunkInManySlotsIsOneProblem)
 	}
 	ASSERT_TRUE(writer->commit());
 	saveIndex("snap-c", index);
-	damage(codec_->idOf(same));
-	for (const ChunkId &id : distinct)
-		damage(id);
+	distinct.push_back(codec_->idOf(same));
+	damage(distinct);
 
 	VerifyReport r = verify({"snap-c"}, 3);
 	ASSERT_EQ(r.snapshots.size(), 1u);
@@ -368,11 +373,9 @@ TEST_F(VerifyTest, ProblemsAreCappedAndOneChunkInManySlotsIsOneProblem)
 	EXPECT_EQ(c.problems.back(), "... and 51 more problems");
 }
 
-TEST_F(VerifyTest, SameResultWithOneWorkerOrMany)
+TEST_P(VerifyTest, SameResultWithOneWorkerOrMany)
 {
-	damage(codec_->idOf(shared_[3]));
-	damage(codec_->idOf(onlyB_[7]));
-	damage(pageOf("snap-a"));
+	damage({codec_->idOf(shared_[3]), codec_->idOf(onlyB_[7]), pageOf("snap-a")});
 	VerifyReport one = verify({}, 1);
 	VerifyReport many = verify({}, 8);
 	ASSERT_EQ(one.snapshots.size(), many.snapshots.size());
@@ -389,18 +392,24 @@ TEST_F(VerifyTest, SameResultWithOneWorkerOrMany)
 	EXPECT_EQ(one.snapshots[1].problems.size(), 2u) << joined(one.snapshots[1].problems);
 }
 
-TEST_F(VerifyTest, EmptyStoreVerifiesNothing)
+TEST_P(VerifyTest, EmptyStoreVerifiesNothing)
 {
-	auto dir = root_ / "empty";
+	std::unique_ptr<Backend> backend;
+	std::string url;
+	REQUIRE_BACKEND(GetParam(), backend, url);
 	auto key = root_ / "keys" / "empty.key";
-	auto empty = initAndOpenAt(dir, key, kChunk);
-	ASSERT_TRUE(empty);
-	auto r = verifySnapshots(*empty, {});
+	bool created = false;
+	ASSERT_TRUE(Store::init(*backend, key, kChunk, &created));
+	auto empty = Store::open(std::move(backend), key);
+	ASSERT_TRUE(empty) << describe(empty);
+	auto r = verifySnapshots(**empty, {});
 	ASSERT_TRUE(r) << describe(r);
 	EXPECT_TRUE(r->snapshots.empty());
 	EXPECT_TRUE(r->ok());
 	EXPECT_EQ(r->chunksChecked, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(, VerifyTest, ::testing::ValuesIn(virtsnap::test::backendNames()), backendSuffix);
 
 } // namespace
 } // namespace virtsnap::store::test
