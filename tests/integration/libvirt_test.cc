@@ -190,11 +190,12 @@ protected:
 		ASSERT_EQ(runCommand({"qemu-io", "-f", "raw", "-c", cmd, file("ref.raw")}, &out), 0) << out;
 	}
 
-	CliResult snapshotAll(std::vector<std::string> extra = {})
+	// Through the daemon at `socket`, or in this process when "".
+	CliResult snapshotAll(std::vector<std::string> extra = {}, const std::string &socket = "")
 	{
 		std::vector<std::string> args{"create-snapshots", "--domain", name_, "--connect", kUri, "--wait"};
 		args.insert(args.end(), extra.begin(), extra.end());
-		return cli(args);
+		return cli(args, socket);
 	}
 
 	// qemu-img compare's exit status (0: identical) of a restore against
@@ -575,6 +576,44 @@ TEST_F(LibvirtHookTest, MigrationIsRefusedDuringACaptureAndAStopFailsPendingJobs
 	EXPECT_EQ(callHook("migrate", "begin", &out), 0) << out;
 	std::string log = readFile(file("hook.log"));
 	EXPECT_NE(log.find(name_ + " stopped end"), std::string::npos) << log;
+}
+
+// libvirt runs `started begin` when a domain starts and `reconnect begin`
+// when a restarted libvirtd finds it running: either way the daemon
+// redefines the checkpoints virtsnap continues from that libvirt lost, as
+// long as the images still hold their bitmaps.
+TEST_F(LibvirtHookTest, StartedAndReconnectRedefineACheckpointLibvirtLost)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	CliResult first = snapshotAll({"--quiesce", "off"}, socket_);
+	ASSERT_EQ(first.status, 0) << first.err;
+	const std::string cp = byDisk(first.json())["vdd"].getString("SnapshotSetId").value_or("");
+	for (const char *op : {"started", "reconnect"}) {
+		SCOPED_TRACE(op);
+		// (Absent already when the last event failed to redefine it.)
+		virsh({"checkpoint-delete", name_, cp, "--metadata"});
+		ASSERT_TRUE(checkpoints().empty());
+		// A daemon of its own for each event: it skips an event while
+		// the domain's last reconcile has yet to retire.
+		stopDaemon();
+		ASSERT_NO_FATAL_FAILURE(startDaemon());
+		std::string out;
+		EXPECT_EQ(callHook(op, "begin", &out), 0);
+		EXPECT_EQ(out, "");
+		// The reconcile asks libvirt, so it runs after the hook returned.
+		auto deadline = Clock::now() + std::chrono::seconds(30);
+		while (checkpoints().empty() && Clock::now() < deadline)
+			std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		EXPECT_EQ(checkpoints(), std::vector<std::string>{cp}) << readFile(daemon_.options().logFile);
+	}
+	// The checkpoint the hook redefined is one the chain continues from.
+	ASSERT_NO_FATAL_FAILURE(writeBoth("0xf1", "4M", "64k"));
+	CliResult second = snapshotAll({"--quiesce", "off"}, socket_);
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto two = byDisk(second.json());
+	EXPECT_EQ(two["vdd"].getString("CaptureMode"), "incremental") << second.out;
+	EXPECT_EQ(two["vdd"].getInt("BytesRead"), 64 * 1024);
 }
 
 // Captures that fail before libvirt's backup job starts, on domains started
