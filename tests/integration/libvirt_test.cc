@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -190,11 +191,12 @@ protected:
 		ASSERT_EQ(runCommand({"qemu-io", "-f", "raw", "-c", cmd, file("ref.raw")}, &out), 0) << out;
 	}
 
-	CliResult snapshotAll(std::vector<std::string> extra = {})
+	// Through the daemon at `socket`, or in this process when "".
+	CliResult snapshotAll(std::vector<std::string> extra = {}, const std::string &socket = "")
 	{
 		std::vector<std::string> args{"create-snapshots", "--domain", name_, "--connect", kUri, "--wait"};
 		args.insert(args.end(), extra.begin(), extra.end());
-		return cli(args);
+		return cli(args, socket);
 	}
 
 	// qemu-img compare's exit status (0: identical) of a restore against
@@ -527,8 +529,29 @@ protected:
 		restartLibvirtd();
 	}
 
-	void startDaemon() { ASSERT_TRUE(daemon_.start()); }
+	// `env`: more of the daemon's environment, "NAME=VALUE" each.
+	void startDaemon(const std::vector<std::string> &env = {}) { ASSERT_TRUE(daemon_.start({}, env)); }
 	void stopDaemon() { daemon_.stop(); }
+
+	// The daemon's PATH with a qemu-img that, while holdFile() exists,
+	// stops before a conversion (restore-instance converts each disk it
+	// restores) and creates heldFile(): the test acts while a restore is
+	// writing the disks, knowing rather than guessing that it is. Held two
+	// minutes at most, should the test never let go.
+	std::string holdingPath()
+	{
+		std::string bin = tmp_.file("holding-bin");
+		fs::create_directories(bin);
+		std::ofstream(bin + "/qemu-img")
+			<< "#!/bin/sh\nif [ \"$1\" = convert ] && [ -e " << holdFile() << " ]; then\n\t: > " << heldFile()
+			<< "\n\ti=0\n\twhile [ -e " << holdFile()
+			<< " ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done\nfi\nexec "
+			<< findTool("qemu-img").value_or("qemu-img") << " \"$@\"\n";
+		::chmod((bin + "/qemu-img").c_str(), 0755);
+		return "PATH=" + bin + ":" + envOr("PATH");
+	}
+	std::string holdFile() const { return tmp_.file("hold"); }
+	std::string heldFile() const { return tmp_.file("held"); }
 
 	// The hook called as libvirt calls it: libvirt's description of the
 	// domain on stdin.
@@ -621,6 +644,89 @@ TEST_F(LibvirtHookTest, MigrationIsRefusedDuringACaptureAndAStopFailsPendingJobs
 	EXPECT_EQ(callHook("migrate", "begin", &out), 0) << out;
 	std::string log = readFile(file("hook.log"));
 	EXPECT_NE(log.find(name_ + " stopped end"), std::string::npos) << log;
+}
+
+// libvirt runs `started begin` when a domain starts and `reconnect begin`
+// when a restarted libvirtd finds it running: either way the daemon
+// redefines the checkpoints virtsnap continues from that libvirt lost, as
+// long as the images still hold their bitmaps.
+TEST_F(LibvirtHookTest, StartedAndReconnectRedefineACheckpointLibvirtLost)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	CliResult first = snapshotAll({"--quiesce", "off"}, socket_);
+	ASSERT_EQ(first.status, 0) << first.err;
+	const std::string cp = byDisk(first.json())["vdd"].getString("SnapshotSetId").value_or("");
+	for (const char *op : {"started", "reconnect"}) {
+		SCOPED_TRACE(op);
+		// (Absent already when the last event failed to redefine it.)
+		virsh({"checkpoint-delete", name_, cp, "--metadata"});
+		ASSERT_TRUE(checkpoints().empty());
+		// A daemon of its own for each event: it skips an event while
+		// the domain's last reconcile has yet to retire.
+		stopDaemon();
+		ASSERT_NO_FATAL_FAILURE(startDaemon());
+		std::string out;
+		EXPECT_EQ(callHook(op, "begin", &out), 0);
+		EXPECT_EQ(out, "");
+		// The reconcile asks libvirt, so it runs after the hook returned.
+		auto deadline = Clock::now() + std::chrono::seconds(30);
+		while (checkpoints().empty() && Clock::now() < deadline)
+			std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		EXPECT_EQ(checkpoints(), std::vector<std::string>{cp}) << readFile(daemon_.options().logFile);
+	}
+	// The checkpoint the hook redefined is one the chain continues from.
+	ASSERT_NO_FATAL_FAILURE(writeBoth("0xf1", "4M", "64k"));
+	CliResult second = snapshotAll({"--quiesce", "off"}, socket_);
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto two = byDisk(second.json());
+	EXPECT_EQ(two["vdd"].getString("CaptureMode"), "incremental") << second.out;
+	EXPECT_EQ(two["vdd"].getInt("BytesRead"), 64 * 1024);
+}
+
+// libvirt does not start a domain while restore-instance writes its disks
+// (the hook's `prepare begin` is refused), and does once the restore is
+// done. Started paused: the guest need not boot for libvirt to say yes.
+TEST_F(LibvirtHookTest, AStartIsRefusedWhileRestoreInstanceWritesTheDisks)
+{
+	ASSERT_NO_FATAL_FAILURE(define());
+	ASSERT_NO_FATAL_FAILURE(startDaemon({holdingPath()}));
+	CliResult snap = snapshotAll({}, socket_);
+	ASSERT_EQ(snap.status, 0) << snap.err;
+	std::string set = byDisk(snap.json())["vdd"].getString("SnapshotSetId").value_or("");
+
+	std::ofstream(holdFile()).close();
+	auto restore = std::async(std::launch::async, [&] {
+		return cli({"restore-instance", "--snapshot-set-id", set, "--domain", name_, "--connect", kUri},
+			   socket_);
+	});
+	// However the test ends, the restore goes on (and `restore` waits
+	// for it).
+	struct Release {
+		std::string hold;
+		~Release() { ::unlink(hold.c_str()); }
+	} release{holdFile()};
+	auto deadline = Clock::now() + std::chrono::seconds(60);
+	while (!fs::exists(heldFile())) {
+		ASSERT_EQ(restore.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout)
+			<< "the restore ended before it converted a disk: " << restore.get().err;
+		ASSERT_LT(Clock::now(), deadline) << "the restore never converted a disk";
+	}
+
+	std::string out;
+	EXPECT_EQ(callHook("prepare", "begin", &out), 1);
+	EXPECT_NE(out.find("restore-instance is writing the disks of domain"), std::string::npos) << out;
+	EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+	// libvirt itself, through the installed hook.
+	EXPECT_NE(virsh({"start", "--paused", name_}, &out), 0) << out;
+	EXPECT_NE(out.find("restore-instance is writing the disks of domain"), std::string::npos) << out;
+
+	::unlink(holdFile().c_str());
+	CliResult restored = restore.get();
+	ASSERT_EQ(restored.status, 0) << restored.err;
+	EXPECT_EQ(callHook("prepare", "begin", &out), 0) << out;
+	EXPECT_EQ(out, "");
+	EXPECT_EQ(virsh({"start", "--paused", name_}, &out), 0) << out;
 }
 
 // Captures that fail before libvirt's backup job starts, on domains started

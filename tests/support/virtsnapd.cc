@@ -73,7 +73,8 @@ int connectToSocket(const std::string &socket)
 	return fd;
 }
 
-::testing::AssertionResult Virtsnapd::start(const std::vector<std::string> &extraArgs)
+::testing::AssertionResult Virtsnapd::start(const std::vector<std::string> &extraArgs,
+					   const std::vector<std::string> &extraEnv)
 {
 	if (running())
 		return ::testing::AssertionFailure() << "virtsnapd is running already (pid " << pid_ << ")";
@@ -90,7 +91,9 @@ int connectToSocket(const std::string &socket)
 		return ::testing::AssertionFailure()
 		       << "cannot open " << options_.logFile << ": " << std::strerror(errno);
 	// spawn() asks for SIGKILL should the test die: no daemon stays behind.
-	pid_t pid = spawn(argv, log, log, {"TMPDIR=" + options_.tmpDir});
+	std::vector<std::string> env{"TMPDIR=" + options_.tmpDir};
+	env.insert(env.end(), extraEnv.begin(), extraEnv.end());
+	pid_t pid = spawn(argv, log, log, env);
 	int spawnErrno = errno;
 	::close(log);
 	if (pid < 0)

@@ -42,12 +42,14 @@ public:
 
 	const VirtsnapdOptions &options() const { return options_; }
 
-	// Starts it with the options and `extraArgs`. Ready means it answered a
+	// Starts it with the options and `extraArgs`, and `extraEnv` ("NAME=VALUE"
+	// each) over the test's environment. Ready means it answered a
 	// request on its socket: the socket file may be a dead daemon's, and a
 	// live daemon listens before it has recovered the jobs a killed one
 	// left, while connections wait. A failure, with its log, when it exits
 	// or does not answer within 20 s.
-	::testing::AssertionResult start(const std::vector<std::string> &extraArgs = {});
+	::testing::AssertionResult start(const std::vector<std::string> &extraArgs = {},
+					 const std::vector<std::string> &extraEnv = {});
 
 	// Sends `signal` to its pid and reaps it; nothing when it is not
 	// running. A daemon that ignores SIGTERM for 60 s is a failure of the
