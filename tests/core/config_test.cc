@@ -186,7 +186,7 @@ TEST_F(ConfigTest, ShippedExampleDocumentsTheDefaults)
 			uncommented += line + "\n";
 		}
 	}
-	EXPECT_EQ(keys, 11) << "the example should show every key once";
+	EXPECT_EQ(keys, 12) << "the example should show every key once";
 	auto all = loadConfig(write("uncommented.conf", uncommented));
 	ASSERT_TRUE(all) << all.error().toString();
 	expectDefaults(*all);
