@@ -29,25 +29,77 @@ namespace fs = std::filesystem;
 using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 
-class InstanceTest : public QemuCliTest
+// Sets of a QEMU that runs no guest: enough wherever the guest need not act.
+class SetTest : public QemuCliTest
 {
 protected:
-	InstanceTest() : QemuCliTest("vs-guest") {}
+	using QemuCliTest::QemuCliTest;
 
 	void SetUp() override
 	{
 		REQUIRE_QEMU();
+		ASSERT_EQ(cli({"init"}).status, 0);
+	}
+
+	// QEMU with these disks and no guest: its firmware then honours
+	// bootindex without a kernel.
+	void startGuestless(std::vector<DiskSpec> disks)
+	{
+		QemuOptions opts;
+		opts.disks = std::move(disks);
+		opts.name = "vs-set";
+		std::string error;
+		vm_ = QemuInstance::start(opts, &error);
+		ASSERT_TRUE(vm_) << error;
+	}
+
+	// Without `wait`, a daemon answers once the point in time is taken.
+	CliResult createSnapshots(std::vector<std::string> extra, bool wait = true)
+	{
+		std::vector<std::string> args{"create-snapshots", "--qmp-socket", vm_->qmpSocket()};
+		if (wait)
+			args.push_back("--wait");
+		if (!vm_->guestAgentSocket().empty())
+			args.insert(args.end(), {"--qga-socket", vm_->guestAgentSocket()});
+		args.insert(args.end(), extra.begin(), extra.end());
+		return cli(args);
+	}
+
+	std::string restoreRaw(const std::string &snapshotId)
+	{
+		std::string target = tmp_.file(snapshotId + ".raw");
+		CliResult r = cli({"create-volume", "--snapshot-id", snapshotId, "--target", target, "--format", "raw"});
+		EXPECT_EQ(r.status, 0) << r.err;
+		return target;
+	}
+
+	std::string runState()
+	{
+		auto status = vm_->control().execute("query-status");
+		return status ? status->getString("status").value_or("") : "";
+	}
+
+	Json listSnapshots() { return cli({"describe-snapshots"}).json().get("Snapshots"); }
+};
+
+class InstanceTest : public SetTest
+{
+protected:
+	InstanceTest() : SetTest("vs-guest") {}
+
+	void SetUp() override
+	{
+		ASSERT_NO_FATAL_FAILURE(SetTest::SetUp());
 		REQUIRE_TOOL("e2fsck");
 		REQUIRE_TOOL("debugfs");
 		REQUIRE_TOOL("mkfs.ext4");
 		std::string error;
 		cache_ = guestCache(&error);
 		ASSERT_TRUE(error.empty()) << error;
-		ASSERT_EQ(cli({"init"}).status, 0);
 	}
 
 	// With `guestOs` false, QEMU runs no guest at all: enough for tests of
-	// disk selection, and firmware then honours bootindex without a kernel.
+	// disk selection.
 	void boot(const std::string &kernelArgs = "", int bootIndexOf = -1, bool guestOs = true)
 	{
 		QemuOptions opts;
@@ -59,18 +111,17 @@ protected:
 				<< out;
 			opts.disks.push_back({path, "qcow2", id, i == bootIndexOf ? 0 : -1});
 		}
-		opts.name = "vs-guest";
-		opts.memoryMb = 256;
-		opts.guestAgent = guestOs;
-		std::string error;
 		if (!guestOs) {
-			vm_ = QemuInstance::start(opts, &error);
-			ASSERT_TRUE(vm_) << error;
+			startGuestless(opts.disks);
 			return;
 		}
+		opts.name = "vs-guest";
+		opts.memoryMb = 256;
+		opts.guestAgent = true;
 		opts.kernel = cache_ + "/vmlinux";
 		opts.initrd = cache_ + "/initrd.img";
 		opts.append = "console=ttyS0 panic=-1 quiet virtsnap.workload=records " + kernelArgs;
+		std::string error;
 		vm_ = QemuInstance::start(opts, &error);
 		ASSERT_TRUE(vm_) << error;
 		ASSERT_TRUE(waitSerial("VIRTSNAP-GUEST-READY", std::chrono::seconds(180)))
@@ -91,23 +142,6 @@ protected:
 			std::this_thread::sleep_for(std::chrono::milliseconds(200));
 		}
 		return false;
-	}
-
-	CliResult createSnapshots(std::vector<std::string> extra)
-	{
-		std::vector<std::string> args{"create-snapshots", "--wait", "--qmp-socket", vm_->qmpSocket()};
-		if (!vm_->guestAgentSocket().empty())
-			args.insert(args.end(), {"--qga-socket", vm_->guestAgentSocket()});
-		args.insert(args.end(), extra.begin(), extra.end());
-		return cli(args);
-	}
-
-	std::string restoreRaw(const std::string &snapshotId)
-	{
-		std::string target = tmp_.file(snapshotId + ".raw");
-		CliResult r = cli({"create-volume", "--snapshot-id", snapshotId, "--target", target, "--format", "raw"});
-		EXPECT_EQ(r.status, 0) << r.err;
-		return target;
 	}
 
 	// e2fsck -fn's exit status on the image as restored.
@@ -160,12 +194,6 @@ protected:
 		for (size_t i = 0; i < list.size(); i++)
 			ids.insert(list.at(i).getString("SnapshotId").value_or(""));
 		return ids;
-	}
-
-	std::string runState()
-	{
-		auto status = vm_->control().execute("query-status");
-		return status ? status->getString("status").value_or("") : "";
 	}
 
 	std::string cache_;
@@ -253,8 +281,7 @@ TEST_F(InstanceTest, AbsentAgentFallsBackOrFailsWithinTheTimeout)
 	EXPECT_EQ(std::count(required.err.begin(), required.err.end(), '\n'), 1) << required.err;
 	EXPECT_EQ(bitmaps(), bitmapsBefore);
 	EXPECT_EQ(runState(), "running");
-	CliResult listed = cli({"describe-snapshots"});
-	EXPECT_EQ(listed.json().get("Snapshots").size(), 3u) << "the refused set left snapshots";
+	EXPECT_EQ(listSnapshots().size(), 3u) << "the refused set left snapshots";
 }
 
 TEST_F(InstanceTest, HungAgentThatWakesUpLaterLeavesTheGuestThawed)
@@ -383,7 +410,7 @@ TEST_F(InstanceTest, ADiskThatFailsFailsTheWholeSetAndLeavesNoBitmaps)
 	// The test's own job on vdc has an anonymous bitmap: not the set's.
 	EXPECT_EQ(bitmaps(AnonymousBitmaps::Ignored), std::set<std::string>{});
 	// As on EBS, they stay listed in error; none has a manifest.
-	Json listed = cli({"describe-snapshots"}).json().get("Snapshots");
+	Json listed = listSnapshots();
 	EXPECT_EQ(listed.size(), 3u);
 	for (size_t i = 0; i < listed.size(); i++) {
 		EXPECT_EQ(listed.at(i).getString("State"), "error");
