@@ -1,5 +1,7 @@
 // Instance snapshots on a real guest with a real qemu-guest-agent: one
-// point in time across disks, the freeze, the agent failing, sets failing.
+// point in time across disks, the freeze, the agent failing, sets failing;
+// and on a QEMU with no guest (SetTest): 40 disks and not 41, a disk failing
+// mid-transfer, a suspended instance.
 // The guest (tests/guest) appends "record N" to a log on vdb and fsyncs it,
 // then the same on vdc; a consistent capture never has record N on vdc
 // without it on vdb. Restored disks are checked offline with e2fsck and
@@ -7,9 +9,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -20,6 +26,7 @@
 #include "qmp/guest_agent_client.h"
 #include "tests/support/qemu_instance.h"
 #include "tests/support/qemu_residue.h"
+#include "tests/support/random_bytes.h"
 #include "tests/support/test_env.h"
 
 namespace virtsnap::test {
@@ -80,6 +87,35 @@ protected:
 	}
 
 	Json listSnapshots() { return cli({"describe-snapshots"}).json().get("Snapshots"); }
+
+	// `count` qcow2 disks d0, d1, ... of 4 MiB, each with random data of
+	// its own at 1 MiB; blkdebug options (DiskSpec::blkdebug) for some.
+	std::vector<DiskSpec> makeDisks(int count, const std::map<int, std::string> &blkdebug = {})
+	{
+		constexpr size_t kSize = 4 << 20, kDataAt = 1 << 20;
+		std::vector<DiskSpec> disks;
+		for (int i = 0; i < count; i++) {
+			std::vector<uint8_t> data(kSize / 16);
+			std::mt19937_64 rng(uint64_t(i) + 1);
+			fillRandom(rng, data);
+			std::string raw = reference(i);
+			{
+				std::ofstream out(raw, std::ios::binary);
+				out.seekp(kDataAt).write(reinterpret_cast<const char *>(data.data()), std::streamsize(data.size()));
+			}
+			fs::resize_file(raw, kSize);
+			std::string path = tmp_.file("d" + std::to_string(i) + ".qcow2"), error;
+			EXPECT_TRUE(convertImage(raw, "raw", path, "qcow2", &error)) << error;
+			DiskSpec disk{path, "qcow2", "d" + std::to_string(i)};
+			if (auto rules = blkdebug.find(i); rules != blkdebug.end())
+				disk.blkdebug = rules->second;
+			disks.push_back(disk);
+		}
+		return disks;
+	}
+
+	// The raw image that disk i of makeDisks() starts as.
+	std::string reference(int disk) { return tmp_.file("d" + std::to_string(disk) + ".raw"); }
 };
 
 class InstanceTest : public SetTest
@@ -461,6 +497,139 @@ TEST_F(InstanceTest, CopyTagsFromSourceAndHibernation)
 	ASSERT_EQ(cli({"register-instance", "--qmp-socket", vm_->qmpSocket(), "--hibernation-enabled", "false"}).status,
 		  0);
 	EXPECT_EQ(createSnapshots({"--quiesce", "off"}).status, 0);
+}
+
+// Writes generation 1, 2, ... into the first 4 KiB of each disk, every
+// generation in a random order of its own, as a guest writing to its disks
+// while a set is taken. A set taken at one point in time holds the newest
+// generation it saw, G, on a prefix of G's order and G - 1 on the rest; a
+// set taken disk by disk, while the writes go on, would not.
+class GenerationWriter
+{
+public:
+	GenerationWriter(QemuInstance &vm, std::vector<std::string> disks)
+		: vm_(vm), disks_(std::move(disks)), thread_([this] { run(); })
+	{
+	}
+	~GenerationWriter() { stop(); }
+
+	// Stops the writes: "" or what failed.
+	std::string stop()
+	{
+		stop_ = true;
+		if (thread_.joinable())
+			thread_.join();
+		return error_;
+	}
+
+	int generations() const { return written_; }
+
+	// Whether `seen` (disk: generation) is one point in time of the writes;
+	// only once stopped.
+	::testing::AssertionResult onePointInTime(const std::map<std::string, int> &seen) const
+	{
+		int newest = 0;
+		for (const auto &[disk, generation] : seen)
+			newest = std::max(newest, generation);
+		if (newest < 1 || newest >= written_)
+			return ::testing::AssertionFailure() << "newest generation " << newest << " of " << written_
+							     << ": the writes did not span the point in time";
+		const std::vector<std::string> &order = orders_.at(size_t(newest - 1));
+		size_t reached = 0;
+		while (reached < order.size() && seen.at(order[reached]) == newest)
+			reached++;
+		for (size_t k = reached; k < order.size(); k++) {
+			if (seen.at(order[k]) == newest - 1)
+				continue;
+			auto failure = ::testing::AssertionFailure();
+			failure << "not one point in time; generation " << newest << " went to:";
+			for (const std::string &disk : order)
+				failure << " " << disk << "=" << seen.at(disk);
+			return failure;
+		}
+		return ::testing::AssertionSuccess();
+	}
+
+private:
+	void run()
+	{
+		std::mt19937 rng(7);
+		// Generations are bytes; 255 outlast any set of these small disks.
+		for (int generation = 1; generation <= 255 && !stop_; generation++) {
+			std::vector<std::string> order = disks_;
+			std::shuffle(order.begin(), order.end(), rng);
+			orders_.push_back(order);
+			for (const std::string &disk : order) {
+				std::string out;
+				if (!vm_.qemuIo(disk, "write -P " + std::to_string(generation) + " 0 4k", &out)) {
+					error_ = disk + ": " + out;
+					return;
+				}
+			}
+			written_ = generation;
+		}
+	}
+
+	QemuInstance &vm_;
+	std::vector<std::string> disks_;
+	std::vector<std::vector<std::string>> orders_;
+	std::string error_;
+	std::atomic<bool> stop_ = false;
+	std::atomic<int> written_ = 0;
+	std::thread thread_; // last: starts once the rest is ready
+};
+
+// reference `start` with generation `generation` in its first 4 KiB, as
+// GenerationWriter writes it, at `path`.
+std::string withGeneration(const std::string &start, int generation, const std::string &path)
+{
+	fs::copy_file(start, path);
+	std::vector<uint8_t> block(4096, uint8_t(generation));
+	std::fstream(path, std::ios::binary | std::ios::in | std::ios::out)
+		.write(reinterpret_cast<const char *>(block.data()), std::streamsize(block.size()));
+	return path;
+}
+
+TEST_F(SetTest, FortyDisksAtOnePointInTimeAndNotOneMore)
+{
+	ASSERT_NO_FATAL_FAILURE(startGuestless(makeDisks(41)));
+	QemuResidue clean = residue();
+	CliResult refused = createSnapshots({"--quiesce", "off"});
+	EXPECT_EQ(refused.status, 1);
+	EXPECT_NE(refused.err.find("InvalidParameterValue"), std::string::npos) << refused.err;
+	EXPECT_NE(refused.err.find("41 disks"), std::string::npos) << refused.err;
+	EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+	EXPECT_TRUE(refused.out.empty()) << refused.out;
+	EXPECT_EQ(residue(), clean);
+	EXPECT_EQ(listSnapshots().size(), 0u);
+
+	std::vector<std::string> forty;
+	for (int i = 0; i < 40; i++)
+		forty.push_back("d" + std::to_string(i));
+	GenerationWriter writer(*vm_, forty);
+	while (writer.generations() < 1)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	CliResult r = createSnapshots({"--quiesce", "off", "--exclude-disk", "d40"});
+	std::string writeError = writer.stop();
+	ASSERT_TRUE(writeError.empty()) << writeError;
+	ASSERT_EQ(r.status, 0) << r.err;
+	auto set = byDisk(r.json());
+	ASSERT_EQ(set.size(), 40u) << r.out;
+	std::map<std::string, int> seen;
+	for (auto &[disk, snap] : set) {
+		EXPECT_EQ(snap.getString("State"), "completed") << disk;
+		EXPECT_EQ(snap.getString("SnapshotSetId"), set["d0"].getString("SnapshotSetId"));
+		std::string restored = restoreRaw(snap.getString("SnapshotId").value_or(""));
+		char generation = 0;
+		std::ifstream(restored, std::ios::binary).read(&generation, 1);
+		seen[disk] = uint8_t(generation);
+		std::string expected = withGeneration(reference(std::stoi(disk.substr(1))), seen[disk],
+						      tmp_.file(disk + "-expected.raw"));
+		EXPECT_TRUE(sameImage(restored, "raw", expected)) << disk;
+		fs::remove(restored);
+	}
+	EXPECT_TRUE(writer.onePointInTime(seen));
+	std::printf("%d generations written while the set was taken\n", writer.generations());
 }
 
 } // namespace
