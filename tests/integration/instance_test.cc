@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <regex>
 #include <set>
@@ -28,6 +29,7 @@
 #include "tests/support/qemu_residue.h"
 #include "tests/support/random_bytes.h"
 #include "tests/support/test_env.h"
+#include "tests/support/virtsnapd.h"
 
 namespace virtsnap::test {
 namespace {
@@ -116,6 +118,36 @@ protected:
 
 	// The raw image that disk i of makeDisks() starts as.
 	std::string reference(int disk) { return tmp_.file("d" + std::to_string(disk) + ".raw"); }
+
+	// Sends the commands that follow to a virtsnapd of this test's own.
+	void startDaemon()
+	{
+		fs::create_directories(tmp_.file("events.d"));
+		cliSocket_ = tmp_.file("virtsnapd.sock");
+		daemon_ = std::make_unique<Virtsnapd>(daemonOptions(cliSocket_));
+		ASSERT_TRUE(daemon_->start());
+	}
+
+	Json describe(const std::string &snapshotId)
+	{
+		return cli({"describe-snapshots", "--snapshot-id", snapshotId}).json().get("Snapshots").at(0);
+	}
+
+	// The daemon's multi-volume completion events for the set `setId`.
+	std::vector<Json> completionEvents(const std::string &setId)
+	{
+		std::vector<Json> found;
+		for (const std::string &line : lines(readFile(tmp_.file("events/events.jsonl")))) {
+			auto event = Json::parse(line);
+			if (event && event->getString("detail-type") == "EBS Multi-Volume Snapshots Completion Status" &&
+			    event->get("detail").getString("request-id") == setId)
+				found.push_back(*event);
+		}
+		return found;
+	}
+
+	// Declared after vm_ (of the base): stopped before QEMU goes.
+	std::unique_ptr<Virtsnapd> daemon_;
 };
 
 class InstanceTest : public SetTest
@@ -630,6 +662,54 @@ TEST_F(SetTest, FortyDisksAtOnePointInTimeAndNotOneMore)
 	}
 	EXPECT_TRUE(writer.onePointInTime(seen));
 	std::printf("%d generations written while the set was taken\n", writer.generations());
+}
+
+TEST_F(SetTest, ADiskFailingMidTransferFailsTheSetAndKeepsThePreviousBitmaps)
+{
+	// d2 fails every read once it has been written to: the first set reads
+	// it fine; the second takes its point in time (which reads nothing) and
+	// then fails reading d2's data for the transfer.
+	const std::string readsFailOnceWritten =
+		"set-state.0.event=write_aio,set-state.0.state=1,set-state.0.new_state=2,"
+		"inject-error.0.event=read_aio,inject-error.0.state=2,inject-error.0.errno=5,inject-error.0.once=off";
+	ASSERT_NO_FATAL_FAILURE(startGuestless(makeDisks(3, {{2, readsFailOnceWritten}})));
+	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	CliResult first = createSnapshots({"--quiesce", "off"});
+	ASSERT_EQ(first.status, 0) << first.err;
+	std::set<std::string> previous = bitmaps();
+	ASSERT_EQ(previous.size(), 3u);
+	ASSERT_TRUE(vm_->qemuIo("d2", "write -P 0x5a 1M 64k"));
+	std::string out;
+	ASSERT_FALSE(vm_->qemuIo("d2", "read 1M 64k", &out)) << "blkdebug does not fail the reads: " << out;
+
+	CliResult second = createSnapshots({"--quiesce", "off"}, false);
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto set = byDisk(second.json());
+	ASSERT_EQ(set.size(), 3u) << second.out;
+	std::string setId = set["d0"].getString("SnapshotSetId").value_or("");
+	for (auto &[disk, snap] : set) {
+		// Answered once the point in time was taken: the set fails later.
+		EXPECT_EQ(snap.getString("State"), "pending") << disk;
+		std::string id = snap.getString("SnapshotId").value_or("");
+		EXPECT_EQ(waitWhilePending([&] { return describe(id).getString("State").value_or(""); }), "error")
+			<< disk;
+		EXPECT_NE(describe(id).getString("StateMessage").value_or("").find("disk d2"), std::string::npos)
+			<< describe(id).getString("StateMessage").value_or("");
+		EXPECT_FALSE(fs::exists(storeDir_ + "/snapshots/" + id + ".manifest")) << disk;
+	}
+	EXPECT_EQ(bitmaps(), previous);
+
+	// The set's event may follow its last state change.
+	for (auto until = Clock::now() + std::chrono::seconds(10); completionEvents(setId).empty() && Clock::now() < until;)
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	std::this_thread::sleep_for(std::chrono::milliseconds(500));
+	std::vector<Json> events = completionEvents(setId);
+	ASSERT_EQ(events.size(), 1u) << readFile(tmp_.file("events/events.jsonl"));
+	Json detail = events[0].get("detail");
+	EXPECT_EQ(detail.getString("result"), "failed");
+	ASSERT_EQ(detail.get("snapshots").size(), 3u);
+	for (size_t i = 0; i < 3; i++)
+		EXPECT_EQ(detail.get("snapshots").at(i).getString("status"), "error");
 }
 
 } // namespace
