@@ -146,6 +146,19 @@ protected:
 		return found;
 	}
 
+	// ACPI S3 as a guest asks for it: SLP_TYP 1 with SLP_EN into PM1a_CNT,
+	// at 0x604 once the firmware has put the PM registers at 0x600.
+	void suspendToRam()
+	{
+		for (auto until = Clock::now() + std::chrono::seconds(10); Clock::now() < until;) {
+			ASSERT_TRUE(vm_->hmp("o /w 0x604 0x2400"));
+			if (runState() == "suspended")
+				return;
+			std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		}
+		FAIL() << "QEMU did not suspend: " << runState();
+	}
+
 	// Declared after vm_ (of the base): stopped before QEMU goes.
 	std::unique_ptr<Virtsnapd> daemon_;
 };
@@ -710,6 +723,30 @@ TEST_F(SetTest, ADiskFailingMidTransferFailsTheSetAndKeepsThePreviousBitmaps)
 	ASSERT_EQ(detail.get("snapshots").size(), 3u);
 	for (size_t i = 0; i < 3; i++)
 		EXPECT_EQ(detail.get("snapshots").at(i).getString("status"), "error");
+}
+
+TEST_F(SetTest, ASuspendedInstanceIsRefusedAndLeftSuspended)
+{
+	ASSERT_NO_FATAL_FAILURE(startGuestless(makeDisks(2)));
+	ASSERT_NO_FATAL_FAILURE(suspendToRam());
+	QemuResidue before = residue();
+	CliResult r = createSnapshots({"--quiesce", "off"});
+	EXPECT_EQ(r.status, 1);
+	EXPECT_NE(r.err.find("IncorrectState"), std::string::npos) << r.err;
+	EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+	EXPECT_TRUE(r.out.empty()) << r.out;
+	EXPECT_EQ(runState(), "suspended");
+	EXPECT_EQ(residue(), before);
+	EXPECT_EQ(listSnapshots().size(), 0u);
+
+	// Paused (QMP stop) is not suspended: the set is taken, and QEMU stays
+	// paused.
+	ASSERT_TRUE(vm_->control().execute("system_wakeup"));
+	ASSERT_TRUE(vm_->control().execute("stop"));
+	ASSERT_EQ(runState(), "paused");
+	CliResult paused = createSnapshots({"--quiesce", "off"});
+	EXPECT_EQ(paused.status, 0) << paused.err;
+	EXPECT_EQ(runState(), "paused");
 }
 
 } // namespace
