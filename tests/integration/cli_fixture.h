@@ -20,6 +20,10 @@
 
 namespace virtsnap::test {
 
+// One definition for every file of integration-test, which a unity build
+// compiles as one translation unit.
+inline constexpr uint64_t kMiB = 1 << 20;
+
 // The same bytes into `device` of the running `vm` (qemu-io, as a guest
 // writes) and into the raw `reference` file, made independently of virtsnap.
 // `pattern` is a byte, or random bytes when < 0 (staged in `scratchFile`).

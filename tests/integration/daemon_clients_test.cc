@@ -28,7 +28,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr size_t kMiB = 1 << 20;
 constexpr const char *kProbe = R"({"command": "describe-snapshots", "options": {}})"
 			       "\n";
 

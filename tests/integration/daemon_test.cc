@@ -38,8 +38,6 @@ namespace fs = std::filesystem;
 using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 
-constexpr uint64_t kMiB = 1 << 20;
-
 class DaemonTest : public QemuCliTest
 {
 protected:

@@ -32,7 +32,6 @@ using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr uint64_t kMiB = 1 << 20;
 // Small, so a hung store shows within seconds and not the default 30.
 constexpr int kStoreTimeoutSeconds = 3;
 

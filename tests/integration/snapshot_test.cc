@@ -28,7 +28,6 @@ namespace {
 namespace fs = std::filesystem;
 using virtsnap::Json;
 
-constexpr uint64_t kMiB = 1 << 20;
 constexpr uint64_t kDiskSize = 64 * kMiB;
 
 class SnapshotTest : public QemuCliTest
