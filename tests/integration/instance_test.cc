@@ -652,7 +652,7 @@ TEST_F(SetTest, FortyDisksAtOnePointInTimeAndNotOneMore)
 	for (int i = 0; i < 40; i++)
 		forty.push_back("d" + std::to_string(i));
 	GenerationWriter writer(*vm_, forty);
-	while (writer.generations() < 1)
+	for (auto until = Clock::now() + std::chrono::seconds(10); writer.generations() < 1 && Clock::now() < until;)
 		std::this_thread::sleep_for(std::chrono::milliseconds(10));
 	CliResult r = createSnapshots({"--quiesce", "off", "--exclude-disk", "d40"});
 	std::string writeError = writer.stop();
