@@ -1,5 +1,7 @@
 // Instance snapshots on a real guest with a real qemu-guest-agent: one
-// point in time across disks, the freeze, the agent failing, sets failing.
+// point in time across disks, the freeze, the agent failing, sets failing;
+// and on a QEMU with no guest (SetTest): 40 disks and not 41, a disk failing
+// mid-transfer, a suspended instance.
 // The guest (tests/guest) appends "record N" to a log on vdb and fsyncs it,
 // then the same on vdc; a consistent capture never has record N on vdc
 // without it on vdb. Restored disks are checked offline with e2fsck and
@@ -7,9 +9,14 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -20,7 +27,9 @@
 #include "qmp/guest_agent_client.h"
 #include "tests/support/qemu_instance.h"
 #include "tests/support/qemu_residue.h"
+#include "tests/support/random_bytes.h"
 #include "tests/support/test_env.h"
+#include "tests/support/virtsnapd.h"
 
 namespace virtsnap::test {
 namespace {
@@ -29,25 +38,149 @@ namespace fs = std::filesystem;
 using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 
-class InstanceTest : public QemuCliTest
+// Sets of a QEMU that runs no guest: enough wherever the guest need not act.
+class SetTest : public QemuCliTest
 {
 protected:
-	InstanceTest() : QemuCliTest("vs-guest") {}
+	using QemuCliTest::QemuCliTest;
 
 	void SetUp() override
 	{
 		REQUIRE_QEMU();
+		ASSERT_EQ(cli({"init"}).status, 0);
+	}
+
+	// QEMU with these disks and no guest: its firmware then honours
+	// bootindex without a kernel.
+	void startGuestless(std::vector<DiskSpec> disks)
+	{
+		QemuOptions opts;
+		opts.disks = std::move(disks);
+		opts.name = "vs-set";
+		std::string error;
+		vm_ = QemuInstance::start(opts, &error);
+		ASSERT_TRUE(vm_) << error;
+	}
+
+	// Without `wait`, a daemon answers once the point in time is taken.
+	CliResult createSnapshots(std::vector<std::string> extra, bool wait = true)
+	{
+		std::vector<std::string> args{"create-snapshots", "--qmp-socket", vm_->qmpSocket()};
+		if (wait)
+			args.push_back("--wait");
+		if (!vm_->guestAgentSocket().empty())
+			args.insert(args.end(), {"--qga-socket", vm_->guestAgentSocket()});
+		args.insert(args.end(), extra.begin(), extra.end());
+		return cli(args);
+	}
+
+	std::string restoreRaw(const std::string &snapshotId)
+	{
+		std::string target = tmp_.file(snapshotId + ".raw");
+		CliResult r = cli({"create-volume", "--snapshot-id", snapshotId, "--target", target, "--format", "raw"});
+		EXPECT_EQ(r.status, 0) << r.err;
+		return target;
+	}
+
+	std::string runState()
+	{
+		auto status = vm_->control().execute("query-status");
+		return status ? status->getString("status").value_or("") : "";
+	}
+
+	Json listSnapshots() { return cli({"describe-snapshots"}).json().get("Snapshots"); }
+
+	// `count` qcow2 disks d0, d1, ... of 4 MiB, each with random data of
+	// its own at 1 MiB; blkdebug options (DiskSpec::blkdebug) for some.
+	std::vector<DiskSpec> makeDisks(int count, const std::map<int, std::string> &blkdebug = {})
+	{
+		constexpr size_t kSize = 4 << 20, kDataAt = 1 << 20;
+		std::vector<DiskSpec> disks;
+		for (int i = 0; i < count; i++) {
+			std::vector<uint8_t> data(kSize / 16);
+			std::mt19937_64 rng(uint64_t(i) + 1);
+			fillRandom(rng, data);
+			std::string raw = reference(i);
+			{
+				std::ofstream out(raw, std::ios::binary);
+				out.seekp(kDataAt).write(reinterpret_cast<const char *>(data.data()), std::streamsize(data.size()));
+			}
+			fs::resize_file(raw, kSize);
+			std::string path = tmp_.file("d" + std::to_string(i) + ".qcow2"), error;
+			EXPECT_TRUE(convertImage(raw, "raw", path, "qcow2", &error)) << error;
+			DiskSpec disk{path, "qcow2", "d" + std::to_string(i)};
+			if (auto rules = blkdebug.find(i); rules != blkdebug.end())
+				disk.blkdebug = rules->second;
+			disks.push_back(disk);
+		}
+		return disks;
+	}
+
+	// The raw image that disk i of makeDisks() starts as.
+	std::string reference(int disk) { return tmp_.file("d" + std::to_string(disk) + ".raw"); }
+
+	// Sends the commands that follow to a virtsnapd of this test's own.
+	void startDaemon()
+	{
+		fs::create_directories(tmp_.file("events.d"));
+		cliSocket_ = tmp_.file("virtsnapd.sock");
+		daemon_ = std::make_unique<Virtsnapd>(daemonOptions(cliSocket_));
+		ASSERT_TRUE(daemon_->start());
+	}
+
+	Json describe(const std::string &snapshotId)
+	{
+		return cli({"describe-snapshots", "--snapshot-id", snapshotId}).json().get("Snapshots").at(0);
+	}
+
+	// The daemon's multi-volume completion events for the set `setId`.
+	std::vector<Json> completionEvents(const std::string &setId)
+	{
+		std::vector<Json> found;
+		for (const std::string &line : lines(readFile(tmp_.file("events/events.jsonl")))) {
+			auto event = Json::parse(line);
+			if (event && event->getString("detail-type") == "EBS Multi-Volume Snapshots Completion Status" &&
+			    event->get("detail").getString("request-id") == setId)
+				found.push_back(*event);
+		}
+		return found;
+	}
+
+	// ACPI S3 as a guest asks for it: SLP_TYP 1 with SLP_EN into PM1a_CNT,
+	// at 0x604 once the firmware has put the PM registers at 0x600.
+	void suspendToRam()
+	{
+		for (auto until = Clock::now() + std::chrono::seconds(10); Clock::now() < until;) {
+			ASSERT_TRUE(vm_->hmp("o /w 0x604 0x2400"));
+			if (runState() == "suspended")
+				return;
+			std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		}
+		FAIL() << "QEMU did not suspend: " << runState();
+	}
+
+	// Declared after vm_ (of the base): stopped before QEMU goes.
+	std::unique_ptr<Virtsnapd> daemon_;
+};
+
+class InstanceTest : public SetTest
+{
+protected:
+	InstanceTest() : SetTest("vs-guest") {}
+
+	void SetUp() override
+	{
+		ASSERT_NO_FATAL_FAILURE(SetTest::SetUp());
 		REQUIRE_TOOL("e2fsck");
 		REQUIRE_TOOL("debugfs");
 		REQUIRE_TOOL("mkfs.ext4");
 		std::string error;
 		cache_ = guestCache(&error);
 		ASSERT_TRUE(error.empty()) << error;
-		ASSERT_EQ(cli({"init"}).status, 0);
 	}
 
 	// With `guestOs` false, QEMU runs no guest at all: enough for tests of
-	// disk selection, and firmware then honours bootindex without a kernel.
+	// disk selection.
 	void boot(const std::string &kernelArgs = "", int bootIndexOf = -1, bool guestOs = true)
 	{
 		QemuOptions opts;
@@ -59,18 +192,17 @@ protected:
 				<< out;
 			opts.disks.push_back({path, "qcow2", id, i == bootIndexOf ? 0 : -1});
 		}
-		opts.name = "vs-guest";
-		opts.memoryMb = 256;
-		opts.guestAgent = guestOs;
-		std::string error;
 		if (!guestOs) {
-			vm_ = QemuInstance::start(opts, &error);
-			ASSERT_TRUE(vm_) << error;
+			startGuestless(opts.disks);
 			return;
 		}
+		opts.name = "vs-guest";
+		opts.memoryMb = 256;
+		opts.guestAgent = true;
 		opts.kernel = cache_ + "/vmlinux";
 		opts.initrd = cache_ + "/initrd.img";
 		opts.append = "console=ttyS0 panic=-1 quiet virtsnap.workload=records " + kernelArgs;
+		std::string error;
 		vm_ = QemuInstance::start(opts, &error);
 		ASSERT_TRUE(vm_) << error;
 		ASSERT_TRUE(waitSerial("VIRTSNAP-GUEST-READY", std::chrono::seconds(180)))
@@ -91,23 +223,6 @@ protected:
 			std::this_thread::sleep_for(std::chrono::milliseconds(200));
 		}
 		return false;
-	}
-
-	CliResult createSnapshots(std::vector<std::string> extra)
-	{
-		std::vector<std::string> args{"create-snapshots", "--wait", "--qmp-socket", vm_->qmpSocket()};
-		if (!vm_->guestAgentSocket().empty())
-			args.insert(args.end(), {"--qga-socket", vm_->guestAgentSocket()});
-		args.insert(args.end(), extra.begin(), extra.end());
-		return cli(args);
-	}
-
-	std::string restoreRaw(const std::string &snapshotId)
-	{
-		std::string target = tmp_.file(snapshotId + ".raw");
-		CliResult r = cli({"create-volume", "--snapshot-id", snapshotId, "--target", target, "--format", "raw"});
-		EXPECT_EQ(r.status, 0) << r.err;
-		return target;
 	}
 
 	// e2fsck -fn's exit status on the image as restored.
@@ -160,12 +275,6 @@ protected:
 		for (size_t i = 0; i < list.size(); i++)
 			ids.insert(list.at(i).getString("SnapshotId").value_or(""));
 		return ids;
-	}
-
-	std::string runState()
-	{
-		auto status = vm_->control().execute("query-status");
-		return status ? status->getString("status").value_or("") : "";
 	}
 
 	std::string cache_;
@@ -253,8 +362,7 @@ TEST_F(InstanceTest, AbsentAgentFallsBackOrFailsWithinTheTimeout)
 	EXPECT_EQ(std::count(required.err.begin(), required.err.end(), '\n'), 1) << required.err;
 	EXPECT_EQ(bitmaps(), bitmapsBefore);
 	EXPECT_EQ(runState(), "running");
-	CliResult listed = cli({"describe-snapshots"});
-	EXPECT_EQ(listed.json().get("Snapshots").size(), 3u) << "the refused set left snapshots";
+	EXPECT_EQ(listSnapshots().size(), 3u) << "the refused set left snapshots";
 }
 
 TEST_F(InstanceTest, HungAgentThatWakesUpLaterLeavesTheGuestThawed)
@@ -383,7 +491,7 @@ TEST_F(InstanceTest, ADiskThatFailsFailsTheWholeSetAndLeavesNoBitmaps)
 	// The test's own job on vdc has an anonymous bitmap: not the set's.
 	EXPECT_EQ(bitmaps(AnonymousBitmaps::Ignored), std::set<std::string>{});
 	// As on EBS, they stay listed in error; none has a manifest.
-	Json listed = cli({"describe-snapshots"}).json().get("Snapshots");
+	Json listed = listSnapshots();
 	EXPECT_EQ(listed.size(), 3u);
 	for (size_t i = 0; i < listed.size(); i++) {
 		EXPECT_EQ(listed.at(i).getString("State"), "error");
@@ -434,6 +542,211 @@ TEST_F(InstanceTest, CopyTagsFromSourceAndHibernation)
 	ASSERT_EQ(cli({"register-instance", "--qmp-socket", vm_->qmpSocket(), "--hibernation-enabled", "false"}).status,
 		  0);
 	EXPECT_EQ(createSnapshots({"--quiesce", "off"}).status, 0);
+}
+
+// Writes generation 1, 2, ... into the first 4 KiB of each disk, every
+// generation in a random order of its own, as a guest writing to its disks
+// while a set is taken. A set taken at one point in time holds the newest
+// generation it saw, G, on a prefix of G's order and G - 1 on the rest; a
+// set taken disk by disk, while the writes go on, would not.
+class GenerationWriter
+{
+public:
+	GenerationWriter(QemuInstance &vm, std::vector<std::string> disks)
+		: vm_(vm), disks_(std::move(disks)), thread_([this] { run(); })
+	{
+	}
+	~GenerationWriter() { stop(); }
+
+	// Stops the writes: "" or what failed.
+	std::string stop()
+	{
+		stop_ = true;
+		if (thread_.joinable())
+			thread_.join();
+		return error_;
+	}
+
+	int generations() const { return written_; }
+
+	// Whether `seen` (disk: generation) is one point in time of the writes;
+	// only once stopped.
+	::testing::AssertionResult onePointInTime(const std::map<std::string, int> &seen) const
+	{
+		int newest = 0;
+		for (const auto &[disk, generation] : seen)
+			newest = std::max(newest, generation);
+		if (newest < 1 || newest >= written_)
+			return ::testing::AssertionFailure() << "newest generation " << newest << " of " << written_
+							     << ": the writes did not span the point in time";
+		const std::vector<std::string> &order = orders_.at(size_t(newest - 1));
+		size_t reached = 0;
+		while (reached < order.size() && seen.at(order[reached]) == newest)
+			reached++;
+		for (size_t k = reached; k < order.size(); k++) {
+			if (seen.at(order[k]) == newest - 1)
+				continue;
+			auto failure = ::testing::AssertionFailure();
+			failure << "not one point in time; generation " << newest << " went to:";
+			for (const std::string &disk : order)
+				failure << " " << disk << "=" << seen.at(disk);
+			return failure;
+		}
+		return ::testing::AssertionSuccess();
+	}
+
+private:
+	void run()
+	{
+		std::mt19937 rng(7);
+		// Generations are bytes; 255 outlast any set of these small disks.
+		for (int generation = 1; generation <= 255 && !stop_; generation++) {
+			std::vector<std::string> order = disks_;
+			std::shuffle(order.begin(), order.end(), rng);
+			orders_.push_back(order);
+			for (const std::string &disk : order) {
+				std::string out;
+				if (!vm_.qemuIo(disk, "write -P " + std::to_string(generation) + " 0 4k", &out)) {
+					error_ = disk + ": " + out;
+					return;
+				}
+			}
+			written_ = generation;
+		}
+	}
+
+	QemuInstance &vm_;
+	std::vector<std::string> disks_;
+	std::vector<std::vector<std::string>> orders_;
+	std::string error_;
+	std::atomic<bool> stop_ = false;
+	std::atomic<int> written_ = 0;
+	std::thread thread_; // last: starts once the rest is ready
+};
+
+// reference `start` with generation `generation` in its first 4 KiB, as
+// GenerationWriter writes it, at `path`.
+std::string withGeneration(const std::string &start, int generation, const std::string &path)
+{
+	fs::copy_file(start, path);
+	std::vector<uint8_t> block(4096, uint8_t(generation));
+	std::fstream(path, std::ios::binary | std::ios::in | std::ios::out)
+		.write(reinterpret_cast<const char *>(block.data()), std::streamsize(block.size()));
+	return path;
+}
+
+TEST_F(SetTest, FortyDisksAtOnePointInTimeAndNotOneMore)
+{
+	ASSERT_NO_FATAL_FAILURE(startGuestless(makeDisks(41)));
+	QemuResidue clean = residue();
+	CliResult refused = createSnapshots({"--quiesce", "off"});
+	EXPECT_EQ(refused.status, 1);
+	EXPECT_NE(refused.err.find("InvalidParameterValue"), std::string::npos) << refused.err;
+	EXPECT_NE(refused.err.find("41 disks"), std::string::npos) << refused.err;
+	EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+	EXPECT_TRUE(refused.out.empty()) << refused.out;
+	EXPECT_EQ(residue(), clean);
+	EXPECT_EQ(listSnapshots().size(), 0u);
+
+	std::vector<std::string> forty;
+	for (int i = 0; i < 40; i++)
+		forty.push_back("d" + std::to_string(i));
+	GenerationWriter writer(*vm_, forty);
+	for (auto until = Clock::now() + std::chrono::seconds(10); writer.generations() < 1 && Clock::now() < until;)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	CliResult r = createSnapshots({"--quiesce", "off", "--exclude-disk", "d40"});
+	std::string writeError = writer.stop();
+	ASSERT_TRUE(writeError.empty()) << writeError;
+	ASSERT_EQ(r.status, 0) << r.err;
+	auto set = byDisk(r.json());
+	ASSERT_EQ(set.size(), 40u) << r.out;
+	std::map<std::string, int> seen;
+	for (auto &[disk, snap] : set) {
+		EXPECT_EQ(snap.getString("State"), "completed") << disk;
+		EXPECT_EQ(snap.getString("SnapshotSetId"), set["d0"].getString("SnapshotSetId"));
+		std::string restored = restoreRaw(snap.getString("SnapshotId").value_or(""));
+		char generation = 0;
+		std::ifstream(restored, std::ios::binary).read(&generation, 1);
+		seen[disk] = uint8_t(generation);
+		std::string expected = withGeneration(reference(std::stoi(disk.substr(1))), seen[disk],
+						      tmp_.file(disk + "-expected.raw"));
+		EXPECT_TRUE(sameImage(restored, "raw", expected)) << disk;
+		fs::remove(restored);
+	}
+	EXPECT_TRUE(writer.onePointInTime(seen));
+	std::printf("%d generations written while the set was taken\n", writer.generations());
+}
+
+TEST_F(SetTest, ADiskFailingMidTransferFailsTheSetAndKeepsThePreviousBitmaps)
+{
+	// d2 fails every read once it has been written to: the first set reads
+	// it fine; the second takes its point in time (which reads nothing) and
+	// then fails reading d2's data for the transfer.
+	const std::string readsFailOnceWritten =
+		"set-state.0.event=write_aio,set-state.0.state=1,set-state.0.new_state=2,"
+		"inject-error.0.event=read_aio,inject-error.0.state=2,inject-error.0.errno=5,inject-error.0.once=off";
+	ASSERT_NO_FATAL_FAILURE(startGuestless(makeDisks(3, {{2, readsFailOnceWritten}})));
+	ASSERT_NO_FATAL_FAILURE(startDaemon());
+	CliResult first = createSnapshots({"--quiesce", "off"});
+	ASSERT_EQ(first.status, 0) << first.err;
+	std::set<std::string> previous = bitmaps();
+	ASSERT_EQ(previous.size(), 3u);
+	ASSERT_TRUE(vm_->qemuIo("d2", "write -P 0x5a 1M 64k"));
+	std::string out;
+	ASSERT_FALSE(vm_->qemuIo("d2", "read 1M 64k", &out)) << "blkdebug does not fail the reads: " << out;
+
+	CliResult second = createSnapshots({"--quiesce", "off"}, false);
+	ASSERT_EQ(second.status, 0) << second.err;
+	auto set = byDisk(second.json());
+	ASSERT_EQ(set.size(), 3u) << second.out;
+	std::string setId = set["d0"].getString("SnapshotSetId").value_or("");
+	for (auto &[disk, snap] : set) {
+		// Answered once the point in time was taken: the set fails later.
+		EXPECT_EQ(snap.getString("State"), "pending") << disk;
+		std::string id = snap.getString("SnapshotId").value_or("");
+		EXPECT_EQ(waitWhilePending([&] { return describe(id).getString("State").value_or(""); }), "error")
+			<< disk;
+		EXPECT_NE(describe(id).getString("StateMessage").value_or("").find("disk d2"), std::string::npos)
+			<< describe(id).getString("StateMessage").value_or("");
+		EXPECT_FALSE(fs::exists(storeDir_ + "/snapshots/" + id + ".manifest")) << disk;
+	}
+	EXPECT_EQ(bitmaps(), previous);
+
+	// The set's event may follow its last state change.
+	for (auto until = Clock::now() + std::chrono::seconds(10); completionEvents(setId).empty() && Clock::now() < until;)
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	std::this_thread::sleep_for(std::chrono::milliseconds(500));
+	std::vector<Json> events = completionEvents(setId);
+	ASSERT_EQ(events.size(), 1u) << readFile(tmp_.file("events/events.jsonl"));
+	Json detail = events[0].get("detail");
+	EXPECT_EQ(detail.getString("result"), "failed");
+	ASSERT_EQ(detail.get("snapshots").size(), 3u);
+	for (size_t i = 0; i < 3; i++)
+		EXPECT_EQ(detail.get("snapshots").at(i).getString("status"), "error");
+}
+
+TEST_F(SetTest, ASuspendedInstanceIsRefusedAndLeftSuspended)
+{
+	ASSERT_NO_FATAL_FAILURE(startGuestless(makeDisks(2)));
+	ASSERT_NO_FATAL_FAILURE(suspendToRam());
+	QemuResidue before = residue();
+	CliResult r = createSnapshots({"--quiesce", "off"});
+	EXPECT_EQ(r.status, 1);
+	EXPECT_NE(r.err.find("IncorrectState"), std::string::npos) << r.err;
+	EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+	EXPECT_TRUE(r.out.empty()) << r.out;
+	EXPECT_EQ(runState(), "suspended");
+	EXPECT_EQ(residue(), before);
+	EXPECT_EQ(listSnapshots().size(), 0u);
+
+	// Paused (QMP stop) is not suspended: the set is taken, and QEMU stays
+	// paused.
+	ASSERT_TRUE(vm_->control().execute("system_wakeup"));
+	ASSERT_TRUE(vm_->control().execute("stop"));
+	ASSERT_EQ(runState(), "paused");
+	CliResult paused = createSnapshots({"--quiesce", "off"});
+	EXPECT_EQ(paused.status, 0) << paused.err;
+	EXPECT_EQ(runState(), "paused");
 }
 
 } // namespace

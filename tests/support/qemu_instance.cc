@@ -86,6 +86,37 @@ std::string hmpQuote(const std::string &text)
 	return out + "\"";
 }
 
+// Of a pci-bridge's 32 slots; QEMU assigns them.
+constexpr size_t kBridgeSlots = 31;
+
+// The -blockdev and -device arguments of the `index`th disk, and the
+// pci-bridge it goes on when the root bus is full.
+void addDisk(std::vector<std::string> &args, const DiskSpec &disk, size_t index)
+{
+	std::string id = disk.id.empty() ? "vd" + std::string(1, static_cast<char>('a' + index)) : disk.id;
+	args.insert(args.end(), {"-blockdev", "driver=file,filename=" + escapeCommas(disk.path) +
+						      ",node-name=file-" + id});
+	std::string below = "file-" + id;
+	if (!disk.blkdebug.empty()) {
+		args.insert(args.end(), {"-blockdev", "driver=blkdebug,image=" + below + ",node-name=debug-" + id +
+							      "," + disk.blkdebug});
+		below = "debug-" + id;
+	}
+	args.insert(args.end(), {"-blockdev", "driver=" + disk.format + ",file=" + below + ",node-name=fmt-" + id});
+	std::string device = "virtio-blk-pci,drive=fmt-" + id + ",id=" + id + ",share-rw=on";
+	if (disk.bootIndex >= 0)
+		device += ",bootindex=" + std::to_string(disk.bootIndex);
+	if (index >= QemuInstance::kRootBusDisks) {
+		size_t onBridges = index - QemuInstance::kRootBusDisks;
+		std::string bridge = "vs-bridge" + std::to_string(onBridges / kBridgeSlots);
+		if (onBridges % kBridgeSlots == 0)
+			args.insert(args.end(), {"-device", "pci-bridge,id=" + bridge + ",chassis_nr=" +
+								    std::to_string(1 + onBridges / kBridgeSlots)});
+		device += ",bus=" + bridge;
+	}
+	args.insert(args.end(), {"-device", device});
+}
+
 } // namespace
 
 std::unique_ptr<QemuInstance> QemuInstance::start(const QemuOptions &options, std::string *error)
@@ -126,18 +157,8 @@ std::unique_ptr<QemuInstance> QemuInstance::start(const QemuOptions &options, st
 	if (!options.append.empty())
 		args.insert(args.end(), {"-append", options.append});
 
-	for (size_t i = 0; i < options.disks.size(); i++) {
-		const DiskSpec &disk = options.disks[i];
-		std::string id = disk.id.empty() ? "vd" + std::string(1, static_cast<char>('a' + i)) : disk.id;
-		args.insert(args.end(), {"-blockdev", "driver=file,filename=" + escapeCommas(disk.path) +
-							      ",node-name=file-" + id});
-		args.insert(args.end(), {"-blockdev", "driver=" + disk.format + ",file=file-" + id +
-							      ",node-name=fmt-" + id});
-		std::string device = "virtio-blk-pci,drive=fmt-" + id + ",id=" + id + ",share-rw=on";
-		if (disk.bootIndex >= 0)
-			device += ",bootindex=" + std::to_string(disk.bootIndex);
-		args.insert(args.end(), {"-device", device});
-	}
+	for (size_t i = 0; i < options.disks.size(); i++)
+		addDisk(args, options.disks[i], i);
 
 	if (options.guestAgent) {
 		vm->agentSocket_ = dir + "/qga.sock";

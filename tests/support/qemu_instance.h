@@ -16,7 +16,9 @@
 //   -blockdev driver=FORMAT,file=file-ID,node-name=fmt-ID
 //   -device virtio-blk-pci,drive=fmt-ID,id=ID,share-rw=on[,bootindex=N]
 // so the device's QOM path is /machine/peripheral/ID and its format node
-// is fmt-ID.
+// is fmt-ID. With DiskSpec::blkdebug a blkdebug node, debug-ID, sits
+// between the two. The root PCI bus has 32 slots: disks past the first
+// kRootBusDisks go on pci-bridges, so an instance can have dozens.
 #pragma once
 
 #include <sys/types.h>
@@ -36,6 +38,10 @@ struct DiskSpec {
 	std::string format = "qcow2"; // any -blockdev format driver: "qcow2", "raw"
 	std::string id;               // qdev id, e.g. "vda"; defaults to vda, vdb, ... by position
 	int bootIndex = -1;           // -1: no bootindex property
+	// Options of a blkdebug node between the file and the format node, to
+	// inject I/O errors ("inject-error.0.event=read_aio,..."; see QEMU's
+	// docs/devel/blkdebug.rst); empty: no such node.
+	std::string blkdebug = "";
 };
 
 struct QemuOptions {
@@ -62,6 +68,9 @@ class QemuInstance
 {
 public:
 	using Duration = std::chrono::milliseconds;
+
+	// Disks on the root PCI bus (32 slots, some taken by the machine).
+	static constexpr size_t kRootBusDisks = 24;
 
 	// Starts QEMU, waits (up to 10 s) for its monitors and connects the
 	// control monitor. nullptr with a one-line reason plus QEMU's stderr
