@@ -38,7 +38,6 @@ namespace fs = std::filesystem;
 using virtsnap::Json;
 using Clock = std::chrono::steady_clock;
 
-
 class DaemonTest : public QemuCliTest
 {
 protected:
