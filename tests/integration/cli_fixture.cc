@@ -67,6 +67,17 @@ CliResult CliTest::cli(std::vector<std::string> args, const std::string &socket,
 	return runVirtsnap(args, {"TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + (socket.empty() ? cliSocket_ : socket)});
 }
 
+CliResult CliTest::cliWhileStopped(pid_t pid, std::vector<std::string> args, std::chrono::milliseconds *took)
+{
+	StoppedProcess stopped(pid);
+	EXPECT_TRUE(stopped.stopped()) << "cannot stop process " << pid;
+	auto asked = std::chrono::steady_clock::now();
+	CliResult r = cli(std::move(args));
+	*took = since(asked);
+	std::printf("%s %.1f s after it was asked\n", r.status == 0 ? "answered" : "failed", took->count() / 1000.0);
+	return r;
+}
+
 VirtsnapdOptions CliTest::daemonOptions(const std::string &socket, std::vector<std::string> args)
 {
 	return {.store = storeDir_,

@@ -49,6 +49,9 @@ protected:
 	// or else keyFile_, with $TMPDIR workRoot() and VIRTSNAP_SOCKET `socket`
 	// or else cliSocket_.
 	CliResult cli(std::vector<std::string> args, const std::string &socket = "", const std::string &keyFile = "");
+	// cli(args) while process `pid` is stopped (SIGSTOP: a hung QEMU),
+	// which resumes after; *took is how long the command ran.
+	CliResult cliWhileStopped(pid_t pid, std::vector<std::string> args, std::chrono::milliseconds *took);
 
 	// A virtsnapd's options on this test's store and key, its $TMPDIR
 	// workRoot(), its socket `socket`, and its files in this test's
