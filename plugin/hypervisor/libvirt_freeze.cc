@@ -1,12 +1,43 @@
 // The freeze through libvirt's own agent channel: libvirt owns the guest
 // agent of a domain it runs, so virtsnap does not reach it directly.
 #include <algorithm>
+#include <thread>
 
 #include "libvirt_internal.h"
 
 namespace virtsnap::hypervisor {
 
 namespace {
+
+// How long a thaw is retried for an agent that did not answer, and how
+// long each try waits for it.
+constexpr std::chrono::minutes kLateThawFor{10};
+constexpr int kLateThawTrySeconds = 5;
+
+// libvirt sends every agent command behind a guest-sync: a thaw sent while
+// the agent still works on a freeze that timed out (a slow FIFREEZE) never
+// reaches it, and that freeze, once done, would hold the guest frozen.
+// Retried on a thread of its own, with its own references to the domain,
+// the thaw lands after that freeze once the agent answers again.
+void thawWhenTheAgentAnswers(virDomainPtr dom)
+{
+	virConnectRef(virDomainGetConnect(dom));
+	virDomainRef(dom);
+	std::thread([dom] {
+		for (auto until = std::chrono::steady_clock::now() + kLateThawFor;
+		     std::chrono::steady_clock::now() < until && virDomainIsActive(dom) == 1;) {
+			virDomainAgentSetResponseTimeout(dom, kLateThawTrySeconds, 0);
+			int thawed = virDomainFSThaw(dom, nullptr, 0, 0);
+			virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
+			if (thawed >= 0)
+				break;
+			std::this_thread::sleep_for(std::chrono::seconds(1));
+		}
+		virConnectPtr conn = virDomainGetConnect(dom);
+		virDomainFree(dom);
+		virConnectClose(conn);
+	}).detach();
+}
 
 // libvirt's agent timeout is a property of the domain; it is set for the
 // freeze and put back to libvirt's default afterwards.
@@ -54,6 +85,8 @@ public:
 						std::chrono::steady_clock::now() - start_)
 						.count();
 		virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
+		if (thawed < 0)
+			thawWhenTheAgentAnswers(dom);
 	}
 
 	bool frozen() const override { return frozen_; }
