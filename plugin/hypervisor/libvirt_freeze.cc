@@ -19,11 +19,10 @@ constexpr int kLateThawTrySeconds = 5;
 // reaches it, and that freeze, once done, would hold the guest frozen.
 // Retried on a thread of its own, with its own references to the domain,
 // the thaw lands after that freeze once the agent answers again.
-void thawWhenTheAgentAnswers(virDomainPtr dom)
+void thawWhenTheAgentAnswers(virDomainPtr domain)
 {
-	virConnectRef(virDomainGetConnect(dom));
-	virDomainRef(dom);
-	std::thread([dom] {
+	std::thread([ref = DomainRef(domain)] {
+		virDomainPtr dom = ref.get();
 		for (auto until = std::chrono::steady_clock::now() + kLateThawFor;
 		     std::chrono::steady_clock::now() < until && virDomainIsActive(dom) == 1;) {
 			virDomainAgentSetResponseTimeout(dom, kLateThawTrySeconds, 0);
@@ -33,9 +32,6 @@ void thawWhenTheAgentAnswers(virDomainPtr dom)
 				break;
 			std::this_thread::sleep_for(std::chrono::seconds(1));
 		}
-		virConnectPtr conn = virDomainGetConnect(dom);
-		virDomainFree(dom);
-		virConnectClose(conn);
 	}).detach();
 }
 

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "capture.h"
@@ -29,6 +30,34 @@ namespace virtsnap::hypervisor {
 std::string lastLibvirtError();
 // HypervisorError: "WHAT: libvirt's message".
 std::unexpected<Error> libvirtFail(const std::string &what);
+
+// A reference of its own to a domain and its connection, for a thread that
+// may outlive whoever started it (a libvirt call left to finish late).
+class DomainRef
+{
+public:
+	explicit DomainRef(virDomainPtr dom) : dom_(dom)
+	{
+		virConnectRef(virDomainGetConnect(dom_));
+		virDomainRef(dom_);
+	}
+	DomainRef(DomainRef &&other) noexcept : dom_(std::exchange(other.dom_, nullptr)) {}
+	DomainRef(const DomainRef &) = delete;
+	DomainRef &operator=(const DomainRef &) = delete;
+	DomainRef &operator=(DomainRef &&) = delete;
+	~DomainRef()
+	{
+		if (!dom_)
+			return;
+		virConnectPtr conn = virDomainGetConnect(dom_);
+		virDomainFree(dom_);
+		virConnectClose(conn);
+	}
+	virDomainPtr get() const { return dom_; }
+
+private:
+	virDomainPtr dom_;
+};
 
 // One domain on a connection of its own. Methods named ...Locked want
 // mutex() held: it keeps one change of libvirt's checkpoints or backup job

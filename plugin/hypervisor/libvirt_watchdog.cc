@@ -26,9 +26,10 @@ struct CallState {
 
 // The call's thread, with references of its own to the connection and the
 // domain: the driver may be gone by the time a late call returns.
-void runCall(std::shared_ptr<CallState> state, virDomainPtr dom, LibvirtDomain::MonitorCall call,
+void runCall(std::shared_ptr<CallState> state, DomainRef ref, LibvirtDomain::MonitorCall call,
 	     LibvirtDomain::LateUndo undo)
 {
+	virDomainPtr dom = ref.get();
 	std::string text;
 	int rc = call(dom, &text);
 	std::string error = rc < 0 ? lastLibvirtError() : "";
@@ -44,9 +45,6 @@ void runCall(std::shared_ptr<CallState> state, virDomainPtr dom, LibvirtDomain::
 	state->done.notify_one();
 	if (late && rc >= 0 && undo)
 		undo(dom);
-	virConnectPtr conn = virDomainGetConnect(dom);
-	virDomainFree(dom);
-	virConnectClose(conn);
 }
 
 } // namespace
@@ -54,9 +52,7 @@ void runCall(std::shared_ptr<CallState> state, virDomainPtr dom, LibvirtDomain::
 Result<std::string> LibvirtDomain::monitorCall(const std::string &what, MonitorCall call, LateUndo undoIfLate)
 {
 	auto state = std::make_shared<CallState>();
-	virConnectRef(conn_);
-	virDomainRef(dom_);
-	std::thread(runCall, state, dom_, std::move(call), std::move(undoIfLate)).detach();
+	std::thread(runCall, state, DomainRef(dom_), std::move(call), std::move(undoIfLate)).detach();
 	std::unique_lock lock(state->mutex);
 	if (!state->done.wait_for(lock, monitorTimeout_, [&] { return state->finished; })) {
 		state->abandoned = true;
