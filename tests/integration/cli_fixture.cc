@@ -78,6 +78,17 @@ CliResult CliTest::cliWhileStopped(pid_t pid, std::vector<std::string> args, std
 	return r;
 }
 
+virtsnap::Json guestExecArguments(const std::string &script)
+{
+	virtsnap::Json argv = virtsnap::Json::array();
+	argv.append(virtsnap::Json::string("-c"));
+	argv.append(virtsnap::Json::string(script));
+	virtsnap::Json args = virtsnap::Json::object();
+	args.set("path", virtsnap::Json::string("/bin/sh"));
+	args.set("arg", argv);
+	return args;
+}
+
 VirtsnapdOptions CliTest::daemonOptions(const std::string &socket, std::vector<std::string> args)
 {
 	return {.store = storeDir_,

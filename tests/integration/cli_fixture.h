@@ -26,6 +26,9 @@ namespace virtsnap::test {
 void mirrorWrite(QemuInstance &vm, const std::string &device, const std::string &reference,
 		 const std::string &scratchFile, uint64_t offset, uint64_t length, int pattern);
 
+// The arguments of guest-exec that run `script` with the guest's /bin/sh.
+virtsnap::Json guestExecArguments(const std::string &script);
+
 // Whether `image` (in `format`) holds what the raw `expected` does, by
 // qemu-img compare; the failure says what differs.
 ::testing::AssertionResult sameImage(const std::string &image, const std::string &format,

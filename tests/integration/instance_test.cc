@@ -372,13 +372,8 @@ TEST_F(InstanceTest, HungAgentThatWakesUpLaterLeavesTheGuestThawed)
 		// The agent stops itself for 8 s through a child it spawns.
 		auto agent = qmp::GuestAgentClient::connect(vm_->guestAgentSocket(), std::chrono::milliseconds(20000));
 		ASSERT_TRUE(agent) << agent.error().desc;
-		Json args = Json::object();
-		args.set("path", Json::string("/bin/sh"));
-		Json argv = Json::array();
-		argv.append(Json::string("-c"));
-		argv.append(Json::string("p=$(pidof qemu-ga); kill -STOP $p; sleep 8; kill -CONT $p"));
-		args.set("arg", argv);
-		auto spawned = (*agent)->execute("guest-exec", args);
+		auto spawned = (*agent)->execute(
+			"guest-exec", guestExecArguments("p=$(pidof qemu-ga); kill -STOP $p; sleep 8; kill -CONT $p"));
 		ASSERT_TRUE(spawned) << spawned.error().desc;
 	}
 	std::this_thread::sleep_for(std::chrono::milliseconds(500));

@@ -236,15 +236,9 @@ protected:
 	// for unless `background`.
 	void guestShell(const std::string &script, bool background = false)
 	{
-		Json argv = Json::array();
-		argv.append(Json::string("-c"));
-		argv.append(Json::string(script));
-		Json args = Json::object();
-		args.set("path", Json::string("/bin/sh"));
-		args.set("arg", argv);
 		Json exec = Json::object();
 		exec.set("execute", Json::string("guest-exec"));
-		exec.set("arguments", args);
+		exec.set("arguments", guestExecArguments(script));
 		std::string out;
 		ASSERT_EQ(virsh({"qemu-agent-command", name_, exec.dump()}, &out), 0) << out;
 		auto pid = Json::parse(out).value_or(Json()).get("return").getInt("pid");
@@ -639,14 +633,7 @@ protected:
 	}
 
 	std::string hookBin_, socket_ = tmp_.file("virtsnapd.sock");
-	Virtsnapd daemon_{{.store = storeDir_,
-			   .keyFile = keyFile_,
-			   .socket = socket_,
-			   .eventsLog = tmp_.file("events.jsonl"),
-			   .eventsDir = tmp_.file("events.d"),
-			   .tmpDir = workRoot(),
-			   .logFile = tmp_.file("virtsnapd.log"),
-			   .args = {}}};
+	Virtsnapd daemon_{daemonOptions(socket_)};
 };
 
 TEST_F(LibvirtHookTest, WithoutADaemonTheDomainStartsAndTheHookSaysNothing)
