@@ -44,6 +44,7 @@ public:
 			     std::optional<Duration> timeout = std::nullopt);
 	// How long execute() waits by default: 30 s unless set.
 	void setCommandTimeout(Duration timeout) { commandTimeout_ = timeout; }
+	Duration commandTimeout() const { return commandTimeout_; }
 
 	// The next queued or arriving event; Timeout if none comes in time.
 	Result<Event> nextEvent(Duration timeout);

@@ -280,11 +280,15 @@ void drain(ReadSource &source, Pipeline &pipe)
 			break;
 	if (source.inFlight() > 0) {
 		// The source neither finished nor failed its reads (a hung
-		// server). Leaking the pool is the only safe choice: the caller
-		// closes the source, which may still write into it until then.
+		// server).
 		pipe.setError(Error{errc::kHypervisor, "reads did not finish after the copy stopped"});
-		pipe.abandonMemory();
+		source.abandon();
 	}
+	// A source that could not abandon them may still write into the pool
+	// until the caller closes it: leaking the pool is then the only safe
+	// choice.
+	if (source.inFlight() > 0)
+		pipe.abandonMemory();
 }
 
 } // namespace

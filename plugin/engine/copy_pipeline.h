@@ -34,6 +34,10 @@ public:
 	// `wakeFd` (an eventfd; -1: none) to become readable, which it then
 	// drains; runs the `done` of every read that finished meanwhile.
 	virtual Result<void> poll(int wakeFd, int timeoutMs) = 0;
+	// Gives up on every read in flight: after it no `done` runs and no
+	// buffer is written. For a source that stopped answering, so that the
+	// caller's buffers can go; one that cannot does nothing.
+	virtual void abandon() {}
 };
 
 struct PipelineOptions {

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 
 namespace virtsnap::engine {
 
@@ -18,26 +20,49 @@ std::unexpected<Error> nbdFail(const std::string &what)
 	return fail(errc::kHypervisor, what + ": " + (msg ? msg : "unknown NBD error"));
 }
 
-struct ExtentVisit {
-	const std::string *context;
-	const std::function<void(uint64_t, uint64_t, uint32_t)> *visit;
-	uint64_t end = 0; // how far the server has described
-};
-
-int onExtents(void *user, const char *metacontext, uint64_t offset, uint32_t *entries, size_t count, int *)
-{
-	auto *v = static_cast<ExtentVisit *>(user);
-	if (*v->context != metacontext)
-		return 0;
-	for (size_t i = 0; i + 1 < count; i += 2) {
-		(*v->visit)(offset, entries[i], entries[i + 1]);
-		offset += entries[i];
-	}
-	v->end = offset;
-	return 0;
-}
+// How long a clean disconnect may take before the handle is just closed.
+constexpr std::chrono::milliseconds kDisconnectLimit{1000};
 
 } // namespace
+
+// One synchronous-looking request (block status) made asynchronously: what
+// its callbacks share with the waiter. Each callback holds a reference, so a
+// request the waiter gave up on never touches freed memory; `abandoned`
+// keeps a late answer from reaching the waiter's visitor.
+struct NbdReader::Call {
+	const std::string *context = nullptr;
+	const std::function<void(uint64_t, uint64_t, uint32_t)> *visit = nullptr;
+	uint64_t end = 0; // how far the server has described
+	bool done = false;
+	int error = 0;
+	bool abandoned = false;
+
+	using Ref = std::shared_ptr<Call>;
+	static void *hold(const Ref &call) { return new Ref(call); }
+	static Call &of(void *user) { return **static_cast<Ref *>(user); }
+	static void release(void *user) { delete static_cast<Ref *>(user); }
+
+	static int onExtents(void *user, const char *metacontext, uint64_t offset, uint32_t *entries, size_t count,
+			     int *)
+	{
+		Call &c = of(user);
+		if (c.abandoned || *c.context != metacontext)
+			return 0;
+		for (size_t i = 0; i + 1 < count; i += 2) {
+			(*c.visit)(offset, entries[i], entries[i + 1]);
+			offset += entries[i];
+		}
+		c.end = offset;
+		return 0;
+	}
+	static int onDone(void *user, int *error)
+	{
+		Call &c = of(user);
+		c.done = true;
+		c.error = *error;
+		return 1;
+	}
+};
 
 // One asynchronous read: what its completion needs. libnbd owns it from
 // nbd_aio_pread on and frees it through freePending, also when the call
@@ -55,6 +80,7 @@ int NbdReader::onReadDone(void *user, int *error)
 	auto *p = static_cast<Pending *>(user);
 	p->completed = true;
 	p->reader->inFlight_--;
+	p->reader->lastAnswer_ = std::chrono::steady_clock::now();
 	if (*error != 0)
 		p->done(fail(errc::kHypervisor, "read " + p->reader->name_ + " at " + std::to_string(p->offset) +
 							" (" + std::to_string(p->length) + " bytes): " + std::strerror(*error)));
@@ -74,6 +100,7 @@ Result<std::unique_ptr<NbdReader>> NbdReader::open(const hypervisor::DiskExport 
 {
 	std::unique_ptr<NbdReader> r(new NbdReader());
 	r->name_ = exp.diskId;
+	r->answerTimeout_ = exp.answerTimeout;
 	r->nbd_ = nbd_create();
 	if (!r->nbd_)
 		return nbdFail("create NBD handle");
@@ -88,7 +115,12 @@ Result<std::unique_ptr<NbdReader>> NbdReader::open(const hypervisor::DiskExport 
 		return nbdFail("configure the NBD handle");
 	if (nbd_set_export_name(r->nbd_, exp.exportName.c_str()) != 0)
 		return nbdFail("set export name");
-	if (nbd_connect_unix(r->nbd_, exp.nbdSocket.c_str()) != 0)
+	r->lastAnswer_ = std::chrono::steady_clock::now();
+	if (nbd_aio_connect_unix(r->nbd_, exp.nbdSocket.c_str()) != 0)
+		return nbdFail("connect to the export of " + exp.diskId);
+	nbd_handle *nbd = r->nbd_;
+	VS_TRY(r->waitFor([nbd] { return nbd_aio_is_connecting(nbd) == 0; }));
+	if (nbd_aio_is_ready(r->nbd_) != 1)
 		return nbdFail("connect to the export of " + exp.diskId);
 	for (const std::string &c : contexts)
 		if (nbd_can_meta_context(r->nbd_, c.c_str()) != 1)
@@ -102,12 +134,44 @@ Result<std::unique_ptr<NbdReader>> NbdReader::open(const hypervisor::DiskExport 
 
 NbdReader::~NbdReader()
 {
-	if (nbd_) {
-		// With reads in flight a clean NBD_CMD_DISC would wait for them.
-		if (inFlight_ == 0)
-			nbd_shutdown(nbd_, 0);
-		nbd_close(nbd_);
+	if (!nbd_)
+		return;
+	// A clean NBD_CMD_DISC waits for the reads in flight, and for an
+	// export that answers: only then, and only for a moment.
+	if (inFlight_ == 0 && !unanswered_ && nbd_aio_disconnect(nbd_, 0) == 0) {
+		auto limit = std::chrono::steady_clock::now() + kDisconnectLimit;
+		while (nbd_aio_is_closed(nbd_) == 0 && nbd_aio_is_dead(nbd_) == 0) {
+			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+				limit - std::chrono::steady_clock::now());
+			if (left.count() <= 0 || !pollOnce(-1, int(left.count())))
+				break;
+		}
 	}
+	nbd_close(nbd_);
+}
+
+Error NbdReader::noAnswer() const
+{
+	auto seconds = std::chrono::duration_cast<std::chrono::duration<double>>(answerTimeout_).count();
+	char text[32];
+	std::snprintf(text, sizeof(text), "%g", seconds);
+	return Error{errc::kHypervisor, "QEMU's export of " + name_ + " answered nothing within " + text +
+						" s ([hypervisor] timeout): is QEMU stopped or hung?"};
+}
+
+Result<void> NbdReader::waitFor(const std::function<bool()> &finished)
+{
+	lastAnswer_ = std::chrono::steady_clock::now();
+	while (!finished()) {
+		auto waited = std::chrono::steady_clock::now() - lastAnswer_;
+		auto left = std::chrono::duration_cast<std::chrono::milliseconds>(answerTimeout_ - waited);
+		if (left.count() <= 0) {
+			unanswered_ = true;
+			return std::unexpected(noAnswer());
+		}
+		VS_TRY(pollOnce(-1, int(std::min<int64_t>(left.count() + 1, 1000))));
+	}
+	return {};
 }
 
 Result<void> NbdReader::extents(const std::string &context,
@@ -118,22 +182,25 @@ Result<void> NbdReader::extents(const std::string &context,
 	uint64_t offset = 0;
 	while (offset < size_) {
 		uint64_t want = std::min(kWindow, size_ - offset);
-		ExtentVisit v{&context, &visit, offset};
-		nbd_extent_callback cb{onExtents, &v, nullptr};
-		if (nbd_block_status(nbd_, want, offset, cb, 0) != 0)
+		auto call = std::make_shared<Call>();
+		call->context = &context;
+		call->visit = &visit;
+		call->end = offset;
+		nbd_extent_callback extents{Call::onExtents, Call::hold(call), Call::release};
+		nbd_completion_callback done{Call::onDone, Call::hold(call), Call::release};
+		if (nbd_aio_block_status(nbd_, want, offset, extents, done, 0) < 0)
 			return nbdFail("block status of " + name_);
-		if (v.end <= offset)
+		if (auto waited = waitFor([&call] { return call->done; }); !waited) {
+			call->abandoned = true;
+			return waited;
+		}
+		if (call->error != 0)
+			return fail(errc::kHypervisor, "block status of " + name_ + ": " + std::strerror(call->error));
+		if (call->end <= offset)
 			return fail(errc::kHypervisor, "the export of " + name_ + " described no extent at " +
 							       std::to_string(offset));
-		offset = std::min(v.end, size_);
+		offset = std::min(call->end, size_);
 	}
-	return {};
-}
-
-Result<void> NbdReader::read(std::span<uint8_t> out, uint64_t offset)
-{
-	if (nbd_pread(nbd_, out.data(), out.size(), offset, 0) != 0)
-		return nbdFail("read " + name_ + " at " + std::to_string(offset));
 	return {};
 }
 
@@ -141,6 +208,12 @@ Result<void> NbdReader::startRead(std::span<uint8_t> out, uint64_t offset, Done 
 {
 	auto *p = new Pending{this, offset, out.size(), std::move(done)};
 	nbd_completion_callback cb{onReadDone, p, freePending};
+	if (!nbd_)
+		return std::unexpected(noAnswer());
+	// The timeout counts from the first read of a quiet connection, not
+	// from its last answer long ago.
+	if (inFlight_ == 0)
+		lastAnswer_ = std::chrono::steady_clock::now();
 	// Counted before the call: a read the server answers at once may
 	// complete inside it.
 	inFlight_++;
@@ -153,6 +226,29 @@ Result<void> NbdReader::startRead(std::span<uint8_t> out, uint64_t offset, Done 
 }
 
 Result<void> NbdReader::poll(int wakeFd, int timeoutMs)
+{
+	if (!nbd_)
+		return std::unexpected(noAnswer());
+	VS_TRY(pollOnce(wakeFd, timeoutMs));
+	if (inFlight_ > 0 && std::chrono::steady_clock::now() - lastAnswer_ >= answerTimeout_) {
+		unanswered_ = true;
+		return std::unexpected(noAnswer());
+	}
+	return {};
+}
+
+void NbdReader::abandon()
+{
+	if (!nbd_)
+		return;
+	// libnbd forgets the commands of a closed handle without calling them
+	// back, and writes into no buffer after nbd_close.
+	nbd_close(nbd_);
+	nbd_ = nullptr;
+	inFlight_ = 0;
+}
+
+Result<void> NbdReader::pollOnce(int wakeFd, int timeoutMs)
 {
 	int fd = nbd_aio_get_fd(nbd_);
 	if (fd < 0)

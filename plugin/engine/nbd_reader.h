@@ -1,10 +1,13 @@
 // Reads one capture export over NBD with libnbd: extents of a metadata
-// context (base:allocation, qemu:dirty-bitmap:NAME) and data, either one
-// read at a time or several in flight (libnbd's asynchronous API), which is
-// what keeps QEMU's NBD server and the disk busy while the chunks of
-// earlier reads are hashed and compressed.
+// context (base:allocation, qemu:dirty-bitmap:NAME) and data, several reads
+// in flight (libnbd's asynchronous API), which is what keeps QEMU's NBD
+// server and the disk busy while the chunks of earlier reads are hashed and
+// compressed. Every request, the handshake included, goes through the
+// asynchronous API so that none waits longer than the export's answer
+// timeout: a stopped or hung QEMU fails the copy instead of holding it.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <span>
@@ -32,29 +35,47 @@ public:
 	// buffers are not touched after this returns).
 	~NbdReader() override;
 
+	// The error every request gets once the export has answered nothing
+	// for the answer timeout.
+	Error noAnswer() const;
+
 	uint64_t size() const { return size_; }
 	// Walks [0, size) in the extents of `context`.
 	Result<void> extents(const std::string &context,
 			     const std::function<void(uint64_t offset, uint64_t length, uint32_t flags)> &visit);
-	// One read, waited for.
-	Result<void> read(std::span<uint8_t> out, uint64_t offset);
-
 	// ReadSource: reads in flight. Every call, and every `done`, happens
 	// on the one thread that drives the reader.
 	Result<void> startRead(std::span<uint8_t> out, uint64_t offset, Done done) override;
 	size_t inFlight() const override { return inFlight_; }
+	// Fails with noAnswer() when reads are in flight and none has come
+	// back for the answer timeout.
 	Result<void> poll(int wakeFd, int timeoutMs) override;
+	void abandon() override;
 
 private:
 	struct Pending;
+	struct Call;
 	static int onReadDone(void *user, int *error);
 	static void freePending(void *user);
 
 	NbdReader() = default;
+	// Drives the connection until `finished()`, or fails with noAnswer()
+	// when the export has answered nothing for the answer timeout.
+	Result<void> waitFor(const std::function<bool()> &finished);
+	// Polls the connection (and `wakeFd`) for at most `timeoutMs`.
+	Result<void> pollOnce(int wakeFd, int timeoutMs);
+
 	nbd_handle *nbd_ = nullptr;
 	uint64_t size_ = 0;
 	std::string name_;
+	std::chrono::milliseconds answerTimeout_{0};
 	size_t inFlight_ = 0;
+	// When the export last answered, or was last asked with nothing
+	// outstanding: the start of the wait the timeout bounds.
+	std::chrono::steady_clock::time_point lastAnswer_;
+	// Set once the export missed its timeout: its requests may never
+	// finish, so the handle is only closed, never shut down cleanly.
+	bool unanswered_ = false;
 };
 
 } // namespace virtsnap::engine

@@ -77,6 +77,9 @@ struct DiskExport {
 	std::string exportName;
 	uint64_t size = 0;
 	std::string dirtyBitmapContext; // "qemu:dirty-bitmap:NAME"; "" = read everything allocated
+	// How long the export may leave a request unanswered before the copy
+	// gives up on a stopped or hung QEMU: the driver's monitor timeout.
+	std::chrono::milliseconds answerTimeout = kDefaultMonitorTimeout;
 };
 
 enum class QuiesceMode { Off, Try, Required };

@@ -167,7 +167,7 @@ BackupRequest backupRequest(const DomainDescription &desc, const CaptureSpec &sp
 }
 
 std::vector<DiskExport> exportsOf(const CaptureSpec &spec, const std::string &socket,
-				  const std::vector<DiskInfo> &disks)
+				  const std::vector<DiskInfo> &disks, std::chrono::milliseconds answerTimeout)
 {
 	std::vector<DiskExport> out;
 	for (const CaptureRequest &r : spec.disks) {
@@ -176,6 +176,7 @@ std::vector<DiskExport> exportsOf(const CaptureSpec &spec, const std::string &so
 		e.nbdSocket = socket;
 		e.exportName = r.diskId;
 		e.dirtyBitmapContext = r.parentBitmap.empty() ? "" : "qemu:dirty-bitmap:backup-" + r.diskId;
+		e.answerTimeout = answerTimeout;
 		for (const DiskInfo &d : disks)
 			if (d.diskId == e.diskId)
 				e.size = d.size;
@@ -222,7 +223,7 @@ Result<std::unique_ptr<Capture>> captureRunning(std::shared_ptr<LibvirtDomain> d
 		return std::unexpected(begun.error());
 	cap->jobStarted();
 	VS_ASSIGN(const std::vector<DiskInfo> sizes, domain->disksLocked());
-	cap->setExports(exportsOf(spec, socket, sizes));
+	cap->setExports(exportsOf(spec, socket, sizes, domain->monitorTimeout()));
 	return std::unique_ptr<Capture>(std::move(cap));
 }
 

@@ -98,6 +98,7 @@ public:
 	// in time. A late call runs on to its end on its own thread, and if it
 	// succeeds then, `undoIfLate` undoes it (a backup job nobody reads).
 	Result<std::string> monitorCall(const std::string &what, MonitorCall call, LateUndo undoIfLate = {});
+	std::chrono::milliseconds monitorTimeout() const { return monitorTimeout_; }
 
 	// libvirt_checkpoints.cc
 	Result<std::vector<CheckpointDescription>> checkpointsLocked();

@@ -567,7 +567,8 @@ Result<void> QemuDriver::exportLocked(QemuCapture &cap)
 		d.exported = true;
 		cap.exports_.push_back(DiskExport{
 			d.request.diskId, nbd, d.names.exportId, d.size,
-			d.request.parentBitmap.empty() ? "" : "qemu:dirty-bitmap:" + d.names.exportBitmap});
+			d.request.parentBitmap.empty() ? "" : "qemu:dirty-bitmap:" + d.names.exportBitmap,
+			qmp_->commandTimeout()});
 	}
 	return {};
 }

@@ -4,8 +4,9 @@
 // the id of its own bytes whatever order reads finish in; only the wanted
 // slots are read, in requests that respect the limits; an error of a worker,
 // a read or a start ends the copy with that error and nothing in flight;
-// cancellation stops it between reads; and the data memory is the buffer
-// pool, the same for a small disk and a large one.
+// a source that stops answering is abandoned; cancellation stops it between
+// reads; and the data memory is the buffer pool, the same for a small disk
+// and a large one.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <unistd.h>
@@ -63,6 +64,13 @@ public:
 	uint64_t failStartAt = UINT64_MAX;
 	// Every n-th poll completes nothing (the source is "slow").
 	unsigned idleEvery = 3;
+	// Reads at or past this offset are never answered (with Order::Fifo,
+	// which answers them in order); once one has waited
+	// `answerPolls` polls, poll() fails, as NbdReader's does after its
+	// answer timeout.
+	uint64_t hangFrom = UINT64_MAX;
+	unsigned answerPolls = 20;
+	unsigned abandoned = 0;
 
 	Result<void> startRead(std::span<uint8_t> out, uint64_t offset, Done done) override
 	{
@@ -91,8 +99,14 @@ public:
 		std::vector<Pending> ready;
 		{
 			std::lock_guard lock(mutex_);
-			if (!pending_.empty() && polls % idleEvery != 0) {
-				size_t take = order_ == Order::Fifo ? pending_.size() : 1;
+			size_t answerable = 0;
+			while (answerable < pending_.size() && pending_[answerable].offset < hangFrom)
+				answerable++;
+			if (!pending_.empty() && answerable == 0) {
+				if (++unansweredPolls_ >= answerPolls)
+					return fail(errc::kHypervisor, "the source answered nothing");
+			} else if (!pending_.empty() && polls % idleEvery != 0) {
+				size_t take = order_ == Order::Fifo ? answerable : 1;
 				for (size_t n = 0; n < take; n++) {
 					size_t i = order_ == Order::Fifo ? 0
 						   : order_ == Order::Reverse
@@ -125,6 +139,13 @@ public:
 		return {};
 	}
 
+	void abandon() override
+	{
+		std::lock_guard lock(mutex_);
+		pending_.clear();
+		abandoned++;
+	}
+
 	struct Request {
 		uint64_t offset;
 		size_t length;
@@ -146,6 +167,7 @@ private:
 	std::mt19937_64 rng_;
 	mutable std::mutex mutex_;
 	std::vector<Pending> pending_;
+	unsigned unansweredPolls_ = 0;
 };
 
 // A marker for slots the copy must leave alone.
@@ -305,6 +327,31 @@ TEST(CopyPipelineTest, AReadThatCannotStartEndsTheCopy)
 	EXPECT_EQ(source.inFlight(), 0u);
 	for (const auto &r : source.requests)
 		EXPECT_LT(r.offset, 100 * kChunk);
+}
+
+TEST(CopyPipelineTest, ASourceThatStopsAnsweringIsAbandonedAndTheCopyFails)
+{
+	// Fifo: reads come back in order until the first at 100 chunks, which
+	// never does. The reads behind it hold buffers of the pool: the copy
+	// must give them up through abandon(), not wait, and not free the pool
+	// under them (LeakSanitizer would see a leaked pool).
+	const uint64_t size = 300 * kChunk;
+	FakeSource source(size, Order::Fifo);
+	source.hangFrom = 100 * kChunk;
+	SnapshotIndex index = markedIndex(size);
+	std::vector<bool> wanted(index.slots(), true);
+	PipelineOptions options{kChunk, 4, 2, 0};
+	auto stats = copySlots(source, wanted, index, hashingPut(), {}, {}, options);
+	ASSERT_FALSE(stats);
+	EXPECT_EQ(stats.error().message, "the source answered nothing");
+	EXPECT_EQ(source.abandoned, 1u);
+	EXPECT_EQ(source.inFlight(), 0u);
+	EXPECT_EQ(index.at(100), untouched());
+	EXPECT_EQ(index.at(99), idOfBytes([] {
+		Bytes b(kChunk);
+		slotBytes(99, b);
+		return b;
+	}()));
 }
 
 TEST(CopyPipelineTest, CancellationStopsBetweenReads)
