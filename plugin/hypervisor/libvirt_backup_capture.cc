@@ -204,6 +204,8 @@ Result<std::unique_ptr<Capture>> captureRunning(std::shared_ptr<LibvirtDomain> d
 			return fail(errc::kDiskNotFound, "no disk '" + r.diskId + "' in " + domain->describe());
 
 	cap = std::make_unique<BackupCapture>(domain, checkpoint, socket, std::move(scratch), spec.stillNeeded);
+	if (spec.beforeChanges)
+		VS_TRY(spec.beforeChanges(cap->cleanupRecord()));
 	Result<void> frozen;
 	if (spec.quiescer)
 		frozen = spec.quiescer->freeze();

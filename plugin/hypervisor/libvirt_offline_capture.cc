@@ -50,6 +50,8 @@ Result<std::unique_ptr<Capture>> captureOffline(LibvirtDomain &domain, const Cap
 		nodes.push_back(d->target);
 	}
 	auto cap = std::make_unique<OfflineCapture>();
+	if (spec.beforeChanges)
+		VS_TRY(spec.beforeChanges(cap->cleanupRecord()));
 	auto daemon = StorageDaemon::start(images, spec.scratchDir);
 	if (!daemon)
 		return fail(errc::kHypervisor, domain.describe() +
@@ -65,6 +67,9 @@ Result<std::unique_ptr<Capture>> captureOffline(LibvirtDomain &domain, const Cap
 		  QemuDriver::connectStorageDaemon(cap->daemon_->qmpSocket(), spec.scratchDir, info, nodes));
 	CaptureSpec inner = spec;
 	inner.quiescer = nullptr;
+	// The record is this capture's, given above: the storage daemon's
+	// nodes die with it.
+	inner.beforeChanges = nullptr;
 	VS_ASSIGN(cap->inner_, cap->driver_->capture(inner));
 	return std::unique_ptr<Capture>(std::move(cap));
 }

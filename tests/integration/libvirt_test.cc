@@ -841,6 +841,64 @@ TEST_F(LibvirtFailedCaptureTest, ACaptureOfADiskTheDomainLacksLeavesNoScratchDir
 	EXPECT_EQ(scratchDirs(), before);
 }
 
+// A capture hands its cleanup record over before it changes the domain
+// (no checkpoint, no backup job yet), and the record names all it makes:
+// what recovery removes after a process died mid-capture.
+TEST_F(LibvirtFailedCaptureTest, TheCleanupRecordComesBeforeTheBackupBegins)
+{
+	std::string out;
+	ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vda.qcow2"), "16M"}, &out), 0) << out;
+	ASSERT_NO_FATAL_FAILURE(startPaused("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+					    "<source file='" + file("vda.qcow2") +
+					    "'/><target dev='vda' bus='virtio'/></disk>"));
+	const std::set<std::string> before = scratchDirs();
+	auto jobRuns = [&] {
+		std::string job;
+		virsh({"domjobinfo", name_}, &job);
+		return job.find("None") == std::string::npos;
+	};
+	auto driver = hypervisor::LibvirtDriver::connect(kUri, name_);
+	ASSERT_TRUE(driver) << driver.error().toString();
+	hypervisor::CaptureSpec spec;
+	spec.disks.push_back({"vda", "ss-0123456789abcdef0", "", 65536, true, {}});
+	spec.scratchDir = workRoot();
+
+	// A caller that cannot record it stops the capture before any change.
+	spec.beforeChanges = [](const std::string &) -> Result<void> { return fail(errc::kIo, "disk full"); };
+	auto refused = (*driver)->capture(spec);
+	ASSERT_FALSE(refused);
+	EXPECT_NE(refused.error().message.find("disk full"), std::string::npos) << refused.error().toString();
+	EXPECT_TRUE(checkpoints().empty());
+	EXPECT_FALSE(jobRuns());
+	EXPECT_EQ(scratchDirs(), before);
+
+	std::string record;
+	std::optional<std::vector<std::string>> checkpointsAtRecord;
+	bool jobAtRecord = true;
+	spec.beforeChanges = [&](const std::string &r) -> Result<void> {
+		record = r;
+		checkpointsAtRecord = checkpoints();
+		jobAtRecord = jobRuns();
+		return {};
+	};
+	auto cap = (*driver)->capture(spec);
+	ASSERT_TRUE(cap) << cap.error().toString();
+	ASSERT_TRUE(checkpointsAtRecord);
+	EXPECT_TRUE(checkpointsAtRecord->empty()) << "the record came after the checkpoint";
+	EXPECT_FALSE(jobAtRecord) << "the record came after the backup began";
+	EXPECT_EQ(checkpoints(), std::vector<std::string>{"ss-0123456789abcdef0"});
+	EXPECT_TRUE(jobRuns());
+	// What recovery does with the record alone, as if the capture's
+	// process had died here.
+	(*driver)->removeLeftovers(record);
+	EXPECT_TRUE(checkpoints().empty());
+	EXPECT_FALSE(jobRuns());
+	EXPECT_EQ(scratchDirs(), before);
+	cap->reset();
+	EXPECT_TRUE(checkpoints().empty());
+	EXPECT_FALSE(jobRuns());
+}
+
 // A required freeze that fails (the domain has no guest agent) refuses the
 // snapshot at once, and leaves nothing behind.
 TEST_F(LibvirtFailedCaptureTest, ARequiredFreezeWithoutAnAgentIsRefusedAtOnce)
