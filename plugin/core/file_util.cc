@@ -136,6 +136,19 @@ TempFile &TempFile::operator=(TempFile &&other) noexcept
 	return *this;
 }
 
+Result<void> TempFile::sync()
+{
+	if (::fsync(fd_.get()) != 0)
+		return failErrno("fsync " + tempPath_.string(), errno);
+	return {};
+}
+
+void TempFile::keep()
+{
+	committed_ = true;
+	fd_.reset();
+}
+
 Result<void> TempFile::commit(bool overwrite)
 {
 	if (::fsync(fd_.get()) != 0)

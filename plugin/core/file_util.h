@@ -42,6 +42,11 @@ public:
 	// fsync, rename over finalPath (or fail with TargetExists when
 	// !overwrite and it exists), fsync the directory.
 	Result<void> commit(bool overwrite = true);
+	// fsync only: the file is durable under tempPath().
+	Result<void> sync();
+	// Stops owning the file, which stays under tempPath(): for a journal
+	// that names it and renames it into place later.
+	void keep();
 
 private:
 	TempFile() = default;

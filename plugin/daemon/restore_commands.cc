@@ -4,6 +4,7 @@
 #include "catalog/catalog.h"
 #include "driver_cache.h"
 #include "engine/restore_instance.h"
+#include "engine/restore_journal.h"
 #include "handlers.h"
 #include "requests.h"
 
@@ -34,7 +35,8 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 
 	// While its disks are written, the hook refuses to start the domain.
 	VS_TRY(ctx.admission->beginRestore(plan.instanceKey, plan.described));
-	auto restored = engine::restoreInstance(*ctx.store, *driver, plan, call.progress);
+	auto restored = engine::restoreInstance(*ctx.store, *driver, plan,
+						engine::restoreJournalDir(ctx.location.stateDir), call.progress);
 	ctx.admission->endRestore(plan.instanceKey);
 	VS_TRY(restored);
 

@@ -1,8 +1,11 @@
 #include "service.h"
 
+#include <cstdio>
+
 #include "catalog/catalog.h"
 #include "commands.h"
 #include "engine/maintenance.h"
+#include "engine/restore_journal.h"
 #include "handlers.h"
 #include "recovery.h"
 #include "core/file_util.h"
@@ -41,6 +44,10 @@ Result<void> Service::openStore()
 	VS_ASSIGN(store_, store::Store::open(std::move(backend), ctx_.location.keyFile));
 	// A remote store's state directory is this host's alone: 0700.
 	VS_TRY(makeDirs(ctx_.location.stateDir, store_->backend().local() ? 0750 : 0700));
+	// A restore-instance that a crash stopped after its commit point is
+	// finished before anything else can see the instance's disks.
+	for (const std::string &line : engine::finishRestoreJournals(engine::restoreJournalDir(ctx_.location.stateDir)))
+		std::fprintf(stderr, "virtsnap: %s\n", line.c_str());
 	VS_ASSIGN(catalog_, catalog::Catalog::open(ctx_.location.stateDir / "catalog.sqlite"));
 	ctx_.store = store_.get();
 	ctx_.catalog = catalog_.get();

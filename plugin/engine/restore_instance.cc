@@ -7,6 +7,7 @@
 
 #include "crypto/resource_ids.h"
 #include "restore.h"
+#include "restore_journal.h"
 
 namespace virtsnap::engine {
 
@@ -56,21 +57,33 @@ Result<void> takeOwnerAndMode(const TempFile &restored, const std::filesystem::p
 } // namespace
 
 Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, const InstanceRestorePlan &plan,
-			     const ProgressFn &progress)
+			     const std::filesystem::path &journalDir, const ProgressFn &progress)
 {
+	// Every disk complete and durable beside its image before any image
+	// changes: dropped on a failure, they leave every original as it was.
+	std::vector<TempFile> restored;
+	std::vector<ImageSwap> swaps;
 	for (const InstanceRestorePlan::Disk &d : plan.disks) {
 		auto written = writeVolumeFile(store, d.snapshotId, d.image, d.format, progress);
 		if (!written)
 			return fail(written.error().code, "disk " + d.diskId + ": " + written.error().message);
 		VS_TRY(takeOwnerAndMode(written->file, d.image));
-		auto replaced = written->file.commit(true);
-		if (!replaced)
-			return fail(replaced.error().code, "replace " + d.image.string() + ": " + replaced.error().message);
+		VS_TRY(written->file.sync());
+		swaps.push_back({written->file.tempPath(), d.image});
+		restored.push_back(std::move(written->file));
 	}
+	VS_ASSIGN(std::filesystem::path journal, writeRestoreJournal(journalDir, plan.setId, swaps));
+	for (TempFile &t : restored)
+		t.keep();
+	auto finished = finishRestoreJournal(journal);
 	// The new images hold no bitmaps: whatever the hypervisor kept about
 	// the old ones is stale, and the next snapshot of each disk reads it
 	// in full.
 	driver.imagesReplaced();
+	if (!finished)
+		return fail(finished.error().code, "the set is restored but not all of it is in place yet (" +
+							   finished.error().message +
+							   "); virtsnapd puts the rest in place when it next starts");
 	return {};
 }
 

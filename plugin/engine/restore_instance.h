@@ -1,7 +1,8 @@
 // Writes one snapshot set back over the disks of the shut-off instance it
-// was taken of. Each image is restored beside itself and renamed over it,
-// taking the owner and mode of the one it replaces: a failure leaves the
-// instance's disks as they were, the ones done excepted.
+// was taken of, all or nothing: each image is restored beside itself,
+// taking the owner and mode of the one it replaces, and only once all are
+// complete and durable does one journal (restore_journal.h) swap them in.
+// A failure before that leaves every disk of the instance as it was.
 #pragma once
 
 #include <filesystem>
@@ -33,7 +34,9 @@ struct InstanceRestorePlan {
 // there, in a format restore writes (qcow2, raw).
 Result<InstanceRestorePlan> planInstanceRestore(hypervisor::Driver &driver, const std::string &setId,
 						const std::vector<SetSnapshot> &set);
+// The journal goes into `journalDir` (restoreJournalDir() of the host's
+// state directory).
 Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, const InstanceRestorePlan &plan,
-			     const ProgressFn &progress);
+			     const std::filesystem::path &journalDir, const ProgressFn &progress);
 
 } // namespace virtsnap::engine

@@ -351,6 +351,41 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	waitpid(follower, nullptr, 0);
 }
 
+// A restore-instance killed after its commit point (its journal written,
+// not every image renamed yet) is finished by the daemon before it serves.
+TEST_F(DaemonTest, ARestoreKilledAfterItsCommitPointIsFinishedWhenTheDaemonStarts)
+{
+	// The journal as restore-instance writes it (engine/restore_journal.h),
+	// in the state directory: a local store's own.
+	Json swaps = Json::array();
+	for (const char *disk : {"vda", "vdb"}) {
+		std::string image = tmp_.file(std::string(disk) + ".qcow2");
+		std::ofstream(image) << "old " << disk;
+		std::ofstream(image + ".tmp-restored") << "restored " << disk;
+		Json swap = Json::object();
+		swap.set("Restored", Json::string(image + ".tmp-restored"));
+		swap.set("Image", Json::string(image));
+		swaps.append(swap);
+	}
+	// The kill came after the first rename.
+	fs::rename(tmp_.file("vda.qcow2.tmp-restored"), tmp_.file("vda.qcow2"));
+	Json doc = Json::object();
+	doc.set("SnapshotSetId", Json::string("ss-0123456789abcdef0"));
+	doc.set("Swaps", swaps);
+	fs::create_directories(storeDir_ + "/restore-journals");
+	std::string journal = storeDir_ + "/restore-journals/ss-0123456789abcdef0.restore-journal";
+	std::ofstream(journal) << doc.dump();
+
+	ASSERT_TRUE(daemon_.start());
+	EXPECT_EQ(readFile(tmp_.file("vda.qcow2")), "restored vda");
+	EXPECT_EQ(readFile(tmp_.file("vdb.qcow2")), "restored vdb");
+	EXPECT_FALSE(fs::exists(tmp_.file("vdb.qcow2.tmp-restored")));
+	EXPECT_FALSE(fs::exists(journal));
+	EXPECT_NE(readFile(daemon_.options().logFile).find("finished the interrupted restore-instance of ss-0123456789abcdef0"),
+		  std::string::npos)
+		<< readFile(daemon_.options().logFile);
+}
+
 TEST_F(DaemonTest, KilledMidTransferTheRestartedDaemonEndsTheJobAndCleansUp)
 {
 	ASSERT_NO_FATAL_FAILURE(startQemu(768, 1024));

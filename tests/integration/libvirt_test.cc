@@ -609,6 +609,23 @@ protected:
 		::chmod((bin + "/qemu-img").c_str(), 0755);
 		return "PATH=" + bin + ":" + envOr("PATH");
 	}
+	// The daemon's PATH with a qemu-img whose conversion number N fails
+	// while failFile() holds N: a failure injected into a restore.
+	std::string failingPath()
+	{
+		std::string bin = tmp_.file("failing-bin");
+		fs::create_directories(bin);
+		const std::string fail = failFile();
+		std::ofstream(bin + "/qemu-img")
+			<< "#!/bin/sh\nif [ \"$1\" = convert ] && [ -e " << fail << " ]; then\n"
+			<< "\tn=$(($(cat " << fail << ".count 2>/dev/null || echo 0) + 1))\n"
+			<< "\techo $n > " << fail << ".count\n"
+			<< "\tif [ $n = \"$(cat " << fail << ")\" ]; then echo 'qemu-img: injected failure' >&2; exit 1; fi\n"
+			<< "fi\nexec " << findTool("qemu-img").value_or("qemu-img") << " \"$@\"\n";
+		::chmod((bin + "/qemu-img").c_str(), 0755);
+		return "PATH=" + bin + ":" + envOr("PATH");
+	}
+	std::string failFile() const { return tmp_.file("fail"); }
 	std::string holdFile() const { return tmp_.file("hold"); }
 	std::string heldFile() const { return tmp_.file("held"); }
 
@@ -734,6 +751,54 @@ TEST_F(LibvirtHookTest, StartedAndReconnectRedefineACheckpointLibvirtLost)
 	auto two = byDisk(second.json());
 	EXPECT_EQ(two["vdd"].getString("CaptureMode"), "incremental") << second.out;
 	EXPECT_EQ(two["vdd"].getInt("BytesRead"), 64 * 1024);
+}
+
+// restore-instance is all or nothing: a failure on the last disk it writes
+// leaves every disk of the domain as it was, and the next run puts the
+// whole set in place. Every disk is compared, against copies made with cp.
+TEST_F(LibvirtHookTest, ARestoreThatFailsOnItsLastDiskLeavesEveryDiskAsItWas)
+{
+	ASSERT_NO_FATAL_FAILURE(define());
+	ASSERT_NO_FATAL_FAILURE(startDaemon({failingPath()}));
+	CliResult snap = snapshotAll({}, socket_);
+	ASSERT_EQ(snap.status, 0) << snap.err;
+	std::string set = byDisk(snap.json())["vdd"].getString("SnapshotSetId").value_or("");
+	const std::vector<std::string> disks{"vda", "vdb", "vdc", "vdd"};
+	std::string out;
+	for (const std::string &d : disks) {
+		fs::copy_file(file(d + ".qcow2"), file("set-" + d + ".qcow2"));
+		ASSERT_EQ(runCommand({"qemu-io", "-f", "qcow2", "-c", "write -P 0x77 1M 64k", file(d + ".qcow2")}, &out),
+			  0)
+			<< out;
+		fs::copy_file(file(d + ".qcow2"), file("changed-" + d + ".qcow2"));
+	}
+	auto sameAs = [&](const std::string &disk, const std::string &copy) {
+		std::string diff;
+		int r = runCommand({"qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", file(disk + ".qcow2"), copy},
+				   &diff);
+		EXPECT_EQ(r, 0) << disk << " differs from " << copy << ": " << diff;
+	};
+
+	std::ofstream(failFile()) << disks.size() << "\n";
+	CliResult failed = cli({"restore-instance", "--snapshot-set-id", set, "--domain", name_, "--connect", kUri},
+			       socket_);
+	EXPECT_EQ(failed.status, 1);
+	EXPECT_NE(failed.err.find("injected failure"), std::string::npos) << failed.err;
+	EXPECT_EQ(std::count(failed.err.begin(), failed.err.end(), '\n'), 1) << failed.err;
+	ASSERT_EQ(readFile(failFile() + ".count"), std::to_string(disks.size()) + "\n")
+		<< "the failure was not injected into the last disk";
+	for (const std::string &d : disks)
+		sameAs(d, file("changed-" + d + ".qcow2"));
+	EXPECT_EQ(filesContaining(dir_, ".tmp-"), std::vector<fs::path>{});
+	EXPECT_EQ(filesContaining(tmp_.path(), ".restore-journal"), std::vector<fs::path>{});
+
+	fs::remove(failFile());
+	CliResult restored = cli({"restore-instance", "--snapshot-set-id", set, "--domain", name_, "--connect", kUri},
+				 socket_);
+	ASSERT_EQ(restored.status, 0) << restored.err;
+	for (const std::string &d : disks)
+		sameAs(d, file("set-" + d + ".qcow2"));
+	EXPECT_EQ(filesContaining(tmp_.path(), ".restore-journal"), std::vector<fs::path>{});
 }
 
 // libvirt does not start a domain while restore-instance writes its disks
