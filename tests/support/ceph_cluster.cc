@@ -281,7 +281,12 @@ bool CephCluster::writeConf(std::string *why)
 	// msgr v1 only: with auth none, radosgw failed to authenticate over v2
 	// (-13). Paxos commits each change at once instead of batching them
 	// for a second: radosgw creates its pools one by one at start, which
-	// took 9 s with the default and takes one now.
+	// took 9 s with the default and takes one now. The read lease: a PG
+	// of a one-OSD pool whose OSD was stopped for longer than its lease
+	// (0.8 x osd heartbeat grace, 16 s) stayed "laggy" once the OSD went
+	// on, its reads "waiting for readable" for good, as no peer renews
+	// the lease (Ceph 16.2.15); tests that pause the OSD pause it for less
+	// than the 200 s it is here.
 	conf << "[global]\n"
 	     << "fsid = " << fsid_ << "\n"
 	     << "mon host = v1:127.0.0.1:" << monPort_ << "\n"
@@ -292,6 +297,7 @@ bool CephCluster::writeConf(std::string *why)
 	     << "osd pool default pg num = 8\nosd pool default pgp num = 8\n"
 	     << "osd pool default pg autoscale mode = off\nmon max pg per osd = 1000\n"
 	     << "paxos propose interval = 0.01\npaxos min wait = 0.001\n"
+	     << "osd pool default read lease ratio = 10\n"
 	     << "run dir = " << d << "\n"
 	     << "log file = " << d << "/$name.log\n"
 	     << "pid file = " << d << "/$name.pid\n"
