@@ -54,8 +54,9 @@ const std::map<std::string, CommandSpec> &commands()
 		 {"restore a snapshot into a new image file (a domain's disk: its latest snapshot by default)",
 		  with(kInstanceOptions, {{"snapshot-id"}, {"disk"}, {"target"}, {"format"}}), "", {}, createVolume}},
 		{"restore-instance",
-		 {"write one snapshot set back into the disks of a shut-off libvirt domain",
-		  {{"snapshot-set-id"}, {"domain"}, {"connect"}}, "Volumes", {"Disk", "SnapshotId", "Target"},
+		 {"write one snapshot set back into the disks of a shut-off instance, all or nothing (or beside "
+		  "them, into --target-dir)",
+		  with(kInstanceOptions, {{"snapshot-set-id"}, {"target-dir"}}), "Volumes", {"Disk", "SnapshotId", "Target"},
 		  restoreInstance}},
 		{"create-tags",
 		 {"add or overwrite tags of a snap- or vol- id", {{"resource"}, {"tag", true, true}}, "", {}, createTags}},

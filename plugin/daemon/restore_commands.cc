@@ -1,5 +1,7 @@
 // restore-instance: the daemon's part is finding the set and keeping the
 // domain from starting meanwhile; the engine writes the disks.
+#include <filesystem>
+
 #include "admission.h"
 #include "catalog/catalog.h"
 #include "driver_cache.h"
@@ -27,17 +29,20 @@ Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const std:
 Result<Reply> restoreInstance(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(std::string setId, call.args.require("snapshot-set-id"));
-	VS_TRY(call.args.require("domain"));
 	VS_ASSIGN(hypervisor::Target target, parseTarget(call.args, ctx.options.libvirtUri));
+	std::filesystem::path targetDir = call.args.get("target-dir");
 	VS_ASSIGN(auto driver, ctx.drivers->get(target));
 	VS_ASSIGN(auto set, snapshotsOfSet(ctx, setId));
-	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set));
+	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set, targetDir));
 
 	// While its disks are written, the hook refuses to start the domain.
-	VS_TRY(ctx.admission->beginRestore(plan.instanceKey, plan.described));
+	const bool replacing = targetDir.empty();
+	if (replacing)
+		VS_TRY(ctx.admission->beginRestore(plan.instanceKey, plan.described));
 	auto restored = engine::restoreInstance(*ctx.store, *driver, plan,
 						engine::restoreJournalDir(ctx.location.stateDir), call.progress);
-	ctx.admission->endRestore(plan.instanceKey);
+	if (replacing)
+		ctx.admission->endRestore(plan.instanceKey);
 	VS_TRY(restored);
 
 	Json list = Json::array();

@@ -12,14 +12,18 @@
 namespace virtsnap::engine {
 
 Result<InstanceRestorePlan> planInstanceRestore(hypervisor::Driver &driver, const std::string &setId,
-						const std::vector<SetSnapshot> &set)
+						const std::vector<SetSnapshot> &set, const std::filesystem::path &targetDir)
 {
 	VS_ASSIGN(hypervisor::InstanceInfo instance, driver.instance());
-	if (instance.status != "shut off")
-		return fail(errc::kIncorrectState, driver.describe() + " is " + instance.status +
-							   "; restore-instance writes its disks only while it is shut off");
+	if (targetDir.empty() && instance.status != "shut off")
+		return fail(errc::kIncorrectState,
+			    driver.describe() + " is " + instance.status +
+				    "; restore-instance writes its disks only while it is shut off (--target-dir DIR "
+				    "writes the set beside them instead)");
+	if (!targetDir.empty() && !std::filesystem::is_directory(targetDir))
+		return fail(errc::kInvalidParameterValue, "--target-dir " + targetDir.string() + " is not a directory");
 	VS_ASSIGN(std::vector<hypervisor::DiskInfo> disks, driver.configuredDisks());
-	InstanceRestorePlan plan{setId, instance.key, instance.name, driver.describe(), {}};
+	InstanceRestorePlan plan{setId, instance.key, instance.name, driver.describe(), targetDir, {}};
 	if (set.empty())
 		return fail(errc::kSnapshotNotFound, "no snapshot set '" + setId + "' is known here");
 	for (const SetSnapshot &s : set) {
@@ -35,7 +39,13 @@ Result<InstanceRestorePlan> planInstanceRestore(hypervisor::Driver &driver, cons
 		if (d->format != "qcow2" && d->format != "raw")
 			return fail(errc::kInvalidParameterValue,
 				    "disk " + s.diskId + " is " + d->format + "; restore-instance writes qcow2 and raw images");
-		plan.disks.push_back({s.diskId, s.snapshotId, d->format, d->filename});
+		std::filesystem::path image = d->filename;
+		if (!targetDir.empty()) {
+			image = targetDir / (s.diskId + "." + d->format);
+			if (std::filesystem::exists(image))
+				return fail(errc::kTargetExists, image.string() + " already exists");
+		}
+		plan.disks.push_back({s.diskId, s.snapshotId, d->format, image});
 	}
 	return plan;
 }
@@ -79,7 +89,8 @@ Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, co
 	// The new images hold no bitmaps: whatever the hypervisor kept about
 	// the old ones is stale, and the next snapshot of each disk reads it
 	// in full.
-	driver.imagesReplaced();
+	if (plan.targetDir.empty())
+		driver.imagesReplaced();
 	if (!finished)
 		return fail(finished.error().code, "the set is restored but not all of it is in place yet (" +
 							   finished.error().message +

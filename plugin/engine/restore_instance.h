@@ -22,6 +22,9 @@ struct SetSnapshot {
 struct InstanceRestorePlan {
 	std::string setId;
 	std::string instanceKey, instanceName, described;
+	// The set goes into new files here instead of over the instance's
+	// images; "": over them.
+	std::filesystem::path targetDir;
 	struct Disk {
 		std::string diskId, snapshotId, format;
 		std::filesystem::path image;
@@ -31,9 +34,12 @@ struct InstanceRestorePlan {
 
 // Checks, before anything is written, that the instance is shut off, that
 // the set has snapshots, and that every one is completed and finds its disk
-// there, in a format restore writes (qcow2, raw).
+// there, in a format restore writes (qcow2, raw). With a `targetDir`, the
+// instance may run: each disk goes to targetDir/DISK.FORMAT, which must not
+// exist yet, and the instance is left alone.
 Result<InstanceRestorePlan> planInstanceRestore(hypervisor::Driver &driver, const std::string &setId,
-						const std::vector<SetSnapshot> &set);
+						const std::vector<SetSnapshot> &set,
+						const std::filesystem::path &targetDir = {});
 // The journal goes into `journalDir` (restoreJournalDir() of the host's
 // state directory).
 Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, const InstanceRestorePlan &plan,

@@ -720,6 +720,43 @@ TEST_F(SetTest, ADiskFailingMidTransferFailsTheSetAndKeepsThePreviousBitmaps)
 		EXPECT_EQ(detail.get("snapshots").at(i).getString("status"), "error");
 }
 
+// restore-instance does not write over the disks of a running plain QEMU;
+// with --target-dir it writes the whole set beside them, every disk
+// compared, leaves the instance alone, and overwrites nothing.
+TEST_F(SetTest, RestoreInstanceOfARunningQemuIsRefusedOrGoesToATargetDir)
+{
+	ASSERT_NO_FATAL_FAILURE(startGuestless(makeDisks(3)));
+	CliResult taken = createSnapshots({"--quiesce", "off"});
+	ASSERT_EQ(taken.status, 0) << taken.err;
+	auto set = byDisk(taken.json());
+	std::string setId = set["d0"].getString("SnapshotSetId").value_or("");
+	std::vector<std::string> restore{"restore-instance", "--snapshot-set-id", setId, "--qmp-socket",
+					 vm_->qmpSocket()};
+
+	CliResult refused = cli(restore);
+	EXPECT_EQ(refused.status, 1);
+	EXPECT_NE(refused.err.find("IncorrectState"), std::string::npos) << refused.err;
+	EXPECT_NE(refused.err.find("--target-dir"), std::string::npos) << refused.err;
+	EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+
+	std::string dir = tmp_.file("restored");
+	fs::create_directories(dir);
+	restore.insert(restore.end(), {"--target-dir", dir});
+	CliResult written = cli(restore);
+	ASSERT_EQ(written.status, 0) << written.err;
+	for (int i = 0; i < 3; i++) {
+		std::string image = dir + "/d" + std::to_string(i) + ".qcow2";
+		ASSERT_TRUE(fs::exists(image)) << written.out;
+		EXPECT_TRUE(sameImage(image, "qcow2", reference(i))) << image;
+	}
+	EXPECT_EQ(runState(), "running");
+
+	CliResult again = cli(restore);
+	EXPECT_EQ(again.status, 1);
+	EXPECT_NE(again.err.find("TargetExists"), std::string::npos) << again.err;
+	EXPECT_EQ(std::count(again.err.begin(), again.err.end(), '\n'), 1) << again.err;
+}
+
 TEST_F(SetTest, ASuspendedInstanceIsRefusedAndLeftSuspended)
 {
 	ASSERT_NO_FATAL_FAILURE(startGuestless(makeDisks(2)));
