@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -342,6 +343,21 @@ std::string commandName(std::vector<std::string> &raw)
 	return "";
 }
 
+// Paths are the caller's: relative ones are relative to where virtsnap
+// runs, not to virtsnapd's working directory (/), so they go out absolute.
+void makePathsAbsolute(Arguments &args)
+{
+	for (const char *option : {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data"}) {
+		std::string value = args.get(option);
+		if (value.empty() || value.front() == '/')
+			continue;
+		std::error_code ec;
+		std::filesystem::path absolute = std::filesystem::absolute(value, ec);
+		if (!ec)
+			args.set(option, {absolute.lexically_normal().string()});
+	}
+}
+
 int run(int argc, char **argv)
 {
 	std::vector<std::string> raw(argv + 1, argv + argc);
@@ -396,6 +412,7 @@ int run(int argc, char **argv)
 	if (takesConnect && args->has("domain") && !args->has("connect"))
 		args->set("connect", {config->libvirtUri});
 
+	makePathsAbsolute(*args);
 	if (name == "events")
 		return cmdEvents(ctx);
 	if (spec->cliOnly)

@@ -351,6 +351,31 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 	waitpid(follower, nullptr, 0);
 }
 
+// A relative --target is where the caller runs virtsnap, not where the
+// daemon does (its working directory is /).
+TEST_F(DaemonTest, ARelativeTargetIsTheCallersNotTheDaemons)
+{
+	ASSERT_NO_FATAL_FAILURE(startQemu(4, 16));
+	ASSERT_TRUE(daemon_.start());
+	CliResult r = create();
+	ASSERT_EQ(r.status, 0) << r.err;
+	std::string id = r.json().getString("SnapshotId").value_or("");
+	ASSERT_EQ(waitState(id), "completed");
+	std::string here = tmp_.file("here");
+	fs::create_directories(here);
+	const char *bin = std::getenv("VIRTSNAP_BIN");
+	ASSERT_TRUE(bin);
+	std::string out;
+	int status = runCommand({"sh", "-c",
+				 "cd " + here + " && VIRTSNAP_SOCKET=" + socket_ + " " + bin + " --store " + storeDir_ +
+					 " --key-file " + keyFile_ + " create-volume --snapshot-id " + id +
+					 " --target restored.raw --format raw"},
+				&out);
+	ASSERT_EQ(status, 0) << out;
+	EXPECT_TRUE(fs::exists(here + "/restored.raw")) << out;
+	EXPECT_FALSE(fs::exists("/restored.raw"));
+}
+
 // A restore-instance killed after its commit point (its journal written,
 // not every image renamed yet) is finished by the daemon before it serves.
 TEST_F(DaemonTest, ARestoreKilledAfterItsCommitPointIsFinishedWhenTheDaemonStarts)
