@@ -206,10 +206,10 @@ Result<void> NbdReader::extents(const std::string &context,
 
 Result<void> NbdReader::startRead(std::span<uint8_t> out, uint64_t offset, Done done)
 {
-	auto *p = new Pending{this, offset, out.size(), std::move(done)};
-	nbd_completion_callback cb{onReadDone, p, freePending};
 	if (!nbd_)
 		return std::unexpected(noAnswer());
+	auto *p = new Pending{this, offset, out.size(), std::move(done)};
+	nbd_completion_callback cb{onReadDone, p, freePending};
 	// The timeout counts from the first read of a quiet connection, not
 	// from its last answer long ago.
 	if (inFlight_ == 0)
