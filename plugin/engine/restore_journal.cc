@@ -82,11 +82,12 @@ std::vector<std::string> finishRestoreJournals(const fs::path &dir)
 	for (const fs::directory_entry &e : fs::directory_iterator(dir, ec)) {
 		if (!e.path().string().ends_with(kSuffix))
 			continue;
+		const std::string setId = e.path().stem().string();
 		if (auto done = finishRestoreJournal(e.path()); done)
-			lines.push_back("finished the interrupted restore-instance of " + e.path().filename().string());
+			lines.push_back("finished the interrupted restore-instance of " + setId);
 		else
-			lines.push_back("could not finish the interrupted restore-instance of " +
-					e.path().filename().string() + ": " + done.error().toString());
+			lines.push_back("could not finish the interrupted restore-instance of " + setId + ": " +
+					done.error().toString());
 	}
 	return lines;
 }

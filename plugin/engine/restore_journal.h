@@ -4,9 +4,8 @@
 // restore has happened: the renames are finished by whoever finds the
 // journal (the same run, or virtsnapd when it next starts), never undone.
 // A failure before the journal leaves every original image untouched; a
-// crash after it leaves the set in place once the renames are finished. No
-// instance ever starts on disks from two points in time: libvirt's hook
-// waits for the daemon, which finishes journals before it serves.
+// crash after it leaves the set in place once the renames are finished,
+// which virtsnapd does before it serves anyone (Service::openStore).
 #pragma once
 
 #include <filesystem>

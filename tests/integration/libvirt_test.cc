@@ -626,6 +626,20 @@ protected:
 		return "PATH=" + bin + ":" + envOr("PATH");
 	}
 	std::string failFile() const { return tmp_.file("fail"); }
+
+	// The domain defined, a daemon started with `env`, and the id of a set
+	// of all its disks taken through it.
+	std::string definedSetWithDaemon(const std::string &env)
+	{
+		define();
+		if (!HasFatalFailure())
+			startDaemon({env});
+		if (HasFatalFailure())
+			return "";
+		CliResult snap = snapshotAll({}, socket_);
+		EXPECT_EQ(snap.status, 0) << snap.err;
+		return byDisk(snap.json())["vdd"].getString("SnapshotSetId").value_or("");
+	}
 	std::string holdFile() const { return tmp_.file("hold"); }
 	std::string heldFile() const { return tmp_.file("held"); }
 
@@ -758,11 +772,8 @@ TEST_F(LibvirtHookTest, StartedAndReconnectRedefineACheckpointLibvirtLost)
 // whole set in place. Every disk is compared, against copies made with cp.
 TEST_F(LibvirtHookTest, ARestoreThatFailsOnItsLastDiskLeavesEveryDiskAsItWas)
 {
-	ASSERT_NO_FATAL_FAILURE(define());
-	ASSERT_NO_FATAL_FAILURE(startDaemon({failingPath()}));
-	CliResult snap = snapshotAll({}, socket_);
-	ASSERT_EQ(snap.status, 0) << snap.err;
-	std::string set = byDisk(snap.json())["vdd"].getString("SnapshotSetId").value_or("");
+	std::string set;
+	ASSERT_NO_FATAL_FAILURE(set = definedSetWithDaemon(failingPath()));
 	const std::vector<std::string> disks{"vda", "vdb", "vdc", "vdd"};
 	std::string out;
 	for (const std::string &d : disks) {
@@ -806,11 +817,8 @@ TEST_F(LibvirtHookTest, ARestoreThatFailsOnItsLastDiskLeavesEveryDiskAsItWas)
 // done. Started paused: the guest need not boot for libvirt to say yes.
 TEST_F(LibvirtHookTest, AStartIsRefusedWhileRestoreInstanceWritesTheDisks)
 {
-	ASSERT_NO_FATAL_FAILURE(define());
-	ASSERT_NO_FATAL_FAILURE(startDaemon({holdingPath()}));
-	CliResult snap = snapshotAll({}, socket_);
-	ASSERT_EQ(snap.status, 0) << snap.err;
-	std::string set = byDisk(snap.json())["vdd"].getString("SnapshotSetId").value_or("");
+	std::string set;
+	ASSERT_NO_FATAL_FAILURE(set = definedSetWithDaemon(holdingPath()));
 
 	std::ofstream(holdFile()).close();
 	auto restore = std::async(std::launch::async, [&] {
