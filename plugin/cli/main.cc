@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -395,6 +396,11 @@ int run(int argc, char **argv)
 					[](const OptionSpec &o) { return o.name == "connect"; });
 	if (takesConnect && args->has("domain") && !args->has("connect"))
 		args->set("connect", {config->libvirtUri});
+
+	// A file the command writes is named from the caller's directory,
+	// which the daemon's is not.
+	if (args->has("output-file"))
+		args->set("output-file", {std::filesystem::absolute(args->get("output-file")).string()});
 
 	if (name == "events")
 		return cmdEvents(ctx);
