@@ -18,7 +18,9 @@
 
 #include <openssl/evp.h>
 
+#include "catalog/catalog.h"
 #include "cli_fixture.h"
+#include "core/ids.h"
 #include "core/file_util.h"
 #include "crypto/crypto.h"
 #include "engine/block_api.h"
@@ -768,6 +770,29 @@ TEST_F(SnapshotBlocksTest, BadTokensIdsAndIndexesAreOneLineErrors)
 	expectOneLineError(cli({"list-changed-blocks", "--first-snapshot-id", "snap-00000000000000000",
 				"--second-snapshot-id", s1}),
 			   "InvalidSnapshot.NotFound", "snap-00000000000000000");
+
+	// Snapshots the catalog knows as pending or failed (written here as a
+	// create would leave them): not readable, whatever the store holds.
+	{
+		auto catalog = catalog::Catalog::open(fs::path(storeDir_) / "catalog.sqlite");
+		ASSERT_TRUE(catalog) << catalog.error().toString();
+		for (auto [id, state] : {std::pair{"snap-00000000000000123", SnapshotState::Error},
+					 std::pair{"snap-00000000000000124", SnapshotState::Pending}}) {
+			catalog::SnapshotRow row;
+			row.snapshotId = id;
+			row.volumeId = "vol-00000000000000001";
+			row.state = state;
+			row.startTime = isoTimeNow();
+			auto put = (*catalog)->putSnapshot(row);
+			ASSERT_TRUE(put) << put.error().toString();
+		}
+	}
+	for (std::string id : {"snap-00000000000000123", "snap-00000000000000124"}) {
+		expectOneLineError(cli({"list-snapshot-blocks", "--snapshot-id", id}), "IncorrectState", id);
+		expectOneLineError(getBlock(id, 0, token), "IncorrectState", id);
+		expectOneLineError(cli({"list-changed-blocks", "--first-snapshot-id", s1, "--second-snapshot-id", id}),
+				   "IncorrectState", id);
+	}
 }
 
 } // namespace
