@@ -64,7 +64,9 @@ Result<uint64_t> parseBlockCursor(const std::string &token)
 	auto bytes = crypto::fromBase64(token);
 	std::string text = bytes ? std::string(bytes->begin(), bytes->end()) : "";
 	std::string digits = text.starts_with(kCursorPrefix) ? text.substr(kCursorPrefix.size()) : "";
-	if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
+	// One spelling per cursor: no sign, no leading zero.
+	if (digits.empty() || digits.size() > 18 || (digits.size() > 1 && digits[0] == '0') ||
+	    !std::all_of(digits.begin(), digits.end(), ::isdigit))
 		return fail(errc::kInvalidParameterValue, "--next-token '" + token + "' is not a NextToken of a block listing");
 	return std::stoull(digits);
 }
