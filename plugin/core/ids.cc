@@ -44,7 +44,11 @@ Result<void> checkSnapshotId(std::string_view s)
 
 std::string isoTimeNow()
 {
-	auto now = std::chrono::system_clock::now();
+	return isoTime(std::chrono::system_clock::now());
+}
+
+std::string isoTime(std::chrono::system_clock::time_point now)
+{
 	auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
 	time_t secs = time_t(ms / 1000);
 	struct tm tm;

@@ -2,6 +2,7 @@
 // Minting them takes randomness and SHA-256: crypto/resource_ids.h.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -18,5 +19,6 @@ Result<void> checkSnapshotId(std::string_view s);
 
 // ISO 8601 UTC with milliseconds: 2026-11-23T02:41:07.123Z
 std::string isoTimeNow();
+std::string isoTime(std::chrono::system_clock::time_point t);
 
 } // namespace virtsnap

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
@@ -142,6 +143,43 @@ Digest sha256(std::span<const uint8_t> data)
 		dieOpenssl();
 	EVP_MD_CTX_free(ctx);
 	return out;
+}
+
+// ---- derived keys --------------------------------------------------------
+
+SecretKey deriveKey(const SecretKey &base, std::string_view label)
+{
+	// Fetched once, like the digests above.
+	static EVP_KDF *hkdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+	if (hkdf == nullptr)
+		dieOpenssl();
+	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(hkdf);
+	if (ctx == nullptr)
+		dieOpenssl();
+	char digestName[] = "SHA256";
+	std::array<uint8_t, kKeySize> ikm;
+	std::copy(base.bytes().begin(), base.bytes().end(), ikm.begin());
+	std::string info(label);
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digestName, 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm.data(), ikm.size()),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info.data(), info.size()),
+		OSSL_PARAM_construct_end(),
+	};
+	std::array<uint8_t, kKeySize> out;
+	int rc = EVP_KDF_derive(ctx, out.data(), out.size(), params);
+	EVP_KDF_CTX_free(ctx);
+	OPENSSL_cleanse(ikm.data(), ikm.size());
+	if (rc != 1)
+		dieOpenssl();
+	SecretKey key{std::span<const uint8_t, kKeySize>(out)};
+	OPENSSL_cleanse(out.data(), out.size());
+	return key;
+}
+
+bool equalConstantTime(std::span<const uint8_t> a, std::span<const uint8_t> b)
+{
+	return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 // ---- Hmac ---------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,6 +45,18 @@ private:
 
 Result<void> randomBytes(std::span<uint8_t> out);
 Digest sha256(std::span<const uint8_t> data);
+
+// A key for one purpose, derived from `base` with HKDF-SHA256 and `label`
+// as its info: a key used for one thing (chunk ids) then never serves as
+// another (block tokens), and nothing derived reveals `base`.
+SecretKey deriveKey(const SecretKey &base, std::string_view label);
+// Compares in time that does not depend on where they differ: for MACs.
+bool equalConstantTime(std::span<const uint8_t> a, std::span<const uint8_t> b);
+
+// Standard base64 (RFC 4648, with padding), as the EBS APIs print
+// checksums and tokens. decode refuses anything else (nullopt).
+std::string base64(std::span<const uint8_t> data);
+std::optional<Bytes> fromBase64(std::string_view text);
 
 // Keyed ids: HMAC-SHA256 under one key. Holds a prepared context, so one
 // instance per thread; cheap to copy with clone().

@@ -1,5 +1,8 @@
 #include "ec2_output.h"
 
+#include "core/ids.h"
+#include "crypto/crypto.h"
+
 namespace virtsnap::daemon {
 
 namespace {
@@ -22,6 +25,16 @@ void setIfAny(Json &j, const char *key, const std::string &value)
 {
 	if (!value.empty())
 		j.set(key, Json::string(value));
+}
+
+// What every block listing ends with.
+void setBlockListing(Json &j, uint64_t volumeSize, engine::TimePoint expiry, const std::optional<uint64_t> &next)
+{
+	j.set("BlockSize", Json::integer(engine::kBlockSize));
+	j.set("VolumeSize", Json::integer(int64_t((volumeSize + kGiB - 1) / kGiB)));
+	j.set("ExpiryTime", Json::string(isoTime(expiry)));
+	if (next)
+		j.set("NextToken", Json::string(engine::blockCursor(*next)));
 }
 
 } // namespace
@@ -120,6 +133,47 @@ Reply verifyReply(const store::VerifyReport &report)
 	if (!damaged.empty())
 		reply.failure = Error{errc::kCorrupt, "damaged snapshots: " + damaged};
 	return reply;
+}
+
+Json blockListJson(const engine::BlockList &list)
+{
+	Json blocks = Json::array();
+	for (const engine::ListedBlock &b : list.blocks) {
+		Json j = Json::object();
+		j.set("BlockIndex", Json::integer(int64_t(b.index)));
+		j.set("BlockToken", Json::string(b.token));
+		blocks.append(j);
+	}
+	Json doc = Json::object();
+	doc.set("Blocks", blocks);
+	setBlockListing(doc, list.volumeSize, list.expiry, list.next);
+	return doc;
+}
+
+Json changedBlocksJson(const engine::ChangedBlockList &list)
+{
+	Json blocks = Json::array();
+	for (const engine::ChangedBlock &b : list.blocks) {
+		Json j = Json::object();
+		j.set("BlockIndex", Json::integer(int64_t(b.index)));
+		// As on EBS: no token on the side where the block is zeros.
+		setIfAny(j, "FirstBlockToken", b.firstToken);
+		setIfAny(j, "SecondBlockToken", b.secondToken);
+		blocks.append(j);
+	}
+	Json doc = Json::object();
+	doc.set("ChangedBlocks", blocks);
+	setBlockListing(doc, list.volumeSize, list.expiry, list.next);
+	return doc;
+}
+
+Json blockDataJson(std::span<const uint8_t> data)
+{
+	Json j = Json::object();
+	j.set("DataLength", Json::integer(int64_t(data.size())));
+	j.set("Checksum", Json::string(crypto::base64(crypto::sha256(data))));
+	j.set("ChecksumAlgorithm", Json::string("SHA256"));
+	return j;
 }
 
 Json gcJson(const store::GcReport &report)

@@ -6,6 +6,7 @@
 
 #include "catalog/catalog.h"
 #include "context.h"
+#include "engine/block_api.h"
 #include "store/gc.h"
 #include "store/verify.h"
 
@@ -23,5 +24,11 @@ Reply createdReply(const std::vector<catalog::SnapshotRow> &rows, bool oneDisk);
 // verify's report, failing with StoreCorrupted naming the damaged ones.
 Reply verifyReply(const store::VerifyReport &report);
 Json gcJson(const store::GcReport &report);
+
+// The EBS direct APIs' answers: ListSnapshotBlocks, ListChangedBlocks, and
+// GetSnapshotBlock's (the data goes to a file: its length and SHA-256).
+Json blockListJson(const engine::BlockList &list);
+Json changedBlocksJson(const engine::ChangedBlockList &list);
+Json blockDataJson(std::span<const uint8_t> data);
 
 } // namespace virtsnap::daemon

@@ -26,6 +26,11 @@ Result<Reply> modifyVolume(Context &ctx, const Call &call);
 // restore_commands.cc
 Result<Reply> restoreInstance(Context &ctx, const Call &call);
 
+// block_commands.cc
+Result<Reply> listSnapshotBlocks(Context &ctx, const Call &call);
+Result<Reply> listChangedBlocks(Context &ctx, const Call &call);
+Result<Reply> getSnapshotBlock(Context &ctx, const Call &call);
+
 // maintenance_commands.cc
 Result<Reply> initStore(Context &ctx, const Call &call);
 Result<Reply> verify(Context &ctx, const Call &call);

@@ -184,6 +184,37 @@ Result<store::GcOptions> parseGc(const Arguments &args)
 	return opts;
 }
 
+Result<engine::BlockPage> parseBlockPage(const Arguments &args)
+{
+	engine::BlockPage page;
+	constexpr int64_t kMaxBlock = int64_t(1) << 50;
+	if (args.has("starting-block-index")) {
+		VS_ASSIGN(int64_t start, parseInt("starting-block-index", args.get("starting-block-index"), 0, kMaxBlock));
+		page.start = uint64_t(start);
+	}
+	if (args.has("max-results")) {
+		VS_ASSIGN(int64_t max, parseInt("max-results", args.get("max-results"), 100, 10000));
+		page.maxResults = uint32_t(max);
+	}
+	if (args.has("next-token")) {
+		VS_ASSIGN(page.start, engine::parseBlockCursor(args.get("next-token")));
+	}
+	return page;
+}
+
+Result<GetBlockRequest> parseGetBlock(const Arguments &args)
+{
+	GetBlockRequest r;
+	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
+	VS_TRY(checkSnapshotId(r.snapshotId));
+	VS_ASSIGN(std::string block, args.require("block-index"));
+	VS_ASSIGN(int64_t index, parseInt("block-index", block, 0, int64_t(1) << 50));
+	r.block = uint64_t(index);
+	VS_ASSIGN(r.token, args.require("block-token"));
+	VS_ASSIGN(r.outputFile, args.require("output-file"));
+	return r;
+}
+
 Result<std::vector<std::string>> parseVolumeIds(const Arguments &args)
 {
 	for (const std::string &id : args.all("volume-id"))

@@ -9,6 +9,7 @@
 
 #include "catalog/catalog.h"
 #include "core/arguments.h"
+#include "engine/block_api.h"
 #include "engine/snapshot_engine.h"
 #include "hypervisor/target.h"
 #include "store/gc.h"
@@ -36,12 +37,25 @@ struct WaitRequest {
 	std::chrono::seconds timeout{3600};
 };
 
+// get-snapshot-block.
+struct GetBlockRequest {
+	std::string snapshotId;
+	uint64_t block = 0;
+	std::string token;
+	std::string outputFile;
+};
+
 // --qmp-socket or --domain [--connect]: exactly one instance.
 Result<hypervisor::Target> parseTarget(const Arguments &args, const std::string &defaultUri);
 Result<CreateRequest> parseCreate(const Arguments &args, bool oneDisk, const std::string &defaultUri);
 Result<DescribeRequest> parseDescribe(const Arguments &args);
 Result<WaitRequest> parseWait(const Arguments &args);
 Result<store::GcOptions> parseGc(const Arguments &args);
+// The paging of list-snapshot-blocks and list-changed-blocks:
+// --starting-block-index, --max-results (100 to 10000) and --next-token,
+// which, when given, says where to go on from.
+Result<engine::BlockPage> parseBlockPage(const Arguments &args);
+Result<GetBlockRequest> parseGetBlock(const Arguments &args);
 // --volume-id values must look like volume ids.
 Result<std::vector<std::string>> parseVolumeIds(const Arguments &args);
 

@@ -96,6 +96,40 @@ TEST(Sha256, MillionAs)
 
 // ---- HMAC-SHA256 ----------------------------------------------------------
 
+TEST(Base64, Rfc4648VectorsAndStrictDecoding)
+{
+	const std::pair<std::string, std::string> vectors[] = {
+		{"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+	for (const auto &[plain, encoded] : vectors) {
+		std::span<const uint8_t> bytes((const uint8_t *)plain.data(), plain.size());
+		EXPECT_EQ(base64(bytes), encoded);
+		auto back = fromBase64(encoded);
+		ASSERT_TRUE(back) << encoded;
+		EXPECT_EQ(std::string(back->begin(), back->end()), plain);
+	}
+	// Not canonical, not padded, blanks, other alphabets, padding inside.
+	for (std::string bad : {"", "Zg", "Zh==", "Zm9v\n", "Zm 9v", "Zm9-", "Zg==Zg==", "=Zg="})
+		EXPECT_FALSE(fromBase64(bad)) << bad;
+}
+
+TEST(DeriveKey, DependsOnBaseAndLabelAndIsNotTheBase)
+{
+	SecretKey base = randomKey(), other = randomKey();
+	auto bytes = [](const SecretKey &k) { return std::vector<uint8_t>(k.bytes().begin(), k.bytes().end()); };
+	EXPECT_EQ(bytes(deriveKey(base, "a")), bytes(deriveKey(base, "a")));
+	EXPECT_NE(bytes(deriveKey(base, "a")), bytes(deriveKey(base, "b")));
+	EXPECT_NE(bytes(deriveKey(base, "a")), bytes(deriveKey(other, "a")));
+	EXPECT_NE(bytes(deriveKey(base, "a")), bytes(base));
+	// Not HMAC(base, label): a chunk id of the label's bytes is no key.
+	auto label = std::string_view("a");
+	Digest asId = Hmac(base).digest(std::span((const uint8_t *)label.data(), label.size()));
+	EXPECT_NE(bytes(deriveKey(base, "a")), std::vector<uint8_t>(asId.begin(), asId.end()));
+	uint8_t x[] = {1, 2, 3}, y[] = {1, 2, 4};
+	EXPECT_TRUE(equalConstantTime(x, x));
+	EXPECT_FALSE(equalConstantTime(x, y));
+	EXPECT_FALSE(equalConstantTime(x, std::span(x, 2)));
+}
+
 TEST(Hmac, Rfc4231Case1)
 {
 	Bytes k(20, 0x0b);

@@ -1,0 +1,79 @@
+// list-snapshot-blocks, list-changed-blocks and get-snapshot-block: the read
+// side of the EBS direct APIs (engine/block_api.h).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog/catalog.h"
+#include "core/file_util.h"
+#include "core/ids.h"
+#include "ec2_output.h"
+#include "engine/block_api.h"
+#include "handlers.h"
+#include "requests.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+// Only completed snapshots are read this way, as on EBS. The catalog knows
+// a pending or failed one; the store alone knows another host's completed
+// one (its manifest), which the engine then finds or not.
+Result<void> checkReadable(Context &ctx, const std::string &id)
+{
+	VS_TRY(checkSnapshotId(id));
+	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(id));
+	if (row && row->state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row->state) + ", not completed");
+	return {};
+}
+
+// The block into `path`, whole or not at all, readable by the caller only:
+// it is a piece of a disk. The daemon runs as root, so the file is given to
+// the user who asked.
+Result<void> writeBlockFile(const std::string &path, std::span<const uint8_t> data, const std::string &ownerId)
+{
+	VS_ASSIGN(TempFile file, TempFile::create(path, 0600));
+	VS_TRY(writeAll(file.fd(), data));
+	char *end = nullptr;
+	unsigned long uid = std::strtoul(ownerId.c_str(), &end, 10);
+	if (::geteuid() == 0 && !ownerId.empty() && !*end && uid != 0 && ::fchown(file.fd(), uid_t(uid), gid_t(-1)) != 0)
+		return failErrno("chown " + file.tempPath().string(), errno);
+	return file.commit(true);
+}
+
+} // namespace
+
+Result<Reply> listSnapshotBlocks(Context &ctx, const Call &call)
+{
+	VS_ASSIGN(std::string id, call.args.require("snapshot-id"));
+	VS_TRY(checkReadable(ctx, id));
+	VS_ASSIGN(engine::BlockPage page, parseBlockPage(call.args));
+	VS_ASSIGN(engine::BlockList list,
+		  engine::listSnapshotBlocks(*ctx.store, id, page, std::chrono::system_clock::now()));
+	return ok(blockListJson(list));
+}
+
+Result<Reply> listChangedBlocks(Context &ctx, const Call &call)
+{
+	std::string first = call.args.get("first-snapshot-id");
+	VS_ASSIGN(std::string second, call.args.require("second-snapshot-id"));
+	if (call.args.has("first-snapshot-id"))
+		VS_TRY(checkReadable(ctx, first));
+	VS_TRY(checkReadable(ctx, second));
+	VS_ASSIGN(engine::BlockPage page, parseBlockPage(call.args));
+	VS_ASSIGN(engine::ChangedBlockList list,
+		  engine::listChangedBlocks(*ctx.store, first, second, page, std::chrono::system_clock::now()));
+	return ok(changedBlocksJson(list));
+}
+
+Result<Reply> getSnapshotBlock(Context &ctx, const Call &call)
+{
+	VS_ASSIGN(GetBlockRequest req, parseGetBlock(call.args));
+	VS_TRY(checkReadable(ctx, req.snapshotId));
+	VS_ASSIGN(Bytes data, engine::getSnapshotBlock(*ctx.store, req.snapshotId, req.block, req.token,
+							 std::chrono::system_clock::now()));
+	VS_TRY(writeBlockFile(req.outputFile, data, call.ownerId));
+	return ok(blockDataJson(data));
+}
+
+} // namespace virtsnap::daemon
