@@ -1,8 +1,9 @@
 // list-snapshot-blocks, list-changed-blocks and get-snapshot-block: the read
 // side of the EBS direct APIs (engine/block_api.h).
-#include <sys/stat.h>
-#include <unistd.h>
+#include <cerrno>
+#include <cstring>
 
+#include "caller_files.h"
 #include "catalog/catalog.h"
 #include "core/file_util.h"
 #include "core/ids.h"
@@ -28,17 +29,18 @@ Result<void> checkReadable(Context &ctx, const std::string &id)
 }
 
 // The block into `path`, whole or not at all, readable by the caller only:
-// it is a piece of a disk. The daemon runs as root, so the file is given to
-// the user who asked.
+// it is a piece of a disk. Written as the caller (caller_files.h): where
+// the caller may not write, neither does the daemon for them.
 Result<void> writeBlockFile(const std::string &path, std::span<const uint8_t> data, const std::string &ownerId)
 {
-	VS_ASSIGN(TempFile file, TempFile::create(path, 0600));
-	VS_TRY(writeAll(file.fd(), data));
-	char *end = nullptr;
-	unsigned long uid = std::strtoul(ownerId.c_str(), &end, 10);
-	if (::geteuid() == 0 && !ownerId.empty() && !*end && uid != 0 && ::fchown(file.fd(), uid_t(uid), gid_t(-1)) != 0)
-		return failErrno("chown " + file.tempPath().string(), errno);
-	return file.commit(true);
+	VS_ASSIGN(ActingAsCaller asCaller, ActingAsCaller::begin(ownerId));
+	auto file = TempFile::create(path, 0600);
+	if (!file && file.error().message.ends_with(std::strerror(EACCES)))
+		return fail(errc::kAccessDenied, "--output-file " + path + ": the caller may not write there");
+	if (!file)
+		return std::unexpected(file.error());
+	VS_TRY(writeAll(file->fd(), data));
+	return file->commit(true);
 }
 
 } // namespace

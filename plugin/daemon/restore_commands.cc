@@ -1,5 +1,7 @@
 // restore-instance: the daemon's part is finding the set and keeping the
 // domain from starting meanwhile; the engine writes the disks.
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "admission.h"
@@ -31,6 +33,11 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 	VS_ASSIGN(std::string setId, call.args.require("snapshot-set-id"));
 	VS_ASSIGN(hypervisor::Target target, parseTarget(call.args, ctx.options.libvirtUri));
 	std::filesystem::path targetDir = call.args.get("target-dir");
+	// New files anywhere, written by root: only root may ask that of the
+	// daemon (a group member runs it in process, as itself).
+	if (!targetDir.empty() && ::geteuid() == 0 && call.ownerId != "0")
+		return fail(errc::kAccessDenied, "restore-instance --target-dir through virtsnapd is for root; run it "
+						 "as yourself without the daemon (--socket to a path where none listens)");
 	VS_ASSIGN(auto driver, ctx.drivers->get(target));
 	VS_ASSIGN(auto set, snapshotsOfSet(ctx, setId));
 	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set, targetDir));

@@ -633,6 +633,88 @@ TEST_F(DaemonTest, TheKeyAppearsInNoArgvEnvironmentLogOrEvent)
 	EXPECT_GT(sampled.size(), 0u);
 }
 
+// A member of the virtsnap group has the root daemon write a block only
+// where the member may write, and owns what it gets; it may not have the
+// daemon write a set into a directory of its choosing.
+TEST_F(DaemonTest, AGroupMemberHasFilesWrittenOnlyWhereItMayWrite)
+{
+	REQUIRE_TOOL("useradd");
+	REQUIRE_TOOL("groupadd");
+	REQUIRE_TOOL("setpriv");
+	if (getuid() != 0)
+		GTEST_SKIP() << "needs root to create a user";
+	std::string out;
+	bool madeGroup = !getgrnam("virtsnap");
+	if (madeGroup) {
+		ASSERT_EQ(runCommand({"groupadd", "--system", "virtsnap"}, &out), 0) << out;
+	}
+	std::string user = "vsmember" + std::to_string(getpid() % 100000);
+	ASSERT_EQ(runCommand({"useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "-g",
+			      "virtsnap", user},
+			     &out),
+		  0)
+		<< out;
+	struct Cleanup {
+		std::string user;
+		bool group;
+		~Cleanup()
+		{
+			runCommand({"userdel", user});
+			if (group)
+				runCommand({"groupdel", "virtsnap"});
+		}
+	} cleanup{user, madeGroup};
+	// The daemon gives its socket to the group when it starts.
+	ASSERT_NO_FATAL_FAILURE(startQemu(4, 16));
+	ASSERT_TRUE(daemon_.start());
+	CliResult r = create();
+	ASSERT_EQ(r.status, 0) << r.err;
+	std::string id = r.json().getString("SnapshotId").value_or("");
+	ASSERT_EQ(waitState(id), "completed");
+	Json block = cli({"list-snapshot-blocks", "--snapshot-id", id}).json().get("Blocks").at(0);
+	std::string index = std::to_string(block.getInt("BlockIndex").value_or(-1));
+	std::string token = block.getString("BlockToken").value_or("");
+	ASSERT_FALSE(token.empty());
+	struct passwd *pw = getpwnam(user.c_str());
+	ASSERT_TRUE(pw);
+	const uid_t uid = pw->pw_uid;
+	const std::string uidText = std::to_string(uid), gidText = std::to_string(pw->pw_gid);
+	fs::permissions(tmp_.path(), fs::perms::others_exec, fs::perm_options::add);
+	std::string mine = tmp_.file("mine");
+	fs::create_directories(mine);
+	ASSERT_EQ(::chown(mine.c_str(), uid, pw->pw_gid), 0);
+	auto asMember = [&](std::vector<std::string> args) {
+		std::vector<std::string> argv{"setpriv", "--reuid", uidText, "--regid", gidText, "--clear-groups",
+					      std::getenv("VIRTSNAP_BIN"), "--socket", socket_, "--store", storeDir_};
+		argv.insert(argv.end(), args.begin(), args.end());
+		return runCommand(argv, &out);
+	};
+	std::vector<std::string> get{"get-snapshot-block", "--snapshot-id", id, "--block-index", index,
+				     "--block-token", token, "--output-file"};
+
+	std::string forbidden = "/etc/vs-block-" + std::to_string(getpid());
+	get.push_back(forbidden);
+	EXPECT_EQ(asMember(get), 1) << out;
+	EXPECT_NE(out.find("AccessDenied: --output-file " + forbidden), std::string::npos) << out;
+	EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+	EXPECT_FALSE(fs::exists(forbidden));
+	fs::remove(forbidden);
+
+	get.back() = mine + "/block.bin";
+	ASSERT_EQ(asMember(get), 0) << out;
+	struct stat st {};
+	ASSERT_EQ(::stat((mine + "/block.bin").c_str(), &st), 0);
+	EXPECT_EQ(st.st_uid, uid);
+	EXPECT_EQ(st.st_size, 512 * 1024);
+
+	EXPECT_EQ(asMember({"restore-instance", "--snapshot-set-id", "ss-0123456789abcdef0", "--qmp-socket",
+			    vm_->qmpSocket(), "--target-dir", mine}),
+		  1)
+		<< out;
+	EXPECT_NE(out.find("AccessDenied: restore-instance --target-dir"), std::string::npos) << out;
+	EXPECT_EQ(std::distance(fs::directory_iterator(mine), fs::directory_iterator()), 1) << "restore wrote into " << mine;
+}
+
 TEST_F(DaemonTest, TheSocketRefusesUsersOutsideTheGroup)
 {
 	REQUIRE_TOOL("useradd");
