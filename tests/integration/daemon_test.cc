@@ -99,6 +99,20 @@ protected:
 		return waitWhilePending([&] { return describe(id).getString("State").value_or(""); }, timeout);
 	}
 
+	// A small QEMU, the daemon, and the id of one completed snapshot taken
+	// through it.
+	std::string completedSnapshot()
+	{
+		startQemu(4, 16);
+		if (HasFatalFailure() || !daemon_.start())
+			return "";
+		CliResult r = create();
+		EXPECT_EQ(r.status, 0) << r.err;
+		std::string id = r.json().getString("SnapshotId").value_or("");
+		EXPECT_EQ(waitState(id), "completed");
+		return id;
+	}
+
 	std::string socket_ = tmp_.file("virtsnapd.sock");
 	// As daemonOptions() names them.
 	std::string eventsLog_ = tmp_.file("events/events.jsonl");
@@ -355,12 +369,8 @@ TEST_F(DaemonTest, EventsReachTheLogTheHandlersAndSubscribers)
 // daemon does (its working directory is /).
 TEST_F(DaemonTest, ARelativeTargetIsTheCallersNotTheDaemons)
 {
-	ASSERT_NO_FATAL_FAILURE(startQemu(4, 16));
-	ASSERT_TRUE(daemon_.start());
-	CliResult r = create();
-	ASSERT_EQ(r.status, 0) << r.err;
-	std::string id = r.json().getString("SnapshotId").value_or("");
-	ASSERT_EQ(waitState(id), "completed");
+	std::string id = completedSnapshot();
+	ASSERT_FALSE(HasFailure() || id.empty());
 	std::string here = tmp_.file("here");
 	fs::create_directories(here);
 	const char *bin = std::getenv("VIRTSNAP_BIN");
@@ -665,12 +675,8 @@ TEST_F(DaemonTest, AGroupMemberHasFilesWrittenOnlyWhereItMayWrite)
 		}
 	} cleanup{user, madeGroup};
 	// The daemon gives its socket to the group when it starts.
-	ASSERT_NO_FATAL_FAILURE(startQemu(4, 16));
-	ASSERT_TRUE(daemon_.start());
-	CliResult r = create();
-	ASSERT_EQ(r.status, 0) << r.err;
-	std::string id = r.json().getString("SnapshotId").value_or("");
-	ASSERT_EQ(waitState(id), "completed");
+	std::string id = completedSnapshot();
+	ASSERT_FALSE(HasFailure() || id.empty());
 	Json block = cli({"list-snapshot-blocks", "--snapshot-id", id}).json().get("Blocks").at(0);
 	std::string index = std::to_string(block.getInt("BlockIndex").value_or(-1));
 	std::string token = block.getString("BlockToken").value_or("");

@@ -872,6 +872,16 @@ protected:
 		ASSERT_EQ(virsh({"start", "--paused", name_}, &out), 0) << out;
 	}
 
+	// startPaused() with one empty 16 MiB qcow2 disk, vda.
+	void startPausedWithOneDisk()
+	{
+		std::string out;
+		ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vda.qcow2"), "16M"}, &out), 0)
+			<< out;
+		startPaused("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
+			    file("vda.qcow2") + "'/><target dev='vda' bus='virtio'/></disk>");
+	}
+
 	// The running-domain capture's scratch directories: under /var/tmp,
 	// where QEMU's user reaches them.
 	static std::set<std::string> scratchDirs()
@@ -919,11 +929,7 @@ TEST_F(LibvirtFailedCaptureTest, ACaptureOfADiskTheDomainLacksLeavesNoScratchDir
 // what recovery removes after a process died mid-capture.
 TEST_F(LibvirtFailedCaptureTest, TheCleanupRecordComesBeforeTheBackupBegins)
 {
-	std::string out;
-	ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vda.qcow2"), "16M"}, &out), 0) << out;
-	ASSERT_NO_FATAL_FAILURE(startPaused("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-					    "<source file='" + file("vda.qcow2") +
-					    "'/><target dev='vda' bus='virtio'/></disk>"));
+	ASSERT_NO_FATAL_FAILURE(startPausedWithOneDisk());
 	const std::set<std::string> before = scratchDirs();
 	auto jobRuns = [&] {
 		std::string job;
@@ -977,10 +983,7 @@ TEST_F(LibvirtFailedCaptureTest, TheCleanupRecordComesBeforeTheBackupBegins)
 TEST_F(LibvirtFailedCaptureTest, ARequiredFreezeWithoutAnAgentIsRefusedAtOnce)
 {
 	std::string out;
-	ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", file("vda.qcow2"), "16M"}, &out), 0) << out;
-	ASSERT_NO_FATAL_FAILURE(startPaused("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-					    "<source file='" + file("vda.qcow2") +
-					    "'/><target dev='vda' bus='virtio'/></disk>"));
+	ASSERT_NO_FATAL_FAILURE(startPausedWithOneDisk());
 	const std::set<std::string> before = scratchDirs();
 	const char *bin = std::getenv("VIRTSNAP_BIN");
 	ASSERT_TRUE(bin);
