@@ -151,8 +151,7 @@ void TempFile::keep()
 
 Result<void> TempFile::commit(bool overwrite)
 {
-	if (::fsync(fd_.get()) != 0)
-		return failErrno("fsync " + tempPath_.string(), errno);
+	VS_TRY(sync());
 	if (overwrite) {
 		if (::rename(tempPath_.c_str(), finalPath_.c_str()) != 0)
 			return failErrno("rename to " + finalPath_.string(), errno);

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -152,11 +151,11 @@ NbdReader::~NbdReader()
 
 Error NbdReader::noAnswer() const
 {
-	auto seconds = std::chrono::duration_cast<std::chrono::duration<double>>(answerTimeout_).count();
-	char text[32];
-	std::snprintf(text, sizeof(text), "%g", seconds);
-	return Error{errc::kHypervisor, "QEMU's export of " + name_ + " answered nothing within " + text +
-						" s ([hypervisor] timeout): is QEMU stopped or hung?"};
+	// Whole seconds, as [hypervisor] timeout is given and as the monitor's
+	// own timeout says it (libvirt_watchdog.cc).
+	auto seconds = std::chrono::duration_cast<std::chrono::seconds>(answerTimeout_).count();
+	return Error{errc::kHypervisor, "QEMU's export of " + name_ + " answered nothing within " +
+						std::to_string(seconds) + " s ([hypervisor] timeout): is QEMU stopped or hung?"};
 }
 
 Result<void> NbdReader::waitFor(const std::function<bool()> &finished)
