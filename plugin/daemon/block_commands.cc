@@ -1,10 +1,8 @@
 // list-snapshot-blocks, list-changed-blocks and get-snapshot-block: the read
 // side of the EBS direct APIs (engine/block_api.h).
-#include <cerrno>
-#include <cstring>
 
-#include "caller_files.h"
 #include "catalog/catalog.h"
+#include "core/acting_as.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "ec2_output.h"
@@ -29,13 +27,13 @@ Result<void> checkReadable(Context &ctx, const std::string &id)
 }
 
 // The block into `path`, whole or not at all, readable by the caller only:
-// it is a piece of a disk. Written as the caller (caller_files.h): where
+// it is a piece of a disk. Written as the caller (core/acting_as.h): where
 // the caller may not write, neither does the daemon for them.
 Result<void> writeBlockFile(const std::string &path, std::span<const uint8_t> data, const std::string &ownerId)
 {
-	VS_ASSIGN(ActingAsCaller asCaller, ActingAsCaller::begin(ownerId));
+	VS_ASSIGN(ActingAs asCaller, ActingAs::caller(ownerId));
 	auto file = TempFile::create(path, 0600);
-	if (!file && file.error().message.ends_with(std::strerror(EACCES)))
+	if (!file && file.error().code == errc::kAccessDenied)
 		return fail(errc::kAccessDenied, "--output-file " + path + ": the caller may not write there");
 	if (!file)
 		return std::unexpected(file.error());

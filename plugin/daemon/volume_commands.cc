@@ -117,7 +117,7 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	auto row = ctx.catalog->getSnapshot(id);
 	if (row && *row && (*row)->state != SnapshotState::Completed)
 		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name((*row)->state) + ", not completed");
-	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress};
+	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.ownerId};
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(m.snapshotId));

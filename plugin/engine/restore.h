@@ -15,6 +15,10 @@ struct RestoreRequest {
 	std::filesystem::path target; // must not exist
 	std::string format = "qcow2"; // "qcow2" | "raw"
 	ProgressFn progress;
+	// Whose new file it is (a uid as text; empty: ours). The target's
+	// directory is looked at and written as this user (core/acting_as.h),
+	// the store is read as ourselves.
+	std::string writeAs;
 };
 
 // Writes the volume under a temporary name and renames it into place only
@@ -28,8 +32,6 @@ struct WrittenVolume {
 	TempFile file;
 	store::Manifest manifest;
 };
-Result<WrittenVolume> writeVolumeFile(store::Store &store, const std::string &snapshotId,
-				      const std::filesystem::path &finalPath, const std::string &format,
-				      const ProgressFn &progress);
+Result<WrittenVolume> writeVolumeFile(store::Store &store, const RestoreRequest &request);
 
 } // namespace virtsnap::engine

@@ -74,7 +74,7 @@ Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, co
 	std::vector<TempFile> restored;
 	std::vector<ImageSwap> swaps;
 	for (const InstanceRestorePlan::Disk &d : plan.disks) {
-		auto written = writeVolumeFile(store, d.snapshotId, d.image, d.format, progress);
+		auto written = writeVolumeFile(store, {d.snapshotId, d.image, d.format, progress, ""});
 		if (!written)
 			return fail(written.error().code, "disk " + d.diskId + ": " + written.error().message);
 		VS_TRY(takeOwnerAndMode(written->file, d.image));

@@ -182,7 +182,7 @@ TEST_F(FileUtilTest, TempFileReplacedByMoveAssignmentIsRemoved)
 	EXPECT_TRUE(filesContaining(root_, ".tmp-").empty());
 }
 
-TEST_F(FileUtilTest, FailErrnoMapsFullDiskToInsufficientStorage)
+TEST_F(FileUtilTest, FailErrnoMapsFullDiskAndPermissionToTheirCodes)
 {
 	for (int err : {ENOSPC, EDQUOT}) {
 		auto e = failErrno("write /x", err);
@@ -190,7 +190,9 @@ TEST_F(FileUtilTest, FailErrnoMapsFullDiskToInsufficientStorage)
 		EXPECT_EQ(e.error().message.rfind("write /x: ", 0), 0u) << e.error().message;
 		EXPECT_NE(e.error().message.find(std::strerror(err)), std::string::npos) << e.error().message;
 	}
-	for (int err : {EIO, EACCES, ENOENT, EROFS}) {
+	for (int err : {EACCES, EPERM})
+		EXPECT_EQ(failErrno("open /z", err).error().code, errc::kAccessDenied) << err;
+	for (int err : {EIO, ENOENT, EROFS}) {
 		auto e = failErrno("open /y", err);
 		EXPECT_EQ(e.error().code, errc::kIo) << err;
 		EXPECT_NE(e.error().message.find(std::strerror(err)), std::string::npos);

@@ -713,12 +713,26 @@ TEST_F(DaemonTest, AGroupMemberHasFilesWrittenOnlyWhereItMayWrite)
 	EXPECT_EQ(st.st_uid, uid);
 	EXPECT_EQ(st.st_size, 512 * 1024);
 
+	// create-volume --target by the same rule; qemu-img, which the daemon
+	// runs as root, is handed the files it holds, never their names.
+	std::string forbiddenVolume = "/etc/vs-volume-" + std::to_string(getpid()) + ".qcow2";
+	EXPECT_EQ(asMember({"create-volume", "--snapshot-id", id, "--target", forbiddenVolume}), 1) << out;
+	EXPECT_NE(out.find("AccessDenied: no permission to create " + forbiddenVolume), std::string::npos) << out;
+	EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+	for (const auto &e : fs::directory_iterator("/etc"))
+		EXPECT_EQ(e.path().string().find("/etc/vs-volume-"), std::string::npos) << e.path();
+	std::string volume = mine + "/volume.qcow2";
+	ASSERT_EQ(asMember({"create-volume", "--snapshot-id", id, "--target", volume}), 0) << out;
+	ASSERT_EQ(::stat(volume.c_str(), &st), 0);
+	EXPECT_EQ(st.st_uid, uid);
+	EXPECT_EQ(runCommand({"qemu-img", "compare", "-U", tmp_.file("disk0.qcow2"), volume}, &out), 0) << out;
+
 	EXPECT_EQ(asMember({"restore-instance", "--snapshot-set-id", "ss-0123456789abcdef0", "--qmp-socket",
 			    vm_->qmpSocket(), "--target-dir", mine}),
 		  1)
 		<< out;
 	EXPECT_NE(out.find("AccessDenied: restore-instance --target-dir"), std::string::npos) << out;
-	EXPECT_EQ(std::distance(fs::directory_iterator(mine), fs::directory_iterator()), 1) << "restore wrote into " << mine;
+	EXPECT_EQ(std::distance(fs::directory_iterator(mine), fs::directory_iterator()), 2) << "restore wrote into " << mine;
 }
 
 TEST_F(DaemonTest, TheSocketRefusesUsersOutsideTheGroup)

@@ -1,4 +1,4 @@
-#include "caller_files.h"
+#include "acting_as.h"
 
 #include <pwd.h>
 #include <sys/fsuid.h>
@@ -6,16 +6,18 @@
 
 #include <cstdlib>
 
-namespace virtsnap::daemon {
+namespace virtsnap {
 
-Result<ActingAsCaller> ActingAsCaller::begin(const std::string &ownerId)
+Result<ActingAs> ActingAs::caller(const std::string &ownerId)
 {
+	if (ownerId.empty())
+		return ActingAs(false);
 	char *end = nullptr;
 	unsigned long uid = std::strtoul(ownerId.c_str(), &end, 10);
-	if (ownerId.empty() || *end != '\0')
+	if (*end != '\0')
 		return fail(errc::kInternal, "the caller's uid '" + ownerId + "' is not a number");
 	if (::geteuid() != 0 || uid == 0)
-		return ActingAsCaller(false);
+		return ActingAs(false);
 	struct passwd pw {};
 	struct passwd *found = nullptr;
 	char buf[4096];
@@ -30,10 +32,10 @@ Result<ActingAsCaller> ActingAsCaller::begin(const std::string &ownerId)
 		::setfsgid(0);
 		return fail(errc::kInternal, "cannot write files as uid " + ownerId);
 	}
-	return ActingAsCaller(true);
+	return ActingAs(true);
 }
 
-ActingAsCaller::~ActingAsCaller()
+ActingAs::~ActingAs()
 {
 	if (!active_)
 		return;
@@ -41,4 +43,4 @@ ActingAsCaller::~ActingAsCaller()
 	::setfsgid(0);
 }
 
-} // namespace virtsnap::daemon
+} // namespace virtsnap
