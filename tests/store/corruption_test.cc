@@ -18,7 +18,7 @@ protected:
 	void SetUp() override
 	{
 		OpenBackendStoreTest::SetUp();
-		if (HasFatalFailure())
+		if (HasFatalFailure() || IsSkipped())
 			return;
 		data_ = {randomData(20000, 1), compressibleData(30000, 2), randomData(5000, 3)};
 		auto writer = store_->newWriter();

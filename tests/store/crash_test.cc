@@ -261,7 +261,7 @@ protected:
 	void SetUp() override
 	{
 		StoreDirTest::SetUp();
-		if (HasFatalFailure())
+		if (HasFatalFailure() || IsSkipped())
 			return;
 		bool created = false;
 		auto init = Store::init(baseDir(), keyFile(), kChunk, &created);
@@ -608,7 +608,7 @@ protected:
 	void SetUp() override
 	{
 		CrashTest::SetUp();
-		if (HasFatalFailure())
+		if (HasFatalFailure() || IsSkipped())
 			return;
 		Bytes a1 = diskImage(24, 100);
 		Bytes a2 = rewritten(a1, {2, 9, -13, 17}, 150);
@@ -715,7 +715,7 @@ protected:
 	void SetUp() override
 	{
 		CrashTest::SetUp();
-		if (HasFatalFailure())
+		if (HasFatalFailure() || IsSkipped())
 			return;
 		auto store = openLocal(baseDir());
 		ASSERT_TRUE(store);

@@ -20,7 +20,7 @@ protected:
 	void SetUp() override
 	{
 		StoreDirTest::SetUp();
-		if (HasFatalFailure())
+		if (HasFatalFailure() || IsSkipped())
 			return;
 		injector_ = std::make_shared<FaultInjector>();
 		fault_ = std::make_unique<FaultBackend>(std::make_unique<LocalBackend>(storeDir()), injector_);

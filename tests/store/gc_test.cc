@@ -137,7 +137,7 @@ protected:
 	void SetUp() override
 	{
 		OpenBackendStoreTest::SetUp();
-		if (HasFatalFailure())
+		if (HasFatalFailure() || IsSkipped())
 			return;
 		// Even seeds: random chunks.
 		shared_ = chunks(kSlots, 1000);
@@ -256,7 +256,7 @@ protected:
 	void SetUp() override
 	{
 		GcTest::SetUp();
-		if (HasFatalFailure())
+		if (HasFatalFailure() || IsSkipped())
 			return;
 		putChunks(shared_);
 		snapshot("snap-a", diskA_);

@@ -427,8 +427,17 @@ std::string CephCluster::logTail(const std::string &daemon) const
 
 bool CephCluster::createPool(const std::string &name, std::string *why)
 {
-	// Size 1 and 8 placement groups are the conf's defaults.
-	return ceph("ceph", {"osd", "pool", "create", name, "8", "8"}, why).has_value();
+	// Size 1 and 8 placement groups are the conf's defaults. Right after
+	// the OSD came up, the mon once refused the command ("EPERM: problem
+	// getting command descriptions from mon"), 1 start in about 40; a
+	// pool that exists already is no error, so the command is retried.
+	for (auto deadline = Clock::now() + 20s;;) {
+		if (ceph("ceph", {"osd", "pool", "create", name, "8", "8"}, why))
+			return true;
+		if (Clock::now() >= deadline)
+			return false;
+		std::this_thread::sleep_for(500ms);
+	}
 }
 
 const S3Gateway *CephCluster::gateway(std::string *why)
