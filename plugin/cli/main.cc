@@ -260,11 +260,16 @@ void usage(FILE *out)
 {
 	std::fprintf(out, "usage: virtsnap [--store DIR|URL] [--key-file FILE] [--state-dir DIR] [--socket PATH]\n"
 			  "                [--config FILE] [--output json|table] COMMAND [options]\n\ncommands:\n");
+	// The names' column fits the longest, with two spaces after it.
+	int width = 0;
+	for (const auto &[name, c] : daemon::commands())
+		width = std::max(width, int(typedName(name).size()) + 1);
 	auto show = [&](const std::string &name, const daemon::CommandSpec &c) {
 		std::string opts;
 		for (const OptionSpec &o : c.options)
 			opts += " [--" + o.name + (o.takesValue ? " X" : "") + "]" + (o.repeatable ? "..." : "");
-		std::fprintf(out, "  %-24s %s\n  %-24s%s\n", name.c_str(), c.summary.c_str(), "", opts.c_str());
+		std::fprintf(out, "  %-*s %s\n  %-*s%s\n", width, name.c_str(), c.summary.c_str(), width, "",
+			     opts.c_str());
 	};
 	for (const auto &[name, c] : localCommands())
 		show(name, c);

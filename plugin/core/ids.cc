@@ -59,4 +59,22 @@ std::string isoTime(std::chrono::system_clock::time_point now)
 	return buf;
 }
 
+Result<std::chrono::system_clock::time_point> parseIsoTime(std::string_view text, const std::string &what)
+{
+	std::string t(text);
+	struct tm tm {};
+	const char *rest = ::strptime(t.c_str(), "%Y-%m-%d", &tm);
+	if (rest && *rest == 'T')
+		rest = ::strptime(rest + 1, "%H:%M:%S", &tm);
+	if (rest && *rest == '.')
+		while (*++rest >= '0' && *rest <= '9') {
+		}
+	if (rest && *rest == 'Z')
+		rest++;
+	if (!rest || *rest != '\0')
+		return fail(errc::kInvalidParameterValue,
+			    what + " '" + t + "' is not a UTC time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)");
+	return std::chrono::system_clock::from_time_t(::timegm(&tm));
+}
+
 } // namespace virtsnap

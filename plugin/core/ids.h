@@ -20,5 +20,9 @@ Result<void> checkSnapshotId(std::string_view s);
 // ISO 8601 UTC with milliseconds: 2026-11-23T02:41:07.123Z
 std::string isoTimeNow();
 std::string isoTime(std::chrono::system_clock::time_point t);
+// The reverse, for times users give: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS,
+// with optional fractions and a Z, always UTC. InvalidParameterValue
+// naming `what` otherwise.
+Result<std::chrono::system_clock::time_point> parseIsoTime(std::string_view text, const std::string &what);
 
 } // namespace virtsnap

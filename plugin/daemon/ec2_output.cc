@@ -184,6 +184,8 @@ Json gcJson(const store::GcReport &report)
 	j.set("PacksRepacked", Json::integer(int64_t(report.packsRepacked)));
 	j.set("BytesFreed", Json::integer(int64_t(report.bytesFreed)));
 	j.set("TmpFilesRemoved", Json::integer(int64_t(report.tmpFilesRemoved)));
+	j.set("SnapshotsHeld", Json::integer(int64_t(report.snapshotsHeld)));
+	j.set("RecycledSnapshotsRemoved", Json::integer(int64_t(report.recycledSnapshotsRemoved)));
 	return j;
 }
 

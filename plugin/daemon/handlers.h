@@ -31,6 +31,11 @@ Result<Reply> listSnapshotBlocks(Context &ctx, const Call &call);
 Result<Reply> listChangedBlocks(Context &ctx, const Call &call);
 Result<Reply> getSnapshotBlock(Context &ctx, const Call &call);
 
+// lock_commands.cc
+Result<Reply> lockSnapshot(Context &ctx, const Call &call);
+Result<Reply> unlockSnapshot(Context &ctx, const Call &call);
+Result<Reply> describeLockedSnapshots(Context &ctx, const Call &call);
+
 // maintenance_commands.cc
 Result<Reply> initStore(Context &ctx, const Call &call);
 Result<Reply> verify(Context &ctx, const Call &call);

@@ -84,7 +84,15 @@ std::string requestHash(const Arguments &args)
 	return toHex(crypto::sha256(std::span((const uint8_t *)text.data(), text.size())));
 }
 
-// "Name=status,Values=pending,completed"
+Result<void> checkSnapshotIds(const Arguments &args)
+{
+	for (const std::string &id : args.all("snapshot-id"))
+		VS_TRY(checkSnapshotId(id));
+	return {};
+}
+
+} // namespace
+
 Result<catalog::Filter> parseFilter(const std::string &spec)
 {
 	const std::string namePrefix = "Name=", valuesMark = ",Values=";
@@ -103,15 +111,6 @@ Result<catalog::Filter> parseFilter(const std::string &spec)
 	}
 	return f;
 }
-
-Result<void> checkSnapshotIds(const Arguments &args)
-{
-	for (const std::string &id : args.all("snapshot-id"))
-		VS_TRY(checkSnapshotId(id));
-	return {};
-}
-
-} // namespace
 
 Result<hypervisor::Target> parseTarget(const Arguments &args, const std::string &defaultUri)
 {
@@ -236,6 +235,24 @@ Result<Arguments> parseRequestLine(const std::string &line)
 	if (!spec || spec->cliOnly)
 		return fail(errc::kInvalidParameterValue, "unknown command '" + command + "'");
 	return Arguments::fromJson(command, request->get("options").dump(), spec->options);
+}
+
+Result<engine::LockRequest> parseLock(const Arguments &args)
+{
+	engine::LockRequest r;
+	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
+	VS_TRY(checkSnapshotId(r.snapshotId));
+	VS_ASSIGN(r.mode, args.require("lock-mode"));
+	if (args.has("lock-duration")) {
+		VS_ASSIGN(r.lockDurationDays, parseInt("lock-duration", args.get("lock-duration"), 1, 36500));
+	}
+	if (args.has("expiration-date")) {
+		VS_ASSIGN(r.expirationDate, parseIsoTime(args.get("expiration-date"), "--expiration-date"));
+	}
+	if (args.has("cool-off-period")) {
+		VS_ASSIGN(r.coolOffHours, parseInt("cool-off-period", args.get("cool-off-period"), 1, 72));
+	}
+	return r;
 }
 
 } // namespace virtsnap::daemon

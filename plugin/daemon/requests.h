@@ -11,6 +11,7 @@
 #include "core/arguments.h"
 #include "engine/block_api.h"
 #include "engine/snapshot_engine.h"
+#include "engine/snapshot_locks.h"
 #include "hypervisor/target.h"
 #include "store/gc.h"
 
@@ -49,6 +50,10 @@ struct GetBlockRequest {
 Result<hypervisor::Target> parseTarget(const Arguments &args, const std::string &defaultUri);
 Result<CreateRequest> parseCreate(const Arguments &args, bool oneDisk, const std::string &defaultUri);
 Result<DescribeRequest> parseDescribe(const Arguments &args);
+// --filter "Name=status,Values=pending,completed"
+Result<catalog::Filter> parseFilter(const std::string &spec);
+// lock-snapshot's options (engine/snapshot_locks.h checks the rules).
+Result<engine::LockRequest> parseLock(const Arguments &args);
 Result<WaitRequest> parseWait(const Arguments &args);
 Result<store::GcOptions> parseGc(const Arguments &args);
 // The paging of list-snapshot-blocks and list-changed-blocks:

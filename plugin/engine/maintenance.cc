@@ -1,5 +1,8 @@
 #include "maintenance.h"
 
+#include "snapshot_locks.h"
+#include "store/held_manifests.h"
+
 namespace virtsnap::engine {
 
 Result<StoreCreated> initStore(const std::string &url, const store::BackendSettings &settings,
@@ -19,7 +22,11 @@ Result<std::vector<store::Manifest>> listSnapshots(store::Store &store)
 
 Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId)
 {
-	return store.deleteManifest(snapshotId);
+	VS_TRY(checkNotLocked(store, snapshotId));
+	VS_TRY(store.deleteManifest(snapshotId));
+	// An expired lock is kept for describe-locked-snapshots while its
+	// snapshot lives, not after.
+	return store.removeRecord(store::kSnapshotLockRecords, snapshotId);
 }
 
 Result<store::VerifyReport> verify(store::Store &store, const std::vector<std::string> &snapshotIds)

@@ -29,7 +29,7 @@ Result<std::vector<store::Manifest>> listSnapshots(store::Store &store);
 
 // A completed snapshot stops existing: its manifest goes, its chunks stay
 // until gc finds nothing else needs them. InvalidSnapshot.NotFound when it
-// was not there.
+// was not there, SnapshotLocked when it is locked (snapshot_locks.h).
 Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId);
 
 // Re-reads, decrypts and re-hashes what the snapshots need (all when

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "core/cancel.h"
+#include "held_manifests.h"
 
 namespace virtsnap::store {
 
@@ -57,14 +58,34 @@ std::unexpected<Error> interrupted()
 	return fail(errc::kIncorrectState, "gc interrupted by signal " + std::to_string(cancelSignal()));
 }
 
-// Mark: every manifest, its index pages and every id they name. Anything
-// unreadable stops gc, since what it references is then unknown.
-Result<Marks> mark(Store &store, GcReport &report)
+// Every manifest, and those held outside snapshots/ (locked snapshots,
+// the Recycle Bin: held_manifests.h) whose time is not up by the store's
+// clock.
+Result<std::vector<Manifest>> manifestsToMark(Store &store, HeldSet &held, GcReport &report)
 {
 	auto manifests = store.listManifests();
 	if (!manifests)
 		return fail(manifests.error().code, "gc cannot read every manifest (" + manifests.error().message +
 							    "); nothing was removed");
+	VS_ASSIGN(auto now, store.backend().now());
+	auto listed = listHeldManifests(store, unixSeconds(now));
+	if (!listed)
+		return fail(listed.error().code, "gc cannot read every locked or recycled snapshot (" +
+							 listed.error().message + "); nothing was removed");
+	held = std::move(*listed);
+	report.snapshotsHeld = held.held.size();
+	for (Manifest &m : held.held)
+		manifests->push_back(std::move(m));
+	return manifests;
+}
+
+// Mark: every manifest, its index pages and every id they name. Anything
+// unreadable stops gc, since what it references is then unknown.
+Result<Marks> mark(Store &store, GcReport &report, HeldSet &held)
+{
+	auto manifests = manifestsToMark(store, held, report);
+	if (!manifests)
+		return std::unexpected(manifests.error());
 	auto codec = store.newCodec();
 	Marks marks;
 	// Unchanged pages are shared by the snapshots of a volume: read once.
@@ -495,7 +516,13 @@ Result<GcReport> collectGarbage(Store &store, const GcOptions &opts)
 		VS_TRY(removeStaleLeases(store.backend(), store.options().lease));
 	GcReport report;
 	report.dryRun = opts.dryRun;
-	VS_ASSIGN(auto marks, mark(store, report));
+	HeldSet held;
+	VS_ASSIGN(auto marks, mark(store, report, held));
+	// Out of the Recycle Bin for good: unmarked, their chunks go below.
+	report.recycledSnapshotsRemoved = held.expiredBinEntries.size();
+	for (const std::string &id : held.expiredBinEntries)
+		if (!opts.dryRun)
+			VS_TRY(store.removeRecord(kRecycleBinRecords, id));
 
 	std::vector<PackId> gone, holders;
 	auto swept = sweep(store, *lease, opts, marks, report, gone, holders);

@@ -28,6 +28,8 @@ struct GcOptions {
 struct GcReport {
 	bool dryRun = false;
 	uint64_t snapshots = 0;          // manifests marked
+	uint64_t snapshotsHeld = 0;      // of those, locked or in the Recycle Bin (held_manifests.h)
+	uint64_t recycledSnapshotsRemoved = 0; // out of the Recycle Bin, their retention over
 	uint64_t chunksReferenced = 0;   // distinct ids they name, index pages included
 	uint64_t chunksMissing = 0;      // referenced, but in no pack index (damage: run verify)
 	uint64_t chunksUnreferenced = 0; // pack index entries no manifest names, kept ones included

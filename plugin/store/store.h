@@ -98,6 +98,8 @@ public:
 	Result<void> putRecord(const std::string &kind, const std::string &id, const std::string &json);
 	Result<std::optional<std::string>> getRecord(const std::string &kind, const std::string &id) const;
 	Result<std::vector<std::string>> listRecordIds(const std::string &kind) const;
+	// Not an error when it is absent.
+	Result<void> removeRecord(const std::string &kind, const std::string &id);
 
 	struct ChunkLocation {
 		PackId pack;

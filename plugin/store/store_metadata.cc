@@ -150,4 +150,11 @@ Result<std::vector<std::string>> Store::listRecordIds(const std::string &kind) c
 	return listNames(*backend_, "records/" + kind + "/", kRecordSuffix);
 }
 
+Result<void> Store::removeRecord(const std::string &kind, const std::string &id)
+{
+	if (!isPlainName(kind) || !isPlainName(id))
+		return fail(errc::kInvalidParameterValue, "'" + kind + "/" + id + "' is not a record name");
+	return backend_->remove(recordName(kind, id));
+}
+
 } // namespace virtsnap::store

@@ -386,6 +386,32 @@ TEST_F(DaemonTest, ARelativeTargetIsTheCallersNotTheDaemons)
 	EXPECT_FALSE(fs::exists("/restored.raw"));
 }
 
+// A lock through virtsnapd: deletion refused in one line while it holds,
+// the snapshot still listed; root's unlock lets it go.
+TEST_F(DaemonTest, ALockedSnapshotIsNotDeletedUntilItIsUnlocked)
+{
+	std::string id = completedSnapshot();
+	ASSERT_FALSE(HasFailure() || id.empty());
+	CliResult locked = cli({"lock-snapshot", "--snapshot-id", id, "--lock-mode", "governance", "--lock-duration", "1"});
+	ASSERT_EQ(locked.status, 0) << locked.err;
+	EXPECT_EQ(locked.json().getString("LockState"), "governance") << locked.out;
+
+	CliResult refused = cli({"delete-snapshot", "--snapshot-id", id});
+	EXPECT_EQ(refused.status, 1);
+	EXPECT_EQ(refused.err.rfind("virtsnap: SnapshotLocked: snapshot " + id + " is locked (governance) until ", 0), 0u)
+		<< refused.err;
+	EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+	EXPECT_EQ(describe(id).getString("State"), "completed");
+	Json locks = cli({"describe-locked-snapshots", "--filter", "Name=lock-state,Values=governance"}).json();
+	ASSERT_EQ(locks.get("Snapshots").size(), 1u) << locks.dump();
+	EXPECT_EQ(locks.get("Snapshots").at(0).getString("SnapshotId"), id);
+
+	ASSERT_EQ(cli({"unlock-snapshot", "--snapshot-id", id}).status, 0);
+	CliResult deleted = cli({"delete-snapshot", "--snapshot-id", id});
+	EXPECT_EQ(deleted.status, 0) << deleted.err;
+	EXPECT_EQ(cli({"describe-snapshots", "--snapshot-id", id}).status, 1);
+}
+
 // A restore-instance killed after its commit point (its journal written,
 // not every image renamed yet) is finished by the daemon before it serves.
 TEST_F(DaemonTest, ARestoreKilledAfterItsCommitPointIsFinishedWhenTheDaemonStarts)
@@ -726,6 +752,17 @@ TEST_F(DaemonTest, AGroupMemberHasFilesWrittenOnlyWhereItMayWrite)
 	ASSERT_EQ(::stat(volume.c_str(), &st), 0);
 	EXPECT_EQ(st.st_uid, uid);
 	EXPECT_EQ(runCommand({"qemu-img", "compare", "-U", tmp_.file("disk0.qcow2"), volume}, &out), 0) << out;
+
+	// Locks are root's: a member can neither set nor remove one.
+	for (const char *command : {"lock-snapshot", "unlock-snapshot"}) {
+		std::vector<std::string> args{command, "--snapshot-id", id};
+		if (std::string(command) == "lock-snapshot")
+			args.insert(args.end(), {"--lock-mode", "governance", "--lock-duration", "1"});
+		EXPECT_EQ(asMember(args), 1) << out;
+		EXPECT_NE(out.find(std::string("AccessDenied: ") + command + " through virtsnapd is for root"),
+			  std::string::npos)
+			<< out;
+	}
 
 	EXPECT_EQ(asMember({"restore-instance", "--snapshot-set-id", "ss-0123456789abcdef0", "--qmp-socket",
 			    vm_->qmpSocket(), "--target-dir", mine}),

@@ -1,0 +1,107 @@
+// lock-snapshot, unlock-snapshot and describe-locked-snapshots
+// (engine/snapshot_locks.h).
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "core/ids.h"
+#include "engine/snapshot_locks.h"
+#include "handlers.h"
+#include "requests.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+// A lock stands between every user of the daemon and a deletion, and a
+// compliance lock cannot be taken back: only root sets or removes one.
+// (A user who runs virtsnap in process holds the store's key anyway.)
+Result<void> checkMayLock(const Call &call)
+{
+	if (::geteuid() == 0 && call.ownerId != "0")
+		return fail(errc::kAccessDenied, call.args.command() + " through virtsnapd is for root");
+	return {};
+}
+
+Json timeJson(int64_t unixSeconds)
+{
+	return Json::string(isoTime(std::chrono::system_clock::time_point(std::chrono::seconds(unixSeconds))));
+}
+
+Json lockJson(const engine::SnapshotLock &l, int64_t now)
+{
+	Json j = Json::object();
+	j.set("OwnerId", Json::string(l.ownerId));
+	j.set("SnapshotId", Json::string(l.snapshotId));
+	j.set("LockState", Json::string(l.state(now)));
+	if (l.lockDurationDays > 0)
+		j.set("LockDuration", Json::integer(l.lockDurationDays));
+	if (l.coolOffHours > 0) {
+		j.set("CoolOffPeriod", Json::integer(l.coolOffHours));
+		j.set("CoolOffPeriodExpiresOn", timeJson(l.coolOffExpiresOn));
+	}
+	j.set("LockCreatedOn", timeJson(l.createdOn));
+	j.set("LockDurationStartTime", timeJson(l.durationStartTime));
+	j.set("LockExpiresOn", timeJson(l.expiresOn));
+	return j;
+}
+
+bool matches(const std::vector<catalog::Filter> &filters, const engine::SnapshotLock &l, int64_t now)
+{
+	for (const catalog::Filter &f : filters)
+		if (std::find(f.values.begin(), f.values.end(), l.state(now)) == f.values.end())
+			return false;
+	return true;
+}
+
+} // namespace
+
+Result<Reply> lockSnapshot(Context &ctx, const Call &call)
+{
+	VS_TRY(checkMayLock(call));
+	VS_ASSIGN(engine::LockRequest req, parseLock(call.args));
+	// The catalog knows a pending or failed snapshot, which has no manifest
+	// to hold yet; the store alone knows another host's completed one.
+	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(req.snapshotId));
+	if (row && row->state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + req.snapshotId + " is " + name(row->state) +
+							   "; only a completed snapshot can be locked");
+	int64_t now = 0;
+	VS_ASSIGN(engine::SnapshotLock lock, engine::lockSnapshot(*ctx.store, req, now));
+	return ok(lockJson(lock, now));
+}
+
+Result<Reply> unlockSnapshot(Context &ctx, const Call &call)
+{
+	VS_TRY(checkMayLock(call));
+	VS_ASSIGN(std::string id, call.args.require("snapshot-id"));
+	VS_ASSIGN(engine::SnapshotLock lock, engine::unlockSnapshot(*ctx.store, id));
+	Json j = Json::object();
+	j.set("SnapshotId", Json::string(lock.snapshotId));
+	return ok(j);
+}
+
+Result<Reply> describeLockedSnapshots(Context &ctx, const Call &call)
+{
+	std::vector<catalog::Filter> filters;
+	for (const std::string &spec : call.args.all("filter")) {
+		VS_ASSIGN(catalog::Filter f, parseFilter(spec));
+		if (f.name != "lock-state")
+			return fail(errc::kInvalidParameterValue,
+				    "--filter Name=" + f.name + " is not known here (lock-state is)");
+		filters.push_back(std::move(f));
+	}
+	for (const std::string &id : call.args.all("snapshot-id"))
+		VS_TRY(checkSnapshotId(id));
+	int64_t now = 0;
+	VS_ASSIGN(auto locks, engine::describeLocks(*ctx.store, call.args.all("snapshot-id"), now));
+	Json list = Json::array();
+	for (const engine::SnapshotLock &l : locks)
+		if (matches(filters, l, now))
+			list.append(lockJson(l, now));
+	Json j = Json::object();
+	j.set("Snapshots", list);
+	return ok(j);
+}
+
+} // namespace virtsnap::daemon

@@ -1,0 +1,51 @@
+#include "held_manifests.h"
+
+namespace virtsnap::store {
+
+int64_t unixSeconds(std::chrono::system_clock::time_point t)
+{
+	return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+Result<HeldManifest> parseHeldManifest(const Json &record, const std::string &where)
+{
+	auto manifest = record.getString("Manifest");
+	auto until = record.getInt("HeldUntil");
+	if (!manifest || !until)
+		return fail(errc::kCorrupt, where + " lacks its Manifest or HeldUntil");
+	auto m = parseManifest(*manifest);
+	if (!m)
+		return fail(errc::kCorrupt, where + ": " + m.error().message);
+	return HeldManifest{std::move(*m), *until};
+}
+
+void setHeldManifest(Json &record, const Manifest &m, int64_t heldUntil)
+{
+	record.set("Manifest", Json::string(serializeManifest(m)));
+	record.set("HeldUntil", Json::integer(heldUntil));
+}
+
+Result<HeldSet> listHeldManifests(const Store &store, int64_t now)
+{
+	HeldSet set;
+	for (const char *kind : {kSnapshotLockRecords, kRecycleBinRecords}) {
+		VS_ASSIGN(auto ids, store.listRecordIds(kind));
+		for (const std::string &id : ids) {
+			std::string where = std::string("record ") + kind + "/" + id;
+			VS_ASSIGN(auto text, store.getRecord(kind, id));
+			if (!text)
+				continue; // removed since the listing
+			auto json = Json::parse(*text);
+			if (!json)
+				return fail(errc::kCorrupt, where + " is not JSON");
+			VS_ASSIGN(HeldManifest h, parseHeldManifest(*json, where));
+			if (h.heldUntil > now)
+				set.held.push_back(std::move(h.manifest));
+			else if (std::string(kind) == kRecycleBinRecords)
+				set.expiredBinEntries.push_back(id);
+		}
+	}
+	return set;
+}
+
+} // namespace virtsnap::store
