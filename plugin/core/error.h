@@ -34,6 +34,10 @@ inline constexpr const char *kAccessDenied = "AccessDenied";
 inline constexpr const char *kConcurrentLimit = "ConcurrentSnapshotLimitExceeded";
 inline constexpr const char *kIdempotentMismatch = "IdempotentParameterMismatch";
 inline constexpr const char *kSnapshotLocked = "SnapshotLocked";
+// The Recycle Bin's API names: a rule that does not exist; a change a
+// locked rule refuses.
+inline constexpr const char *kRuleNotFound = "ResourceNotFoundException";
+inline constexpr const char *kRuleLocked = "ConflictException";
 // The store's backend: an object that is not there (the store turns it into
 // what it means: a snapshot not found, a store damaged); a create() of a
 // name that is taken; a store that cannot be reached or refuses us.

@@ -3,6 +3,8 @@
 // Service owns all of it; a Context only borrows.
 #pragma once
 
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -73,6 +75,16 @@ struct Call {
 	std::string ownerId;         // the caller's uid, as text
 	engine::ProgressFn progress; // in-process runs draw a progress bar
 };
+
+// Commands that guard every user's snapshots against deletion (snapshot
+// locks, Recycle Bin rules): through virtsnapd, root's alone. A user who
+// runs virtsnap in process holds the store's key anyway.
+inline Result<void> requireRoot(const Call &call)
+{
+	if (::geteuid() == 0 && call.ownerId != "0")
+		return fail(errc::kAccessDenied, call.args.command() + " through virtsnapd is for root");
+	return {};
+}
 
 struct Context {
 	ServiceOptions options;

@@ -176,6 +176,11 @@ Json blockDataJson(std::span<const uint8_t> data)
 	return j;
 }
 
+Json timeJson(int64_t unixSeconds)
+{
+	return Json::string(isoTime(std::chrono::system_clock::time_point(std::chrono::seconds(unixSeconds))));
+}
+
 Json gcJson(const store::GcReport &report)
 {
 	Json j = Json::object();

@@ -24,6 +24,8 @@ Reply createdReply(const std::vector<catalog::SnapshotRow> &rows, bool oneDisk);
 // verify's report, failing with StoreCorrupted naming the damaged ones.
 Reply verifyReply(const store::VerifyReport &report);
 Json gcJson(const store::GcReport &report);
+// Unix seconds (the store's clock) as EC2 prints times.
+Json timeJson(int64_t unixSeconds);
 
 // The EBS direct APIs' answers: ListSnapshotBlocks, ListChangedBlocks, and
 // GetSnapshotBlock's (the data goes to a file: its length and SHA-256).

@@ -36,6 +36,17 @@ Result<Reply> lockSnapshot(Context &ctx, const Call &call);
 Result<Reply> unlockSnapshot(Context &ctx, const Call &call);
 Result<Reply> describeLockedSnapshots(Context &ctx, const Call &call);
 
+// recycle_bin_commands.cc
+Result<Reply> createRule(Context &ctx, const Call &call);
+Result<Reply> listRules(Context &ctx, const Call &call);
+Result<Reply> getRule(Context &ctx, const Call &call);
+Result<Reply> updateRule(Context &ctx, const Call &call);
+Result<Reply> deleteRule(Context &ctx, const Call &call);
+Result<Reply> lockRule(Context &ctx, const Call &call);
+Result<Reply> unlockRule(Context &ctx, const Call &call);
+Result<Reply> listSnapshotsInRecycleBin(Context &ctx, const Call &call);
+Result<Reply> restoreSnapshotFromRecycleBin(Context &ctx, const Call &call);
+
 // maintenance_commands.cc
 Result<Reply> initStore(Context &ctx, const Call &call);
 Result<Reply> verify(Context &ctx, const Call &call);

@@ -1,10 +1,9 @@
 // lock-snapshot, unlock-snapshot and describe-locked-snapshots
 // (engine/snapshot_locks.h).
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "core/ids.h"
+#include "ec2_output.h"
 #include "engine/snapshot_locks.h"
 #include "handlers.h"
 #include "requests.h"
@@ -12,21 +11,6 @@
 namespace virtsnap::daemon {
 
 namespace {
-
-// A lock stands between every user of the daemon and a deletion, and a
-// compliance lock cannot be taken back: only root sets or removes one.
-// (A user who runs virtsnap in process holds the store's key anyway.)
-Result<void> checkMayLock(const Call &call)
-{
-	if (::geteuid() == 0 && call.ownerId != "0")
-		return fail(errc::kAccessDenied, call.args.command() + " through virtsnapd is for root");
-	return {};
-}
-
-Json timeJson(int64_t unixSeconds)
-{
-	return Json::string(isoTime(std::chrono::system_clock::time_point(std::chrono::seconds(unixSeconds))));
-}
 
 Json lockJson(const engine::SnapshotLock &l, int64_t now)
 {
@@ -58,7 +42,7 @@ bool matches(const std::vector<catalog::Filter> &filters, const engine::Snapshot
 
 Result<Reply> lockSnapshot(Context &ctx, const Call &call)
 {
-	VS_TRY(checkMayLock(call));
+	VS_TRY(requireRoot(call));
 	VS_ASSIGN(engine::LockRequest req, parseLock(call.args));
 	// The catalog knows a pending or failed snapshot, which has no manifest
 	// to hold yet; the store alone knows another host's completed one.
@@ -73,7 +57,7 @@ Result<Reply> lockSnapshot(Context &ctx, const Call &call)
 
 Result<Reply> unlockSnapshot(Context &ctx, const Call &call)
 {
-	VS_TRY(checkMayLock(call));
+	VS_TRY(requireRoot(call));
 	VS_ASSIGN(std::string id, call.args.require("snapshot-id"));
 	VS_ASSIGN(engine::SnapshotLock lock, engine::unlockSnapshot(*ctx.store, id));
 	Json j = Json::object();

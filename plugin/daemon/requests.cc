@@ -1,6 +1,7 @@
 #include "requests.h"
 
 #include <cstdlib>
+#include <map>
 #include <regex>
 
 #include "commands.h"
@@ -253,6 +254,69 @@ Result<engine::LockRequest> parseLock(const Arguments &args)
 		VS_ASSIGN(r.coolOffHours, parseInt("cool-off-period", args.get("cool-off-period"), 1, 72));
 	}
 	return r;
+}
+
+namespace {
+
+// "Key1=V1,Key2=V2" (values without commas) as a map; InvalidParameterValue
+// naming `option` for anything else.
+Result<std::map<std::string, std::string>> parseShorthand(const std::string &option, const std::string &text)
+{
+	std::map<std::string, std::string> out;
+	for (size_t start = 0; start <= text.size();) {
+		size_t comma = std::min(text.find(',', start), text.size());
+		std::string item = text.substr(start, comma - start);
+		size_t eq = item.find('=');
+		if (eq == std::string::npos || eq == 0)
+			return fail(errc::kInvalidParameterValue, "--" + option + " '" + text + "' is not KEY=VALUE,...");
+		out[item.substr(0, eq)] = item.substr(eq + 1);
+		start = comma + 1;
+	}
+	return out;
+}
+
+} // namespace
+
+Result<int64_t> parseRetentionPeriod(const std::string &text)
+{
+	VS_ASSIGN(auto fields, parseShorthand("retention-period", text));
+	if (fields.size() != 2 || fields["RetentionPeriodUnit"] != "DAYS" || !fields.count("RetentionPeriodValue"))
+		return fail(errc::kInvalidParameterValue, "--retention-period '" + text +
+								  "' is not RetentionPeriodValue=N,RetentionPeriodUnit=DAYS");
+	return parseInt("retention-period", fields["RetentionPeriodValue"], 1, 365);
+}
+
+Result<store::Tags> parseResourceTags(const std::vector<std::string> &specs)
+{
+	store::Tags tags;
+	for (const std::string &spec : specs) {
+		if (spec.starts_with("ResourceTagKey=")) {
+			VS_ASSIGN(auto fields, parseShorthand("resource-tags", spec));
+			tags.emplace_back(fields["ResourceTagKey"], fields["ResourceTagValue"]);
+		} else {
+			size_t eq = spec.find('=');
+			tags.emplace_back(spec.substr(0, eq), eq == std::string::npos ? "" : spec.substr(eq + 1));
+		}
+		if (tags.back().first.empty())
+			return fail(errc::kInvalidParameterValue, "--resource-tags '" + spec + "' has no key");
+	}
+	return tags;
+}
+
+Result<int64_t> parseUnlockDelay(const std::string &text)
+{
+	const std::string prefix = "UnlockDelay={", suffix = "}";
+	if (!text.starts_with(prefix) || !text.ends_with(suffix))
+		return fail(errc::kInvalidParameterValue,
+			    "--lock-configuration '" + text +
+				    "' is not UnlockDelay={UnlockDelayValue=N,UnlockDelayUnit=DAYS}");
+	std::string inner = text.substr(prefix.size(), text.size() - prefix.size() - suffix.size());
+	VS_ASSIGN(auto fields, parseShorthand("lock-configuration", inner));
+	if (fields.size() != 2 || fields["UnlockDelayUnit"] != "DAYS" || !fields.count("UnlockDelayValue"))
+		return fail(errc::kInvalidParameterValue,
+			    "--lock-configuration '" + text +
+				    "' is not UnlockDelay={UnlockDelayValue=N,UnlockDelayUnit=DAYS}");
+	return parseInt("lock-configuration", fields["UnlockDelayValue"], 7, 30);
 }
 
 } // namespace virtsnap::daemon

@@ -54,6 +54,13 @@ Result<DescribeRequest> parseDescribe(const Arguments &args);
 Result<catalog::Filter> parseFilter(const std::string &spec);
 // lock-snapshot's options (engine/snapshot_locks.h checks the rules).
 Result<engine::LockRequest> parseLock(const Arguments &args);
+// The Recycle Bin's options, in the AWS CLI's shorthand:
+// "RetentionPeriodValue=N,RetentionPeriodUnit=DAYS" (1 to 365 days);
+// resource tags as "ResourceTagKey=K[,ResourceTagValue=V]" or "K[=V]";
+// "UnlockDelay={UnlockDelayValue=N,UnlockDelayUnit=DAYS}" (7 to 30).
+Result<int64_t> parseRetentionPeriod(const std::string &text);
+Result<store::Tags> parseResourceTags(const std::vector<std::string> &specs);
+Result<int64_t> parseUnlockDelay(const std::string &text);
 Result<WaitRequest> parseWait(const Arguments &args);
 Result<store::GcOptions> parseGc(const Arguments &args);
 // The paging of list-snapshot-blocks and list-changed-blocks:

@@ -50,6 +50,8 @@ Result<Reply> deleteSnapshot(Context &ctx, const Call &call)
 			auto removed = engine::deleteSnapshot(*ctx.store, id);
 			if (!removed && removed.error().code != errc::kSnapshotNotFound)
 				return std::unexpected(removed.error());
+			if (removed && removed->recycleBinExitTime)
+				j.set("RecycleBinExitTime", timeJson(*removed->recycleBinExitTime));
 		}
 		j.set("Deleted", Json::boolean(true));
 		return ctx.catalog->removeSnapshot(id);

@@ -1,5 +1,6 @@
 #include "maintenance.h"
 
+#include "recycle_bin.h"
 #include "snapshot_locks.h"
 #include "store/held_manifests.h"
 
@@ -20,13 +21,26 @@ Result<std::vector<store::Manifest>> listSnapshots(store::Store &store)
 	return store.listManifests();
 }
 
-Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId)
+Result<Deletion> deleteSnapshot(store::Store &store, const std::string &snapshotId)
 {
 	VS_TRY(checkNotLocked(store, snapshotId));
-	VS_TRY(store.deleteManifest(snapshotId));
+	auto m = store.getManifest(snapshotId);
+	// A manifest that does not open cannot go into the bin, but may go.
+	if (!m && m.error().code != errc::kCorrupt)
+		return std::unexpected(m.error());
+	std::optional<BinEntry> recycled;
+	if (m) {
+		VS_ASSIGN(recycled, recycle(store, *m));
+	}
+	if (!recycled)
+		VS_TRY(store.deleteManifest(snapshotId));
 	// An expired lock is kept for describe-locked-snapshots while its
 	// snapshot lives, not after.
-	return store.removeRecord(store::kSnapshotLockRecords, snapshotId);
+	VS_TRY(store.removeRecord(store::kSnapshotLockRecords, snapshotId));
+	Deletion d;
+	if (recycled)
+		d.recycleBinExitTime = recycled->exitTime;
+	return d;
 }
 
 Result<store::VerifyReport> verify(store::Store &store, const std::vector<std::string> &snapshotIds)

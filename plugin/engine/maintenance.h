@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,12 @@ Result<std::vector<store::Manifest>> listSnapshots(store::Store &store);
 // A completed snapshot stops existing: its manifest goes, its chunks stay
 // until gc finds nothing else needs them. InvalidSnapshot.NotFound when it
 // was not there, SnapshotLocked when it is locked (snapshot_locks.h).
-Result<void> deleteSnapshot(store::Store &store, const std::string &snapshotId);
+// Where a Recycle Bin rule matches, it goes into the bin instead
+// (recycle_bin.h), and the result says until when.
+struct Deletion {
+	std::optional<int64_t> recycleBinExitTime; // unix seconds, the store's clock
+};
+Result<Deletion> deleteSnapshot(store::Store &store, const std::string &snapshotId);
 
 // Re-reads, decrypts and re-hashes what the snapshots need (all when
 // `snapshotIds` is empty). Damage is in the report.

@@ -3,11 +3,8 @@
 // cool-off, that deletion is refused while a lock holds, and that gc keeps
 // a locked snapshot's chunks even when its manifest was removed behind
 // virtsnap's back, until the lock expires.
-#include "engine/maintenance.h"
 #include "engine/snapshot_locks.h"
-#include "store/local_backend.h"
-#include "tests/store/fault_backend.h"
-#include "tests/store/store_test_util.h"
+#include "tests/engine/clocked_store.h"
 
 namespace virtsnap::engine {
 namespace {
@@ -15,57 +12,9 @@ namespace {
 using namespace std::chrono_literals;
 using store::test::describe;
 
-// The store's clock, moved forward by the test (the backend's time is
-// what locks are measured in).
-class ClockedBackend : public store::test::FaultBackend
-{
-public:
-	ClockedBackend(std::unique_ptr<store::Backend> inner, std::shared_ptr<std::chrono::seconds> ahead)
-		: FaultBackend(std::move(inner), std::make_shared<store::test::FaultInjector>()), ahead_(std::move(ahead))
-	{
-	}
-	Result<std::chrono::system_clock::time_point> now() override
-	{
-		auto t = inner().now();
-		if (!t)
-			return t;
-		return *t + *ahead_;
-	}
-
-private:
-	std::shared_ptr<std::chrono::seconds> ahead_;
-};
-
-class SnapshotLocksTest : public store::test::StoreDirTest
+class SnapshotLocksTest : public ClockedStoreTest
 {
 protected:
-	const std::string id_ = "snap-0123456789abcdef0";
-
-	void SetUp() override
-	{
-		auto plain = initAndOpen(64 * 1024);
-		ASSERT_TRUE(plain);
-		plain.reset();
-		auto backend = std::make_unique<ClockedBackend>(std::make_unique<store::LocalBackend>(storeDir()), ahead_);
-		auto opened = store::Store::open(std::move(backend), keyFile());
-		ASSERT_TRUE(opened) << describe(opened);
-		store_ = std::move(*opened);
-		codec_ = store_->newCodec();
-		store::SnapshotIndex index(4 * 64 * 1024, 64 * 1024);
-		auto writer = store_->newWriter();
-		for (uint64_t s = 0; s < index.slots(); s++) {
-			auto c = writer->put(*codec_, store::test::randomData(64 * 1024, s + 1), store::ChunkType::Data);
-			ASSERT_TRUE(c) << describe(c);
-			index.set(s, *c);
-		}
-		store::Manifest m = store::test::manifestFor(id_, isoTimeNow());
-		ASSERT_TRUE(index.save(*writer, *codec_, m));
-		ASSERT_TRUE(writer->commit());
-		ASSERT_TRUE(store_->putManifest(m));
-	}
-
-	void advance(std::chrono::seconds by) { *ahead_ += by; }
-
 	Result<SnapshotLock> lock(const std::string &mode, std::optional<int64_t> days,
 				  std::optional<int64_t> coolOff = std::nullopt)
 	{
@@ -80,19 +29,6 @@ protected:
 		EXPECT_TRUE(locks) << describe(locks);
 		return locks && locks->size() == 1 ? (*locks)[0].state(now) : "none";
 	}
-
-	store::GcReport gc()
-	{
-		store::GcOptions opts;
-		opts.grace = 0s;
-		auto r = engine::collectGarbage(*store_, opts);
-		EXPECT_TRUE(r) << describe(r);
-		return r ? *r : store::GcReport{};
-	}
-
-	std::shared_ptr<std::chrono::seconds> ahead_ = std::make_shared<std::chrono::seconds>(0);
-	std::unique_ptr<store::Store> store_;
-	std::unique_ptr<store::ChunkCodec> codec_;
 };
 
 TEST_F(SnapshotLocksTest, ALockedSnapshotRefusesDeletionAndGcKeepsItsChunksUntilTheLockEnds)

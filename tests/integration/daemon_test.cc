@@ -412,6 +412,39 @@ TEST_F(DaemonTest, ALockedSnapshotIsNotDeletedUntilItIsUnlocked)
 	EXPECT_EQ(cli({"describe-snapshots", "--snapshot-id", id}).status, 1);
 }
 
+// The Recycle Bin through virtsnapd: a snapshot deleted under a rule is no
+// longer listed but is in the bin, comes back, and restores bit-exact
+// against the disk it was taken of.
+TEST_F(DaemonTest, ADeletedSnapshotComesBackFromTheRecycleBinWhole)
+{
+	std::string id = completedSnapshot();
+	ASSERT_FALSE(HasFailure() || id.empty());
+	CliResult rule = cli({"create-rule", "--resource-type", "EBS_SNAPSHOT", "--retention-period",
+			      "RetentionPeriodValue=7,RetentionPeriodUnit=DAYS", "--description", "a week"});
+	ASSERT_EQ(rule.status, 0) << rule.err;
+	EXPECT_EQ(rule.json().getString("Identifier").value_or("").size(), 11u) << rule.out;
+
+	CliResult deleted = cli({"delete-snapshot", "--snapshot-id", id});
+	ASSERT_EQ(deleted.status, 0) << deleted.err;
+	EXPECT_TRUE(deleted.json().has("RecycleBinExitTime")) << deleted.out;
+	CliResult listed = cli({"describe-snapshots", "--snapshot-id", id});
+	EXPECT_EQ(listed.status, 1);
+	EXPECT_NE(listed.err.find("InvalidSnapshot.NotFound"), std::string::npos) << listed.err;
+	Json bin = cli({"list-snapshots-in-recycle-bin"}).json().get("Snapshots");
+	ASSERT_EQ(bin.size(), 1u) << bin.dump();
+	EXPECT_EQ(bin.at(0).getString("SnapshotId"), id);
+
+	CliResult back = cli({"restore-snapshot-from-recycle-bin", "--snapshot-id", id});
+	ASSERT_EQ(back.status, 0) << back.err;
+	EXPECT_EQ(describe(id).getString("State"), "completed");
+	EXPECT_EQ(cli({"list-snapshots-in-recycle-bin"}).json().get("Snapshots").size(), 0u);
+	std::string volume = tmp_.file("back.qcow2");
+	CliResult restored = cli({"create-volume", "--snapshot-id", id, "--target", volume});
+	ASSERT_EQ(restored.status, 0) << restored.err;
+	std::string out;
+	EXPECT_EQ(runCommand({"qemu-img", "compare", "-U", tmp_.file("disk0.qcow2"), volume}, &out), 0) << out;
+}
+
 // A restore-instance killed after its commit point (its journal written,
 // not every image renamed yet) is finished by the daemon before it serves.
 TEST_F(DaemonTest, ARestoreKilledAfterItsCommitPointIsFinishedWhenTheDaemonStarts)
@@ -753,7 +786,11 @@ TEST_F(DaemonTest, AGroupMemberHasFilesWrittenOnlyWhereItMayWrite)
 	EXPECT_EQ(st.st_uid, uid);
 	EXPECT_EQ(runCommand({"qemu-img", "compare", "-U", tmp_.file("disk0.qcow2"), volume}, &out), 0) << out;
 
-	// Locks are root's: a member can neither set nor remove one.
+	// Locks and Recycle Bin rules are root's: a member can neither set nor
+	// remove one.
+	EXPECT_EQ(asMember({"create-rule", "--retention-period", "RetentionPeriodValue=1,RetentionPeriodUnit=DAYS"}), 1)
+		<< out;
+	EXPECT_NE(out.find("AccessDenied: create-rule through virtsnapd is for root"), std::string::npos) << out;
 	for (const char *command : {"lock-snapshot", "unlock-snapshot"}) {
 		std::vector<std::string> args{command, "--snapshot-id", id};
 		if (std::string(command) == "lock-snapshot")

@@ -1,0 +1,170 @@
+// The Recycle Bin (engine/recycle_bin.h) on a store in a directory whose
+// clock the test moves: deletion into the bin and back, bit-exact; gc
+// keeping a binned snapshot's chunks during its retention and removing
+// them after; which rule applies; what a locked rule refuses.
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+
+#include "engine/recycle_bin.h"
+#include "engine/restore.h"
+#include "tests/engine/clocked_store.h"
+
+namespace virtsnap::engine {
+namespace {
+
+using namespace std::chrono_literals;
+using store::test::describe;
+
+class RecycleBinTest : public ClockedStoreTest
+{
+protected:
+	RetentionRule rule(int64_t days, store::Tags tags = {})
+	{
+		RetentionRule r;
+		r.retentionDays = days;
+		r.resourceTags = std::move(tags);
+		auto made = createRule(*store_, r);
+		EXPECT_TRUE(made) << describe(made);
+		return made ? *made : RetentionRule{};
+	}
+
+	Bytes restored(const std::string &id)
+	{
+		fs::path target = root_ / (id + ".raw");
+		auto r = createVolume(*store_, {id, target, "raw", {}, ""});
+		EXPECT_TRUE(r) << describe(r);
+		std::ifstream in(target, std::ios::binary);
+		return Bytes(std::istreambuf_iterator<char>(in), {});
+	}
+};
+
+TEST_F(RecycleBinTest, ADeletedSnapshotWaitsInTheBinAndComesBackWhole)
+{
+	rule(7);
+	auto deleted = deleteSnapshot(*store_, id_);
+	ASSERT_TRUE(deleted) << describe(deleted);
+	ASSERT_TRUE(deleted->recycleBinExitTime);
+	EXPECT_EQ(store_->getManifest(id_).error().code, errc::kSnapshotNotFound);
+	auto bin = listRecycleBin(*store_, {});
+	ASSERT_TRUE(bin) << describe(bin);
+	ASSERT_EQ(bin->size(), 1u);
+	EXPECT_EQ((*bin)[0].exitTime - (*bin)[0].enterTime, 7 * 86400);
+
+	store::GcReport kept = gc();
+	EXPECT_EQ(kept.snapshotsHeld, 1u);
+	EXPECT_EQ(kept.packsRemoved, 0u);
+
+	advance(6 * 24h);
+	auto back = restoreFromRecycleBin(*store_, id_);
+	ASSERT_TRUE(back) << describe(back);
+	EXPECT_TRUE(listRecycleBin(*store_, {})->empty());
+	EXPECT_EQ(restored(id_), disk(1));
+}
+
+TEST_F(RecycleBinTest, AfterItsRetentionASnapshotIsGoneForGood)
+{
+	rule(1);
+	ASSERT_TRUE(deleteSnapshot(*store_, id_));
+	advance(25h);
+	EXPECT_TRUE(listRecycleBin(*store_, {})->empty());
+	auto late = restoreFromRecycleBin(*store_, id_);
+	ASSERT_FALSE(late);
+	EXPECT_EQ(late.error().code, errc::kSnapshotNotFound) << describe(late);
+
+	store::GcReport freed = gc();
+	EXPECT_EQ(freed.recycledSnapshotsRemoved, 1u);
+	EXPECT_EQ(freed.snapshotsHeld, 0u);
+	EXPECT_GT(freed.packsRemoved, 0u);
+}
+
+TEST_F(RecycleBinTest, TheLongestRetentionOfTheRulesThatMatchApplies)
+{
+	rule(3, {{"env", "prod"}});
+	rule(10, {{"team", ""}});
+	const std::string dev = "snap-0000000000000000d", both = "snap-0000000000000000b";
+	ASSERT_NO_FATAL_FAILURE(save(dev, {{"env", "dev"}}, 2));
+	ASSERT_NO_FATAL_FAILURE(save(both, {{"env", "prod"}, {"team", "db"}}, 3));
+
+	auto gone = deleteSnapshot(*store_, dev);
+	ASSERT_TRUE(gone) << describe(gone);
+	EXPECT_FALSE(gone->recycleBinExitTime) << "no rule matches env=dev";
+	auto binned = deleteSnapshot(*store_, both);
+	ASSERT_TRUE(binned) << describe(binned);
+	auto bin = listRecycleBin(*store_, {both});
+	ASSERT_EQ(bin->size(), 1u);
+	EXPECT_EQ((*bin)[0].exitTime - (*bin)[0].enterTime, 10 * 86400);
+	EXPECT_TRUE(listRecycleBin(*store_, {dev})->empty());
+}
+
+TEST(RecycleBinRules, TheLongestMatchingRuleWinsInEitherOrder)
+{
+	RetentionRule all, prod, team;
+	all.retentionDays = 5;
+	prod.retentionDays = 3;
+	prod.resourceTags = {{"env", "prod"}};
+	team.retentionDays = 10;
+	team.resourceTags = {{"team", ""}};
+	store::Tags tags = {{"env", "prod"}, {"team", "db"}};
+	std::vector<RetentionRule> rules = {prod, team, all};
+	for (int order = 0; order < 3; order++) {
+		std::rotate(rules.begin(), rules.begin() + 1, rules.end());
+		ASSERT_TRUE(ruleFor(rules, tags));
+		EXPECT_EQ(ruleFor(rules, tags)->retentionDays, 10);
+		EXPECT_EQ(ruleFor(rules, {{"env", "prod"}})->retentionDays, 5);
+	}
+	EXPECT_FALSE(ruleFor({prod, team}, {{"env", "dev"}}));
+	EXPECT_EQ(ruleFor({prod, team}, {{"env", "dev"}, {"team", "x"}})->retentionDays, 10);
+}
+
+TEST_F(RecycleBinTest, ALockedRuleRefusesDeletionAndWeakeningUntilItsUnlockDelayHasPassed)
+{
+	RetentionRule r = rule(7);
+	int64_t now = 0;
+	ASSERT_TRUE(lockRule(*store_, r.identifier, 7, now));
+	auto refuse = [&](const auto &attempt) {
+		ASSERT_FALSE(attempt);
+		EXPECT_EQ(attempt.error().code, errc::kRuleLocked) << describe(attempt);
+	};
+	refuse(deleteRule(*store_, r.identifier));
+	refuse(updateRule(*store_, r.identifier, {std::nullopt, 3, std::nullopt}, now));
+	refuse(updateRule(*store_, r.identifier, {std::nullopt, std::nullopt, store::Tags{{"k", "v"}}}, now));
+	auto longer = updateRule(*store_, r.identifier, {std::string("kept longer"), 30, std::nullopt}, now);
+	ASSERT_TRUE(longer) << describe(longer);
+	EXPECT_EQ(longer->retentionDays, 30);
+
+	auto unlocking = unlockRule(*store_, r.identifier, now);
+	ASSERT_TRUE(unlocking) << describe(unlocking);
+	EXPECT_EQ(unlocking->lockState(now), "pending_unlock");
+	refuse(deleteRule(*store_, r.identifier));
+	advance(8 * 24h);
+	auto deleted = deleteRule(*store_, r.identifier);
+	EXPECT_TRUE(deleted) << describe(deleted);
+}
+
+TEST_F(RecycleBinTest, BadRequestsChangeNothing)
+{
+	for (int64_t days : {0, 366}) {
+		RetentionRule r;
+		r.retentionDays = days;
+		auto made = createRule(*store_, r);
+		ASSERT_FALSE(made);
+		EXPECT_EQ(made.error().code, errc::kInvalidParameterValue) << describe(made);
+	}
+	int64_t now = 0;
+	auto unknown = getRule(*store_, "nosuchrule00", now);
+	ASSERT_FALSE(unknown);
+	EXPECT_EQ(unknown.error().code, errc::kRuleNotFound) << describe(unknown);
+	RetentionRule tagged = rule(7, {{"env", "prod"}});
+	for (int64_t delay : {6, 31, 7}) {
+		auto locked = lockRule(*store_, tagged.identifier, delay, now);
+		ASSERT_FALSE(locked);
+		EXPECT_EQ(locked.error().code, errc::kInvalidParameterValue) << describe(locked);
+	}
+	auto rules = listRules(*store_, now);
+	ASSERT_EQ(rules->size(), 1u);
+	EXPECT_EQ((*rules)[0].lockState(now), "unlocked");
+}
+
+} // namespace
+} // namespace virtsnap::engine
