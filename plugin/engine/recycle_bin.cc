@@ -14,12 +14,6 @@ using store::kRecycleBinRecords;
 constexpr const char *kRuleRecords = "recycle-bin-rules";
 constexpr int64_t kDay = 86400;
 
-Result<int64_t> storeNow(store::Store &store)
-{
-	VS_ASSIGN(auto now, store.backend().now());
-	return store::unixSeconds(now);
-}
-
 Json ruleJson(const RetentionRule &r)
 {
 	Json j = Json::object();
@@ -66,16 +60,13 @@ Result<void> checkRule(const RetentionRule &r)
 
 Result<RetentionRule> loadRule(store::Store &store, const std::string &identifier)
 {
-	auto text = store.getRecord(kRuleRecords, identifier);
+	auto json = store::getJsonRecord(store, kRuleRecords, identifier);
 	// Not a name a record can have (InvalidParameterValue) is no rule either.
-	if (!text && text.error().code != errc::kInvalidParameterValue)
-		return std::unexpected(text.error());
-	if (!text || !*text)
+	if (!json && json.error().code != errc::kInvalidParameterValue)
+		return std::unexpected(json.error());
+	if (!json || !*json)
 		return fail(errc::kRuleNotFound, "retention rule " + identifier + " does not exist");
-	auto json = Json::parse(**text);
-	if (!json)
-		return fail(errc::kCorrupt, "retention rule " + identifier + " is not JSON");
-	return parseRule(*json);
+	return parseRule(**json);
 }
 
 Result<void> saveRule(store::Store &store, const RetentionRule &r)
@@ -116,12 +107,9 @@ Json entryJson(const BinEntry &e)
 
 Result<std::optional<BinEntry>> loadEntry(store::Store &store, const std::string &snapshotId)
 {
-	VS_ASSIGN(auto text, store.getRecord(kRecycleBinRecords, snapshotId));
-	if (!text)
-		return std::optional<BinEntry>();
-	auto json = Json::parse(*text);
+	VS_ASSIGN(auto json, store::getJsonRecord(store, kRecycleBinRecords, snapshotId));
 	if (!json)
-		return fail(errc::kCorrupt, "the Recycle Bin entry of " + snapshotId + " is not JSON");
+		return std::optional<BinEntry>();
 	VS_ASSIGN(store::HeldManifest held, store::parseHeldManifest(*json, "the Recycle Bin entry of " + snapshotId));
 	return BinEntry{std::move(held.manifest), json->getInt("RecycleBinEnterTime").value_or(0), held.heldUntil,
 			json->getString("RuleId").value_or("")};
@@ -151,7 +139,7 @@ Result<RetentionRule> createRule(store::Store &store, const RetentionRule &rule)
 
 Result<std::vector<RetentionRule>> listRules(store::Store &store, int64_t &now)
 {
-	VS_ASSIGN(now, storeNow(store));
+	VS_ASSIGN(now, store::storeTime(store));
 	VS_ASSIGN(auto ids, store.listRecordIds(kRuleRecords));
 	std::vector<RetentionRule> out;
 	for (const std::string &id : ids) {
@@ -167,7 +155,7 @@ Result<std::vector<RetentionRule>> listRules(store::Store &store, int64_t &now)
 
 Result<RetentionRule> getRule(store::Store &store, const std::string &identifier, int64_t &now)
 {
-	VS_ASSIGN(now, storeNow(store));
+	VS_ASSIGN(now, store::storeTime(store));
 	return loadRule(store, identifier);
 }
 
@@ -252,7 +240,7 @@ Result<std::optional<BinEntry>> recycle(store::Store &store, const store::Manife
 
 Result<std::vector<BinEntry>> listRecycleBin(store::Store &store, const std::vector<std::string> &snapshotIds)
 {
-	VS_ASSIGN(int64_t now, storeNow(store));
+	VS_ASSIGN(int64_t now, store::storeTime(store));
 	VS_ASSIGN(auto ids, store.listRecordIds(kRecycleBinRecords));
 	std::vector<BinEntry> out;
 	for (const std::string &id : ids) {
@@ -270,7 +258,7 @@ Result<store::Manifest> restoreFromRecycleBin(store::Store &store, const std::st
 	VS_TRY(checkSnapshotId(snapshotId));
 	// No gc meanwhile: it could remove the entry, and then the chunks.
 	VS_ASSIGN(auto lease, store.lease(store::Lease::Kind::Shared, "restore of " + snapshotId + " from the Recycle Bin"));
-	VS_ASSIGN(int64_t now, storeNow(store));
+	VS_ASSIGN(int64_t now, store::storeTime(store));
 	VS_ASSIGN(auto e, loadEntry(store, snapshotId));
 	if (!e || e->exitTime <= now)
 		return fail(errc::kSnapshotNotFound, "snapshot " + snapshotId + " is not in the Recycle Bin");

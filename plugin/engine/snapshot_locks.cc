@@ -53,20 +53,11 @@ Result<SnapshotLock> parseLock(const Json &j, const std::string &where)
 
 Result<std::optional<SnapshotLock>> loadLock(store::Store &store, const std::string &snapshotId)
 {
-	VS_ASSIGN(auto text, store.getRecord(kSnapshotLockRecords, snapshotId));
-	if (!text)
-		return std::optional<SnapshotLock>();
-	auto json = Json::parse(*text);
+	VS_ASSIGN(auto json, store::getJsonRecord(store, kSnapshotLockRecords, snapshotId));
 	if (!json)
-		return fail(errc::kCorrupt, "the lock record of " + snapshotId + " is not JSON");
+		return std::optional<SnapshotLock>();
 	VS_ASSIGN(SnapshotLock l, parseLock(*json, "the lock record of " + snapshotId));
 	return std::optional<SnapshotLock>(std::move(l));
-}
-
-Result<int64_t> storeNow(store::Store &store)
-{
-	VS_ASSIGN(auto now, store.backend().now());
-	return store::unixSeconds(now);
 }
 
 Result<void> checkRequest(const LockRequest &r, int64_t now)
@@ -125,7 +116,7 @@ std::string SnapshotLock::state(int64_t now) const
 Result<SnapshotLock> lockSnapshot(store::Store &store, const LockRequest &r, int64_t &now)
 {
 	VS_TRY(checkSnapshotId(r.snapshotId));
-	VS_ASSIGN(now, storeNow(store));
+	VS_ASSIGN(now, store::storeTime(store));
 	VS_TRY(checkRequest(r, now));
 	VS_ASSIGN(store::Manifest m, store.getManifest(r.snapshotId));
 	VS_ASSIGN(auto old, loadLock(store, r.snapshotId));
@@ -164,7 +155,7 @@ Result<SnapshotLock> lockSnapshot(store::Store &store, const LockRequest &r, int
 Result<SnapshotLock> unlockSnapshot(store::Store &store, const std::string &snapshotId)
 {
 	VS_TRY(checkSnapshotId(snapshotId));
-	VS_ASSIGN(int64_t now, storeNow(store));
+	VS_ASSIGN(int64_t now, store::storeTime(store));
 	VS_ASSIGN(auto lock, loadLock(store, snapshotId));
 	if (!lock || lock->state(now) == "expired")
 		return fail(errc::kIncorrectState, "snapshot " + snapshotId + " is not locked");
@@ -180,7 +171,7 @@ Result<SnapshotLock> unlockSnapshot(store::Store &store, const std::string &snap
 Result<std::vector<SnapshotLock>> describeLocks(store::Store &store, const std::vector<std::string> &snapshotIds,
 						int64_t &now)
 {
-	VS_ASSIGN(now, storeNow(store));
+	VS_ASSIGN(now, store::storeTime(store));
 	VS_ASSIGN(auto ids, store.listRecordIds(kSnapshotLockRecords));
 	std::vector<SnapshotLock> out;
 	for (const std::string &id : ids) {
@@ -198,7 +189,7 @@ Result<void> checkNotLocked(store::Store &store, const std::string &snapshotId)
 	VS_ASSIGN(auto lock, loadLock(store, snapshotId));
 	if (!lock)
 		return {};
-	VS_ASSIGN(int64_t now, storeNow(store));
+	VS_ASSIGN(int64_t now, store::storeTime(store));
 	std::string state = lock->state(now);
 	if (state == "expired")
 		return {};

@@ -7,6 +7,23 @@ int64_t unixSeconds(std::chrono::system_clock::time_point t)
 	return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
+Result<int64_t> storeTime(Store &store)
+{
+	VS_ASSIGN(auto now, store.backend().now());
+	return unixSeconds(now);
+}
+
+Result<std::optional<Json>> getJsonRecord(const Store &store, const std::string &kind, const std::string &id)
+{
+	VS_ASSIGN(auto text, store.getRecord(kind, id));
+	if (!text)
+		return std::optional<Json>();
+	auto json = Json::parse(*text);
+	if (!json)
+		return fail(errc::kCorrupt, "record " + kind + "/" + id + " is not JSON");
+	return json;
+}
+
 Result<HeldManifest> parseHeldManifest(const Json &record, const std::string &where)
 {
 	auto manifest = record.getString("Manifest");
@@ -32,12 +49,9 @@ Result<HeldSet> listHeldManifests(const Store &store, int64_t now)
 		VS_ASSIGN(auto ids, store.listRecordIds(kind));
 		for (const std::string &id : ids) {
 			std::string where = std::string("record ") + kind + "/" + id;
-			VS_ASSIGN(auto text, store.getRecord(kind, id));
-			if (!text)
-				continue; // removed since the listing
-			auto json = Json::parse(*text);
+			VS_ASSIGN(auto json, getJsonRecord(store, kind, id));
 			if (!json)
-				return fail(errc::kCorrupt, where + " is not JSON");
+				continue; // removed since the listing
 			VS_ASSIGN(HeldManifest h, parseHeldManifest(*json, where));
 			if (h.heldUntil > now)
 				set.held.push_back(std::move(h.manifest));

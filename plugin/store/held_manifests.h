@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,5 +41,10 @@ struct HeldSet {
 Result<HeldSet> listHeldManifests(const Store &store, int64_t now);
 
 int64_t unixSeconds(std::chrono::system_clock::time_point t);
+// The backend's clock in unix seconds: what HeldUntil, and the times of
+// locks and Recycle Bin entries, are in.
+Result<int64_t> storeTime(Store &store);
+// A record's JSON; nullopt when it is absent, Corrupt when it is not JSON.
+Result<std::optional<Json>> getJsonRecord(const Store &store, const std::string &kind, const std::string &id);
 
 } // namespace virtsnap::store
