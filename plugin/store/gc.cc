@@ -59,7 +59,7 @@ std::unexpected<Error> interrupted()
 
 // Mark: every manifest, its index pages and every id they name. Anything
 // unreadable stops gc, since what it references is then unknown.
-Result<Marks> mark(Store &store, GcReport &report)
+Result<Marks> mark(Store &store, const GcOptions &opts, GcReport &report)
 {
 	auto manifests = store.listManifests();
 	if (!manifests)
@@ -98,6 +98,15 @@ Result<Marks> mark(Store &store, GcReport &report)
 					marks.emplace(id, Mark{});
 			}
 		}
+	}
+	if (opts.pinned) {
+		auto pinned = opts.pinned();
+		if (!pinned)
+			return fail(pinned.error().code, "gc cannot learn the chunks of writes in flight (" +
+								 pinned.error().message + "); nothing was removed");
+		for (const ChunkId &id : *pinned)
+			if (marks.emplace(id, Mark{}).second)
+				report.chunksPinned++;
 	}
 	report.chunksReferenced = marks.size();
 	return marks;
@@ -495,7 +504,7 @@ Result<GcReport> collectGarbage(Store &store, const GcOptions &opts)
 		VS_TRY(removeStaleLeases(store.backend(), store.options().lease));
 	GcReport report;
 	report.dryRun = opts.dryRun;
-	VS_ASSIGN(auto marks, mark(store, report));
+	VS_ASSIGN(auto marks, mark(store, opts, report));
 
 	std::vector<PackId> gone, holders;
 	auto swept = sweep(store, *lease, opts, marks, report, gone, holders);
