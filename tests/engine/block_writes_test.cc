@@ -11,7 +11,9 @@
 
 #include "core/unique_fd.h"
 #include "engine/block_writes.h"
+#include "engine/image_import.h"
 #include "engine/restore.h"
+#include "core/process.h"
 #include "store/gc.h"
 #include "tests/store/store_test_util.h"
 
@@ -288,6 +290,47 @@ TEST_P(BlockWritesTest, BadInputIsOneLineEach)
 	auto orphan = writes_.start(*store_, req, kNow);
 	ASSERT_FALSE(orphan);
 	EXPECT_EQ(orphan.error().code, errc::kSnapshotNotFound);
+}
+
+// An image with data at the start, across a block edge, in its partial
+// last block, and a long hole: imported through the same path as block
+// writes, it restores as the image reads.
+TEST_P(BlockWritesTest, ImportImageRawAndQcow2RestoreAsTheImageReads)
+{
+	uint64_t size = 40 * kBlockSize + 4096; // the volume rounds up to 1 GiB
+	fs::path raw = root_ / "image.raw";
+	{
+		UniqueFd fd(::open(raw.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
+		ASSERT_EQ(::ftruncate(fd.get(), off_t(size)), 0);
+		auto write = [&](uint64_t off, const Bytes &b) {
+			ASSERT_TRUE(pwriteAll(fd.get(), b, off));
+			expected_[off] = b;
+		};
+		write(0, randomData(3 * kBlockSize, 1));
+		write(10 * kBlockSize - 100, randomData(200, 2));
+		write(40 * kBlockSize, randomData(4096, 3));
+	}
+	fs::path qcow = root_ / "image.qcow2";
+	auto converted = runProgram({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw.string(), qcow.string()});
+	ASSERT_TRUE(converted) << describe(converted);
+	for (const auto &[path, format] : {std::pair{raw, std::string("raw")}, std::pair{qcow, std::string("")}}) {
+		UniqueFd fd(::open(path.c_str(), O_RDONLY));
+		ImportRequest req;
+		req.fd = fd.get();
+		req.format = format;
+		bool started = false;
+		req.started = [&](const BlockWrite &w) {
+			started = w.state == SnapshotState::Pending;
+			return Result<void>{};
+		};
+		auto imported = importImage(*store_, writes_, req);
+		ASSERT_TRUE(imported) << describe(imported);
+		EXPECT_TRUE(started);
+		ASSERT_EQ(imported->outcome.state, SnapshotState::Completed) << imported->outcome.stateMessage;
+		// Blocks 0-2, 9 and 10 (across their edge), 40: zero blocks are not put.
+		EXPECT_EQ(imported->blocksPut, 6u) << path;
+		expectRestoresExactly(imported->write.snapshotId, kGiB);
+	}
 }
 
 INSTANTIATE_TEST_SUITE_P(ChunkSizes, BlockWritesTest, ::testing::Values(64 * 1024, 512 * 1024),
