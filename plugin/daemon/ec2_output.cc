@@ -176,6 +176,23 @@ Json blockDataJson(std::span<const uint8_t> data)
 	return j;
 }
 
+Json startedSnapshotJson(const catalog::SnapshotRow &r)
+{
+	Json j = Json::object();
+	j.set("SnapshotId", Json::string(r.snapshotId));
+	j.set("OwnerId", Json::string(r.ownerId));
+	j.set("Status", Json::string(name(r.state)));
+	setIfAny(j, "StateMessage", r.stateMessage);
+	j.set("StartTime", Json::string(r.startTime));
+	j.set("VolumeSize", Json::integer(int64_t((r.volumeSize + kGiB - 1) / kGiB)));
+	j.set("BlockSize", Json::integer(engine::kBlockSize));
+	j.set("Description", Json::string(r.description));
+	setIfAny(j, "ParentSnapshotId", r.parentSnapshotId);
+	j.set("Tags", tagsJson(r.tags));
+	j.set("VolumeId", Json::string(r.volumeId));
+	return j;
+}
+
 Json gcJson(const store::GcReport &report)
 {
 	Json j = Json::object();

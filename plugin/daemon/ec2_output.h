@@ -30,5 +30,7 @@ Json gcJson(const store::GcReport &report);
 Json blockListJson(const engine::BlockList &list);
 Json changedBlocksJson(const engine::ChangedBlockList &list);
 Json blockDataJson(std::span<const uint8_t> data);
+// StartSnapshot's answer: the pending snapshot, with EBS's BlockSize.
+Json startedSnapshotJson(const catalog::SnapshotRow &row);
 
 } // namespace virtsnap::daemon

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "context.h"
+#include "store/chunk_id.h"
 
 namespace virtsnap::daemon {
 
@@ -30,6 +31,17 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call);
 Result<Reply> listSnapshotBlocks(Context &ctx, const Call &call);
 Result<Reply> listChangedBlocks(Context &ctx, const Call &call);
 Result<Reply> getSnapshotBlock(Context &ctx, const Call &call);
+
+// block_write_commands.cc
+Result<Reply> startSnapshot(Context &ctx, const Call &call);
+Result<Reply> putSnapshotBlock(Context &ctx, const Call &call);
+Result<Reply> completeSnapshot(Context &ctx, const Call &call);
+Result<Reply> importImage(Context &ctx, const Call &call);
+// Block writes whose timeout passed go to error, their rows too: what
+// describe-snapshots and gc do first.
+void expireBlockWrites(Context &ctx);
+// The chunks this host's pending block writes hold: gc's GcOptions::pinned.
+Result<std::vector<store::ChunkId>> blockWritesPinned(Context &ctx);
 
 // maintenance_commands.cc
 Result<Reply> initStore(Context &ctx, const Call &call);

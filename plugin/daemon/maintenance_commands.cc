@@ -61,6 +61,10 @@ Result<Reply> collectGarbage(Context &ctx, const Call &call)
 	// No snapshot may be in flight while chunks are swept: one begun
 	// earlier relies on its parent's chunks even if the parent has just
 	// been deleted. New ones queue until gc ends.
+	// Block writes keep their chunks between calls with no lease: gc asks
+	// for them, once those past their timeout have let theirs go.
+	expireBlockWrites(ctx);
+	options.pinned = [&ctx] { return blockWritesPinned(ctx); };
 	VS_TRY(ctx.admission->beginGc());
 	auto report = engine::collectGarbage(*ctx.store, options);
 	ctx.admission->endGc();

@@ -309,6 +309,17 @@ Result<void> BlockWrites::put(store::Store &store, const std::string &snapshotId
 	return touchActivity(dir, now);
 }
 
+Result<void> BlockWrites::abandon(const std::string &snapshotId, const std::string &why)
+{
+	VS_TRY(checkSnapshotId(snapshotId));
+	VS_ASSIGN(BlockWrite w, load(snapshotId));
+	VS_ASSIGN(UniqueFd lock, lockDir(dirOf(snapshotId)));
+	VS_ASSIGN(w, load(snapshotId));
+	if (w.state != SnapshotState::Pending)
+		return {};
+	return endInError(w, why);
+}
+
 Result<std::vector<BlockWrite>> BlockWrites::expire(TimePoint now)
 {
 	std::vector<BlockWrite> out;

@@ -115,6 +115,10 @@ public:
 	Result<CompleteOutcome> complete(store::Store &store, const std::string &snapshotId, uint64_t changedBlocks,
 					 const std::string &aggregate, TimePoint now);
 
+	// Ends a pending snapshot in error (an import that failed midway):
+	// nothing waits for its timeout, and its blocks are garbage.
+	Result<void> abandon(const std::string &snapshotId, const std::string &why);
+
 	// The snapshot as its state says, nullopt when this host has none.
 	Result<std::optional<BlockWrite>> find(const std::string &snapshotId) const;
 	// Moves every pending snapshot whose timeout passed to error and drops

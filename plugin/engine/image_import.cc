@@ -184,6 +184,31 @@ Result<std::unique_ptr<ImageSource>> openSource(int fd, const std::string &forma
 	return std::unique_ptr<ImageSource>(std::make_unique<RawSource>(fd, size));
 }
 
+// Puts every block of `blocks` that does not read as zeros; returns
+// their checksums in block order.
+Result<std::vector<crypto::Digest>> putBlocks(store::Store &store, BlockWrites &writes, ImageSource &source,
+					      const std::vector<uint64_t> &blocks, const std::string &snapshotId,
+					      const ProgressFn &progress)
+{
+	std::vector<crypto::Digest> sums;
+	Bytes block(kBlockSize);
+	for (size_t i = 0; i < blocks.size(); i++) {
+		uint64_t offset = blocks[i] * kBlockSize;
+		uint64_t length = std::min<uint64_t>(kBlockSize, source.size() - offset);
+		std::fill(block.begin() + length, block.end(), 0); // a last partial block, padded
+		VS_TRY(source.read(offset, std::span(block).first(length)));
+		if (progress)
+			progress(i + 1, blocks.size());
+		if (isAllZero(block))
+			continue;
+		crypto::Digest sum = crypto::sha256(block);
+		VS_TRY(writes.put(store, snapshotId, blocks[i], block, crypto::base64(sum),
+				  std::chrono::system_clock::now()));
+		sums.push_back(sum);
+	}
+	return sums;
+}
+
 } // namespace
 
 Result<ImportOutcome> importImage(store::Store &store, BlockWrites &writes, const ImportRequest &request)
@@ -206,24 +231,13 @@ Result<ImportOutcome> importImage(store::Store &store, BlockWrites &writes, cons
 	if (request.started)
 		VS_TRY(request.started(out.write));
 
-	std::vector<crypto::Digest> sums;
-	Bytes block(kBlockSize);
-	for (size_t i = 0; i < blocks.size(); i++) {
-		uint64_t offset = blocks[i] * kBlockSize;
-		uint64_t length = std::min<uint64_t>(kBlockSize, source->size() - offset);
-		std::fill(block.begin() + length, block.end(), 0); // a last partial block, padded
-		VS_TRY(source->read(offset, std::span(block).first(length)));
-		if (request.progress)
-			request.progress(i + 1, blocks.size());
-		if (isAllZero(block))
-			continue;
-		crypto::Digest sum = crypto::sha256(block);
-		VS_TRY(writes.put(store, out.write.snapshotId, blocks[i], block, crypto::base64(sum),
-				  std::chrono::system_clock::now()));
-		sums.push_back(sum);
+	auto written = putBlocks(store, writes, *source, blocks, out.write.snapshotId, request.progress);
+	if (!written) {
+		(void)writes.abandon(out.write.snapshotId, written.error().toString()); // the error says more
+		return std::unexpected(written.error());
 	}
-	out.blocksPut = sums.size();
-	VS_ASSIGN(out.outcome, writes.complete(store, out.write.snapshotId, sums.size(), linearAggregate(sums),
+	out.blocksPut = written->size();
+	VS_ASSIGN(out.outcome, writes.complete(store, out.write.snapshotId, written->size(), linearAggregate(*written),
 					       std::chrono::system_clock::now()));
 	return out;
 }

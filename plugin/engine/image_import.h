@@ -35,8 +35,8 @@ struct ImportOutcome {
 };
 
 // Errors before the snapshot exists (an unreadable image, a bad format)
-// come back as an Error; after start, a failure leaves the snapshot
-// pending until its timeout, as an abandoned block write would.
+// come back as an Error and change nothing; a failure after start ends the
+// snapshot in error (BlockWrites::abandon) and comes back as that Error.
 Result<ImportOutcome> importImage(store::Store &store, BlockWrites &writes, const ImportRequest &request);
 
 } // namespace virtsnap::engine
