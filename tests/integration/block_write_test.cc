@@ -210,6 +210,17 @@ TEST_F(BlockWriteTest, AWrongCountEndsInErrorAndBadInputIsOneLine)
 {
 	auto blocks = dataBlocks();
 	std::string id = start();
+	// A client token retried gets its snapshot again; with other options
+	// it is refused.
+	std::vector<std::string> tokened = {"start-snapshot", "--volume-size", "1", "--client-token", "t-1"};
+	CliResult once = cli(tokened, socket_), twice = cli(tokened, socket_);
+	ASSERT_EQ(once.status, 0) << once.err;
+	ASSERT_EQ(twice.status, 0) << twice.err;
+	EXPECT_EQ(once.json().getString("SnapshotId"), twice.json().getString("SnapshotId"));
+	expectOneLineError(cli({"start-snapshot", "--volume-size", "2", "--client-token", "t-1"}, socket_),
+			   "IdempotentParameterMismatch", "t-1");
+	expectOneLineError(cli({"start-snapshot", "--volume-size", "1", "--timeout", "5"}, socket_),
+			   "InvalidParameterValue", "10 to 4320");
 	const auto &[b, data] = *blocks.begin();
 	std::string sum = base64(sha256(data));
 	expectOneLineError(putBlock(id, kGiB / kBlock, data, sum), "InvalidParameterValue", "out of range");
