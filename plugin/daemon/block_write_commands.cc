@@ -160,6 +160,19 @@ void expireBlockWrites(Context &ctx)
 		(void)settleRow(ctx, {SnapshotState::Error, w.stateMessage, {}}, w.snapshotId, w.stateMessage);
 }
 
+Result<std::vector<catalog::SnapshotRow>> blockWriteRows(Context &ctx)
+{
+	VS_ASSIGN(auto all, writesOf(ctx).list());
+	std::vector<catalog::SnapshotRow> rows;
+	for (const engine::BlockWrite &w : all) {
+		catalog::SnapshotRow r = pendingRow(w);
+		r.state = w.state;
+		r.stateMessage = w.stateMessage;
+		rows.push_back(std::move(r));
+	}
+	return rows;
+}
+
 Result<std::vector<store::ChunkId>> blockWritesPinned(Context &ctx)
 {
 	return writesOf(ctx).pinnedChunks(ctx.store->chunkSize());

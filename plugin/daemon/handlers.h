@@ -2,6 +2,7 @@
 // dispatch table (commands.cc) maps each command to one of them.
 #pragma once
 
+#include "catalog/catalog.h"
 #include "context.h"
 #include "store/chunk_id.h"
 
@@ -40,6 +41,9 @@ Result<Reply> importImage(Context &ctx, const Call &call);
 // Block writes whose timeout passed go to error, their rows too: what
 // describe-snapshots and gc do first.
 void expireBlockWrites(Context &ctx);
+// The rows of this host's block writes, pending or failed: no manifest
+// names them, so a catalog rebuild takes them from here.
+Result<std::vector<catalog::SnapshotRow>> blockWriteRows(Context &ctx);
 // The chunks this host's pending block writes hold: gc's GcOptions::pinned.
 Result<std::vector<store::ChunkId>> blockWritesPinned(Context &ctx);
 

@@ -320,6 +320,24 @@ Result<void> BlockWrites::abandon(const std::string &snapshotId, const std::stri
 	return endInError(w, why);
 }
 
+Result<std::vector<BlockWrite>> BlockWrites::list() const
+{
+	std::vector<BlockWrite> out;
+	std::error_code ec;
+	for (const auto &entry : fs::directory_iterator(root_, ec)) {
+		std::string id = entry.path().filename().string();
+		if (!isSnapshotId(id))
+			continue;
+		auto w = find(id);
+		VS_TRY(w);
+		if (*w)
+			out.push_back(**w);
+	}
+	if (ec && ec != std::errc::no_such_file_or_directory)
+		return fail(errc::kIo, "cannot list " + root_.string() + ": " + ec.message());
+	return out;
+}
+
 Result<std::vector<BlockWrite>> BlockWrites::expire(TimePoint now)
 {
 	std::vector<BlockWrite> out;

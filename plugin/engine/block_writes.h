@@ -121,6 +121,9 @@ public:
 
 	// The snapshot as its state says, nullopt when this host has none.
 	Result<std::optional<BlockWrite>> find(const std::string &snapshotId) const;
+	// Every snapshot this host is writing or that failed, as their states
+	// say (what a catalog rebuild shows, since no manifest names them).
+	Result<std::vector<BlockWrite>> list() const;
 	// Moves every pending snapshot whose timeout passed to error and drops
 	// its blocks; returns those it moved.
 	Result<std::vector<BlockWrite>> expire(TimePoint now);

@@ -194,6 +194,12 @@ TEST_P(BlockWritesTest, AWrongCountEndsInError)
 	EXPECT_EQ(stateOf(id), SnapshotState::Error);
 	auto m = store_->getManifest(id);
 	EXPECT_FALSE(m);
+	// Listed as it failed, for a catalog rebuild.
+	auto listed = writes_.list();
+	ASSERT_TRUE(listed) << describe(listed);
+	ASSERT_EQ(listed->size(), 1u);
+	EXPECT_EQ(listed->front().snapshotId, id);
+	EXPECT_EQ(listed->front().stateMessage, done->stateMessage);
 	// An error is final: neither a put nor a second complete revives it.
 	auto again = writes_.complete(*store_, id, 2, "", kNow);
 	ASSERT_FALSE(again);
