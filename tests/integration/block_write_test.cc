@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 
@@ -243,6 +244,37 @@ TEST_F(BlockWriteTest, AWrongCountEndsInErrorAndBadInputIsOneLine)
 		<< done.out;
 	EXPECT_EQ(stateOf(id), "error");
 	expectOneLineError(putBlock(id, b, data, sum), "IncorrectState", "error");
+	expectDaemonServed();
+}
+
+// Time is moved on by rewriting when the last put was (the state
+// directory's record of it): virtsnapd then finds the snapshot past its
+// timeout, shows it in error, and gc reclaims its data.
+TEST_F(BlockWriteTest, ATimedOutWriteEndsInErrorAndGcReclaimsItsData)
+{
+	auto blocks = dataBlocks();
+	std::string id = start();
+	const auto &[b, data] = *blocks.begin();
+	ASSERT_EQ(putBlock(id, b, data, base64(sha256(data))).status, 0);
+	CliResult kept = cli({"gc", "--grace-seconds", "0"}, socket_);
+	ASSERT_EQ(kept.status, 0) << kept.err;
+	EXPECT_EQ(kept.json().getInt("PacksRemoved"), 0);
+
+	fs::path activity = fs::path(storeDir_) / "block-writes" / id / "activity";
+	ASSERT_TRUE(fs::exists(activity));
+	{
+		std::ofstream(activity) << "1000000000"; // 2001
+	}
+	EXPECT_EQ(stateOf(id), "error");
+	CliResult row = cli({"describe-snapshots", "--snapshot-id", id}, socket_);
+	EXPECT_NE(row.json().get("Snapshots").at(0).getString("StateMessage").value_or("").find("timeout of 60 minutes"),
+		  std::string::npos)
+		<< row.out;
+	CliResult swept = cli({"gc", "--grace-seconds", "0"}, socket_);
+	ASSERT_EQ(swept.status, 0) << swept.err;
+	EXPECT_EQ(swept.json().getInt("PacksRemoved"), 1);
+	expectOneLineError(cli({"complete-snapshot", "--snapshot-id", id, "--changed-blocks-count", "1"}, socket_),
+			   "IncorrectState", "error");
 	expectDaemonServed();
 }
 
