@@ -94,17 +94,26 @@ void mirrorError(Context &ctx, engine::BlockWrites &writes, const std::string &i
 		(void)settleRow(ctx, {SnapshotState::Error, (*w)->stateMessage, {}}, id, (*w)->stateMessage);
 }
 
-// The block, read as the caller: the daemon reads for them only what they
-// could read themselves (core/acting_as.h).
-Result<Bytes> readBlockFile(const PutBlockRequest &req, const std::string &ownerId)
+// A file the caller names, opened as the caller (core/acting_as.h): the
+// daemon reads for them only what they could read themselves.
+Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path, const std::string &ownerId)
 {
 	UniqueFd fd;
 	{
 		VS_ASSIGN(ActingAs asCaller, ActingAs::caller(ownerId));
-		fd = UniqueFd(::open(req.blockData.c_str(), O_RDONLY | O_CLOEXEC));
+		fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
 	}
+	if (!fd.isValid() && errno == ENOENT)
+		return fail(errc::kInvalidParameterValue, option + " " + path + " does not exist");
 	if (!fd.isValid())
-		return failErrno("--block-data " + req.blockData, errno);
+		return failErrno(option + " " + path, errno);
+	return fd;
+}
+
+// The block, read as the caller.
+Result<Bytes> readBlockFile(const PutBlockRequest &req, const std::string &ownerId)
+{
+	VS_ASSIGN(UniqueFd fd, openAsCaller("--block-data", req.blockData, ownerId));
 	struct stat st;
 	if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
 		return fail(errc::kInvalidParameterValue, "--block-data " + req.blockData + " is not a file");
@@ -233,13 +242,7 @@ Result<Reply> importImage(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(ImportImageRequest req, parseImportImage(call.args));
 	req.start.ownerId = call.ownerId;
-	UniqueFd fd;
-	{
-		VS_ASSIGN(ActingAs asCaller, ActingAs::caller(call.ownerId));
-		fd = UniqueFd(::open(req.file.c_str(), O_RDONLY | O_CLOEXEC));
-	}
-	if (!fd.isValid())
-		return failErrno("--file " + req.file, errno);
+	VS_ASSIGN(UniqueFd fd, openAsCaller("--file", req.file, call.ownerId));
 	engine::ImportRequest ir{fd.get(), req.format, req.start, call.progress, nullptr};
 	std::string started;
 	ir.started = [&](const engine::BlockWrite &w) {
