@@ -257,8 +257,53 @@ Result<BlockWrite> BlockWrites::start(store::Store &store, const StartRequest &r
 	return w;
 }
 
+namespace {
+
+// One block, refused before anything is stored unless it is one.
+Result<BlockRecord> checkBlock(const BlockWrite &w, const BlockPut &p)
+{
+	uint64_t count = blockCount(w.volumeSize);
+	if (p.block >= count)
+		return fail(errc::kInvalidParameterValue, "--block-index " + std::to_string(p.block) +
+								  " is out of range: snapshot " + w.snapshotId +
+								  " has blocks 0 to " + std::to_string(count - 1));
+	if (p.data.size() != kBlockSize)
+		return fail(errc::kInvalidParameterValue, "the block has " + std::to_string(p.data.size()) +
+								  " bytes; every block is 524288");
+	VS_ASSIGN(crypto::Digest expected, decodeChecksum(p.checksum));
+	BlockRecord record{crypto::sha256(p.data), {}};
+	if (record.checksum != expected)
+		return fail(errc::kInvalidParameterValue, "--checksum does not match the block's data (its SHA-256 is " +
+								  crypto::base64(record.checksum) + "); nothing was stored");
+	return record;
+}
+
+// The block's chunks through `writer`; their ids into `record`.
+Result<void> storeChunks(store::ChunkWriter &writer, store::ChunkCodec &codec, uint32_t chunkSize,
+			 std::span<const uint8_t> data, BlockRecord &record)
+{
+	for (uint64_t off = 0; off < kBlockSize; off += chunkSize) {
+		auto chunk = data.subspan(off, chunkSize);
+		if (isAllZero(chunk)) {
+			record.ids.push_back(store::kZeroChunk);
+			continue;
+		}
+		VS_ASSIGN(store::ChunkId id, writer.put(codec, chunk, store::ChunkType::Data));
+		record.ids.push_back(id);
+	}
+	return {};
+}
+
+} // namespace
+
 Result<void> BlockWrites::put(store::Store &store, const std::string &snapshotId, uint64_t block,
 			      std::span<const uint8_t> data, const std::string &checksum, TimePoint now)
+{
+	return putBlocks(store, snapshotId, {BlockPut{block, data, checksum}}, now);
+}
+
+Result<void> BlockWrites::putBlocks(store::Store &store, const std::string &snapshotId,
+				    const std::vector<BlockPut> &blocks, TimePoint now)
 {
 	VS_TRY(checkSnapshotId(snapshotId));
 	fs::path dir = dirOf(snapshotId);
@@ -268,44 +313,28 @@ Result<void> BlockWrites::put(store::Store &store, const std::string &snapshotId
 		VS_ASSIGN(w, load(snapshotId));
 		VS_TRY(checkPending(w, now));
 	}
-	uint64_t count = blockCount(w.volumeSize);
-	if (block >= count)
-		return fail(errc::kInvalidParameterValue, "--block-index " + std::to_string(block) +
-								  " is out of range: snapshot " + snapshotId +
-								  " has blocks 0 to " + std::to_string(count - 1));
-	if (data.size() != kBlockSize)
-		return fail(errc::kInvalidParameterValue, "the block has " + std::to_string(data.size()) +
-								  " bytes; every block is 524288");
-	VS_ASSIGN(crypto::Digest expected, decodeChecksum(checksum));
-	BlockRecord record{crypto::sha256(data), {}};
-	if (record.checksum != expected)
-		return fail(errc::kInvalidParameterValue, "--checksum does not match the block's data (its SHA-256 is " +
-								  crypto::base64(record.checksum) + "); nothing was stored");
-
-	// gc must not remove a chunk this put found by dedup before it is
-	// recorded: from then on pinnedChunks() names it.
+	std::vector<BlockRecord> records;
+	for (const BlockPut &p : blocks) {
+		VS_ASSIGN(BlockRecord r, checkBlock(w, p));
+		records.push_back(std::move(r));
+	}
+	// gc must not remove a chunk these puts found by dedup before they are
+	// recorded: from then on pinnedChunks() names it. One writer for the
+	// batch, so that an import fills packs rather than making one a block.
 	VS_ASSIGN(auto lease, store.lease(store::Lease::Kind::Shared, "block put into " + snapshotId));
 	auto writer = store.newWriter();
 	auto codec = store.newCodec();
-	for (uint64_t off = 0; off < kBlockSize; off += store.chunkSize()) {
-		auto chunk = data.subspan(off, store.chunkSize());
-		if (isAllZero(chunk)) {
-			record.ids.push_back(store::kZeroChunk);
-			continue;
-		}
-		VS_ASSIGN(store::ChunkId id, writer->put(*codec, chunk, store::ChunkType::Data));
-		record.ids.push_back(id);
-	}
+	for (size_t i = 0; i < blocks.size(); i++)
+		VS_TRY(storeChunks(*writer, *codec, store.chunkSize(), blocks[i].data, records[i]));
 	VS_TRY(writer->commit());
 	if (!lease->held())
 		return fail(errc::kStoreUnavailable, "the lease on " + store.describe() +
-							     " could not be renewed in time; block " + std::to_string(block) +
-							     " was not recorded");
+							     " could not be renewed in time; the blocks were not recorded");
 	VS_ASSIGN(UniqueFd lock, lockDir(dir));
 	VS_ASSIGN(w, load(snapshotId));
 	VS_TRY(checkPending(w, now));
-	Bytes bytes = encodeRecord(record);
-	VS_TRY(writeFileAtomic(dir / "blocks" / std::to_string(block), bytes, 0600));
+	for (size_t i = 0; i < blocks.size(); i++)
+		VS_TRY(writeFileAtomic(dir / "blocks" / std::to_string(blocks[i].block), encodeRecord(records[i]), 0600));
 	return touchActivity(dir, now);
 }
 

@@ -78,6 +78,13 @@ struct BlockWrite {
 	std::string stateMessage;
 };
 
+// One block to put: its index, its 512 KiB and their base64 SHA-256.
+struct BlockPut {
+	uint64_t block = 0;
+	std::span<const uint8_t> data;
+	std::string checksum;
+};
+
 // What complete-snapshot ended in: Completed with its manifest, or Error
 // with why (a wrong count or aggregate, blocks gone from the store).
 struct CompleteOutcome {
@@ -107,6 +114,11 @@ public:
 	// now); InvalidSnapshot.NotFound for one this host is not writing.
 	Result<void> put(store::Store &store, const std::string &snapshotId, uint64_t block,
 			 std::span<const uint8_t> data, const std::string &checksum, TimePoint now);
+	// put() of several blocks at once, as one: every block is checked
+	// before any is stored, and their chunks share packs (an import's
+	// blocks would otherwise make a small pack each).
+	Result<void> putBlocks(store::Store &store, const std::string &snapshotId, const std::vector<BlockPut> &blocks,
+			       TimePoint now);
 
 	// Seals the snapshot: the parent's blocks with the put ones replacing
 	// them, written as any snapshot (pages, then the manifest). A count or

@@ -184,27 +184,34 @@ Result<std::unique_ptr<ImageSource>> openSource(int fd, const std::string &forma
 	return std::unique_ptr<ImageSource>(std::make_unique<RawSource>(fd, size));
 }
 
-// Puts every block of `blocks` that does not read as zeros; returns
-// their checksums in block order.
+// Puts every block of `blocks` that does not read as zeros, a batch of
+// kBatch at a time (one pack's worth); returns their checksums in block
+// order.
 Result<std::vector<crypto::Digest>> putBlocks(store::Store &store, BlockWrites &writes, ImageSource &source,
 					      const std::vector<uint64_t> &blocks, const std::string &snapshotId,
 					      const ProgressFn &progress)
 {
+	constexpr size_t kBatch = 64; // 32 MiB
 	std::vector<crypto::Digest> sums;
-	Bytes block(kBlockSize);
+	std::vector<Bytes> buffers(kBatch, Bytes(kBlockSize));
+	std::vector<BlockPut> batch;
 	for (size_t i = 0; i < blocks.size(); i++) {
+		Bytes &block = buffers[batch.size()];
 		uint64_t offset = blocks[i] * kBlockSize;
 		uint64_t length = std::min<uint64_t>(kBlockSize, source.size() - offset);
 		std::fill(block.begin() + length, block.end(), 0); // a last partial block, padded
 		VS_TRY(source.read(offset, std::span(block).first(length)));
+		if (!isAllZero(block)) {
+			crypto::Digest sum = crypto::sha256(block);
+			batch.push_back({blocks[i], block, crypto::base64(sum)});
+			sums.push_back(sum);
+		}
+		if (batch.size() == kBatch || (i + 1 == blocks.size() && !batch.empty())) {
+			VS_TRY(writes.putBlocks(store, snapshotId, batch, std::chrono::system_clock::now()));
+			batch.clear();
+		}
 		if (progress)
 			progress(i + 1, blocks.size());
-		if (isAllZero(block))
-			continue;
-		crypto::Digest sum = crypto::sha256(block);
-		VS_TRY(writes.put(store, snapshotId, blocks[i], block, crypto::base64(sum),
-				  std::chrono::system_clock::now()));
-		sums.push_back(sum);
 	}
 	return sums;
 }

@@ -176,6 +176,11 @@ TEST_P(BlockWritesTest, AWrongChecksumStoresNothing)
 	EXPECT_EQ(r.error().code, errc::kInvalidParameterValue);
 	EXPECT_NE(r.error().message.find("does not match"), std::string::npos) << r.error().message;
 	EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
+	// A batch with one bad block stores none of them.
+	Bytes good = randomData(kBlockSize, 3);
+	auto batch = writes_.putBlocks(*store_, id, {{1, good, checksumOf(good)}, {2, data, checksumOf(good)}}, kNow);
+	ASSERT_FALSE(batch);
+	EXPECT_EQ(batch.error().code, errc::kInvalidParameterValue);
 	// Nothing was put: a count of 0 completes an empty snapshot.
 	auto done = writes_.complete(*store_, id, 0, aggregate(), kNow);
 	ASSERT_TRUE(done) << describe(done);
