@@ -344,6 +344,27 @@ TEST_P(BlockWritesTest, ImportImageRawAndQcow2RestoreAsTheImageReads)
 	}
 }
 
+// qemu-nbd would open a backing file by the name the image gives, as the
+// daemon: such an image is refused before anything is started.
+TEST_P(BlockWritesTest, ImportRefusesAQcow2WithABackingFile)
+{
+	fs::path base = root_ / "base.raw", top = root_ / "top.qcow2";
+	UniqueFd(::open(base.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
+	fs::resize_file(base, kBlockSize);
+	auto made = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base.string(), top.string()});
+	ASSERT_TRUE(made) << describe(made);
+	UniqueFd fd(::open(top.c_str(), O_RDONLY));
+	ImportRequest req;
+	req.fd = fd.get();
+	auto imported = importImage(*store_, writes_, req);
+	ASSERT_FALSE(imported);
+	EXPECT_EQ(imported.error().code, errc::kInvalidParameterValue);
+	EXPECT_NE(imported.error().message.find("backing"), std::string::npos) << imported.error().message;
+	auto listed = writes_.list();
+	ASSERT_TRUE(listed) << describe(listed);
+	EXPECT_TRUE(listed->empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(ChunkSizes, BlockWritesTest, ::testing::Values(64 * 1024, 512 * 1024),
 			 [](const auto &info) { return std::to_string(info.param / 1024) + "KiB"; });
 
