@@ -34,6 +34,8 @@ int64_t epochSeconds(TimePoint t)
 Result<UniqueFd> lockDir(const fs::path &dir)
 {
 	UniqueFd fd(::open((dir / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+	if (fd.get() < 0 && errno == ENOENT) // completed (and forgotten) meanwhile
+		return fail(errc::kSnapshotNotFound, dir.filename().string() + " is no longer being written");
 	if (fd.get() < 0 || ::flock(fd.get(), LOCK_EX) != 0)
 		return fail(errc::kIo, "cannot lock " + (dir / "lock").string() + ": " + std::strerror(errno));
 	return fd;
@@ -375,7 +377,10 @@ Result<std::vector<BlockWrite>> BlockWrites::expire(TimePoint now)
 		std::string id = entry.path().filename().string();
 		if (!isSnapshotId(id))
 			continue;
-		VS_ASSIGN(UniqueFd lock, lockDir(entry.path()));
+		auto lock = lockDir(entry.path());
+		if (!lock && lock.error().code == errc::kSnapshotNotFound)
+			continue;
+		VS_TRY(lock);
 		auto w = load(id);
 		if (!w || w->state != SnapshotState::Pending)
 			continue; // completed meanwhile, or already failed
@@ -394,7 +399,10 @@ Result<std::vector<store::ChunkId>> BlockWrites::pinnedChunks(uint32_t chunkSize
 		std::string id = entry.path().filename().string();
 		if (!isSnapshotId(id))
 			continue;
-		VS_ASSIGN(UniqueFd lock, lockDir(entry.path()));
+		auto lock = lockDir(entry.path());
+		if (!lock && lock.error().code == errc::kSnapshotNotFound)
+			continue;
+		VS_TRY(lock);
 		auto w = load(id);
 		if (!w || w->state != SnapshotState::Pending)
 			continue;
