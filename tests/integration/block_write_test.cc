@@ -244,6 +244,17 @@ TEST_F(BlockWriteTest, AWrongCountEndsInErrorAndBadInputIsOneLine)
 		<< done.out;
 	EXPECT_EQ(stateOf(id), "error");
 	expectOneLineError(putBlock(id, b, data, sum), "IncorrectState", "error");
+
+	// A delete while pending takes effect at completion, as for a capture.
+	std::string doomed = start();
+	ASSERT_EQ(putBlock(doomed, b, data, sum).status, 0);
+	CliResult deleted = cli({"delete-snapshot", "--snapshot-id", doomed}, socket_);
+	ASSERT_EQ(deleted.status, 0) << deleted.err;
+	EXPECT_EQ(deleted.json().getBool("DeleteOnCompletion"), true);
+	CliResult sealed = cli({"complete-snapshot", "--snapshot-id", doomed, "--changed-blocks-count", "1"}, socket_);
+	ASSERT_EQ(sealed.status, 0) << sealed.err;
+	expectOneLineError(cli({"list-snapshot-blocks", "--snapshot-id", doomed}, socket_), "InvalidSnapshot.NotFound",
+			   doomed);
 	expectDaemonServed();
 }
 
