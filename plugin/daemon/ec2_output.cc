@@ -181,6 +181,23 @@ Json timeJson(int64_t unixSeconds)
 	return Json::string(isoTime(std::chrono::system_clock::time_point(std::chrono::seconds(unixSeconds))));
 }
 
+Json startedSnapshotJson(const catalog::SnapshotRow &r)
+{
+	Json j = Json::object();
+	j.set("SnapshotId", Json::string(r.snapshotId));
+	j.set("OwnerId", Json::string(r.ownerId));
+	j.set("Status", Json::string(name(r.state)));
+	setIfAny(j, "StateMessage", r.stateMessage);
+	j.set("StartTime", Json::string(r.startTime));
+	j.set("VolumeSize", Json::integer(int64_t((r.volumeSize + kGiB - 1) / kGiB)));
+	j.set("BlockSize", Json::integer(engine::kBlockSize));
+	j.set("Description", Json::string(r.description));
+	setIfAny(j, "ParentSnapshotId", r.parentSnapshotId);
+	j.set("Tags", tagsJson(r.tags));
+	j.set("VolumeId", Json::string(r.volumeId));
+	return j;
+}
+
 Json gcJson(const store::GcReport &report)
 {
 	Json j = Json::object();

@@ -32,5 +32,7 @@ Json timeJson(int64_t unixSeconds);
 Json blockListJson(const engine::BlockList &list);
 Json changedBlocksJson(const engine::ChangedBlockList &list);
 Json blockDataJson(std::span<const uint8_t> data);
+// StartSnapshot's answer: the pending snapshot, with EBS's BlockSize.
+Json startedSnapshotJson(const catalog::SnapshotRow &row);
 
 } // namespace virtsnap::daemon

@@ -2,7 +2,9 @@
 // dispatch table (commands.cc) maps each command to one of them.
 #pragma once
 
+#include "catalog/catalog.h"
 #include "context.h"
+#include "store/chunk_id.h"
 
 namespace virtsnap::daemon {
 
@@ -46,6 +48,19 @@ Result<Reply> lockRule(Context &ctx, const Call &call);
 Result<Reply> unlockRule(Context &ctx, const Call &call);
 Result<Reply> listSnapshotsInRecycleBin(Context &ctx, const Call &call);
 Result<Reply> restoreSnapshotFromRecycleBin(Context &ctx, const Call &call);
+// block_write_commands.cc
+Result<Reply> startSnapshot(Context &ctx, const Call &call);
+Result<Reply> putSnapshotBlock(Context &ctx, const Call &call);
+Result<Reply> completeSnapshot(Context &ctx, const Call &call);
+Result<Reply> importImage(Context &ctx, const Call &call);
+// Block writes whose timeout passed go to error, their rows too: what
+// describe-snapshots and gc do first.
+void expireBlockWrites(Context &ctx);
+// The rows of this host's block writes, pending or failed: no manifest
+// names them, so a catalog rebuild takes them from here.
+Result<std::vector<catalog::SnapshotRow>> blockWriteRows(Context &ctx);
+// The chunks this host's pending block writes hold: gc's GcOptions::pinned.
+Result<std::vector<store::ChunkId>> blockWritesPinned(Context &ctx);
 
 // maintenance_commands.cc
 Result<Reply> initStore(Context &ctx, const Call &call);

@@ -61,6 +61,10 @@ Result<Reply> collectGarbage(Context &ctx, const Call &call)
 	// No snapshot may be in flight while chunks are swept: one begun
 	// earlier relies on its parent's chunks even if the parent has just
 	// been deleted. New ones queue until gc ends.
+	// Block writes keep their chunks between calls with no lease: gc asks
+	// for them, once those past their timeout have let theirs go.
+	expireBlockWrites(ctx);
+	options.pinned = [&ctx] { return blockWritesPinned(ctx); };
 	VS_TRY(ctx.admission->beginGc());
 	auto report = engine::collectGarbage(*ctx.store, options);
 	ctx.admission->endGc();
@@ -76,10 +80,14 @@ Result<Reply> rebuildCatalog(Context &ctx, const Call &)
 		return fail(errc::kIncorrectState, "snapshots are in flight; rebuild the catalog once they have completed");
 	VS_ASSIGN(std::vector<store::Manifest> manifests, engine::listSnapshots(*ctx.store));
 	VS_ASSIGN(std::vector<engine::VolumeRecord> volumes, engine::listVolumes(*ctx.store));
+	VS_ASSIGN(std::vector<catalog::SnapshotRow> writing, blockWriteRows(ctx));
 	VS_TRY(ctx.catalog->transaction([&]() -> Result<void> {
 		VS_TRY(ctx.catalog->clear());
 		for (const store::Manifest &m : manifests)
 			VS_TRY(ctx.catalog->putSnapshot(snapshotRow(m, SnapshotState::Completed)));
+		// Block writes in flight are this host's, in its state directory.
+		for (const catalog::SnapshotRow &r : writing)
+			VS_TRY(ctx.catalog->putSnapshot(r));
 		for (const engine::VolumeRecord &v : volumes)
 			VS_TRY(ctx.catalog->putVolume(volumeRow(v)));
 		return {};

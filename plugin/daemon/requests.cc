@@ -215,6 +215,98 @@ Result<GetBlockRequest> parseGetBlock(const Arguments &args)
 	return r;
 }
 
+namespace {
+
+// --description and --tag, as create-snapshot takes them.
+Result<void> parseAttributes(const Arguments &args, engine::StartRequest &start)
+{
+	start.description = args.get("description");
+	if (start.description.size() > 256)
+		return fail(errc::kInvalidParameterValue, "--description is longer than 256 characters");
+	VS_ASSIGN(start.tags, engine::parseTags(args.all("tag")));
+	return {};
+}
+
+// The one algorithm and method EBS defines: named, they must be these.
+Result<void> checkChecksumKind(const Arguments &args, bool aggregate)
+{
+	if (args.get("checksum-algorithm", "SHA256") != "SHA256")
+		return fail(errc::kInvalidParameterValue, "--checksum-algorithm must be SHA256");
+	if (aggregate && args.get("checksum-aggregation-method", "LINEAR") != "LINEAR")
+		return fail(errc::kInvalidParameterValue, "--checksum-aggregation-method must be LINEAR");
+	if (!args.has("checksum") && (args.has("checksum-algorithm") || args.has("checksum-aggregation-method")))
+		return fail(errc::kMissingParameter, "--checksum-algorithm goes with --checksum");
+	return {};
+}
+
+} // namespace
+
+Result<StartSnapshotRequest> parseStartSnapshot(const Arguments &args)
+{
+	StartSnapshotRequest r;
+	VS_ASSIGN(std::string size, args.require("volume-size"));
+	VS_ASSIGN(int64_t gib, parseInt("volume-size", size, 1, int64_t(engine::kMaxWriteVolumeGiB)));
+	r.start.volumeSizeGiB = uint64_t(gib);
+	r.start.parentSnapshotId = args.get("parent-snapshot-id");
+	if (args.has("parent-snapshot-id"))
+		VS_TRY(checkSnapshotId(r.start.parentSnapshotId));
+	VS_TRY(parseAttributes(args, r.start));
+	if (args.has("timeout")) {
+		VS_ASSIGN(int64_t minutes, parseInt("timeout", args.get("timeout"), engine::kMinWriteTimeout.count(),
+						    engine::kMaxWriteTimeout.count()));
+		r.start.timeout = std::chrono::minutes(minutes);
+	}
+	r.clientToken = args.get("client-token");
+	r.requestHash = requestHash(args);
+	return r;
+}
+
+Result<PutBlockRequest> parsePutBlock(const Arguments &args)
+{
+	PutBlockRequest r;
+	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
+	VS_TRY(checkSnapshotId(r.snapshotId));
+	VS_ASSIGN(std::string block, args.require("block-index"));
+	VS_ASSIGN(int64_t index, parseInt("block-index", block, 0, int64_t(1) << 50));
+	r.block = uint64_t(index);
+	VS_ASSIGN(r.blockData, args.require("block-data"));
+	VS_ASSIGN(std::string length, args.require("data-length"));
+	VS_ASSIGN(int64_t bytes, parseInt("data-length", length, 1, int64_t(1) << 31));
+	if (bytes != engine::kBlockSize)
+		return fail(errc::kInvalidParameterValue,
+			    "--data-length " + length + " is not the block size: every block is 524288 bytes");
+	r.dataLength = uint64_t(bytes);
+	VS_ASSIGN(r.checksum, args.require("checksum"));
+	VS_TRY(checkChecksumKind(args, false));
+	return r;
+}
+
+Result<CompleteRequest> parseComplete(const Arguments &args)
+{
+	CompleteRequest r;
+	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
+	VS_TRY(checkSnapshotId(r.snapshotId));
+	VS_ASSIGN(std::string count, args.require("changed-blocks-count"));
+	VS_ASSIGN(int64_t n, parseInt("changed-blocks-count", count, 0, int64_t(1) << 50));
+	r.changedBlocks = uint64_t(n);
+	r.checksum = args.get("checksum");
+	if (args.has("checksum") && r.checksum.empty())
+		return fail(errc::kInvalidParameterValue, "--checksum is empty");
+	VS_TRY(checkChecksumKind(args, true));
+	return r;
+}
+
+Result<ImportImageRequest> parseImportImage(const Arguments &args)
+{
+	ImportImageRequest r;
+	VS_ASSIGN(r.file, args.require("file"));
+	r.format = args.get("format");
+	if (args.has("format") && r.format != "raw" && r.format != "qcow2")
+		return fail(errc::kInvalidParameterValue, "--format must be raw or qcow2");
+	VS_TRY(parseAttributes(args, r.start));
+	return r;
+}
+
 Result<std::vector<std::string>> parseVolumeIds(const Arguments &args)
 {
 	for (const std::string &id : args.all("volume-id"))

@@ -10,6 +10,7 @@
 #include "catalog/catalog.h"
 #include "core/arguments.h"
 #include "engine/block_api.h"
+#include "engine/block_writes.h"
 #include "engine/snapshot_engine.h"
 #include "engine/snapshot_locks.h"
 #include "hypervisor/target.h"
@@ -46,6 +47,36 @@ struct GetBlockRequest {
 	std::string outputFile;
 };
 
+// start-snapshot.
+struct StartSnapshotRequest {
+	engine::StartRequest start;
+	std::string clientToken;
+	std::string requestHash;
+};
+
+// put-snapshot-block.
+struct PutBlockRequest {
+	std::string snapshotId;
+	uint64_t block = 0;
+	std::string blockData; // the file holding the block
+	uint64_t dataLength = 0;
+	std::string checksum;  // base64 SHA-256
+};
+
+// complete-snapshot.
+struct CompleteRequest {
+	std::string snapshotId;
+	uint64_t changedBlocks = 0;
+	std::string checksum; // the LINEAR aggregate, "" for none
+};
+
+// import-image.
+struct ImportImageRequest {
+	std::string file;
+	std::string format; // "" to tell by the image
+	engine::StartRequest start;
+};
+
 // --qmp-socket or --domain [--connect]: exactly one instance.
 Result<hypervisor::Target> parseTarget(const Arguments &args, const std::string &defaultUri);
 Result<CreateRequest> parseCreate(const Arguments &args, bool oneDisk, const std::string &defaultUri);
@@ -68,6 +99,10 @@ Result<store::GcOptions> parseGc(const Arguments &args);
 // which, when given, says where to go on from.
 Result<engine::BlockPage> parseBlockPage(const Arguments &args);
 Result<GetBlockRequest> parseGetBlock(const Arguments &args);
+Result<StartSnapshotRequest> parseStartSnapshot(const Arguments &args);
+Result<PutBlockRequest> parsePutBlock(const Arguments &args);
+Result<CompleteRequest> parseComplete(const Arguments &args);
+Result<ImportImageRequest> parseImportImage(const Arguments &args);
 // --volume-id values must look like volume ids.
 Result<std::vector<std::string>> parseVolumeIds(const Arguments &args);
 

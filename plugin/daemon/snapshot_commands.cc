@@ -15,6 +15,7 @@ namespace virtsnap::daemon {
 Result<Reply> describeSnapshots(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(DescribeRequest req, parseDescribe(call.args));
+	expireBlockWrites(ctx); // a block write past its timeout shows as error
 	// Other hosts may write to the same store (catalog_sync.h).
 	VS_TRY(ctx.sync->sync(*ctx.store, *ctx.catalog, call.args.has("refresh")));
 	VS_TRY(ctx.sync->learn(*ctx.store, *ctx.catalog, req.snapshotIds));

@@ -81,7 +81,7 @@ Result<std::vector<Manifest>> manifestsToMark(Store &store, HeldSet &held, GcRep
 
 // Mark: every manifest, its index pages and every id they name. Anything
 // unreadable stops gc, since what it references is then unknown.
-Result<Marks> mark(Store &store, GcReport &report, HeldSet &held)
+Result<Marks> mark(Store &store, const GcOptions &opts, GcReport &report, HeldSet &held)
 {
 	auto manifests = manifestsToMark(store, held, report);
 	if (!manifests)
@@ -119,6 +119,15 @@ Result<Marks> mark(Store &store, GcReport &report, HeldSet &held)
 					marks.emplace(id, Mark{});
 			}
 		}
+	}
+	if (opts.pinned) {
+		auto pinned = opts.pinned();
+		if (!pinned)
+			return fail(pinned.error().code, "gc cannot learn the chunks of writes in flight (" +
+								 pinned.error().message + "); nothing was removed");
+		for (const ChunkId &id : *pinned)
+			if (marks.emplace(id, Mark{}).second)
+				report.chunksPinned++;
 	}
 	report.chunksReferenced = marks.size();
 	return marks;
@@ -517,7 +526,7 @@ Result<GcReport> collectGarbage(Store &store, const GcOptions &opts)
 	GcReport report;
 	report.dryRun = opts.dryRun;
 	HeldSet held;
-	VS_ASSIGN(auto marks, mark(store, report, held));
+	VS_ASSIGN(auto marks, mark(store, opts, report, held));
 	// Out of the Recycle Bin for good: unmarked, their chunks go below.
 	report.recycledSnapshotsRemoved = held.expiredBinEntries.size();
 	for (const std::string &id : held.expiredBinEntries)

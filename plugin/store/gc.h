@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ struct GcOptions {
 	// A pack with live chunks is rewritten when at least this fraction of
 	// its blob bytes is unreferenced (above 1: never).
 	double repackThreshold = 0.5;
+	// Chunks that writers in flight between calls hold without a lease
+	// (block writes: engine/block_writes.h), asked once gc holds its
+	// exclusive lease, when no such writer can add to them: kept as if a
+	// manifest named them.
+	std::function<Result<std::vector<ChunkId>>()> pinned;
 };
 
 struct GcReport {
@@ -30,7 +36,8 @@ struct GcReport {
 	uint64_t snapshots = 0;          // manifests marked
 	uint64_t snapshotsHeld = 0;      // of those, locked or in the Recycle Bin (held_manifests.h)
 	uint64_t recycledSnapshotsRemoved = 0; // out of the Recycle Bin, their retention over
-	uint64_t chunksReferenced = 0;   // distinct ids they name, index pages included
+	uint64_t chunksReferenced = 0;   // distinct ids they name, index pages included, pinned ones too
+	uint64_t chunksPinned = 0;       // named by writers in flight (GcOptions::pinned)
 	uint64_t chunksMissing = 0;      // referenced, but in no pack index (damage: run verify)
 	uint64_t chunksUnreferenced = 0; // pack index entries no manifest names, kept ones included
 	uint64_t chunksRemoved = 0;      // of those, gone with their pack or left out of a repack

@@ -800,6 +800,24 @@ TEST_F(DaemonTest, AGroupMemberHasFilesWrittenOnlyWhereItMayWrite)
 			  std::string::npos)
 			<< out;
 	}
+	// put-snapshot-block and import-image read the caller's files as the
+	// caller: a root-only file is not the member's to snapshot.
+	std::string rootOnly = tmp_.file("root-only.bin");
+	{
+		std::ofstream(rootOnly) << std::string(512 * 1024, 'x');
+	}
+	fs::permissions(rootOnly, fs::perms::owner_read | fs::perms::owner_write);
+	std::string pending = cli({"start-snapshot", "--volume-size", "1"}).json().getString("SnapshotId").value_or("");
+	ASSERT_FALSE(pending.empty());
+	EXPECT_EQ(asMember({"put-snapshot-block", "--snapshot-id", pending, "--block-index", "0", "--block-data",
+			    rootOnly, "--data-length", "524288", "--checksum",
+			    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
+		  1)
+		<< out;
+	EXPECT_NE(out.find("AccessDenied: --block-data " + rootOnly), std::string::npos) << out;
+	EXPECT_EQ(asMember({"import-image", "--file", rootOnly}), 1) << out;
+	EXPECT_NE(out.find("AccessDenied: --file " + rootOnly), std::string::npos) << out;
+	EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
 
 	EXPECT_EQ(asMember({"restore-instance", "--snapshot-set-id", "ss-0123456789abcdef0", "--qmp-socket",
 			    vm_->qmpSocket(), "--target-dir", mine}),

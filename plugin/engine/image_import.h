@@ -1,0 +1,42 @@
+// import-image: a snapshot from an image file, through the very path
+// start-snapshot, put-snapshot-block and complete-snapshot take
+// (block_writes.h), so an import is checked as any block write is (every
+// block's SHA-256, the count, the LINEAR aggregate).
+//
+// A raw image is read directly, its holes skipped (SEEK_DATA). A qcow2 is
+// read as its guest sees it: qemu-nbd exports it read-only on a private
+// socket and NbdReader reads it, asking base:allocation which extents hold
+// data, so neither a temporary raw copy nor the image's holes cost a
+// byte. Blocks that read as zeros are not put, as EBS's importers do.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "block_writes.h"
+#include "snapshot_engine.h"
+
+namespace virtsnap::engine {
+
+struct ImportRequest {
+	int fd = -1;            // the image, opened by the caller (as whoever asked)
+	std::string format;     // "raw" | "qcow2"; "" to tell by the image's magic
+	StartRequest start;     // volumeSizeGiB 0: the image's size, rounded up to GiB
+	ProgressFn progress;
+	// Called once the snapshot is pending, before any block is put
+	// (the daemon shows the pending snapshot in its catalog).
+	std::function<Result<void>(const BlockWrite &)> started;
+};
+
+struct ImportOutcome {
+	BlockWrite write;       // as started
+	CompleteOutcome outcome;
+	uint64_t blocksPut = 0;
+};
+
+// Errors before the snapshot exists (an unreadable image, a bad format)
+// come back as an Error and change nothing; a failure after start ends the
+// snapshot in error (BlockWrites::abandon) and comes back as that Error.
+Result<ImportOutcome> importImage(store::Store &store, BlockWrites &writes, const ImportRequest &request);
+
+} // namespace virtsnap::engine
