@@ -33,6 +33,8 @@ inline constexpr const char *kInternal = "InternalError";
 inline constexpr const char *kAccessDenied = "AccessDenied";
 inline constexpr const char *kConcurrentLimit = "ConcurrentSnapshotLimitExceeded";
 inline constexpr const char *kIdempotentMismatch = "IdempotentParameterMismatch";
+// DLM's name for a lifecycle policy that does not exist.
+inline constexpr const char *kResourceNotFound = "ResourceNotFoundException";
 // The store's backend: an object that is not there (the store turns it into
 // what it means: a snapshot not found, a store damaged); a create() of a
 // name that is taken; a store that cannot be reached or refuses us.

@@ -156,7 +156,7 @@ Result<void> parseTimes(const Json &rule, const std::string &path, CreateRule &c
 	return {};
 }
 
-Result<CreateRule> parseCreateRule(const Json &rule, const std::string &path, UtcTime now)
+Result<CreateRule> parseCreateRule(const Json &rule, const std::string &path, std::optional<UtcTime> now)
 {
 	VS_TRY(checkKeys(rule, path, {"Interval", "IntervalUnit", "Times", "CronExpression"}, {"Location", "Scripts"}));
 	CreateRule create;
@@ -167,7 +167,8 @@ Result<CreateRule> parseCreateRule(const Json &rule, const std::string &path, Ut
 		auto cron = CronExpression::parse(*cronText);
 		if (!cron)
 			return fail(errc::kInvalidParameterValue, path + "." + cron.error().message);
-		VS_TRY(checkCronSpan(*cron, path + ".CronExpression", now));
+		if (now)
+			VS_TRY(checkCronSpan(*cron, path + ".CronExpression", *now));
 		create.cron = std::move(*cron);
 		return create;
 	}
@@ -253,7 +254,7 @@ Result<void> checkTagsToAdd(const PolicyTags &tags, const std::string &path)
 	return {};
 }
 
-Result<PolicySchedule> parseSchedule(const Json &json, const std::string &path, UtcTime now)
+Result<PolicySchedule> parseSchedule(const Json &json, const std::string &path, std::optional<UtcTime> now)
 {
 	VS_TRY(checkKeys(json, path,
 			 {"Name", "CreateRule", "RetainRule", "TagsToAdd", "CopyTags", "CrossStoreCopyRules",
@@ -303,7 +304,8 @@ Result<void> parseParameters(const Json &details, const std::string &path, Polic
 	return {};
 }
 
-Result<std::vector<PolicySchedule>> parseSchedules(const Json &details, const std::string &path, UtcTime now)
+Result<std::vector<PolicySchedule>> parseSchedules(const Json &details, const std::string &path,
+						   std::optional<UtcTime> now)
 {
 	VS_ASSIGN(Json list, requiredArray(details, path, "Schedules", 1, 4));
 	std::vector<PolicySchedule> schedules;
@@ -340,8 +342,7 @@ Result<void> checkPolicyDescription(const std::string &description)
 	return {};
 }
 
-
-Result<PolicyDetails> parsePolicyDetails(const Json &details, UtcTime now)
+Result<PolicyDetails> parsePolicyDetails(const Json &details, std::optional<UtcTime> now)
 {
 	const std::string path = "PolicyDetails";
 	VS_TRY(checkKeys(details, path,

@@ -59,8 +59,9 @@ struct PolicyDetails {
 // ("PolicyDetails.Schedules[0].RetainRule.Count: 0 is not 1-1000"),
 // InvalidParameterValue; fields DLM has and virtsnap not yet
 // (CrossStoreCopyRules, FastRestoreRule, ...) are named as not supported.
-// `now` is for the one check that needs it: that a cron runs again.
-Result<PolicyDetails> parsePolicyDetails(const Json &details, UtcTime now);
+// `now` is for the one check that needs it, that a cron runs again; none
+// when reading back details checked before, whose cron may have run out.
+Result<PolicyDetails> parsePolicyDetails(const Json &details, std::optional<UtcTime> now);
 // The same details in DLM's shape, for get-lifecycle-policy and the catalog.
 Json toJson(const PolicyDetails &details);
 

@@ -1,6 +1,7 @@
 #include "lifecycle_schedule.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 
 namespace virtsnap::daemon {
@@ -52,6 +53,18 @@ std::vector<const RetentionCandidate *> retireOfVolume(const RetainRule &rule, s
 }
 
 } // namespace
+
+std::optional<UtcTime> parseUtcTime(const std::string &text)
+{
+	int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, ms = 0, used = 0;
+	if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &y, &mo, &d, &h, &mi, &sec, &ms, &used) != 7 ||
+	    used != int(text.size()))
+		return std::nullopt;
+	year_month_day ymd = year{y} / month(unsigned(mo)) / day(unsigned(d));
+	if (!ymd.ok() || h > 23 || mi > 59 || sec > 59)
+		return std::nullopt;
+	return UtcTime(sys_days(ymd) + hours{h} + minutes{mi} + seconds{sec});
+}
 
 std::optional<UtcTime> nextRunAfter(const CreateRule &rule, UtcTime t)
 {

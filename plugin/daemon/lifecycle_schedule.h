@@ -11,6 +11,10 @@
 
 namespace virtsnap::daemon {
 
+// "2026-12-05T03:00:00.000Z", as core/ids.h's isoTime writes the times the
+// catalog keeps, to the second; nullopt for anything else.
+std::optional<UtcTime> parseUtcTime(const std::string &text);
+
 // The first run of `rule` strictly after `t`, in UTC as DLM's: an interval
 // rule runs at Times[0] (00:00 when none is given) and every Interval hours
 // from there, which, as every allowed interval divides 24, is the same

@@ -37,6 +37,15 @@ TEST(ScheduleTest, IntervalRunsFromItsTimeEachDay)
 		  "2026-12-05T12:00:00.000Z");
 }
 
+TEST(ScheduleTest, ReadsTheTimesTheCatalogKeeps)
+{
+	UtcTime t = utc(2026, 12, 5, 3, 4) + seconds{5};
+	EXPECT_EQ(show(parseUtcTime(isoTime(t))), "2026-12-05T03:04:05.000Z");
+	for (const char *bad : {"", "2026-12-05", "2026-12-05T03:04:05Z", "2026-02-30T03:04:05.000Z",
+				"2026-12-05T24:00:00.000Z", "2026-12-05T03:04:05.000Z junk"})
+		EXPECT_FALSE(parseUtcTime(bad)) << bad;
+}
+
 TEST(ScheduleTest, CronRulesAskTheirCron)
 {
 	CreateRule rule;
