@@ -16,14 +16,14 @@ bool hasTag(const PolicyTags &tags, const std::string &key, const std::string &v
 	return std::any_of(tags.begin(), tags.end(), [&](const auto &t) { return t.first == key && t.second == value; });
 }
 
-UtcTime addMonths(UtcTime start, int count)
+UtcMillis addMonths(UtcMillis start, int count)
 {
 	sys_days day = floor<days>(start);
 	year_month_day ymd(day);
 	year_month ym = ymd.year() / ymd.month() + months{count};
 	auto last = year_month_day_last(ym.year(), month_day_last(ym.month())).day();
 	year_month_day moved = ym / std::min(ymd.day(), last);
-	return UtcTime(sys_days(moved) + (start - day));
+	return UtcMillis(sys_days(moved) + (start - day));
 }
 
 bool carriesScheduleTags(const RetentionCandidate &s, const std::string &policyId, const std::string &scheduleName)
@@ -54,16 +54,16 @@ std::vector<const RetentionCandidate *> retireOfVolume(const RetainRule &rule, s
 
 } // namespace
 
-std::optional<UtcTime> parseUtcTime(const std::string &text)
+std::optional<UtcMillis> parseUtcTime(const std::string &text)
 {
 	int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, ms = 0, used = 0;
 	if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &y, &mo, &d, &h, &mi, &sec, &ms, &used) != 7 ||
 	    used != int(text.size()))
 		return std::nullopt;
 	year_month_day ymd = year{y} / month(unsigned(mo)) / day(unsigned(d));
-	if (!ymd.ok() || h > 23 || mi > 59 || sec > 59)
+	if (!ymd.ok() || h > 23 || mi > 59 || sec > 59 || ms < 0)
 		return std::nullopt;
-	return UtcTime(sys_days(ymd) + hours{h} + minutes{mi} + seconds{sec});
+	return UtcMillis(sys_days(ymd) + hours{h} + minutes{mi} + seconds{sec} + milliseconds{ms});
 }
 
 std::optional<UtcTime> nextRunAfter(const CreateRule &rule, UtcTime t)
@@ -92,7 +92,7 @@ bool retentionMayDelete(const RetentionCandidate &snapshot, const std::string &p
 	return carriesScheduleTags(snapshot, policyId, scheduleName);
 }
 
-UtcTime retentionExpiry(const RetainRule &rule, UtcTime start)
+UtcMillis retentionExpiry(const RetainRule &rule, UtcMillis start)
 {
 	switch (rule.unit) {
 	case RetainUnit::Days: return start + days{rule.interval};

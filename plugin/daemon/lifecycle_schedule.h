@@ -11,9 +11,13 @@
 
 namespace virtsnap::daemon {
 
-// "2026-12-05T03:00:00.000Z", as core/ids.h's isoTime writes the times the
-// catalog keeps, to the second; nullopt for anything else.
-std::optional<UtcTime> parseUtcTime(const std::string &text);
+// A snapshot's start time, to the millisecond the catalog keeps: runs a
+// moment apart are ordered by it, and a second is too coarse for that.
+using UtcMillis = std::chrono::sys_time<std::chrono::milliseconds>;
+
+// "2026-12-05T03:00:00.123Z", as core/ids.h's isoTime writes the times the
+// catalog keeps; nullopt for anything else.
+std::optional<UtcMillis> parseUtcTime(const std::string &text);
 
 // The first run of `rule` strictly after `t`, in UTC as DLM's: an interval
 // rule runs at Times[0] (00:00 when none is given) and every Interval hours
@@ -31,7 +35,7 @@ bool isDue(const CreateRule &rule, UtcTime lastRun, UtcTime now);
 struct RetentionCandidate {
 	std::string snapshotId;
 	std::string volumeId;
-	UtcTime startTime;
+	UtcMillis startTime;
 	bool completed = false;
 	PolicyTags tags;
 };
@@ -45,7 +49,7 @@ bool retentionMayDelete(const RetentionCandidate &snapshot, const std::string &p
 // When a snapshot kept by age-based retention expires: start plus the
 // interval, months and years on the calendar (January 31st plus a month
 // is the last day of February).
-UtcTime retentionExpiry(const RetainRule &rule, UtcTime start);
+UtcMillis retentionExpiry(const RetainRule &rule, UtcMillis start);
 
 // Which snapshots a schedule's RetainRule retires at `now`, per volume:
 // with Count, the completed ones older than its Count newest completed;

@@ -8,6 +8,7 @@
 #include "crypto/resource_ids.h"
 #include "handlers.h"
 #include "lifecycle_schedule.h"
+#include "policy_commands.h"
 #include "requests.h"
 
 namespace virtsnap::daemon {
@@ -20,27 +21,6 @@ constexpr int kRecentRuns = 10;
 UtcTime nowUtc()
 {
 	return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-}
-
-Result<catalog::PolicyRow> existingPolicy(Context &ctx, const std::string &id)
-{
-	VS_ASSIGN(auto row, ctx.catalog->getPolicy(id));
-	if (!row)
-		return fail(errc::kResourceNotFound, "policy " + id + " does not exist");
-	return *row;
-}
-
-// The details as the catalog keeps them, checked again: a policy written
-// by a newer virtsnap, or damaged, is named rather than half understood.
-Result<PolicyDetails> detailsOf(const catalog::PolicyRow &row)
-{
-	auto json = Json::parse(row.details);
-	if (!json)
-		return fail(errc::kCorrupt, "policy " + row.policyId + ": its details in the catalog are not JSON");
-	auto details = parsePolicyDetails(*json, std::nullopt);
-	if (!details)
-		return fail(errc::kCorrupt, "policy " + row.policyId + ": " + details.error().message);
-	return details;
 }
 
 bool targetsAny(const PolicyDetails &details, const PolicyTags &tags)
@@ -81,7 +61,7 @@ Result<Json> scheduleRunsJson(Context &ctx, const catalog::PolicyRow &row, const
 	VS_ASSIGN(std::vector<catalog::PolicyRunRow> runs, ctx.catalog->policyRuns(row.policyId, schedule.name, kRecentRuns));
 	Json j = Json::object();
 	j.set("Name", Json::string(schedule.name));
-	std::optional<UtcTime> from = parseUtcTime(row.schedulesFrom);
+	std::optional<UtcMillis> from = parseUtcTime(row.schedulesFrom);
 	if (!runs.empty()) {
 		j.set("LastRun", Json::string(runs.front().startTime));
 		auto last = parseUtcTime(runs.front().startTime);
@@ -89,7 +69,7 @@ Result<Json> scheduleRunsJson(Context &ctx, const catalog::PolicyRow &row, const
 			from = last;
 	}
 	if (row.state == "ENABLED" && from)
-		if (auto next = nextRunAfter(schedule.create, *from))
+		if (auto next = nextRunAfter(schedule.create, std::chrono::floor<std::chrono::seconds>(*from)))
 			j.set("NextRun", Json::string(isoTime(*next)));
 	Json recent = Json::array();
 	for (const catalog::PolicyRunRow &run : runs)
@@ -107,6 +87,27 @@ Json summaryJson(const catalog::PolicyRow &row)
 }
 
 } // namespace
+
+Result<catalog::PolicyRow> existingPolicy(Context &ctx, const std::string &id)
+{
+	VS_ASSIGN(auto row, ctx.catalog->getPolicy(id));
+	if (!row)
+		return fail(errc::kResourceNotFound, "policy " + id + " does not exist");
+	return *row;
+}
+
+// The details as the catalog keeps them, checked again: a policy written
+// by a newer virtsnap, or damaged, is named rather than half understood.
+Result<PolicyDetails> detailsOf(const catalog::PolicyRow &row)
+{
+	auto json = Json::parse(row.details);
+	if (!json)
+		return fail(errc::kCorrupt, "policy " + row.policyId + ": its details in the catalog are not JSON");
+	auto details = parsePolicyDetails(*json, std::nullopt);
+	if (!details)
+		return fail(errc::kCorrupt, "policy " + row.policyId + ": " + details.error().message);
+	return details;
+}
 
 Result<Reply> createLifecyclePolicy(Context &ctx, const Call &call)
 {

@@ -41,6 +41,7 @@ TEST(ScheduleTest, ReadsTheTimesTheCatalogKeeps)
 {
 	UtcTime t = utc(2026, 12, 5, 3, 4) + seconds{5};
 	EXPECT_EQ(show(parseUtcTime(isoTime(t))), "2026-12-05T03:04:05.000Z");
+	EXPECT_EQ(show(parseUtcTime("2026-12-05T03:04:05.123Z")), "2026-12-05T03:04:05.123Z");
 	for (const char *bad : {"", "2026-12-05", "2026-12-05T03:04:05Z", "2026-02-30T03:04:05.000Z",
 				"2026-12-05T24:00:00.000Z", "2026-12-05T03:04:05.000Z junk"})
 		EXPECT_FALSE(parseUtcTime(bad)) << bad;
@@ -81,7 +82,7 @@ TEST(ScheduleTest, MissedSlotsRunOnceOnStart)
 	EXPECT_TRUE(isDue(daily, lastRun, utc(2026, 12, 10, 3, 0)));
 }
 
-RetentionCandidate snap(const std::string &id, const std::string &volume, UtcTime start, bool completed = true,
+RetentionCandidate snap(const std::string &id, const std::string &volume, UtcMillis start, bool completed = true,
 			const std::string &policy = "policy-1", const std::string &schedule = "daily")
 {
 	RetentionCandidate c{id, volume, start, completed, {}};
@@ -108,6 +109,17 @@ TEST(RetentionTest, CountKeepsTheNewestCompletedPerVolume)
 	RetainRule three{.count = 3};
 	EXPECT_EQ(sorted(snapshotsToRetire(three, "policy-1", "daily", snaps, utc(2026, 12, 6))),
 		  (Ids{"snap-a1", "snap-a2", "snap-b1", "snap-b2"}));
+}
+
+// Runs a moment apart start in the same second: the milliseconds order
+// them, never their (random) ids.
+TEST(RetentionTest, OrdersByTheMillisecond)
+{
+	std::vector<RetentionCandidate> snaps;
+	for (int i = 0; i < 4; i++)
+		snaps.push_back(snap("snap-" + std::string(1, char('z' - i)), "vol-a", utc(2026, 12, 5) + milliseconds{100 * i}));
+	EXPECT_EQ(sorted(snapshotsToRetire(RetainRule{.count = 2}, "policy-1", "daily", snaps, utc(2026, 12, 6))),
+		  (Ids{"snap-y", "snap-z"}));
 }
 
 TEST(RetentionTest, OnlyThisPolicysAndSchedulesSnapshots)

@@ -22,4 +22,9 @@ inline std::string show(std::optional<UtcTime> t)
 	return t ? isoTime(*t) : std::string("none");
 }
 
+inline std::string show(std::optional<std::chrono::sys_time<std::chrono::milliseconds>> t)
+{
+	return t ? isoTime(*t) : std::string("none");
+}
+
 } // namespace virtsnap::daemon::test

@@ -1,11 +1,12 @@
 // Lifecycle policies through the virtsnap command, as a user keeps them:
 // create, get, list with filters, update and delete, in process and
-// through virtsnapd; bad input gives one line and changes nothing. No
-// QEMU: these commands only keep policies (running them is another test's).
+// through virtsnapd; bad input gives one line and changes nothing. Those
+// need no QEMU; RunLifecyclePolicyTest runs a policy against one.
 #include <algorithm>
 #include <fstream>
 
 #include "cli_fixture.h"
+#include "tests/support/qemu_instance.h"
 
 namespace virtsnap::test {
 namespace {
@@ -174,6 +175,108 @@ TEST_F(LifecyclePolicyTest, BadInputGivesOneLineAndChangesNothing)
 
 	EXPECT_EQ(listed({}), (std::vector<std::string>{id}));
 	EXPECT_EQ(policy(id).dump(), before);
+}
+
+// A policy with Count 3 on a 2-disk instance one of whose volumes carries
+// its target tag, run 5 times: the newest 3 sets remain, with the policy's
+// tags; a set taken by hand is untouched; a run whose capture fails is
+// recorded, and deletes nothing.
+class RunLifecyclePolicyTest : public QemuCliTest
+{
+protected:
+	RunLifecyclePolicyTest() : QemuCliTest("vs-policy-run") {}
+
+	void SetUp() override
+	{
+		REQUIRE_QEMU();
+		ASSERT_EQ(cli({"init"}).status, 0);
+		QemuOptions opts;
+		for (const char *disk : {"vda", "vdb"}) {
+			std::string path = tmp_.file(std::string(disk) + ".qcow2"), error;
+			ASSERT_TRUE(createImage(path, "qcow2", "16M", &error)) << error;
+			opts.disks.push_back({path, "qcow2", disk});
+		}
+		opts.name = "vs-policy-run";
+		std::string error;
+		vm_ = QemuInstance::start(opts, &error);
+		ASSERT_TRUE(vm_) << error;
+	}
+
+	// The ids of the snapshots carrying tag KEY=VALUE, or of all.
+	std::set<std::string> tagged(const std::string &key, const std::string &value)
+	{
+		std::vector<std::string> args = {"describe-snapshots"};
+		if (!key.empty())
+			args.insert(args.end(), {"--filter", "Name=tag:" + key + ",Values=" + value});
+		CliResult r = cli(args);
+		EXPECT_EQ(r.status, 0) << r.err;
+		std::set<std::string> ids;
+		Json list = r.json().get("Snapshots");
+		for (size_t i = 0; i < list.size(); i++)
+			ids.insert(list.at(i).getString("SnapshotId").value_or(""));
+		return ids;
+	}
+
+	std::set<std::string> all() { return tagged("", ""); }
+};
+
+TEST_F(RunLifecyclePolicyTest, CountKeepsTheNewestSetsAndAFailedRunDeletesNothing)
+{
+	CliResult vols = cli({"describe-volumes", "--qmp-socket", vm_->qmpSocket()});
+	ASSERT_EQ(vols.status, 0) << vols.err;
+	std::string vda = vols.json().get("Volumes").at(0).getString("VolumeId").value_or("");
+	ASSERT_EQ(cli({"create-tags", "--resource", vda, "--tag", "backup=nightly"}).status, 0);
+	CliResult manual = cli({"create-snapshots", "--qmp-socket", vm_->qmpSocket(), "--tag", "by=hand", "--wait"});
+	ASSERT_EQ(manual.status, 0) << manual.err;
+	std::set<std::string> byHand = tagged("by", "hand");
+	ASSERT_EQ(byHand.size(), 2u);
+
+	CliResult created = cli({"create-lifecycle-policy", "--description", "nightly", "--policy-details", R"json({
+	  "ResourceTypes": ["INSTANCE"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+	                 "RetainRule": {"Count": 3}, "TagsToAdd": [{"Key": "instance", "Value": "$(instance-id)"}]}]})json"});
+	ASSERT_EQ(created.status, 0) << created.err;
+	std::string policy = created.json().getString("PolicyId").value_or("");
+
+	std::vector<std::set<std::string>> sets;
+	for (int run = 0; run < 5; run++) {
+		CliResult r = cli({"run-lifecycle-policy", "--policy-id", policy});
+		ASSERT_EQ(r.status, 0) << r.err;
+		Json result = r.json().get("Runs").at(0);
+		EXPECT_EQ(result.getString("Outcome"), "succeeded") << r.out;
+		std::set<std::string> set;
+		for (size_t i = 0; i < result.get("SnapshotIds").size(); i++)
+			set.insert(result.get("SnapshotIds").at(i).asString());
+		ASSERT_EQ(set.size(), 2u) << r.out;
+		EXPECT_EQ(result.get("DeletedSnapshotIds").size(), run < 3 ? 0u : 2u) << r.out;
+		sets.push_back(set);
+	}
+	std::set<std::string> newest3;
+	for (int run = 2; run < 5; run++)
+		newest3.insert(sets[run].begin(), sets[run].end());
+	EXPECT_EQ(tagged("aws:dlm:lifecycle-policy-id", policy), newest3);
+	EXPECT_EQ(tagged("aws:dlm:lifecycle-schedule-name", "nightly"), newest3);
+	EXPECT_EQ(tagged("instance", "i-*"), newest3) << "TagsToAdd, with $(instance-id) filled in";
+	EXPECT_EQ(tagged("by", "hand"), byHand) << "a set taken by hand is not the policy's";
+	std::set<std::string> before = all();
+	EXPECT_EQ(before.size(), 8u);
+
+	// Count 1 would retire two sets now; but the instance is gone, so the
+	// capture fails and the run must delete nothing.
+	std::string countOne = R"json({
+	  "ResourceTypes": ["INSTANCE"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+	                 "RetainRule": {"Count": 1}}]})json";
+	ASSERT_EQ(cli({"update-lifecycle-policy", "--policy-id", policy, "--policy-details", countOne}).status, 0);
+	vm_.reset();
+	CliResult failed = cli({"run-lifecycle-policy", "--policy-id", policy});
+	EXPECT_NE(failed.status, 0) << failed.out;
+	EXPECT_EQ(failed.json().get("Runs").at(0).getString("Outcome"), "failed") << failed.out;
+	EXPECT_EQ(all(), before) << "a failed run deletes nothing";
+	Json runs = cli({"get-lifecycle-policy", "--policy-id", policy}).json().get("Policy").get("ScheduleRuns").at(0);
+	EXPECT_EQ(runs.get("RecentRuns").size(), 6u);
+	EXPECT_EQ(runs.get("RecentRuns").at(0).getString("Outcome"), "failed") << runs.dump();
+	EXPECT_EQ(runs.getString("LastRun"), runs.get("RecentRuns").at(0).getString("StartTime"));
 }
 
 } // namespace
