@@ -3,9 +3,15 @@
 // through virtsnapd; bad input gives one line and changes nothing. Those
 // need no QEMU; RunLifecyclePolicyTest runs a policy against one.
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <thread>
+
+#include <sqlite3.h>
 
 #include "cli_fixture.h"
+#include "core/ids.h"
 #include "tests/support/qemu_instance.h"
 
 namespace virtsnap::test {
@@ -277,6 +283,59 @@ TEST_F(RunLifecyclePolicyTest, CountKeepsTheNewestSetsAndAFailedRunDeletesNothin
 	EXPECT_EQ(runs.get("RecentRuns").size(), 6u);
 	EXPECT_EQ(runs.get("RecentRuns").at(0).getString("Outcome"), "failed") << runs.dump();
 	EXPECT_EQ(runs.getString("LastRun"), runs.get("RecentRuns").at(0).getString("StartTime"));
+}
+
+// virtsnapd down across three daily slots: started, it runs the schedule
+// once, not three times, and the next run is tomorrow's slot.
+TEST_F(RunLifecyclePolicyTest, ADaemonRestartedAcrossDueTimesRunsTheScheduleOnce)
+{
+	CliResult vols = cli({"describe-volumes", "--qmp-socket", vm_->qmpSocket()});
+	ASSERT_EQ(vols.status, 0) << vols.err;
+	std::string vda = vols.json().get("Volumes").at(0).getString("VolumeId").value_or("");
+	ASSERT_EQ(cli({"create-tags", "--resource", vda, "--tag", "backup=nightly"}).status, 0);
+	CliResult created = cli({"create-lifecycle-policy", "--description", "nightly", "--policy-details", R"json({
+	  "ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS", "Times": ["00:00"]},
+	                 "RetainRule": {"Count": 7}}]})json"});
+	ASSERT_EQ(created.status, 0) << created.err;
+	std::string policy = created.json().getString("PolicyId").value_or("");
+
+	// As if the policy had been made three days ago and the daemon had
+	// been down since: the catalog is the daemon's memory of it.
+	std::string catalog = storeDir_ + "/catalog.sqlite";
+	ASSERT_TRUE(std::filesystem::exists(catalog)) << catalog;
+	auto threeDaysAgo = std::chrono::system_clock::now() - std::chrono::hours(72);
+	sqlite3 *db = nullptr;
+	ASSERT_EQ(sqlite3_open(catalog.c_str(), &db), SQLITE_OK);
+	std::string sql = "UPDATE policies SET schedules_from = '" + isoTime(threeDaysAgo) + "'";
+	EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+	sqlite3_close(db);
+	std::string nextBefore = cli({"get-lifecycle-policy", "--policy-id", policy})
+					 .json().get("Policy").get("ScheduleRuns").at(0).getString("NextRun").value_or("");
+	ASSERT_LT(nextBefore, isoTimeNow()) << "due";
+
+	std::string socket = tmp_.file("virtsnapd.sock");
+	Virtsnapd daemon(daemonOptions(socket, {"--policy-interval", "1"}));
+	ASSERT_TRUE(daemon.start());
+	// Three passes of the timer: the first ran what was due; the others
+	// must have found nothing more to run.
+	std::string log;
+	for (int i = 0; i < 1200 && log.find("policy timer: pass 3 ") == std::string::npos; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		log = readFile(tmp_.file("virtsnapd.log"));
+	}
+	ASSERT_NE(log.find("policy timer: pass 3 "), std::string::npos) << log;
+	EXPECT_NE(log.find("policy timer: pass 1 ran 1 schedule(s)"), std::string::npos) << log;
+	EXPECT_NE(log.find("policy timer: pass 2 ran 0 schedule(s)"), std::string::npos) << log;
+
+	Json runs = cli({"get-lifecycle-policy", "--policy-id", policy}, socket)
+			    .json().get("Policy").get("ScheduleRuns").at(0);
+	ASSERT_EQ(runs.get("RecentRuns").size(), 1u) << runs.dump();
+	EXPECT_EQ(runs.get("RecentRuns").at(0).getString("Outcome"), "succeeded") << runs.dump();
+	EXPECT_EQ(tagged("aws:dlm:lifecycle-policy-id", policy).size(), 1u);
+	std::string next = runs.getString("NextRun").value_or("");
+	EXPECT_GT(next, isoTimeNow()) << runs.dump();
+	EXPECT_EQ(next.substr(10), "T00:00:00.000Z") << runs.dump();
 }
 
 } // namespace
