@@ -12,6 +12,7 @@
 
 #include "cli_fixture.h"
 #include "core/ids.h"
+#include "tests/support/daemon_connection.h"
 #include "tests/support/qemu_instance.h"
 
 namespace virtsnap::test {
@@ -139,6 +140,19 @@ TEST_F(LifecyclePolicyTest, DetailsFromAFileInProcessAndThroughTheDaemon)
 				"file://" + tmp_.file("absent.json")},
 			       socket),
 			   "", "absent.json");
+
+	// Over the socket the daemon is sent JSON: it opens no file for anyone.
+	DaemonConnection raw(socket);
+	ASSERT_GE(raw.fd(), 0);
+	Json request = Json::object();
+	request.set("command", Json::string("create-lifecycle-policy"));
+	request.set("options", Json::object()
+				       .set("description", Json::array().append(Json::string("x")))
+				       .set("policy-details", Json::array().append(Json::string("file://" + file))));
+	ASSERT_TRUE(raw.send(request.dump() + "\n"));
+	std::string reply = raw.readLine();
+	EXPECT_NE(reply.find("file:// is read by the virtsnap command"), std::string::npos) << reply;
+	EXPECT_EQ(listed({}), both) << "nothing made";
 }
 
 TEST_F(LifecyclePolicyTest, BadInputGivesOneLineAndChangesNothing)
@@ -336,6 +350,44 @@ TEST_F(RunLifecyclePolicyTest, ADaemonRestartedAcrossDueTimesRunsTheScheduleOnce
 	std::string next = runs.getString("NextRun").value_or("");
 	EXPECT_GT(next, isoTimeNow()) << runs.dump();
 	EXPECT_EQ(next.substr(10), "T00:00:00.000Z") << runs.dump();
+}
+
+// Through virtsnapd a failed run also says so on the events stream.
+TEST_F(RunLifecyclePolicyTest, AFailedRunEmitsAnEvent)
+{
+	CliResult vols = cli({"describe-volumes", "--qmp-socket", vm_->qmpSocket()});
+	ASSERT_EQ(vols.status, 0) << vols.err;
+	std::string vda = vols.json().get("Volumes").at(0).getString("VolumeId").value_or("");
+	ASSERT_EQ(cli({"create-tags", "--resource", vda, "--tag", "backup=nightly"}).status, 0);
+	CliResult created = cli({"create-lifecycle-policy", "--description", "nightly", "--policy-details", R"json({
+	  "ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+	                 "RetainRule": {"Count": 1}}]})json"});
+	ASSERT_EQ(created.status, 0) << created.err;
+	std::string policy = created.json().getString("PolicyId").value_or("");
+	vm_.reset();
+
+	std::string socket = tmp_.file("virtsnapd.sock");
+	Virtsnapd daemon(daemonOptions(socket));
+	ASSERT_TRUE(daemon.start());
+	CliResult failed = cli({"run-lifecycle-policy", "--policy-id", policy}, socket);
+	EXPECT_NE(failed.status, 0) << failed.out;
+	EXPECT_EQ(failed.json().get("Runs").at(0).getString("Outcome"), "failed") << failed.out << failed.err;
+	std::string log;
+	for (int i = 0; i < 600 && log.find(policy) == std::string::npos; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		log = readFile(tmp_.file("events/events.jsonl"));
+	}
+	ASSERT_NE(log.find(policy), std::string::npos) << log;
+	std::optional<Json> event;
+	for (const std::string &l : lines(log))
+		if (l.find(policy) != std::string::npos)
+			event = Json::parse(l);
+	ASSERT_TRUE(event) << log;
+	EXPECT_EQ(event->getString("detail-type"), "DLM Policy State Change");
+	EXPECT_EQ(event->get("detail").getString("state"), "ERROR");
+	EXPECT_EQ(event->get("detail").getString("schedule_name"), "nightly");
+	EXPECT_NE(event->get("detail").getString("cause").value_or("").find("HypervisorError"), std::string::npos) << log;
 }
 
 } // namespace
