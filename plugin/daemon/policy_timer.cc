@@ -53,6 +53,8 @@ int runDueSchedules(Service &service, UtcTime now)
 	for (size_t i = 0; i < list.size(); i++) {
 		std::string id = list.at(i).getString("PolicyId").value_or("");
 		auto due = dueOf(service, id, now);
+		if (!due)
+			std::fprintf(stderr, "virtsnapd: policy %s: %s\n", id.c_str(), due.error().toString().c_str());
 		for (const std::string &schedule : due.value_or(std::vector<std::string>{})) {
 			Json options = Json::object().set("policy-id", one(id)).set("schedule", one(schedule));
 			auto run = ask(service, "run-lifecycle-policy", options);
