@@ -13,6 +13,7 @@
 #include "events/dispatcher.h"
 #include "events/event.h"
 #include "handlers.h"
+#include "hypervisor/libvirt_driver.h"
 #include "lifecycle_schedule.h"
 #include "policy_commands.h"
 #include "snapshot_job.h"
@@ -35,8 +36,31 @@ bool hasAnyTag(const catalog::Tags &tags, const PolicyTags &wanted)
 			   [&](const auto &w) { return std::find(tags.begin(), tags.end(), w) != tags.end(); });
 }
 
-// The targets among the volumes this host knows (and knows how to reach).
-// An instance is targeted when one of its volumes carries a TargetTags tag.
+// Running libvirt domains whose <virtsnap:policy> metadata carries one of
+// the policy's TargetTags, as the example script picks them. A host
+// without libvirt has none: a warning, and the volumes' tags still count.
+void addTaggedDomains(Context &ctx, const PolicyDetails &details, std::map<std::string, RunTarget> &instances,
+		      std::set<std::string> &targeted)
+{
+	auto domains = hypervisor::listTaggedDomains(ctx.options.libvirtUri);
+	if (!domains) {
+		std::fprintf(stderr, "virtsnap: warning: %s\n", domains.error().toString().c_str());
+		return;
+	}
+	for (const hypervisor::TaggedDomain &d : *domains) {
+		if (!hasAnyTag(d.tags, details.targetTags))
+			continue;
+		std::string key = "uuid:" + d.uuid; // the libvirt driver's instance key
+		RunTarget &t = instances[key];
+		t.target = hypervisor::Target{"", ctx.options.libvirtUri, d.uuid};
+		t.instanceKey = key;
+		targeted.insert(key);
+	}
+}
+
+// The targets among the volumes this host knows (and knows how to reach),
+// and the domains that opted in by metadata. An instance is targeted when
+// one of its volumes, or its metadata, carries a TargetTags tag.
 Result<std::vector<RunTarget>> findTargets(Context &ctx, const PolicyDetails &details)
 {
 	VS_ASSIGN(std::vector<catalog::VolumeRow> volumes, ctx.catalog->listVolumes());
@@ -60,6 +84,8 @@ Result<std::vector<RunTarget>> findTargets(Context &ctx, const PolicyDetails &de
 		if (wanted)
 			targeted.insert(v.instanceKey);
 	}
+	if (details.resourceType == PolicyResourceType::Instance)
+		addTaggedDomains(ctx, details, instances, targeted);
 	for (const std::string &key : targeted)
 		out.push_back(instances[key]);
 	return out;
