@@ -18,11 +18,6 @@ namespace {
 // How many of each schedule's runs get-lifecycle-policy shows.
 constexpr int kRecentRuns = 10;
 
-UtcTime nowUtc()
-{
-	return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-}
-
 bool targetsAny(const PolicyDetails &details, const PolicyTags &tags)
 {
 	return std::any_of(tags.begin(), tags.end(), [&](const auto &tag) {
@@ -88,6 +83,11 @@ Json summaryJson(const catalog::PolicyRow &row)
 
 } // namespace
 
+UtcTime policyNow()
+{
+	return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+}
+
 Result<catalog::PolicyRow> existingPolicy(Context &ctx, const std::string &id)
 {
 	VS_ASSIGN(auto row, ctx.catalog->getPolicy(id));
@@ -111,7 +111,7 @@ Result<PolicyDetails> detailsOf(const catalog::PolicyRow &row)
 
 Result<Reply> createLifecyclePolicy(Context &ctx, const Call &call)
 {
-	UtcTime now = nowUtc();
+	UtcTime now = policyNow();
 	VS_ASSIGN(std::string description, call.args.require("description"));
 	VS_TRY(checkPolicyDescription(description));
 	VS_ASSIGN(bool enabled, parsePolicyState(call.args.get("state", "ENABLED")));
@@ -172,7 +172,7 @@ Result<Reply> getLifecyclePolicy(Context &ctx, const Call &call)
 // the old schedules, are not "missed" runs.
 Result<Reply> updateLifecyclePolicy(Context &ctx, const Call &call)
 {
-	UtcTime now = nowUtc();
+	UtcTime now = policyNow();
 	VS_ASSIGN(std::string id, parsePolicyId(call.args));
 	std::optional<PolicyDetails> details;
 	if (call.args.has("policy-details")) {

@@ -8,6 +8,8 @@
 
 namespace virtsnap::daemon {
 
+// Now, to the second, as policies are checked and scheduled.
+UtcTime policyNow();
 // ResourceNotFoundException, as DLM, for an id that names no policy.
 Result<catalog::PolicyRow> existingPolicy(Context &ctx, const std::string &id);
 // The details as the catalog keeps them, checked again: a policy written

@@ -198,11 +198,6 @@ void emitFailure(Context &ctx, const catalog::PolicyRunRow &run)
 	ctx.events->emit(events::toJson(n));
 }
 
-UtcTime nowUtc()
-{
-	return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-}
-
 } // namespace
 
 Result<Json> runSchedule(Context &ctx, const catalog::PolicyRow &row, const PolicyDetails &details,
@@ -218,7 +213,7 @@ Result<Json> runSchedule(Context &ctx, const catalog::PolicyRow &row, const Poli
 	run.startTime = isoTime(startedAt);
 	std::vector<std::string> deleted;
 	auto captured = capture(ctx, row, details, schedule, start, run.snapshotIds);
-	Result<std::vector<std::string>> retired = captured ? retire(ctx, row, schedule, nowUtc())
+	Result<std::vector<std::string>> retired = captured ? retire(ctx, row, schedule, policyNow())
 							    : Result<std::vector<std::string>>(std::unexpected(captured.error()));
 	run.endTime = isoTimeNow();
 	run.outcome = retired ? "succeeded" : "failed";

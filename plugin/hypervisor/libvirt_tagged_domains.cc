@@ -10,7 +10,8 @@ namespace virtsnap::hypervisor {
 
 namespace {
 
-void quiet(void *, virErrorPtr) {}
+// Errors are returned, never printed by libvirt's default handler.
+void quietErrors(void *, virErrorPtr) {}
 
 // The domain's policy tags; nullopt when it has no policy metadata.
 Result<std::optional<TaggedDomain>> taggedDomain(virDomainPtr dom)
@@ -37,7 +38,7 @@ Result<std::optional<TaggedDomain>> taggedDomain(virDomainPtr dom)
 
 Result<std::vector<TaggedDomain>> listTaggedDomains(const std::string &uri)
 {
-	virSetErrorFunc(nullptr, quiet);
+	virSetErrorFunc(nullptr, quietErrors);
 	virConnectPtr conn = virConnectOpen(uri.c_str());
 	if (!conn)
 		return fail(errc::kHypervisor, "cannot connect to libvirt at " + uri + ": " + lastLibvirtError());
