@@ -81,6 +81,31 @@ struct RequestRow {
 	bool operator==(const RequestRow &) const = default;
 };
 
+// A lifecycle policy: its details are the JSON the daemon checked
+// (daemon/lifecycle_policy.h); the catalog only keeps them.
+struct PolicyRow {
+	std::string policyId;    // "policy-" + hex
+	std::string description;
+	std::string state;       // ENABLED | DISABLED
+	std::string details;     // PolicyDetails JSON
+	std::string ownerId;
+	std::string dateCreated, dateModified, schedulesFrom; // ISO 8601 UTC
+
+	bool operator==(const PolicyRow &) const = default;
+};
+
+// One run of one schedule of a policy, and how it ended.
+struct PolicyRunRow {
+	std::string runId;
+	std::string policyId, scheduleName;
+	std::string startTime, endTime; // ISO 8601 UTC
+	std::string outcome;            // succeeded | failed
+	std::string message;            // why it failed
+	std::vector<std::string> snapshotIds;
+
+	bool operator==(const PolicyRunRow &) const = default;
+};
+
 // An EC2 filter: one name, values OR-ed; filters are AND-ed.
 struct Filter {
 	std::string name;
@@ -95,7 +120,7 @@ struct Page {
 class Catalog
 {
 public:
-	static constexpr int kSchemaVersion = 1;
+	static constexpr int kSchemaVersion = 2;
 
 	// Opens `file`, creating it (mode 0600) and its schema if needed; WAL,
 	// synchronous=FULL, busy_timeout 5000 ms. StoreCorrupted for a schema
@@ -161,6 +186,18 @@ public:
 	Result<std::optional<RequestRow>> getRequest(const std::string &clientToken);
 	// Forgets requests created before `created` (ISO 8601); returns how many.
 	Result<int> pruneRequests(const std::string &createdBefore);
+
+	// Upsert.
+	Result<void> putPolicy(const PolicyRow &row);
+	Result<std::optional<PolicyRow>> getPolicy(const std::string &id);
+	// By creation time, then id.
+	Result<std::vector<PolicyRow>> listPolicies();
+	// The policy and its runs; no error when it is not there.
+	Result<void> removePolicy(const std::string &id);
+	Result<void> putPolicyRun(const PolicyRunRow &row);
+	// The newest `limit` runs of one schedule, newest first.
+	Result<std::vector<PolicyRunRow>> policyRuns(const std::string &policyId, const std::string &scheduleName,
+						     int limit);
 
 private:
 	explicit Catalog(Connection conn) : conn_(std::move(conn)) {}

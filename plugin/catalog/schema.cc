@@ -8,7 +8,7 @@ namespace virtsnap::catalog {
 
 namespace {
 
-// Version 1. A later version adds a migration from each older one; a file
+// Version 1. Each later version is the step from the one before; a file
 // newer than the code is refused rather than misread.
 constexpr const char *kSchemaV1 = R"sql(
 CREATE TABLE snapshots (
@@ -85,9 +85,38 @@ CREATE TABLE requests (
 CREATE INDEX requests_by_created ON requests (created);
 )sql";
 
-// Whether the file's schema is this code's. A newer one is StoreCorrupted:
-// refused rather than misread.
-Result<bool> isCurrent(Connection &conn)
+// Version 2: lifecycle policies and their runs. The daemon's own state,
+// like jobs and requests: no manifest holds it, so clear() leaves it.
+constexpr const char *kSchemaV2 = R"sql(
+CREATE TABLE policies (
+	policy_id TEXT PRIMARY KEY NOT NULL,
+	description TEXT NOT NULL,
+	state TEXT NOT NULL,
+	details TEXT NOT NULL, -- PolicyDetails, JSON as DLM shapes it
+	owner_id TEXT NOT NULL,
+	date_created TEXT NOT NULL,
+	date_modified TEXT NOT NULL,
+	-- Schedules count their slots from here: creation, and each time the
+	-- policy is enabled or its details change.
+	schedules_from TEXT NOT NULL
+);
+
+CREATE TABLE policy_runs (
+	run_id TEXT PRIMARY KEY NOT NULL,
+	policy_id TEXT NOT NULL,
+	schedule_name TEXT NOT NULL,
+	start_time TEXT NOT NULL,
+	end_time TEXT NOT NULL,
+	outcome TEXT NOT NULL,
+	message TEXT NOT NULL,
+	snapshot_ids TEXT NOT NULL -- JSON array of strings
+);
+CREATE INDEX policy_runs_by_schedule ON policy_runs (policy_id, schedule_name, start_time, run_id);
+)sql";
+
+// The file's schema version: 0 for a new file. A newer one than this
+// code's is StoreCorrupted: refused rather than misread.
+Result<int64_t> versionOf(Connection &conn)
 {
 	VS_ASSIGN(Statement st, conn.prepare("PRAGMA user_version"));
 	VS_ASSIGN(bool row, st.step());
@@ -96,7 +125,7 @@ Result<bool> isCurrent(Connection &conn)
 		return fail(errc::kCorrupt, "catalog " + conn.file().string() + " has schema version " +
 						    std::to_string(version) + "; this virtsnap knows up to " +
 						    std::to_string(Catalog::kSchemaVersion));
-	return version == Catalog::kSchemaVersion;
+	return version;
 }
 
 } // namespace
@@ -106,16 +135,18 @@ Result<void> Catalog::initSchema()
 	std::lock_guard lock(mutex_);
 	// Read first, without the write lock: a current catalog needs no write
 	// (so a reader that cannot write still opens it).
-	VS_ASSIGN(bool current, isCurrent(conn_));
-	if (current)
+	VS_ASSIGN(int64_t version, versionOf(conn_));
+	if (version == kSchemaVersion)
 		return {};
 	// Under the write lock, checked again: another process may have
-	// created it in between.
+	// created or migrated it in between. Each step brings the file one
+	// version on, so a version 1 catalog keeps its rows.
 	return inTransaction(true, [&]() -> Result<void> {
-		VS_ASSIGN(bool createdMeanwhile, isCurrent(conn_));
-		if (createdMeanwhile)
-			return {};
-		VS_TRY(conn_.exec(kSchemaV1));
+		VS_ASSIGN(int64_t now, versionOf(conn_));
+		if (now < 1)
+			VS_TRY(conn_.exec(kSchemaV1));
+		if (now < 2)
+			VS_TRY(conn_.exec(kSchemaV2));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

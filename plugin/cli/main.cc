@@ -21,6 +21,7 @@
 #include "core/arguments.h"
 #include "core/cancel.h"
 #include "core/config.h"
+#include "core/file_util.h"
 #include "core/ids.h"
 #include "daemon/commands.h"
 #include "daemon/server.h"
@@ -363,6 +364,20 @@ void makePathsAbsolute(Arguments &args)
 	}
 }
 
+// --policy-details file://PATH is read here, as the caller, as the AWS CLI
+// reads it: virtsnapd, root, is sent the JSON and opens no file for it.
+Result<void> inlineFileOptions(Arguments &args)
+{
+	std::string value = args.get("policy-details");
+	if (value.rfind("file://", 0) != 0)
+		return {};
+	VS_ASSIGN(Bytes bytes, readFile(value.substr(7)));
+	if (bytes.size() > (1u << 20))
+		return fail(errc::kInvalidParameterValue, "--policy-details " + value + " is larger than 1 MiB");
+	args.set("policy-details", {std::string(bytes.begin(), bytes.end())});
+	return {};
+}
+
 int run(int argc, char **argv)
 {
 	std::vector<std::string> raw(argv + 1, argv + argc);
@@ -418,6 +433,8 @@ int run(int argc, char **argv)
 		args->set("connect", {config->libvirtUri});
 
 	makePathsAbsolute(*args);
+	if (auto inlined = inlineFileOptions(*args); !inlined)
+		return printError(inlined.error());
 	if (name == "events")
 		return cmdEvents(ctx);
 	if (spec->cliOnly)

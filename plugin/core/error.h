@@ -34,9 +34,9 @@ inline constexpr const char *kAccessDenied = "AccessDenied";
 inline constexpr const char *kConcurrentLimit = "ConcurrentSnapshotLimitExceeded";
 inline constexpr const char *kIdempotentMismatch = "IdempotentParameterMismatch";
 inline constexpr const char *kSnapshotLocked = "SnapshotLocked";
-// The Recycle Bin's API names: a rule that does not exist; a change a
-// locked rule refuses.
-inline constexpr const char *kRuleNotFound = "ResourceNotFoundException";
+// DLM's and the Recycle Bin's name for a policy or rule that does not
+// exist; the Recycle Bin's for a change a locked rule refuses.
+inline constexpr const char *kResourceNotFound = "ResourceNotFoundException";
 inline constexpr const char *kRuleLocked = "ConflictException";
 // The store's backend: an object that is not there (the store turns it into
 // what it means: a snapshot not found, a store damaged); a create() of a

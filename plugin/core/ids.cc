@@ -30,6 +30,11 @@ bool isSnapshotSetId(std::string_view s)
 	return isHexId(s, "ss-");
 }
 
+bool isPolicyId(std::string_view s)
+{
+	return isHexId(s, "policy-");
+}
+
 bool isVolumeId(std::string_view s)
 {
 	return isHexId(s, "vol-");

@@ -14,6 +14,8 @@ bool isSnapshotId(std::string_view s);
 bool isVolumeId(std::string_view s);
 // "ss-" + 17 hex digits: a snapshot set, and the libvirt checkpoint of it.
 bool isSnapshotSetId(std::string_view s);
+// "policy-" + 17 hex digits: a lifecycle policy (DLM's ids look alike).
+bool isPolicyId(std::string_view s);
 // InvalidSnapshotID.Malformed unless isSnapshotId(s).
 Result<void> checkSnapshotId(std::string_view s);
 

@@ -58,7 +58,13 @@ Result<Reply> create(Context &ctx, const Call &call, bool oneDisk)
 	VS_ASSIGN(auto replayed, replay(ctx, req));
 	if (replayed)
 		return std::move(*replayed);
+	return startCreate(ctx, std::move(req), call.progress);
+}
 
+} // namespace
+
+Result<Reply> startCreate(Context &ctx, CreateRequest req, const engine::ProgressFn &progress)
+{
 	VS_ASSIGN(auto driver, ctx.drivers->get(req.target));
 	req.set.driver = driver;
 	req.set.target = req.target.key();
@@ -78,14 +84,12 @@ Result<Reply> create(Context &ctx, const Call &call, bool oneDisk)
 	// a new snapshot of it waits and takes its point in time then. In
 	// process nothing else captures: no claim.
 	if (!ctx.options.background)
-		return CreateJob::startNow(ctx, std::move(a), call.progress);
+		return CreateJob::startNow(ctx, std::move(a), progress);
 	a.claimed = ctx.admission->tryClaim(a.claims);
 	if (!a.claimed)
 		return CreateJob::queue(ctx, std::move(a));
-	return CreateJob::startNow(ctx, std::move(a), call.progress);
+	return CreateJob::startNow(ctx, std::move(a), progress);
 }
-
-} // namespace
 
 Result<Reply> createSnapshot(Context &ctx, const Call &call)
 {

@@ -68,6 +68,15 @@ Result<Reply> verify(Context &ctx, const Call &call);
 Result<Reply> collectGarbage(Context &ctx, const Call &call);
 Result<Reply> rebuildCatalog(Context &ctx, const Call &call);
 
+// policy_commands.cc
+Result<Reply> createLifecyclePolicy(Context &ctx, const Call &call);
+Result<Reply> getLifecyclePolicies(Context &ctx, const Call &call);
+Result<Reply> getLifecyclePolicy(Context &ctx, const Call &call);
+Result<Reply> updateLifecyclePolicy(Context &ctx, const Call &call);
+Result<Reply> deleteLifecyclePolicy(Context &ctx, const Call &call);
+// policy_run.cc
+Result<Reply> runLifecyclePolicy(Context &ctx, const Call &call);
+
 // hook_commands.cc
 Result<Reply> libvirtHook(Context &ctx, const Call &call);
 

@@ -16,6 +16,7 @@
 #include "core/arguments.h"
 #include "core/cancel.h"
 #include "core/config.h"
+#include "policy_timer.h"
 #include "server.h"
 
 namespace {
@@ -32,7 +33,7 @@ void usage(FILE *out)
 		     "usage: virtsnapd [--config FILE] [--store DIR|URL] [--key-file FILE] [--state-dir DIR]\n"
 		     "                 [--socket PATH] [--events-log FILE] [--events-dir DIR]\n"
 		     "                 [--handler-timeout SECONDS] [--max-parallel-jobs N]\n"
-		     "                 [--client-timeout SECONDS] [--foreground]\n\n"
+		     "                 [--client-timeout SECONDS] [--policy-interval SECONDS] [--foreground]\n\n"
 		     "Each setting is the option, else the config file, else the default below; the store,\n"
 		     "key file, state directory and socket take $VIRTSNAP_STORE, $VIRTSNAP_KEY_FILE,\n"
 		     "$VIRTSNAP_STATE_DIR and $VIRTSNAP_SOCKET over the config file.\n\n"
@@ -46,6 +47,7 @@ void usage(FILE *out)
 		     "  --handler-timeout SECONDS [daemon] handler-timeout, %g\n"
 		     "  --max-parallel-jobs N     [daemon] max-parallel-jobs, %u\n"
 		     "  --client-timeout SECONDS  a client that sends no whole request for this long is let go, 60\n"
+		     "  --policy-interval SECONDS how often lifecycle policies' due schedules are looked for, 60\n"
 		     "  --foreground              stay in the foreground (as under systemd); else detach\n\n"
 		     "See virtsnapd(8) and virtsnap.conf(5).\n",
 		     kConfigPath, d.storePath.c_str(), d.keyFile.c_str(), kRemoteStateDir, d.socket.c_str(), d.eventsLog.c_str(),
@@ -58,6 +60,7 @@ struct Settings {
 	daemon::ServerOptions server;
 	events::Dispatcher::Options events;
 	daemon::ServiceOptions service;
+	std::chrono::seconds policyInterval{60};
 	std::string loadedFrom;
 };
 
@@ -116,6 +119,18 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 		}
 		s.service.maxParallelJobs = *n;
 	}
+	if (args.has("policy-interval")) {
+		char *end = nullptr;
+		std::string v = args.get("policy-interval");
+		long n = std::strtol(v.c_str(), &end, 10);
+		if (v.empty() || *end || n < 1 || n > 86400) {
+			std::fprintf(stderr, "virtsnapd: InvalidParameterValue: --policy-interval '%s' must be 1 to 86400 "
+					     "seconds\n",
+				     v.c_str());
+			return std::nullopt;
+		}
+		s.policyInterval = std::chrono::seconds(n);
+	}
 	*status = 0;
 	return s;
 }
@@ -137,6 +152,9 @@ int serve(const Settings &settings)
 		return 1;
 	}
 	(*service)->recoverInterruptedJobs();
+	// After recovery: a run must not find its own jobs taken for a killed
+	// process's. Its first pass runs what came due while we were down.
+	auto timer = std::make_unique<daemon::PolicyTimer>(**service, settings.policyInterval);
 	std::thread watcher([&] {
 		while (!cancelRequested())
 			std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -148,6 +166,7 @@ int serve(const Settings &settings)
 	if (!cancelRequested())
 		::raise(SIGTERM);
 	watcher.join();
+	timer.reset();
 	server->reset();
 	service->reset();
 	return 0;
@@ -166,6 +185,7 @@ int run(int argc, char **argv)
 					   {"handler-timeout"},
 					   {"max-parallel-jobs"},
 					   {"client-timeout"},
+					   {"policy-interval"},
 					   {"foreground", false},
 					   {"help", false}});
 	if (!args || !args->command().empty()) {

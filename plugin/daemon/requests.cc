@@ -411,4 +411,42 @@ Result<int64_t> parseUnlockDelay(const std::string &text)
 	return parseInt("lock-configuration", fields["UnlockDelayValue"], 7, 30);
 }
 
+Result<std::string> parsePolicyId(const Arguments &args)
+{
+	VS_ASSIGN(std::string id, args.require("policy-id"));
+	if (!isPolicyId(id))
+		return fail(errc::kInvalidParameterValue, "--policy-id '" + id + "' is not a policy id (policy-...)");
+	return id;
+}
+
+Result<PolicyDetails> parsePolicyDetailsOption(const Arguments &args, UtcTime now)
+{
+	VS_ASSIGN(std::string text, args.require("policy-details"));
+	if (text.rfind("file://", 0) == 0)
+		return fail(errc::kInvalidParameterValue,
+			    "--policy-details file:// is read by the virtsnap command; over the socket send the JSON");
+	auto json = isValidUtf8(text) ? Json::parse(text) : std::nullopt;
+	if (!json)
+		return fail(errc::kInvalidParameterValue, "--policy-details is not JSON");
+	return parsePolicyDetails(*json, now);
+}
+
+Result<PolicyFilter> parsePolicyFilter(const Arguments &args)
+{
+	PolicyFilter filter;
+	for (const std::string &id : args.all("policy-ids")) {
+		if (!isPolicyId(id))
+			return fail(errc::kInvalidParameterValue, "--policy-ids '" + id + "' is not a policy id (policy-...)");
+		filter.policyIds.push_back(id);
+	}
+	if (args.has("state")) {
+		filter.state = args.get("state");
+		if (filter.state != "ENABLED" && filter.state != "DISABLED" && filter.state != "ERROR")
+			return fail(errc::kInvalidParameterValue, "--state '" + filter.state + "' is not ENABLED, DISABLED or ERROR");
+	}
+	VS_ASSIGN(store::Tags tags, engine::parseTags(args.all("target-tags"), false));
+	filter.targetTags.assign(tags.begin(), tags.end());
+	return filter;
+}
+
 } // namespace virtsnap::daemon

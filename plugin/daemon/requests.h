@@ -14,6 +14,7 @@
 #include "engine/snapshot_engine.h"
 #include "engine/snapshot_locks.h"
 #include "hypervisor/target.h"
+#include "lifecycle_policy.h"
 #include "store/gc.h"
 
 namespace virtsnap::daemon {
@@ -105,6 +106,22 @@ Result<CompleteRequest> parseComplete(const Arguments &args);
 Result<ImportImageRequest> parseImportImage(const Arguments &args);
 // --volume-id values must look like volume ids.
 Result<std::vector<std::string>> parseVolumeIds(const Arguments &args);
+
+// --policy-id: a policy's id, InvalidParameterValue for one that is not
+// shaped as one.
+Result<std::string> parsePolicyId(const Arguments &args);
+// --policy-details: the PolicyDetails JSON itself, checked. The virtsnap
+// command reads a file://PATH for its caller (as the AWS CLI does), so
+// virtsnapd never opens a file a caller names here.
+Result<PolicyDetails> parsePolicyDetailsOption(const Arguments &args, UtcTime now);
+
+// get-lifecycle-policies: each given filter must match.
+struct PolicyFilter {
+	std::vector<std::string> policyIds;
+	std::string state;     // "" for any
+	PolicyTags targetTags; // the policy targets at least one of them
+};
+Result<PolicyFilter> parsePolicyFilter(const Arguments &args);
 
 // One line of the socket protocol (PROTOCOL.md, "Requests") as the command
 // and options it asks for: InvalidParameterValue for a line that is not

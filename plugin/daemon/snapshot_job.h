@@ -27,6 +27,11 @@ struct AdmittedCreate {
 	bool claimed = false;             // the claims are held (else: queue)
 };
 
+// A create request already parsed (or built: a lifecycle policy's run,
+// whose aws:dlm: tags no user may give): admission, then the job, as
+// create-snapshot(s) run it.
+Result<Reply> startCreate(Context &ctx, CreateRequest request, const engine::ProgressFn &progress);
+
 class CreateJob : public std::enable_shared_from_this<CreateJob>
 {
 public:

@@ -65,7 +65,7 @@ Result<RetentionRule> loadRule(store::Store &store, const std::string &identifie
 	if (!json && json.error().code != errc::kInvalidParameterValue)
 		return std::unexpected(json.error());
 	if (!json || !*json)
-		return fail(errc::kRuleNotFound, "retention rule " + identifier + " does not exist");
+		return fail(errc::kResourceNotFound, "retention rule " + identifier + " does not exist");
 	return parseRule(**json);
 }
 
@@ -144,7 +144,7 @@ Result<std::vector<RetentionRule>> listRules(store::Store &store, int64_t &now)
 	std::vector<RetentionRule> out;
 	for (const std::string &id : ids) {
 		auto r = loadRule(store, id);
-		if (!r && r.error().code == errc::kRuleNotFound)
+		if (!r && r.error().code == errc::kResourceNotFound)
 			continue; // deleted since the listing
 		if (!r)
 			return std::unexpected(r.error());

@@ -99,4 +99,18 @@ Json toJson(const MultiVolumeNotice &n)
 	return envelope(kMultiVolumeCompletion, n.region, n.account, std::move(resources), std::move(d));
 }
 
+Json toJson(const PolicyRunNotice &n)
+{
+	Json resources = Json::array();
+	resources.append(Json::string("arn:virtsnap:dlm:" + n.region + ":" + n.account + ":policy/" + n.policyId));
+	Json d = Json::object();
+	d.set("state", Json::string("ERROR"));
+	d.set("policy_id", Json::string(n.policyId));
+	d.set("schedule_name", Json::string(n.scheduleName));
+	d.set("cause", Json::string(n.cause));
+	d.set("startTime", Json::string(n.startTime));
+	d.set("endTime", Json::string(n.endTime));
+	return envelope(kPolicyStateChange, n.region, n.account, std::move(resources), std::move(d));
+}
+
 } // namespace virtsnap::events

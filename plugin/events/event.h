@@ -53,8 +53,20 @@ struct MultiVolumeNotice {
 	std::string region = "local", account = "";
 };
 
+// A lifecycle policy's run failed: it deleted nothing. DLM says so with a
+// "DLM Policy State Change" event whose state is ERROR; ours names the
+// schedule and the cause too.
+inline constexpr const char *kPolicyStateChange = "DLM Policy State Change";
+struct PolicyRunNotice {
+	std::string policyId, scheduleName;
+	std::string cause;
+	std::string startTime, endTime;
+	std::string region = "local", account = "";
+};
+
 // Each call gives the event a fresh random "id" (UUID form) and "time" now.
 virtsnap::Json toJson(const SnapshotNotice &notice);
 virtsnap::Json toJson(const MultiVolumeNotice &notice);
+virtsnap::Json toJson(const PolicyRunNotice &notice);
 
 } // namespace virtsnap::events

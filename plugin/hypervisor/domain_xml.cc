@@ -126,6 +126,17 @@ Result<DomainDescription> parseDomainXml(const std::string &xml)
 	return d;
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> parsePolicyMetadata(const std::string &xml)
+{
+	VS_ASSIGN(auto doc, XmlDocument::parse(xml, "policy metadata"));
+	std::vector<std::pair<std::string, std::string>> tags;
+	// local-name(): libvirt gives the element back with or without the
+	// namespace prefix it was set with.
+	for (xmlNode *n : doc.nodes("/*[local-name()='policy']/*[local-name()='tag']"))
+		tags.emplace_back(doc.text("@key", n), doc.text("@value", n));
+	return tags;
+}
+
 Result<CheckpointDescription> parseCheckpointXml(const std::string &xml)
 {
 	VS_ASSIGN(auto doc, XmlDocument::parse(xml, "a checkpoint description"));

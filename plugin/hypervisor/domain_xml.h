@@ -31,6 +31,12 @@ struct DomainDescription {
 
 Result<DomainDescription> parseDomainXml(const std::string &xml);
 
+// The <policy><tag key="K" value="V"/>...</policy> element a domain opts
+// in to lifecycle policies with (namespace kPolicyMetadataNamespace), as
+// virDomainGetMetadata gives it: its tags, in order.
+inline constexpr const char *kPolicyMetadataNamespace = "https://virtsnap.example/policy";
+Result<std::vector<std::pair<std::string, std::string>>> parsePolicyMetadata(const std::string &xml);
+
 struct CheckpointDescription {
 	std::string name;
 	std::vector<std::string> disks; // targets with checkpoint='bitmap'

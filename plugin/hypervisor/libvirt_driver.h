@@ -69,4 +69,15 @@ private:
 	std::weak_ptr<LibvirtDriver> self_;
 };
 
+// A running domain that opted in to lifecycle policies through its
+// metadata (domain_xml.h's parsePolicyMetadata), as
+// examples/snapshot-tagged-domains reads it.
+struct TaggedDomain {
+	std::string uuid, name;
+	std::vector<std::pair<std::string, std::string>> tags;
+};
+// The running domains at `uri` that carry such metadata; the others are
+// left out.
+Result<std::vector<TaggedDomain>> listTaggedDomains(const std::string &uri);
+
 } // namespace virtsnap::hypervisor

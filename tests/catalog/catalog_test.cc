@@ -59,7 +59,7 @@ TEST_F(CatalogTest, OpenCreatesVersionedSchemaInWalMode)
 	RawDb raw(file());
 	EXPECT_EQ(raw.query("PRAGMA journal_mode"), "wal");
 	EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(Catalog::kSchemaVersion));
-	for (const char *table : {"snapshots", "volumes", "tags", "jobs", "requests"})
+	for (const char *table : {"snapshots", "volumes", "tags", "jobs", "requests", "policies", "policy_runs"})
 		EXPECT_EQ(raw.query(std::string("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '") + table + "'"),
 			  table);
 	// The two indexes the queries rely on, with their columns in order.
@@ -614,9 +614,90 @@ TEST_F(CatalogTest, NewerSchemaIsRefused)
 	ASSERT_FALSE(cat);
 	EXPECT_EQ(cat.error().code, errc::kCorrupt);
 	EXPECT_NE(cat.error().message.find(file().string()), std::string::npos) << cat.error().message;
-	EXPECT_NE(cat.error().message.find("version 2"), std::string::npos) << cat.error().message;
+	EXPECT_NE(cat.error().message.find("version " + std::to_string(Catalog::kSchemaVersion + 1)), std::string::npos)
+		<< cat.error().message;
 	RawDb raw(file());
 	EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(Catalog::kSchemaVersion + 1)) << "left as it was";
+}
+
+PolicyRow fullPolicy(unsigned n)
+{
+	char id[32];
+	std::snprintf(id, sizeof(id), "policy-%017x", n);
+	return {id, "nightly " + std::to_string(n), n % 2 ? "ENABLED" : "DISABLED", R"({"ResourceTypes":["VOLUME"]})",
+		"1000", isoTime(n), isoTime(n + 1), isoTime(n + 2)};
+}
+
+PolicyRunRow run(const PolicyRow &policy, const std::string &schedule, unsigned n)
+{
+	return {"run-" + std::to_string(n), policy.policyId, schedule, isoTime(n), isoTime(n + 1),
+		n % 2 ? "succeeded" : "failed", n % 2 ? "" : "capture failed", {snapId(n), snapId(n + 1)}};
+}
+
+TEST_F(CatalogTest, PoliciesAndTheirRuns)
+{
+	auto cat = openCatalog();
+	ASSERT_TRUE(cat);
+	for (unsigned n : {3u, 1u, 2u})
+		ASSERT_TRUE(cat->putPolicy(fullPolicy(n)));
+	auto got = cat->getPolicy(fullPolicy(2).policyId);
+	ASSERT_TRUE(got && *got) << describe(got);
+	EXPECT_EQ(**got, fullPolicy(2));
+	PolicyRow changed = fullPolicy(2);
+	changed.state = "ENABLED";
+	ASSERT_TRUE(cat->putPolicy(changed));
+	auto all = cat->listPolicies();
+	ASSERT_TRUE(all) << describe(all);
+	ASSERT_EQ(all->size(), 3u);
+	EXPECT_EQ((*all)[0], fullPolicy(1)) << "by creation time";
+	EXPECT_EQ((*all)[1], changed);
+
+	for (unsigned n : {10u, 30u, 20u, 40u})
+		ASSERT_TRUE(cat->putPolicyRun(run(changed, "daily", n)));
+	ASSERT_TRUE(cat->putPolicyRun(run(changed, "weekly", 50)));
+	ASSERT_TRUE(cat->putPolicyRun(run(fullPolicy(1), "daily", 60)));
+	auto runs = cat->policyRuns(changed.policyId, "daily", 3);
+	ASSERT_TRUE(runs) << describe(runs);
+	ASSERT_EQ(runs->size(), 3u);
+	EXPECT_EQ((*runs)[0], run(changed, "daily", 40)) << "newest first, every field";
+	EXPECT_EQ((*runs)[1].runId, "run-30");
+	EXPECT_EQ((*runs)[2].runId, "run-20");
+
+	// clear() is a rebuild from manifests, which hold no policies.
+	ASSERT_TRUE(cat->clear());
+	ASSERT_TRUE(cat->removePolicy(changed.policyId));
+	auto gone = cat->getPolicy(changed.policyId);
+	ASSERT_TRUE(gone) << describe(gone);
+	EXPECT_FALSE(gone->has_value());
+	RawDb raw(file());
+	EXPECT_EQ(raw.query("SELECT COUNT(*) FROM policy_runs WHERE policy_id = '" + changed.policyId + "'"), "0");
+	EXPECT_EQ(raw.query("SELECT COUNT(*) FROM policy_runs"), "1") << "another policy's runs stay";
+	EXPECT_EQ(raw.query("SELECT COUNT(*) FROM policies"), "2");
+	EXPECT_TRUE(cat->removePolicy(changed.policyId)) << "removing what is not there is no error";
+}
+
+// A catalog written by the version before policies keeps its rows and
+// gains the policy tables.
+TEST_F(CatalogTest, Version1CatalogIsMigrated)
+{
+	{
+		auto cat = openCatalog();
+		ASSERT_TRUE(cat);
+		ASSERT_TRUE(cat->putSnapshot(fullSnapshot(1)));
+	}
+	{
+		RawDb raw(file());
+		raw.exec("DROP TABLE policies; DROP TABLE policy_runs; PRAGMA user_version = 1");
+	}
+	auto cat = openCatalog();
+	ASSERT_TRUE(cat);
+	RawDb raw(file());
+	EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(Catalog::kSchemaVersion));
+	auto kept = cat->getSnapshot(fullSnapshot(1).snapshotId);
+	ASSERT_TRUE(kept && *kept) << describe(kept);
+	EXPECT_EQ(**kept, fullSnapshot(1));
+	ASSERT_TRUE(cat->putPolicy(fullPolicy(1)));
+	ASSERT_TRUE(cat->putPolicyRun(run(fullPolicy(1), "daily", 1)));
 }
 
 TEST_F(CatalogTest, UnusableFilesAreIoErrors)

@@ -112,6 +112,18 @@ TEST(IdsTest, IsSnapshotIdRejectsMalformedIds)
 	EXPECT_FALSE(isVolumeId("vol-0123456789ABCDEF0"));
 }
 
+TEST(IdsTest, PolicyIdsAreMintedAndCheckedLikeTheOthers)
+{
+	auto id = newResourceId("policy-");
+	ASSERT_TRUE(id) << describe(id);
+	EXPECT_EQ(id->size(), 7u + 17u) << *id;
+	EXPECT_TRUE(isPolicyId(*id)) << *id;
+	EXPECT_TRUE(isPolicyId("policy-0123456789abcdef0"));
+	for (const char *bad : {"policy-0123456789ABCDEF0", "policy-0123456789abcdef", "policy-", "snap-0123456789abcdef0",
+				"policy-0123456789abcdef0 ", "policy-../../etc/passw"})
+		EXPECT_FALSE(isPolicyId(bad)) << bad;
+}
+
 TEST(IdsTest, IsoTimeNowShape)
 {
 	std::string t = isoTimeNow();

@@ -154,7 +154,7 @@ TEST_F(RecycleBinTest, BadRequestsChangeNothing)
 	int64_t now = 0;
 	auto unknown = getRule(*store_, "nosuchrule00", now);
 	ASSERT_FALSE(unknown);
-	EXPECT_EQ(unknown.error().code, errc::kRuleNotFound) << describe(unknown);
+	EXPECT_EQ(unknown.error().code, errc::kResourceNotFound) << describe(unknown);
 	RetentionRule tagged = rule(7, {{"env", "prod"}});
 	for (int64_t delay : {6, 31, 7}) {
 		auto locked = lockRule(*store_, tagged.identifier, delay, now);

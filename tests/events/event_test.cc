@@ -145,6 +145,28 @@ TEST(EventJson, MultiVolumeNoticeFieldByField)
 	}
 }
 
+TEST(EventJson, FailedPolicyRunFieldByField)
+{
+	PolicyRunNotice n;
+	n.policyId = "policy-0123456789abcdef0";
+	n.scheduleName = "nightly";
+	n.cause = "HypervisorError: cannot reach QEMU";
+	n.startTime = "2026-01-02T03:04:05.006Z";
+	n.endTime = "2026-01-02T03:04:09.123Z";
+	Json e = roundTrip(toJson(n));
+	expectEnvelope(e, "DLM Policy State Change", "local", "");
+	ASSERT_EQ(e.get("resources").size(), 1u);
+	EXPECT_EQ(e.get("resources").at(0).asString(), "arn:virtsnap:dlm:local::policy/policy-0123456789abcdef0");
+	Json d = e.get("detail");
+	EXPECT_EQ(keySet(d), (std::set<std::string>{"state", "policy_id", "schedule_name", "cause", "startTime", "endTime"}));
+	EXPECT_EQ(d.getString("state"), "ERROR");
+	EXPECT_EQ(d.getString("policy_id"), n.policyId);
+	EXPECT_EQ(d.getString("schedule_name"), "nightly");
+	EXPECT_EQ(d.getString("cause"), n.cause);
+	EXPECT_EQ(d.getString("startTime"), n.startTime);
+	EXPECT_EQ(d.getString("endTime"), n.endTime);
+}
+
 TEST(EventJson, EachEventGetsItsOwnId)
 {
 	SnapshotNotice n;

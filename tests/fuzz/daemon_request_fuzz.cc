@@ -21,6 +21,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)daemon::parseWait(*args);
 	else if (command == "gc")
 		(void)daemon::parseGc(*args);
+	else if (command == "get-lifecycle-policies")
+		(void)daemon::parsePolicyFilter(*args);
+	// PolicyDetails and the crons in them, checked at a fixed time so a
+	// crash reproduces.
+	if (args->has("policy-details"))
+		(void)daemon::parsePolicyDetailsOption(*args, daemon::UtcTime(std::chrono::seconds(1796000000)));
+	if (args->has("policy-id"))
+		(void)daemon::parsePolicyId(*args);
 	if (args->has("volume-id"))
 		(void)daemon::parseVolumeIds(*args);
 	if (args->has("qmp-socket") || args->has("domain"))

@@ -79,6 +79,25 @@ TEST(DomainXml, RefusesWhatIsNotXmlAndADomainWithoutUuid)
 	EXPECT_FALSE(parseBackupXml(""));
 }
 
+// What virDomainGetMetadata gives for the element the example script and
+// lifecycle policies read: with the namespace prefix it was set with, or
+// without one.
+TEST(PolicyMetadata, ReadsTheTagsWithOrWithoutTheirPrefix)
+{
+	using Tags = std::vector<std::pair<std::string, std::string>>;
+	auto plain = parsePolicyMetadata(R"(<policy keep="14"><tag key="backup" value="nightly"/><tag key="t&amp;" value=""/></policy>)");
+	ASSERT_TRUE(plain) << plain.error().toString();
+	EXPECT_EQ(*plain, (Tags{{"backup", "nightly"}, {"t&", ""}}));
+	auto prefixed = parsePolicyMetadata(R"(<virtsnap:policy xmlns:virtsnap="https://virtsnap.example/policy">)"
+					    R"(<virtsnap:tag key="backup" value="nightly"/></virtsnap:policy>)");
+	ASSERT_TRUE(prefixed) << prefixed.error().toString();
+	EXPECT_EQ(*prefixed, (Tags{{"backup", "nightly"}}));
+	auto other = parsePolicyMetadata(R"(<other><tag key="backup" value="nightly"/></other>)");
+	ASSERT_TRUE(other);
+	EXPECT_EQ(*other, Tags{}) << "only a policy element's tags";
+	EXPECT_FALSE(parsePolicyMetadata("<policy>"));
+}
+
 TEST(CheckpointXml, ANewCheckpointParsesBackWithItsNameAndBitmapDisks)
 {
 	std::string xml = checkpointXml({kAwkward, {{"vda", true}, {"vd<b>", false}, {"vd&c", true}}, std::nullopt});

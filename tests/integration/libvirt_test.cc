@@ -462,6 +462,42 @@ TEST_F(LibvirtTest, AShutOffDomainIsReadFromItsImagesAndRestoredWhole)
 	EXPECT_NE(refused.err.find("running"), std::string::npos) << refused.err;
 }
 
+// A running domain that opted in through its metadata, as the example
+// script reads it, is an INSTANCE policy's target: a run takes one set of
+// all its disks, with the policy's tags. A policy whose tag the metadata
+// does not carry takes nothing.
+TEST_F(LibvirtTest, APolicyTargetsADomainByItsPolicyMetadata)
+{
+	ASSERT_NO_FATAL_FAILURE(boot());
+	std::string out;
+	ASSERT_EQ(virsh({"metadata", name_, "https://virtsnap.example/policy", "--key", "virtsnap", "--live", "--set",
+			 "<policy><tag key='backup' value='nightly'/></policy>"},
+			&out),
+		  0)
+		<< out;
+	auto policyFor = [&](const std::string &value) {
+		CliResult r = cli({"create-lifecycle-policy", "--description", "by metadata", "--policy-details",
+				   R"({"ResourceTypes": ["INSTANCE"], "TargetTags": [{"Key": "backup", "Value": ")" + value +
+					   R"("}], "Schedules": [{"Name": "s", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+					   "RetainRule": {"Count": 2}}]})"});
+		EXPECT_EQ(r.status, 0) << r.err;
+		return r.json().getString("PolicyId").value_or("");
+	};
+	std::string nightly = policyFor("nightly"), weekly = policyFor("weekly");
+
+	CliResult run = cli({"run-lifecycle-policy", "--policy-id", nightly});
+	ASSERT_EQ(run.status, 0) << run.err;
+	Json result = run.json().get("Runs").at(0);
+	EXPECT_EQ(result.getString("Outcome"), "succeeded") << run.out;
+	EXPECT_EQ(result.get("SnapshotIds").size(), 4u) << run.out;
+	CliResult tagged = cli({"describe-snapshots", "--filter", "Name=tag:aws:dlm:lifecycle-policy-id,Values=" + nightly});
+	EXPECT_EQ(tagged.json().get("Snapshots").size(), 4u) << tagged.out;
+
+	CliResult none = cli({"run-lifecycle-policy", "--policy-id", weekly});
+	ASSERT_EQ(none.status, 0) << none.err;
+	EXPECT_EQ(none.json().get("Runs").at(0).get("SnapshotIds").size(), 0u) << none.out;
+}
+
 TEST_F(LibvirtTest, AHibernatedOrHibernatingDomainIsRefused)
 {
 	ASSERT_NO_FATAL_FAILURE(boot("<pm><suspend-to-disk enabled='yes'/></pm>"));

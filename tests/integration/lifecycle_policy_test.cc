@@ -1,0 +1,394 @@
+// Lifecycle policies through the virtsnap command, as a user keeps them:
+// create, get, list with filters, update and delete, in process and
+// through virtsnapd; bad input gives one line and changes nothing. Those
+// need no QEMU; RunLifecyclePolicyTest runs a policy against one.
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <sqlite3.h>
+
+#include "cli_fixture.h"
+#include "core/ids.h"
+#include "tests/support/daemon_connection.h"
+#include "tests/support/qemu_instance.h"
+
+namespace virtsnap::test {
+namespace {
+
+const char *kDetails = R"json({
+  "ResourceTypes": ["INSTANCE"],
+  "TargetTags": [{"Key": "virtsnap:policy", "Value": "nightly"}],
+  "Schedules": [{"Name": "nightly",
+                 "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS", "Times": ["03:00"]},
+                 "RetainRule": {"Count": 7}, "CopyTags": true}]
+})json";
+
+class LifecyclePolicyTest : public CliTest
+{
+protected:
+	LifecyclePolicyTest() : CliTest("vs-policy") {}
+
+	void SetUp() override { ASSERT_EQ(cli({"init"}).status, 0); }
+
+	std::string create(const std::string &details = kDetails, const std::string &state = "ENABLED",
+			   const std::string &socket = "")
+	{
+		CliResult r = cli({"create-lifecycle-policy", "--description", "nightly domains", "--state", state,
+				   "--policy-details", details},
+				  socket);
+		EXPECT_EQ(r.status, 0) << r.err;
+		return r.json().getString("PolicyId").value_or("");
+	}
+
+	Json policy(const std::string &id)
+	{
+		CliResult r = cli({"get-lifecycle-policy", "--policy-id", id});
+		EXPECT_EQ(r.status, 0) << r.err;
+		return r.json().get("Policy");
+	}
+
+	// The ids listed, sorted: policies made in the same second list in
+	// no particular order.
+	std::vector<std::string> listed(std::vector<std::string> filters)
+	{
+		filters.insert(filters.begin(), "get-lifecycle-policies");
+		CliResult r = cli(filters);
+		EXPECT_EQ(r.status, 0) << r.err;
+		std::vector<std::string> ids;
+		Json list = r.json().get("Policies");
+		for (size_t i = 0; i < list.size(); i++)
+			ids.push_back(list.at(i).getString("PolicyId").value_or("?"));
+		std::sort(ids.begin(), ids.end());
+		return ids;
+	}
+
+	void expectOneLineError(const CliResult &r, const std::string &code, const std::string &mentions)
+	{
+		EXPECT_NE(r.status, 0);
+		EXPECT_NE(r.err.find(code), std::string::npos) << r.err;
+		EXPECT_NE(r.err.find(mentions), std::string::npos) << r.err;
+		EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+	}
+};
+
+TEST_F(LifecyclePolicyTest, CreateGetListUpdateDelete)
+{
+	std::string id = create();
+	EXPECT_EQ(id.rfind("policy-", 0), 0u) << id;
+	EXPECT_EQ(id.size(), 7u + 17u) << id;
+
+	Json p = policy(id);
+	EXPECT_EQ(p.getString("State"), "ENABLED");
+	EXPECT_EQ(p.getString("Description"), "nightly domains");
+	Json schedule = p.get("PolicyDetails").get("Schedules").at(0);
+	EXPECT_EQ(schedule.get("CreateRule").get("Times").at(0).asString(), "03:00");
+	EXPECT_EQ(schedule.get("RetainRule").getInt("Count"), 7);
+	Json runs = p.get("ScheduleRuns").at(0);
+	EXPECT_EQ(runs.getString("Name"), "nightly");
+	EXPECT_FALSE(runs.has("LastRun")) << "never run";
+	std::string next = runs.getString("NextRun").value_or("");
+	EXPECT_EQ(next.substr(10), "T03:00:00.000Z") << p.dump();
+
+	std::string other = create(R"j({"ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "team", "Value": "db"}],
+	  "Schedules": [{"Name": "hourly", "CreateRule": {"CronExpression": "cron(15 * * * ? *)"},
+	                 "RetainRule": {"Interval": 2, "IntervalUnit": "DAYS"}}]})j",
+				   "DISABLED");
+	std::vector<std::string> both = {id, other};
+	std::sort(both.begin(), both.end());
+	EXPECT_EQ(listed({}), both);
+	EXPECT_EQ(listed({"--state", "DISABLED"}), (std::vector<std::string>{other}));
+	EXPECT_EQ(listed({"--target-tags", "virtsnap:policy=nightly"}), (std::vector<std::string>{id}));
+	EXPECT_EQ(listed({"--target-tags", "team=db", "--target-tags", "virtsnap:policy=nightly"}), both);
+	EXPECT_EQ(listed({"--target-tags", "team=web"}), (std::vector<std::string>{}));
+	EXPECT_EQ(listed({"--policy-ids", other}), (std::vector<std::string>{other}));
+	EXPECT_FALSE(policy(other).get("ScheduleRuns").at(0).has("NextRun")) << "disabled";
+
+	CliResult updated = cli({"update-lifecycle-policy", "--policy-id", id, "--state", "DISABLED", "--description",
+				 "paused"});
+	ASSERT_EQ(updated.status, 0) << updated.err;
+	p = policy(id);
+	EXPECT_EQ(p.getString("State"), "DISABLED");
+	EXPECT_EQ(p.getString("Description"), "paused");
+	EXPECT_EQ(p.get("PolicyDetails").get("Schedules").at(0).get("RetainRule").getInt("Count"), 7) << "kept";
+
+	CliResult deleted = cli({"delete-lifecycle-policy", "--policy-id", id});
+	ASSERT_EQ(deleted.status, 0) << deleted.err;
+	expectOneLineError(cli({"get-lifecycle-policy", "--policy-id", id}), "ResourceNotFoundException", id);
+	EXPECT_EQ(listed({}), (std::vector<std::string>{other}));
+}
+
+// file://PATH is read by the virtsnap command, as its caller; through
+// virtsnapd the daemon is sent the JSON.
+TEST_F(LifecyclePolicyTest, DetailsFromAFileInProcessAndThroughTheDaemon)
+{
+	std::string file = tmp_.file("policy.json");
+	std::ofstream(file) << kDetails;
+	std::string inProcess = create("file://" + file);
+	EXPECT_EQ(policy(inProcess).get("PolicyDetails").get("TargetTags").at(0).getString("Value"), "nightly");
+
+	std::string socket = tmp_.file("virtsnapd.sock");
+	Virtsnapd daemon(daemonOptions(socket));
+	ASSERT_TRUE(daemon.start());
+	std::string throughDaemon = create("file://" + file, "ENABLED", socket);
+	std::vector<std::string> both = {inProcess, throughDaemon};
+	std::sort(both.begin(), both.end());
+	EXPECT_EQ(listed({}), both);
+	expectOneLineError(cli({"create-lifecycle-policy", "--description", "x", "--policy-details",
+				"file://" + tmp_.file("absent.json")},
+			       socket),
+			   "", "absent.json");
+
+	// Over the socket the daemon is sent JSON: it opens no file for anyone.
+	DaemonConnection raw(socket);
+	ASSERT_GE(raw.fd(), 0);
+	Json request = Json::object();
+	request.set("command", Json::string("create-lifecycle-policy"));
+	request.set("options", Json::object()
+				       .set("description", Json::array().append(Json::string("x")))
+				       .set("policy-details", Json::array().append(Json::string("file://" + file))));
+	ASSERT_TRUE(raw.send(request.dump() + "\n"));
+	std::string reply = raw.readLine();
+	EXPECT_NE(reply.find("file:// is read by the virtsnap command"), std::string::npos) << reply;
+	EXPECT_EQ(listed({}), both) << "nothing made";
+}
+
+TEST_F(LifecyclePolicyTest, BadInputGivesOneLineAndChangesNothing)
+{
+	std::string id = create();
+	std::string before = policy(id).dump();
+	std::string details = kDetails;
+	auto with = [&](const std::string &from, const std::string &to) {
+		std::string d = details;
+		return d.replace(d.find(from), from.size(), to);
+	};
+	auto createWith = [&](const std::string &d) {
+		return cli({"create-lifecycle-policy", "--description", "x", "--policy-details", d});
+	};
+	expectOneLineError(createWith(with(R"("Interval": 24, "IntervalUnit": "HOURS", "Times": ["03:00"])",
+					   R"j("CronExpression": "cron(0 3 * * *)")j")),
+			   "InvalidParameterValue", "CreateRule.CronExpression: 'cron(0 3 * * *)' has 5 fields, not 6");
+	expectOneLineError(createWith(with(R"("Count": 7)", R"("Count": 0)")), "InvalidParameterValue",
+			   "PolicyDetails.Schedules[0].RetainRule.Count: 0 is not 1-1000");
+	expectOneLineError(createWith("{not json"), "InvalidParameterValue", "--policy-details is not JSON");
+	expectOneLineError(createWith(with(R"("CopyTags": true)", R"("CopyTags": true, "CrossStoreCopyRules": [])")),
+			   "InvalidParameterValue", "CrossStoreCopyRules: is not yet supported");
+	expectOneLineError(cli({"create-lifecycle-policy", "--description", "x", "--state", "ON", "--policy-details",
+				details}),
+			   "InvalidParameterValue", "--state: 'ON'");
+
+	std::string unknown = "policy-0123456789abcdef0";
+	expectOneLineError(cli({"get-lifecycle-policy", "--policy-id", unknown}), "ResourceNotFoundException", unknown);
+	expectOneLineError(cli({"update-lifecycle-policy", "--policy-id", unknown, "--state", "DISABLED"}),
+			   "ResourceNotFoundException", unknown);
+	expectOneLineError(cli({"delete-lifecycle-policy", "--policy-id", unknown}), "ResourceNotFoundException",
+			   unknown);
+	expectOneLineError(cli({"get-lifecycle-policies", "--policy-ids", unknown}), "ResourceNotFoundException",
+			   unknown);
+	expectOneLineError(cli({"get-lifecycle-policy", "--policy-id", "pol-1"}), "InvalidParameterValue", "pol-1");
+	// An update with one bad part changes none of the good ones.
+	expectOneLineError(cli({"update-lifecycle-policy", "--policy-id", id, "--description", "renamed",
+				"--policy-details", with(R"("Count": 7)", R"("Count": 1001)")}),
+			   "InvalidParameterValue", "Count: 1001 is not 1-1000");
+
+	EXPECT_EQ(listed({}), (std::vector<std::string>{id}));
+	EXPECT_EQ(policy(id).dump(), before);
+}
+
+// A policy with Count 3 on a 2-disk instance one of whose volumes carries
+// its target tag, run 5 times: the newest 3 sets remain, with the policy's
+// tags; a set taken by hand is untouched; a run whose capture fails is
+// recorded, and deletes nothing.
+class RunLifecyclePolicyTest : public QemuCliTest
+{
+protected:
+	RunLifecyclePolicyTest() : QemuCliTest("vs-policy-run") {}
+
+	void SetUp() override
+	{
+		REQUIRE_QEMU();
+		ASSERT_EQ(cli({"init"}).status, 0);
+		QemuOptions opts;
+		for (const char *disk : {"vda", "vdb"}) {
+			std::string path = tmp_.file(std::string(disk) + ".qcow2"), error;
+			ASSERT_TRUE(createImage(path, "qcow2", "16M", &error)) << error;
+			opts.disks.push_back({path, "qcow2", disk});
+		}
+		opts.name = "vs-policy-run";
+		std::string error;
+		vm_ = QemuInstance::start(opts, &error);
+		ASSERT_TRUE(vm_) << error;
+	}
+
+	// The ids of the snapshots carrying tag KEY=VALUE, or of all.
+	std::set<std::string> tagged(const std::string &key, const std::string &value)
+	{
+		std::vector<std::string> args = {"describe-snapshots"};
+		if (!key.empty())
+			args.insert(args.end(), {"--filter", "Name=tag:" + key + ",Values=" + value});
+		CliResult r = cli(args);
+		EXPECT_EQ(r.status, 0) << r.err;
+		std::set<std::string> ids;
+		Json list = r.json().get("Snapshots");
+		for (size_t i = 0; i < list.size(); i++)
+			ids.insert(list.at(i).getString("SnapshotId").value_or(""));
+		return ids;
+	}
+
+	std::set<std::string> all() { return tagged("", ""); }
+};
+
+TEST_F(RunLifecyclePolicyTest, CountKeepsTheNewestSetsAndAFailedRunDeletesNothing)
+{
+	CliResult vols = cli({"describe-volumes", "--qmp-socket", vm_->qmpSocket()});
+	ASSERT_EQ(vols.status, 0) << vols.err;
+	std::string vda = vols.json().get("Volumes").at(0).getString("VolumeId").value_or("");
+	ASSERT_EQ(cli({"create-tags", "--resource", vda, "--tag", "backup=nightly"}).status, 0);
+	CliResult manual = cli({"create-snapshots", "--qmp-socket", vm_->qmpSocket(), "--tag", "by=hand", "--wait"});
+	ASSERT_EQ(manual.status, 0) << manual.err;
+	std::set<std::string> byHand = tagged("by", "hand");
+	ASSERT_EQ(byHand.size(), 2u);
+
+	CliResult created = cli({"create-lifecycle-policy", "--description", "nightly", "--policy-details", R"json({
+	  "ResourceTypes": ["INSTANCE"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+	                 "RetainRule": {"Count": 3}, "TagsToAdd": [{"Key": "instance", "Value": "$(instance-id)"}]}]})json"});
+	ASSERT_EQ(created.status, 0) << created.err;
+	std::string policy = created.json().getString("PolicyId").value_or("");
+
+	std::vector<std::set<std::string>> sets;
+	for (int run = 0; run < 5; run++) {
+		CliResult r = cli({"run-lifecycle-policy", "--policy-id", policy});
+		ASSERT_EQ(r.status, 0) << r.err;
+		Json result = r.json().get("Runs").at(0);
+		EXPECT_EQ(result.getString("Outcome"), "succeeded") << r.out;
+		std::set<std::string> set;
+		for (size_t i = 0; i < result.get("SnapshotIds").size(); i++)
+			set.insert(result.get("SnapshotIds").at(i).asString());
+		ASSERT_EQ(set.size(), 2u) << r.out;
+		EXPECT_EQ(result.get("DeletedSnapshotIds").size(), run < 3 ? 0u : 2u) << r.out;
+		sets.push_back(set);
+	}
+	std::set<std::string> newest3;
+	for (int run = 2; run < 5; run++)
+		newest3.insert(sets[run].begin(), sets[run].end());
+	EXPECT_EQ(tagged("aws:dlm:lifecycle-policy-id", policy), newest3);
+	EXPECT_EQ(tagged("aws:dlm:lifecycle-schedule-name", "nightly"), newest3);
+	EXPECT_EQ(tagged("instance", "i-*"), newest3) << "TagsToAdd, with $(instance-id) filled in";
+	EXPECT_EQ(tagged("by", "hand"), byHand) << "a set taken by hand is not the policy's";
+	std::set<std::string> before = all();
+	EXPECT_EQ(before.size(), 8u);
+
+	// Count 1 would retire two sets now; but the instance is gone, so the
+	// capture fails and the run must delete nothing.
+	std::string countOne = R"json({
+	  "ResourceTypes": ["INSTANCE"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+	                 "RetainRule": {"Count": 1}}]})json";
+	ASSERT_EQ(cli({"update-lifecycle-policy", "--policy-id", policy, "--policy-details", countOne}).status, 0);
+	vm_.reset();
+	CliResult failed = cli({"run-lifecycle-policy", "--policy-id", policy});
+	EXPECT_NE(failed.status, 0) << failed.out;
+	EXPECT_EQ(failed.json().get("Runs").at(0).getString("Outcome"), "failed") << failed.out;
+	EXPECT_EQ(all(), before) << "a failed run deletes nothing";
+	Json runs = cli({"get-lifecycle-policy", "--policy-id", policy}).json().get("Policy").get("ScheduleRuns").at(0);
+	EXPECT_EQ(runs.get("RecentRuns").size(), 6u);
+	EXPECT_EQ(runs.get("RecentRuns").at(0).getString("Outcome"), "failed") << runs.dump();
+	EXPECT_EQ(runs.getString("LastRun"), runs.get("RecentRuns").at(0).getString("StartTime"));
+}
+
+// virtsnapd down across three daily slots: started, it runs the schedule
+// once, not three times, and the next run is tomorrow's slot.
+TEST_F(RunLifecyclePolicyTest, ADaemonRestartedAcrossDueTimesRunsTheScheduleOnce)
+{
+	CliResult vols = cli({"describe-volumes", "--qmp-socket", vm_->qmpSocket()});
+	ASSERT_EQ(vols.status, 0) << vols.err;
+	std::string vda = vols.json().get("Volumes").at(0).getString("VolumeId").value_or("");
+	ASSERT_EQ(cli({"create-tags", "--resource", vda, "--tag", "backup=nightly"}).status, 0);
+	CliResult created = cli({"create-lifecycle-policy", "--description", "nightly", "--policy-details", R"json({
+	  "ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS", "Times": ["00:00"]},
+	                 "RetainRule": {"Count": 7}}]})json"});
+	ASSERT_EQ(created.status, 0) << created.err;
+	std::string policy = created.json().getString("PolicyId").value_or("");
+
+	// As if the policy had been made three days ago and the daemon had
+	// been down since: the catalog is the daemon's memory of it.
+	std::string catalog = storeDir_ + "/catalog.sqlite";
+	ASSERT_TRUE(std::filesystem::exists(catalog)) << catalog;
+	auto threeDaysAgo = std::chrono::system_clock::now() - std::chrono::hours(72);
+	sqlite3 *db = nullptr;
+	ASSERT_EQ(sqlite3_open(catalog.c_str(), &db), SQLITE_OK);
+	std::string sql = "UPDATE policies SET schedules_from = '" + isoTime(threeDaysAgo) + "'";
+	EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+	sqlite3_close(db);
+	std::string nextBefore = cli({"get-lifecycle-policy", "--policy-id", policy})
+					 .json().get("Policy").get("ScheduleRuns").at(0).getString("NextRun").value_or("");
+	ASSERT_LT(nextBefore, isoTimeNow()) << "due";
+
+	std::string socket = tmp_.file("virtsnapd.sock");
+	Virtsnapd daemon(daemonOptions(socket, {"--policy-interval", "1"}));
+	ASSERT_TRUE(daemon.start());
+	// Three passes of the timer: the first ran what was due; the others
+	// must have found nothing more to run.
+	std::string log;
+	for (int i = 0; i < 1200 && log.find("policy timer: pass 3 ") == std::string::npos; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		log = readFile(tmp_.file("virtsnapd.log"));
+	}
+	ASSERT_NE(log.find("policy timer: pass 3 "), std::string::npos) << log;
+	EXPECT_NE(log.find("policy timer: pass 1 ran 1 schedule(s)"), std::string::npos) << log;
+	EXPECT_NE(log.find("policy timer: pass 2 ran 0 schedule(s)"), std::string::npos) << log;
+
+	Json runs = cli({"get-lifecycle-policy", "--policy-id", policy}, socket)
+			    .json().get("Policy").get("ScheduleRuns").at(0);
+	ASSERT_EQ(runs.get("RecentRuns").size(), 1u) << runs.dump();
+	EXPECT_EQ(runs.get("RecentRuns").at(0).getString("Outcome"), "succeeded") << runs.dump();
+	EXPECT_EQ(tagged("aws:dlm:lifecycle-policy-id", policy).size(), 1u);
+	std::string next = runs.getString("NextRun").value_or("");
+	EXPECT_GT(next, isoTimeNow()) << runs.dump();
+	EXPECT_EQ(next.substr(10), "T00:00:00.000Z") << runs.dump();
+}
+
+// Through virtsnapd a failed run also says so on the events stream.
+TEST_F(RunLifecyclePolicyTest, AFailedRunEmitsAnEvent)
+{
+	CliResult vols = cli({"describe-volumes", "--qmp-socket", vm_->qmpSocket()});
+	ASSERT_EQ(vols.status, 0) << vols.err;
+	std::string vda = vols.json().get("Volumes").at(0).getString("VolumeId").value_or("");
+	ASSERT_EQ(cli({"create-tags", "--resource", vda, "--tag", "backup=nightly"}).status, 0);
+	CliResult created = cli({"create-lifecycle-policy", "--description", "nightly", "--policy-details", R"json({
+	  "ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+	                 "RetainRule": {"Count": 1}}]})json"});
+	ASSERT_EQ(created.status, 0) << created.err;
+	std::string policy = created.json().getString("PolicyId").value_or("");
+	vm_.reset();
+
+	std::string socket = tmp_.file("virtsnapd.sock");
+	Virtsnapd daemon(daemonOptions(socket));
+	ASSERT_TRUE(daemon.start());
+	CliResult failed = cli({"run-lifecycle-policy", "--policy-id", policy}, socket);
+	EXPECT_NE(failed.status, 0) << failed.out;
+	EXPECT_EQ(failed.json().get("Runs").at(0).getString("Outcome"), "failed") << failed.out << failed.err;
+	std::string log;
+	for (int i = 0; i < 600 && log.find(policy) == std::string::npos; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		log = readFile(tmp_.file("events/events.jsonl"));
+	}
+	ASSERT_NE(log.find(policy), std::string::npos) << log;
+	std::optional<Json> event;
+	for (const std::string &l : lines(log))
+		if (l.find(policy) != std::string::npos)
+			event = Json::parse(l);
+	ASSERT_TRUE(event) << log;
+	EXPECT_EQ(event->getString("detail-type"), "DLM Policy State Change");
+	EXPECT_EQ(event->get("detail").getString("state"), "ERROR");
+	EXPECT_EQ(event->get("detail").getString("schedule_name"), "nightly");
+	EXPECT_NE(event->get("detail").getString("cause").value_or("").find("HypervisorError"), std::string::npos) << log;
+}
+
+} // namespace
+} // namespace virtsnap::test
