@@ -34,9 +34,14 @@ Result<Deletion> deleteSnapshot(store::Store &store, const std::string &snapshot
 	}
 	if (!recycled)
 		VS_TRY(store.deleteManifest(snapshotId));
-	// An expired lock is kept for describe-locked-snapshots while its
-	// snapshot lives, not after.
-	VS_TRY(store.removeRecord(store::kSnapshotLockRecords, snapshotId));
+	// A lock another host made between the check above and the removal
+	// holds: the snapshot comes back from the lock's copy of its manifest.
+	if (auto locked = checkNotLocked(store, snapshotId); !locked) {
+		VS_TRY(restoreLockedManifest(store, snapshotId));
+		if (recycled)
+			VS_TRY(store.removeRecord(store::kRecycleBinRecords, snapshotId));
+		return std::unexpected(locked.error());
+	}
 	Deletion d;
 	if (recycled)
 		d.recycleBinExitTime = recycled->exitTime;

@@ -116,6 +116,9 @@ std::string SnapshotLock::state(int64_t now) const
 Result<SnapshotLock> lockSnapshot(store::Store &store, const LockRequest &r, int64_t &now)
 {
 	VS_TRY(checkSnapshotId(r.snapshotId));
+	// No gc meanwhile: it removes expired lock records, and this one may
+	// be about to become live again.
+	VS_ASSIGN(auto lease, store.lease(store::Lease::Kind::Shared, "lock of " + r.snapshotId));
 	VS_ASSIGN(now, store::storeTime(store));
 	VS_TRY(checkRequest(r, now));
 	VS_ASSIGN(store::Manifest m, store.getManifest(r.snapshotId));
@@ -136,7 +139,8 @@ Result<SnapshotLock> lockSnapshot(store::Store &store, const LockRequest &r, int
 	if (r.mode == "governance") {
 		l.coolOffHours = l.coolOffExpiresOn = 0;
 	} else if (intoCompliance || (r.coolOffHours && old->state(now) == "compliance-cooloff")) {
-		int64_t from = intoCompliance ? now : l.createdOn;
+		// Set anew, a cool-off still counts from when it began.
+		int64_t from = intoCompliance ? now : old->coolOffExpiresOn - old->coolOffHours * 3600;
 		l.coolOffHours = r.coolOffHours.value_or(0);
 		l.coolOffExpiresOn = from + l.coolOffHours * 3600;
 	}
@@ -198,6 +202,18 @@ Result<void> checkNotLocked(store::Store &store, const std::string &snapshotId)
 						   (state == "governance" || state == "compliance-cooloff"
 							    ? ": unlock it first (unlock-snapshot)"
 							    : ""));
+}
+
+Result<void> restoreLockedManifest(store::Store &store, const std::string &snapshotId)
+{
+	VS_ASSIGN(auto json, store::getJsonRecord(store, kSnapshotLockRecords, snapshotId));
+	if (!json)
+		return fail(errc::kSnapshotNotFound, "snapshot " + snapshotId + " has no lock to restore it from");
+	VS_ASSIGN(store::HeldManifest held, store::parseHeldManifest(*json, "the lock record of " + snapshotId));
+	auto put = store.putManifest(held.manifest);
+	if (!put && put.error().code != errc::kTargetExists)
+		return put;
+	return {};
 }
 
 } // namespace virtsnap::engine

@@ -49,11 +49,14 @@ struct LockRequest {
 Result<SnapshotLock> lockSnapshot(store::Store &store, const LockRequest &request, int64_t &now);
 // Removes a governance lock, or a compliance lock in its cool-off.
 Result<SnapshotLock> unlockSnapshot(store::Store &store, const std::string &snapshotId);
-// Every lock (expired ones too, until their snapshot is deleted), or those
+// Every lock (expired ones too, until gc removes them), or those
 // of the snapshots named; `now` is set to the store's time.
 Result<std::vector<SnapshotLock>> describeLocks(store::Store &store, const std::vector<std::string> &snapshotIds,
 						int64_t &now);
 // SnapshotLocked when the snapshot has a lock that has not expired.
 Result<void> checkNotLocked(store::Store &store, const std::string &snapshotId);
+// Puts the snapshot's manifest back from its lock's copy (a deletion that
+// raced a lock from another host).
+Result<void> restoreLockedManifest(store::Store &store, const std::string &snapshotId);
 
 } // namespace virtsnap::engine

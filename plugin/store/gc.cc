@@ -532,6 +532,10 @@ Result<GcReport> collectGarbage(Store &store, const GcOptions &opts)
 	for (const std::string &id : held.expiredBinEntries)
 		if (!opts.dryRun)
 			VS_TRY(store.removeRecord(kRecycleBinRecords, id));
+	// Lock-snapshot takes a shared lease: none can renew these meanwhile.
+	for (const std::string &id : held.expiredLocks)
+		if (!opts.dryRun)
+			VS_TRY(store.removeRecord(kSnapshotLockRecords, id));
 
 	std::vector<PackId> gone, holders;
 	auto swept = sweep(store, *lease, opts, marks, report, gone, holders);

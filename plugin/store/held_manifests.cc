@@ -57,6 +57,8 @@ Result<HeldSet> listHeldManifests(const Store &store, int64_t now)
 				set.held.push_back(std::move(h.manifest));
 			else if (std::string(kind) == kRecycleBinRecords)
 				set.expiredBinEntries.push_back(id);
+			else
+				set.expiredLocks.push_back(id);
 		}
 	}
 	return set;

@@ -31,12 +31,14 @@ Result<HeldManifest> parseHeldManifest(const Json &record, const std::string &wh
 void setHeldManifest(Json &record, const Manifest &m, int64_t heldUntil);
 
 // What gc marks from besides the manifests: every held manifest whose time
-// is not up at `now`, and the ids of Recycle Bin records whose time is up
-// (deleted for good by gc). A record that does not open or parse fails the
+// is not up at `now`, and the ids of the records whose time is up (removed
+// by gc: a Recycle Bin entry is then deleted for good, an expired lock
+// stops being listed). A record that does not open or parse fails the
 // call: what it holds is then unknown.
 struct HeldSet {
 	std::vector<Manifest> held;
 	std::vector<std::string> expiredBinEntries;
+	std::vector<std::string> expiredLocks;
 };
 Result<HeldSet> listHeldManifests(const Store &store, int64_t now);
 

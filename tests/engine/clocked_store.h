@@ -3,6 +3,9 @@
 // of known bytes.
 #pragma once
 
+#include <functional>
+#include <utility>
+
 #include "engine/maintenance.h"
 #include "store/local_backend.h"
 #include "tests/store/fault_backend.h"
@@ -24,6 +27,14 @@ public:
 			return t;
 		return *t + *ahead_;
 	}
+	// Another host's doing, just before an object is removed.
+	Result<void> remove(const std::string &name) override
+	{
+		if (auto hook = std::exchange(beforeRemove, nullptr))
+			hook(name);
+		return FaultBackend::remove(name);
+	}
+	std::function<void(const std::string &)> beforeRemove;
 
 private:
 	std::shared_ptr<std::chrono::seconds> ahead_;
@@ -42,6 +53,7 @@ protected:
 		ASSERT_TRUE(plain);
 		plain.reset();
 		auto backend = std::make_unique<ClockedBackend>(std::make_unique<store::LocalBackend>(storeDir()), ahead_);
+		backend_ = backend.get();
 		auto opened = store::Store::open(std::move(backend), keyFile());
 		ASSERT_TRUE(opened) << store::test::describe(opened);
 		store_ = std::move(*opened);
@@ -89,6 +101,7 @@ protected:
 	}
 
 	std::shared_ptr<std::chrono::seconds> ahead_ = std::make_shared<std::chrono::seconds>(0);
+	ClockedBackend *backend_ = nullptr; // store_'s
 	std::unique_ptr<store::Store> store_;
 	std::unique_ptr<store::ChunkCodec> codec_;
 };

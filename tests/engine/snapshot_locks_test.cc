@@ -90,7 +90,42 @@ TEST_F(SnapshotLocksTest, ComplianceAfterItsCoolOffCanOnlyBeExtended)
 	EXPECT_EQ(state(), "expired");
 	auto deleted = deleteSnapshot(*store_, id_);
 	EXPECT_TRUE(deleted) << describe(deleted);
-	EXPECT_EQ(state(), "none") << "the expired lock outlived its snapshot";
+	gc();
+	EXPECT_EQ(state(), "none") << "gc left the expired lock";
+}
+
+// A cool-off set anew counts from when it began, not from when the lock
+// was first made (as governance, long before).
+TEST_F(SnapshotLocksTest, ACoolOffSetAnewCountsFromWhenItBegan)
+{
+	ASSERT_TRUE(lock("governance", 30));
+	advance(10 * 24h);
+	ASSERT_TRUE(lock("compliance", 30, 1));
+	EXPECT_EQ(state(), "compliance-cooloff");
+	auto longer = lock("compliance", 30, 72);
+	ASSERT_TRUE(longer) << describe(longer);
+	EXPECT_EQ(state(), "compliance-cooloff");
+	advance(71h);
+	EXPECT_EQ(state(), "compliance-cooloff");
+	advance(2h);
+	EXPECT_EQ(state(), "compliance");
+}
+
+// Another host locks the snapshot between the delete's check and its
+// removal of the manifest: the lock wins, and the snapshot is back whole.
+TEST_F(SnapshotLocksTest, ADeleteThatRacesALockPutsTheSnapshotBack)
+{
+	backend_->beforeRemove = [&](const std::string &name) {
+		if (name.find(id_) != std::string::npos) {
+			EXPECT_TRUE(lock("compliance", 1));
+		}
+	};
+	auto deleted = deleteSnapshot(*store_, id_);
+	ASSERT_FALSE(deleted);
+	EXPECT_EQ(deleted.error().code, errc::kSnapshotLocked) << describe(deleted);
+	auto m = store_->getManifest(id_);
+	EXPECT_TRUE(m) << describe(m);
+	EXPECT_EQ(state(), "compliance");
 }
 
 TEST_F(SnapshotLocksTest, BadRequestsChangeNothing)
