@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
 #include "catalog/catalog.h"
 #include "catalog_rows.h"
 #include "core/acting_as.h"
@@ -16,6 +18,7 @@
 #include "ec2_output.h"
 #include "engine/image_import.h"
 #include "engine/maintenance.h"
+#include "engine/resources.h"
 #include "handlers.h"
 #include "requests.h"
 
@@ -46,14 +49,18 @@ catalog::SnapshotRow pendingRow(const engine::BlockWrite &w)
 
 // Blocks go only into a snapshot start-snapshot made and that is pending:
 // one the catalog knows in another state is refused here, one it does not
-// know the engine looks for.
-Result<void> checkWritable(Context &ctx, const std::string &id)
+// know the engine looks for. Only whoever started it (or root) writes into
+// it or completes it: another user's blocks would be in their snapshot.
+Result<void> checkWritable(Context &ctx, const std::string &id, const std::string &callerId)
 {
 	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(id));
 	if (row && row->state != SnapshotState::Pending)
 		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row->state) +
 							   (row->stateMessage.empty() ? "" : " (" + row->stateMessage + ")") +
 							   ", not pending");
+	if (row && callerId != "0" && row->ownerId != callerId)
+		return fail(errc::kAccessDenied,
+			    "snapshot " + id + " was started by uid " + row->ownerId + ": only they or root may write it");
 	return {};
 }
 
@@ -67,7 +74,15 @@ Result<catalog::SnapshotRow> settleRow(Context &ctx, const engine::CompleteOutco
 	VS_TRY(ctx.catalog->transaction([&]() -> Result<void> {
 		VS_ASSIGN(auto before, ctx.catalog->getSnapshot(id));
 		if (o.state == SnapshotState::Completed) {
-			out = snapshotRow(o.manifest, SnapshotState::Completed);
+			store::Manifest m = o.manifest;
+			// Tags given while it was pending live in its row only: the
+			// manifest takes them now, in this transaction, as a
+			// capture's does (CreateJob::adoptPendingTags).
+			if (before && before->tags != m.tags) {
+				VS_TRY(engine::replaceTags(*ctx.store, m.snapshotId, before->tags));
+				m.tags = before->tags;
+			}
+			out = snapshotRow(m, SnapshotState::Completed);
 		} else {
 			if (!before)
 				return {};
@@ -209,7 +224,7 @@ Result<Reply> startSnapshot(Context &ctx, const Call &call)
 Result<Reply> putSnapshotBlock(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(PutBlockRequest req, parsePutBlock(call.args));
-	VS_TRY(checkWritable(ctx, req.snapshotId));
+	VS_TRY(checkWritable(ctx, req.snapshotId, call.ownerId));
 	VS_ASSIGN(Bytes data, readBlockFile(req, call.ownerId));
 	auto writes = writesOf(ctx);
 	auto put = writes.put(*ctx.store, req.snapshotId, req.block, data, req.checksum, std::chrono::system_clock::now());
@@ -226,7 +241,7 @@ Result<Reply> putSnapshotBlock(Context &ctx, const Call &call)
 Result<Reply> completeSnapshot(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(CompleteRequest req, parseComplete(call.args));
-	VS_TRY(checkWritable(ctx, req.snapshotId));
+	VS_TRY(checkWritable(ctx, req.snapshotId, call.ownerId));
 	auto writes = writesOf(ctx);
 	auto outcome = writes.complete(*ctx.store, req.snapshotId, req.changedBlocks, req.checksum,
 				       std::chrono::system_clock::now());
@@ -243,7 +258,11 @@ Result<Reply> importImage(Context &ctx, const Call &call)
 	VS_ASSIGN(ImportImageRequest req, parseImportImage(call.args));
 	req.start.ownerId = call.ownerId;
 	VS_ASSIGN(UniqueFd fd, openAsCaller("--file", req.file, call.ownerId));
-	engine::ImportRequest ir{fd.get(), req.format, req.start, call.progress, nullptr};
+	engine::ImportRequest ir{fd.get(), req.format, req.start, call.progress, nullptr, ""};
+	if (::geteuid() == 0 && call.ownerId != "0")
+		ir.qcow2Refused = "import-image of a qcow2 through virtsnapd is for root (qemu-nbd would open what its "
+				  "header names as root); convert it to raw (qemu-img convert -O raw) or run virtsnap "
+				  "as yourself without the daemon";
 	std::string started;
 	ir.started = [&](const engine::BlockWrite &w) {
 		started = w.snapshotId;

@@ -221,6 +221,8 @@ Result<std::vector<crypto::Digest>> putBlocks(store::Store &store, BlockWrites &
 Result<ImportOutcome> importImage(store::Store &store, BlockWrites &writes, const ImportRequest &request)
 {
 	VS_ASSIGN(std::string format, formatOf(request.fd, request.format));
+	if (format == "qcow2" && !request.qcow2Refused.empty())
+		return fail(errc::kAccessDenied, request.qcow2Refused);
 	VS_ASSIGN(auto source, openSource(request.fd, format));
 	if (source->size() == 0)
 		return fail(errc::kInvalidParameterValue, "the image is empty");

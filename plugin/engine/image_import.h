@@ -26,6 +26,12 @@ struct ImportRequest {
 	// Called once the snapshot is pending, before any block is put
 	// (the daemon shows the pending snapshot in its catalog).
 	std::function<Result<void>(const BlockWrite &)> started;
+	// Why a qcow2 may not be read here, if it may not: qemu-nbd opens what
+	// the image's header names (a backing or data file) as whoever runs
+	// it, and a caller who owns the image can rewrite that header between
+	// any check and qemu-nbd's open. virtsnapd (root) refuses qcow2 to
+	// other callers with this message; AccessDenied.
+	std::string qcow2Refused;
 };
 
 struct ImportOutcome {

@@ -189,6 +189,8 @@ TEST_F(BlockWriteTest, ImportByBlocksWithTheAggregateRestoresBitExact)
 	// daemon's gc must keep them (complete would find them gone).
 	CliResult gc = cli({"gc", "--grace-seconds", "0"}, socket_);
 	ASSERT_EQ(gc.status, 0) << gc.err;
+	// Tags given while it is pending reach the completed snapshot.
+	ASSERT_EQ(cli({"create-tags", "--resource", id, "--tag", "late=1"}, socket_).status, 0);
 	CliResult done = cli({"complete-snapshot", "--snapshot-id", id, "--changed-blocks-count",
 			      std::to_string(blocks.size()), "--checksum", base64(sha256(digests)),
 			      "--checksum-algorithm", "SHA256", "--checksum-aggregation-method", "LINEAR"},
@@ -196,6 +198,8 @@ TEST_F(BlockWriteTest, ImportByBlocksWithTheAggregateRestoresBitExact)
 	ASSERT_EQ(done.status, 0) << done.err;
 	EXPECT_EQ(done.json().getString("Status"), "completed");
 	EXPECT_EQ(stateOf(id), "completed");
+	Json tags = cli({"describe-snapshots", "--snapshot-id", id}, socket_).json().get("Snapshots").at(0).get("Tags");
+	EXPECT_NE(tags.dump().find("\"late\""), std::string::npos) << tags.dump();
 	ASSERT_NO_FATAL_FAILURE(expectRestores(id, "by-blocks.raw"));
 
 	// import-image of the same image as qcow2: the same volume.

@@ -807,24 +807,42 @@ TEST_F(DaemonTest, AGroupMemberHasFilesWrittenOnlyWhereItMayWrite)
 		std::ofstream(rootOnly) << std::string(512 * 1024, 'x');
 	}
 	fs::permissions(rootOnly, fs::perms::owner_read | fs::perms::owner_write);
-	std::string pending = cli({"start-snapshot", "--volume-size", "1"}).json().getString("SnapshotId").value_or("");
-	ASSERT_FALSE(pending.empty());
-	EXPECT_EQ(asMember({"put-snapshot-block", "--snapshot-id", pending, "--block-index", "0", "--block-data",
-			    rootOnly, "--data-length", "524288", "--checksum",
-			    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
-		  1)
-		<< out;
+	ASSERT_EQ(asMember({"start-snapshot", "--volume-size", "1"}), 0) << out;
+	std::string own = Json::parse(out).value_or(Json()).getString("SnapshotId").value_or("");
+	ASSERT_FALSE(own.empty()) << out;
+	auto putAsMember = [&](const std::string &snapshot, const std::string &file) {
+		return asMember({"put-snapshot-block", "--snapshot-id", snapshot, "--block-index", "0", "--block-data",
+				 file, "--data-length", "524288", "--checksum",
+				 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="});
+	};
+	EXPECT_EQ(putAsMember(own, rootOnly), 1) << out;
 	EXPECT_NE(out.find("AccessDenied: --block-data " + rootOnly), std::string::npos) << out;
 	EXPECT_EQ(asMember({"import-image", "--file", rootOnly}), 1) << out;
 	EXPECT_NE(out.find("AccessDenied: --file " + rootOnly), std::string::npos) << out;
 	EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+	// Nor is another user's pending snapshot the member's to write into.
+	std::string roots = cli({"start-snapshot", "--volume-size", "1"}).json().getString("SnapshotId").value_or("");
+	ASSERT_FALSE(roots.empty());
+	std::string memberBlock = mine + "/block.bin"; // written above, the member's
+	EXPECT_EQ(putAsMember(roots, memberBlock), 1) << out;
+	EXPECT_NE(out.find("AccessDenied: snapshot " + roots + " was started by uid 0"), std::string::npos) << out;
+	EXPECT_EQ(asMember({"complete-snapshot", "--snapshot-id", roots, "--changed-blocks-count", "0"}), 1) << out;
+	EXPECT_NE(out.find("AccessDenied"), std::string::npos) << out;
+	// A qcow2 is read by qemu-nbd, which would open what its header names
+	// as root: through the daemon only root's are imported.
+	std::string qcow = mine + "/image.qcow2";
+	ASSERT_EQ(runCommand({"qemu-img", "create", "-q", "-f", "qcow2", qcow, "1M"}, &out), 0) << out;
+	ASSERT_EQ(::chown(qcow.c_str(), uid, pw->pw_gid), 0);
+	EXPECT_EQ(asMember({"import-image", "--file", qcow}), 1) << out;
+	EXPECT_NE(out.find("AccessDenied: import-image of a qcow2 through virtsnapd is for root"), std::string::npos)
+		<< out;
 
 	EXPECT_EQ(asMember({"restore-instance", "--snapshot-set-id", "ss-0123456789abcdef0", "--qmp-socket",
 			    vm_->qmpSocket(), "--target-dir", mine}),
 		  1)
 		<< out;
 	EXPECT_NE(out.find("AccessDenied: restore-instance --target-dir"), std::string::npos) << out;
-	EXPECT_EQ(std::distance(fs::directory_iterator(mine), fs::directory_iterator()), 2) << "restore wrote into " << mine;
+	EXPECT_EQ(std::distance(fs::directory_iterator(mine), fs::directory_iterator()), 3) << "restore wrote into " << mine;
 }
 
 TEST_F(DaemonTest, TheSocketRefusesUsersOutsideTheGroup)
