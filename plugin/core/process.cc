@@ -111,6 +111,9 @@ struct SpawnPlan {
 		posix_spawnattr_setflags(&attr, flags);
 		if (options.closeOtherFds)
 			posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+		// dup2 onto itself clears close-on-exec (glibc 2.29 and later).
+		for (int fd : options.keepFds)
+			posix_spawn_file_actions_adddup2(&actions, fd, fd);
 	}
 
 	posix_spawn_file_actions_t actions;
@@ -272,9 +275,11 @@ std::optional<int> Process::stop(std::chrono::milliseconds grace)
 	return status;
 }
 
-Result<std::string> runProgram(const std::vector<std::string> &argv, const char *errorCode)
+Result<std::string> runProgram(const std::vector<std::string> &argv, const char *errorCode,
+				const std::vector<int> &keepFds)
 {
 	SpawnOptions options;
+	options.keepFds = keepFds;
 	options.out = Stdio::pipe();
 	options.err = Stdio::pipe();
 	options.errorCode = errorCode;
@@ -285,6 +290,11 @@ Result<std::string> runProgram(const std::vector<std::string> &argv, const char 
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return fail(errorCode, argv[0] + " failed: " + lastLine(err.empty() ? out : err));
 	return out;
+}
+
+std::string heldOpenPath(int fd)
+{
+	return "/proc/self/fd/" + std::to_string(fd);
 }
 
 std::string lastLine(std::string s)

@@ -49,6 +49,13 @@ struct SpawnOptions {
 	// Nothing open in the child but its stdin, stdout and stderr, not even
 	// descriptors some library opened without O_CLOEXEC.
 	bool closeOtherFds = false;
+	// Descriptors of ours the child keeps under the same numbers, for it
+	// to open as /proc/self/fd/N (heldOpenPath): a file we hold, never
+	// whatever its name leads to by then. (Not /proc/OURPID/fd/N: once a
+	// thread changed its file-system uid (core/acting_as.h) this process
+	// is not dumpable, and a child without CAP_SYS_PTRACE, as under
+	// virtsnapd's unit, may not look into it.) Not with closeOtherFds.
+	std::vector<int> keepFds;
 	// The error's code when the program cannot be run at all.
 	const char *errorCode = errc::kIo;
 	// "cannot run ARGV0: why"; false for "cannot run: why", where the
@@ -106,7 +113,11 @@ private:
 // Runs argv[0] (looked up in PATH) with stdin /dev/null and waits. Returns
 // its stdout; on a non-zero exit fails with `errorCode` and the last line
 // of its stderr (of its stdout if it wrote nothing there).
-Result<std::string> runProgram(const std::vector<std::string> &argv, const char *errorCode = errc::kIo);
+Result<std::string> runProgram(const std::vector<std::string> &argv, const char *errorCode = errc::kIo,
+				const std::vector<int> &keepFds = {});
+
+// The path by which a child given `fd` in SpawnOptions::keepFds opens it.
+std::string heldOpenPath(int fd);
 
 // The last line of a program's output, without the line end: what an
 // error message quotes of it.

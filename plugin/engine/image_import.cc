@@ -19,13 +19,6 @@ namespace {
 
 constexpr uint64_t kGiB = 1ull << 30;
 
-// The image as the file we hold: a helper program opens it through our
-// descriptor, never by a name the caller could swap.
-std::string heldOpen(int fd)
-{
-	return "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd);
-}
-
 // An image's bytes as a guest would read them, and which blocks may hold
 // data (a block outside them reads as zeros).
 class ImageSource
@@ -124,8 +117,8 @@ private:
 // refused; a flattened copy (qemu-img convert) imports.
 Result<void> refuseExternalFiles(int fd)
 {
-	VS_ASSIGN(std::string info, runProgram({"qemu-img", "info", "--output=json", "-U", "-f", "qcow2", heldOpen(fd)},
-					       errc::kInvalidParameterValue));
+	VS_ASSIGN(std::string info, runProgram({"qemu-img", "info", "--output=json", "-U", "-f", "qcow2", heldOpenPath(fd)},
+					       errc::kInvalidParameterValue, {fd}));
 	if (info.find("\"backing-filename\"") != std::string::npos || info.find("\"data-file\"") != std::string::npos)
 		return fail(errc::kInvalidParameterValue,
 			    "the qcow2 image has a backing or data file; import a flattened copy (qemu-img convert)");
@@ -142,8 +135,9 @@ Result<std::unique_ptr<QcowSource>> QcowSource::open(int fd)
 	opts.out = Stdio::null();
 	opts.err = Stdio::null();
 	opts.ownProcessGroup = true;
+	opts.keepFds = {fd};
 	VS_ASSIGN(Process p, Process::spawn({"qemu-nbd", "--read-only", "--format=qcow2", "--export-name=image",
-					     "--socket=" + socket, heldOpen(fd)},
+					     "--socket=" + socket, heldOpenPath(fd)},
 					    opts));
 	s->server_.emplace(std::move(p));
 	// qemu-nbd listens once it has opened the image.

@@ -23,14 +23,6 @@ Result<void> writeRaw(store::Store &store, const store::Manifest &m, int fd, con
 	return writeVolume(store, index, fd, progress);
 }
 
-// A file we hold open, as a path for a child: the child opens our file
-// itself, not whatever its name leads to by then (the directory may be
-// the caller's, who could swap a symlink in).
-std::string heldOpen(const TempFile &file)
-{
-	return "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(file.fd());
-}
-
 // Created as `writeAs`, so that it is theirs and only where they may
 // write. (Dropped, a temp file is unlinked as ourselves: unlink never
 // follows a symlink, and a random name of ours is nothing to aim with.)
@@ -66,8 +58,13 @@ Result<WrittenVolume> writeVolumeFile(store::Store &store, const RestoreRequest 
 	// created beforehand, so the file we fsync is the one qemu-img wrote.
 	VS_ASSIGN(TempFile raw, createAs(request.writeAs, request.target.string() + ".raw", 0600));
 	VS_TRY(writeRaw(store, m, raw.fd(), request.progress));
-	VS_TRY(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", heldOpen(out), std::to_string(m.volumeSize)}));
-	VS_TRY(runProgram({"qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", heldOpen(raw), heldOpen(out)}));
+	// qemu-img opens the files we hold, not their names: the directory
+	// may be the caller's, who could swap a symlink in.
+	VS_TRY(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", heldOpenPath(out.fd()), std::to_string(m.volumeSize)},
+			  errc::kIo, {out.fd()}));
+	VS_TRY(runProgram({"qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", heldOpenPath(raw.fd()),
+			   heldOpenPath(out.fd())},
+			  errc::kIo, {raw.fd(), out.fd()}));
 	return WrittenVolume{std::move(out), std::move(m)};
 }
 
