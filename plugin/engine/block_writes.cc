@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <map>
 
 #include "core/file_util.h"
@@ -369,9 +370,9 @@ Result<std::vector<BlockWrite>> BlockWrites::list() const
 	return out;
 }
 
-Result<std::vector<BlockWrite>> BlockWrites::expire(TimePoint now)
+Result<void> BlockWrites::forEachPending(
+	const std::function<Result<void>(const fs::path &dir, BlockWrite &w)> &visit) const
 {
-	std::vector<BlockWrite> out;
 	std::error_code ec;
 	for (const auto &entry : fs::directory_iterator(root_, ec)) {
 		std::string id = entry.path().filename().string();
@@ -384,36 +385,35 @@ Result<std::vector<BlockWrite>> BlockWrites::expire(TimePoint now)
 		auto w = load(id);
 		if (!w || w->state != SnapshotState::Pending)
 			continue; // completed meanwhile, or already failed
-		if (checkPending(*w, now))
-			continue;
-		out.push_back(*w);
+		VS_TRY(visit(entry.path(), *w));
 	}
+	if (ec && ec != std::errc::no_such_file_or_directory)
+		return fail(errc::kIo, "cannot list " + root_.string() + ": " + ec.message());
+	return {};
+}
+
+Result<std::vector<BlockWrite>> BlockWrites::expire(TimePoint now)
+{
+	std::vector<BlockWrite> out;
+	VS_TRY(forEachPending([&](const fs::path &, BlockWrite &w) -> Result<void> {
+		if (!checkPending(w, now))
+			out.push_back(w);
+		return {};
+	}));
 	return out;
 }
 
 Result<std::vector<store::ChunkId>> BlockWrites::pinnedChunks(uint32_t chunkSize) const
 {
 	std::vector<store::ChunkId> out;
-	std::error_code ec;
-	for (const auto &entry : fs::directory_iterator(root_, ec)) {
-		std::string id = entry.path().filename().string();
-		if (!isSnapshotId(id))
-			continue;
-		auto lock = lockDir(entry.path());
-		if (!lock && lock.error().code == errc::kSnapshotNotFound)
-			continue;
-		VS_TRY(lock);
-		auto w = load(id);
-		if (!w || w->state != SnapshotState::Pending)
-			continue;
-		VS_ASSIGN(auto records, readRecords(entry.path(), kBlockSize / chunkSize));
+	VS_TRY(forEachPending([&](const fs::path &dir, BlockWrite &) -> Result<void> {
+		VS_ASSIGN(auto records, readRecords(dir, kBlockSize / chunkSize));
 		for (const auto &[block, r] : records)
 			for (const store::ChunkId &c : r.ids)
 				if (!store::isZeroId(c))
 					out.push_back(c);
-	}
-	if (ec && ec != std::errc::no_such_file_or_directory)
-		return fail(errc::kIo, "cannot list " + root_.string() + ": " + ec.message());
+		return {};
+	}));
 	return out;
 }
 

@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -151,6 +152,9 @@ private:
 	// IncorrectState unless pending; a timed-out one is failed first.
 	Result<void> checkPending(BlockWrite &w, TimePoint now) const;
 	Result<TimePoint> deadline(const BlockWrite &w) const;
+	// Calls `visit` for every pending snapshot, its directory locked.
+	Result<void> forEachPending(
+		const std::function<Result<void>(const std::filesystem::path &dir, BlockWrite &w)> &visit) const;
 
 	std::filesystem::path root_;
 };
