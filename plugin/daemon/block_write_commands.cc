@@ -145,13 +145,9 @@ Result<Bytes> readBlockFile(const PutBlockRequest &req, const std::string &owner
 // snapshot, as it is now; the token with other options is an error.
 Result<std::optional<Reply>> replayStart(Context &ctx, const StartSnapshotRequest &req)
 {
-	if (req.clientToken.empty())
-		return std::nullopt;
-	VS_ASSIGN(auto seen, ctx.catalog->getRequest(req.clientToken));
+	VS_ASSIGN(auto seen, earlierRequest(ctx, req.clientToken, req.requestHash));
 	if (!seen)
 		return std::nullopt;
-	if (seen->requestHash != req.requestHash)
-		return fail(errc::kIdempotentMismatch, "client token '" + req.clientToken + "' was used with other parameters");
 	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(seen->response));
 	if (!row)
 		return fail(errc::kSnapshotNotFound, "snapshot " + seen->response + " of client token '" + req.clientToken +

@@ -14,19 +14,26 @@
 
 namespace virtsnap::daemon {
 
+Result<std::optional<catalog::RequestRow>> earlierRequest(Context &ctx, const std::string &clientToken,
+							  const std::string &requestHash)
+{
+	if (clientToken.empty())
+		return std::nullopt;
+	VS_ASSIGN(auto seen, ctx.catalog->getRequest(clientToken));
+	if (seen && seen->requestHash != requestHash)
+		return fail(errc::kIdempotentMismatch, "client token '" + clientToken + "' was used with other parameters");
+	return seen;
+}
+
 namespace {
 
 // A retried request with the same client token gets the same snapshots;
 // the same token with other parameters is an error. nullopt: a new token.
 Result<std::optional<Reply>> replay(Context &ctx, const CreateRequest &req)
 {
-	if (req.clientToken.empty())
-		return std::nullopt;
-	VS_ASSIGN(auto seen, ctx.catalog->getRequest(req.clientToken));
+	VS_ASSIGN(auto seen, earlierRequest(ctx, req.clientToken, req.requestHash));
 	if (!seen)
 		return std::nullopt;
-	if (seen->requestHash != req.requestHash)
-		return fail(errc::kIdempotentMismatch, "client token '" + req.clientToken + "' was used with other parameters");
 	std::vector<catalog::SnapshotRow> rows;
 	auto ids = Json::parse(seen->response);
 	for (size_t i = 0; ids && i < ids->size(); i++)

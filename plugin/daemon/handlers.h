@@ -11,6 +11,11 @@ namespace virtsnap::daemon {
 // create_snapshots.cc
 Result<Reply> createSnapshot(Context &ctx, const Call &call);
 Result<Reply> createSnapshots(Context &ctx, const Call &call);
+// The request an idempotent command's client token was first used for
+// (nullopt: a new token, or none); IdempotentParameterMismatch when it was
+// used with other parameters.
+Result<std::optional<catalog::RequestRow>> earlierRequest(Context &ctx, const std::string &clientToken,
+							  const std::string &requestHash);
 
 // snapshot_commands.cc
 Result<Reply> describeSnapshots(Context &ctx, const Call &call);
