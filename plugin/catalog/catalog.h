@@ -46,6 +46,7 @@ struct SnapshotRow {
 	int64_t freezeMillis = -1;
 	bool deleteRequested = false;             // delete of a pending snapshot: takes effect at completion
 	Tags tags;                                // in the order given to putSnapshot
+	std::vector<std::string> productCodes;    // "ID:TYPE" (core/product_code.h)
 
 	bool operator==(const SnapshotRow &) const = default;
 };
@@ -120,7 +121,7 @@ struct Page {
 class Catalog
 {
 public:
-	static constexpr int kSchemaVersion = 2;
+	static constexpr int kSchemaVersion = 3;
 
 	// Opens `file`, creating it (mode 0600) and its schema if needed; WAL,
 	// synchronous=FULL, busy_timeout 5000 ms. StoreCorrupted for a schema

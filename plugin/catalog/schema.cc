@@ -114,6 +114,12 @@ CREATE TABLE policy_runs (
 CREATE INDEX policy_runs_by_schedule ON policy_runs (policy_id, schedule_name, start_time, run_id);
 )sql";
 
+// Version 3: snapshots' product codes, a JSON array of "ID:TYPE". Rows from
+// before have none, as their manifests have none.
+constexpr const char *kSchemaV3 = R"sql(
+ALTER TABLE snapshots ADD COLUMN product_codes TEXT NOT NULL DEFAULT '[]';
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -147,6 +153,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV1));
 		if (now < 2)
 			VS_TRY(conn_.exec(kSchemaV2));
+		if (now < 3)
+			VS_TRY(conn_.exec(kSchemaV3));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

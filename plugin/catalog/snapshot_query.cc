@@ -104,6 +104,12 @@ Result<Clause> filterClause(const std::vector<Filter> &filters)
 		auto column = columnFilters().find(f.name);
 		if (column != columnFilters().end()) {
 			parts.push_back(anyOf(column->second, f.values, f.name == "start-time", out.params));
+		} else if (f.name == "product-code" || f.name == "product-code.type") {
+			// Stored as "ID:TYPE" strings (core/product_code.h).
+			const char *part = f.name == "product-code" ? "substr(p.value, 1, instr(p.value, ':') - 1)"
+								    : "substr(p.value, instr(p.value, ':') + 1)";
+			parts.push_back("EXISTS (SELECT 1 FROM json_each(s.product_codes) p WHERE " +
+					anyOf(part, f.values, false, out.params) + ")");
 		} else if (f.name == "tag-key") {
 			parts.push_back("EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = s.snapshot_id AND " +
 					anyOf("t.key", f.values, false, out.params) + ")");

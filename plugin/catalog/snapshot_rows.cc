@@ -50,6 +50,7 @@ const Table<SnapshotRow> kSnapshots = {
 		{"freeze_millis", &SnapshotRow::freezeMillis},
 		{"delete_requested", &SnapshotRow::deleteRequested},
 		{"bytes_read", &SnapshotRow::bytesRead},
+		{"product_codes", &SnapshotRow::productCodes},
 	},
 	.alias = "s",
 	.afterRead = showUnknownState,

@@ -47,16 +47,16 @@ Result<void> readValue(const Statement &st, int i, JobState &value)
 	return {};
 }
 
-// The one list the catalog holds is a job's snapshot ids; the errors name them.
+// Lists: a job's snapshot ids, a snapshot's product codes.
 Result<void> readValue(const Statement &st, int i, std::vector<std::string> &value)
 {
 	auto items = virtsnap::Json::parse(st.text(i));
 	if (!items || !items->isArray())
-		return fail(errc::kCorrupt, "snapshot ids are not a JSON array");
+		return fail(errc::kCorrupt, "not a JSON array");
 	value.clear();
 	for (size_t k = 0; k < items->size(); k++) {
 		if (!items->at(k).isString())
-			return fail(errc::kCorrupt, "a snapshot id is not a string");
+			return fail(errc::kCorrupt, "holds something other than strings");
 		value.push_back(items->at(k).asString());
 	}
 	return {};

@@ -158,7 +158,8 @@ Result<Row> readRow(const Statement &st, const Table<Row> &table, const std::fil
 				       table.columns[i].member);
 		if (!read) {
 			Error e = read.error();
-			e.message = "catalog " + file.string() + ": " + table.noun + " " + st.text(0) + ": " + e.message;
+			e.message = "catalog " + file.string() + ": " + table.noun + " " + st.text(0) + ": " +
+				    table.columns[i].name + ": " + e.message;
 			return std::unexpected(e);
 		}
 	}

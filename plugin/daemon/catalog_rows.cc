@@ -28,6 +28,8 @@ catalog::SnapshotRow snapshotRow(const store::Manifest &m, SnapshotState state, 
 	r.instanceName = m.volume.instanceName;
 	r.freezeMillis = m.freezeMillis;
 	r.tags = m.tags;
+	for (const ProductCode &code : m.productCodes)
+		r.productCodes.push_back(toString(code));
 	return r;
 }
 

@@ -39,6 +39,18 @@ void setBlockListing(Json &j, uint64_t volumeSize, engine::TimePoint expiry, con
 
 } // namespace
 
+Json productCodesJson(const std::vector<ProductCode> &codes)
+{
+	Json list = Json::array();
+	for (const ProductCode &code : codes) {
+		Json c = Json::object();
+		c.set("ProductCodeId", Json::string(code.id));
+		c.set("ProductCodeType", Json::string(code.type));
+		list.append(c);
+	}
+	return list;
+}
+
 Json snapshotJson(const catalog::SnapshotRow &r)
 {
 	Json j = Json::object();
@@ -55,6 +67,11 @@ Json snapshotJson(const catalog::SnapshotRow &r)
 	j.set("Encrypted", Json::boolean(r.encrypted));
 	j.set("OwnerId", Json::string(r.ownerId));
 	j.set("Tags", tagsJson(r.tags));
+	std::vector<ProductCode> codes;
+	for (const std::string &text : r.productCodes)
+		if (auto code = parseProductCode(text))
+			codes.push_back(*code);
+	j.set("ProductCodes", productCodesJson(codes));
 	j.set("ConsistencyLevel", Json::string(r.consistencyLevel));
 	if (r.freezeMillis >= 0)
 		j.set("FreezeMillis", Json::integer(r.freezeMillis));

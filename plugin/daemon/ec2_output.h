@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "core/product_code.h"
 #include "context.h"
 #include "engine/block_api.h"
 #include "store/gc.h"
@@ -13,6 +14,8 @@
 namespace virtsnap::daemon {
 
 Json snapshotJson(const catalog::SnapshotRow &row);
+// [{"ProductCodeId", "ProductCodeType"}], as EC2 lists them.
+Json productCodesJson(const std::vector<ProductCode> &codes);
 Json volumeJson(const catalog::VolumeRow &row);
 // {"Snapshots": [...]}
 Json snapshotsJson(const std::vector<catalog::SnapshotRow> &rows);

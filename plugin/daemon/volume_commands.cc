@@ -125,6 +125,8 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	j.set("Target", Json::string(req.target.string()));
 	j.set("Format", Json::string(req.format));
 	j.set("Size", Json::integer(int64_t(m.volumeSize)));
+	// The new volume is the snapshot's volume again: it carries its codes.
+	j.set("ProductCodes", productCodesJson(m.productCodes));
 	return ok(j);
 }
 
@@ -146,12 +148,17 @@ Result<Reply> registerInstance(Context &ctx, const Call &call)
 		return fail(errc::kInvalidParameterValue, "--hibernation-enabled must be true or false");
 	VS_ASSIGN(auto driver, ctx.drivers->get(target));
 	VS_ASSIGN(hypervisor::InstanceInfo instance, driver->instance());
-	engine::InstanceRecord r{instanceIdFor(instance.key), instance.key, instance.name, hib == "true"};
+	engine::InstanceRecord r{instanceIdFor(instance.key), instance.key, instance.name, hib == "true", {}};
+	for (const std::string &spec : call.args.all("product-code")) {
+		VS_ASSIGN(ProductCode code, parseProductCode(spec));
+		addProductCodes(r.productCodes, {code});
+	}
 	VS_TRY(engine::saveInstance(*ctx.store, r));
 	Json j = Json::object();
 	j.set("InstanceId", Json::string(r.instanceId));
 	j.set("Name", Json::string(r.name));
 	j.set("HibernationEnabled", Json::boolean(r.hibernationEnabled));
+	j.set("ProductCodes", productCodesJson(r.productCodes));
 	return ok(j);
 }
 

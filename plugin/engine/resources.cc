@@ -114,6 +114,13 @@ Result<std::optional<InstanceRecord>> loadInstance(store::Store &store, const st
 	r.instanceKey = j->getString("instance_key").value_or("");
 	r.name = j->getString("name").value_or("");
 	r.hibernationEnabled = j->getBool("hibernation_enabled").value_or(false);
+	Json codes = j->get("product_codes");
+	for (size_t i = 0; i < codes.size(); i++) {
+		auto code = parseProductCode(codes.at(i).asString());
+		if (!code)
+			return fail(errc::kCorrupt, "instance record " + instanceId + ": " + code.error().message);
+		r.productCodes.push_back(*code);
+	}
 	return std::optional<InstanceRecord>(r);
 }
 
@@ -124,6 +131,10 @@ Result<void> saveInstance(store::Store &store, const InstanceRecord &r)
 	j.set("instance_key", Json::string(r.instanceKey));
 	j.set("name", Json::string(r.name));
 	j.set("hibernation_enabled", Json::boolean(r.hibernationEnabled));
+	Json codes = Json::array();
+	for (const ProductCode &code : r.productCodes)
+		codes.append(Json::string(toString(code)));
+	j.set("product_codes", codes);
 	return store.putRecord("instances", r.instanceId, j.dump());
 }
 

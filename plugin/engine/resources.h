@@ -26,6 +26,7 @@ struct InstanceRecord {
 	std::string instanceKey;
 	std::string name;
 	bool hibernationEnabled = false;
+	std::vector<ProductCode> productCodes; // given to register-instance; its snapshots carry them
 };
 
 Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::string &volumeId);

@@ -277,7 +277,8 @@ std::vector<std::string> valuesOf(const std::map<std::string, std::string> &m)
 	return out;
 }
 
-Result<void> refuseHibernation(store::Store &store, hypervisor::Driver &driver, const hypervisor::InstanceInfo &instance)
+Result<void> refuseHibernation(hypervisor::Driver &driver, const hypervisor::InstanceInfo &instance,
+			       const std::optional<InstanceRecord> &record)
 {
 	if (instance.hibernated)
 		return fail(errc::kIncorrectState, driver.describe() +
@@ -285,7 +286,6 @@ Result<void> refuseHibernation(store::Store &store, hypervisor::Driver &driver, 
 	if (instance.hibernationEnabled)
 		return fail(errc::kIncorrectState, driver.describe() +
 							   " has hibernation enabled; snapshots of it are refused");
-	VS_ASSIGN(auto record, loadInstance(store, instanceIdFor(instance.key)));
 	if (record && record->hibernationEnabled)
 		return fail(errc::kIncorrectState, "instance " + record->instanceId +
 							   " has hibernation enabled; snapshots of it are refused");
@@ -317,6 +317,7 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 	man.name = request.name;
 	man.ownerId = request.ownerId;
 	man.tags = request.tags;
+	man.productCodes = instance.productCodes;
 	// One checkpoint names the bitmaps of a whole set where the driver
 	// shares names across disks.
 	man.bitmapName = driver.sharedBitmapNames() && !setId.empty() ? setId : man.snapshotId;
@@ -414,7 +415,12 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	if (!driver)
 		return fail(errc::kInternal, "beginSnapshots without a driver");
 	VS_ASSIGN(hypervisor::InstanceInfo instance, driver->instance());
-	VS_TRY(refuseHibernation(store, *driver, instance));
+	VS_ASSIGN(auto registered, loadInstance(store, instanceIdFor(instance.key)));
+	VS_TRY(refuseHibernation(*driver, instance, registered));
+	// Every volume carries the instance's product codes: the ones it
+	// declares and the ones it was registered with.
+	if (registered)
+		addProductCodes(instance.productCodes, registered->productCodes);
 	// From before the parents are read until the manifests are written,
 	// the chunks this snapshot relies on must stay: no gc meanwhile.
 	VS_ASSIGN(auto lease, store.lease(store::Lease::Kind::Shared, "snapshot of " + driver->describe()));

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/product_code.h"
 
 namespace virtsnap::hypervisor {
 
@@ -58,6 +59,7 @@ struct InstanceInfo {
 	// in the middle of a set.
 	bool hibernated = false;
 	bool hibernationEnabled = false;
+	std::vector<ProductCode> productCodes; // what the instance declares (a libvirt domain's metadata)
 };
 
 struct CaptureRequest {

@@ -107,6 +107,15 @@ Result<DomainDescription> parseDomainXml(const std::string &xml)
 	d.name = doc.text("/domain/name");
 	d.uuid = doc.text("/domain/uuid");
 	d.suspendToDiskEnabled = doc.text("/domain/pm/suspend-to-disk/@enabled") == "yes";
+	const std::string codes = std::string("/domain/metadata/*[local-name()='product-codes' and namespace-uri()='") +
+				  kProductCodesMetadataNamespace + "']/*[local-name()='product-code']";
+	for (xmlNode *n : doc.nodes(codes.c_str())) {
+		auto code = parseProductCode(doc.text(".", n));
+		if (!code)
+			return fail(errc::kInvalidParameterValue,
+				    "domain '" + d.name + "' has a bad product code in its metadata: " + code.error().message);
+		addProductCodes(d.productCodes, {*code});
+	}
 	for (xmlNode *n : doc.nodes("/domain/devices/disk[@device='disk' or not(@device)]")) {
 		DomainDisk disk;
 		disk.target = doc.text("target/@dev", n);

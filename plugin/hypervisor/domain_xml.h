@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/product_code.h"
 
 namespace virtsnap::hypervisor {
 
@@ -27,7 +28,12 @@ struct DomainDescription {
 	std::string uuid;
 	std::vector<DomainDisk> disks; // device='disk' only: no cdroms, no floppies
 	bool suspendToDiskEnabled = false;
+	// From <product-codes><product-code>ID[:TYPE]</product-code>...
+	// in the metadata namespace kProductCodesMetadataNamespace.
+	std::vector<ProductCode> productCodes;
 };
+
+inline constexpr const char *kProductCodesMetadataNamespace = "https://virtsnap.example/product-codes";
 
 Result<DomainDescription> parseDomainXml(const std::string &xml);
 

@@ -73,6 +73,7 @@ Result<InstanceInfo> LibvirtDriver::instance()
 	info.status = st;
 	info.hibernated = virDomainHasManagedSaveImage(domain_->dom(), 0) > 0;
 	info.hibernationEnabled = desc.suspendToDiskEnabled;
+	info.productCodes = desc.productCodes;
 	return info;
 }
 

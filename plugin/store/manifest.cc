@@ -60,6 +60,14 @@ std::string serializeManifest(const Manifest &m)
 	j.set("snapshot_set_id", str(m.snapshotSetId));
 	j.set("owner_id", str(m.ownerId));
 	j.set("bitmap_name", str(m.bitmapName));
+	Json codes = Json::array();
+	for (const ProductCode &code : m.productCodes) {
+		Json c = Json::object();
+		c.set("id", str(code.id));
+		c.set("type", str(code.type));
+		codes.append(c);
+	}
+	j.set("product_codes", codes);
 	Json st = Json::object();
 	st.set("bytes_read", u64(m.stats.bytesRead));
 	st.set("bytes_added", u64(m.stats.bytesAdded));
@@ -113,6 +121,9 @@ Result<Manifest> parseManifest(std::string_view text)
 	m.snapshotSetId = s(j, "snapshot_set_id");
 	m.ownerId = s(j, "owner_id");
 	m.bitmapName = s(j, "bitmap_name");
+	Json codes = j.get("product_codes");
+	for (size_t i = 0; i < codes.size(); i++)
+		m.productCodes.push_back({s(codes.at(i), "id"), s(codes.at(i), "type")});
 	Json st = j.get("stats");
 	m.stats = {u(st, "bytes_read"), u(st, "bytes_added"), u(st, "chunks_new"), u(st, "chunks_reused"),
 		   u(st, "zero_chunks")};

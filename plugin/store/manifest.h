@@ -8,6 +8,7 @@
 
 #include "chunk_id.h"
 #include "core/error.h"
+#include "core/product_code.h"
 
 namespace virtsnap::store {
 
@@ -51,6 +52,7 @@ struct Manifest {
 	std::string snapshotSetId;         // shared by the snapshots of one create-snapshots
 	std::string ownerId;               // who asked for it (the requesting user's uid)
 	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
+	std::vector<ProductCode> productCodes; // the volume's, when it was taken
 	CaptureStats stats;
 };
 

@@ -449,12 +449,12 @@ TEST_F(CatalogTest, DamagedJobSnapshotIdsAreCorrupt)
 	ASSERT_FALSE(notArray);
 	EXPECT_EQ(notArray.error().code, errc::kCorrupt);
 	EXPECT_EQ(notArray.error().message,
-		  "catalog " + file().string() + ": job " + fullJob(1).jobId + ": snapshot ids are not a JSON array");
+		  "catalog " + file().string() + ": job " + fullJob(1).jobId + ": snapshot_ids: not a JSON array");
 	auto notString = cat->getJob(fullJob(2).jobId);
 	ASSERT_FALSE(notString);
 	EXPECT_EQ(notString.error().code, errc::kCorrupt);
 	EXPECT_EQ(notString.error().message,
-		  "catalog " + file().string() + ": job " + fullJob(2).jobId + ": a snapshot id is not a string");
+		  "catalog " + file().string() + ": job " + fullJob(2).jobId + ": snapshot_ids: holds something other than strings");
 	// Listing fails as well rather than leave a job out.
 	auto running = cat->jobsInState(JobState::Running);
 	ASSERT_FALSE(running);
@@ -680,24 +680,55 @@ TEST_F(CatalogTest, PoliciesAndTheirRuns)
 // gains the policy tables.
 TEST_F(CatalogTest, Version1CatalogIsMigrated)
 {
+	SnapshotRow before = fullSnapshot(1);
+	before.productCodes.clear(); // version 1 had none
 	{
 		auto cat = openCatalog();
 		ASSERT_TRUE(cat);
-		ASSERT_TRUE(cat->putSnapshot(fullSnapshot(1)));
+		ASSERT_TRUE(cat->putSnapshot(before));
 	}
 	{
 		RawDb raw(file());
-		raw.exec("DROP TABLE policies; DROP TABLE policy_runs; PRAGMA user_version = 1");
+		raw.exec("DROP TABLE policies; DROP TABLE policy_runs; ALTER TABLE snapshots DROP COLUMN product_codes; "
+			 "PRAGMA user_version = 1");
 	}
 	auto cat = openCatalog();
 	ASSERT_TRUE(cat);
 	RawDb raw(file());
 	EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(Catalog::kSchemaVersion));
-	auto kept = cat->getSnapshot(fullSnapshot(1).snapshotId);
+	auto kept = cat->getSnapshot(before.snapshotId);
 	ASSERT_TRUE(kept && *kept) << describe(kept);
-	EXPECT_EQ(**kept, fullSnapshot(1));
+	EXPECT_EQ(**kept, before);
 	ASSERT_TRUE(cat->putPolicy(fullPolicy(1)));
 	ASSERT_TRUE(cat->putPolicyRun(run(fullPolicy(1), "daily", 1)));
+}
+
+// A catalog from before product codes keeps its rows, which have none
+// (their manifests have none either), and takes rows with codes after.
+TEST_F(CatalogTest, Version2CatalogIsMigrated)
+{
+	SnapshotRow before = fullSnapshot(1);
+	before.productCodes.clear();
+	{
+		auto cat = openCatalog();
+		ASSERT_TRUE(cat);
+		ASSERT_TRUE(cat->putSnapshot(before));
+	}
+	{
+		RawDb raw(file());
+		raw.exec("ALTER TABLE snapshots DROP COLUMN product_codes; PRAGMA user_version = 2");
+	}
+	auto cat = openCatalog();
+	ASSERT_TRUE(cat);
+	RawDb raw(file());
+	EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(Catalog::kSchemaVersion));
+	auto kept = cat->getSnapshot(before.snapshotId);
+	ASSERT_TRUE(kept && *kept) << describe(kept);
+	EXPECT_EQ(**kept, before);
+	ASSERT_TRUE(cat->putSnapshot(fullSnapshot(2)));
+	auto after = cat->getSnapshot(fullSnapshot(2).snapshotId);
+	ASSERT_TRUE(after && *after) << describe(after);
+	EXPECT_EQ(**after, fullSnapshot(2));
 }
 
 TEST_F(CatalogTest, UnusableFilesAreIoErrors)

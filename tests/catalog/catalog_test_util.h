@@ -78,6 +78,7 @@ inline SnapshotRow fullSnapshot(unsigned n)
 	r.freezeMillis = 150 + n;
 	r.deleteRequested = true;
 	r.tags = {{"Name", "db \u00e4 " + std::to_string(n)}, {"env", "prod"}, {"\u30ad\u30fc", "\u5024"}};
+	r.productCodes = {"code" + std::to_string(n) + ":marketplace", "dp" + std::to_string(n) + ":devpay"};
 	return r;
 }
 

@@ -31,6 +31,7 @@ protected:
 		six.encrypted = false;
 		six.progress = 80;
 		six.volumeSize = (uint64_t(10) << 30) + 1; // 10 GiB and a byte: shown as 11
+		six.productCodes = {"abc123:marketplace", "zz9:devpay"};
 		put(six);
 	}
 
@@ -178,6 +179,22 @@ TEST_F(DescribeTest, TagKeyAndTagValue)
 	EXPECT_EQ(ids({{"tag-key", {"*"}}}), S({1, 2, 3, 4, 5}));
 	EXPECT_EQ(ids({{"tag-key", {"prod"}}}), S({})) << "a value is not a key";
 	EXPECT_EQ(ids({{"tag-key", {"team"}}, {"tag-key", {"env"}}}), S({1}));
+}
+
+TEST_F(DescribeTest, ProductCodeAndItsType)
+{
+	SnapshotRow seven = snapshot(7, volId(1), "completed", "2026-03-01T00:00:00.000Z", "");
+	seven.productCodes = {"abc123:devpay"};
+	put(seven);
+	EXPECT_EQ(ids({{"product-code", {"abc123"}}}), S({6, 7}));
+	EXPECT_EQ(ids({{"product-code", {"zz9"}}}), S({6}));
+	EXPECT_EQ(ids({{"product-code", {"abc"}}}), S({})) << "the whole id";
+	EXPECT_EQ(ids({{"product-code", {"abc*"}}}), S({6, 7}));
+	EXPECT_EQ(ids({{"product-code", {"marketplace"}}}), S({})) << "a type is not an id";
+	EXPECT_EQ(ids({{"product-code.type", {"devpay"}}}), S({6, 7}));
+	EXPECT_EQ(ids({{"product-code.type", {"marketplace"}}}), S({6}));
+	EXPECT_EQ(ids({{"product-code", {"abc123"}}, {"product-code.type", {"marketplace"}}}), S({6}))
+		<< "each filter on its own: snapshot 6 has an abc123 and a marketplace code";
 }
 
 TEST_F(DescribeTest, BadFiltersAreInvalidParameterValue)

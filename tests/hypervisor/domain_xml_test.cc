@@ -79,6 +79,27 @@ TEST(DomainXml, RefusesWhatIsNotXmlAndADomainWithoutUuid)
 	EXPECT_FALSE(parseBackupXml(""));
 }
 
+// Product codes in the domain's metadata, as libvirt keeps them: under the
+// prefix they were set with; an element of another namespace is not ours.
+TEST(DomainXml, ReadsProductCodesFromItsMetadataNamespace)
+{
+	const std::string head = "<domain><name>vm</name><uuid>6d0a8ba6-3a2c-4a63-9a4d-0b8f1f4c2a11</uuid><metadata>";
+	auto d = parseDomainXml(head + R"(<virtsnap:product-codes xmlns:virtsnap="https://virtsnap.example/product-codes">)"
+				R"(<virtsnap:product-code>abc123</virtsnap:product-code>)"
+				R"(<virtsnap:product-code>dp9:devpay</virtsnap:product-code>)"
+				R"(<virtsnap:product-code>abc123:devpay</virtsnap:product-code></virtsnap:product-codes>)"
+				R"(<other:product-codes xmlns:other="https://example.com/x"><other:product-code>zz</other:product-code>)"
+				R"(</other:product-codes></metadata></domain>)");
+	ASSERT_TRUE(d) << d.error().toString();
+	EXPECT_EQ(d->productCodes, (std::vector<ProductCode>{{"abc123", "marketplace"}, {"dp9", "devpay"}}));
+
+	auto bad = parseDomainXml(head + R"(<p:product-codes xmlns:p="https://virtsnap.example/product-codes">)"
+				  R"(<p:product-code>no good</p:product-code></p:product-codes></metadata></domain>)");
+	ASSERT_FALSE(bad);
+	EXPECT_EQ(bad.error().code, errc::kInvalidParameterValue);
+	EXPECT_NE(bad.error().message.find("domain 'vm'"), std::string::npos) << bad.error().message;
+}
+
 // What virDomainGetMetadata gives for the element the example script and
 // lifecycle policies read: with the namespace prefix it was set with, or
 // without one.

@@ -496,7 +496,10 @@ TEST_F(InstanceTest, ADiskThatFailsFailsTheWholeSetAndLeavesNoBitmaps)
 	EXPECT_EQ(freezeStatus(), "thawed");
 }
 
-TEST_F(InstanceTest, CopyTagsFromSourceAndHibernation)
+// Tags copied from volumes, hibernation refused, and product codes carried
+// from the registered instance into its snapshots and the volumes made
+// from them: one boot for the instance attributes.
+TEST_F(InstanceTest, CopyTagsFromSourceHibernationAndProductCodes)
 {
 	ASSERT_NO_FATAL_FAILURE(boot());
 	CliResult first = createSnapshots({"--quiesce", "off"});
@@ -536,7 +539,47 @@ TEST_F(InstanceTest, CopyTagsFromSourceAndHibernation)
 	EXPECT_NE(refused.err.find("hibernation"), std::string::npos) << refused.err;
 	ASSERT_EQ(cli({"register-instance", "--qmp-socket", vm_->qmpSocket(), "--hibernation-enabled", "false"}).status,
 		  0);
-	EXPECT_EQ(createSnapshots({"--quiesce", "off"}).status, 0);
+	CliResult uncoded = createSnapshots({"--quiesce", "off"});
+	ASSERT_EQ(uncoded.status, 0) << uncoded.err;
+
+	CliResult badCode = cli({"register-instance", "--qmp-socket", vm_->qmpSocket(), "--product-code", "abc:paid"});
+	EXPECT_EQ(badCode.status, 1);
+	EXPECT_NE(badCode.err.find("InvalidParameterValue"), std::string::npos) << badCode.err;
+	EXPECT_EQ(std::count(badCode.err.begin(), badCode.err.end(), '\n'), 1) << badCode.err;
+	CliResult coded = cli({"register-instance", "--qmp-socket", vm_->qmpSocket(), "--product-code", "abc123",
+			       "--product-code", "dp9:devpay"});
+	ASSERT_EQ(coded.status, 0) << coded.err;
+	CliResult withCodes = createSnapshots({"--quiesce", "off"});
+	ASSERT_EQ(withCodes.status, 0) << withCodes.err;
+	auto codesOf = [](const Json &j) {
+		std::vector<std::string> codes;
+		Json list = j.get("ProductCodes");
+		for (size_t i = 0; i < list.size(); i++)
+			codes.push_back(list.at(i).getString("ProductCodeId").value_or("") + ":" +
+					list.at(i).getString("ProductCodeType").value_or(""));
+		return codes;
+	};
+	const std::vector<std::string> expected = {"abc123:marketplace", "dp9:devpay"};
+	EXPECT_EQ(codesOf(coded.json()), expected);
+	for (auto &[disk, snap] : byDisk(withCodes.json()))
+		EXPECT_EQ(codesOf(snap), expected) << disk;
+	// Taken before the codes were given: without them, as they were.
+	for (auto &[disk, snap] : byDisk(uncoded.json()))
+		EXPECT_EQ(codesOf(snap), std::vector<std::string>{}) << disk;
+
+	CliResult found = cli({"describe-snapshots", "--filter", "Name=product-code,Values=abc123"});
+	ASSERT_EQ(found.status, 0) << found.err;
+	std::set<std::string> foundIds, codedIds;
+	for (size_t i = 0; i < found.json().get("Snapshots").size(); i++)
+		foundIds.insert(found.json().get("Snapshots").at(i).getString("SnapshotId").value_or(""));
+	for (auto &[disk, snap] : byDisk(withCodes.json()))
+		codedIds.insert(snap.getString("SnapshotId").value_or(""));
+	EXPECT_EQ(foundIds, codedIds);
+
+	std::string vdaSnapshot = byDisk(withCodes.json())["vda"].getString("SnapshotId").value_or("");
+	CliResult volume = cli({"create-volume", "--snapshot-id", vdaSnapshot, "--target", tmp_.file("from-coded.qcow2")});
+	ASSERT_EQ(volume.status, 0) << volume.err;
+	EXPECT_EQ(codesOf(volume.json()), expected);
 }
 
 // Writes generation 1, 2, ... into the first 4 KiB of each disk, every

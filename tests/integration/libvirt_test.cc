@@ -475,6 +475,12 @@ TEST_F(LibvirtTest, APolicyTargetsADomainByItsPolicyMetadata)
 			&out),
 		  0)
 		<< out;
+	// The domain's own product codes go into the snapshots the policy takes.
+	ASSERT_EQ(virsh({"metadata", name_, "https://virtsnap.example/product-codes", "--key", "virtsnap", "--live",
+			 "--set", "<product-codes><product-code>lv1:devpay</product-code></product-codes>"},
+			&out),
+		  0)
+		<< out;
 	auto policyFor = [&](const std::string &value) {
 		CliResult r = cli({"create-lifecycle-policy", "--description", "by metadata", "--policy-details",
 				   R"({"ResourceTypes": ["INSTANCE"], "TargetTags": [{"Key": "backup", "Value": ")" + value +
@@ -492,6 +498,9 @@ TEST_F(LibvirtTest, APolicyTargetsADomainByItsPolicyMetadata)
 	EXPECT_EQ(result.get("SnapshotIds").size(), 4u) << run.out;
 	CliResult tagged = cli({"describe-snapshots", "--filter", "Name=tag:aws:dlm:lifecycle-policy-id,Values=" + nightly});
 	EXPECT_EQ(tagged.json().get("Snapshots").size(), 4u) << tagged.out;
+	CliResult coded = cli({"describe-snapshots", "--filter", "Name=product-code,Values=lv1", "--filter",
+			       "Name=product-code.type,Values=devpay"});
+	EXPECT_EQ(coded.json().get("Snapshots").size(), 4u) << coded.out;
 
 	CliResult none = cli({"run-lifecycle-policy", "--policy-id", weekly});
 	ASSERT_EQ(none.status, 0) << none.err;

@@ -49,6 +49,7 @@ Manifest fullManifest(const std::string &snapshotId)
 	m.quiesceNote = "guest agent \"timed out\" after 10 s";
 	m.snapshotSetId = "snap-0fedcba9876543210";
 	m.bitmapName = "virtsnap-snap-0123456789abcdef1";
+	m.productCodes = {{"8l7pawpyjfh0u9p6aefa8ngmg", "marketplace"}, {"abc123", "devpay"}};
 	m.stats = {(1ull << 40) + 7, (1ull << 33) + 5, 123456789, 987654321, 55555};
 	return m;
 }
@@ -78,6 +79,7 @@ void expectSame(const Manifest &a, const Manifest &b)
 	EXPECT_EQ(a.quiesceNote, b.quiesceNote);
 	EXPECT_EQ(a.snapshotSetId, b.snapshotSetId);
 	EXPECT_EQ(a.bitmapName, b.bitmapName);
+	EXPECT_EQ(a.productCodes, b.productCodes);
 	EXPECT_EQ(a.stats.bytesRead, b.stats.bytesRead);
 	EXPECT_EQ(a.stats.bytesAdded, b.stats.bytesAdded);
 	EXPECT_EQ(a.stats.chunksNew, b.stats.chunksNew);
@@ -128,6 +130,19 @@ TEST(ManifestTest, DefaultsRoundTrip)
 	auto back = parseManifest(serializeManifest(m));
 	ASSERT_TRUE(back) << describe(back);
 	expectSame(m, *back);
+}
+
+// Manifests written before product codes existed have no such member.
+TEST(ManifestTest, AManifestWithoutProductCodesHasNone)
+{
+	std::string text = serializeManifest(fullManifest("snap-00112233445566778"));
+	const std::string member = "\"product_codes\":";
+	size_t at = text.find(member);
+	ASSERT_NE(at, std::string::npos) << text.substr(0, 200);
+	text.replace(at, member.size(), "\"unknown_member\":");
+	auto back = parseManifest(text);
+	ASSERT_TRUE(back) << describe(back);
+	EXPECT_TRUE(back->productCodes.empty());
 }
 
 TEST(ManifestTest, EmptyVolumeHasNoPages)
