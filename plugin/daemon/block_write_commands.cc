@@ -110,17 +110,28 @@ void mirrorError(Context &ctx, engine::BlockWrites &writes, const std::string &i
 }
 
 // A file the caller names, opened as the caller (core/acting_as.h): the
-// daemon reads for them only what they could read themselves.
+// daemon reads for them only what they could read themselves. Only a
+// regular file or a block device: the open does not wait (a FIFO with no
+// writer would hold a daemon thread), and what it opened is checked before
+// anything is read from it.
 Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path, const std::string &ownerId)
 {
 	UniqueFd fd;
 	{
 		VS_ASSIGN(ActingAs asCaller, ActingAs::caller(ownerId));
-		fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+		fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
 	}
 	if (!fd.isValid() && errno == ENOENT)
 		return fail(errc::kInvalidParameterValue, option + " " + path + " does not exist");
 	if (!fd.isValid())
+		return failErrno(option + " " + path, errno);
+	struct stat st;
+	if (::fstat(fd.get(), &st) != 0)
+		return failErrno(option + " " + path, errno);
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return fail(errc::kInvalidParameterValue, option + " " + path + " is not a regular file or a block device");
+	const int flags = ::fcntl(fd.get(), F_GETFL);
+	if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
 		return failErrno(option + " " + path, errno);
 	return fd;
 }

@@ -40,15 +40,15 @@ bool hasAnyTag(const catalog::Tags &tags, const PolicyTags &wanted)
 // Running libvirt domains whose <virtsnap:policy> metadata carries one of
 // the policy's TargetTags, as the example script picks them. A host
 // without libvirt has none: a warning, and the volumes' tags still count.
-void addTaggedDomains(Context &ctx, const PolicyDetails &details, std::map<std::string, RunTarget> &instances,
-		      std::set<std::string> &targeted)
+// Any other libvirt failure fails the run: it must not pass for a run that
+// found nothing to snapshot.
+Result<void> addTaggedDomains(Context &ctx, const PolicyDetails &details, std::map<std::string, RunTarget> &instances,
+			      std::set<std::string> &targeted)
 {
-	auto domains = hypervisor::listTaggedDomains(ctx.options.libvirtUri);
-	if (!domains) {
-		std::fprintf(stderr, "virtsnap: warning: %s\n", domains.error().toString().c_str());
-		return;
-	}
-	for (const hypervisor::TaggedDomain &d : *domains) {
+	VS_ASSIGN(auto domains, hypervisor::listTaggedDomains(ctx.options.libvirtUri, [](const std::string &why) {
+			  std::fprintf(stderr, "virtsnap: warning: %s\n", why.c_str());
+		  }));
+	for (const hypervisor::TaggedDomain &d : domains) {
 		if (!hasAnyTag(d.tags, details.targetTags))
 			continue;
 		std::string key = "uuid:" + d.uuid; // the libvirt driver's instance key
@@ -57,6 +57,7 @@ void addTaggedDomains(Context &ctx, const PolicyDetails &details, std::map<std::
 		t.instanceKey = key;
 		targeted.insert(key);
 	}
+	return {};
 }
 
 // The targets among the volumes this host knows (and knows how to reach),
@@ -86,7 +87,7 @@ Result<std::vector<RunTarget>> findTargets(Context &ctx, const PolicyDetails &de
 			targeted.insert(v.instanceKey);
 	}
 	if (details.resourceType == PolicyResourceType::Instance)
-		addTaggedDomains(ctx, details, instances, targeted);
+		VS_TRY(addTaggedDomains(ctx, details, instances, targeted));
 	for (const std::string &key : targeted)
 		out.push_back(instances[key]);
 	return out;

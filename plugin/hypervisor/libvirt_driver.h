@@ -18,6 +18,7 @@
 // one file each, meet in libvirt_internal.h.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,8 +77,10 @@ struct TaggedDomain {
 	std::string uuid, name;
 	std::vector<std::pair<std::string, std::string>> tags;
 };
-// The running domains at `uri` that carry such metadata; the others are
-// left out.
-Result<std::vector<TaggedDomain>> listTaggedDomains(const std::string &uri);
+// The running domains at `uri` that carry such metadata; the others, and
+// those gone while they were listed, are left out. No libvirt answering at
+// `uri` (a host without it) is no domain, and `warn` says so.
+Result<std::vector<TaggedDomain>> listTaggedDomains(const std::string &uri,
+						   const std::function<void(const std::string &)> &warn);
 
 } // namespace virtsnap::hypervisor

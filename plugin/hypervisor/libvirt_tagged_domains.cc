@@ -18,7 +18,10 @@ Result<std::optional<TaggedDomain>> taggedDomain(virDomainPtr dom)
 {
 	char *xml = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, kPolicyMetadataNamespace, 0);
 	if (!xml) {
-		if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN_METADATA)
+		// No metadata, or a domain that stopped (a transient one is
+		// gone) since it was listed: not one to snapshot now.
+		const int code = virGetLastErrorCode();
+		if (code == VIR_ERR_NO_DOMAIN_METADATA || code == VIR_ERR_NO_DOMAIN || !virDomainIsActive(dom))
 			return std::optional<TaggedDomain>();
 		return libvirtFail(std::string("domain ") + virDomainGetName(dom) + ": its metadata");
 	}
@@ -36,12 +39,16 @@ Result<std::optional<TaggedDomain>> taggedDomain(virDomainPtr dom)
 
 } // namespace
 
-Result<std::vector<TaggedDomain>> listTaggedDomains(const std::string &uri)
+Result<std::vector<TaggedDomain>> listTaggedDomains(const std::string &uri,
+						   const std::function<void(const std::string &)> &warn)
 {
 	virSetErrorFunc(nullptr, quietErrors);
 	virConnectPtr conn = virConnectOpen(uri.c_str());
-	if (!conn)
-		return fail(errc::kHypervisor, "cannot connect to libvirt at " + uri + ": " + lastLibvirtError());
+	if (!conn) {
+		warn("no domain is targeted by its metadata: cannot connect to libvirt at " + uri + ": " +
+		     lastLibvirtError());
+		return std::vector<TaggedDomain>();
+	}
 	virDomainPtr *doms = nullptr;
 	int n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
 	if (n < 0) {

@@ -5,6 +5,7 @@
 // input is one line; import-image of the same image as qcow2 restores the
 // same. Checksums are worked out here with OpenSSL, never by virtsnap.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -234,6 +235,15 @@ TEST_F(BlockWriteTest, AWrongCountEndsInErrorAndBadInputIsOneLine)
 	expectOneLineError(putBlock("snap-00000000000000000", b, data, sum), "InvalidSnapshot.NotFound",
 			   "snap-00000000000000000");
 	expectOneLineError(putBlock("snap-XYZ", b, data, sum), "InvalidSnapshotID.Malformed", "snap-XYZ");
+	// A FIFO with no writer is refused at once, not waited on by a
+	// daemon thread.
+	const std::string fifo = tmp_.file("block-fifo");
+	ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+	expectOneLineError(cli({"put-snapshot-block", "--snapshot-id", id, "--block-index", std::to_string(b),
+				"--block-data", fifo, "--data-length", "524288", "--checksum", sum,
+				"--checksum-algorithm", "SHA256"},
+			       socket_),
+			   "InvalidParameterValue", "not a regular file");
 	ASSERT_EQ(putBlock(id, b, data, sum).status, 0);
 	// A catalog rebuilt from the manifests still shows it: no manifest
 	// names it yet, the state directory does.
