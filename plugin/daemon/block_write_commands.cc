@@ -191,6 +191,11 @@ void expireBlockWrites(Context &ctx)
 		(void)settleRow(ctx, {SnapshotState::Error, w.stateMessage, {}}, w.snapshotId, w.stateMessage);
 }
 
+Result<void> forgetBlockWrite(Context &ctx, const std::string &snapshotId)
+{
+	return writesOf(ctx).forget(snapshotId);
+}
+
 Result<std::vector<catalog::SnapshotRow>> blockWriteRows(Context &ctx)
 {
 	VS_ASSIGN(auto all, writesOf(ctx).list());

@@ -61,6 +61,9 @@ Result<Reply> importImage(Context &ctx, const Call &call);
 // Block writes whose timeout passed go to error, their rows too: what
 // describe-snapshots and gc do first.
 void expireBlockWrites(Context &ctx);
+// delete-snapshot of a block write that ended in error: what this host kept
+// of it goes, so that no catalog rebuild shows it again.
+Result<void> forgetBlockWrite(Context &ctx, const std::string &snapshotId);
 // The rows of this host's block writes, pending or failed: no manifest
 // names them, so a catalog rebuild takes them from here.
 Result<std::vector<catalog::SnapshotRow>> blockWriteRows(Context &ctx);

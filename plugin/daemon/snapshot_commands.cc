@@ -54,6 +54,8 @@ Result<Reply> deleteSnapshot(Context &ctx, const Call &call)
 			if (removed && removed->recycleBinExitTime)
 				j.set("RecycleBinExitTime", timeJson(*removed->recycleBinExitTime));
 		}
+		if (row->state == SnapshotState::Error)
+			VS_TRY(forgetBlockWrite(ctx, id));
 		j.set("Deleted", Json::boolean(true));
 		return ctx.catalog->removeSnapshot(id);
 	}));

@@ -352,6 +352,23 @@ Result<void> BlockWrites::abandon(const std::string &snapshotId, const std::stri
 	return endInError(w, why);
 }
 
+Result<void> BlockWrites::forget(const std::string &snapshotId)
+{
+	VS_TRY(checkSnapshotId(snapshotId));
+	VS_ASSIGN(auto found, find(snapshotId));
+	if (!found)
+		return {};
+	VS_ASSIGN(UniqueFd lock, lockDir(dirOf(snapshotId)));
+	VS_ASSIGN(BlockWrite w, load(snapshotId));
+	if (w.state != SnapshotState::Error)
+		return {};
+	std::error_code ec;
+	fs::remove_all(dirOf(snapshotId), ec);
+	if (ec)
+		return fail(errc::kIo, "removing " + dirOf(snapshotId).string() + ": " + ec.message());
+	return {};
+}
+
 Result<std::vector<BlockWrite>> BlockWrites::list() const
 {
 	std::vector<BlockWrite> out;

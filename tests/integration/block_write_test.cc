@@ -258,6 +258,12 @@ TEST_F(BlockWriteTest, AWrongCountEndsInErrorAndBadInputIsOneLine)
 		<< done.out;
 	EXPECT_EQ(stateOf(id), "error");
 	expectOneLineError(putBlock(id, b, data, sum), "IncorrectState", "error");
+	// Deleted, it stays deleted: a catalog rebuilt later does not bring
+	// it back from the state directory.
+	CliResult gone = cli({"delete-snapshot", "--snapshot-id", id}, socket_);
+	ASSERT_EQ(gone.status, 0) << gone.err;
+	ASSERT_EQ(cli({"catalog", "rebuild"}, socket_).status, 0);
+	expectOneLineError(cli({"describe-snapshots", "--snapshot-id", id}, socket_), "InvalidSnapshot.NotFound", id);
 
 	// A delete while pending takes effect at completion, as for a capture.
 	std::string doomed = start();
