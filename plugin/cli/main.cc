@@ -354,7 +354,7 @@ std::string commandName(std::vector<std::string> &raw)
 void makePathsAbsolute(Arguments &args)
 {
 	for (const char *option :
-	     {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data", "socket"}) {
+	     {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data", "nbd-socket"}) {
 		std::string value = args.get(option);
 		if (value.empty() || value.front() == '/')
 			continue;
@@ -418,10 +418,7 @@ int run(int argc, char **argv)
 	ctx.location.timeout = config->storeTimeout;
 	ctx.service.libvirtUri = config->libvirtUri;
 	ctx.service.hypervisorTimeout = config->hypervisorTimeout;
-	// serve-snapshot's --socket is the NBD socket it serves on (as the
-	// issue names it); its daemon socket is $VIRTSNAP_SOCKET or the config's.
-	const bool socketIsCommands = name == "serve-snapshot";
-	ctx.socket = socketIsCommands ? config->socket.string() : args->get("socket", config->socket.string());
+	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {
 		std::fprintf(stderr, "virtsnap: InvalidParameterValue: --output must be json or table\n");
@@ -429,8 +426,7 @@ int run(int argc, char **argv)
 	}
 	ctx.output = output == "table" ? OutputFormat::Table : OutputFormat::Json;
 	for (const char *global : {"store", "key-file", "state-dir", "output", "socket", "config"})
-		if (std::string(global) != "socket" || !socketIsCommands)
-			args->erase(global);
+		args->erase(global);
 	// A domain named without --connect is on the config's libvirt URI.
 	bool takesConnect = std::any_of(spec->options.begin(), spec->options.end(),
 					[](const OptionSpec &o) { return o.name == "connect"; });

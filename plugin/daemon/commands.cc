@@ -72,7 +72,7 @@ const std::map<std::string, CommandSpec> &commands()
 		{"serve-snapshot",
 		 {"serve a completed snapshot over NBD with nbdkit, in the background (read-only, or --writable "
 		  "through a copy-on-write overlay)",
-		  {{"snapshot-id"}, {"socket"}, {"port"}, {"bind"}, {"writable", false}}, "", {}, serveSnapshot}},
+		  {{"snapshot-id"}, {"nbd-socket"}, {"port"}, {"bind"}, {"writable", false}}, "", {}, serveSnapshot}},
 		{"describe-exports",
 		 {"list the snapshots served over NBD (exports whose nbdkit died: once, as gone)",
 		  {{"export-id", true, true}}, "Exports", {"ExportId", "SnapshotId", "State", "Uri", "Writable", "Host"},

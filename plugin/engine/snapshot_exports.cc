@@ -176,10 +176,10 @@ Result<int64_t> startNbdkit(const ServeRequest &req, const ExportRecord &r, cons
 Result<void> checkServeRequest(const ServeRequest &req)
 {
 	if (req.port.has_value() == !req.socket.empty())
-		return fail(errc::kInvalidParameterValue, "give one of --socket and --port");
+		return fail(errc::kInvalidParameterValue, "give one of --nbd-socket and --port");
 	if (!req.socket.empty()) {
 		if (!req.socket.is_absolute())
-			return fail(errc::kInvalidParameterValue, "--socket must be an absolute path");
+			return fail(errc::kInvalidParameterValue, "--nbd-socket must be an absolute path");
 		std::error_code ec;
 		if (fs::symlink_status(req.socket, ec).type() != fs::file_type::not_found)
 			return fail(errc::kTargetExists, "socket path " + req.socket.string() + " is taken");

@@ -138,7 +138,7 @@ TEST_F(ServeTest, ServedThroughVirtsnapdReadsAsTheReferenceAndCannotBeDeleted)
 	std::string daemonSocket = tmp_.file("virtsnapd.sock");
 	Virtsnapd daemon(daemonOptions(daemonSocket));
 	ASSERT_TRUE(daemon.start());
-	Json e = serve({"--socket", socket_}, daemonSocket);
+	Json e = serve({"--nbd-socket", socket_}, daemonSocket);
 	std::string uri = e.getString("Uri").value_or("");
 	std::string exportId = e.getString("ExportId").value_or("");
 	EXPECT_EQ(uri, "nbd+unix:///?socket=" + socket_);
@@ -174,7 +174,7 @@ TEST_F(ServeTest, ServedThroughVirtsnapdReadsAsTheReferenceAndCannotBeDeleted)
 
 TEST_F(ServeTest, AWritableExportTakesWritesAndTheSnapshotStaysAsItWas)
 {
-	Json e = serve({"--socket", socket_, "--writable"});
+	Json e = serve({"--nbd-socket", socket_, "--writable"});
 	std::string uri = e.getString("Uri").value_or("");
 	std::string out;
 	ASSERT_EQ(runCommand({"qemu-io", "-f", "raw", "-c", "write -P 0xab 1M 2M", uri}, &out), 0) << out;
@@ -230,26 +230,26 @@ TEST_F(ServeTest, ADeadServerIsGoneAndBadInputIsOneLine)
 	EXPECT_EQ(exportState(exportId), ""); // listed once, then pruned
 	EXPECT_EQ(cli({"delete-snapshot", "--snapshot-id", snapshot_}).status, 0);
 
-	expectOneLineError(cli({"serve-snapshot", "--snapshot-id", snapshot_, "--socket", socket_}),
+	expectOneLineError(cli({"serve-snapshot", "--snapshot-id", snapshot_, "--nbd-socket", socket_}),
 			   "InvalidSnapshot.NotFound", snapshot_);
 	CliResult pending = cli({"start-snapshot", "--volume-size", "1"});
 	ASSERT_EQ(pending.status, 0) << pending.err;
 	std::string pendingId = pending.json().getString("SnapshotId").value_or("");
-	expectOneLineError(cli({"serve-snapshot", "--snapshot-id", pendingId, "--socket", socket_}), "IncorrectState",
+	expectOneLineError(cli({"serve-snapshot", "--snapshot-id", pendingId, "--nbd-socket", socket_}), "IncorrectState",
 			   "pending");
 	CliResult again = cli({"import-image", "--file", reference_, "--format", "raw"});
 	ASSERT_EQ(again.status, 0) << again.err;
 	snapshot_ = again.json().getString("SnapshotId").value_or("");
 	std::string file = tmp_.file("taken.sock");
 	ASSERT_EQ(runCommand({"touch", file}), 0);
-	expectOneLineError(cli({"serve-snapshot", "--snapshot-id", snapshot_, "--socket", file}), "TargetExists",
+	expectOneLineError(cli({"serve-snapshot", "--snapshot-id", snapshot_, "--nbd-socket", file}), "TargetExists",
 			   "taken.sock");
-	expectOneLineError(cli({"serve-snapshot", "--snapshot-id", snapshot_}), "InvalidParameterValue", "--socket");
+	expectOneLineError(cli({"serve-snapshot", "--snapshot-id", snapshot_}), "InvalidParameterValue", "--nbd-socket");
 	expectOneLineError(cli({"stop-serving", "--export-id", "exp-00000000000000000"}), "ResourceNotFoundException",
 			   "exp-00000000000000000");
 	// No nbdkit on PATH.
 	CliResult noNbdkit = runVirtsnap({"--store", storeDir_, "--key-file", keyFile_, "serve-snapshot", "--snapshot-id",
-					  snapshot_, "--socket", socket_},
+					  snapshot_, "--nbd-socket", socket_},
 					 {"TMPDIR=" + workRoot(), "VIRTSNAP_SOCKET=" + cliSocket_, "PATH=" + tmp_.path()});
 	expectOneLineError(noNbdkit, "IOError", "nbdkit");
 	CliResult none = cli({"describe-exports"});
