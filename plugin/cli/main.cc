@@ -353,7 +353,8 @@ std::string commandName(std::vector<std::string> &raw)
 // runs, not to virtsnapd's working directory (/), so they go out absolute.
 void makePathsAbsolute(Arguments &args)
 {
-	for (const char *option : {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data"}) {
+	for (const char *option :
+	     {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data", "nbd-socket"}) {
 		std::string value = args.get(option);
 		if (value.empty() || value.front() == '/')
 			continue;

@@ -147,8 +147,9 @@ void readBoth(UniqueFd &outPipe, UniqueFd &errPipe, std::string &out, std::strin
 }
 
 // The environment a child gets: ours without the secrets virtsnap reads
-// from its own (S3 credentials), which no helper needs and none may see.
-std::vector<char *> childEnvironment()
+// from its own (S3 credentials), which no helper needs and none may see,
+// and with `extra`'s entries over ours of their names.
+std::vector<char *> childEnvironment(const std::vector<std::string> &extra)
 {
 	static constexpr std::string_view kSecrets[] = {"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=",
 							 "AWS_SESSION_TOKEN="};
@@ -158,9 +159,13 @@ std::vector<char *> childEnvironment()
 		bool secret = false;
 		for (std::string_view s : kSecrets)
 			secret |= entry.starts_with(s);
+		for (const std::string &x : extra)
+			secret |= entry.starts_with(x.substr(0, x.find('=') + 1));
 		if (!secret)
 			env.push_back(*e);
 	}
+	for (const std::string &x : extra)
+		env.push_back(const_cast<char *>(x.c_str()));
 	env.push_back(nullptr);
 	return env;
 }
@@ -182,7 +187,7 @@ Result<Process> Process::spawn(const std::vector<std::string> &argv, const Spawn
 	for (const std::string &a : argv)
 		args.push_back(const_cast<char *>(a.c_str()));
 	args.push_back(nullptr);
-	std::vector<char *> env = childEnvironment();
+	std::vector<char *> env = childEnvironment(options.extraEnv);
 	int rc = options.searchPath
 			 ? ::posix_spawnp(&p.pid_, args[0], &plan.actions, &plan.attr, args.data(), env.data())
 			 : ::posix_spawn(&p.pid_, args[0], &plan.actions, &plan.attr, args.data(), env.data());

@@ -56,6 +56,10 @@ struct SpawnOptions {
 	// is not dumpable, and a child without CAP_SYS_PTRACE, as under
 	// virtsnapd's unit, may not look into it.) Not with closeOtherFds.
 	std::vector<int> keepFds;
+	// "NAME=value" entries the child's environment has besides ours (over
+	// ours of that name): where a helper keeps its files ($TMPDIR), never
+	// a secret.
+	std::vector<std::string> extraEnv;
 	// The error's code when the program cannot be run at all.
 	const char *errorCode = errc::kIo;
 	// "cannot run ARGV0: why"; false for "cannot run: why", where the

@@ -43,6 +43,11 @@ Result<Reply> lockSnapshot(Context &ctx, const Call &call);
 Result<Reply> unlockSnapshot(Context &ctx, const Call &call);
 Result<Reply> describeLockedSnapshots(Context &ctx, const Call &call);
 
+// export_commands.cc
+Result<Reply> serveSnapshot(Context &ctx, const Call &call);
+Result<Reply> describeExports(Context &ctx, const Call &call);
+Result<Reply> stopServing(Context &ctx, const Call &call);
+
 // recycle_bin_commands.cc
 Result<Reply> createRule(Context &ctx, const Call &call);
 Result<Reply> listRules(Context &ctx, const Call &call);

@@ -241,6 +241,26 @@ Result<void> checkChecksumKind(const Arguments &args, bool aggregate)
 
 } // namespace
 
+Result<engine::ServeRequest> parseServe(const Arguments &args)
+{
+	engine::ServeRequest r;
+	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
+	VS_TRY(checkSnapshotId(r.snapshotId));
+	if (args.has("nbd-socket") == args.has("port"))
+		return fail(errc::kInvalidParameterValue, "give one of --nbd-socket PATH and --port N");
+	if (args.has("nbd-socket")) {
+		r.socket = args.get("nbd-socket");
+		if (args.has("bind"))
+			return fail(errc::kInvalidParameterValue, "--bind goes with --port, not --nbd-socket");
+	} else {
+		VS_ASSIGN(int64_t port, parseInt("port", args.get("port"), 1, 65535));
+		r.port = uint16_t(port);
+		r.bind = args.get("bind", "127.0.0.1");
+	}
+	r.writable = args.has("writable");
+	return r;
+}
+
 Result<StartSnapshotRequest> parseStartSnapshot(const Arguments &args)
 {
 	StartSnapshotRequest r;

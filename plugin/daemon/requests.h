@@ -12,6 +12,7 @@
 #include "engine/block_api.h"
 #include "engine/block_writes.h"
 #include "engine/snapshot_engine.h"
+#include "engine/snapshot_exports.h"
 #include "engine/snapshot_locks.h"
 #include "hypervisor/target.h"
 #include "lifecycle_policy.h"
@@ -101,6 +102,9 @@ Result<store::GcOptions> parseGc(const Arguments &args);
 Result<engine::BlockPage> parseBlockPage(const Arguments &args);
 Result<GetBlockRequest> parseGetBlock(const Arguments &args);
 Result<StartSnapshotRequest> parseStartSnapshot(const Arguments &args);
+// serve-snapshot: the snapshot and where to listen; the handler adds the
+// store's location.
+Result<engine::ServeRequest> parseServe(const Arguments &args);
 Result<PutBlockRequest> parsePutBlock(const Arguments &args);
 Result<CompleteRequest> parseComplete(const Arguments &args);
 Result<ImportImageRequest> parseImportImage(const Arguments &args);

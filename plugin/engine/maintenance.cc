@@ -1,6 +1,7 @@
 #include "maintenance.h"
 
 #include "recycle_bin.h"
+#include "snapshot_exports.h"
 #include "snapshot_locks.h"
 #include "store/held_manifests.h"
 
@@ -24,6 +25,7 @@ Result<std::vector<store::Manifest>> listSnapshots(store::Store &store)
 Result<Deletion> deleteSnapshot(store::Store &store, const std::string &snapshotId)
 {
 	VS_TRY(checkNotLocked(store, snapshotId));
+	VS_TRY(checkNotServed(store, snapshotId));
 	auto m = store.getManifest(snapshotId);
 	// A manifest that does not open cannot go into the bin, but may go.
 	if (!m && m.error().code != errc::kCorrupt)
@@ -41,6 +43,13 @@ Result<Deletion> deleteSnapshot(store::Store &store, const std::string &snapshot
 		if (recycled)
 			VS_TRY(store.removeRecord(store::kRecycleBinRecords, snapshotId));
 		return std::unexpected(locked.error());
+	}
+	// Likewise an export another host started meanwhile.
+	if (auto served = checkNotServed(store, snapshotId); !served) {
+		VS_TRY(restoreServedManifest(store, snapshotId));
+		if (recycled)
+			VS_TRY(store.removeRecord(store::kRecycleBinRecords, snapshotId));
+		return std::unexpected(served.error());
 	}
 	Deletion d;
 	if (recycled)

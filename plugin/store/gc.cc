@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "core/cancel.h"
+#include "export_records.h"
 #include "held_manifests.h"
 
 namespace virtsnap::store {
@@ -536,6 +537,10 @@ Result<GcReport> collectGarbage(Store &store, const GcOptions &opts)
 	for (const std::string &id : held.expiredLocks)
 		if (!opts.dryRun)
 			VS_TRY(store.removeRecord(kSnapshotLockRecords, id));
+	// An export whose nbdkit stopped renewing its record (export_records.h).
+	for (const std::string &id : held.expiredExports)
+		if (!opts.dryRun)
+			VS_TRY(store.removeRecord(kSnapshotExportRecords, id));
 
 	std::vector<PackId> gone, holders;
 	auto swept = sweep(store, *lease, opts, marks, report, gone, holders);

@@ -1,5 +1,7 @@
 #include "held_manifests.h"
 
+#include "export_records.h"
+
 namespace virtsnap::store {
 
 int64_t unixSeconds(std::chrono::system_clock::time_point t)
@@ -45,7 +47,7 @@ void setHeldManifest(Json &record, const Manifest &m, int64_t heldUntil)
 Result<HeldSet> listHeldManifests(const Store &store, int64_t now)
 {
 	HeldSet set;
-	for (const char *kind : {kSnapshotLockRecords, kRecycleBinRecords}) {
+	for (const char *kind : {kSnapshotLockRecords, kRecycleBinRecords, kSnapshotExportRecords}) {
 		VS_ASSIGN(auto ids, store.listRecordIds(kind));
 		for (const std::string &id : ids) {
 			std::string where = std::string("record ") + kind + "/" + id;
@@ -57,6 +59,8 @@ Result<HeldSet> listHeldManifests(const Store &store, int64_t now)
 				set.held.push_back(std::move(h.manifest));
 			else if (std::string(kind) == kRecycleBinRecords)
 				set.expiredBinEntries.push_back(id);
+			else if (std::string(kind) == kSnapshotExportRecords)
+				set.expiredExports.push_back(id);
 			else
 				set.expiredLocks.push_back(id);
 		}

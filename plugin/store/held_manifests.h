@@ -31,14 +31,16 @@ Result<HeldManifest> parseHeldManifest(const Json &record, const std::string &wh
 void setHeldManifest(Json &record, const Manifest &m, int64_t heldUntil);
 
 // What gc marks from besides the manifests: every held manifest whose time
-// is not up at `now`, and the ids of the records whose time is up (removed
+// is not up at `now` (locks, the Recycle Bin, snapshots served over NBD:
+// export_records.h), and the ids of the records whose time is up (removed
 // by gc: a Recycle Bin entry is then deleted for good, an expired lock
-// stops being listed). A record that does not open or parse fails the
+// stops being listed, an export whose server stopped renewing is gone). A record that does not open or parse fails the
 // call: what it holds is then unknown.
 struct HeldSet {
 	std::vector<Manifest> held;
 	std::vector<std::string> expiredBinEntries;
 	std::vector<std::string> expiredLocks;
+	std::vector<std::string> expiredExports;
 };
 Result<HeldSet> listHeldManifests(const Store &store, int64_t now);
 

@@ -113,6 +113,19 @@ TEST(Spawn, WithoutPathSearchANameIsNotLookedUp)
 	EXPECT_TRUE(exitedWith(p->wait(), 0));
 }
 
+TEST(Spawn, ExtraEnvironmentReplacesOursOfItsName)
+{
+	::setenv("VIRTSNAP_TEST_EXTRA", "ours", 1);
+	SpawnOptions options;
+	options.out = Stdio::pipe();
+	options.extraEnv = {"VIRTSNAP_TEST_EXTRA=theirs", "VIRTSNAP_TEST_NEW=new"};
+	auto p = Process::spawn({"sh", "-c", "env | grep ^VIRTSNAP_TEST_ | sort"}, options);
+	::unsetenv("VIRTSNAP_TEST_EXTRA");
+	ASSERT_TRUE(p) << p.error().toString();
+	EXPECT_EQ(readAll(p->stdoutPipe()), "VIRTSNAP_TEST_EXTRA=theirs\nVIRTSNAP_TEST_NEW=new\n");
+	EXPECT_TRUE(exitedWith(p->wait(), 0));
+}
+
 TEST(Spawn, StdinPipeInStdoutPipeOutStderrWithIt)
 {
 	SpawnOptions options;
