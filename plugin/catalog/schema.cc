@@ -114,6 +114,15 @@ CREATE TABLE policy_runs (
 CREATE INDEX policy_runs_by_schedule ON policy_runs (policy_id, schedule_name, start_time, run_id);
 )sql";
 
+// Version 3 (on the copies branch; renumbered at merge): what a copy
+// shows of its origin and what it moved. The manifest holds them too
+// (FORMAT.md), so a rebuild finds them again.
+constexpr const char *kSchemaV3Copies = R"sql(
+ALTER TABLE snapshots ADD COLUMN source_snapshot_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN source_store TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN bytes_transferred INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -147,6 +156,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV1));
 		if (now < 2)
 			VS_TRY(conn_.exec(kSchemaV2));
+		if (now < 3)
+			VS_TRY(conn_.exec(kSchemaV3Copies));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

@@ -620,6 +620,33 @@ TEST_F(CatalogTest, NewerSchemaIsRefused)
 	EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(Catalog::kSchemaVersion + 1)) << "left as it was";
 }
 
+// A version 2 catalog (before copies) keeps its rows and gains the
+// copies' columns, empty.
+TEST_F(CatalogTest, VersionTwoGainsTheCopiesColumns)
+{
+	SnapshotRow row = fullSnapshot(3);
+	{
+		auto cat = openCatalog();
+		ASSERT_TRUE(cat);
+		ASSERT_TRUE(cat->putSnapshot(row));
+	}
+	{
+		RawDb raw(file());
+		for (const char *column : {"source_snapshot_id", "source_store", "bytes_transferred"})
+			raw.exec(std::string("ALTER TABLE snapshots DROP COLUMN ") + column);
+		raw.exec("PRAGMA user_version = 2");
+	}
+	auto cat = openCatalog();
+	ASSERT_TRUE(cat);
+	auto got = cat->getSnapshot(row.snapshotId);
+	ASSERT_TRUE(got && *got) << describe(got);
+	row.sourceSnapshotId = row.sourceStore = "";
+	row.bytesTransferred = 0;
+	EXPECT_EQ(**got, row);
+	RawDb raw(file());
+	EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(Catalog::kSchemaVersion));
+}
+
 PolicyRow fullPolicy(unsigned n)
 {
 	char id[32];
