@@ -109,22 +109,6 @@ void mirrorError(Context &ctx, engine::BlockWrites &writes, const std::string &i
 		(void)settleRow(ctx, {SnapshotState::Error, (*w)->stateMessage, {}}, id, (*w)->stateMessage);
 }
 
-// A file the caller names, opened as the caller (core/acting_as.h): the
-// daemon reads for them only what they could read themselves.
-Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path, const std::string &ownerId)
-{
-	UniqueFd fd;
-	{
-		VS_ASSIGN(ActingAs asCaller, ActingAs::caller(ownerId));
-		fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	}
-	if (!fd.isValid() && errno == ENOENT)
-		return fail(errc::kInvalidParameterValue, option + " " + path + " does not exist");
-	if (!fd.isValid())
-		return failErrno(option + " " + path, errno);
-	return fd;
-}
-
 // The block, read as the caller.
 Result<Bytes> readBlockFile(const PutBlockRequest &req, const std::string &ownerId)
 {
@@ -169,6 +153,22 @@ Reply outcomeReply(const catalog::SnapshotRow &row, const std::string &id)
 }
 
 } // namespace
+
+// A file the caller names, opened as the caller (core/acting_as.h): the
+// daemon reads for them only what they could read themselves.
+Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path, const std::string &ownerId)
+{
+	UniqueFd fd;
+	{
+		VS_ASSIGN(ActingAs asCaller, ActingAs::caller(ownerId));
+		fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	}
+	if (!fd.isValid() && errno == ENOENT)
+		return fail(errc::kInvalidParameterValue, option + " " + path + " does not exist");
+	if (!fd.isValid())
+		return failErrno(option + " " + path, errno);
+	return fd;
+}
 
 void expireBlockWrites(Context &ctx)
 {
