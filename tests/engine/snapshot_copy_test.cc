@@ -62,10 +62,11 @@ protected:
 	}
 
 	// A snapshot of 1 GiB from `blocks` (512 KiB each) over `parent`'s,
-	// and the same bytes written into the raw reference `reference`,
-	// which starts as a copy of the parent's reference.
+	// and its raw reference `reference`: the blocks of `parentBlocks` with
+	// `blocks` over them, written by the test (sparse: a copied file
+	// would not stay so).
 	std::string write(const std::map<uint64_t, Bytes> &blocks, const std::string &parent, const fs::path &reference,
-			  const fs::path &parentReference = {})
+			  std::map<uint64_t, Bytes> parentBlocks = {})
 	{
 		StartRequest req;
 		req.volumeSizeGiB = 1;
@@ -86,14 +87,11 @@ protected:
 		auto done = writes_.complete(*source_, w->snapshotId, blocks.size(), "", kNow);
 		EXPECT_TRUE(done && done->state == SnapshotState::Completed) << describe(done);
 
-		if (parentReference.empty()) {
-			UniqueFd fd(::open(reference.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
-			EXPECT_EQ(::ftruncate(fd.get(), off_t(kGiB)), 0);
-		} else {
-			fs::copy_file(parentReference, reference, fs::copy_options::overwrite_existing);
-		}
-		UniqueFd fd(::open(reference.c_str(), O_RDWR));
 		for (const auto &[b, data] : blocks)
+			parentBlocks[b] = data;
+		UniqueFd fd(::open(reference.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
+		EXPECT_EQ(::ftruncate(fd.get(), off_t(kGiB)), 0);
+		for (const auto &[b, data] : parentBlocks)
 			EXPECT_EQ(::pwrite(fd.get(), data.data(), data.size(), off_t(b * kBlockSize)), ssize_t(data.size()));
 		return w->snapshotId;
 	}
@@ -202,7 +200,7 @@ TEST_F(SnapshotCopyTest, ACopyToAnotherStoreResealsAndAnIncrementalOneReadsOnlyW
 	second[100] = first[100];
 	std::copy_n(randomData(kBlockSize / 2, 41).begin(), kBlockSize / 2, second[100].begin());
 	second[500] = randomData(kBlockSize, 42);
-	std::string b = write(second, a, refB, refA);
+	std::string b = write(second, a, refB, first);
 	uint64_t changedChunks = kBlockSize / chunk + (kBlockSize / 2) / chunk + kBlockSize / chunk;
 
 	auto copyB = copy(*source_, *destination_, b, "/elsewhere");
@@ -228,8 +226,9 @@ TEST_F(SnapshotCopyTest, ACopyToAnotherStoreResealsAndAnIncrementalOneReadsOnlyW
 TEST_F(SnapshotCopyTest, AnIncrementalCopyWithoutTheParentsCopyIsFull)
 {
 	fs::path refA = root_ / "a.ref", refB = root_ / "b.ref";
-	std::string a = write({{0, randomData(kBlockSize, 1)}, {1, randomData(kBlockSize, 2)}}, "", refA);
-	std::string b = write({{1, randomData(kBlockSize, 3)}}, a, refB, refA);
+	std::map<uint64_t, Bytes> first = {{0, randomData(kBlockSize, 1)}, {1, randomData(kBlockSize, 2)}};
+	std::string a = write(first, "", refA);
+	std::string b = write({{1, randomData(kBlockSize, 3)}}, a, refB, first);
 	auto copyB = copy(*source_, *destination_, b);
 	ASSERT_TRUE(copyB) << describe(copyB);
 	EXPECT_EQ(copyB->parentSnapshotId, "");
