@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <optional>
 
 #include "admission.h"
@@ -17,6 +18,7 @@
 #include "events/dispatcher.h"
 #include "events/event.h"
 #include "handlers.h"
+#include "progress_recorder.h"
 
 namespace virtsnap::daemon {
 
@@ -118,7 +120,9 @@ void CopyJob::run(const engine::ProgressFn &progress)
 		std::optional<JobRunner::Slot> slot;
 		if (ctx_.options.background)
 			slot.emplace(*ctx_.jobs, cancel_);
-		made = engine::copySnapshot(source(), *ctx_.store, a_.copy, progress, [this] { return cancel_->load(); });
+		ProgressRecorder recorder(*ctx_.catalog, {a_.copy.snapshotId}, progress);
+		made = engine::copySnapshot(source(), *ctx_.store, a_.copy, std::ref(recorder),
+					    [this] { return cancel_->load(); });
 		ctx_.admission->release(claims);
 	}
 	finish(made);
