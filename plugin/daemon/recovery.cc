@@ -38,14 +38,14 @@ void recoverInterruptedJobs(Context &ctx)
 			continue;
 		std::string note = "interrupted: virtsnapd stopped during the transfer";
 		// A copy touched no instance: only its row is left to end.
-		bool copy = job.kind == "copy-snapshot";
-		if (auto driver = copy ? Result<std::shared_ptr<hypervisor::Driver>>(nullptr)
-				       : hypervisor::connectDriver(hypervisor::Target::parse(job.target), {},
-								   ctx.options.hypervisorTimeout);
-		    !driver)
-			note += " (and its instance is gone: " + driver.error().message + ")";
-		else if (*driver)
-			(*driver)->removeLeftovers(job.details);
+		if (job.kind != "copy-snapshot") {
+			auto driver = hypervisor::connectDriver(hypervisor::Target::parse(job.target), {},
+								ctx.options.hypervisorTimeout);
+			if (driver)
+				(*driver)->removeLeftovers(job.details);
+			else
+				note += " (and its instance is gone: " + driver.error().message + ")";
+		}
 		// Recovery does what it can; what it cannot write now, the next
 		// start finds again (the job stays running).
 		for (const std::string &id : job.snapshotIds) {
