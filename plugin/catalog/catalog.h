@@ -45,6 +45,9 @@ struct SnapshotRow {
 	std::string snapshotSetId, parentSnapshotId, captureMode, captureReason, quiesceNote, diskId, instanceName;
 	int64_t freezeMillis = -1;
 	bool deleteRequested = false;             // delete of a pending snapshot: takes effect at completion
+	std::string sourceSnapshotId;             // a copy's source
+	std::string sourceStore;                  // a copy's source store's URL, when another store
+	uint64_t bytesTransferred = 0;            // a copy: chunk bytes read from its source
 	Tags tags;                                // in the order given to putSnapshot
 	std::vector<std::string> productCodes;    // "ID:TYPE" (core/product_code.h)
 
@@ -121,7 +124,7 @@ struct Page {
 class Catalog
 {
 public:
-	static constexpr int kSchemaVersion = 3;
+	static constexpr int kSchemaVersion = 4;
 
 	// Opens `file`, creating it (mode 0600) and its schema if needed; WAL,
 	// synchronous=FULL, busy_timeout 5000 ms. StoreCorrupted for a schema

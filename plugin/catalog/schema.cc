@@ -120,6 +120,14 @@ constexpr const char *kSchemaV3 = R"sql(
 ALTER TABLE snapshots ADD COLUMN product_codes TEXT NOT NULL DEFAULT '[]';
 )sql";
 
+// Version 4: what a copy shows of its origin and what it moved. The
+// manifest holds them too (FORMAT.md), so a rebuild finds them again.
+constexpr const char *kSchemaV4 = R"sql(
+ALTER TABLE snapshots ADD COLUMN source_snapshot_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN source_store TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN bytes_transferred INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -155,6 +163,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV2));
 		if (now < 3)
 			VS_TRY(conn_.exec(kSchemaV3));
+		if (now < 4)
+			VS_TRY(conn_.exec(kSchemaV4));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

@@ -182,10 +182,12 @@ int viaDaemon(const Settings &ctx, DaemonClient &client, const Arguments &args)
 	if (!reply)
 		return printError(reply.error());
 	Json doc = reply->get("result");
-	bool isCreate = args.command() == "create-snapshot" || args.command() == "create-snapshots";
+	// copy-snapshot is asynchronous too, and waits as create-snapshot does.
+	bool oneSnapshot = args.command() == "create-snapshot" || args.command() == "copy-snapshot";
+	bool isCreate = oneSnapshot || args.command() == "create-snapshots";
 	if (isCreate && args.has("wait") && reply->getBool("ok").value_or(false)) {
 		std::vector<std::string> ids;
-		if (args.command() == "create-snapshot") {
+		if (oneSnapshot) {
 			ids.push_back(doc.getString("SnapshotId").value_or(""));
 		} else {
 			for (size_t i = 0; i < doc.get("Snapshots").size(); i++)
@@ -194,7 +196,7 @@ int viaDaemon(const Settings &ctx, DaemonClient &client, const Arguments &args)
 		auto done = waitThroughDaemon(client, ids);
 		if (!done)
 			return printError(done.error());
-		if (args.command() == "create-snapshot") {
+		if (oneSnapshot) {
 			doc = done->at(0);
 		} else {
 			doc = Json::object();
@@ -219,7 +221,9 @@ int viaDaemon(const Settings &ctx, DaemonClient &client, const Arguments &args)
 
 int inProcess(const Settings &ctx, const daemon::CommandSpec &spec, const Arguments &args)
 {
-	bool isCreate = args.command() == "create-snapshot" || args.command() == "create-snapshots";
+	// copy-snapshot runs in process only with --wait, as creates do.
+	bool isCreate = args.command() == "create-snapshot" || args.command() == "create-snapshots" ||
+			args.command() == "copy-snapshot";
 	if (isCreate && !args.has("wait"))
 		return printError(Error{errc::kIncorrectState,
 					"no virtsnapd answers on " + ctx.socket +

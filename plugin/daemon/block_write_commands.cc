@@ -109,33 +109,6 @@ void mirrorError(Context &ctx, engine::BlockWrites &writes, const std::string &i
 		(void)settleRow(ctx, {SnapshotState::Error, (*w)->stateMessage, {}}, id, (*w)->stateMessage);
 }
 
-// A file the caller names, opened as the caller (core/acting_as.h): the
-// daemon reads for them only what they could read themselves. Only a
-// regular file or a block device: the open does not wait (a FIFO with no
-// writer would hold a daemon thread), and what it opened is checked before
-// anything is read from it.
-Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path, const std::string &ownerId)
-{
-	UniqueFd fd;
-	{
-		VS_ASSIGN(ActingAs asCaller, ActingAs::caller(ownerId));
-		fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-	}
-	if (!fd.isValid() && errno == ENOENT)
-		return fail(errc::kInvalidParameterValue, option + " " + path + " does not exist");
-	if (!fd.isValid())
-		return failErrno(option + " " + path, errno);
-	struct stat st;
-	if (::fstat(fd.get(), &st) != 0)
-		return failErrno(option + " " + path, errno);
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return fail(errc::kInvalidParameterValue, option + " " + path + " is not a regular file or a block device");
-	const int flags = ::fcntl(fd.get(), F_GETFL);
-	if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
-		return failErrno(option + " " + path, errno);
-	return fd;
-}
-
 // The block, read as the caller.
 Result<Bytes> readBlockFile(const PutBlockRequest &req, const std::string &ownerId)
 {
@@ -180,6 +153,33 @@ Reply outcomeReply(const catalog::SnapshotRow &row, const std::string &id)
 }
 
 } // namespace
+
+// A file the caller names, opened as the caller (core/acting_as.h): the
+// daemon reads for them only what they could read themselves. Only a
+// regular file or a block device: the open does not wait (a FIFO with no
+// writer would hold a daemon thread), and what it opened is checked before
+// anything is read from it.
+Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path, const std::string &ownerId)
+{
+	UniqueFd fd;
+	{
+		VS_ASSIGN(ActingAs asCaller, ActingAs::caller(ownerId));
+		fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+	}
+	if (!fd.isValid() && errno == ENOENT)
+		return fail(errc::kInvalidParameterValue, option + " " + path + " does not exist");
+	if (!fd.isValid())
+		return failErrno(option + " " + path, errno);
+	struct stat st;
+	if (::fstat(fd.get(), &st) != 0)
+		return failErrno(option + " " + path, errno);
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return fail(errc::kInvalidParameterValue, option + " " + path + " is not a regular file or a block device");
+	const int flags = ::fcntl(fd.get(), F_GETFL);
+	if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
+		return failErrno(option + " " + path, errno);
+	return fd;
+}
 
 void expireBlockWrites(Context &ctx)
 {

@@ -27,6 +27,9 @@ catalog::SnapshotRow snapshotRow(const store::Manifest &m, SnapshotState state, 
 	r.diskId = m.volume.diskId;
 	r.instanceName = m.volume.instanceName;
 	r.freezeMillis = m.freezeMillis;
+	r.sourceSnapshotId = m.source.snapshotId;
+	r.sourceStore = m.source.storeUrl;
+	r.bytesTransferred = m.stats.bytesTransferred;
 	r.tags = m.tags;
 	for (const ProductCode &code : m.productCodes)
 		r.productCodes.push_back(toString(code));

@@ -25,6 +25,18 @@ Result<std::optional<catalog::RequestRow>> earlierRequest(Context &ctx, const st
 	return seen;
 }
 
+Admission::Limits pendingLimits(Context &ctx)
+{
+	return {
+		[&ctx](const std::string &volume) { return ctx.catalog->countPending(volume); },
+		[&ctx](const std::string &volume, std::string *volumeClass) {
+			auto record = engine::loadVolume(*ctx.store, volume);
+			*volumeClass = record && *record ? (*record)->volumeClass : "standard";
+			return (*volumeClass == "st1" || *volumeClass == "sc1") ? 1 : 5;
+		},
+	};
+}
+
 namespace {
 
 // A retried request with the same client token gets the same snapshots;
@@ -43,18 +55,6 @@ Result<std::optional<Reply>> replay(Context &ctx, const CreateRequest &req)
 	if (req.oneDisk && rows.size() == 1)
 		return ok(snapshotJson(rows.front()));
 	return ok(snapshotsJson(rows));
-}
-
-Admission::Limits pendingLimits(Context &ctx)
-{
-	return {
-		[&ctx](const std::string &volume) { return ctx.catalog->countPending(volume); },
-		[&ctx](const std::string &volume, std::string *volumeClass) {
-			auto record = engine::loadVolume(*ctx.store, volume);
-			*volumeClass = record && *record ? (*record)->volumeClass : "standard";
-			return (*volumeClass == "st1" || *volumeClass == "sc1") ? 1 : 5;
-		},
-	};
 }
 
 Result<Reply> create(Context &ctx, const Call &call, bool oneDisk)

@@ -83,6 +83,11 @@ Json snapshotJson(const catalog::SnapshotRow &r)
 	j.set("VolumeSizeBytes", Json::integer(int64_t(r.volumeSize)));
 	j.set("BytesRead", Json::integer(int64_t(r.bytesRead)));
 	j.set("BytesAdded", Json::integer(int64_t(r.bytesAdded)));
+	if (!r.sourceSnapshotId.empty()) {
+		j.set("SourceSnapshotId", Json::string(r.sourceSnapshotId));
+		setIfAny(j, "SourceStore", r.sourceStore);
+		j.set("BytesTransferred", Json::integer(int64_t(r.bytesTransferred)));
+	}
 	j.set("Disk", Json::string(r.diskId));
 	j.set("Instance", Json::string(r.instanceName));
 	return j;

@@ -2,7 +2,9 @@
 // dispatch table (commands.cc) maps each command to one of them.
 #pragma once
 
+#include "admission.h"
 #include "catalog/catalog.h"
+#include "core/unique_fd.h"
 #include "context.h"
 #include "store/chunk_id.h"
 
@@ -16,6 +18,11 @@ Result<Reply> createSnapshots(Context &ctx, const Call &call);
 // used with other parameters.
 Result<std::optional<catalog::RequestRow>> earlierRequest(Context &ctx, const std::string &clientToken,
 							  const std::string &requestHash);
+// The pending limits per volume that creates and copies count against.
+Admission::Limits pendingLimits(Context &ctx);
+
+// copy_commands.cc
+Result<Reply> copySnapshot(Context &ctx, const Call &call);
 
 // snapshot_commands.cc
 Result<Reply> describeSnapshots(Context &ctx, const Call &call);
@@ -63,6 +70,9 @@ Result<Reply> startSnapshot(Context &ctx, const Call &call);
 Result<Reply> putSnapshotBlock(Context &ctx, const Call &call);
 Result<Reply> completeSnapshot(Context &ctx, const Call &call);
 Result<Reply> importImage(Context &ctx, const Call &call);
+// A file the caller names (`option`), opened as the caller (core/acting_as.h):
+// the daemon reads for them only what they could read themselves.
+Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path, const std::string &ownerId);
 // Block writes whose timeout passed go to error, their rows too: what
 // describe-snapshots and gc do first.
 void expireBlockWrites(Context &ctx);

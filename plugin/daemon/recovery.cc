@@ -37,10 +37,15 @@ void recoverInterruptedJobs(Context &ctx)
 		if (alive(job.pid))
 			continue;
 		std::string note = "interrupted: virtsnapd stopped during the transfer";
-		if (auto driver = hypervisor::connectDriver(hypervisor::Target::parse(job.target), {}, ctx.options.hypervisorTimeout))
-			(*driver)->removeLeftovers(job.details);
-		else
-			note += " (and its instance is gone: " + driver.error().message + ")";
+		// A copy touched no instance: only its row is left to end.
+		if (job.kind != "copy-snapshot") {
+			auto driver = hypervisor::connectDriver(hypervisor::Target::parse(job.target), {},
+								ctx.options.hypervisorTimeout);
+			if (driver)
+				(*driver)->removeLeftovers(job.details);
+			else
+				note += " (and its instance is gone: " + driver.error().message + ")";
+		}
 		// Recovery does what it can; what it cannot write now, the next
 		// start finds again (the job stays running).
 		for (const std::string &id : job.snapshotIds) {

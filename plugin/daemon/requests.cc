@@ -327,6 +327,26 @@ Result<ImportImageRequest> parseImportImage(const Arguments &args)
 	return r;
 }
 
+Result<CopySnapshotRequest> parseCopySnapshot(const Arguments &args)
+{
+	CopySnapshotRequest r;
+	VS_ASSIGN(r.sourceSnapshotId, args.require("source-snapshot-id"));
+	VS_TRY(checkSnapshotId(r.sourceSnapshotId));
+	r.sourceStore = args.get("source-store");
+	r.sourceKeyFile = args.get("source-key-file");
+	if (args.has("source-store") != args.has("source-key-file"))
+		return fail(errc::kMissingParameter, "--source-store and --source-key-file go together");
+	if (args.has("source-store") && (r.sourceStore.empty() || r.sourceKeyFile.empty()))
+		return fail(errc::kInvalidParameterValue, "--source-store and --source-key-file must not be empty");
+	r.description = args.get("description");
+	if (r.description.size() > 256)
+		return fail(errc::kInvalidParameterValue, "--description is longer than 256 characters");
+	VS_ASSIGN(r.tags, engine::parseTags(args.all("tag")));
+	r.clientToken = args.get("client-token");
+	r.requestHash = requestHash(args);
+	return r;
+}
+
 Result<std::vector<std::string>> parseVolumeIds(const Arguments &args)
 {
 	for (const std::string &id : args.all("volume-id"))

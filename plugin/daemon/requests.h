@@ -79,6 +79,17 @@ struct ImportImageRequest {
 	engine::StartRequest start;
 };
 
+// copy-snapshot.
+struct CopySnapshotRequest {
+	std::string sourceSnapshotId;
+	std::string sourceStore;   // a store URL; "" for the destination store itself
+	std::string sourceKeyFile; // its master key, with sourceStore
+	std::string description;
+	store::Tags tags;
+	std::string clientToken;
+	std::string requestHash;
+};
+
 // --qmp-socket or --domain [--connect]: exactly one instance.
 Result<hypervisor::Target> parseTarget(const Arguments &args, const std::string &defaultUri);
 Result<CreateRequest> parseCreate(const Arguments &args, bool oneDisk, const std::string &defaultUri);
@@ -108,6 +119,8 @@ Result<engine::ServeRequest> parseServe(const Arguments &args);
 Result<PutBlockRequest> parsePutBlock(const Arguments &args);
 Result<CompleteRequest> parseComplete(const Arguments &args);
 Result<ImportImageRequest> parseImportImage(const Arguments &args);
+// --source-store and --source-key-file go together.
+Result<CopySnapshotRequest> parseCopySnapshot(const Arguments &args);
 // --volume-id values must look like volume ids.
 Result<std::vector<std::string>> parseVolumeIds(const Arguments &args);
 

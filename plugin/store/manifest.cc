@@ -68,12 +68,21 @@ std::string serializeManifest(const Manifest &m)
 		codes.append(c);
 	}
 	j.set("product_codes", codes);
+	if (!m.source.snapshotId.empty()) {
+		Json src = Json::object();
+		src.set("snapshot_id", str(m.source.snapshotId));
+		src.set("store_id", str(m.source.storeId));
+		src.set("store_url", str(m.source.storeUrl));
+		j.set("source", src);
+	}
 	Json st = Json::object();
 	st.set("bytes_read", u64(m.stats.bytesRead));
 	st.set("bytes_added", u64(m.stats.bytesAdded));
 	st.set("chunks_new", u64(m.stats.chunksNew));
 	st.set("chunks_reused", u64(m.stats.chunksReused));
 	st.set("zero_chunks", u64(m.stats.zeroChunks));
+	if (m.stats.bytesTransferred)
+		st.set("bytes_transferred", u64(m.stats.bytesTransferred));
 	j.set("stats", st);
 	return j.dump();
 }
@@ -126,7 +135,9 @@ Result<Manifest> parseManifest(std::string_view text)
 		m.productCodes.push_back({s(codes.at(i), "id"), s(codes.at(i), "type")});
 	Json st = j.get("stats");
 	m.stats = {u(st, "bytes_read"), u(st, "bytes_added"), u(st, "chunks_new"), u(st, "chunks_reused"),
-		   u(st, "zero_chunks")};
+		   u(st, "zero_chunks"), u(st, "bytes_transferred")};
+	Json src = j.get("source");
+	m.source = {s(src, "snapshot_id"), s(src, "store_id"), s(src, "store_url")};
 	for (const char *k : {"volume_size", "chunk_size", "page_entries"})
 		if (j.getInt(k).value_or(-1) < 0)
 			return fail(errc::kCorrupt, std::string("manifest has a negative or missing ") + k);

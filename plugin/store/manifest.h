@@ -28,6 +28,16 @@ struct CaptureStats {
 	uint64_t chunksNew = 0;
 	uint64_t chunksReused = 0; // read, but already in the store
 	uint64_t zeroChunks = 0;   // read or known zero: not stored
+	uint64_t bytesTransferred = 0; // a copy: chunk bytes read from its source and re-sealed
+};
+
+// Where a copy came from (copy-snapshot). The store is named by its
+// store_id (config.json), which no spelling of its URL changes; the URL is
+// for people, without any credential.
+struct CopySource {
+	std::string snapshotId;
+	std::string storeId;
+	std::string storeUrl; // "" when the copy is in its source's store
 };
 
 struct Manifest {
@@ -53,6 +63,7 @@ struct Manifest {
 	std::string ownerId;               // who asked for it (the requesting user's uid)
 	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
 	std::vector<ProductCode> productCodes; // the volume's, when it was taken
+	CopySource source;                 // a copy's origin; empty snapshotId when not a copy
 	CaptureStats stats;
 };
 

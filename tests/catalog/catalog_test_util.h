@@ -77,6 +77,9 @@ inline SnapshotRow fullSnapshot(unsigned n)
 	r.instanceName = "web-\u00fc-" + std::to_string(n);
 	r.freezeMillis = 150 + n;
 	r.deleteRequested = true;
+	r.sourceSnapshotId = snapId(n + 2000);
+	r.sourceStore = "s3://bucket/prefix?endpoint=http://rgw:7480";
+	r.bytesTransferred = 65536 * uint64_t(n + 2);
 	r.tags = {{"Name", "db \u00e4 " + std::to_string(n)}, {"env", "prod"}, {"\u30ad\u30fc", "\u5024"}};
 	r.productCodes = {"code" + std::to_string(n) + ":marketplace", "dp" + std::to_string(n) + ":devpay"};
 	return r;

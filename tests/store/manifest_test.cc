@@ -50,7 +50,8 @@ Manifest fullManifest(const std::string &snapshotId)
 	m.snapshotSetId = "snap-0fedcba9876543210";
 	m.bitmapName = "virtsnap-snap-0123456789abcdef1";
 	m.productCodes = {{"8l7pawpyjfh0u9p6aefa8ngmg", "marketplace"}, {"abc123", "devpay"}};
-	m.stats = {(1ull << 40) + 7, (1ull << 33) + 5, 123456789, 987654321, 55555};
+	m.stats = {(1ull << 40) + 7, (1ull << 33) + 5, 123456789, 987654321, 55555, (1ull << 36) + 3};
+	m.source = {"snap-0123456789abcdef2", "0123456789abcdef0123456789abcdef", "s3://bucket/prefix?endpoint=http://rgw"};
 	return m;
 }
 
@@ -85,6 +86,10 @@ void expectSame(const Manifest &a, const Manifest &b)
 	EXPECT_EQ(a.stats.chunksNew, b.stats.chunksNew);
 	EXPECT_EQ(a.stats.chunksReused, b.stats.chunksReused);
 	EXPECT_EQ(a.stats.zeroChunks, b.stats.zeroChunks);
+	EXPECT_EQ(a.stats.bytesTransferred, b.stats.bytesTransferred);
+	EXPECT_EQ(a.source.snapshotId, b.source.snapshotId);
+	EXPECT_EQ(a.source.storeId, b.source.storeId);
+	EXPECT_EQ(a.source.storeUrl, b.source.storeUrl);
 }
 
 // A small valid manifest for the store tests.

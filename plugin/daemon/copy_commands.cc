@@ -1,0 +1,113 @@
+// copy-snapshot: parse, answer a retried client token, find the source (in
+// this store, or in the store --source-store names, opened with the key
+// the caller can read), then admit and run the copy (copy_job.h).
+#include <string>
+
+#include "catalog/catalog.h"
+#include "copy_job.h"
+#include "engine/block_writes.h"
+#include "handlers.h"
+#include "requests.h"
+#include "store/backend.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+// A store URL as a copy shows it: any user:password@ before a host (an S3
+// endpoint's) left out. Credentials come from files, never from URLs, but
+// a URL is what a user typed.
+std::string withoutCredentials(std::string url)
+{
+	for (size_t at = url.find("://"); at != std::string::npos; at = url.find("://", at + 3)) {
+		size_t host = at + 3;
+		size_t end = url.find_first_of("/?&#", host);
+		size_t userinfo = url.find('@', host);
+		if (userinfo != std::string::npos && userinfo < end)
+			url.erase(host, userinfo + 1 - host);
+	}
+	return url;
+}
+
+// The store --source-store names, opened with --source-key-file, which is
+// read as the caller: through virtsnapd (root), a caller uses only a key
+// they could read themselves.
+Result<std::unique_ptr<store::Store>> openSourceStore(Context &ctx, const CopySnapshotRequest &req,
+						      const std::string &ownerId)
+{
+	VS_ASSIGN(UniqueFd key, openAsCaller("--source-key-file", req.sourceKeyFile, ownerId));
+	std::string shown = withoutCredentials(req.sourceStore);
+	auto backend = store::openBackend(req.sourceStore, backendSettings(ctx.location));
+	if (!backend)
+		return fail(backend.error().code, "source store " + shown + ": " + backend.error().message);
+	std::string keyPath = "/proc/self/fd/" + std::to_string(key.get());
+	auto opened = store::Store::open(std::move(*backend), keyPath);
+	if (!opened) {
+		std::string message = opened.error().message;
+		for (size_t at = message.find(keyPath); at != std::string::npos; at = message.find(keyPath))
+			message.replace(at, keyPath.size(), req.sourceKeyFile);
+		return fail(opened.error().code, "source store " + shown + ": " + message);
+	}
+	return opened;
+}
+
+// Only a completed snapshot is copied (EBS: IncorrectState); this host's
+// catalog knows its pending and failed ones, which have no manifest.
+Result<void> requireCompleted(Context &ctx, const std::string &snapshotId)
+{
+	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(snapshotId));
+	if (row && row->state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + snapshotId + " is " + std::string(name(row->state)) +
+							   "; only a completed snapshot can be copied");
+	return {};
+}
+
+} // namespace
+
+Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const std::string &ownerId,
+			const engine::ProgressFn &progress)
+{
+	AdmittedCopy a;
+	if (req.sourceStore.empty()) {
+		VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
+	} else {
+		VS_ASSIGN(a.otherSource, openSourceStore(ctx, req, ownerId));
+	}
+	store::Store &source = a.otherSource ? *a.otherSource : *ctx.store;
+	auto found = engine::copySourceOf(source, *ctx.store, req.sourceSnapshotId);
+	if (!found && a.otherSource && found.error().code == errc::kSnapshotNotFound)
+		return fail(errc::kSnapshotNotFound, "snapshot " + req.sourceSnapshotId + " does not exist in " +
+							     withoutCredentials(req.sourceStore) +
+							     " (or is not completed there)");
+	if (!found)
+		return std::unexpected(found.error());
+	a.sourceManifest = std::move(*found);
+	a.copy.sourceSnapshotId = req.sourceSnapshotId;
+	a.copy.sourceStoreUrl = a.otherSource ? withoutCredentials(req.sourceStore) : "";
+	a.copy.description = req.description.empty()
+				     ? engine::defaultCopyDescription(req.sourceSnapshotId, a.copy.sourceStoreUrl)
+				     : req.description;
+	a.copy.tags = req.tags;
+	a.copy.ownerId = ownerId;
+	// A copy's volume is EBS's vol-ffffffff (ours, kDirectVolumeId): its
+	// pending limit is how many copies (and block writes) may be pending.
+	a.volumes = {engine::kDirectVolumeId};
+	a.request = std::move(req);
+	return CopyJob::start(ctx, std::move(a), progress);
+}
+
+Result<Reply> copySnapshot(Context &ctx, const Call &call)
+{
+	VS_ASSIGN(CopySnapshotRequest req, parseCopySnapshot(call.args));
+	VS_ASSIGN(auto seen, earlierRequest(ctx, req.clientToken, req.requestHash));
+	if (seen) {
+		// As first answered: the copy's id.
+		auto ids = Json::parse(seen->response);
+		Json doc = Json::object();
+		doc.set("SnapshotId", Json::string(ids && ids->size() ? ids->at(0).asString() : ""));
+		return ok(doc);
+	}
+	return startCopy(ctx, std::move(req), call.ownerId, call.progress);
+}
+
+} // namespace virtsnap::daemon
