@@ -29,6 +29,8 @@ static_assert(sizeof(Entry) == 48);
 // or two blocks (3 KiB each).
 constexpr size_t kBlockEntries = 64;
 constexpr size_t kBlockBytes = kBlockEntries * sizeof(Entry);
+// Runs of one level merged at once.
+constexpr size_t kFanIn = 8;
 // Buffers of the sequential writes and of each run read by a merge.
 constexpr size_t kStreamEntries = 1365; // 64 KiB
 
@@ -102,6 +104,9 @@ public:
 	}
 
 	uint64_t count() const { return count_; }
+	// Runs of level n were merged n times.
+	int level() const { return level_; }
+	void setLevel(int level) { level_ = level; }
 
 	// Every entry of `id`, in file order.
 	Result<void> find(const ChunkId &id, std::vector<Location> &out) const
@@ -181,6 +186,7 @@ private:
 
 	UniqueFd fd_;
 	uint64_t count_ = 0;
+	int level_ = 0;
 	std::vector<uint64_t> fences_;
 	std::vector<uint64_t> filter_;
 	std::vector<Entry> buffer_;
@@ -251,15 +257,31 @@ Result<void> ChunkMap::flushTable()
 	VS_TRY(run->finish());
 	runs_.push_back(std::move(run));
 	table_ = {};
-	// Runs stay in sizes that at least double towards the oldest, so a
-	// store of n entries has about log2(n / tableEntries) of them and
-	// each entry is rewritten as often.
-	while (runs_.size() >= 2 && runs_[runs_.size() - 2]->count() <= runs_.back()->count())
-		VS_TRY(mergeRuns(runs_.size() - 2));
+	// Size-tiered: kFanIn runs of one level become one of the next, so
+	// an entry is rewritten about log8(entries / tableEntries) times (3 at
+	// 50 M) and there are at most 7 runs a level.
+	for (;;) {
+		size_t n = runs_.size();
+		if (n < kFanIn)
+			break;
+		int level = runs_.back()->level();
+		bool full = std::all_of(runs_.end() - long(kFanIn), runs_.end(),
+					[&](const auto &r) { return r->level() == level; });
+		if (!full)
+			break;
+		VS_TRY(mergeRuns(n - kFanIn, level + 1));
+	}
 	return {};
 }
 
-Result<void> ChunkMap::mergeRuns(size_t first)
+Result<void> ChunkMap::compact()
+{
+	if (runs_.size() < 2)
+		return {};
+	return mergeRuns(0, runs_.front()->level() + 1);
+}
+
+Result<void> ChunkMap::mergeRuns(size_t first, int level)
 {
 	uint64_t capacity = 0;
 	std::vector<Run::Reader> readers;
@@ -291,6 +313,7 @@ Result<void> ChunkMap::mergeRuns(size_t first)
 			heads.push({e, i});
 	}
 	VS_TRY(merged->finish());
+	merged->setLevel(level);
 	readers.clear();
 	runs_.resize(first);
 	runs_.push_back(std::move(merged));

@@ -48,6 +48,9 @@ public:
 	// The entries of the pack numbered `pack`. A chunk stored in several
 	// packs is found in any of them that is not forgotten.
 	Result<void> add(uint32_t pack, std::span<const PackEntry> entries);
+	// Merges every run into one, dropping what forgotten packs held: after
+	// a store's first refresh, so that each lookup has one run to ask.
+	Result<void> compact();
 	// gc removed these packs: nothing found from now on is in them.
 	void forget(const std::vector<uint32_t> &packs);
 	// Concurrent calls are safe (with no add or forget meanwhile). An error
@@ -62,7 +65,7 @@ private:
 	class Run;
 
 	Result<void> flushTable();
-	Result<void> mergeRuns(size_t first);
+	Result<void> mergeRuns(size_t first, int level);
 	bool alive(uint32_t pack) const { return pack >= dead_.size() || !dead_[pack]; }
 
 	Options options_;

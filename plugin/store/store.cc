@@ -144,6 +144,10 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, con
 	}
 	s->domain_ = std::move(*domain);
 	VS_TRY(s->refresh());
+	// Learning a large store leaves runs of several sizes: one is cheaper
+	// to ask from here on.
+	if (auto compacted = s->chunks_->compact(); !compacted)
+		return fail(compacted.error().code, "chunk map of store " + where + ": " + compacted.error().message);
 	return s;
 }
 
