@@ -228,19 +228,22 @@ void ChunkMap::forget(const std::vector<uint32_t> &packs)
 
 Result<std::optional<ChunkMap::Location>> ChunkMap::find(const ChunkId &id) const
 {
+	// The copy in the pack learnt first, as the map always answered: gc
+	// relies on where a chunk was found staying put while that pack does.
+	std::optional<Location> best;
+	auto consider = [&](const Location &l) {
+		if (alive(l.pack) && (!best || l.pack < best->pack))
+			best = l;
+	};
 	auto [begin, end] = table_.equal_range(id);
 	for (auto it = begin; it != end; ++it)
-		if (alive(it->second.pack))
-			return it->second;
+		consider(it->second);
 	std::vector<Location> found;
-	for (const auto &run : runs_) {
+	for (const auto &run : runs_)
 		VS_TRY(run->find(id, found));
-		for (const Location &l : found)
-			if (alive(l.pack))
-				return l;
-		found.clear();
-	}
-	return std::nullopt;
+	for (const Location &l : found)
+		consider(l);
+	return best;
 }
 
 Result<void> ChunkMap::flushTable()
@@ -249,8 +252,10 @@ Result<void> ChunkMap::flushTable()
 	sorted.reserve(table_.size());
 	for (const auto &[id, l] : table_)
 		sorted.push_back({id, l.pack, l.length, l.offset});
-	std::sort(sorted.begin(), sorted.end(),
-		  [](const Entry &a, const Entry &b) { return std::memcmp(a.id.data(), b.id.data(), 32) < 0; });
+	std::sort(sorted.begin(), sorted.end(), [](const Entry &a, const Entry &b) {
+		int c = std::memcmp(a.id.data(), b.id.data(), 32);
+		return c < 0 || (c == 0 && a.pack < b.pack);
+	});
 	VS_ASSIGN(auto run, Run::create(options_.dir, sorted.size(), options_.filterBitsPerEntry));
 	for (const Entry &e : sorted)
 		VS_TRY(run->append(e));

@@ -45,8 +45,9 @@ public:
 	ChunkMap(const ChunkMap &) = delete;
 	ChunkMap &operator=(const ChunkMap &) = delete;
 
-	// The entries of the pack numbered `pack`. A chunk stored in several
-	// packs is found in any of them that is not forgotten.
+	// The entries of the pack numbered `pack` (numbers grow as packs are
+	// learnt). A chunk stored in several packs is found in the one with
+	// the lowest number that is not forgotten.
 	Result<void> add(uint32_t pack, std::span<const PackEntry> entries);
 	// Merges every run into one, dropping what forgotten packs held: after
 	// a store's first refresh, so that each lookup has one run to ask.
