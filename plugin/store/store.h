@@ -52,9 +52,9 @@ class Store
 {
 public:
 	// 64 KiB: QEMU's default bitmap granularity and qcow2 cluster size,
-	// and the best trade-off measured under the current design, which holds
-	// every chunk id in memory (tests/bench/CHUNK_SIZE.md): smaller chunks
-	// grow less on scattered 4 KiB writes but cost 4x the objects and RAM.
+	// and the best trade-off measured when every chunk id was held in
+	// memory (tests/bench/CHUNK_SIZE.md): smaller chunks grow less on
+	// scattered 4 KiB writes but cost 4x the objects (and chunk map).
 	static constexpr uint32_t kDefaultChunkSize = 64 * 1024;
 
 	// Creates the store; creates the key file too if it is absent (then
