@@ -143,7 +143,8 @@ void ChunkWriter::finisherLoop()
 		auto index = finishing_->finish(store_.domain());
 		if (index) {
 			std::unique_lock storeLock(store_.mutex_);
-			store_.addPackLocked(*index);
+			if (auto added = store_.addPackLocked(*index); !added)
+				index = std::unexpected(added.error());
 		}
 		lock.lock();
 		if (index) {

@@ -7,8 +7,68 @@
 namespace virtsnap::store {
 
 SnapshotIndex::SnapshotIndex(uint64_t volumeSize, uint32_t chunkSize)
-	: volumeSize_(volumeSize), chunkSize_(chunkSize), ids_((volumeSize + chunkSize - 1) / chunkSize)
+	: volumeSize_(volumeSize), chunkSize_(chunkSize), slots_((volumeSize + chunkSize - 1) / chunkSize),
+	  pages_((slots_ + kPageEntries - 1) / kPageEntries, nullptr)
 {
+}
+
+SnapshotIndex::SnapshotIndex(SnapshotIndex &&other) noexcept
+	: volumeSize_(other.volumeSize_), chunkSize_(other.chunkSize_), slots_(other.slots_),
+	  pages_(std::move(other.pages_))
+{
+	other.pages_.clear();
+}
+
+SnapshotIndex &SnapshotIndex::operator=(SnapshotIndex &&other) noexcept
+{
+	if (this != &other) {
+		for (Page *p : pages_)
+			delete p;
+		volumeSize_ = other.volumeSize_;
+		chunkSize_ = other.chunkSize_;
+		slots_ = other.slots_;
+		pages_ = std::move(other.pages_);
+		other.pages_.clear();
+	}
+	return *this;
+}
+
+SnapshotIndex::~SnapshotIndex()
+{
+	for (Page *p : pages_)
+		delete p;
+}
+
+SnapshotIndex SnapshotIndex::copy() const
+{
+	SnapshotIndex out(volumeSize_, chunkSize_);
+	for (size_t p = 0; p < pages_.size(); p++)
+		if (const Page *page = pageAt(p))
+			out.pages_[p] = new Page(*page);
+	return out;
+}
+
+void SnapshotIndex::set(uint64_t slot, const ChunkId &id)
+{
+	std::atomic_ref<Page *> ref(pages_[slot / kPageEntries]);
+	Page *page = ref.load(std::memory_order_acquire);
+	if (!page) {
+		if (isZeroId(id))
+			return;
+		// Two workers may start the same page: one page wins.
+		auto fresh = std::make_unique<Page>();
+		if (ref.compare_exchange_strong(page, fresh.get(), std::memory_order_acq_rel))
+			page = fresh.release();
+	}
+	(*page)[slot % kPageEntries] = id;
+}
+
+size_t SnapshotIndex::pagesHeld() const
+{
+	size_t n = 0;
+	for (size_t p = 0; p < pages_.size(); p++)
+		n += pageAt(p) != nullptr;
+	return n;
 }
 
 uint32_t SnapshotIndex::slotLength(uint64_t slot) const
@@ -25,6 +85,10 @@ Result<SnapshotIndex> SnapshotIndex::load(Store &store, ChunkCodec &codec, const
 Result<SnapshotIndex> SnapshotIndex::fromPages(const Manifest &m, const PageReader &readPage)
 {
 	SnapshotIndex index(m.volumeSize, m.chunkSize);
+	// Manifest::parse checks this too; a manifest made otherwise must not
+	// place pages outside the grid.
+	if (m.pageEntries != kPageEntries || m.indexPages.size() != index.pages_.size())
+		return fail(errc::kCorrupt, "index of " + m.snapshotId + " does not match its grid");
 	for (size_t page = 0; page < m.indexPages.size(); page++) {
 		const ChunkId &pageId = m.indexPages[page];
 		if (isZeroId(pageId))
@@ -38,7 +102,8 @@ Result<SnapshotIndex> SnapshotIndex::fromPages(const Manifest &m, const PageRead
 		if (bytes->size() != count * sizeof(ChunkId))
 			return fail(errc::kCorrupt, "index page " + std::to_string(page) + " of " + m.snapshotId +
 							    " has a wrong size");
-		std::memcpy(index.ids_[first].data(), bytes->data(), bytes->size());
+		index.pages_[page] = new Page{};
+		std::memcpy(index.pages_[page]->data(), bytes->data(), bytes->size());
 	}
 	return index;
 }
@@ -49,15 +114,15 @@ Result<void> SnapshotIndex::save(ChunkWriter &writer, ChunkCodec &codec, Manifes
 	m.volumeSize = volumeSize_;
 	m.pageEntries = kPageEntries;
 	m.indexPages.clear();
-	for (uint64_t first = 0; first < ids_.size(); first += kPageEntries) {
-		uint64_t count = std::min<uint64_t>(kPageEntries, ids_.size() - first);
-		auto begin = ids_.begin() + long(first);
-		if (std::all_of(begin, begin + long(count), isZeroId)) {
+	for (size_t page = 0; page < pages_.size(); page++) {
+		uint64_t count = std::min<uint64_t>(kPageEntries, slots_ - uint64_t(page) * kPageEntries);
+		const Page *ids = pageAt(page);
+		if (!ids || std::all_of(ids->begin(), ids->begin() + long(count), isZeroId)) {
 			m.indexPages.push_back(kZeroChunk);
 			continue;
 		}
-		std::span<const uint8_t> page(ids_[first].data(), count * sizeof(ChunkId));
-		VS_ASSIGN(auto id, writer.put(codec, page, ChunkType::IndexPage));
+		std::span<const uint8_t> bytes(ids->front().data(), count * sizeof(ChunkId));
+		VS_ASSIGN(auto id, writer.put(codec, bytes, ChunkType::IndexPage));
 		m.indexPages.push_back(id);
 	}
 	return {};

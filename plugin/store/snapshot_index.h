@@ -1,7 +1,10 @@
 // One chunk id per grid slot of a disk (FORMAT.md, "Snapshot index").
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "chunk_id.h"
@@ -19,6 +22,13 @@ public:
 
 	// An index of all-zero slots.
 	SnapshotIndex(uint64_t volumeSize, uint32_t chunkSize);
+	SnapshotIndex(SnapshotIndex &&other) noexcept;
+	SnapshotIndex &operator=(SnapshotIndex &&other) noexcept;
+	SnapshotIndex(const SnapshotIndex &) = delete;
+	SnapshotIndex &operator=(const SnapshotIndex &) = delete;
+	~SnapshotIndex();
+	// An explicit copy (pages and all): copies are rare and cost memory.
+	SnapshotIndex copy() const;
 	static Result<SnapshotIndex> load(Store &store, ChunkCodec &codec, const Manifest &m);
 	// load's checks and assembly, with the pages' plaintext from `readPage`
 	// rather than from a store.
@@ -27,19 +37,38 @@ public:
 
 	uint64_t volumeSize() const { return volumeSize_; }
 	uint32_t chunkSize() const { return chunkSize_; }
-	uint64_t slots() const { return ids_.size(); }
+	uint64_t slots() const { return slots_; }
 	uint32_t slotLength(uint64_t slot) const;
-	const ChunkId &at(uint64_t slot) const { return ids_[slot]; }
-	void set(uint64_t slot, const ChunkId &id) { ids_[slot] = id; }
+	const ChunkId &at(uint64_t slot) const
+	{
+		const Page *page = pageAt(slot / kPageEntries);
+		return page ? (*page)[slot % kPageEntries] : kZeroChunk;
+	}
+	// Threads may set distinct slots at once (the copy's workers do).
+	void set(uint64_t slot, const ChunkId &id);
+	// Pages that hold a non-zero id now: what the index costs in memory,
+	// 32 KiB each.
+	size_t pagesHeld() const;
 
 	// Stores every page (unchanged pages dedup to nothing) and fills the
 	// manifest's chunkSize, pageEntries and indexPages.
 	Result<void> save(ChunkWriter &writer, ChunkCodec &codec, Manifest &m) const;
 
 private:
+	using Page = std::array<ChunkId, kPageEntries>;
+
+	const Page *pageAt(size_t page) const
+	{
+		return std::atomic_ref<Page *>(const_cast<Page *&>(pages_[page])).load(std::memory_order_acquire);
+	}
+
 	uint64_t volumeSize_;
 	uint32_t chunkSize_;
-	std::vector<ChunkId> ids_;
+	uint64_t slots_;
+	// One per page of the grid, owned; none where every id is zero, so that
+	// the holes of a huge sparse disk cost 8 bytes per 64 MiB. Set through
+	// atomic_ref, as workers fill pages concurrently.
+	std::vector<Page *> pages_;
 };
 
 } // namespace virtsnap::store

@@ -144,6 +144,10 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, con
 	}
 	s->domain_ = std::move(*domain);
 	VS_TRY(s->refresh());
+	// Learning a large store leaves runs of several sizes: one is cheaper
+	// to ask from here on.
+	if (auto compacted = s->chunks_->compact(); !compacted)
+		return fail(compacted.error().code, "chunk map of store " + where + ": " + compacted.error().message);
 	return s;
 }
 
@@ -192,7 +196,7 @@ Result<void> Store::refresh()
 								index.error().message);
 		}
 		std::unique_lock lock(mutex_);
-		addPackLocked(*index);
+		VS_TRY(addPackLocked(*index));
 	}
 	std::vector<PackId> gone;
 	{
@@ -205,15 +209,21 @@ Result<void> Store::refresh()
 	return {};
 }
 
-void Store::addPackLocked(const PackIndex &index)
+Result<void> Store::addPackLocked(const PackIndex &index)
 {
 	std::string name = toHex(index.packId);
 	if (!packNames_.insert(name).second)
-		return;
+		return {};
 	uint32_t ordinal = uint32_t(packs_.size());
 	packs_.push_back(index.packId);
-	for (const PackEntry &e : index.entries)
-		chunks_.try_emplace(e.id, Location{ordinal, e.length, e.offset});
+	auto added = chunks_->add(ordinal, index.entries);
+	if (!added) {
+		// Unknown, so that the next refresh tries again.
+		packNames_.erase(name);
+		chunks_->forget({ordinal});
+		return fail(added.error().code, "chunk map of store " + describe() + ": " + added.error().message);
+	}
+	return {};
 }
 
 void Store::forgetPacks(const std::vector<PackId> &packs)
@@ -224,40 +234,44 @@ void Store::forgetPacks(const std::vector<PackId> &packs)
 	for (const PackId &p : packs)
 		gone.insert(toHex(p));
 	std::unique_lock lock(mutex_);
-	std::vector<bool> dropped(packs_.size());
-	bool any = false;
+	std::vector<uint32_t> dropped;
 	for (uint32_t i = 0; i < packs_.size(); i++)
-		// Ordinals stay: a Location elsewhere may still name one.
-		if (gone.count(toHex(packs_[i])) && packNames_.erase(toHex(packs_[i]))) {
-			dropped[i] = true;
-			any = true;
-		}
-	if (any)
-		std::erase_if(chunks_, [&](const auto &entry) { return dropped[entry.second.pack]; });
+		// Ordinals stay: a BlobRef elsewhere may still name one.
+		if (gone.count(toHex(packs_[i])) && packNames_.erase(toHex(packs_[i])))
+			dropped.push_back(i);
+	chunks_->forget(dropped);
+}
+
+std::optional<ChunkMap::Location> Store::findLocked(const ChunkId &id) const
+{
+	// A map file that cannot be read finds nothing: dedup then stores the
+	// chunk again, and a reader refreshes and fails naming the chunk.
+	auto found = chunks_->find(id);
+	return found ? *found : std::nullopt;
 }
 
 bool Store::contains(const ChunkId &id) const
 {
 	std::shared_lock lock(mutex_);
-	return chunks_.count(id) != 0;
+	return findLocked(id).has_value();
 }
 
 std::optional<Store::ChunkLocation> Store::locate(const ChunkId &id) const
 {
 	std::shared_lock lock(mutex_);
-	auto it = chunks_.find(id);
-	if (it == chunks_.end())
+	auto l = findLocked(id);
+	if (!l)
 		return std::nullopt;
-	return ChunkLocation{packs_[it->second.pack], it->second.offset, it->second.length};
+	return ChunkLocation{packs_[l->pack], l->offset, l->length};
 }
 
 std::optional<Store::BlobRef> Store::findBlob(const ChunkId &id) const
 {
 	std::shared_lock lock(mutex_);
-	auto it = chunks_.find(id);
-	if (it == chunks_.end())
+	auto l = findLocked(id);
+	if (!l)
 		return std::nullopt;
-	return BlobRef{it->second.pack, it->second.length, it->second.offset};
+	return BlobRef{l->pack, l->length, l->offset};
 }
 
 std::optional<PackId> Store::packOf(uint32_t ordinal) const

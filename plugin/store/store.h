@@ -20,6 +20,7 @@
 
 #include "backend.h"
 #include "chunk_codec.h"
+#include "chunk_map.h"
 #include "key_domain.h"
 #include "lease.h"
 #include "manifest.h"
@@ -42,15 +43,18 @@ Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::
 
 struct StoreOptions {
 	LeaseOptions lease;
+	// Where the chunk map keeps its runs (chunk_map.h): unlinked files, in
+	// the temporary directory when empty.
+	fs::path chunkMapDir;
 };
 
 class Store
 {
 public:
 	// 64 KiB: QEMU's default bitmap granularity and qcow2 cluster size,
-	// and the best trade-off measured under the current design, which holds
-	// every chunk id in memory (tests/bench/CHUNK_SIZE.md): smaller chunks
-	// grow less on scattered 4 KiB writes but cost 4x the objects and RAM.
+	// and the best trade-off measured when every chunk id was held in
+	// memory (tests/bench/CHUNK_SIZE.md): smaller chunks grow less on
+	// scattered 4 KiB writes but cost 4x the objects (and chunk map).
 	static constexpr uint32_t kDefaultChunkSize = 64 * 1024;
 
 	// Creates the store; creates the key file too if it is absent (then
@@ -127,17 +131,13 @@ public:
 
 private:
 	friend class ChunkWriter;
-	struct Location {
-		uint32_t pack;
-		uint32_t length;
-		uint64_t offset;
-	};
-
 	Store(std::unique_ptr<Backend> backend, StoreOptions options)
-		: backend_(std::move(backend)), options_(options)
+		: backend_(std::move(backend)), options_(options),
+		  chunks_(std::make_unique<ChunkMap>(ChunkMap::Options{.dir = options.chunkMapDir}))
 	{
 	}
-	void addPackLocked(const PackIndex &index);
+	Result<void> addPackLocked(const PackIndex &index);
+	std::optional<ChunkMap::Location> findLocked(const ChunkId &id) const;
 	// The pack a map entry names, if it is still known.
 	std::optional<PackId> packOf(uint32_t ordinal) const;
 
@@ -148,7 +148,9 @@ private:
 	KeyDomain domain_;
 
 	mutable std::shared_mutex mutex_;
-	std::unordered_map<ChunkId, Location, ChunkIdHash> chunks_;
+	// Which pack holds each chunk, in bounded memory (FORMAT.md, "The
+	// chunk map").
+	std::unique_ptr<ChunkMap> chunks_;
 	std::vector<PackId> packs_;                      // by ordinal; a forgotten one stays, unnamed
 	std::unordered_set<std::string> packNames_;      // the packs known now
 };

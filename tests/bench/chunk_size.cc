@@ -505,7 +505,7 @@ Result<Run> runOne(const Options &opt, uint32_t chunkSize, Bytes &image, const s
 			r.changed = applyWorkload(image, w, undo);
 			std::vector<uint64_t> dirty = dirtySlots(w, chunkSize, base.slots());
 			r.dirtySlots = dirty.size();
-			store::SnapshotIndex index = base; // the parent's array
+			store::SnapshotIndex index = base.copy(); // the parent's array
 			store::Manifest m;
 			auto inc = takeSnapshot(s, image, index, dirty, &full, opt.threads, m);
 			undoWorkload(image, w, undo);

@@ -1,6 +1,8 @@
 // SnapshotIndex: the slot grid, paging, zero pages, and the property the
 // incremental design rests on: a save after one changed slot writes
 // exactly one new page.
+#include <thread>
+
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
 #include "store/chunk_writer.h"
@@ -150,6 +152,59 @@ TEST_F(SnapshotIndexTest, ZeroPagesAreNotStored)
 	auto loaded = SnapshotIndex::load(*store_, *codec_, m);
 	ASSERT_TRUE(loaded) << describe(loaded);
 	expectSameIds(index, *loaded);
+}
+
+// A 2 TiB disk with data in two places: the index holds two pages (64 KiB),
+// not 32 M ids (1 GiB), whether built by a capture or loaded.
+TEST_F(SnapshotIndexTest, HolesCostNoMemory)
+{
+	const uint64_t size = 2ull << 40;
+	SnapshotIndex index(size, Store::kDefaultChunkSize);
+	ASSERT_EQ(index.slots(), 32ull << 20);
+	EXPECT_EQ(index.pagesHeld(), 0u);
+	const uint64_t last = index.slots() - 1;
+	index.set(5, slotId(5));
+	index.set(last, slotId(last));
+	// A capture sets every hole's slot to the zero id.
+	for (uint64_t s = 1 << 20; s < (1 << 20) + 5000; s++)
+		index.set(s, kZeroChunk);
+	EXPECT_EQ(index.pagesHeld(), 2u);
+	EXPECT_EQ(index.at(5), slotId(5));
+	EXPECT_EQ(index.at(last), slotId(last));
+	EXPECT_TRUE(isZeroId(index.at(6)));
+	EXPECT_TRUE(isZeroId(index.at(1 << 20)));
+
+	Manifest m = manifestFor("snap-00000000000000004", kStartTime);
+	auto writer = saveCommitted(index, m);
+	EXPECT_EQ(writer->chunksNew(), 2u);
+	auto loaded = SnapshotIndex::load(*store_, *codec_, m);
+	ASSERT_TRUE(loaded) << describe(loaded);
+	EXPECT_EQ(loaded->pagesHeld(), 2u);
+	EXPECT_EQ(loaded->at(5), slotId(5));
+	EXPECT_EQ(loaded->at(last), slotId(last));
+	EXPECT_TRUE(isZeroId(loaded->at(1024)));
+}
+
+// The copy's workers set slots of one page at once, a page that did not
+// exist yet: every id lands.
+TEST_F(SnapshotIndexTest, ConcurrentSetsOfANewPageAllLand)
+{
+	SnapshotIndex index(64ull * 1024 * kChunk, kChunk);
+	// Made first: a codec is one thread's.
+	std::vector<ChunkId> ids;
+	for (uint64_t s = 0; s < index.slots(); s++)
+		ids.push_back(slotId(s));
+	std::vector<std::thread> workers;
+	for (unsigned w = 0; w < 4; w++)
+		workers.emplace_back([&, w] {
+			for (uint64_t s = w; s < index.slots(); s += 4)
+				index.set(s, ids[s]);
+		});
+	for (auto &t : workers)
+		t.join();
+	EXPECT_EQ(index.pagesHeld(), 64u);
+	for (uint64_t s = 0; s < index.slots(); s++)
+		ASSERT_EQ(index.at(s), ids[s]) << "slot " << s;
 }
 
 TEST_F(SnapshotIndexTest, AllZeroIndexWritesNothing)
