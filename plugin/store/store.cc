@@ -304,7 +304,18 @@ Result<Bytes> Store::readChunk(ChunkCodec &codec, const ChunkId &id)
 	if (!loc)
 		return fail(errc::kCorrupt, "chunk " + idHex(id) + " is missing from store " + describe());
 	Bytes blob(loc->length);
-	if (auto r = PackReader(*backend_, loc->pack).read(loc->offset, blob); !r)
+	auto r = PackReader(*backend_, loc->pack).read(loc->offset, blob);
+	if (!r && r.error().code == errc::kObjectNotFound) {
+		// A reader that holds no lease (an NBD export) may know a pack gc
+		// has since repacked: what the store says now, once.
+		VS_TRY(refresh());
+		loc = locate(id);
+		if (!loc)
+			return fail(errc::kCorrupt, "chunk " + idHex(id) + " is missing from store " + describe());
+		blob.resize(loc->length);
+		r = PackReader(*backend_, loc->pack).read(loc->offset, blob);
+	}
+	if (!r)
 		return fail(r.error().code == errc::kObjectNotFound ? errc::kCorrupt : r.error().code,
 			    "read chunk " + idHex(id) + " from pack " + toHex(loc->pack) + ": " + r.error().message);
 	auto plain = codec.decode(id, blob);

@@ -599,6 +599,26 @@ TEST_P(GcTest, RepackKeepsLiveChunksByteForByteAndDropsTheOldPack)
 	EXPECT_EQ(again.chunksUnreferenced, 0u);
 }
 
+// A reader that holds no lease (an NBD export's) and learnt where chunks
+// were before gc repacked their pack reads them where they are now.
+TEST_P(GcTest, AReaderThatLearntThePacksBeforeARepackStillReadsTheChunks)
+{
+	snapshot("snap-a", diskA_);
+	snapshot("snap-b", diskB_);
+	auto stale = openOrNull();
+	ASSERT_TRUE(stale);
+	ageAll(2h);
+	ASSERT_TRUE(store_->deleteManifest("snap-a"));
+	GcReport r = gc();
+	ASSERT_EQ(r.packsRepacked, 1u);
+	auto codec = stale->newCodec();
+	for (const Bytes &chunk : shared_) {
+		auto read = stale->readChunk(*codec, codec_->idOf(chunk));
+		ASSERT_TRUE(read) << describe(read);
+		EXPECT_EQ(*read, chunk);
+	}
+}
+
 TEST_P(GcTest, RepackMergesSparsePacksIntoOne)
 {
 	// Three packs of four chunks; a snapshot needs one chunk of each.
