@@ -71,6 +71,10 @@ int configComplete()
 // waits for nbdkit's answer.
 int getReady()
 {
+	settings.onHoldLost = [] {
+		nbdkit_error("virtsnap: the export's record in the store is gone or expired: stopping");
+		nbdkit_shutdown();
+	};
 	auto opened = SnapshotExport::open(settings);
 	if (!opened) {
 		nbdkit_error("virtsnap: %s", opened.error().message.c_str());

@@ -66,19 +66,28 @@ void SnapshotExport::stopRenewing()
 
 void SnapshotExport::renewLoop()
 {
+	// serve-snapshot wrote the record just before starting us.
+	auto renewedAt = std::chrono::steady_clock::now();
+	const auto margin = std::chrono::seconds(store::kExportHoldSeconds - 2 * store::kExportRenewSeconds);
 	std::unique_lock lock(mutex_);
 	for (;;) {
-		// serve-snapshot wrote the record just before starting us: the
-		// first renewal is due one interval on.
 		if (stop_.wait_for(lock, std::chrono::seconds(store::kExportRenewSeconds), [this] { return stopping_; }))
 			return;
 		lock.unlock();
 		auto renewed = store::renewExportRecord(*store_, settings_.exportId);
 		lock.lock();
-		// Gone: stop-serving removed it, and stops us next. A failure is
-		// tried again; the record holds for several intervals.
-		if (renewed && !*renewed)
+		if (renewed && *renewed) {
+			renewedAt = std::chrono::steady_clock::now();
+			continue;
+		}
+		// Gone (stop-serving, or gc on any host after it expired), or
+		// failing until the hold would end unseen: nothing keeps the
+		// chunks then. A failure before that is tried again.
+		if (renewed || std::chrono::steady_clock::now() - renewedAt > margin) {
+			if (settings_.onHoldLost)
+				settings_.onHoldLost();
 			return;
+		}
 	}
 }
 

@@ -26,6 +26,10 @@ struct ExportSettings {
 	std::string snapshotId;
 	std::string exportId; // the record to renew; empty: none
 	size_t cacheBytes = 64 << 20;
+	// Called once the record is gone (stop-serving, gc after it expired)
+	// or could not be renewed for so long that its hold nears its end:
+	// past that, nothing keeps the snapshot's chunks, so serving must stop.
+	std::function<void()> onHoldLost;
 };
 
 class SnapshotExport
