@@ -99,6 +99,12 @@ Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const std::string
 Result<Reply> copySnapshot(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(CopySnapshotRequest req, parseCopySnapshot(call.args));
+	// The root daemon would open the store URL a caller names with its own
+	// settings: a caller's ceph.conf (librados then writes logs and
+	// sockets where it says), or the host's S3 credentials sent to the
+	// caller's endpoint. Another store's copies are root's, or in process.
+	if (!req.sourceStore.empty())
+		VS_TRY(requireRoot(call));
 	VS_ASSIGN(auto seen, earlierRequest(ctx, req.clientToken, req.requestHash));
 	if (seen) {
 		// As first answered: the copy's id.
