@@ -18,12 +18,17 @@ Result<std::optional<TaggedDomain>> taggedDomain(virDomainPtr dom)
 {
 	char *xml = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, kPolicyMetadataNamespace, 0);
 	if (!xml) {
-		// No metadata, or a domain that stopped (a transient one is
-		// gone) since it was listed: not one to snapshot now.
+		// No metadata, or a domain gone (a transient one that stopped)
+		// since it was listed: not one to snapshot now.
 		const int code = virGetLastErrorCode();
-		if (code == VIR_ERR_NO_DOMAIN_METADATA || code == VIR_ERR_NO_DOMAIN || !virDomainIsActive(dom))
+		if (code == VIR_ERR_NO_DOMAIN_METADATA || code == VIR_ERR_NO_DOMAIN)
 			return std::optional<TaggedDomain>();
-		return libvirtFail(std::string("domain ") + virDomainGetName(dom) + ": its metadata");
+		auto failed = libvirtFail(std::string("domain ") + virDomainGetName(dom) + ": its metadata");
+		// One that stopped meanwhile (a persistent one) is skipped too; the
+		// error was taken first, as this call replaces libvirt's last one.
+		if (virDomainIsActive(dom) == 0)
+			return std::optional<TaggedDomain>();
+		return failed;
 	}
 	std::string text = xml;
 	std::free(xml);

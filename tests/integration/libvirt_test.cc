@@ -471,7 +471,7 @@ TEST_F(LibvirtTest, APolicyTargetsADomainByItsPolicyMetadata)
 	ASSERT_NO_FATAL_FAILURE(boot());
 	std::string out;
 	ASSERT_EQ(virsh({"metadata", name_, "https://virtsnap.example/policy", "--key", "virtsnap", "--live", "--set",
-			 "<policy><tag key='backup' value='nightly'/></policy>"},
+			 "<policy><tag key='backup' value='by-domain-metadata'/></policy>"},
 			&out),
 		  0)
 		<< out;
@@ -489,7 +489,9 @@ TEST_F(LibvirtTest, APolicyTargetsADomainByItsPolicyMetadata)
 		EXPECT_EQ(r.status, 0) << r.err;
 		return r.json().getString("PolicyId").value_or("");
 	};
-	std::string nightly = policyFor("nightly"), weekly = policyFor("weekly");
+	// A value of its own: the other part's policy tests run alongside, on
+	// this host's libvirt too, and target backup=nightly.
+	std::string nightly = policyFor("by-domain-metadata"), weekly = policyFor("weekly");
 
 	CliResult run = cli({"run-lifecycle-policy", "--policy-id", nightly});
 	ASSERT_EQ(run.status, 0) << run.err;
