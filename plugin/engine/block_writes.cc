@@ -358,10 +358,10 @@ Result<void> BlockWrites::forget(const std::string &snapshotId)
 	VS_ASSIGN(auto found, find(snapshotId));
 	if (!found)
 		return {};
+	// Under its lock: no put is half recorded. Its state may still say
+	// pending when the row says error (a crash between the two): the row
+	// is what the user deleted.
 	VS_ASSIGN(UniqueFd lock, lockDir(dirOf(snapshotId)));
-	VS_ASSIGN(BlockWrite w, load(snapshotId));
-	if (w.state != SnapshotState::Error)
-		return {};
 	std::error_code ec;
 	fs::remove_all(dirOf(snapshotId), ec);
 	if (ec)

@@ -131,8 +131,8 @@ public:
 	// Ends a pending snapshot in error (an import that failed midway):
 	// nothing waits for its timeout, and its blocks are garbage.
 	Result<void> abandon(const std::string &snapshotId, const std::string &why);
-	// Removes what is kept of a write that ended in error (delete-snapshot
-	// of it), so that nothing shows it again; a pending one is left be.
+	// Removes what is kept of a write whose catalog row shows it in error
+	// (delete-snapshot of it), so that nothing shows it again.
 	Result<void> forget(const std::string &snapshotId);
 
 	// The snapshot as its state says, nullopt when this host has none.
