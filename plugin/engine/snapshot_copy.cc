@@ -56,7 +56,10 @@ Result<void> reseal(store::Store &source, store::Store &destination, const store
 		m.captureMode = "incremental";
 	}
 	store::SnapshotIndex out(src.volumeSize, src.chunkSize);
-	// Source id -> destination id, for chunks a disk holds more than once.
+	// Source id -> destination id, for chunks a disk holds more than once:
+	// saves their reads only (the writer dedups), so it is bounded
+	// (~6 MiB), not one entry per chunk of a huge disk.
+	constexpr size_t kRememberedIds = 64 * 1024;
 	std::unordered_map<store::ChunkId, store::ChunkId, store::ChunkIdHash> resealed;
 	auto writer = destination.newWriter();
 	uint64_t transferred = 0;
@@ -79,6 +82,8 @@ Result<void> reseal(store::Store &source, store::Store &destination, const store
 		VS_ASSIGN(Bytes data, source.readChunk(*srcCodec, id));
 		transferred += data.size();
 		VS_ASSIGN(store::ChunkId copied, writer->put(dstCodec, data, store::ChunkType::Data));
+		if (resealed.size() >= kRememberedIds)
+			resealed.clear();
 		resealed.emplace(id, copied);
 		out.set(slot, copied);
 	}
