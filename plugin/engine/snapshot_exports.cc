@@ -24,11 +24,19 @@ using store::ExportRecord;
 
 namespace {
 
+// Which host serves an export, as hosts sharing a store tell each other's
+// apart: its name, which clones and defaults ("localhost") share, and the
+// start of its machine id (machine-id(5)), which they do not.
 std::string thisHost()
 {
 	char name[256] = {};
 	::gethostname(name, sizeof(name) - 1);
-	return name;
+	std::string host = name;
+	std::ifstream file("/etc/machine-id");
+	std::string id;
+	if (file >> id && id.size() >= 12)
+		host += "/" + id.substr(0, 12);
+	return host;
 }
 
 bool isExportId(const std::string &id)
