@@ -28,7 +28,6 @@ namespace fs = std::filesystem;
 using virtsnap::Json;
 
 constexpr uint64_t kBlock = 512 * 1024;
-constexpr uint64_t kGiB = 1ull << 30;
 
 std::vector<uint8_t> sha256(const std::vector<uint8_t> &data)
 {

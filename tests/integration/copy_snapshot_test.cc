@@ -24,8 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using virtsnap::Json;
 
-constexpr uint64_t kMiB = 1ull << 20;
-constexpr uint64_t kGiB = 1ull << 30;
 
 // Regular files' bytes under a store directory, leases and the catalog
 // (host state, which lives in the directory of a local store) left out.

@@ -40,8 +40,6 @@ namespace {
 namespace fs = std::filesystem;
 using virtsnap::Json;
 
-constexpr uint64_t kMiB = 1ull << 20;
-constexpr uint64_t kGiB = 1ull << 30;
 
 class ServeTest : public CliTest
 {

@@ -19,6 +19,7 @@
 namespace virtsnap::test {
 
 inline constexpr uint64_t kMiB = 1 << 20;
+inline constexpr uint64_t kGiB = uint64_t(1) << 30;
 
 // True when the environment variable CI is "true".
 bool inCi();
