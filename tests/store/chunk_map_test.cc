@@ -216,13 +216,26 @@ protected:
 	}
 };
 
+// AddressSanitizer's allocator and shadow memory multiply RSS (221 MiB
+// here for what takes 24 MiB): under it the pass runs and its answers are
+// checked, and the bound is the other builds'.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRssMeaningful = false;
+#elif defined(__has_feature)
+constexpr bool kRssMeaningful = !__has_feature(address_sanitizer);
+#else
+constexpr bool kRssMeaningful = true;
+#endif
+
 TEST_F(ChunkMapMemoryTest, AMillionChunkStoreOpensAndLooksUpWithinABound)
 {
 	long growth = peakGrowthKiB();
 	ASSERT_GE(growth, 0) << (growth == -1 ? "a lookup went wrong" : "the child failed");
 	RecordProperty("peak_growth_kib", std::to_string(growth));
 	std::printf("peak RSS growth: %ld KiB (bound %ld KiB)\n", growth, kBoundKiB);
-	EXPECT_LT(growth, kBoundKiB);
+	if (kRssMeaningful) {
+		EXPECT_LT(growth, kBoundKiB);
+	}
 }
 
 } // namespace
