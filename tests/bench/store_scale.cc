@@ -23,6 +23,7 @@
 #include "store/key_domain.h"
 #include "store/pack.h"
 #include "store/store.h"
+#include "tests/support/synthetic_chunk_ids.h"
 
 namespace {
 
@@ -31,24 +32,12 @@ using namespace virtsnap::store;
 
 constexpr uint32_t kPerPack = 1000;
 
-uint64_t splitmix(uint64_t &x)
-{
-	uint64_t z = (x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
+using virtsnap::test::splitmix64;
 
-// Seeded apart from chunk_map_test.cc's, so a real chunk never meets one.
+// Salted apart from chunk_map_test.cc's, so a real chunk never meets one.
 ChunkId madeUpId(uint64_t n)
 {
-	ChunkId id;
-	uint64_t state = n * 4 + (1ull << 62);
-	for (size_t i = 0; i < id.size(); i += 8) {
-		uint64_t w = splitmix(state);
-		std::memcpy(id.data() + i, &w, 8);
-	}
-	return id;
+	return virtsnap::test::syntheticChunkId(n, 1ull << 62);
 }
 
 int populate(const std::string &dir, const std::string &key, uint64_t chunks)
@@ -63,7 +52,7 @@ int populate(const std::string &dir, const std::string &key, uint64_t chunks)
 		PackIndex index;
 		uint64_t seed = p + (1ull << 40);
 		for (size_t i = 0; i < index.packId.size(); i += 8) {
-			uint64_t w = splitmix(seed);
+			uint64_t w = splitmix64(seed);
 			std::memcpy(index.packId.data() + i, &w, 8);
 		}
 		for (uint64_t n = first; n < std::min(chunks, first + kPerPack); n++)

@@ -11,29 +11,16 @@
 #include "store/key_domain.h"
 #include "store/pack.h"
 #include "store_test_util.h"
+#include "tests/support/synthetic_chunk_ids.h"
 
 namespace virtsnap::store::test {
 namespace {
-
-uint64_t splitmix(uint64_t &x)
-{
-	uint64_t z = (x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 // A uniform id, a function of `n` alone: the tests recompute ids rather
 // than keep a million of them.
 ChunkId syntheticId(uint64_t n)
 {
-	ChunkId id;
-	uint64_t state = n * 4;
-	for (size_t i = 0; i < id.size(); i += 8) {
-		uint64_t w = splitmix(state);
-		std::memcpy(id.data() + i, &w, 8);
-	}
-	return id;
+	return virtsnap::test::syntheticChunkId(n);
 }
 
 // Where pack `pack`'s i-th synthetic entry says its blob is.
@@ -143,7 +130,7 @@ protected:
 			PackIndex index;
 			uint64_t seed = p;
 			for (size_t i = 0; i < index.packId.size(); i += 8) {
-				uint64_t w = splitmix(seed);
+				uint64_t w = virtsnap::test::splitmix64(seed);
 				std::memcpy(index.packId.data() + i, &w, 8);
 			}
 			for (uint32_t i = 0; i < kPerPack; i++)
