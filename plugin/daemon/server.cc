@@ -18,6 +18,7 @@
 
 #include "commands.h"
 #include "core/file_util.h"
+#include "core/socket_probe.h"
 #include "requests.h"
 
 namespace virtsnap::daemon {
@@ -77,8 +78,7 @@ Result<std::unique_ptr<Server>> Server::listen(const std::filesystem::path &sock
 	std::strncpy(addr.sun_path, socketPath.c_str(), sizeof(addr.sun_path) - 1);
 	{
 		// Someone answering means another daemon: never steal its socket.
-		UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-		if (::connect(probe.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0)
+		if (socketAnswers(socketPath))
 			return fail(errc::kIncorrectState, "another virtsnapd answers on " + socketPath.string());
 		::unlink(socketPath.c_str());
 	}

@@ -10,6 +10,7 @@
 
 #include "core/file_util.h"
 #include "core/process.h"
+#include "core/socket_probe.h"
 #include "nbd_reader.h"
 #include "work_dir.h"
 
@@ -136,13 +137,15 @@ Result<std::unique_ptr<QcowSource>> QcowSource::open(int fd)
 	opts.err = Stdio::null();
 	opts.ownProcessGroup = true;
 	opts.keepFds = {fd};
-	VS_ASSIGN(Process p, Process::spawn({"qemu-nbd", "--read-only", "--format=qcow2", "--export-name=image",
-					     "--socket=" + socket, heldOpenPath(fd)},
+	// --persistent: the probe below is a client, and without it qemu-nbd
+	// exits when its first client leaves. It is stopped with this source.
+	VS_ASSIGN(Process p, Process::spawn({"qemu-nbd", "--read-only", "--persistent", "--format=qcow2",
+					     "--export-name=image", "--socket=" + socket, heldOpenPath(fd)},
 					    opts));
 	s->server_.emplace(std::move(p));
 	// qemu-nbd listens once it has opened the image.
 	auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-	while (!std::filesystem::exists(socket)) {
+	while (!socketAnswers(socket)) {
 		if (s->server_->hasExited())
 			return fail(errc::kInvalidParameterValue, "qemu-nbd could not open the image as qcow2");
 		if (std::chrono::steady_clock::now() > limit)

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/socket_probe.h"
 #include "qmp/qmp_client.h"
 
 namespace virtsnap::hypervisor {
@@ -66,7 +67,7 @@ Result<std::unique_ptr<StorageDaemon>> StorageDaemon::start(const std::vector<St
 	while (std::chrono::steady_clock::now() < deadline) {
 		if (daemon->process_.waitFor(0ms))
 			return fail(errc::kHypervisor, "qemu-storage-daemon could not open the images: " + tail(log));
-		if (fs::exists(socket))
+		if (socketAnswers(socket))
 			return daemon;
 		std::this_thread::sleep_for(10ms);
 	}

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "core/bytes.h"
+#include "core/socket_probe.h"
 #include "crypto/crypto.h"
 #include "engine/copy_pipeline.h"
 #include "engine/nbd_reader.h"
@@ -57,7 +58,7 @@ public:
 			if (!a.starts_with("--"))
 				argv.push_back(a);
 		pid_ = test::spawn(argv, STDERR_FILENO, STDERR_FILENO);
-		for (int i = 0; i < 1000 && pid_ > 0 && !std::filesystem::exists(socket_); i++) {
+		for (int i = 0; i < 1000 && pid_ > 0 && !virtsnap::socketAnswers(socket_); i++) {
 			if (::waitpid(pid_, nullptr, WNOHANG) == pid_)
 				pid_ = -1;
 			std::this_thread::sleep_for(10ms);
@@ -70,7 +71,7 @@ public:
 			::waitpid(pid_, nullptr, 0);
 		}
 	}
-	bool up() const { return pid_ > 0 && std::filesystem::exists(socket_); }
+	bool up() const { return pid_ > 0 && virtsnap::socketAnswers(socket_); }
 	pid_t pid() const { return pid_; }
 	hypervisor::DiskExport disk() const
 	{
