@@ -128,6 +128,13 @@ ALTER TABLE snapshots ADD COLUMN source_store TEXT NOT NULL DEFAULT '';
 ALTER TABLE snapshots ADD COLUMN bytes_transferred INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Version 5: what a run's CrossStoreCopyRules copied into other stores and
+// deleted there (JSON arrays); runs from before copied nothing.
+constexpr const char *kSchemaV5 = R"sql(
+ALTER TABLE policy_runs ADD COLUMN copies TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE policy_runs ADD COLUMN deleted_copies TEXT NOT NULL DEFAULT '[]';
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -165,6 +172,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV3));
 		if (now < 4)
 			VS_TRY(conn_.exec(kSchemaV4));
+		if (now < 5)
+			VS_TRY(conn_.exec(kSchemaV5));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }
