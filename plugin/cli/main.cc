@@ -422,6 +422,7 @@ int run(int argc, char **argv)
 	ctx.location.timeout = config->storeTimeout;
 	ctx.service.libvirtUri = config->libvirtUri;
 	ctx.service.hypervisorTimeout = config->hypervisorTimeout;
+	ctx.service.storeTargets = config->storeTargets;
 	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/arguments.h"
+#include "core/config.h"
 #include "engine/snapshot_engine.h"
 #include "json/json.h"
 #include "store/backend.h"
@@ -37,6 +38,9 @@ struct ServiceOptions {
 	unsigned maxParallelJobs = 2; // transfers at once; more wait, pending
 	std::string libvirtUri = "qemu:///system"; // --connect's default
 	std::chrono::milliseconds hypervisorTimeout = hypervisor::kDefaultMonitorTimeout; // [hypervisor] timeout
+	// Where copies may be pushed, with their keys ([store-target URL]):
+	// store_targets.h.
+	std::vector<StoreTarget> storeTargets;
 };
 
 // Which store, with which key, and where this host keeps its state for it
