@@ -528,6 +528,9 @@ TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTarge
 		}
 		if (i == 1) {
 			EXPECT_TRUE(restoresFrom(ceph, toCeph[1][0])) << "incremental, into RADOS";
+			Json incremental = ceph.snapshots(tmpDir)[toCeph[1][0]];
+			EXPECT_EQ(incremental.getInt("BytesTransferred"), int64_t(kMiB)) << "what changed: " << incremental.dump();
+			EXPECT_EQ(incremental.getString("ParentSnapshotId"), toCeph[0][0]) << incremental.dump();
 		}
 	}
 	EXPECT_EQ(policyCopies(dr), (std::set<std::string>{toDr[1][0], toDr[2][0]})) << "Count 2";
@@ -570,6 +573,15 @@ TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTarge
 	EXPECT_EQ(policyCopies(ceph), (std::set<std::string>{runCopiesInto(again, ceph.url, "completed").at(0)}));
 	EXPECT_EQ(tagged("aws:dlm:lifecycle-policy-id", policy).size(), 3u);
 	EXPECT_TRUE(restoresFrom(dr, lastDr[0])) << "after a run that missed the DR store";
+	// Its parent has no copy there, so every chunk was read (5 MiB); only
+	// the 2 MiB written since the last copy there were new to the store.
+	Json full = dr.snapshots(tmpDir)[lastDr[0]];
+	EXPECT_EQ(full.getInt("BytesTransferred"), int64_t(5 * kMiB)) << full.dump();
+	EXPECT_GE(full.getInt("BytesAdded").value_or(0), int64_t(2 * kMiB)) << full.dump();
+	EXPECT_LT(full.getInt("BytesAdded").value_or(0), int64_t(3 * kMiB)) << full.dump();
+	std::printf("copy into the DR store after a missed run: %lld bytes read, %lld added\n",
+		    static_cast<long long>(full.getInt("BytesTransferred").value_or(-1)),
+		    static_cast<long long>(full.getInt("BytesAdded").value_or(-1)));
 
 	Json runs = cli({"get-lifecycle-policy", "--policy-id", policy}, socket).json().get("Policy").get("ScheduleRuns").at(0);
 	EXPECT_EQ(runs.get("RecentRuns").at(0).get("Copies").size(), 2u) << runs.dump();
