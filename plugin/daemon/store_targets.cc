@@ -1,5 +1,7 @@
 #include "store_targets.h"
 
+#include <optional>
+
 #include "admission.h"
 #include "catalog/catalog.h"
 #include "core/cancel.h"
@@ -7,6 +9,7 @@
 #include "crypto/resource_ids.h"
 #include "events/dispatcher.h"
 #include "events/event.h"
+#include "job_runner.h"
 #include "store/backend.h"
 
 namespace virtsnap::daemon {
@@ -95,13 +98,21 @@ Result<store::Manifest> pushCopy(Context &ctx, store::Store &target, engine::Cop
 	if (request.description.empty())
 		request.description = engine::defaultCopyDescription(request.sourceSnapshotId, request.sourceStoreUrl);
 	// As a copy within the store: gc waits for it, and it for a gc
-	// already running.
+	// already running; it takes a transfer slot of --max-parallel-jobs,
+	// and a daemon that stops interrupts it (nothing is written then).
+	std::string jobId = relatedId("job-", request.snapshotId);
+	JobRunner::CancelFlag cancel = ctx.jobs->enroll(jobId);
+	auto cancelled = [&] { return cancel->load() || cancelRequested(); };
 	std::vector<std::string> claims = {"copy:" + request.snapshotId};
 	Result<store::Manifest> made = fail(errc::kIncorrectState, "interrupted before the copy began");
-	if (ctx.admission->waitClaim(claims, [] { return cancelRequested(); })) {
-		made = engine::copySnapshot(*ctx.store, target, request, nullptr, nullptr);
+	if (ctx.admission->waitClaim(claims, cancelled)) {
+		std::optional<JobRunner::Slot> slot;
+		if (ctx.options.background)
+			slot.emplace(*ctx.jobs, cancel);
+		made = engine::copySnapshot(*ctx.store, target, request, nullptr, cancelled);
 		ctx.admission->release(claims);
 	}
+	ctx.jobs->retire(jobId);
 	emitPushed(ctx, request, made);
 	return made;
 }

@@ -32,8 +32,10 @@ Result<std::unique_ptr<store::Store>> openStoreTarget(Context &ctx, const std::s
 
 // A completed snapshot of this store copied into `target`: the copy's
 // manifest once written there. It holds a claim that keeps this store's gc
-// out (Admission::beginGc), takes a fresh id and start time unless
-// `request` has them, and emits a copySnapshot event either way. The
+// out (Admission::beginGc) and, in virtsnapd, a transfer slot of
+// --max-parallel-jobs; it is a job a stopping daemon interrupts. It takes
+// a fresh id and start time unless `request` has them, and emits a
+// copySnapshot event either way. The
 // target's own catalog, if any host has one, learns the copy from its
 // manifest, as for any snapshot another host made.
 Result<store::Manifest> pushCopy(Context &ctx, store::Store &target, engine::CopyRequest request);
