@@ -446,7 +446,8 @@ TEST_F(RunLifecyclePolicyTest, AFailedRunEmitsAnEvent)
 // (RADOS), run by virtsnapd, whose config file holds the targets' keys:
 // every run's snapshot is copied into both; the copies restore bit for
 // bit from their own stores; each target keeps its RetainRule's Count of
-// the policy's copies and nothing else is touched there; a target out of
+// the policy's copies, a locked copy besides, and nothing else is touched
+// there; a target out of
 // reach fails the run, which then deletes nothing anywhere, and the next
 // run copies into it again.
 TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTargets)
@@ -525,6 +526,10 @@ TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTarge
 		ASSERT_EQ(toCeph.back().size(), 1u) << run.dump();
 		if (i == 0) {
 			EXPECT_TRUE(restoresFrom(dr, toDr[0][0]));
+			// Locked in the DR store: its retention must keep it.
+			CliResult locked = dr.run(tmpDir, {"lock-snapshot", "--snapshot-id", toDr[0][0], "--lock-mode",
+							   "governance", "--lock-duration", "1"});
+			ASSERT_EQ(locked.status, 0) << locked.err;
 		}
 		if (i == 1) {
 			EXPECT_TRUE(restoresFrom(ceph, toCeph[1][0])) << "incremental, into RADOS";
@@ -533,7 +538,8 @@ TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTarge
 			EXPECT_EQ(incremental.getString("ParentSnapshotId"), toCeph[0][0]) << incremental.dump();
 		}
 	}
-	EXPECT_EQ(policyCopies(dr), (std::set<std::string>{toDr[1][0], toDr[2][0]})) << "Count 2";
+	EXPECT_EQ(policyCopies(dr), (std::set<std::string>{toDr[0][0], toDr[1][0], toDr[2][0]}))
+		<< "Count 2, and the locked one";
 	EXPECT_EQ(policyCopies(ceph), (std::set<std::string>{toCeph[2][0]})) << "Count 1";
 	auto drNow = dr.snapshots(tmpDir);
 	EXPECT_TRUE(drNow.count(drOwn)) << "not the policy's: untouched";
@@ -569,7 +575,7 @@ TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTarge
 	Json again = runOnce(4, true);
 	std::vector<std::string> lastDr = runCopiesInto(again, dr.url, "completed");
 	ASSERT_EQ(lastDr.size(), 1u) << again.dump();
-	EXPECT_EQ(policyCopies(dr), (std::set<std::string>{toDr[2][0], lastDr[0]}));
+	EXPECT_EQ(policyCopies(dr), (std::set<std::string>{toDr[0][0], toDr[2][0], lastDr[0]}));
 	EXPECT_EQ(policyCopies(ceph), (std::set<std::string>{runCopiesInto(again, ceph.url, "completed").at(0)}));
 	EXPECT_EQ(tagged("aws:dlm:lifecycle-policy-id", policy).size(), 3u);
 	EXPECT_TRUE(restoresFrom(dr, lastDr[0])) << "after a run that missed the DR store";
