@@ -171,7 +171,10 @@ std::vector<InstantState> InstantJob::watch(Context &ctx, std::vector<InstantSta
 					   std::shared_ptr<hypervisor::Driver> driver)
 {
 	auto self = std::make_shared<InstantJob>(ctx, std::move(disks), std::move(driver));
-	self->cancel_ = ctx.jobs->enroll(self->disks_.front().jobId);
+	// Each disk's job id is enrolled, so that complete-instant-restore
+	// sees any of them watched; virtsnapd's shutdown cancels them all.
+	for (const InstantState &s : self->disks_)
+		self->cancel_ = ctx.jobs->enroll(s.jobId);
 	if (!ctx.options.background) {
 		self->run();
 		return self->disks_;
@@ -181,7 +184,7 @@ std::vector<InstantState> InstantJob::watch(Context &ctx, std::vector<InstantSta
 			[self] {
 				// No thread: the copy runs on in the hypervisor;
 				// complete-instant-restore watches it later.
-				self->ctx_.jobs->retire(self->disks_.front().jobId);
+				self->retireAll();
 			});
 	return now;
 }
@@ -221,7 +224,13 @@ void InstantJob::run()
 		if (!follow(s))
 			break;
 	}
-	ctx_.jobs->retire(disks_.front().jobId);
+	retireAll();
+}
+
+void InstantJob::retireAll()
+{
+	for (const InstantState &s : disks_)
+		ctx_.jobs->retire(s.jobId);
 }
 
 } // namespace virtsnap::daemon

@@ -78,11 +78,12 @@ private:
 	void run();
 	// Until the copy of `s` ends (true) or the job is cancelled (false).
 	bool follow(InstantState &s);
+	void retireAll();
 
 	Context &ctx_;
 	std::vector<InstantState> disks_;
 	std::shared_ptr<hypervisor::Driver> driver_;
-	JobRunner::CancelFlag cancel_;
+	JobRunner::CancelFlag cancel_; // the last disk's: each is set at shutdown
 };
 
 } // namespace virtsnap::daemon
