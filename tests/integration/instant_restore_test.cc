@@ -164,6 +164,14 @@ TEST_F(InstantRestoreTest, UsableAtOnceCopiedByBlockStreamAndResumedAfterTheStor
 	Virtsnapd daemon(daemonOptions(daemonSocket));
 	ASSERT_TRUE(daemon.start());
 
+	// A node name QEMU refuses: one line, and no file, no export left.
+	CliResult refused = cli({"create-volume", "--snapshot-id", snapshot_, "--target", target_, "--instant",
+				 "--qmp-socket", vm_->qmpSocket(0), "--node", "no such node"},
+				daemonSocket);
+	expectOneLine(refused, "HypervisorError", "no such node");
+	EXPECT_FALSE(fs::exists(target_));
+	EXPECT_EQ(exports(), 0u);
+
 	// 1 MiB/s: the copy needs 16 s to reach the first data.
 	CliResult r = cli({"create-volume", "--snapshot-id", snapshot_, "--target", target_, "--instant", "--qmp-socket",
 			   vm_->qmpSocket(0), "--node", "restored", "--speed", "1048576"},
