@@ -149,9 +149,12 @@ Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
 		s.instance = copier.target.key();
 		s.disk = copier.disk;
 		auto started = copier.driver->openImage(copier.disk, s.target);
-		if (started)
-			started = copier.driver->startPull(copier.disk, s.speed);
 		if (!started) {
+			undoInstant(ctx, v, s.target);
+			return std::unexpected(started.error());
+		}
+		if (started = copier.driver->startPull(copier.disk, s.speed); !started) {
+			copier.driver->closeImage(copier.disk);
 			undoInstant(ctx, v, s.target);
 			return std::unexpected(started.error());
 		}

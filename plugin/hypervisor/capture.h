@@ -196,6 +196,8 @@ public:
 	// its header) as node `node`, for a device to be added on it: a plain
 	// QEMU's blockdev-add. Unsupported elsewhere.
 	virtual Result<void> openImage(const std::string &node, const std::filesystem::path &file);
+	// Closes what openImage opened (a start that failed after it).
+	virtual void closeImage(const std::string &node) { (void)node; }
 	// Starts, or starts again (what was copied stays), copying what disk
 	// or node `disk` reads from its backing into its own image, after
 	// which the image has no backing. `bytesPerSecond` 0: unlimited.

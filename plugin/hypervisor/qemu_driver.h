@@ -66,6 +66,7 @@ public:
 	// block-stream on a node (or a disk's format node) as job
 	// "vs-pull-NODE", kept until its end is read (auto-dismiss off).
 	Result<void> openImage(const std::string &node, const std::filesystem::path &file) override;
+	void closeImage(const std::string &node) override;
 	Result<void> startPull(const std::string &disk, uint64_t bytesPerSecond) override;
 	Result<PullStatus> pullStatus(const std::string &disk) override;
 

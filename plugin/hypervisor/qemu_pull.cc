@@ -76,6 +76,14 @@ Result<void> QemuDriver::openImage(const std::string &node, const std::filesyste
 	return {};
 }
 
+void QemuDriver::closeImage(const std::string &node)
+{
+	std::lock_guard lock(mutex_);
+	Json a = Json::object();
+	a.set("node-name", Json::string(node));
+	(void)qmp_->execute("blockdev-del", a); // undoing a failed start: best effort
+}
+
 Result<void> QemuDriver::startPull(const std::string &disk, uint64_t bytesPerSecond)
 {
 	std::lock_guard lock(mutex_);
