@@ -6,6 +6,7 @@
 #include "catalog/catalog.h"
 #include "core/unique_fd.h"
 #include "context.h"
+#include "engine/restore_instance.h"
 #include "store/chunk_id.h"
 
 namespace virtsnap::daemon {
@@ -37,8 +38,18 @@ Result<Reply> registerInstance(Context &ctx, const Call &call);
 Result<Reply> describeVolumes(Context &ctx, const Call &call);
 Result<Reply> modifyVolume(Context &ctx, const Call &call);
 
+// instant_commands.cc
+// create-volume --instant (createVolume hands it on).
+Result<Reply> createVolumeInstant(Context &ctx, const Call &call);
+Result<Reply> completeInstantRestore(Context &ctx, const Call &call);
+Result<Reply> describeInstantRestores(Context &ctx, const Call &call);
+// restore-instance --instant (restoreInstance hands it on).
+Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call);
+
 // restore_commands.cc
 Result<Reply> restoreInstance(Context &ctx, const Call &call);
+// The snapshots of a set, as the catalog knows them.
+Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const std::string &setId);
 
 // block_commands.cc
 Result<Reply> listSnapshotBlocks(Context &ctx, const Call &call);

@@ -34,7 +34,10 @@ void recoverInterruptedJobs(Context &ctx)
 	if (!jobs)
 		return;
 	for (catalog::JobRow &job : *jobs) {
-		if (alive(job.pid))
+		// An instant restore's copy runs in its hypervisor and its export
+		// in nbdkit, both without us: complete-instant-restore watches it
+		// again.
+		if (alive(job.pid) || job.kind == "instant-restore")
 			continue;
 		std::string note = "interrupted: virtsnapd stopped during the transfer";
 		// A copy touched no instance: only its row is left to end.

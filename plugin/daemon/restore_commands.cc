@@ -14,8 +14,6 @@
 
 namespace virtsnap::daemon {
 
-namespace {
-
 Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const std::string &setId)
 {
 	VS_ASSIGN(catalog::Page page, ctx.catalog->describeSnapshots({}, {}, 0, ""));
@@ -26,10 +24,12 @@ Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const std:
 	return set;
 }
 
-} // namespace
-
 Result<Reply> restoreInstance(Context &ctx, const Call &call)
 {
+	if (call.args.has("instant"))
+		return restoreInstanceInstant(ctx, call);
+	if (call.args.has("speed"))
+		return fail(errc::kInvalidParameterValue, "--speed goes with --instant");
 	VS_ASSIGN(std::string setId, call.args.require("snapshot-set-id"));
 	VS_ASSIGN(hypervisor::Target target, parseTarget(call.args, ctx.options.libvirtUri));
 	std::filesystem::path targetDir = call.args.get("target-dir");

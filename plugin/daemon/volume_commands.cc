@@ -105,6 +105,10 @@ Result<Reply> changeTags(Context &ctx, const Call &call, bool create)
 Result<Reply> createVolume(Context &ctx, const Call &call)
 {
 	const Arguments &args = call.args;
+	if (args.has("instant"))
+		return createVolumeInstant(ctx, call);
+	if (args.has("node") || args.has("speed"))
+		return fail(errc::kInvalidParameterValue, "--node and --speed go with --instant");
 	std::string id = args.get("snapshot-id");
 	std::string target = args.get("target");
 	if (args.has("domain") || args.has("qmp-socket"))

@@ -128,6 +128,8 @@ std::vector<std::string> nbdkitArgv(const ServeRequest &req, const ExportRecord 
 				 "timeout=" + std::to_string(req.timeout.count())});
 	if (!req.s3CredentialsFile.empty())
 		argv.push_back("s3-credentials=" + req.s3CredentialsFile.string());
+	if (!req.statsFile.empty())
+		argv.push_back("stats-file=" + req.statsFile.string());
 	return argv;
 }
 

@@ -29,6 +29,9 @@ struct ServeRequest {
 	std::filesystem::path keyFile;
 	std::filesystem::path s3CredentialsFile;
 	std::chrono::seconds timeout{30};
+	// Where nbdkit leaves its read counts when it stops (the plugin's
+	// stats-file); empty: nowhere.
+	std::filesystem::path statsFile;
 };
 
 // The plugin nbdkit loads: $VIRTSNAP_NBDKIT_PLUGIN, else where virtsnap

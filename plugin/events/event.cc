@@ -113,4 +113,22 @@ Json toJson(const PolicyRunNotice &n)
 	return envelope(kPolicyStateChange, n.region, n.account, std::move(resources), std::move(d));
 }
 
+Json toJson(const VolumeNotice &n)
+{
+	Json resources = Json::array();
+	resources.append(Json::string(snapshotArn(n.region, n.account, n.snapshotId)));
+	Json d = Json::object();
+	d.set("event", Json::string("createVolume"));
+	d.set("result", Json::string(n.result));
+	d.set("cause", Json::string(n.cause));
+	d.set("request-id", Json::string(n.requestId));
+	d.set("snapshot_id", Json::string(n.snapshotId));
+	d.set("target", Json::string(n.target));
+	d.set("readyMillis", Json::integer(n.readyMillis));
+	d.set("copiedMillis", Json::integer(n.copiedMillis));
+	d.set("bytesServed", Json::integer(int64_t(n.bytesServed)));
+	d.set("bytesFromStore", Json::integer(int64_t(n.bytesFromStore)));
+	return envelope(kVolumeNotification, n.region, n.account, std::move(resources), std::move(d));
+}
+
 } // namespace virtsnap::events

@@ -64,9 +64,25 @@ struct PolicyRunNotice {
 	std::string region = "local", account = "";
 };
 
+// An instant restore's volume stands alone (or its copy failed): EBS's
+// "EBS Volume Notification" for createVolume, with what the restore
+// measured besides AWS's fields (event, result, cause, request-id).
+inline constexpr const char *kVolumeNotification = "EBS Volume Notification";
+struct VolumeNotice {
+	std::string result; // "available" | "failed"
+	std::string cause;
+	std::string requestId; // the instant restore's job id
+	std::string snapshotId, target;
+	int64_t readyMillis = 0;  // from the request until a guest could start on it
+	int64_t copiedMillis = 0; // from the request until the copy ended
+	uint64_t bytesServed = 0, bytesFromStore = 0;
+	std::string region = "local", account = "";
+};
+
 // Each call gives the event a fresh random "id" (UUID form) and "time" now.
 virtsnap::Json toJson(const SnapshotNotice &notice);
 virtsnap::Json toJson(const MultiVolumeNotice &notice);
 virtsnap::Json toJson(const PolicyRunNotice &notice);
+virtsnap::Json toJson(const VolumeNotice &notice);
 
 } // namespace virtsnap::events

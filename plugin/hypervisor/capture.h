@@ -86,6 +86,15 @@ struct DiskExport {
 
 enum class QuiesceMode { Off, Try, Required };
 
+// The background copy of an instant restore (engine/instant_restore.h):
+// QEMU's block-stream, libvirt's block pull.
+struct PullStatus {
+	enum class State { Running, Done, Failed };
+	State state = State::Running;
+	uint64_t done = 0, total = 0; // bytes, as the hypervisor counts them
+	std::string error;            // Failed: why
+};
+
 // Freezes the guest's filesystems around the point in time. thaw() must be
 // safe to call whatever freeze() returned.
 class Quiescer
@@ -182,6 +191,21 @@ public:
 	// restore): whatever the hypervisor keeps about bitmaps in the old ones
 	// is stale. The next snapshot of each disk reads it in full anyway.
 	virtual void imagesReplaced() {}
+
+	// Instant restore. Opens the qcow2 image `file` (its backing read from
+	// its header) as node `node`, for a device to be added on it: a plain
+	// QEMU's blockdev-add. Unsupported elsewhere.
+	virtual Result<void> openImage(const std::string &node, const std::filesystem::path &file);
+	// Closes what openImage opened (a start that failed after it).
+	virtual void closeImage(const std::string &node) { (void)node; }
+	// Starts, or starts again (what was copied stays), copying what disk
+	// or node `disk` reads from its backing into its own image, after
+	// which the image has no backing. `bytesPerSecond` 0: unlimited.
+	virtual Result<void> startPull(const std::string &disk, uint64_t bytesPerSecond);
+	// Where that copy is; Failed once it ended in an error (or is gone).
+	virtual Result<PullStatus> pullStatus(const std::string &disk);
+	// Starts the shut-off instance on its (restored) images.
+	virtual Result<void> startInstance();
 
 	// Keeps `resource` (say, the work directory) alive as long as the
 	// driver: captures hold the driver, so it outlives every one of them.

@@ -52,6 +52,12 @@ public:
 					   const std::string &qgaSocket) override;
 	Result<std::unique_ptr<Capture>> capture(const CaptureSpec &spec) override;
 	void removeLeftovers(const std::string &cleanupRecord) override;
+	// Instant restore (libvirt_pull.cc): virDomainBlockPull of a running
+	// domain's disk, its state from virDomainGetBlockJobInfo, and once
+	// libvirt has no job, from whether the disk still has a backing.
+	Result<void> startPull(const std::string &disk, uint64_t bytesPerSecond) override;
+	Result<PullStatus> pullStatus(const std::string &disk) override;
+	Result<void> startInstance() override;
 
 	Result<DomainDescription> description();
 	// "running", "paused", "shut off", ...

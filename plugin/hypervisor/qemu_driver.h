@@ -62,6 +62,14 @@ public:
 	// new bitmaps.
 	void removeLeftovers(const std::string &cleanupRecord) override;
 
+	// Instant restore (qemu_pull.cc): blockdev-add of the image, and
+	// block-stream on a node (or a disk's format node) as job
+	// "vs-pull-NODE", kept until its end is read (auto-dismiss off).
+	Result<void> openImage(const std::string &node, const std::filesystem::path &file) override;
+	void closeImage(const std::string &node) override;
+	Result<void> startPull(const std::string &disk, uint64_t bytesPerSecond) override;
+	Result<PullStatus> pullStatus(const std::string &disk) override;
+
 private:
 	class QemuCapture;
 	friend class QemuCapture;
@@ -81,6 +89,8 @@ private:
 	static Json transactionActions(const QemuCapture &cap);
 	Result<void> pointInTimeLocked(QemuCapture &cap, Quiescer *quiescer);
 	Result<void> exportLocked(QemuCapture &cap);
+	// A disk id's format node, or `disk` itself taken as a node name.
+	std::string pullNodeLocked(const std::string &disk);
 
 	std::mutex mutex_;
 	std::unique_ptr<qmp::QmpClient> qmp_;

@@ -3,6 +3,7 @@
 // in front). Parameters, all names of files, never a secret:
 //   store=URL key-file=PATH snapshot=snap-... [export=exp-...]
 //   [s3-credentials=PATH] [timeout=SECONDS] [cache-mib=N]
+//   [stats-file=PATH] (read counts, written when nbdkit stops)
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
@@ -47,6 +48,8 @@ int config(const char *key, const char *value)
 		settings.snapshotId = value;
 	else if (k == "export")
 		settings.exportId = value;
+	else if (k == "stats-file")
+		settings.statsFile = value;
 	else if (k == "timeout" && number(value, n) && n > 0)
 		settings.timeout = std::chrono::seconds(n);
 	else if (k == "cache-mib" && number(value, n) && n > 0)
@@ -96,6 +99,8 @@ int afterFork()
 
 void cleanup()
 {
+	if (served)
+		served->writeStats();
 	served.reset();
 }
 
@@ -152,7 +157,7 @@ struct nbdkit_plugin makePlugin()
 	p.description = "serves a completed virtsnap snapshot from its store, read-only";
 	p.config = config;
 	p.config_complete = configComplete;
-	p.config_help = "store=URL key-file=PATH snapshot=ID [export=ID] [s3-credentials=PATH] [timeout=S] [cache-mib=N]";
+	p.config_help = "store=URL key-file=PATH snapshot=ID [export=ID] [s3-credentials=PATH] [timeout=S] [cache-mib=N] [stats-file=PATH]";
 	p.get_ready = getReady;
 	p.after_fork = afterFork;
 	p.cleanup = cleanup;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/file_util.h"
 #include "store/export_records.h"
 
 namespace virtsnap::nbd {
@@ -101,6 +102,7 @@ Result<std::shared_ptr<const Bytes>> SnapshotExport::chunk(uint64_t slot)
 	if (!codec)
 		codec = store_->newCodec();
 	VS_ASSIGN(Bytes plain, store_->readChunk(*codec, id));
+	bytesFromStore_ += plain.size();
 	auto shared = std::make_shared<const Bytes>(std::move(plain));
 	cache_.insert(id, shared);
 	return shared;
@@ -125,7 +127,17 @@ Result<void> SnapshotExport::read(uint64_t offset, std::span<uint8_t> out)
 		}
 		done += n;
 	}
+	bytesServed_ += out.size();
 	return {};
+}
+
+void SnapshotExport::writeStats() const
+{
+	if (settings_.statsFile.empty())
+		return;
+	std::string text = "{\"BytesServed\": " + std::to_string(bytesServed_.load()) +
+			   ", \"BytesFromStore\": " + std::to_string(bytesFromStore_.load()) + "}\n";
+	(void)writeFileAtomic(settings_.statsFile, Bytes(text.begin(), text.end()));
 }
 
 void SnapshotExport::extents(uint64_t offset, uint64_t length, const ExtentFn &extent) const

@@ -4,6 +4,7 @@
 // (store/export_records.h) renewed while it serves.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -26,6 +27,9 @@ struct ExportSettings {
 	std::string snapshotId;
 	std::string exportId; // the record to renew; empty: none
 	size_t cacheBytes = 64 << 20;
+	// Where the export's read counts go when nbdkit stops (an instant
+	// restore reports them); empty: nowhere.
+	std::string statsFile;
 	// Called once the record is gone (stop-serving, gc after it expired)
 	// or could not be renewed for so long that its hold nears its end:
 	// past that, nothing keeps the snapshot's chunks, so serving must stop.
@@ -56,6 +60,11 @@ public:
 	using ExtentFn = std::function<bool(uint64_t offset, uint64_t length, bool zero)>;
 	void extents(uint64_t offset, uint64_t length, const ExtentFn &extent) const;
 
+	// {"BytesServed", "BytesFromStore"} into settings.statsFile, replaced
+	// whole: what clients read, and the chunk bytes that had to come from
+	// the store for it (the rest were holes or in the cache).
+	void writeStats() const;
+
 private:
 	explicit SnapshotExport(const ExportSettings &settings, store::SnapshotIndex index)
 		: settings_(settings), index_(std::move(index)), cache_(settings.cacheBytes)
@@ -74,6 +83,9 @@ private:
 	std::condition_variable stop_;
 	bool stopping_ = false;
 	std::thread renewer_;
+
+	std::atomic<uint64_t> bytesServed_{0};
+	std::atomic<uint64_t> bytesFromStore_{0};
 };
 
 } // namespace virtsnap::nbd

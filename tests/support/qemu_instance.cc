@@ -247,9 +247,19 @@ qmp::Result<std::string> QemuInstance::hmp(const std::string &commandLine)
 
 bool QemuInstance::qemuIo(const std::string &diskId, const std::string &command, std::string *output)
 {
+	return hmpQemuIo("-d /machine/peripheral/" + diskId + "/virtio-backend", command, output);
+}
+
+bool QemuInstance::qemuIoNode(const std::string &node, const std::string &command, std::string *output)
+{
+	return hmpQemuIo(node, command, output);
+}
+
+bool QemuInstance::hmpQemuIo(const std::string &on, const std::string &command, std::string *output)
+{
 	const std::string stdoutPath = dir_->file("qemu.out");
 	size_t before = fileSize(stdoutPath);
-	auto reply = hmp("qemu-io -d /machine/peripheral/" + diskId + "/virtio-backend " + hmpQuote(command));
+	auto reply = hmp("qemu-io " + on + " " + hmpQuote(command));
 	if (!reply) {
 		if (output)
 			*output = reply.error().toString();

@@ -104,6 +104,9 @@ public:
 	// conflict, unknown device). `output` gets qemu-io's text, which QEMU
 	// prints on its stdout rather than in the HMP reply.
 	bool qemuIo(const std::string &diskId, const std::string &command, std::string *output = nullptr);
+	// The same against block node `node` (one with no device: an image a
+	// test opened with blockdev-add).
+	bool qemuIoNode(const std::string &node, const std::string &command, std::string *output = nullptr);
 
 	// The private directory holding sockets and logs (a TempDir, so under
 	// $TMPDIR: a unix socket path must stay within 107 bytes).
@@ -125,6 +128,7 @@ public:
 
 private:
 	QemuInstance() = default;
+	bool hmpQemuIo(const std::string &on, const std::string &command, std::string *output);
 
 	std::unique_ptr<TempDir> dir_; // declared first: removed last, once QEMU is gone
 	std::string controlSocket_;
