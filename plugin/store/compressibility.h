@@ -9,10 +9,10 @@
 
 namespace virtsnap::store {
 
-// False only when `data` looks like uniformly random bytes: 256 samples of
-// 16 bytes spread over it hold no repeated sample and their bytes have an
-// entropy near 8 bits. True for anything else, and for chunks under 8 KiB
-// (too small to sample, and cheap to try).
+// False only when `data` looks like uniformly random bytes: 128 samples of
+// 16 bytes spread over it hold no repeated sample and their bytes have a
+// (collision) entropy of at least 7.5 bits. True for anything else, and
+// for chunks under 4 KiB (too small to sample, and cheap to try).
 bool worthCompressing(std::span<const uint8_t> data);
 
 } // namespace virtsnap::store

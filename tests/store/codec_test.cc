@@ -102,7 +102,7 @@ TEST(CompressibilityTest, RandomBytesAreNotWorthCompressing)
 {
 	for (uint64_t seed = 1; seed <= 20; seed++)
 		EXPECT_FALSE(worthCompressing(randomData(kCodecChunk, seed))) << seed;
-	EXPECT_FALSE(worthCompressing(randomData(8192, 21)));
+	EXPECT_FALSE(worthCompressing(randomData(4096, 21)));
 	EXPECT_FALSE(worthCompressing(randomData(4u << 20, 22)));
 	// 200 symbols: 7.6 bits a byte. zstd saves a few percent on it, which
 	// is not worth a compressor pass on every such chunk.
@@ -131,7 +131,7 @@ TEST(CompressibilityTest, AnythingWithStructureIsWorthCompressing)
 	EXPECT_TRUE(worthCompressing(half));
 
 	// Too small to sample: always tried.
-	EXPECT_TRUE(worthCompressing(randomData(8191, 7)));
+	EXPECT_TRUE(worthCompressing(randomData(4095, 7)));
 	EXPECT_TRUE(worthCompressing(randomData(1, 8)));
 	EXPECT_TRUE(worthCompressing(Bytes{}));
 }
