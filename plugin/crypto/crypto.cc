@@ -337,24 +337,34 @@ Result<void> Aead::seal(const Nonce &nonce, std::span<const uint8_t> aad,
 Result<void> Aead::open(const Nonce &nonce, std::span<const uint8_t> aad,
 			std::span<const uint8_t> sealed, Bytes &out) const
 {
+	if (sealed.size() < kTagSize)
+		return fail(errc::kCorrupt, "authentication failed (sealed data shorter than a tag)");
+	const size_t base = out.size();
+	out.resize(base + sealed.size() - kTagSize);
+	auto opened = open(nonce, aad, sealed, std::span<uint8_t>(out).subspan(base));
+	if (!opened)
+		out.resize(base);
+	return opened;
+}
+
+Result<void> Aead::open(const Nonce &nonce, std::span<const uint8_t> aad,
+			std::span<const uint8_t> sealed, std::span<uint8_t> out) const
+{
 	if (!impl_->setupError.empty())
 		return fail(errc::kInternal, impl_->setupError);
 	if (sealed.size() < kTagSize)
 		return fail(errc::kCorrupt, "authentication failed (sealed data shorter than a tag)");
-	EVP_CIPHER_CTX *ctx = impl_->dec;
 	auto ciphertext = sealed.first(sealed.size() - kTagSize);
+	if (out.size() != ciphertext.size())
+		return fail(errc::kInternal, "AES-256-GCM open: output of " + std::to_string(out.size()) +
+						     " bytes for " + std::to_string(ciphertext.size()));
+	EVP_CIPHER_CTX *ctx = impl_->dec;
 	// The ctrl takes a non-const pointer; don't cast away the caller's const.
 	std::array<uint8_t, kTagSize> tag;
 	std::copy(sealed.end() - kTagSize, sealed.end(), tag.begin());
-
-	const size_t base = out.size();
-	out.resize(base + ciphertext.size());
-	uint8_t *dst = out.data() + base;
+	uint8_t *dst = out.data();
 	// Drops the unauthenticated plaintext so no caller can use it by mistake.
-	auto discard = [&] {
-		OPENSSL_cleanse(dst, ciphertext.size());
-		out.resize(base);
-	};
+	auto discard = [&] { OPENSSL_cleanse(dst, ciphertext.size()); };
 	if (EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce.data(), 0) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, int(kTagSize), tag.data()) != 1 ||
 	    !cipherAad(ctx, aad) || !cipherUpdate(ctx, ciphertext, dst)) {

@@ -94,6 +94,12 @@ public:
 	// says "authentication failed".
 	Result<void> open(const Nonce &nonce, std::span<const uint8_t> aad,
 			  std::span<const uint8_t> sealed, Bytes &out) const;
+	// The same into `out`, which must be exactly the plaintext's length
+	// (sealed less the tag): for callers that reuse one buffer for many
+	// opens, with no allocation and no zero fill each time. On failure
+	// `out` is wiped.
+	Result<void> open(const Nonce &nonce, std::span<const uint8_t> aad,
+			  std::span<const uint8_t> sealed, std::span<uint8_t> out) const;
 
 private:
 	struct Impl;

@@ -29,7 +29,7 @@ const std::map<std::string, CommandSpec> &commands()
 {
 	static const std::map<std::string, CommandSpec> table = {
 		{"init",
-		 {"create the store, and the key file if it is absent", {{"chunk-size"}}, "", {}, initStore,
+		 {"create the store, and the key file if it is absent", {{"chunk-size"}, {"compression"}}, "", {}, initStore,
 		  /*needsStore=*/false, /*cliOnly=*/true}},
 		{"create-snapshot",
 		 {"snapshot one disk of a QEMU instance or libvirt domain", with(kCaptureOptions, {{"disk"}}), "", {},

@@ -37,13 +37,21 @@ Result<Reply> initStore(Context &ctx, const Call &call)
 	if (call.args.has("chunk-size")) {
 		VS_ASSIGN(chunkSize, parseChunkSize(call.args.get("chunk-size")));
 	}
-	VS_ASSIGN(engine::StoreCreated created,
-		  engine::initStore(ctx.location.url, backendSettings(ctx.location), ctx.location.keyFile, chunkSize));
+	store::Compression compression;
+	if (call.args.has("compression")) {
+		auto parsed = store::Compression::parse(call.args.get("compression"));
+		if (!parsed)
+			return fail(parsed.error().code, "--" + parsed.error().message);
+		compression = *parsed;
+	}
+	VS_ASSIGN(engine::StoreCreated created, engine::initStore(ctx.location.url, backendSettings(ctx.location),
+								  ctx.location.keyFile, chunkSize, compression));
 	Json j = Json::object();
 	j.set("Store", Json::string(ctx.location.url));
 	j.set("KeyFile", Json::string(ctx.location.keyFile.string()));
 	j.set("KeyCreated", Json::boolean(created.keyCreated));
 	j.set("ChunkSize", Json::integer(created.chunkSize));
+	j.set("Compression", Json::string(created.compression.name()));
 	return ok(j);
 }
 

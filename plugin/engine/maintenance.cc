@@ -8,12 +8,13 @@
 namespace virtsnap::engine {
 
 Result<StoreCreated> initStore(const std::string &url, const store::BackendSettings &settings,
-			       const std::filesystem::path &keyFile, uint32_t chunkSize)
+			       const std::filesystem::path &keyFile, uint32_t chunkSize, store::Compression compression)
 {
 	StoreCreated created;
 	created.chunkSize = chunkSize;
+	created.compression = compression;
 	VS_ASSIGN(auto backend, store::openBackend(url, settings));
-	VS_TRY(store::Store::init(*backend, keyFile, chunkSize, &created.keyCreated));
+	VS_TRY(store::Store::init(*backend, keyFile, chunkSize, &created.keyCreated, compression));
 	return created;
 }
 

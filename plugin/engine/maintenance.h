@@ -18,12 +18,14 @@ inline constexpr uint32_t kDefaultChunkSize = store::Store::kDefaultChunkSize;
 struct StoreCreated {
 	bool keyCreated = false; // the key file was absent and is new
 	uint32_t chunkSize = 0;
+	store::Compression compression;
 };
 
 // Creates the store at a URL (a directory, rados://, s3://), and its key
 // file if absent. StoreAlreadyInitialized where one is.
 Result<StoreCreated> initStore(const std::string &url, const store::BackendSettings &settings,
-			       const std::filesystem::path &keyFile, uint32_t chunkSize);
+			       const std::filesystem::path &keyFile, uint32_t chunkSize,
+			       store::Compression compression = {});
 
 // Every snapshot in the store, by start time.
 Result<std::vector<store::Manifest>> listSnapshots(store::Store &store);

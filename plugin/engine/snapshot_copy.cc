@@ -48,7 +48,8 @@ Result<void> reseal(store::Store &source, store::Store &destination, const store
 		    const std::function<bool()> &cancelled)
 {
 	auto srcCodec = source.newCodec();
-	store::ChunkCodec dstCodec(domain);
+	// The destination's compressor: the copy is its chunks.
+	store::ChunkCodec dstCodec(domain, destination.compression());
 	VS_ASSIGN(store::SnapshotIndex index, store::SnapshotIndex::load(source, *srcCodec, src));
 	VS_ASSIGN(auto base, findCopyBase(source, destination, src));
 	if (base) {

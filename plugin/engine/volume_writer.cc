@@ -91,9 +91,9 @@ public:
 		std::atomic<size_t> next{0};
 		auto work = [&] {
 			auto codec = store_.newCodec();
-			Bytes buf;
+			Bytes buf, plain;
 			for (size_t n; !failed_ && (n = next++) < batches.size();)
-				if (auto r = batch(*codec, buf, batches[n], pieces); !r)
+				if (auto r = batch(*codec, buf, plain, batches[n], pieces); !r)
 					setError(r.error());
 		};
 		std::vector<std::thread> threads;
@@ -114,15 +114,20 @@ public:
 	}
 
 private:
-	Result<void> batch(store::ChunkCodec &codec, Bytes &buf, const Batch &b, const std::vector<Piece> &pieces)
+	// `plain` is the worker's: decoded chunks reuse it, so that no chunk
+	// costs an allocation and a zero fill (17% of a restore's instructions).
+	Result<void> batch(store::ChunkCodec &codec, Bytes &buf, Bytes &plainBuf, const Batch &b,
+			   const std::vector<Piece> &pieces)
 	{
-		buf.resize(b.length);
-		VS_TRY(store_.readPackBytes(b.pack, b.offset, buf));
+		// Grown, never shrunk: resizing up again would zero-fill it.
+		if (buf.size() < b.length)
+			buf.resize(b.length);
+		VS_TRY(store_.readPackBytes(b.pack, b.offset, std::span<uint8_t>(buf.data(), b.length)));
 		for (size_t i = b.first; i < b.first + b.count; i++) {
 			const Piece &p = pieces[i];
 			const store::ChunkId &id = index_.at(p.slot);
 			std::span<const uint8_t> blob(buf.data() + (p.blob.offset - b.offset), p.blob.length);
-			auto plain = codec.decode(id, blob);
+			auto plain = codec.decode(id, blob, plainBuf);
 			if (!plain) {
 				auto where = store_.locate(id);
 				return fail(plain.error().code,

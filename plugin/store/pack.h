@@ -26,7 +26,7 @@ inline constexpr uint64_t kPackTargetSize = 32ull << 20;
 struct PackEntry {
 	ChunkId id{};
 	ChunkType type = ChunkType::Data;
-	uint8_t flags = 0;      // the blob's flags (bit0: zstd)
+	uint8_t flags = 0;      // the blob's flags (bit0: zstd, bit1: lz4)
 	uint64_t offset = 0;
 	uint32_t length = 0;    // whole blob
 	uint32_t rawLength = 0; // plaintext

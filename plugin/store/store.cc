@@ -13,7 +13,12 @@ namespace virtsnap::store {
 namespace {
 
 constexpr const char *kFormatName = "virtsnap-store";
+// Version 2 is version 1 whose chunks may be lz4 (FORMAT.md, "Chunks"): a
+// store says 2 only when it was made with lz4, so that a reader from before
+// lz4 refuses it at open instead of failing on its chunks; every other
+// store stays readable by those readers. This virtsnap reads both.
 constexpr int kFormatVersion = 1;
+constexpr int kLz4FormatVersion = 2;
 constexpr const char *kConfig = "config.json";
 
 bool isPowerOfTwo(uint32_t v)
@@ -44,7 +49,8 @@ std::span<const uint8_t> bytesOf(const std::string &s)
 
 } // namespace
 
-Result<void> Store::init(Backend &backend, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated)
+Result<void> Store::init(Backend &backend, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated,
+			 Compression compression)
 {
 	if (!isPowerOfTwo(chunkSize) || chunkSize < kMinChunkSize || chunkSize > kMaxChunkSize)
 		return fail(errc::kInvalidParameterValue,
@@ -67,9 +73,11 @@ Result<void> Store::init(Backend &backend, const fs::path &keyFile, uint32_t chu
 	// and of two inits racing, one makes it.
 	Json config = Json::object();
 	config.set("format", Json::string(kFormatName));
-	config.set("version", Json::integer(kFormatVersion));
+	bool lz4 = compression.method == Compression::Method::Lz4;
+	config.set("version", Json::integer(lz4 ? kLz4FormatVersion : kFormatVersion));
 	config.set("store_id", Json::string(storeId));
 	config.set("chunk_size", Json::integer(chunkSize));
+	config.set("compression", Json::string(compression.name()));
 	config.set("default_key_domain", Json::string(domain.idHex()));
 	config.set("created", Json::string(isoTimeNow()));
 	std::string text = config.dump(true) + "\n";
@@ -79,10 +87,11 @@ Result<void> Store::init(Backend &backend, const fs::path &keyFile, uint32_t chu
 	return made;
 }
 
-Result<void> Store::init(const fs::path &dir, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated)
+Result<void> Store::init(const fs::path &dir, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated,
+			 Compression compression)
 {
 	LocalBackend backend(dir);
-	return init(backend, keyFile, chunkSize, keyCreated);
+	return init(backend, keyFile, chunkSize, keyCreated, compression);
 }
 
 Result<std::unique_ptr<Store>> Store::open(const fs::path &dir, const fs::path &keyFile, StoreOptions options)
@@ -95,10 +104,11 @@ Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::
 	auto config = Json::parse(std::string_view((const char *)bytes.data(), bytes.size()));
 	if (!config || config->getString("format").value_or("") != kFormatName)
 		return fail(errc::kCorrupt, where + "/config.json is not a virtsnap store config");
-	if (config->getInt("version").value_or(0) != kFormatVersion)
-		return fail(errc::kCorrupt, "store " + where + " has format version " +
-						    std::to_string(config->getInt("version").value_or(0)) +
-						    "; this virtsnap reads version " + std::to_string(kFormatVersion));
+	int64_t version = config->getInt("version").value_or(0);
+	if (version != kFormatVersion && version != kLz4FormatVersion)
+		return fail(errc::kCorrupt, "store " + where + " has format version " + std::to_string(version) +
+						    "; this virtsnap reads versions " + std::to_string(kFormatVersion) +
+						    " and " + std::to_string(kLz4FormatVersion));
 	StoreConfig c;
 	c.storeId = config->getString("store_id").value_or("");
 	c.defaultDomainHex = config->getString("default_key_domain").value_or("");
@@ -110,6 +120,14 @@ Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::
 		return fail(errc::kCorrupt, where + "/config.json has chunk size " + std::to_string(chunkSize) +
 						    ", which no store has");
 	c.chunkSize = uint32_t(chunkSize);
+	// Absent in stores made before the choice existed: they used zstd -1.
+	if (auto name = config->getString("compression")) {
+		auto compression = Compression::parse(*name);
+		if (!compression)
+			return fail(errc::kCorrupt, where + "/config.json has compression '" + *name +
+							    "', which this virtsnap does not know");
+		c.compression = *compression;
+	}
 	return c;
 }
 
@@ -128,6 +146,7 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, con
 	std::unique_ptr<Store> s(new Store(std::move(backend), options));
 	s->storeId_ = config.storeId;
 	s->chunkSize_ = config.chunkSize;
+	s->compression_ = config.compression;
 	const std::string &domainHex = config.defaultDomainHex;
 
 	auto wrapped = s->backend_->get(keyDomainName(domainHex));

@@ -38,6 +38,7 @@ struct StoreConfig {
 	std::string storeId;
 	uint32_t chunkSize = 0;
 	std::string defaultDomainHex;
+	Compression compression; // "compression"; absent: zstd:1
 };
 Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::string &where);
 
@@ -59,12 +60,15 @@ public:
 
 	// Creates the store; creates the key file too if it is absent (then
 	// *keyCreated is set). Refuses a backend that already holds a store.
-	static Result<void> init(Backend &backend, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated);
+	// `compression` is what its writers will use (config.json).
+	static Result<void> init(Backend &backend, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated,
+				 Compression compression = {});
 	// StoreNotInitialized, KeyFileError or WrongKey before touching anything.
 	static Result<std::unique_ptr<Store>> open(std::unique_ptr<Backend> backend, const fs::path &keyFile,
 						   StoreOptions options = {});
 	// The same, for a store in a local directory.
-	static Result<void> init(const fs::path &dir, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated);
+	static Result<void> init(const fs::path &dir, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated,
+				 Compression compression = {});
 	static Result<std::unique_ptr<Store>> open(const fs::path &dir, const fs::path &keyFile,
 						   StoreOptions options = {});
 	~Store();
@@ -73,9 +77,10 @@ public:
 	std::string describe() const { return backend_->describe(); }
 	const std::string &storeId() const { return storeId_; }
 	uint32_t chunkSize() const { return chunkSize_; }
+	const Compression &compression() const { return compression_; }
 	const KeyDomain &domain() const { return domain_; }
 
-	std::unique_ptr<ChunkCodec> newCodec() const { return std::make_unique<ChunkCodec>(domain_); }
+	std::unique_ptr<ChunkCodec> newCodec() const { return std::make_unique<ChunkCodec>(domain_, compression_); }
 	std::unique_ptr<ChunkWriter> newWriter();
 
 	bool contains(const ChunkId &id) const;
@@ -145,6 +150,7 @@ private:
 	StoreOptions options_;
 	std::string storeId_;
 	uint32_t chunkSize_ = kDefaultChunkSize;
+	Compression compression_;
 	KeyDomain domain_;
 
 	mutable std::shared_mutex mutex_;

@@ -59,6 +59,7 @@ struct Options {
 	uint64_t diskMib = 512;
 	std::vector<uint32_t> sizesKib{16, 32, 64, 128, 256, 1024};
 	fs::path dir = "/tmp";
+	store::Compression compression; // the stores' (init --compression)
 	// The engine runs one worker per hardware thread; so does the bench.
 	unsigned threads = std::max(1u, std::thread::hardware_concurrency());
 	unsigned repeat = 3;
@@ -69,11 +70,12 @@ struct Options {
 void usage(FILE *out)
 {
 	std::fprintf(out,
-		     "usage: chunk-size-bench [--disk-mib N] [--sizes 16,32,64,...] [--dir PATH]\n"
+		     "usage: chunk-size-bench [--disk-mib N] [--sizes 16,32,64,...] [--dir PATH] [--compression C]\n"
 		     "                        [--threads N] [--repeat N] [--seed N] [--changed-percent P]\n"
 		     "  --disk-mib N         synthetic disk size in MiB (default 512)\n"
 		     "  --sizes LIST         chunk sizes in KiB (default 16,32,64,128,256,1024)\n"
 		     "  --dir PATH           where the temporary stores go (default /tmp); removed at exit\n"
+		     "  --compression C      the stores' compressor, as init --compression (default zstd:1)\n"
 		     "  --threads N          worker threads putting chunks (default: hardware threads)\n"
 		     "  --repeat N           runs per chunk size; times are medians (default 3)\n"
 		     "  --seed N             seed of the disk and the writes (default 1)\n"
@@ -107,6 +109,15 @@ std::optional<Options> parseOptions(int argc, char **argv)
 		std::optional<uint64_t> n;
 		if (arg == "--dir") {
 			o.dir = value;
+			continue;
+		}
+		if (arg == "--compression") {
+			auto c = store::Compression::parse(value);
+			if (!c) {
+				std::fprintf(stderr, "chunk-size-bench: %s\n", c.error().message.c_str());
+				return std::nullopt;
+			}
+			o.compression = *c;
 			continue;
 		}
 		if (arg == "--changed-percent") {
@@ -466,7 +477,7 @@ Result<Run> runOne(const Options &opt, uint32_t chunkSize, Bytes &image, const s
 	fs::path storeDir = workDir / ("store-" + std::to_string(chunkSize / kKiB) + "k");
 	fs::path keyFile = workDir / "master.key";
 	bool keyCreated = false;
-	VS_TRY(store::Store::init(storeDir, keyFile, chunkSize, &keyCreated));
+	VS_TRY(store::Store::init(storeDir, keyFile, chunkSize, &keyCreated, opt.compression));
 	Run run;
 	{
 		auto opened = store::Store::open(storeDir, keyFile);

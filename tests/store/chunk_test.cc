@@ -517,7 +517,7 @@ TEST_F(ChunkTest, PackFileCanBeReindexedFromBlobHeaders)
 		EXPECT_EQ(h->domain, store->domain().id);
 		EXPECT_EQ(h->type, ChunkType::Data);
 		EXPECT_EQ(h->rawLength, chunks[n].size());
-		EXPECT_EQ(h->compressed, n % 2 == 0) << n;
+		EXPECT_EQ(h->flags, n % 2 == 0 ? kFlagZstd : 0) << n;
 		const PackEntry &e = index.entries[n];
 		EXPECT_EQ(e.id, ids[n]);
 		EXPECT_EQ(e.offset, offset);
@@ -603,7 +603,7 @@ TEST_F(ChunkTest, IndexEntryFlagsMatchTheBlob)
 		auto h = parseBlobHeader(std::span(*pack).subspan(offset));
 		ASSERT_TRUE(h);
 		EXPECT_EQ(e[32], uint8_t(h->type)) << i;
-		EXPECT_EQ(e[33], h->compressed ? 1 : 0) << "flags of entry " << i;
+		EXPECT_EQ(e[33], h->flags) << "flags of entry " << i;
 		EXPECT_EQ(e[34], 0) << i;
 		EXPECT_EQ(e[35], 0) << i;
 	}

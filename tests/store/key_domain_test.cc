@@ -177,7 +177,7 @@ TEST(ChunkCodecTest, BlobHeaderAndIdCheck)
 	auto h = parseBlobHeader(blob);
 	ASSERT_TRUE(h) << describe(h);
 	EXPECT_EQ(h->type, ChunkType::IndexPage);
-	EXPECT_TRUE(h->compressed);
+	EXPECT_EQ(h->flags, kFlagZstd);
 	EXPECT_EQ(blob[5] & 1, 1);
 	EXPECT_EQ(blob[6], 0);
 	EXPECT_EQ(blob[7], 0);
