@@ -128,6 +128,15 @@ ALTER TABLE snapshots ADD COLUMN source_store TEXT NOT NULL DEFAULT '';
 ALTER TABLE snapshots ADD COLUMN bytes_transferred INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Version 5: encrypted volumes (issue 12). Rows from before are of
+// unencrypted volumes: no manifest said otherwise.
+constexpr const char *kSchemaV5 = R"sql(
+ALTER TABLE snapshots ADD COLUMN kms_key_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE volumes ADD COLUMN kms_key_id TEXT NOT NULL DEFAULT '';
+UPDATE snapshots SET encrypted = 0;
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -165,6 +174,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV3));
 		if (now < 4)
 			VS_TRY(conn_.exec(kSchemaV4));
+		if (now < 5)
+			VS_TRY(conn_.exec(kSchemaV5));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

@@ -38,6 +38,7 @@ struct Config {
 	std::chrono::milliseconds handlerTimeout{10'000};                       // [daemon] handler-timeout (s)
 	std::string libvirtUri = "qemu:///system";                              // [libvirt] uri
 	std::chrono::seconds hypervisorTimeout{30};                             // [hypervisor] timeout (s)
+	std::chrono::milliseconds luksIterTime{2000};                           // [restore] luks-iter-time (ms)
 
 	// The file the values were read from; empty when there was none (all
 	// defaults).

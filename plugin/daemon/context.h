@@ -37,6 +37,7 @@ struct ServiceOptions {
 	unsigned maxParallelJobs = 2; // transfers at once; more wait, pending
 	std::string libvirtUri = "qemu:///system"; // --connect's default
 	std::chrono::milliseconds hypervisorTimeout = hypervisor::kDefaultMonitorTimeout; // [hypervisor] timeout
+	std::chrono::milliseconds luksIterTime{2000}; // [restore] luks-iter-time: new LUKS images' key derivation
 };
 
 // Which store, with which key, and where this host keeps its state for it

@@ -22,6 +22,8 @@ VolumeRow fullVolume(unsigned n)
 	v.volumeClass = "st1";
 	v.target = "/run/vm" + std::to_string(n) + ".qmp";
 	v.size = (uint64_t(1) << 40) + n;
+	v.encrypted = true;
+	v.kmsKeyId = "8899aabbccddee" + std::to_string(10 + n % 90);
 	v.tags = {{"team", "storage"}, {"Name", "disk \u2603"}};
 	return v;
 }
@@ -115,7 +117,8 @@ TEST_F(CatalogTest, SnapshotRoundTripsEveryField)
 	extremes.bytesAdded = 0;
 	extremes.freezeMillis = -1;
 	extremes.progress = 0;
-	extremes.encrypted = true;
+	extremes.encrypted = false;
+	extremes.kmsKeyId = "";
 	extremes.deleteRequested = false;
 	extremes.description = std::string("nul\0inside", 10) + " 'quoted' -- ; DROP TABLE snapshots";
 	extremes.tags = {};
@@ -141,6 +144,7 @@ TEST_F(CatalogTest, SnapshotRoundTripsEveryField)
 	EXPECT_EQ(g.ownerId, full.ownerId);
 	EXPECT_EQ(g.consistencyLevel, full.consistencyLevel);
 	EXPECT_EQ(g.encrypted, full.encrypted);
+	EXPECT_EQ(g.kmsKeyId, full.kmsKeyId);
 	EXPECT_EQ(g.volumeSize, full.volumeSize);
 	EXPECT_EQ(g.bytesAdded, full.bytesAdded);
 	EXPECT_EQ(g.snapshotSetId, full.snapshotSetId);
@@ -682,18 +686,27 @@ TEST_F(CatalogTest, PoliciesAndTheirRuns)
 // codes, version 1 no policies.
 TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 {
-	const std::string noCopies = "ALTER TABLE snapshots DROP COLUMN source_snapshot_id; "
+	// Version 4 rows all said encrypted (hard-coded); a migration makes
+	// them say what their manifests say: not encrypted.
+	const std::string noEncryption = "ALTER TABLE snapshots DROP COLUMN kms_key_id; "
+					 "ALTER TABLE volumes DROP COLUMN encrypted; "
+					 "ALTER TABLE volumes DROP COLUMN kms_key_id; ";
+	const std::string noCopies = noEncryption + "ALTER TABLE snapshots DROP COLUMN source_snapshot_id; "
 				     "ALTER TABLE snapshots DROP COLUMN source_store; "
 				     "ALTER TABLE snapshots DROP COLUMN bytes_transferred; ";
 	const std::string noCodes = noCopies + "ALTER TABLE snapshots DROP COLUMN product_codes; ";
 	const std::string noPolicies = noCodes + "DROP TABLE policies; DROP TABLE policy_runs; ";
 	for (const auto &[version, downgrade] :
-	     std::vector<std::pair<int, std::string>>{{3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
+	     std::vector<std::pair<int, std::string>>{{4, noEncryption}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
 		SCOPED_TRACE("from version " + std::to_string(version));
 		std::filesystem::remove(file());
 		SnapshotRow before = fullSnapshot(1);
-		before.sourceSnapshotId = before.sourceStore = "";
-		before.bytesTransferred = 0;
+		before.encrypted = false;
+		before.kmsKeyId = "";
+		if (version < 4) {
+			before.sourceSnapshotId = before.sourceStore = "";
+			before.bytesTransferred = 0;
+		}
 		if (version < 3)
 			before.productCodes.clear();
 		{
