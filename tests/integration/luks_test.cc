@@ -16,6 +16,7 @@
 #include "cli_fixture.h"
 #include "tests/support/qemu_instance.h"
 #include "tests/support/test_env.h"
+#include "tests/support/virtsnapd.h"
 
 namespace virtsnap::test {
 namespace {
@@ -79,10 +80,11 @@ protected:
 
 	std::string secretObject() const { return "secret,id=sec0,file=" + secret_ + ",format=raw"; }
 
-	CliResult run(std::vector<std::string> args)
+	// In this process, or through the daemon at `socket`.
+	CliResult run(std::vector<std::string> args, const std::string &socket = "")
 	{
 		args.insert(args.begin(), {"--config", config_});
-		return cli(args);
+		return cli(args, socket);
 	}
 
 	Json snapshot()
@@ -139,11 +141,13 @@ protected:
 		       j->get("format-specific").get("data").get("encrypt").getString("format") == "luks";
 	}
 
-	void expectRestoresEncrypted(const std::string &snapshotId, const std::string &expected)
+	void expectRestoresEncrypted(const std::string &snapshotId, const std::string &expected,
+				     const std::string &socket = "")
 	{
 		std::string target = tmp_.file(snapshotId + ".qcow2");
 		CliResult r = run({"create-volume", "--snapshot-id", snapshotId, "--target", target,
-				   "--encryption-secret-file", secret_});
+				   "--encryption-secret-file", secret_},
+				  socket);
 		ASSERT_EQ(r.status, 0) << r.err;
 		EXPECT_EQ(r.json().getBool("Encrypted"), true);
 		EXPECT_TRUE(isLuks(target)) << target;
@@ -196,7 +200,12 @@ TEST_F(LuksTest, SnapshotsRestoreIntoLuksImagesWithoutPlaintext)
 	EXPECT_FALSE(fs::exists(refused));
 
 	expectRestoresEncrypted(s1, ref1);
-	expectRestoresEncrypted(s2, ref2);
+	// virtsnapd reads the passphrase file as its caller, the same way.
+	std::string socket = tmp_.file("virtsnapd.sock");
+	Virtsnapd daemon(daemonOptions(socket, {"--config", config_}));
+	ASSERT_TRUE(daemon.start());
+	expectRestoresEncrypted(s2, ref2, socket);
+	daemon.stop();
 	for (auto &e : fs::recursive_directory_iterator(tmp_.path())) {
 		bool ours = e.path().string().find("ref") != std::string::npos || e.path().filename() == "marker.bin";
 		if (e.is_regular_file() && !ours) {
