@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 
 #include "catalog/catalog.h"
@@ -125,7 +126,12 @@ Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const
 	struct stat st;
 	if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
 		return fail(errc::kInvalidParameterValue, option + " " + path + " is not a regular file");
-	const uid_t caller = call.ownerId.empty() ? ::geteuid() : uid_t(std::stoul(call.ownerId));
+	uid_t caller = ::geteuid();
+	if (!call.ownerId.empty()) {
+		auto [end, ec] = std::from_chars(call.ownerId.data(), call.ownerId.data() + call.ownerId.size(), caller);
+		if (ec != std::errc() || end != call.ownerId.data() + call.ownerId.size())
+			return fail(errc::kInternal, "the caller '" + call.ownerId + "' is not a uid");
+	}
 	if ((st.st_mode & 077) != 0)
 		return fail(errc::kInvalidParameterValue, option + " " + path + " may be read by others (mode " +
 								  modeText(st.st_mode) + "); make it 0600");
