@@ -1,8 +1,6 @@
 #include "luks_image.h"
 
-#include <fcntl.h>
 #include <libnbd.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +8,7 @@
 #include <thread>
 
 #include "core/file_util.h"
+#include "core/secret_memfd.h"
 #include "core/socket_probe.h"
 #include "work_dir.h"
 
@@ -40,22 +39,6 @@ std::string qemuNbdSaid(Process &server)
 }
 
 } // namespace
-
-Result<UniqueFd> secretMemfd(const std::string &secret)
-{
-	UniqueFd fd(::memfd_create("virtsnap-secret", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-	if (fd.get() < 0)
-		return failErrno("create a memfd for a secret", errno);
-	VS_TRY(pwriteAll(fd.get(), std::span(reinterpret_cast<const uint8_t *>(secret.data()), secret.size()), 0));
-	// Nobody, the child included, changes it after this.
-	(void)::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
-	return fd;
-}
-
-std::string secretObject(const std::string &id, int fd)
-{
-	return "secret,id=" + id + ",file=" + heldOpenPath(fd) + ",format=raw";
-}
 
 Result<std::unique_ptr<LuksImageWriter>> LuksImageWriter::create(int imageFd, uint64_t size, const LuksSettings &luks)
 {

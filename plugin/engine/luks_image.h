@@ -5,7 +5,7 @@
 // what the restore writes into it.
 //
 // The passphrase reaches both programs as a QEMU `secret` object whose
-// `file=` is a memfd we hold (/proc/self/fd/N): never argv, the
+// `file=` is a memfd we hold (core/secret_memfd.h): never argv, the
 // environment or a file on disk.
 #pragma once
 
@@ -58,10 +58,5 @@ private:
 	nbd_handle *nbd_ = nullptr;
 	std::mutex mutex_;
 };
-
-// A memfd holding `secret`, for a child to read as /proc/self/fd/N.
-Result<UniqueFd> secretMemfd(const std::string &secret);
-// QEMU's --object for it: "secret,id=ID,file=/proc/self/fd/N,format=raw".
-std::string secretObject(const std::string &id, int fd);
 
 } // namespace virtsnap::engine
