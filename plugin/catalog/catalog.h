@@ -38,7 +38,8 @@ struct SnapshotRow {
 	std::string startTime, completionTime;    // ISO 8601 UTC, comparable as text
 	std::string description, name, ownerId;
 	std::string consistencyLevel = "crash";
-	bool encrypted = true;
+	bool encrypted = false;                   // of an encrypted volume (manifest.h)
+	std::string kmsKeyId;                     // its key; "" when not encrypted
 	uint64_t volumeSize = 0;                  // bytes
 	uint64_t bytesAdded = 0;
 	uint64_t bytesRead = 0;                     // from the disk
@@ -59,6 +60,8 @@ struct VolumeRow {
 	std::string target; // how the instance is reached: hypervisor::Target::key()
 	uint64_t size = 0;
 	bool bitmapsSuspect = false; // read only: see markBitmapsSuspect
+	bool encrypted = false;      // a LUKS image, or marked by modify-volume
+	std::string kmsKeyId;        // the key its snapshots carry; "" when not encrypted
 	Tags tags;
 
 	bool operator==(const VolumeRow &) const = default;
@@ -130,7 +133,7 @@ struct Page {
 class Catalog
 {
 public:
-	static constexpr int kSchemaVersion = 5;
+	static constexpr int kSchemaVersion = 6;
 
 	// Opens `file`, creating it (mode 0600) and its schema if needed; WAL,
 	// synchronous=FULL, busy_timeout 5000 ms. StoreCorrupted for a schema

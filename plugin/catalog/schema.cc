@@ -135,6 +135,15 @@ ALTER TABLE policy_runs ADD COLUMN copies TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE policy_runs ADD COLUMN deleted_copies TEXT NOT NULL DEFAULT '[]';
 )sql";
 
+// Version 6: encrypted volumes (issue 12). Rows from before are of
+// unencrypted volumes: no manifest said otherwise.
+constexpr const char *kSchemaV6 = R"sql(
+ALTER TABLE snapshots ADD COLUMN kms_key_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE volumes ADD COLUMN kms_key_id TEXT NOT NULL DEFAULT '';
+UPDATE snapshots SET encrypted = 0;
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -174,6 +183,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV4));
 		if (now < 5)
 			VS_TRY(conn_.exec(kSchemaV5));
+		if (now < 6)
+			VS_TRY(conn_.exec(kSchemaV6));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

@@ -38,6 +38,7 @@ const Table<SnapshotRow> kSnapshots = {
 		{"owner_id", &SnapshotRow::ownerId},
 		{"consistency_level", &SnapshotRow::consistencyLevel},
 		{"encrypted", &SnapshotRow::encrypted},
+		{"kms_key_id", &SnapshotRow::kmsKeyId},
 		{"volume_size", &SnapshotRow::volumeSize},
 		{"bytes_added", &SnapshotRow::bytesAdded},
 		{"snapshot_set_id", &SnapshotRow::snapshotSetId},

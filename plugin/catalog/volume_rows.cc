@@ -18,6 +18,8 @@ const Table<VolumeRow> kVolumes = {
 		{"volume_class", &VolumeRow::volumeClass},
 		{"target", &VolumeRow::target},
 		{"size", &VolumeRow::size},
+		{"encrypted", &VolumeRow::encrypted},
+		{"kms_key_id", &VolumeRow::kmsKeyId},
 		// Only mark/clearBitmapsSuspect write it: a put must not undo a
 		// stop the hypervisor's hook reported meanwhile.
 		{"bitmaps_suspect", &VolumeRow::bitmapsSuspect, kReadOnly},

@@ -358,7 +358,8 @@ std::string commandName(std::vector<std::string> &raw)
 void makePathsAbsolute(Arguments &args)
 {
 	for (const char *option :
-	     {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data", "nbd-socket"}) {
+	     {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data", "nbd-socket",
+	      "encryption-secret-file"}) {
 		std::string value = args.get(option);
 		if (value.empty() || value.front() == '/')
 			continue;
@@ -423,6 +424,7 @@ int run(int argc, char **argv)
 	ctx.service.libvirtUri = config->libvirtUri;
 	ctx.service.hypervisorTimeout = config->hypervisorTimeout;
 	ctx.service.storeTargets = config->storeTargets;
+	ctx.service.luksIterTime = config->luksIterTime;
 	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {

@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -111,6 +112,20 @@ const std::vector<KeySpec> &keySpecs()
 		{"hypervisor", "timeout",
 		 [](const std::string &v, Config &c) -> Result<void> {
 			 VS_ASSIGN(c.hypervisorTimeout, parseTimeoutSeconds(v));
+			 return {};
+		 }},
+		// How long a new LUKS image's key derivation takes (QEMU's
+		// encrypt.iter-time): each open of the image costs about as much.
+		{"restore", "luks-iter-time",
+		 [](const std::string &v, Config &c) -> Result<void> {
+			 char *end = nullptr;
+			 errno = 0;
+			 unsigned long ms = std::strtoul(v.c_str(), &end, 10);
+			 if (v.empty() || !std::isdigit(static_cast<unsigned char>(v[0])) || *end || errno || ms < 1 ||
+			     ms > 60000)
+				 return fail(errc::kInvalidParameterValue,
+					     "'" + v + "' is not a whole number of milliseconds from 1 to 60000");
+			 c.luksIterTime = std::chrono::milliseconds(ms);
 			 return {};
 		 }},
 	};

@@ -52,6 +52,7 @@ struct Config {
 	std::string libvirtUri = "qemu:///system";                              // [libvirt] uri
 	std::chrono::seconds hypervisorTimeout{30};                             // [hypervisor] timeout (s)
 	std::vector<StoreTarget> storeTargets;                                  // [store-target URL] groups; none by default
+	std::chrono::milliseconds luksIterTime{2000};                           // [restore] luks-iter-time (ms)
 
 	// The file the values were read from; empty when there was none (all
 	// defaults).

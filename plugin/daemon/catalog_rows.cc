@@ -16,6 +16,8 @@ catalog::SnapshotRow snapshotRow(const store::Manifest &m, SnapshotState state, 
 	r.name = m.name;
 	r.ownerId = m.ownerId;
 	r.consistencyLevel = m.consistency;
+	r.encrypted = m.encrypted;
+	r.kmsKeyId = m.kmsKeyId;
 	r.volumeSize = m.volumeSize;
 	r.bytesAdded = m.stats.bytesAdded;
 	r.bytesRead = m.stats.bytesRead;
@@ -46,6 +48,8 @@ catalog::VolumeRow volumeRow(const engine::VolumeRecord &v, const std::string &t
 	r.volumeClass = v.volumeClass;
 	r.target = target;
 	r.size = v.size;
+	r.encrypted = v.encrypted;
+	r.kmsKeyId = v.kmsKeyId;
 	r.tags = v.tags;
 	return r;
 }

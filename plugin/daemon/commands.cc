@@ -61,7 +61,8 @@ const std::map<std::string, CommandSpec> &commands()
 		 {"restore a snapshot into a new image file (a domain's disk: its latest snapshot by default; "
 		  "--instant: at once, over the snapshot served by NBD, its data copied in afterwards)",
 		  with(kInstanceOptions,
-		       {{"snapshot-id"}, {"disk"}, {"target"}, {"format"}, {"instant", false}, {"node"}, {"speed"}, {"nbd-socket"}}),
+		       {{"snapshot-id"}, {"disk"}, {"target"}, {"format"}, {"instant", false}, {"node"}, {"speed"}, {"nbd-socket"},
+			{"encryption-secret-file"}}),
 		  "", {}, createVolume}},
 		{"complete-instant-restore",
 		 {"copy the rest of an instant restore's image into it (by the instance running on it, or offline), "
@@ -76,7 +77,8 @@ const std::map<std::string, CommandSpec> &commands()
 		{"restore-instance",
 		 {"write one snapshot set back into the disks of a shut-off instance, all or nothing (or beside "
 		  "them, into --target-dir; --instant: a libvirt domain started at once, its disks copied after)",
-		  with(kInstanceOptions, {{"snapshot-set-id"}, {"target-dir"}, {"instant", false}, {"speed"}}), "Volumes", {"Disk", "SnapshotId", "Target"},
+		  with(kInstanceOptions, {{"snapshot-set-id"}, {"target-dir"}, {"instant", false}, {"speed"}, {"encryption-secret-file"}}),
+		  "Volumes", {"Disk", "SnapshotId", "Target", "Encrypted"},
 		  restoreInstance}},
 		{"list-snapshot-blocks",
 		 {"list the 512 KiB blocks of a completed snapshot that hold data, with their tokens",
@@ -163,10 +165,10 @@ const std::map<std::string, CommandSpec> &commands()
 		{"describe-volumes",
 		 {"list known volumes, or the disks of an instance (registered on first sight)",
 		  with(kInstanceOptions, {{"volume-id", true, true}}), "Volumes",
-		  {"VolumeId", "Instance", "Disk", "Size", "VolumeClass", "Tags"}, describeVolumes}},
+		  {"VolumeId", "Instance", "Disk", "Size", "VolumeClass", "Encrypted", "Tags"}, describeVolumes}},
 		{"modify-volume",
-		 {"set a volume's class (st1 and sc1 allow one pending snapshot)", {{"volume-id"}, {"volume-class"}}, "",
-		  {}, modifyVolume}},
+		 {"set a volume's class (st1 and sc1 allow one pending snapshot), or mark it encrypted",
+		  {{"volume-id"}, {"volume-class"}, {"encrypted"}, {"kms-key-id"}}, "", {}, modifyVolume}},
 		{"verify",
 		 {"re-read, decrypt and re-hash what snapshots reference (all by default)", {{"snapshot-id", true, true}},
 		  "Snapshots", {"SnapshotId", "Status", "Problems"}, verify}},

@@ -41,6 +41,7 @@ struct ServiceOptions {
 	// Where copies may be pushed, with their keys ([store-target URL]):
 	// store_targets.h.
 	std::vector<StoreTarget> storeTargets;
+	std::chrono::milliseconds luksIterTime{2000}; // [restore] luks-iter-time: new LUKS images' key derivation
 };
 
 // Which store, with which key, and where this host keeps its state for it

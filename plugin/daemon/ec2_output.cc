@@ -65,6 +65,7 @@ Json snapshotJson(const catalog::SnapshotRow &r)
 	j.set("Description", Json::string(r.description));
 	setIfAny(j, "Name", r.name);
 	j.set("Encrypted", Json::boolean(r.encrypted));
+	setIfAny(j, "KmsKeyId", r.kmsKeyId);
 	j.set("OwnerId", Json::string(r.ownerId));
 	j.set("Tags", tagsJson(r.tags));
 	std::vector<ProductCode> codes;
@@ -103,6 +104,8 @@ Json volumeJson(const catalog::VolumeRow &v)
 	j.set("Size", Json::integer(int64_t((v.size + kGiB - 1) / kGiB)));
 	j.set("SizeBytes", Json::integer(int64_t(v.size)));
 	j.set("VolumeClass", Json::string(v.volumeClass));
+	j.set("Encrypted", Json::boolean(v.encrypted));
+	setIfAny(j, "KmsKeyId", v.kmsKeyId);
 	j.set("Tags", tagsJson(v.tags));
 	j.set("BitmapsSuspect", Json::boolean(v.bitmapsSuspect));
 	return j;

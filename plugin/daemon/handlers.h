@@ -7,6 +7,7 @@
 #include "core/unique_fd.h"
 #include "context.h"
 #include "engine/restore_instance.h"
+#include "engine/luks_image.h"
 #include "store/chunk_id.h"
 
 namespace virtsnap::daemon {
@@ -84,6 +85,10 @@ Result<Reply> importImage(Context &ctx, const Call &call);
 // A file the caller names (`option`), opened as the caller (core/acting_as.h):
 // the daemon reads for them only what they could read themselves.
 Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path, const std::string &ownerId);
+// --encryption-secret-file, read as the caller: a regular file of mode
+// 0600 (or stricter) owned by the caller or root, 1 to 4096 bytes, taken
+// whole as the LUKS passphrase. Nothing when the option is absent.
+Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const Call &call);
 // Block writes whose timeout passed go to error, their rows too: what
 // describe-snapshots and gc do first.
 void expireBlockWrites(Context &ctx);

@@ -20,7 +20,7 @@ Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const std:
 	std::vector<engine::SetSnapshot> set;
 	for (const catalog::SnapshotRow &r : page.snapshots)
 		if (r.snapshotSetId == setId)
-			set.push_back({r.snapshotId, r.volumeId, r.diskId, r.instanceName, r.state});
+			set.push_back({r.snapshotId, r.volumeId, r.diskId, r.instanceName, r.state, r.encrypted});
 	return set;
 }
 
@@ -41,6 +41,8 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 	VS_ASSIGN(auto driver, ctx.drivers->get(target));
 	VS_ASSIGN(auto set, snapshotsOfSet(ctx, setId));
 	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set, targetDir));
+	VS_ASSIGN(auto given, encryptionSecret(ctx, call));
+	VS_TRY(engine::findPassphrases(*driver, plan, given, ctx.options.luksIterTime));
 
 	// While its disks are written, the hook refuses to start the domain.
 	const bool replacing = targetDir.empty();
@@ -58,6 +60,7 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 		j.set("Disk", Json::string(d.diskId));
 		j.set("SnapshotId", Json::string(d.snapshotId));
 		j.set("Target", Json::string(d.image.string()));
+		j.set("Encrypted", Json::boolean(d.encrypted));
 		list.append(j);
 	}
 	Json doc = Json::object();

@@ -1,9 +1,15 @@
 // create-volume, the tags of snapshots and volumes, register-instance,
 // describe-volumes and modify-volume.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <charconv>
+#include <cstdio>
 
 #include "catalog/catalog.h"
 #include "catalog_rows.h"
+#include "core/file_util.h"
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
 #include "driver_cache.h"
@@ -19,6 +25,14 @@ namespace virtsnap::daemon {
 namespace {
 
 namespace fs = std::filesystem;
+
+// "0644"
+std::string modeText(mode_t mode)
+{
+	char text[8];
+	std::snprintf(text, sizeof text, "%04o", unsigned(mode & 07777));
+	return text;
+}
 
 // The catalog's row of a volume after its record changed, keeping how its
 // instance is reached.
@@ -102,6 +116,35 @@ Result<Reply> changeTags(Context &ctx, const Call &call, bool create)
 
 } // namespace
 
+Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const Call &call)
+{
+	const std::string option = "--encryption-secret-file";
+	if (!call.args.has("encryption-secret-file"))
+		return std::optional<engine::LuksSettings>();
+	const std::string path = call.args.get("encryption-secret-file");
+	VS_ASSIGN(UniqueFd fd, openAsCaller(option, path, call.ownerId));
+	struct stat st;
+	if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+		return fail(errc::kInvalidParameterValue, option + " " + path + " is not a regular file");
+	uid_t caller = ::geteuid();
+	if (!call.ownerId.empty()) {
+		auto [end, ec] = std::from_chars(call.ownerId.data(), call.ownerId.data() + call.ownerId.size(), caller);
+		if (ec != std::errc() || end != call.ownerId.data() + call.ownerId.size())
+			return fail(errc::kInternal, "the caller '" + call.ownerId + "' is not a uid");
+	}
+	if ((st.st_mode & 077) != 0)
+		return fail(errc::kInvalidParameterValue, option + " " + path + " may be read by others (mode " +
+								  modeText(st.st_mode) + "); make it 0600");
+	if (st.st_uid != caller && st.st_uid != 0)
+		return fail(errc::kAccessDenied, option + " " + path + " belongs to uid " + std::to_string(st.st_uid) +
+							 ", not to the caller or root");
+	if (st.st_size < 1 || st.st_size > 4096)
+		return fail(errc::kInvalidParameterValue, option + " " + path + " must hold 1 to 4096 bytes");
+	std::string secret(size_t(st.st_size), '\0');
+	VS_TRY(preadAll(fd.get(), std::span(reinterpret_cast<uint8_t *>(secret.data()), secret.size()), 0));
+	return std::optional<engine::LuksSettings>(engine::LuksSettings{std::move(secret), ctx.options.luksIterTime});
+}
+
 Result<Reply> createVolume(Context &ctx, const Call &call)
 {
 	const Arguments &args = call.args;
@@ -121,7 +164,8 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	auto row = ctx.catalog->getSnapshot(id);
 	if (row && *row && (*row)->state != SnapshotState::Completed)
 		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name((*row)->state) + ", not completed");
-	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.ownerId};
+	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.ownerId, {}};
+	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(m.snapshotId));
@@ -129,6 +173,9 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	j.set("Target", Json::string(req.target.string()));
 	j.set("Format", Json::string(req.format));
 	j.set("Size", Json::integer(int64_t(m.volumeSize)));
+	j.set("Encrypted", Json::boolean(req.luks.has_value()));
+	if (m.encrypted)
+		j.set("KmsKeyId", Json::string(m.kmsKeyId));
 	// The new volume is the snapshot's volume again: it carries its codes.
 	j.set("ProductCodes", productCodesJson(m.productCodes));
 	return ok(j);
@@ -180,9 +227,13 @@ Result<Reply> describeVolumes(Context &ctx, const Call &call)
 			std::string vol = volumeIdFor(instance.key, disk.diskId);
 			VS_ASSIGN(auto record, engine::loadVolume(*ctx.store, vol));
 			engine::VolumeRecord v = record.value_or(
-				engine::VolumeRecord{vol, instance.key, instance.name, disk.diskId, disk.size, "standard", {}});
+				engine::VolumeRecord{vol, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, ""});
 			v.size = disk.size;
 			v.instanceName = instance.name;
+			if (disk.encrypted && !v.encrypted) {
+				v.encrypted = true;
+				v.kmsKeyId = ctx.store->domain().idHex();
+			}
 			VS_TRY(engine::saveVolume(*ctx.store, v));
 			VS_TRY(ctx.catalog->putVolume(volumeRow(v, target.key())));
 			seen.push_back(vol);
@@ -202,16 +253,44 @@ Result<Reply> describeVolumes(Context &ctx, const Call &call)
 	return ok(doc);
 }
 
+// --encrypted true marks a volume encrypted (its snapshots then are, and
+// the volumes made from them), with --kms-key-id's key; there is one key
+// today, the store's default key domain. Like EBS, an encrypted volume
+// never becomes unencrypted.
+Result<void> changeEncryption(Context &ctx, const Arguments &args, engine::VolumeRecord &v)
+{
+	std::string encrypted = args.get("encrypted");
+	if (encrypted != "" && encrypted != "true" && encrypted != "false")
+		return fail(errc::kInvalidParameterValue, "--encrypted must be true or false");
+	const std::string defaultKey = ctx.store->domain().idHex();
+	std::string key = args.get("kms-key-id");
+	if (args.has("kms-key-id") && key != defaultKey)
+		return fail(errc::kInvalidParameterValue, "unknown key '" + key + "' (the store's key is " + defaultKey + ")");
+	if (args.has("kms-key-id") && encrypted != "true" && !v.encrypted)
+		return fail(errc::kInvalidParameterValue, "--kms-key-id needs --encrypted true");
+	if (encrypted == "false" && v.encrypted)
+		return fail(errc::kInvalidParameterValue, "volume " + v.volumeId + " is encrypted; it cannot be made unencrypted");
+	if (encrypted == "true" || v.encrypted) {
+		v.encrypted = true;
+		v.kmsKeyId = key.empty() ? (v.kmsKeyId.empty() ? defaultKey : v.kmsKeyId) : key;
+	}
+	return {};
+}
+
 Result<Reply> modifyVolume(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(std::string id, call.args.require("volume-id"));
-	VS_ASSIGN(std::string cls, call.args.require("volume-class"));
-	if (cls != "standard" && cls != "st1" && cls != "sc1")
+	if (!call.args.has("volume-class") && !call.args.has("encrypted") && !call.args.has("kms-key-id"))
+		return fail(errc::kMissingParameter, "--volume-class or --encrypted is required");
+	std::string cls = call.args.get("volume-class");
+	if (call.args.has("volume-class") && cls != "standard" && cls != "st1" && cls != "sc1")
 		return fail(errc::kInvalidParameterValue, "--volume-class must be standard, st1 or sc1");
 	VS_ASSIGN(auto v, engine::loadVolume(*ctx.store, id));
 	if (!v)
 		return fail(errc::kVolumeNotFound, "volume " + id + " is not known here");
-	v->volumeClass = cls;
+	if (call.args.has("volume-class"))
+		v->volumeClass = cls;
+	VS_TRY(changeEncryption(ctx, call.args, *v));
 	VS_TRY(engine::saveVolume(*ctx.store, *v));
 	VS_TRY(syncVolume(ctx, *v));
 	auto row = ctx.catalog->getVolume(id);

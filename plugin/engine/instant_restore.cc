@@ -89,6 +89,14 @@ Result<InstantVolume> createInstantVolume(store::Store &store, const InstantRequ
 		stop();
 		return std::unexpected(m.error());
 	}
+	// Its image would take the guest's data in plaintext: an encrypted
+	// snapshot is restored only into a LUKS image (luks_image.h).
+	if (m->encrypted) {
+		stop();
+		return fail(errc::kInvalidParameterValue, "snapshot " + req.snapshotId +
+								  " is encrypted: --instant writes a plain qcow2; "
+								  "restore it without --instant and with --encryption-secret-file");
+	}
 	if (auto shared = shareSocketWithGroup(serve.socket); !shared) {
 		stop();
 		return std::unexpected(shared.error());

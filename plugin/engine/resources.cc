@@ -73,6 +73,8 @@ Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::s
 	v.size = uint64_t(j->getInt("size").value_or(0));
 	v.volumeClass = j->getString("volume_class").value_or("standard");
 	v.tags = tagsFrom(j->get("tags"));
+	v.encrypted = j->getBool("encrypted").value_or(false);
+	v.kmsKeyId = j->getString("kms_key_id").value_or("");
 	return std::optional<VolumeRecord>(v);
 }
 
@@ -86,6 +88,10 @@ Result<void> saveVolume(store::Store &store, const VolumeRecord &v)
 	j.set("size", Json::integer(int64_t(v.size)));
 	j.set("volume_class", Json::string(v.volumeClass));
 	j.set("tags", tagsJson(v.tags));
+	if (v.encrypted) {
+		j.set("encrypted", Json::boolean(true));
+		j.set("kms_key_id", Json::string(v.kmsKeyId));
+	}
 	return store.putRecord("volumes", v.volumeId, j.dump());
 }
 

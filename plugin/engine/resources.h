@@ -19,6 +19,10 @@ struct VolumeRecord {
 	uint64_t size = 0;
 	std::string volumeClass = "standard"; // standard | st1 | sc1
 	store::Tags tags;
+	// Marked encrypted by modify-volume (a LUKS image is encrypted
+	// whatever this says), and the key its snapshots carry then.
+	bool encrypted = false;
+	std::string kmsKeyId;
 };
 
 struct InstanceRecord {

@@ -23,6 +23,33 @@ Result<void> writeRaw(store::Store &store, const store::Manifest &m, int fd, con
 	return writeVolume(store, index, fd, progress);
 }
 
+// A snapshot of an encrypted volume restores only into an encrypted one.
+Result<void> checkEncryption(const store::Manifest &m, const RestoreRequest &request)
+{
+	if (m.encrypted && !request.luks)
+		return fail(errc::kInvalidParameterValue,
+			    "snapshot " + m.snapshotId + " is of an encrypted volume and restores only into an encrypted "
+			    "one: give --encryption-secret-file FILE (the new volume's LUKS passphrase, mode 0600)");
+	if (request.luks && request.format != "qcow2")
+		return fail(errc::kInvalidParameterValue,
+			    "an encrypted volume is written as a LUKS qcow2, not as " + request.format);
+	return {};
+}
+
+// Plaintext goes only to qemu-nbd, which writes it encrypted: no
+// plaintext file, not even a temporary one.
+Result<void> writeLuks(store::Store &store, const store::Manifest &m, int fd, const LuksSettings &luks,
+		       const ProgressFn &progress)
+{
+	auto codec = store.newCodec();
+	VS_ASSIGN(auto index, store::SnapshotIndex::load(store, *codec, m));
+	VS_ASSIGN(auto image, LuksImageWriter::create(fd, m.volumeSize, luks));
+	VS_TRY(writeVolume(
+		store, index,
+		[&](std::span<const uint8_t> data, uint64_t offset) { return image->write(data, offset); }, progress));
+	return image->finish();
+}
+
 // Created as `writeAs`, so that it is theirs and only where they may
 // write. (Dropped, a temp file is unlinked as ourselves: unlink never
 // follows a symlink, and a random name of ours is nothing to aim with.)
@@ -48,7 +75,12 @@ Result<WrittenVolume> writeVolumeFile(store::Store &store, const RestoreRequest 
 	// gc must not remove what the restore is about to read.
 	VS_ASSIGN(auto lease, store.lease(store::Lease::Kind::Shared, "restore of " + snapshotId));
 	VS_ASSIGN(store::Manifest m, store.getManifest(snapshotId));
-	VS_ASSIGN(TempFile out, createAs(request.writeAs, request.target, 0644));
+	VS_TRY(checkEncryption(m, request));
+	VS_ASSIGN(TempFile out, createAs(request.writeAs, request.target, request.luks ? 0600 : 0644));
+	if (request.luks) {
+		VS_TRY(writeLuks(store, m, out.fd(), *request.luks, request.progress));
+		return WrittenVolume{std::move(out), std::move(m)};
+	}
 	if (request.format == "raw") {
 		VS_TRY(writeRaw(store, m, out.fd(), request.progress));
 		return WrittenVolume{std::move(out), std::move(m)};

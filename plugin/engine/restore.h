@@ -3,9 +3,11 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "core/file_util.h"
+#include "luks_image.h"
 #include "snapshot_engine.h"
 
 namespace virtsnap::engine {
@@ -19,6 +21,9 @@ struct RestoreRequest {
 	// directory is looked at and written as this user (core/acting_as.h),
 	// the store is read as ourselves.
 	std::string writeAs;
+	// Write a LUKS qcow2 with this passphrase. Required for a snapshot of
+	// an encrypted volume (else InvalidParameterValue), allowed for any.
+	std::optional<LuksSettings> luks = std::nullopt;
 };
 
 // Writes the volume under a temporary name and renames it into place only

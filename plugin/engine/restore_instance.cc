@@ -45,9 +45,41 @@ Result<InstanceRestorePlan> planInstanceRestore(hypervisor::Driver &driver, cons
 			if (std::filesystem::exists(image))
 				return fail(errc::kTargetExists, image.string() + " already exists");
 		}
-		plan.disks.push_back({s.diskId, s.snapshotId, d->format, image});
+		if (d->encrypted && d->format != "qcow2")
+			return fail(errc::kInvalidParameterValue, "disk " + s.diskId + " is an encrypted " + d->format +
+									  " image; restore-instance writes encrypted disks "
+									  "as LUKS qcow2 only");
+		if (s.encrypted && !d->encrypted)
+			return fail(errc::kInvalidParameterValue,
+				    "disk " + s.diskId + " is not encrypted, but " + s.snapshotId +
+					    " is of an encrypted volume: restore-instance keeps each disk's "
+					    "encryption (create-volume writes it encrypted elsewhere)");
+		plan.disks.push_back({s.diskId, s.snapshotId, d->format, image, d->encrypted, d->encryptionSecret, {}});
 	}
 	return plan;
+}
+
+Result<void> findPassphrases(hypervisor::Driver &driver, InstanceRestorePlan &plan,
+			     const std::optional<LuksSettings> &given, std::chrono::milliseconds iterTime)
+{
+	for (InstanceRestorePlan::Disk &d : plan.disks) {
+		if (!d.encrypted)
+			continue;
+		hypervisor::DiskInfo info;
+		info.diskId = d.diskId;
+		info.encryptionSecret = d.encryptionSecret;
+		VS_ASSIGN(auto known, driver.diskPassphrase(info));
+		if (known)
+			d.luks = LuksSettings{std::move(*known), iterTime};
+		else if (given)
+			d.luks = given;
+		else
+			return fail(errc::kInvalidParameterValue,
+				    "disk " + d.diskId + " of " + plan.described +
+					    " is encrypted and its passphrase is not readable from the hypervisor (a "
+					    "private libvirt secret?): give --encryption-secret-file FILE");
+	}
+	return {};
 }
 
 namespace {
@@ -74,7 +106,7 @@ Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, co
 	std::vector<TempFile> restored;
 	std::vector<ImageSwap> swaps;
 	for (const InstanceRestorePlan::Disk &d : plan.disks) {
-		auto written = writeVolumeFile(store, {d.snapshotId, d.image, d.format, progress, ""});
+		auto written = writeVolumeFile(store, {d.snapshotId, d.image, d.format, progress, "", d.luks});
 		if (!written)
 			return fail(written.error().code, "disk " + d.diskId + ": " + written.error().message);
 		VS_TRY(takeOwnerAndMode(written->file, d.image));

@@ -5,10 +5,13 @@
 // A failure before that leaves every disk of the instance as it was.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "luks_image.h"
 #include "snapshot_engine.h"
 
 namespace virtsnap::engine {
@@ -17,6 +20,7 @@ namespace virtsnap::engine {
 struct SetSnapshot {
 	std::string snapshotId, volumeId, diskId, instanceName;
 	SnapshotState state = SnapshotState::Completed;
+	bool encrypted = false; // of an encrypted volume
 };
 
 struct InstanceRestorePlan {
@@ -28,6 +32,11 @@ struct InstanceRestorePlan {
 	struct Disk {
 		std::string diskId, snapshotId, format;
 		std::filesystem::path image;
+		// The disk's image is encrypted: so is its replacement, with
+		// the passphrase findPassphrases() puts here.
+		bool encrypted = false;
+		std::string encryptionSecret; // the hypervisor's reference to it
+		std::optional<LuksSettings> luks;
 	};
 	std::vector<Disk> disks;
 };
@@ -40,6 +49,11 @@ struct InstanceRestorePlan {
 Result<InstanceRestorePlan> planInstanceRestore(hypervisor::Driver &driver, const std::string &setId,
 						const std::vector<SetSnapshot> &set,
 						const std::filesystem::path &targetDir = {});
+// Each encrypted disk keeps its encryption: its passphrase from the
+// hypervisor (libvirt's secret of the disk), else `given`
+// (--encryption-secret-file); neither is InvalidParameterValue.
+Result<void> findPassphrases(hypervisor::Driver &driver, InstanceRestorePlan &plan,
+			     const std::optional<LuksSettings> &given, std::chrono::milliseconds iterTime);
 // The journal goes into `journalDir` (restoreJournalDir() of the host's
 // state directory).
 Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, const InstanceRestorePlan &plan,

@@ -160,6 +160,10 @@ Result<store::Manifest> copySnapshot(store::Store &source, store::Store &destina
 	VS_ASSIGN(store::Manifest src, copySourceOf(source, destination, request.sourceSnapshotId));
 	const store::KeyDomain &domain = destinationDomain(destination, src);
 	store::Manifest m = copyManifest(src, request, source);
+	// A copy of an encrypted snapshot is encrypted, under the key its
+	// data is sealed with now.
+	m.encrypted = src.encrypted;
+	m.kmsKeyId = src.encrypted ? domain.idHex() : "";
 	if (sameDomain(source, destination, domain)) {
 		m.indexPages = src.indexPages;
 		if (progress)

@@ -326,12 +326,20 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 
 	VS_ASSIGN(auto known, loadVolume(store, man.volumeId));
 	VolumeRecord record =
-		known.value_or(VolumeRecord{man.volumeId, instance.key, instance.name, disk.diskId, disk.size, "standard", {}});
-	if (!known || record.size != disk.size || record.instanceName != instance.name) {
+		known.value_or(VolumeRecord{man.volumeId, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, ""});
+	// A LUKS image makes its volume encrypted for good, as a mark does:
+	// EBS never turns an encrypted volume back.
+	bool nowEncrypted = disk.encrypted && !record.encrypted;
+	if (!known || record.size != disk.size || record.instanceName != instance.name || nowEncrypted) {
 		record.size = disk.size;
 		record.instanceName = instance.name;
+		record.encrypted |= disk.encrypted;
+		if (record.encrypted && record.kmsKeyId.empty())
+			record.kmsKeyId = store.domain().idHex();
 		VS_TRY(saveVolume(store, record));
 	}
+	man.encrypted = record.encrypted;
+	man.kmsKeyId = record.encrypted ? record.kmsKeyId : "";
 	if (request.copyTagsFromSource)
 		for (const auto &[k, v] : record.tags)
 			if (std::none_of(man.tags.begin(), man.tags.end(), [&](const auto &t) { return t.first == k; }))

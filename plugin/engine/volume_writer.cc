@@ -45,9 +45,10 @@ struct Batch {
 class Writer
 {
 public:
-	Writer(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress,
-	       uint64_t total)
-		: store_(store), index_(index), fd_(fd), progress_(progress), total_(total)
+	// Into `fd` when it is not -1, else into `sink`.
+	Writer(store::Store &store, const store::SnapshotIndex &index, int fd, const VolumeSink &sink,
+	       const ProgressFn &progress, uint64_t total)
+		: store_(store), index_(index), fd_(fd), sink_(sink), progress_(progress), total_(total)
 	{
 	}
 
@@ -141,9 +142,12 @@ private:
 				return fail(errc::kCorrupt, "chunk " + store::idHex(id) + " has " +
 								    std::to_string(plain->size()) + " bytes, slot " +
 								    std::to_string(p.slot) + " needs " + std::to_string(need));
-			VS_TRY(pwriteAll(fd_, *plain, p.slot * index_.chunkSize()));
+			if (fd_ < 0)
+				VS_TRY(sink_(*plain, p.slot * index_.chunkSize()));
+			else
+				VS_TRY(pwriteAll(fd_, *plain, p.slot * index_.chunkSize()));
 			uint64_t before = written_.fetch_add(need);
-			if ((before + need) / kWritebackEvery != before / kWritebackEvery) {
+			if (fd_ >= 0 && (before + need) / kWritebackEvery != before / kWritebackEvery) {
 				// Asynchronous: queues the dirty pages for writing and
 				// returns; the final fsync still makes them durable.
 				(void)::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -173,6 +177,7 @@ private:
 	store::Store &store_;
 	const store::SnapshotIndex &index_;
 	const int fd_;
+	const VolumeSink &sink_;
 	const ProgressFn &progress_;
 	const uint64_t total_;
 	std::atomic<uint64_t> written_{0};
@@ -183,16 +188,32 @@ private:
 
 } // namespace
 
-Result<void> writeVolume(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress)
+namespace {
+
+Result<void> writeSlots(store::Store &store, const store::SnapshotIndex &index, int fd, const VolumeSink &sink,
+		      const ProgressFn &progress)
 {
 	uint64_t total = 0;
 	for (uint64_t s = 0; s < index.slots(); s++)
 		if (!store::isZeroId(index.at(s)))
 			total += index.slotLength(s);
-	Writer writer(store, index, fd, progress, total);
+	Writer writer(store, index, fd, sink, progress, total);
 	for (uint64_t first = 0; first < index.slots(); first += kWindowSlots)
 		VS_TRY(writer.window(first, std::min(index.slots(), first + kWindowSlots)));
 	return {};
+}
+
+} // namespace
+
+Result<void> writeVolume(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress)
+{
+	return writeSlots(store, index, fd, {}, progress);
+}
+
+Result<void> writeVolume(store::Store &store, const store::SnapshotIndex &index, const VolumeSink &sink,
+			 const ProgressFn &progress)
+{
+	return writeSlots(store, index, -1, sink, progress);
 }
 
 } // namespace virtsnap::engine

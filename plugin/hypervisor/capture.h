@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,11 @@ struct DiskInfo {
 	uint64_t size = 0;
 	int bootIndex = -1;   // -1: none set
 	std::vector<BitmapInfo> bitmaps;
+	// The image is encrypted (LUKS in a qcow2, or a LUKS image): QEMU's
+	// format node decrypts, so what a capture reads is the guest's data.
+	bool encrypted = false;
+	// libvirt: the uuid of the <secret> its <encryption> names ("": none).
+	std::string encryptionSecret;
 
 	const BitmapInfo *bitmap(const std::string &name) const
 	{
@@ -191,6 +197,14 @@ public:
 	// restore): whatever the hypervisor keeps about bitmaps in the old ones
 	// is stale. The next snapshot of each disk reads it in full anyway.
 	virtual void imagesReplaced() {}
+	// The passphrase of an encrypted disk's image, when the hypervisor
+	// keeps it and lets us read it (libvirt: the value of the disk's
+	// <secret>, unless the secret is private); nothing otherwise.
+	virtual Result<std::optional<std::string>> diskPassphrase(const DiskInfo &disk)
+	{
+		(void)disk;
+		return std::optional<std::string>();
+	}
 
 	// Instant restore. Opens the qcow2 image `file` (its backing read from
 	// its header) as node `node`, for a device to be added on it: a plain

@@ -124,6 +124,11 @@ Result<DomainDescription> parseDomainXml(const std::string &xml)
 		if (disk.source.empty())
 			disk.source = doc.text("source/@dev", n);
 		disk.format = doc.text("driver/@type", n);
+		for (const char *where : {"source/encryption", "encryption"})
+			if (disk.encryptionFormat.empty()) {
+				disk.encryptionFormat = doc.text((std::string(where) + "/@format").c_str(), n);
+				disk.encryptionSecret = doc.text((std::string(where) + "/secret/@uuid").c_str(), n);
+			}
 		std::string order = doc.text("boot/@order", n);
 		if (!order.empty())
 			disk.bootOrder = std::atoi(order.c_str());

@@ -21,6 +21,10 @@ struct DomainDisk {
 	std::string source;   // image file or block device
 	std::string format;   // driver type: "qcow2", "raw"
 	int bootOrder = -1;
+	// <encryption format='luks'> (in <source>, or in <disk> as older
+	// libvirt wrote it) and its passphrase <secret>'s uuid.
+	std::string encryptionFormat;
+	std::string encryptionSecret;
 };
 
 struct DomainDescription {

@@ -3,6 +3,8 @@
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 
+#include <string.h>
+
 #include <map>
 
 #include "core/process.h"
@@ -50,6 +52,7 @@ Result<void> readClosedImages(std::vector<DiskInfo> &disks, const std::string &w
 			return fail(errc::kHypervisor, "qemu-img info of " + d.filename + " is not JSON");
 		d.size = uint64_t(j->getInt("virtual-size").value_or(0));
 		d.bitmaps = imageBitmaps(*j);
+		d.encrypted |= j->getBool("encrypted").value_or(false);
 	}
 	return {};
 }
@@ -86,6 +89,7 @@ Result<void> readRunningDisks(LibvirtDomain &domain, const DomainDescription &de
 				continue;
 			d.size = uint64_t(inserted.get("image").getInt("virtual-size").value_or(0));
 			d.bitmaps = bitmapsFromQmp(inserted.get("dirty-bitmaps"));
+			d.encrypted |= inserted.getBool("encrypted").value_or(false);
 		}
 	}
 	return {};
@@ -154,6 +158,8 @@ Result<std::vector<DiskInfo>> LibvirtDomain::configuredDisks()
 		d.format = dd.format;
 		d.filename = dd.source;
 		d.bootIndex = dd.bootOrder;
+		d.encrypted = !dd.encryptionFormat.empty();
+		d.encryptionSecret = dd.encryptionSecret;
 		out.push_back(d);
 	}
 	return out;
@@ -169,6 +175,26 @@ Result<std::vector<DiskInfo>> LibvirtDomain::disksLocked()
 	else
 		VS_TRY(readRunningDisks(*this, desc, out));
 	return out;
+}
+
+} // namespace virtsnap::hypervisor
+
+namespace virtsnap::hypervisor {
+
+Result<std::optional<std::string>> LibvirtDomain::secretValue(const std::string &uuid)
+{
+	virSecretPtr secret = virSecretLookupByUUIDString(conn_, uuid.c_str());
+	if (!secret)
+		return libvirtFail("look up libvirt secret " + uuid);
+	size_t size = 0;
+	unsigned char *value = virSecretGetValue(secret, &size, 0);
+	virSecretFree(secret);
+	if (!value)
+		return std::optional<std::string>(); // private, or no value set
+	std::string out(reinterpret_cast<const char *>(value), size);
+	explicit_bzero(value, size);
+	free(value);
+	return std::optional<std::string>(std::move(out));
 }
 
 } // namespace virtsnap::hypervisor

@@ -131,3 +131,15 @@ void LibvirtDriver::imagesReplaced()
 }
 
 } // namespace virtsnap::hypervisor
+
+namespace virtsnap::hypervisor {
+
+Result<std::optional<std::string>> LibvirtDriver::diskPassphrase(const DiskInfo &disk)
+{
+	if (disk.encryptionSecret.empty())
+		return std::optional<std::string>();
+	std::lock_guard lock(domain_->mutex());
+	return domain_->secretValue(disk.encryptionSecret);
+}
+
+} // namespace virtsnap::hypervisor

@@ -65,6 +65,7 @@ public:
 	// Drops every checkpoint libvirt has of this domain, metadata only: the
 	// images that held their bitmaps are gone.
 	void imagesReplaced() override;
+	Result<std::optional<std::string>> diskPassphrase(const DiskInfo &disk) override;
 
 private:
 	explicit LibvirtDriver(std::unique_ptr<LibvirtDomain> domain);

@@ -86,6 +86,9 @@ public:
 	Result<std::vector<DiskInfo>> disksLocked();
 	// From the description alone: no image is opened.
 	Result<std::vector<DiskInfo>> configuredDisks();
+	// The value of the libvirt secret `uuid`; nothing when the secret is
+	// private (libvirt then gives its value to no client).
+	Result<std::optional<std::string>> secretValue(const std::string &uuid);
 
 	// libvirt_watchdog.cc
 	// A libvirt call that returns < 0 on failure and may put text (a

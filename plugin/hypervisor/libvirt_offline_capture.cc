@@ -46,7 +46,18 @@ Result<std::unique_ptr<Capture>> captureOffline(LibvirtDomain &domain, const Cap
 				      [&](const DomainDisk &x) { return x.target == r.diskId; });
 		if (d == desc.disks.end())
 			return fail(errc::kDiskNotFound, "no disk '" + r.diskId + "' in " + domain.describe());
-		images.push_back({d->target, d->source, d->format.empty() ? "raw" : d->format});
+		StorageDaemonDisk image{d->target, d->source, d->format.empty() ? "raw" : d->format, ""};
+		if (!d->encryptionFormat.empty()) {
+			// QEMU needs the passphrase to open the image at all.
+			VS_ASSIGN(auto passphrase, domain.secretValue(d->encryptionSecret));
+			if (!passphrase)
+				return fail(errc::kHypervisor,
+					    "disk " + r.diskId + " of " + domain.describe() +
+						    " is encrypted and shut off, and libvirt keeps its secret private: it "
+						    "can be read only while the domain runs");
+			image.passphrase = std::move(*passphrase);
+		}
+		images.push_back(std::move(image));
 		nodes.push_back(d->target);
 	}
 	auto cap = std::make_unique<OfflineCapture>();

@@ -301,6 +301,7 @@ Result<std::vector<DiskInfo>> nodeDisks(qmp::QmpClient &qmp, const std::vector<s
 			d.filename = n.getString("file").value_or("");
 			d.size = uint64_t(n.get("image").getInt("virtual-size").value_or(0));
 			d.bitmaps = bitmapsFromQmp(n.get("dirty-bitmaps"));
+			d.encrypted = n.getBool("encrypted").value_or(false);
 			out.push_back(std::move(d));
 		}
 	return out;
@@ -329,6 +330,7 @@ Result<std::vector<DiskInfo>> QemuDriver::disksLocked()
 		d.filename = inserted.getString("file").value_or("");
 		d.size = uint64_t(inserted.get("image").getInt("virtual-size").value_or(0));
 		d.bitmaps = bitmapsFromQmp(inserted.get("dirty-bitmaps"));
+		d.encrypted = inserted.getBool("encrypted").value_or(false);
 		if (!qdev.empty()) {
 			Json a = args();
 			a.set("path", Json::string("/machine/peripheral/" + qdev));

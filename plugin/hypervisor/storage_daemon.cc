@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/secret_memfd.h"
 #include "core/socket_probe.h"
 #include "qmp/qmp_client.h"
 
@@ -45,18 +46,30 @@ Result<std::unique_ptr<StorageDaemon>> StorageDaemon::start(const std::vector<St
 	std::string socket = (dir / "qsd.qmp").string();
 	fs::path log = dir / "qsd.log";
 	std::vector<std::string> argv = {"qemu-storage-daemon"};
+	// Held until it has opened the images, which reads them.
+	std::vector<UniqueFd> secrets;
+	SpawnOptions options;
 	for (const StorageDaemonDisk &d : disks) {
+		std::string format = "driver=" + d.format;
+		if (!d.passphrase.empty()) {
+			VS_ASSIGN(UniqueFd fd, secretMemfd(d.passphrase));
+			std::string id = "secret-" + d.node;
+			argv.insert(argv.end(), {"--object", secretObject(id, fd.get())});
+			options.keepFds.push_back(fd.get());
+			secrets.push_back(std::move(fd));
+			format = d.format == "qcow2" ? "driver=qcow2,encrypt.format=luks,encrypt.key-secret=" + id
+						     : "driver=luks,key-secret=" + id;
+		}
 		argv.push_back("--blockdev");
 		argv.push_back("driver=file,node-name=file-" + d.node + ",filename=" + escapeCommas(d.file));
 		argv.push_back("--blockdev");
-		argv.push_back("driver=" + d.format + ",node-name=" + d.node + ",file=file-" + d.node);
+		argv.push_back(format + ",node-name=" + d.node + ",file=file-" + d.node);
 	}
 	argv.push_back("--chardev");
 	argv.push_back("socket,id=monitor,server=on,wait=off,path=" + escapeCommas(socket));
 	argv.push_back("--monitor");
 	argv.push_back("chardev=monitor");
 
-	SpawnOptions options;
 	options.out = Stdio::toFile(log);
 	options.err = Stdio::sameAsStdout();
 	options.errorCode = errc::kHypervisor;

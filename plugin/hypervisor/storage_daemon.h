@@ -18,6 +18,9 @@ struct StorageDaemonDisk {
 	std::string node; // format node name, used as the disk id
 	std::string file;
 	std::string format;
+	// An encrypted image's passphrase ("": not encrypted): a qcow2 with
+	// LUKS encryption, or a LUKS image ("raw" to libvirt).
+	std::string passphrase;
 };
 
 class StorageDaemon

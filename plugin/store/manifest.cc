@@ -68,6 +68,10 @@ std::string serializeManifest(const Manifest &m)
 		codes.append(c);
 	}
 	j.set("product_codes", codes);
+	if (m.encrypted) {
+		j.set("encrypted", Json::boolean(true));
+		j.set("kms_key_id", str(m.kmsKeyId));
+	}
 	if (!m.source.snapshotId.empty()) {
 		Json src = Json::object();
 		src.set("snapshot_id", str(m.source.snapshotId));
@@ -133,6 +137,8 @@ Result<Manifest> parseManifest(std::string_view text)
 	Json codes = j.get("product_codes");
 	for (size_t i = 0; i < codes.size(); i++)
 		m.productCodes.push_back({s(codes.at(i), "id"), s(codes.at(i), "type")});
+	m.encrypted = j.getBool("encrypted").value_or(false);
+	m.kmsKeyId = s(j, "kms_key_id");
 	Json st = j.get("stats");
 	m.stats = {u(st, "bytes_read"), u(st, "bytes_added"), u(st, "chunks_new"), u(st, "chunks_reused"),
 		   u(st, "zero_chunks"), u(st, "bytes_transferred")};

@@ -63,6 +63,11 @@ struct Manifest {
 	std::string ownerId;               // who asked for it (the requesting user's uid)
 	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
 	std::vector<ProductCode> productCodes; // the volume's, when it was taken
+	// The volume was encrypted (a LUKS image, or marked by modify-volume):
+	// its restores must be encrypted too. kmsKeyId names the key (today
+	// the store's default key domain); "" when not encrypted.
+	bool encrypted = false;
+	std::string kmsKeyId;
 	CopySource source;                 // a copy's origin; empty snapshotId when not a copy
 	CaptureStats stats;
 };

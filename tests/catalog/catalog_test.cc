@@ -22,6 +22,8 @@ VolumeRow fullVolume(unsigned n)
 	v.volumeClass = "st1";
 	v.target = "/run/vm" + std::to_string(n) + ".qmp";
 	v.size = (uint64_t(1) << 40) + n;
+	v.encrypted = true;
+	v.kmsKeyId = "8899aabbccddee" + std::to_string(10 + n % 90);
 	v.tags = {{"team", "storage"}, {"Name", "disk \u2603"}};
 	return v;
 }
@@ -115,7 +117,8 @@ TEST_F(CatalogTest, SnapshotRoundTripsEveryField)
 	extremes.bytesAdded = 0;
 	extremes.freezeMillis = -1;
 	extremes.progress = 0;
-	extremes.encrypted = true;
+	extremes.encrypted = false;
+	extremes.kmsKeyId = "";
 	extremes.deleteRequested = false;
 	extremes.description = std::string("nul\0inside", 10) + " 'quoted' -- ; DROP TABLE snapshots";
 	extremes.tags = {};
@@ -141,6 +144,7 @@ TEST_F(CatalogTest, SnapshotRoundTripsEveryField)
 	EXPECT_EQ(g.ownerId, full.ownerId);
 	EXPECT_EQ(g.consistencyLevel, full.consistencyLevel);
 	EXPECT_EQ(g.encrypted, full.encrypted);
+	EXPECT_EQ(g.kmsKeyId, full.kmsKeyId);
 	EXPECT_EQ(g.volumeSize, full.volumeSize);
 	EXPECT_EQ(g.bytesAdded, full.bytesAdded);
 	EXPECT_EQ(g.snapshotSetId, full.snapshotSetId);
@@ -686,22 +690,30 @@ TEST_F(CatalogTest, PoliciesAndTheirRuns)
 
 // A catalog an older virtsnap wrote keeps its rows, with what later
 // versions added empty (their manifests had none of it either), and takes
-// whole rows after: version 4 had no runs' copies, version 3 no copies'
-// columns, version 2 no product codes, version 1 no policies.
+// whole rows after: version 5 had no encryption columns, version 4 no
+// runs' copies, version 3 no copies' columns, version 2 no product codes,
+// version 1 no policies.
 TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 {
-	const std::string noRunCopies = "ALTER TABLE policy_runs DROP COLUMN copies; "
-					"ALTER TABLE policy_runs DROP COLUMN deleted_copies; ";
+	// Version 5 rows all said encrypted (hard-coded); a migration makes
+	// them say what their manifests say: not encrypted.
+	const std::string noEncryption = "ALTER TABLE snapshots DROP COLUMN kms_key_id; "
+					 "ALTER TABLE volumes DROP COLUMN encrypted; "
+					 "ALTER TABLE volumes DROP COLUMN kms_key_id; ";
+	const std::string noRunCopies = noEncryption + "ALTER TABLE policy_runs DROP COLUMN copies; "
+						       "ALTER TABLE policy_runs DROP COLUMN deleted_copies; ";
 	const std::string noCopies = noRunCopies + "ALTER TABLE snapshots DROP COLUMN source_snapshot_id; "
 				     "ALTER TABLE snapshots DROP COLUMN source_store; "
 				     "ALTER TABLE snapshots DROP COLUMN bytes_transferred; ";
 	const std::string noCodes = noCopies + "ALTER TABLE snapshots DROP COLUMN product_codes; ";
 	const std::string noPolicies = noCodes + "DROP TABLE policies; DROP TABLE policy_runs; ";
 	for (const auto &[version, downgrade] : std::vector<std::pair<int, std::string>>{
-		     {4, noRunCopies}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
+		     {5, noEncryption}, {4, noRunCopies}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
 		SCOPED_TRACE("from version " + std::to_string(version));
 		std::filesystem::remove(file());
 		SnapshotRow before = fullSnapshot(1);
+		before.encrypted = false;
+		before.kmsKeyId = "";
 		if (version < 4) {
 			before.sourceSnapshotId = before.sourceStore = "";
 			before.bytesTransferred = 0;

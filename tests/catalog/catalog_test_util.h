@@ -65,7 +65,8 @@ inline SnapshotRow fullSnapshot(unsigned n)
 	r.name = "name-" + std::to_string(n);
 	r.ownerId = "123456789012";
 	r.consistencyLevel = "application";
-	r.encrypted = false;
+	r.encrypted = true;
+	r.kmsKeyId = "00112233445566" + std::to_string(10 + n % 90);
 	r.volumeSize = (uint64_t(1) << 63) + n; // above int64's range
 	r.bytesAdded = 4096 * uint64_t(n + 1);
 	r.snapshotSetId = "ssid-" + std::to_string(n);

@@ -28,7 +28,7 @@ protected:
 			     {{"team", "prod"}}));
 		SnapshotRow six = snapshot(6, volId(3), "pending", "2026-02-01T00:00:01.000Z", "");
 		six.ownerId = "123456789012";
-		six.encrypted = false;
+		six.encrypted = true;
 		six.progress = 80;
 		six.volumeSize = (uint64_t(10) << 30) + 1; // 10 GiB and a byte: shown as 11
 		six.productCodes = {"abc123:marketplace", "zz9:devpay"};
@@ -89,8 +89,8 @@ TEST_F(DescribeTest, StatusVolumeIdSnapshotIdOwnerId)
 
 TEST_F(DescribeTest, EncryptedProgressVolumeSize)
 {
-	EXPECT_EQ(ids({{"encrypted", {"false"}}}), S({6}));
-	EXPECT_EQ(ids({{"encrypted", {"true"}}}), S({1, 2, 3, 4, 5}));
+	EXPECT_EQ(ids({{"encrypted", {"true"}}}), S({6}));
+	EXPECT_EQ(ids({{"encrypted", {"false"}}}), S({1, 2, 3, 4, 5}));
 	EXPECT_EQ(ids({{"progress", {"80%"}}}), S({6}));
 	EXPECT_EQ(ids({{"progress", {"8*"}}}), S({6}));
 	EXPECT_EQ(ids({{"volume-size", {"11"}}}), S({6})) << "GiB, rounded up";

@@ -87,6 +87,7 @@ void expectDefaults(const Config &c)
 	EXPECT_EQ(c.storeTimeout, std::chrono::seconds(30));
 	EXPECT_EQ(c.libvirtUri, "qemu:///system");
 	EXPECT_EQ(c.hypervisorTimeout, std::chrono::seconds(30));
+	EXPECT_EQ(c.luksIterTime, std::chrono::milliseconds(2000));
 }
 
 TEST_F(ConfigTest, MissingFileMeansDefaults)
@@ -118,7 +119,9 @@ TEST_F(ConfigTest, EveryKeyIsRead)
 				       "[libvirt]\n"
 				       "uri = qemu+ssh://root@host/system\n"
 				       "[hypervisor]\n"
-				       "timeout = 12\n");
+				       "timeout = 12\n"
+				       "[restore]\n"
+				       "luks-iter-time = 250\n");
 	auto c = loadConfig(p);
 	ASSERT_TRUE(c) << c.error().toString();
 	EXPECT_EQ(c->storePath, "/srv/snapshots");
@@ -131,6 +134,7 @@ TEST_F(ConfigTest, EveryKeyIsRead)
 	EXPECT_EQ(c->storeTimeout, std::chrono::seconds(5));
 	EXPECT_EQ(c->libvirtUri, "qemu+ssh://root@host/system");
 	EXPECT_EQ(c->hypervisorTimeout, std::chrono::seconds(12));
+	EXPECT_EQ(c->luksIterTime, milliseconds(250));
 	EXPECT_EQ(c->loadedFrom, p);
 }
 
@@ -186,7 +190,7 @@ TEST_F(ConfigTest, ShippedExampleDocumentsTheDefaults)
 			uncommented += line + "\n";
 		}
 	}
-	EXPECT_EQ(keys, 12) << "the example should show every key once";
+	EXPECT_EQ(keys, 13) << "the example should show every key once";
 	auto all = loadConfig(write("uncommented.conf", uncommented));
 	ASSERT_TRUE(all) << all.error().toString();
 	expectDefaults(*all);
@@ -255,6 +259,8 @@ TEST_F(ConfigTest, BadValuesNameTheKeyAndTheProblem)
 		{"[store]\ntimeout = 2.5\n", "[store] timeout: ", "'2.5'"},
 		{"[store]\ntimeout = 3601\n", "[store] timeout: ", "from 1 to 3600"},
 		{"[hypervisor]\ntimeout = 0\n", "[hypervisor] timeout: ", "from 1 to 3600"},
+		{"[restore]\nluks-iter-time = 0\n", "[restore] luks-iter-time: ", "from 1 to 60000"},
+		{"[restore]\nluks-iter-time = 2s\n", "[restore] luks-iter-time: ", "'2s'"},
 		{"[store]\npath = var/lib/virtsnap\n", "[store] path: ", "not an absolute path"},
 		{"[store]\nkey-file = store.key\n", "[store] key-file: ", "not an absolute path"},
 		{"[daemon]\nsocket = ./d.sock\n", "[daemon] socket: ", "not an absolute path"},

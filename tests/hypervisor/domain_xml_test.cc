@@ -67,6 +67,32 @@ TEST(DomainXml, ReadsDisksBootOrderAndPowerSettings)
 	EXPECT_EQ(d->disks[1].bootOrder, -1);
 }
 
+// A LUKS disk as libvirt 9 writes it (<encryption> in <source>) and as
+// older versions did (in <disk>); restore-instance reads its secret.
+TEST(DomainXml, ReadsADiskEncryptionAndItsSecret)
+{
+	auto d = parseDomainXml(R"(<domain type='kvm'><name>vm</name><uuid>6d0a8ba6-3a2c-4a63-9a4d-0b8f1f4c2a11</uuid>
+		<devices>
+		  <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+		    <source file='/images/a.qcow2'><encryption format='luks'>
+		      <secret type='passphrase' uuid='0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f'/></encryption></source>
+		    <target dev='vda' bus='virtio'/></disk>
+		  <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/images/b.luks'/>
+		    <encryption format='luks'><secret type='passphrase' uuid='1b81f5b2-8403-7b23-c8d6-21ccc2f80d6f'/></encryption>
+		    <target dev='vdb' bus='virtio'/></disk>
+		  <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/images/c.qcow2'/>
+		    <target dev='vdc' bus='virtio'/></disk>
+		</devices></domain>)");
+	ASSERT_TRUE(d) << d.error().toString();
+	ASSERT_EQ(d->disks.size(), 3u);
+	EXPECT_EQ(d->disks[0].encryptionFormat, "luks");
+	EXPECT_EQ(d->disks[0].encryptionSecret, "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f");
+	EXPECT_EQ(d->disks[1].encryptionFormat, "luks");
+	EXPECT_EQ(d->disks[1].encryptionSecret, "1b81f5b2-8403-7b23-c8d6-21ccc2f80d6f");
+	EXPECT_EQ(d->disks[2].encryptionFormat, "");
+	EXPECT_EQ(d->disks[2].encryptionSecret, "");
+}
+
 TEST(DomainXml, RefusesWhatIsNotXmlAndADomainWithoutUuid)
 {
 	auto garbage = parseDomainXml("<domain><name>x</name>");

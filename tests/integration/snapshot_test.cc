@@ -148,6 +148,8 @@ TEST_F(SnapshotTest, FullThenIncrementalRestoreBitExact)
 	Json full = snapshot({"--description", "first", "--tag", "env=test"});
 	std::string ref1 = saveReference("ref1.raw");
 	std::string s1 = full.getString("SnapshotId").value_or("");
+	EXPECT_EQ(full.getBool("Encrypted"), false) << "not a LUKS image, not marked";
+	EXPECT_FALSE(full.has("KmsKeyId"));
 	EXPECT_EQ(full.getString("CaptureMode"), "full");
 	EXPECT_EQ(full.getString("State"), "completed");
 	EXPECT_EQ(full.getString("Description"), "first");
@@ -193,6 +195,39 @@ TEST_F(SnapshotTest, ThirdSnapshotAfterNoChangeAddsAlmostNothing)
 	EXPECT_EQ(same.getInt("BytesAdded"), 0); // no chunk, no page changed
 	expectRestoresTo(same.getString("SnapshotId").value_or(""), reference_, "raw");
 	(void)s1;
+}
+
+// A volume marked encrypted gives encrypted snapshots, which restore only
+// with a passphrase; keys other than the store's are unknown, and nothing
+// turns an encrypted volume back.
+TEST_F(SnapshotTest, AVolumeMarkedEncryptedGivesEncryptedSnapshots)
+{
+	std::string volume = snapshot().getString("VolumeId").value_or("");
+	CliResult unknown = cli({"modify-volume", "--volume-id", volume, "--encrypted", "true", "--kms-key-id", "k1"});
+	EXPECT_NE(unknown.status, 0);
+	EXPECT_NE(unknown.err.find("unknown key"), std::string::npos) << unknown.err;
+	CliResult marked = cli({"modify-volume", "--volume-id", volume, "--encrypted", "true"});
+	ASSERT_EQ(marked.status, 0) << marked.err;
+	EXPECT_EQ(marked.json().getBool("Encrypted"), true) << marked.out;
+	std::string key = marked.json().getString("KmsKeyId").value_or("");
+	EXPECT_EQ(key.size(), 16u) << marked.out;
+	CliResult back = cli({"modify-volume", "--volume-id", volume, "--encrypted", "false"});
+	EXPECT_NE(back.status, 0);
+	EXPECT_NE(back.err.find("InvalidParameterValue"), std::string::npos) << back.err;
+
+	Json s2 = snapshot();
+	EXPECT_EQ(s2.getBool("Encrypted"), true);
+	EXPECT_EQ(s2.getString("KmsKeyId"), key);
+	std::string id = s2.getString("SnapshotId").value_or("");
+	CliResult listed = cli({"describe-snapshots", "--filter", "Name=encrypted,Values=true"});
+	ASSERT_EQ(listed.status, 0) << listed.err;
+	ASSERT_EQ(listed.json().get("Snapshots").size(), 1u) << listed.out;
+	EXPECT_EQ(listed.json().get("Snapshots").at(0).getString("SnapshotId"), id);
+	std::string target = tmp_.file("plain.qcow2");
+	CliResult refused = cli({"create-volume", "--snapshot-id", id, "--target", target});
+	EXPECT_NE(refused.status, 0);
+	EXPECT_NE(refused.err.find("--encryption-secret-file"), std::string::npos) << refused.err;
+	EXPECT_FALSE(fs::exists(target));
 }
 
 TEST_F(SnapshotTest, DeletingTheFirstLeavesTheSecondRestorable)

@@ -50,6 +50,8 @@ Manifest fullManifest(const std::string &snapshotId)
 	m.snapshotSetId = "snap-0fedcba9876543210";
 	m.bitmapName = "virtsnap-snap-0123456789abcdef1";
 	m.productCodes = {{"8l7pawpyjfh0u9p6aefa8ngmg", "marketplace"}, {"abc123", "devpay"}};
+	m.encrypted = true;
+	m.kmsKeyId = "0123456789abcdef";
 	m.stats = {(1ull << 40) + 7, (1ull << 33) + 5, 123456789, 987654321, 55555, (1ull << 36) + 3};
 	m.source = {"snap-0123456789abcdef2", "0123456789abcdef0123456789abcdef", "s3://bucket/prefix?endpoint=http://rgw"};
 	return m;
@@ -81,6 +83,8 @@ void expectSame(const Manifest &a, const Manifest &b)
 	EXPECT_EQ(a.snapshotSetId, b.snapshotSetId);
 	EXPECT_EQ(a.bitmapName, b.bitmapName);
 	EXPECT_EQ(a.productCodes, b.productCodes);
+	EXPECT_EQ(a.encrypted, b.encrypted);
+	EXPECT_EQ(a.kmsKeyId, b.kmsKeyId);
 	EXPECT_EQ(a.stats.bytesRead, b.stats.bytesRead);
 	EXPECT_EQ(a.stats.bytesAdded, b.stats.bytesAdded);
 	EXPECT_EQ(a.stats.chunksNew, b.stats.chunksNew);
@@ -148,6 +152,23 @@ TEST(ManifestTest, AManifestWithoutProductCodesHasNone)
 	auto back = parseManifest(text);
 	ASSERT_TRUE(back) << describe(back);
 	EXPECT_TRUE(back->productCodes.empty());
+}
+
+// Manifests written before encrypted volumes existed, or of an unencrypted
+// volume, have no such member: not encrypted.
+TEST(ManifestTest, AManifestWithoutEncryptedIsNotEncrypted)
+{
+	Manifest m = fullManifest("snap-00112233445566778");
+	std::string text = serializeManifest(m);
+	ASSERT_NE(text.find("\"kms_key_id\":\"0123456789abcdef\""), std::string::npos);
+	m.encrypted = false;
+	m.kmsKeyId = "ignored";
+	text = serializeManifest(m);
+	EXPECT_EQ(text.find("encrypted"), std::string::npos);
+	auto back = parseManifest(text);
+	ASSERT_TRUE(back) << describe(back);
+	EXPECT_FALSE(back->encrypted);
+	EXPECT_EQ(back->kmsKeyId, "");
 }
 
 TEST(ManifestTest, EmptyVolumeHasNoPages)

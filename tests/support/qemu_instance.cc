@@ -102,7 +102,8 @@ void addDisk(std::vector<std::string> &args, const DiskSpec &disk, size_t index)
 							      "," + disk.blkdebug});
 		below = "debug-" + id;
 	}
-	args.insert(args.end(), {"-blockdev", "driver=" + disk.format + ",file=" + below + ",node-name=fmt-" + id});
+	args.insert(args.end(), {"-blockdev", "driver=" + disk.format + ",file=" + below + ",node-name=fmt-" + id +
+						      (disk.formatOptions.empty() ? "" : "," + disk.formatOptions)});
 	std::string device = "virtio-blk-pci,drive=fmt-" + id + ",id=" + id + ",share-rw=on";
 	if (disk.bootIndex >= 0)
 		device += ",bootindex=" + std::to_string(disk.bootIndex);
@@ -157,6 +158,8 @@ std::unique_ptr<QemuInstance> QemuInstance::start(const QemuOptions &options, st
 	if (!options.append.empty())
 		args.insert(args.end(), {"-append", options.append});
 
+	for (const std::string &object : options.objects)
+		args.insert(args.end(), {"-object", object});
 	for (size_t i = 0; i < options.disks.size(); i++)
 		addDisk(args, options.disks[i], i);
 

@@ -42,6 +42,9 @@ struct DiskSpec {
 	// inject I/O errors ("inject-error.0.event=read_aio,..."; see QEMU's
 	// docs/devel/blkdebug.rst); empty: no such node.
 	std::string blkdebug = "";
+	// Appended to the format node's options ("encrypt.key-secret=sec0"
+	// for a LUKS qcow2, with a QemuOptions::objects secret of that id).
+	std::string formatOptions = "";
 };
 
 struct QemuOptions {
@@ -59,6 +62,9 @@ struct QemuOptions {
 	std::string kernel;
 	std::string initrd;
 	std::string append;
+	// -object arguments ("secret,id=sec0,file=PATH,format=raw"), given
+	// before the disks that refer to them.
+	std::vector<std::string> objects;
 	// Appended last, verbatim except that "@DIR@" becomes dir(), so extra
 	// sockets and files can live in the private directory.
 	std::vector<std::string> extraArgs;
