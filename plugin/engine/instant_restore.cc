@@ -67,6 +67,13 @@ Result<InstantVolume> createInstantVolume(store::Store &store, const InstantRequ
 {
 	VS_TRY(checkSnapshotId(req.snapshotId));
 	VS_TRY(checkInstantTarget(req));
+	// Its image would take the guest's data in plaintext: an encrypted
+	// snapshot is restored only into a LUKS image (luks_image.h). One
+	// without a manifest yet is refused below, as serving it is.
+	if (auto early = store.getManifest(req.snapshotId); early && early->encrypted)
+		return fail(errc::kInvalidParameterValue, "snapshot " + req.snapshotId +
+								  " is encrypted: --instant writes a plain qcow2; "
+								  "restore it without --instant and with --encryption-secret-file");
 	VS_ASSIGN(std::string name, newResourceId("instant-"));
 	VS_TRY(makeDirs(req.instantDir, 0755));
 	ServeRequest serve = req.serve;
@@ -88,14 +95,6 @@ Result<InstantVolume> createInstantVolume(store::Store &store, const InstantRequ
 	if (!m) {
 		stop();
 		return std::unexpected(m.error());
-	}
-	// Its image would take the guest's data in plaintext: an encrypted
-	// snapshot is restored only into a LUKS image (luks_image.h).
-	if (m->encrypted) {
-		stop();
-		return fail(errc::kInvalidParameterValue, "snapshot " + req.snapshotId +
-								  " is encrypted: --instant writes a plain qcow2; "
-								  "restore it without --instant and with --encryption-secret-file");
 	}
 	if (auto shared = shareSocketWithGroup(serve.socket); !shared) {
 		stop();

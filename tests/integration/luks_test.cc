@@ -198,6 +198,12 @@ TEST_F(LuksTest, SnapshotsRestoreIntoLuksImagesWithoutPlaintext)
 	EXPECT_NE(loose.status, 0);
 	EXPECT_NE(loose.err.find("0600"), std::string::npos) << loose.err;
 	EXPECT_FALSE(fs::exists(refused));
+	// An instant restore's qcow2 would take plaintext: refused before it serves.
+	CliResult instant = run({"create-volume", "--snapshot-id", s1, "--target", refused, "--instant"});
+	EXPECT_NE(instant.status, 0);
+	EXPECT_NE(instant.err.find("is encrypted"), std::string::npos) << instant.err;
+	EXPECT_EQ(std::count(instant.err.begin(), instant.err.end(), '\n'), 1) << instant.err;
+	EXPECT_FALSE(fs::exists(refused));
 
 	expectRestoresEncrypted(s1, ref1);
 	// virtsnapd reads the passphrase file as its caller, the same way.
