@@ -59,6 +59,10 @@ std::string serializeManifest(const Manifest &m)
 	j.set("quiesce_note", str(m.quiesceNote));
 	j.set("snapshot_set_id", str(m.snapshotSetId));
 	j.set("owner_id", str(m.ownerId));
+	if (!m.accountId.empty())
+		j.set("account_id", str(m.accountId));
+	if (m.encrypted)
+		j.set("encrypted", Json::boolean(true));
 	j.set("bitmap_name", str(m.bitmapName));
 	Json codes = Json::array();
 	for (const ProductCode &code : m.productCodes) {
@@ -129,6 +133,8 @@ Result<Manifest> parseManifest(std::string_view text)
 	m.quiesceNote = s(j, "quiesce_note");
 	m.snapshotSetId = s(j, "snapshot_set_id");
 	m.ownerId = s(j, "owner_id");
+	m.accountId = s(j, "account_id");
+	m.encrypted = j.getBool("encrypted").value_or(false);
 	m.bitmapName = s(j, "bitmap_name");
 	Json codes = j.get("product_codes");
 	for (size_t i = 0; i < codes.size(); i++)

@@ -61,6 +61,12 @@ struct Manifest {
 	std::string quiesceNote;           // why crash-consistent when a freeze was wanted
 	std::string snapshotSetId;         // shared by the snapshots of one create-snapshots
 	std::string ownerId;               // who asked for it (the requesting user's uid)
+	// The owning account (12 digits); empty in manifests written before
+	// accounts existed: those belong to the store's default account.
+	std::string accountId;
+	// A snapshot of an encrypted volume ("encrypted"; absent: false, as
+	// every snapshot before encrypted volumes was of a plain one).
+	bool encrypted = false;
 	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
 	std::vector<ProductCode> productCodes; // the volume's, when it was taken
 	CopySource source;                 // a copy's origin; empty snapshotId when not a copy
