@@ -128,6 +128,17 @@ ALTER TABLE snapshots ADD COLUMN source_store TEXT NOT NULL DEFAULT '';
 ALTER TABLE snapshots ADD COLUMN bytes_transferred INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Version 5: owner_id is the owning account (12 digits; daemon/access.h),
+// no longer the requesting uid. Rows from before name a uid: their
+// snapshots belong to the store's default account, which an empty owner
+// means (as a manifest without account_id does). `encrypted` was written
+// true for every row; no snapshot before this version was of an encrypted
+// volume, and the manifests (which a rebuild reads) say so.
+constexpr const char *kSchemaV5 = R"sql(
+UPDATE snapshots SET owner_id = '' WHERE NOT (length(owner_id) = 12 AND owner_id NOT GLOB '*[^0-9]*');
+UPDATE snapshots SET encrypted = 0;
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -165,6 +176,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV3));
 		if (now < 4)
 			VS_TRY(conn_.exec(kSchemaV4));
+		if (now < 5)
+			VS_TRY(conn_.exec(kSchemaV5));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

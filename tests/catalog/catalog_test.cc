@@ -678,8 +678,9 @@ TEST_F(CatalogTest, PoliciesAndTheirRuns)
 
 // A catalog an older virtsnap wrote keeps its rows, with what later
 // versions added empty (their manifests had none of it either), and takes
-// whole rows after: version 3 had no copies' columns, version 2 no product
-// codes, version 1 no policies.
+// whole rows after: version 4 named a uid as a snapshot's owner (now: the
+// default account, "") and said every snapshot was encrypted, version 3
+// had no copies' columns, version 2 no product codes, version 1 no policies.
 TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 {
 	const std::string noCopies = "ALTER TABLE snapshots DROP COLUMN source_snapshot_id; "
@@ -688,7 +689,7 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 	const std::string noCodes = noCopies + "ALTER TABLE snapshots DROP COLUMN product_codes; ";
 	const std::string noPolicies = noCodes + "DROP TABLE policies; DROP TABLE policy_runs; ";
 	for (const auto &[version, downgrade] :
-	     std::vector<std::pair<int, std::string>>{{3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
+	     std::vector<std::pair<int, std::string>>{{4, ""}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
 		SCOPED_TRACE("from version " + std::to_string(version));
 		std::filesystem::remove(file());
 		SnapshotRow before = fullSnapshot(1);
@@ -696,10 +697,15 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 		before.bytesTransferred = 0;
 		if (version < 3)
 			before.productCodes.clear();
+		SnapshotRow old = before;
+		old.ownerId = "1000";
+		old.encrypted = true;
+		before.ownerId = "";
+		before.encrypted = false;
 		{
 			auto cat = openCatalog();
 			ASSERT_TRUE(cat);
-			ASSERT_TRUE(cat->putSnapshot(before));
+			ASSERT_TRUE(cat->putSnapshot(old));
 		}
 		{
 			RawDb raw(file());
