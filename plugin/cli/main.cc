@@ -358,7 +358,7 @@ std::string commandName(std::vector<std::string> &raw)
 void makePathsAbsolute(Arguments &args)
 {
 	for (const char *option :
-	     {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data", "nbd-socket"}) {
+	     {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data", "nbd-socket", "account-key-file"}) {
 		std::string value = args.get(option);
 		if (value.empty() || value.front() == '/')
 			continue;
@@ -422,6 +422,7 @@ int run(int argc, char **argv)
 	ctx.location.timeout = config->storeTimeout;
 	ctx.service.libvirtUri = config->libvirtUri;
 	ctx.service.hypervisorTimeout = config->hypervisorTimeout;
+	ctx.service.accounts = config->accounts;
 	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {

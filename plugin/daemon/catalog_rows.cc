@@ -14,8 +14,9 @@ catalog::SnapshotRow snapshotRow(const store::Manifest &m, SnapshotState state, 
 	r.completionTime = m.completionTime;
 	r.description = m.description;
 	r.name = m.name;
-	r.ownerId = m.ownerId;
+	r.ownerId = m.accountId; // the owning account; "" (from before accounts): the default
 	r.consistencyLevel = m.consistency;
+	r.encrypted = m.encrypted;
 	r.volumeSize = m.volumeSize;
 	r.bytesAdded = m.stats.bytesAdded;
 	r.bytesRead = m.stats.bytesRead;

@@ -3,6 +3,7 @@
 // the caller can read), then admit and run the copy (copy_job.h).
 #include <string>
 
+#include "access.h"
 #include "catalog/catalog.h"
 #include "copy_job.h"
 #include "engine/block_writes.h"
@@ -64,11 +65,14 @@ Result<void> requireCompleted(Context &ctx, const std::string &snapshotId)
 
 } // namespace
 
-Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const std::string &ownerId,
-			const engine::ProgressFn &progress)
+Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const Call &call)
 {
+	const std::string &ownerId = call.uid;
 	AdmittedCopy a;
 	if (req.sourceStore.empty()) {
+		// Another account's snapshot, unless shared with this one, does
+		// not exist for it (access.h).
+		VS_TRY(visibleSnapshot(ctx, call, req.sourceSnapshotId));
 		VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
 	} else {
 		VS_ASSIGN(a.otherSource, openSourceStore(ctx, req, ownerId));
@@ -89,11 +93,14 @@ Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const std::string
 				     : req.description;
 	a.copy.tags = req.tags;
 	a.copy.ownerId = ownerId;
+	// The copy is the copying account's, and shares nothing: permissions
+	// are records of the source's id, never copied.
+	a.copy.accountId = call.accountId;
 	// A copy's volume is EBS's vol-ffffffff (ours, kDirectVolumeId): its
 	// pending limit is how many copies (and block writes) may be pending.
 	a.volumes = {engine::kDirectVolumeId};
 	a.request = std::move(req);
-	return CopyJob::start(ctx, std::move(a), progress);
+	return CopyJob::start(ctx, std::move(a), call.progress);
 }
 
 Result<Reply> copySnapshot(Context &ctx, const Call &call)
@@ -113,7 +120,7 @@ Result<Reply> copySnapshot(Context &ctx, const Call &call)
 		doc.set("SnapshotId", Json::string(ids && ids->size() ? ids->at(0).asString() : ""));
 		return ok(doc);
 	}
-	return startCopy(ctx, std::move(req), call.ownerId, call.progress);
+	return startCopy(ctx, std::move(req), call);
 }
 
 } // namespace virtsnap::daemon

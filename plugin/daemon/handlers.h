@@ -21,6 +21,15 @@ Result<std::optional<catalog::RequestRow>> earlierRequest(Context &ctx, const st
 // The pending limits per volume that creates and copies count against.
 Admission::Limits pendingLimits(Context &ctx);
 
+// account_commands.cc
+Result<Reply> createAccount(Context &ctx, const Call &call);
+Result<Reply> describeAccounts(Context &ctx, const Call &call);
+
+// sharing_commands.cc
+Result<Reply> modifySnapshotAttribute(Context &ctx, const Call &call);
+Result<Reply> describeSnapshotAttribute(Context &ctx, const Call &call);
+Result<Reply> resetSnapshotAttribute(Context &ctx, const Call &call);
+
 // copy_commands.cc
 Result<Reply> copySnapshot(Context &ctx, const Call &call);
 

@@ -89,6 +89,7 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 	s.service.maxParallelJobs = config->maxParallelJobs;
 	s.service.libvirtUri = config->libvirtUri;
 	s.service.hypervisorTimeout = config->hypervisorTimeout;
+	s.service.accounts = config->accounts;
 	*status = 2;
 	// The same rules as in the config file, so the two never disagree.
 	if (args.has("handler-timeout")) {

@@ -2,6 +2,7 @@
 // describe-volumes and modify-volume.
 #include <algorithm>
 
+#include "access.h"
 #include "catalog/catalog.h"
 #include "catalog_rows.h"
 #include "core/ids.h"
@@ -65,6 +66,7 @@ Result<Reply> changeTags(Context &ctx, const Call &call, bool create)
 		return create ? engine::createTags(*ctx.store, resource, tags) : engine::deleteTags(*ctx.store, resource, tags);
 	};
 	if (isSnapshotId(resource)) {
+		VS_TRY(ownedSnapshot(ctx, call, resource)); // tags are the owner's to change
 		VS_TRY(ctx.catalog->transaction([&]() -> Result<void> {
 			VS_ASSIGN(auto row, ctx.catalog->getSnapshot(resource));
 			if (!row)
@@ -114,10 +116,11 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	if (target.empty())
 		return fail(errc::kMissingParameter, "--target is required");
 	VS_TRY(checkSnapshotId(id));
-	auto row = ctx.catalog->getSnapshot(id);
-	if (row && *row && (*row)->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name((*row)->state) + ", not completed");
-	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.ownerId};
+	// Its owner's, or shared with the caller's account (access.h).
+	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, id));
+	if (row.state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
+	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid};
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(m.snapshotId));
