@@ -106,6 +106,12 @@ struct PolicyRunRow {
 	std::string outcome;            // succeeded | failed
 	std::string message;            // why it failed
 	std::vector<std::string> snapshotIds;
+	// The CrossStoreCopyRules' part, JSON arrays as get-lifecycle-policy
+	// shows them: each copy made or tried ({"SourceSnapshotId",
+	// "TargetStore", "SnapshotId", "State", "Message"}), and each copy its
+	// retention deleted from a target store ({"TargetStore", "SnapshotId"}).
+	std::string copies = "[]";
+	std::string deletedCopies = "[]";
 
 	bool operator==(const PolicyRunRow &) const = default;
 };
@@ -131,7 +137,7 @@ struct Page {
 class Catalog
 {
 public:
-	static constexpr int kSchemaVersion = 5;
+	static constexpr int kSchemaVersion = 6;
 
 	// Opens `file`, creating it (mode 0600) and its schema if needed; WAL,
 	// synchronous=FULL, busy_timeout 5000 ms. StoreCorrupted for a schema

@@ -34,6 +34,8 @@ const Table<PolicyRunRow> kPolicyRuns = {
 		{"outcome", &PolicyRunRow::outcome},
 		{"message", &PolicyRunRow::message},
 		{"snapshot_ids", &PolicyRunRow::snapshotIds},
+		{"copies", &PolicyRunRow::copies},
+		{"deleted_copies", &PolicyRunRow::deletedCopies},
 	},
 };
 

@@ -128,13 +128,20 @@ ALTER TABLE snapshots ADD COLUMN source_store TEXT NOT NULL DEFAULT '';
 ALTER TABLE snapshots ADD COLUMN bytes_transferred INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-// Version 5: owner_id is the owning account (12 digits; daemon/access.h),
+// Version 5: what a run's CrossStoreCopyRules copied into other stores and
+// deleted there (JSON arrays); runs from before copied nothing.
+constexpr const char *kSchemaV5 = R"sql(
+ALTER TABLE policy_runs ADD COLUMN copies TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE policy_runs ADD COLUMN deleted_copies TEXT NOT NULL DEFAULT '[]';
+)sql";
+
+// Version 6: owner_id is the owning account (12 digits; daemon/access.h),
 // no longer the requesting uid. Rows from before name a uid: their
 // snapshots belong to the store's default account, which an empty owner
 // means (as a manifest without account_id does). `encrypted` was written
 // true for every row; no snapshot before this version was of an encrypted
 // volume, and the manifests (which a rebuild reads) say so.
-constexpr const char *kSchemaV5 = R"sql(
+constexpr const char *kSchemaV6 = R"sql(
 UPDATE snapshots SET owner_id = '' WHERE NOT (length(owner_id) = 12 AND owner_id NOT GLOB '*[^0-9]*');
 UPDATE snapshots SET encrypted = 0;
 )sql";
@@ -178,6 +185,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV4));
 		if (now < 5)
 			VS_TRY(conn_.exec(kSchemaV5));
+		if (now < 6)
+			VS_TRY(conn_.exec(kSchemaV6));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

@@ -423,6 +423,7 @@ int run(int argc, char **argv)
 	ctx.service.libvirtUri = config->libvirtUri;
 	ctx.service.hypervisorTimeout = config->hypervisorTimeout;
 	ctx.service.accounts = config->accounts;
+	ctx.service.storeTargets = config->storeTargets;
 	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -278,6 +279,76 @@ Result<AccountConfig> parseAccountGroup(GKeyFile *keyFile, const std::string &wh
 
 } // namespace
 
+namespace {
+
+// One value as the file means it: blanks after it dropped, no comment
+// after it, the key file's escapes undone, not empty. `what` names the
+// file, group and key in errors.
+Result<std::string> valueOf(GKeyFile *keyFile, const std::string &group, const std::string &name,
+			    const std::string &what)
+{
+	// Blanks after a value are invisible in an editor, never meant:
+	// drop them (GKeyFile keeps them). A space that is meant is \s.
+	StringPtr raw(g_key_file_get_value(keyFile, group.c_str(), name.c_str(), nullptr));
+	std::string text = raw ? raw.get() : "";
+	text.erase(text.find_last_not_of(" \t") + 1);
+	// GKeyFile has no comments after values: "path = /x # old" would
+	// be a path ending in " # old". A literal one is written \s#.
+	if (text.find(" #") != std::string::npos || text.find("\t#") != std::string::npos)
+		return fail(errc::kInvalidParameterValue,
+			    what + "'" + text + "' has a comment after the value; comments go on lines of their own");
+	g_key_file_set_value(keyFile, group.c_str(), name.c_str(), text.c_str());
+	// get_string undoes the key file's escapes (\s, \t, \\, ...). It
+	// may return a value and an error at once: the error decides.
+	GError *rawError = nullptr;
+	StringPtr value(g_key_file_get_string(keyFile, group.c_str(), name.c_str(), &rawError));
+	if (rawError || !value) {
+		ErrorPtr error(rawError);
+		return fail(errc::kInvalidParameterValue, what + (error ? error->message : "cannot be read"));
+	}
+	if (*value == '\0')
+		return fail(errc::kInvalidParameterValue, what + "empty value (remove the line to get the default)");
+	return std::string(value.get());
+}
+
+// The URL of a "[store-target URL]" group; nullopt for any other group.
+std::optional<std::string> storeTargetUrl(const std::string &group)
+{
+	std::string prefix = std::string(kStoreTargetGroup) + " ";
+	if (group != kStoreTargetGroup && group.rfind(prefix, 0) != 0)
+		return std::nullopt;
+	return group.size() > prefix.size() ? trimmed(group.substr(prefix.size())) : "";
+}
+
+// A [store-target URL] group: its URL as [store] path takes one, and
+// key-file (required) and s3-credentials-file, absolute paths.
+Result<StoreTarget> parseStoreTarget(GKeyFile *keyFile, const std::string &group, const std::string &url,
+				     const std::string &where)
+{
+	StoreTarget target;
+	if (auto location = storeLocation(url, target.url); !location)
+		return fail(location.error().code, where + "[" + group + "]: the store " + location.error().message);
+	gsize keyCount = 0;
+	StrvPtr keys(g_key_file_get_keys(keyFile, group.c_str(), &keyCount, nullptr));
+	for (gsize k = 0; k < keyCount; k++) {
+		const std::string name = keys.get()[k];
+		const std::string what = where + "[" + group + "] " + name + ": ";
+		if (name != "key-file" && name != "s3-credentials-file")
+			return fail(errc::kInvalidParameterValue, where + "[" + group + "] unknown key '" + name +
+									  "' (known: key-file, s3-credentials-file)");
+		VS_ASSIGN(std::string value, valueOf(keyFile, group, name, what));
+		auto applied = absolutePath(value, name == "key-file" ? target.keyFile : target.s3CredentialsFile);
+		if (!applied)
+			return fail(applied.error().code, what + applied.error().message);
+	}
+	if (target.keyFile.empty())
+		return fail(errc::kInvalidParameterValue,
+			    where + "[" + group + "]: key-file is required (the target store's master key)");
+	return target;
+}
+
+} // namespace
+
 Result<Config> parseConfig(const fs::path &path, const std::string &data)
 {
 	const std::string where = path.string() + ": ";
@@ -300,9 +371,17 @@ Result<Config> parseConfig(const fs::path &path, const std::string &data)
 			config.accounts.push_back(std::move(account));
 			continue;
 		}
+		if (auto url = storeTargetUrl(group)) {
+			VS_ASSIGN(StoreTarget target, parseStoreTarget(keyFile.get(), group, *url, where));
+			if (findStoreTarget(config.storeTargets, target.url))
+				return fail(errc::kInvalidParameterValue, where + "[" + group + "]: given twice");
+			config.storeTargets.push_back(std::move(target));
+			continue;
+		}
 		if (knownKeys(group).empty())
 			return fail(errc::kInvalidParameterValue,
-				    where + "unknown group [" + group + "] (known: " + knownGroups() + ", [account ID])");
+				    where + "unknown group [" + group + "] (known: " + knownGroups() + ", [" +
+					    kStoreTargetGroup + " URL], [account ID])");
 		gsize keyCount = 0;
 		StrvPtr keys(g_key_file_get_keys(keyFile.get(), group.c_str(), &keyCount, nullptr));
 		for (gsize k = 0; k < keyCount; k++) {
@@ -316,34 +395,20 @@ Result<Config> parseConfig(const fs::path &path, const std::string &data)
 				return fail(errc::kInvalidParameterValue,
 					    where + "[" + group + "] unknown key '" + name +
 						    "' (known: " + knownKeys(group) + ")");
-			// Blanks after a value are invisible in an editor, never meant:
-			// drop them (GKeyFile keeps them). A space that is meant is \s.
-			StringPtr raw(g_key_file_get_value(keyFile.get(), group.c_str(), name.c_str(), nullptr));
-			std::string text = raw ? raw.get() : "";
-			text.erase(text.find_last_not_of(" \t") + 1);
-			// GKeyFile has no comments after values: "path = /x # old" would
-			// be a path ending in " # old". A literal one is written \s#.
-			if (text.find(" #") != std::string::npos || text.find("\t#") != std::string::npos)
-				return fail(errc::kInvalidParameterValue,
-					    what + "'" + text + "' has a comment after the value; " +
-						    "comments go on lines of their own");
-			g_key_file_set_value(keyFile.get(), group.c_str(), name.c_str(), text.c_str());
-			// get_string undoes the key file's escapes (\s, \t, \\, ...). It
-			// may return a value and an error at once: the error decides.
-			StringPtr value(g_key_file_get_string(keyFile.get(), group.c_str(), name.c_str(), &rawError));
-			if (rawError || !value) {
-				ErrorPtr error(rawError);
-				return fail(errc::kInvalidParameterValue,
-					    what + (error ? error->message : "cannot be read"));
-			}
-			if (*value == '\0')
-				return fail(errc::kInvalidParameterValue,
-					    what + "empty value (remove the line to get the default)");
-			if (auto applied = spec->apply(value.get(), config); !applied)
+			VS_ASSIGN(std::string value, valueOf(keyFile.get(), group, name, what));
+			if (auto applied = spec->apply(value, config); !applied)
 				return fail(applied.error().code, what + applied.error().message);
 		}
 	}
 	return config;
+}
+
+const StoreTarget *findStoreTarget(const std::vector<StoreTarget> &targets, const std::string &url)
+{
+	for (const StoreTarget &t : targets)
+		if (t.url == url)
+			return &t;
+	return nullptr;
 }
 
 std::filesystem::path defaultConfigPath()

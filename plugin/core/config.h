@@ -33,6 +33,18 @@ struct AccountConfig {
 inline constexpr const char *kConfigPath = "/etc/virtsnap/virtsnap.conf";
 inline constexpr const char *kConfigEnv = "VIRTSNAP_CONFIG";
 
+// A store that copies go to from this host (copy-snapshot
+// --destination-store, a lifecycle policy's CrossStoreCopyRules), with
+// what opens it: a group "[store-target URL]" of the file. Its key is
+// named here and nowhere else, so no caller ever hands the root daemon a
+// key file or credentials for a store of the caller's choosing.
+struct StoreTarget {
+	std::string url;                           // as the group names it; a policy's TargetStore is spelt the same
+	std::filesystem::path keyFile;             // key-file: the target store's master key (required)
+	std::filesystem::path s3CredentialsFile;   // s3-credentials-file: for an s3:// target; none: the [s3] file
+};
+inline constexpr const char *kStoreTargetGroup = "store-target";
+
 // Every key the file may hold, with its built-in default. A default-built
 // Config is the defaults.
 struct Config {
@@ -48,6 +60,7 @@ struct Config {
 	std::chrono::milliseconds handlerTimeout{10'000};                       // [daemon] handler-timeout (s)
 	std::string libvirtUri = "qemu:///system";                              // [libvirt] uri
 	std::chrono::seconds hypervisorTimeout{30};                             // [hypervisor] timeout (s)
+	std::vector<StoreTarget> storeTargets;                                  // [store-target URL] groups; none by default
 	// [account ID] sections, in file order. None: every user the daemon
 	// lets in acts as the store's default account (as before accounts).
 	std::vector<AccountConfig> accounts;
@@ -70,6 +83,10 @@ std::filesystem::path defaultConfigPath();
 Result<Config> loadConfig(const std::filesystem::path &path);
 // What loadConfig does once the file is read; `path` names it in errors.
 Result<Config> parseConfig(const std::filesystem::path &path, const std::string &data);
+
+// The [store-target URL] group whose URL is `url`, spelt the same; null
+// when the file has none.
+const StoreTarget *findStoreTarget(const std::vector<StoreTarget> &targets, const std::string &url);
 
 // What virtsnap, virtsnapd and the hook start with: the file named by
 // `configOption` (the --config value; empty when not given), else by

@@ -65,8 +65,10 @@ const std::map<std::string, CommandSpec> &commands()
 		  "Snapshots",
 		  kSnapshotColumns, describeSnapshots}},
 		{"copy-snapshot",
-		 {"copy a completed snapshot, of this store or of another (--source-store), into this store",
-		  {{"source-snapshot-id"}, {"source-store"}, {"source-key-file"}, {"description"}, {"tag", true, true},
+		 {"copy a completed snapshot, of this store or of another (--source-store), into this store, or out of "
+		  "it into a store of the config file (--destination-store)",
+		  {{"source-snapshot-id"}, {"source-store"}, {"source-key-file"}, {"destination-store"}, {"description"},
+		   {"tag", true, true},
 		   {"client-token"}, {"wait", false}},
 		  "", {}, copySnapshot}},
 		{"delete-snapshot",

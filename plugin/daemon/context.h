@@ -39,6 +39,9 @@ struct ServiceOptions {
 	std::string libvirtUri = "qemu:///system"; // --connect's default
 	std::chrono::milliseconds hypervisorTimeout = hypervisor::kDefaultMonitorTimeout; // [hypervisor] timeout
 	std::vector<AccountConfig> accounts; // [account ID] sections: which users act as which account
+	// Where copies may be pushed, with their keys ([store-target URL]):
+	// store_targets.h.
+	std::vector<StoreTarget> storeTargets;
 };
 
 // Which store, with which key, and where this host keeps its state for it

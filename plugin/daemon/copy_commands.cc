@@ -1,6 +1,8 @@
 // copy-snapshot: parse, answer a retried client token, find the source (in
 // this store, or in the store --source-store names, opened with the key
-// the caller can read), then admit and run the copy (copy_job.h).
+// the caller can read), then admit and run the copy (copy_job.h). With
+// --destination-store the copy goes out of this store instead, into a
+// target of the config file (store_targets.h), and the answer waits for it.
 #include <string>
 
 #include "access.h"
@@ -10,25 +12,11 @@
 #include "handlers.h"
 #include "requests.h"
 #include "store/backend.h"
+#include "store_targets.h"
 
 namespace virtsnap::daemon {
 
 namespace {
-
-// A store URL as a copy shows it: any user:password@ before a host (an S3
-// endpoint's) left out. Credentials come from files, never from URLs, but
-// a URL is what a user typed.
-std::string withoutCredentials(std::string url)
-{
-	for (size_t at = url.find("://"); at != std::string::npos; at = url.find("://", at + 3)) {
-		size_t host = at + 3;
-		size_t end = url.find_first_of("/?&#", host);
-		size_t userinfo = url.find('@', host);
-		if (userinfo != std::string::npos && userinfo < end)
-			url.erase(host, userinfo + 1 - host);
-	}
-	return url;
-}
 
 // The store --source-store names, opened with --source-key-file, which is
 // read as the caller: through virtsnapd (root), a caller uses only a key
@@ -61,6 +49,31 @@ Result<void> requireCompleted(Context &ctx, const std::string &snapshotId)
 		return fail(errc::kIncorrectState, "snapshot " + snapshotId + " is " + std::string(name(row->state)) +
 							   "; only a completed snapshot can be copied");
 	return {};
+}
+
+// --destination-store: the copy is made before the answer, which names
+// both sides. This store's catalog gets no row: the copy is the target's,
+// and belongs to the target's default account (accounts are a store's).
+Result<Reply> pushToDestination(Context &ctx, const CopySnapshotRequest &req, const Call &call)
+{
+	const std::string &ownerId = call.uid;
+	VS_TRY(visibleSnapshot(ctx, call, req.sourceSnapshotId));
+	VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
+	VS_ASSIGN(auto target, openStoreTarget(ctx, req.destinationStore, "--destination-store"));
+	VS_TRY(engine::copySourceOf(*ctx.store, *target, req.sourceSnapshotId));
+	engine::CopyRequest copy;
+	copy.sourceSnapshotId = req.sourceSnapshotId;
+	copy.description = req.description;
+	copy.tags = req.tags;
+	copy.ownerId = ownerId;
+	VS_ASSIGN(store::Manifest made, pushCopy(ctx, *target, std::move(copy)));
+	Json doc = Json::object();
+	doc.set("SourceSnapshotId", Json::string(req.sourceSnapshotId)).set("SnapshotId", Json::string(made.snapshotId));
+	doc.set("DestinationStore", Json::string(withoutCredentials(req.destinationStore)));
+	doc.set("State", Json::string("completed")).set("StartTime", Json::string(made.startTime));
+	doc.set("BytesAdded", Json::integer(int64_t(made.stats.bytesAdded)));
+	doc.set("BytesTransferred", Json::integer(int64_t(made.stats.bytesTransferred)));
+	return ok(doc);
 }
 
 } // namespace
@@ -110,8 +123,10 @@ Result<Reply> copySnapshot(Context &ctx, const Call &call)
 	// settings: a caller's ceph.conf (librados then writes logs and
 	// sockets where it says), or the host's S3 credentials sent to the
 	// caller's endpoint. Another store's copies are root's, or in process.
-	if (!req.sourceStore.empty())
+	if (!req.sourceStore.empty() || !req.destinationStore.empty())
 		VS_TRY(requireRoot(call));
+	if (!req.destinationStore.empty())
+		return pushToDestination(ctx, req, call);
 	VS_ASSIGN(auto seen, earlierRequest(ctx, req.clientToken, req.requestHash));
 	if (seen) {
 		// As first answered: the copy's id.

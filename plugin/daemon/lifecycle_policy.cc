@@ -254,15 +254,68 @@ Result<void> checkTagsToAdd(const PolicyTags &tags, const std::string &path)
 	return {};
 }
 
+// A TargetStore as [store] path takes one: a directory (absolute), or a
+// file://, rados:// or s3:// URL. Whether the config file has a key for
+// it is checkCopyTargets's.
+Result<std::string> parseTargetStore(const Json &rule, const std::string &path)
+{
+	VS_ASSIGN(auto url, optionalString(rule, path, "TargetStore"));
+	if (!url || url->empty())
+		return bad(path + ".TargetStore", "is required: the store the copies go to");
+	bool scheme = false;
+	for (const char *known : {"file://", "rados://", "s3://"})
+		scheme = scheme || url->rfind(known, 0) == 0;
+	if (!scheme && (url->find("://") != std::string::npos || (*url)[0] != '/'))
+		return bad(path + ".TargetStore", "'" + *url + "' is not an absolute path or a file://, rados:// or s3:// URL");
+	return *url;
+}
+
+Result<CrossStoreCopyRule> parseCopyRule(const Json &json, const std::string &path)
+{
+	VS_TRY(checkKeys(json, path, {"TargetStore", "Encrypted", "CmkArn", "CopyTags", "RetainRule"},
+			 {"TargetRegion", "Target", "DeprecateRule"}));
+	CrossStoreCopyRule rule;
+	VS_ASSIGN(rule.targetStore, parseTargetStore(json, path));
+	// Every store seals every chunk under its key domain, and a copy into
+	// another store is re-sealed under that store's: an unencrypted copy
+	// cannot be had, nor yet one under a key of the user's choosing.
+	if (json.has("Encrypted") && json.getBool("Encrypted") != std::optional<bool>(true))
+		return bad(path + ".Encrypted", "must be true (or absent): every copy is sealed under the target store's key");
+	if (json.has("CmkArn"))
+		return bad(path + ".CmkArn", "is not supported until snapshots have keys of their own: a copy is sealed "
+					     "under the target store's key");
+	VS_ASSIGN(rule.copyTags, optionalBool(json, path, "CopyTags"));
+	if (json.has("RetainRule")) {
+		VS_ASSIGN(rule.retain, parseRetainRule(json.get("RetainRule"), path + ".RetainRule"));
+	}
+	return rule;
+}
+
+Result<std::vector<CrossStoreCopyRule>> parseCopyRules(const Json &schedule, const std::string &path)
+{
+	if (schedule.has("CrossRegionCopyRules"))
+		return bad(path + ".CrossRegionCopyRules",
+			   "virtsnap copies between stores, not regions: use CrossStoreCopyRules with TargetStore");
+	VS_ASSIGN(Json list, requiredArray(schedule, path, "CrossStoreCopyRules", 0, kMaxCopyRules));
+	std::vector<CrossStoreCopyRule> rules;
+	for (size_t i = 0; i < list.size(); i++) {
+		std::string field = at(path + ".CrossStoreCopyRules", i);
+		VS_ASSIGN(CrossStoreCopyRule rule, parseCopyRule(list.at(i), field));
+		// Two rules into one store would each count the other's copies.
+		for (const CrossStoreCopyRule &seen : rules)
+			if (seen.targetStore == rule.targetStore)
+				return bad(field + ".TargetStore", "'" + rule.targetStore + "' is the target of another rule");
+		rules.push_back(std::move(rule));
+	}
+	return rules;
+}
+
 Result<PolicySchedule> parseSchedule(const Json &json, const std::string &path, std::optional<UtcTime> now)
 {
 	VS_TRY(checkKeys(json, path,
 			 {"Name", "CreateRule", "RetainRule", "TagsToAdd", "CopyTags", "CrossStoreCopyRules",
 			  "CrossRegionCopyRules"},
 			 {"VariableTags", "FastRestoreRule", "ShareRules", "DeprecateRule", "ArchiveRule"}));
-	for (const char *copies : {"CrossStoreCopyRules", "CrossRegionCopyRules"})
-		if (json.has(copies))
-			return bad(path + "." + copies, "is not yet supported: copies come with copy-snapshot");
 	PolicySchedule schedule;
 	VS_ASSIGN(auto name, optionalString(json, path, "Name"));
 	if (!name || name->empty() || name->size() > 120 ||
@@ -276,6 +329,7 @@ Result<PolicySchedule> parseSchedule(const Json &json, const std::string &path, 
 	VS_ASSIGN(schedule.tagsToAdd, parseTags(json, path, "TagsToAdd", 0, 45));
 	VS_TRY(checkTagsToAdd(schedule.tagsToAdd, path + ".TagsToAdd"));
 	VS_ASSIGN(schedule.copyTags, optionalBool(json, path, "CopyTags"));
+	VS_ASSIGN(schedule.copyRules, parseCopyRules(json, path));
 	return schedule;
 }
 
@@ -323,6 +377,24 @@ Result<std::vector<PolicySchedule>> parseSchedules(const Json &details, const st
 }
 
 } // namespace
+
+Result<void> checkCopyTargets(const PolicyDetails &details, const std::vector<std::string> &configured,
+			      const std::string &thisStore)
+{
+	for (size_t i = 0; i < details.schedules.size(); i++) {
+		const PolicySchedule &s = details.schedules[i];
+		for (size_t r = 0; r < s.copyRules.size(); r++) {
+			const std::string &url = s.copyRules[r].targetStore;
+			std::string field = at(at("PolicyDetails.Schedules", i) + ".CrossStoreCopyRules", r) + ".TargetStore";
+			if (url == thisStore)
+				return bad(field, "'" + url + "' is this store: copies go to another one");
+			if (std::find(configured.begin(), configured.end(), url) == configured.end())
+				return bad(field, "'" + url + "' has no [store-target " + url +
+							  "] group with its key-file in virtsnap.conf");
+		}
+	}
+	return {};
+}
 
 Result<bool> parsePolicyState(const std::string &state)
 {
@@ -388,6 +460,16 @@ std::string hhmm(int minuteOfDay)
 	return buf;
 }
 
+Json retainJson(const RetainRule &rule)
+{
+	Json retain = Json::object();
+	if (rule.count > 0)
+		retain.set("Count", Json::integer(rule.count));
+	else
+		retain.set("Interval", Json::integer(rule.interval)).set("IntervalUnit", Json::string(unitName(rule.unit)));
+	return retain;
+}
+
 Json scheduleJson(const PolicySchedule &s)
 {
 	Json create = Json::object();
@@ -398,17 +480,24 @@ Json scheduleJson(const PolicySchedule &s)
 		if (s.create.timesGiven)
 			create.set("Times", Json::array().append(Json::string(hhmm(s.create.startMinute))));
 	}
-	Json retain = Json::object();
-	if (s.retain.count > 0)
-		retain.set("Count", Json::integer(s.retain.count));
-	else
-		retain.set("Interval", Json::integer(s.retain.interval)).set("IntervalUnit", Json::string(unitName(s.retain.unit)));
-	return Json::object()
-		.set("Name", Json::string(s.name))
-		.set("CreateRule", std::move(create))
-		.set("RetainRule", std::move(retain))
-		.set("TagsToAdd", tagsJson(s.tagsToAdd))
-		.set("CopyTags", Json::boolean(s.copyTags));
+	Json copies = Json::array();
+	for (const CrossStoreCopyRule &rule : s.copyRules) {
+		Json c = Json::object();
+		c.set("TargetStore", Json::string(rule.targetStore)).set("Encrypted", Json::boolean(true));
+		c.set("CopyTags", Json::boolean(rule.copyTags));
+		if (rule.retain)
+			c.set("RetainRule", retainJson(*rule.retain));
+		copies.append(std::move(c));
+	}
+	Json out = Json::object()
+			   .set("Name", Json::string(s.name))
+			   .set("CreateRule", std::move(create))
+			   .set("RetainRule", retainJson(s.retain))
+			   .set("TagsToAdd", tagsJson(s.tagsToAdd))
+			   .set("CopyTags", Json::boolean(s.copyTags));
+	if (!s.copyRules.empty())
+		out.set("CrossStoreCopyRules", std::move(copies));
+	return out;
 }
 
 } // namespace

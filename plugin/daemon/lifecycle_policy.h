@@ -39,12 +39,28 @@ struct RetainRule {
 	RetainUnit unit = RetainUnit::Days;
 };
 
+// DLM's CrossRegionCopyRule, between stores instead of regions: each
+// snapshot a run creates is copied into TargetStore, a store the config
+// file names in a [store-target URL] group with its key (never the policy,
+// so that no policy can name a key file). The copy is sealed under the
+// target store's key: Encrypted is true or absent, and CmkArn is refused
+// until snapshots have keys of their own.
+struct CrossStoreCopyRule {
+	std::string targetStore;
+	bool copyTags = false;           // the source snapshot's tags too
+	std::optional<RetainRule> retain; // none: copies are kept until deleted
+};
+
+// How many copy rules a schedule may have, as DLM.
+inline constexpr size_t kMaxCopyRules = 3;
+
 struct PolicySchedule {
 	std::string name;
 	CreateRule create;
 	RetainRule retain;
 	PolicyTags tagsToAdd; // values may hold $(instance-id) and $(timestamp)
 	bool copyTags = false;
+	std::vector<CrossStoreCopyRule> copyRules;
 };
 
 struct PolicyDetails {
@@ -58,12 +74,19 @@ struct PolicyDetails {
 // Checks PolicyDetails as DLM does. A bad field gives one line naming it
 // ("PolicyDetails.Schedules[0].RetainRule.Count: 0 is not 1-1000"),
 // InvalidParameterValue; fields DLM has and virtsnap not yet
-// (CrossStoreCopyRules, FastRestoreRule, ...) are named as not supported.
+// (FastRestoreRule, ShareRules, ...) are named as not supported.
 // `now` is for the one check that needs it, that a cron runs again; none
 // when reading back details checked before, whose cron may have run out.
 Result<PolicyDetails> parsePolicyDetails(const Json &details, std::optional<UtcTime> now);
 // The same details in DLM's shape, for get-lifecycle-policy and the catalog.
 Json toJson(const PolicyDetails &details);
+
+// That every CrossStoreCopyRules' TargetStore is one of `configured` (the
+// config file's [store-target URL] groups) and not `thisStore`: one line
+// naming the field otherwise. Checked at create and update, against the
+// daemon's config; a run checks again when it opens the target.
+Result<void> checkCopyTargets(const PolicyDetails &details, const std::vector<std::string> &configured,
+			      const std::string &thisStore);
 
 // --state: ENABLED or DISABLED.
 Result<bool> parsePolicyState(const std::string &state);

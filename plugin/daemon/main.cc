@@ -90,6 +90,7 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 	s.service.libvirtUri = config->libvirtUri;
 	s.service.hypervisorTimeout = config->hypervisorTimeout;
 	s.service.accounts = config->accounts;
+	s.service.storeTargets = config->storeTargets;
 	*status = 2;
 	// The same rules as in the config file, so the two never disagree.
 	if (args.has("handler-timeout")) {

@@ -10,6 +10,7 @@
 #include "lifecycle_schedule.h"
 #include "policy_commands.h"
 #include "requests.h"
+#include "store_targets.h"
 
 namespace virtsnap::daemon {
 
@@ -45,6 +46,13 @@ Json runJson(const catalog::PolicyRunRow &run)
 	j.set("Outcome", Json::string(run.outcome)).set("SnapshotIds", std::move(ids));
 	if (!run.message.empty())
 		j.set("Message", Json::string(run.message));
+	// Runs of schedules with CrossStoreCopyRules: what went where.
+	auto copies = Json::parse(run.copies);
+	auto deleted = Json::parse(run.deletedCopies);
+	if (copies && copies->size() > 0)
+		j.set("Copies", *copies);
+	if (deleted && deleted->size() > 0)
+		j.set("DeletedCopies", *deleted);
 	return j;
 }
 
@@ -116,6 +124,7 @@ Result<Reply> createLifecyclePolicy(Context &ctx, const Call &call)
 	VS_TRY(checkPolicyDescription(description));
 	VS_ASSIGN(bool enabled, parsePolicyState(call.args.get("state", "ENABLED")));
 	VS_ASSIGN(PolicyDetails details, parsePolicyDetailsOption(call.args, now));
+	VS_TRY(checkCopyTargets(details, storeTargetUrls(ctx), ctx.location.url));
 	VS_ASSIGN(std::string id, newResourceId("policy-"));
 	catalog::PolicyRow row;
 	row.policyId = id;
@@ -177,6 +186,7 @@ Result<Reply> updateLifecyclePolicy(Context &ctx, const Call &call)
 	std::optional<PolicyDetails> details;
 	if (call.args.has("policy-details")) {
 		VS_ASSIGN(details, parsePolicyDetailsOption(call.args, now));
+		VS_TRY(checkCopyTargets(*details, storeTargetUrls(ctx), ctx.location.url));
 	}
 	if (call.args.has("description"))
 		VS_TRY(checkPolicyDescription(call.args.get("description")));

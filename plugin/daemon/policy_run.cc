@@ -1,7 +1,9 @@
 // Running a lifecycle policy's schedule: snapshots of the volumes or
-// instances it targets, tagged as DLM tags them, then its retention. A run
-// that did not capture everything it targeted deletes nothing: it is
-// recorded as failed and emits an event.
+// instances it targets, tagged as DLM tags them, their copies into other
+// stores (policy_copies.h), then retention: the copies' in their target
+// stores, then the schedule's own. A run that did not capture or copy
+// everything it should have deletes nothing: it is recorded as failed and
+// emits an event.
 #include <cstdio>
 #include <map>
 #include <set>
@@ -17,6 +19,7 @@
 #include "hypervisor/libvirt_driver.h"
 #include "lifecycle_schedule.h"
 #include "policy_commands.h"
+#include "policy_copies.h"
 #include "snapshot_job.h"
 
 namespace virtsnap::daemon {
@@ -229,15 +232,22 @@ Result<Json> runSchedule(Context &ctx, const catalog::PolicyRow &row, const Poli
 	UtcTime start = std::chrono::floor<std::chrono::seconds>(startedAt);
 	run.startTime = isoTime(startedAt);
 	std::vector<std::string> deleted;
-	auto captured = capture(ctx, row, details, schedule, start, run.snapshotIds);
-	Result<std::vector<std::string>> retired = captured ? retire(ctx, row, schedule, policyNow())
-							    : Result<std::vector<std::string>>(std::unexpected(captured.error()));
+	PolicyCopies copies(ctx, row, schedule);
+	Result<std::vector<std::string>> retired = [&]() -> Result<std::vector<std::string>> {
+		VS_TRY(capture(ctx, row, details, schedule, start, run.snapshotIds));
+		VS_TRY(copies.copy(run.snapshotIds));
+		UtcTime now = policyNow();
+		VS_TRY(copies.retire(now));
+		return retire(ctx, row, schedule, now);
+	}();
 	run.endTime = isoTimeNow();
 	run.outcome = retired ? "succeeded" : "failed";
 	if (retired)
 		deleted = *retired;
 	else
 		run.message = retired.error().toString();
+	run.copies = copies.copies().dump();
+	run.deletedCopies = copies.deleted().dump();
 	VS_TRY(ctx.catalog->putPolicyRun(run));
 	if (!retired) {
 		emitFailure(ctx, run);
@@ -247,6 +257,8 @@ Result<Json> runSchedule(Context &ctx, const catalog::PolicyRow &row, const Poli
 	j.set("ScheduleName", Json::string(run.scheduleName)).set("StartTime", Json::string(run.startTime));
 	j.set("EndTime", Json::string(run.endTime)).set("Outcome", Json::string(run.outcome));
 	j.set("SnapshotIds", idList(run.snapshotIds)).set("DeletedSnapshotIds", idList(deleted));
+	if (!schedule.copyRules.empty())
+		j.set("Copies", copies.copies()).set("DeletedCopies", copies.deleted());
 	if (!run.message.empty())
 		j.set("Message", Json::string(run.message));
 	return j;

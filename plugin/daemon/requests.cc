@@ -338,6 +338,15 @@ Result<CopySnapshotRequest> parseCopySnapshot(const Arguments &args)
 		return fail(errc::kMissingParameter, "--source-store and --source-key-file go together");
 	if (args.has("source-store") && (r.sourceStore.empty() || r.sourceKeyFile.empty()))
 		return fail(errc::kInvalidParameterValue, "--source-store and --source-key-file must not be empty");
+	r.destinationStore = args.get("destination-store");
+	if (args.has("destination-store") && r.destinationStore.empty())
+		return fail(errc::kInvalidParameterValue, "--destination-store must not be empty");
+	if (args.has("destination-store") && args.has("source-store"))
+		return fail(errc::kInvalidParameterValue,
+			    "--destination-store copies out of this store and --source-store into it: not both");
+	if (args.has("destination-store") && args.has("client-token"))
+		return fail(errc::kInvalidParameterValue,
+			    "--client-token is not supported with --destination-store, which answers once the copy is made");
 	r.description = args.get("description");
 	if (r.description.size() > 256)
 		return fail(errc::kInvalidParameterValue, "--description is longer than 256 characters");

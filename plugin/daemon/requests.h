@@ -84,6 +84,7 @@ struct CopySnapshotRequest {
 	std::string sourceSnapshotId;
 	std::string sourceStore;   // a store URL; "" for the destination store itself
 	std::string sourceKeyFile; // its master key, with sourceStore
+	std::string destinationStore; // a [store-target URL] of the config; "" for this store
 	std::string description;
 	store::Tags tags;
 	std::string clientToken;

@@ -630,8 +630,16 @@ PolicyRow fullPolicy(unsigned n)
 
 PolicyRunRow run(const PolicyRow &policy, const std::string &schedule, unsigned n)
 {
-	return {"run-" + std::to_string(n), policy.policyId, schedule, isoTime(n), isoTime(n + 1),
-		n % 2 ? "succeeded" : "failed", n % 2 ? "" : "capture failed", {snapId(n), snapId(n + 1)}};
+	return {"run-" + std::to_string(n),
+		policy.policyId,
+		schedule,
+		isoTime(n),
+		isoTime(n + 1),
+		n % 2 ? "succeeded" : "failed",
+		n % 2 ? "" : "capture failed",
+		{snapId(n), snapId(n + 1)},
+		R"([{"SourceSnapshotId":")" + snapId(n) + R"(","TargetStore":"/srv/dr","State":"completed"}])",
+		R"([{"TargetStore":"/srv/dr","SnapshotId":")" + snapId(n + 2) + R"("}])"};
 }
 
 TEST_F(CatalogTest, PoliciesAndTheirRuns)
@@ -678,23 +686,28 @@ TEST_F(CatalogTest, PoliciesAndTheirRuns)
 
 // A catalog an older virtsnap wrote keeps its rows, with what later
 // versions added empty (their manifests had none of it either), and takes
-// whole rows after: version 4 named a uid as a snapshot's owner (now: the
-// default account, "") and said every snapshot was encrypted, version 3
-// had no copies' columns, version 2 no product codes, version 1 no policies.
+// whole rows after: version 5 named a uid as a snapshot's owner (now: the
+// default account, "") and said every snapshot was encrypted, version 4
+// had no runs' copies, version 3 no copies' columns, version 2 no product
+// codes, version 1 no policies.
 TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 {
-	const std::string noCopies = "ALTER TABLE snapshots DROP COLUMN source_snapshot_id; "
+	const std::string noRunCopies = "ALTER TABLE policy_runs DROP COLUMN copies; "
+					"ALTER TABLE policy_runs DROP COLUMN deleted_copies; ";
+	const std::string noCopies = noRunCopies + "ALTER TABLE snapshots DROP COLUMN source_snapshot_id; "
 				     "ALTER TABLE snapshots DROP COLUMN source_store; "
 				     "ALTER TABLE snapshots DROP COLUMN bytes_transferred; ";
 	const std::string noCodes = noCopies + "ALTER TABLE snapshots DROP COLUMN product_codes; ";
 	const std::string noPolicies = noCodes + "DROP TABLE policies; DROP TABLE policy_runs; ";
-	for (const auto &[version, downgrade] :
-	     std::vector<std::pair<int, std::string>>{{4, ""}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
+	for (const auto &[version, downgrade] : std::vector<std::pair<int, std::string>>{
+		     {5, ""}, {4, noRunCopies}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
 		SCOPED_TRACE("from version " + std::to_string(version));
 		std::filesystem::remove(file());
 		SnapshotRow before = fullSnapshot(1);
-		before.sourceSnapshotId = before.sourceStore = "";
-		before.bytesTransferred = 0;
+		if (version < 4) {
+			before.sourceSnapshotId = before.sourceStore = "";
+			before.bytesTransferred = 0;
+		}
 		if (version < 3)
 			before.productCodes.clear();
 		SnapshotRow old = before;
@@ -724,6 +737,10 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 		EXPECT_EQ(**after, fullSnapshot(2));
 		ASSERT_TRUE(cat->putPolicy(fullPolicy(1)));
 		ASSERT_TRUE(cat->putPolicyRun(run(fullPolicy(1), "daily", 1)));
+		auto runs = cat->policyRuns(fullPolicy(1).policyId, "daily", 5);
+		ASSERT_TRUE(runs) << describe(runs);
+		ASSERT_FALSE(runs->empty());
+		EXPECT_EQ(runs->back(), run(fullPolicy(1), "daily", 1));
 	}
 }
 

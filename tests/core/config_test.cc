@@ -389,6 +389,40 @@ TEST_F(ConfigTest, StoreUrlsStateDirAndS3Credentials)
 	EXPECT_EQ(env->stateDir, "/from/env");
 }
 
+// [store-target URL]: where copies may go, with the key that opens each.
+TEST_F(ConfigTest, StoreTargetsNameTheirKeys)
+{
+	auto c = loadConfig(write("targets.conf",
+				  "[store]\npath = /srv/store\n"
+				  "[store-target /srv/dr-store]\nkey-file = /etc/virtsnap/dr.key\n"
+				  "[store-target s3://dr/p?endpoint=http://10.0.0.9:7480]\nkey-file = /etc/virtsnap/s3dr.key\n"
+				  "s3-credentials-file = /etc/virtsnap/dr.cred\n"));
+	ASSERT_TRUE(c) << c.error().toString();
+	ASSERT_EQ(c->storeTargets.size(), 2u);
+	const StoreTarget *local = findStoreTarget(c->storeTargets, "/srv/dr-store");
+	ASSERT_NE(local, nullptr);
+	EXPECT_EQ(local->keyFile, "/etc/virtsnap/dr.key");
+	EXPECT_TRUE(local->s3CredentialsFile.empty());
+	const StoreTarget *s3 = findStoreTarget(c->storeTargets, "s3://dr/p?endpoint=http://10.0.0.9:7480");
+	ASSERT_NE(s3, nullptr);
+	EXPECT_EQ(s3->s3CredentialsFile, "/etc/virtsnap/dr.cred");
+	EXPECT_EQ(findStoreTarget(c->storeTargets, "/srv/dr-store/"), nullptr) << "spelt the same, or not at all";
+	EXPECT_TRUE(loadConfig(write("none.conf", "[store]\npath = /srv/store\n"))->storeTargets.empty());
+
+	std::string e = errorOf("[store-target /srv/dr]\ns3-credentials-file = /etc/c\n");
+	EXPECT_NE(e.find("[store-target /srv/dr]: key-file is required"), std::string::npos) << e;
+	e = errorOf("[store-target /srv/dr]\nkey-file = dr.key\n");
+	EXPECT_NE(e.find("[store-target /srv/dr] key-file: 'dr.key' is not an absolute path"), std::string::npos) << e;
+	e = errorOf("[store-target ftp://x/y]\nkey-file = /k\n");
+	EXPECT_NE(e.find("unknown scheme"), std::string::npos) << e;
+	e = errorOf("[store-target]\nkey-file = /k\n");
+	EXPECT_NE(e.find("[store-target]: the store '' is not an absolute path"), std::string::npos) << e;
+	e = errorOf("[store-target /srv/dr]\nkey-file = /k\npassword = x\n");
+	EXPECT_NE(e.find("unknown key 'password'"), std::string::npos) << e;
+	e = errorOf("[stroe-target /srv/dr]\nkey-file = /k\n");
+	EXPECT_NE(e.find("[store-target URL]"), std::string::npos) << "the known groups name it: " << e;
+}
+
 TEST_F(ConfigTest, ConfigOptionBeatsTheVariable)
 {
 	fs::path fromVariable = write("variable.conf", "[store]\npath = /from/variable\n");

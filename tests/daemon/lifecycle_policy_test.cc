@@ -134,7 +134,6 @@ TEST(PolicyDetailsTest, RefusesBadSchedules)
 	expectRefused(edited(R"("Name": "monthly")", R"("Name": "month/ly")"), "Schedules[1].Name: must be 1 to 120");
 	expectRefused(edited(R"("Key": "by")", R"("Key": "aws:by")"), "Schedules[0].TagsToAdd: Key 'aws:by': keys starting with aws: are reserved");
 	expectRefused(edited("$(timestamp)", "$(date)"), "has a variable other than $(instance-id) and $(timestamp)");
-	expectRefused(edited(R"("CopyTags": true)", R"("CopyTags": true, "CrossStoreCopyRules": [])"), "Schedules[0].CrossStoreCopyRules: is not yet supported");
 	expectRefused(edited(R"("CopyTags": true)", R"("CopyTags": true, "FastRestoreRule": {})"), "Schedules[0].FastRestoreRule: is not supported by virtsnap");
 	expectRefused(edited(R"("RetainRule": {"Count": 7}, )", ""), "Schedules[0]: needs a CreateRule and a RetainRule");
 	std::string five = R"({"ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "a", "Value": "b"}], "Schedules": [)";
@@ -142,6 +141,83 @@ TEST(PolicyDetailsTest, RefusesBadSchedules)
 		five += std::string(i ? "," : "") + R"({"Name": "s)" + std::to_string(i) +
 			R"(", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"}, "RetainRule": {"Count": 1}})";
 	expectRefused(five + "]}", "PolicyDetails.Schedules: must have 1 to 4 items");
+}
+
+// kValid's first schedule with these CrossStoreCopyRules.
+std::string withCopies(const std::string &rules)
+{
+	return edited(R"("CopyTags": true)", R"("CopyTags": true, "CrossStoreCopyRules": )" + rules);
+}
+
+TEST(PolicyDetailsTest, CrossStoreCopyRules)
+{
+	auto details = parsePolicyDetails(parsed(withCopies(R"([
+	    {"TargetStore": "/srv/dr", "Encrypted": true, "CopyTags": true, "RetainRule": {"Count": 2}},
+	    {"TargetStore": "rados://dr?conf=/etc/ceph/ceph.conf", "RetainRule": {"Interval": 3, "IntervalUnit": "WEEKS"}},
+	    {"TargetStore": "s3://dr?endpoint=http://10.0.0.9:7480"}])")),
+					  kNow);
+	ASSERT_TRUE(details) << details.error().toString();
+	const auto &rules = details->schedules[0].copyRules;
+	ASSERT_EQ(rules.size(), 3u);
+	EXPECT_EQ(rules[0].targetStore, "/srv/dr");
+	EXPECT_TRUE(rules[0].copyTags);
+	ASSERT_TRUE(rules[0].retain);
+	EXPECT_EQ(rules[0].retain->count, 2);
+	EXPECT_FALSE(rules[1].copyTags);
+	EXPECT_EQ(rules[1].retain->interval, 3);
+	EXPECT_EQ(rules[1].retain->unit, RetainUnit::Weeks);
+	EXPECT_FALSE(rules[2].retain) << "kept until deleted";
+	EXPECT_TRUE(details->schedules[1].copyRules.empty());
+
+	Json out = toJson(*details);
+	EXPECT_EQ(out.get("Schedules").at(0).get("CrossStoreCopyRules").at(0).dump(),
+		  R"({"TargetStore":"/srv/dr","Encrypted":true,"CopyTags":true,"RetainRule":{"Count":2}})");
+	EXPECT_FALSE(out.get("Schedules").at(1).has("CrossStoreCopyRules"));
+	auto again = parsePolicyDetails(out, kNow);
+	ASSERT_TRUE(again) << again.error().toString();
+	EXPECT_EQ(toJson(*again).dump(), out.dump());
+
+	// The config file's targets: each TargetStore must be one, and not this store.
+	EXPECT_TRUE(checkCopyTargets(*details, {"/srv/dr", "rados://dr?conf=/etc/ceph/ceph.conf",
+						"s3://dr?endpoint=http://10.0.0.9:7480"},
+				     "/srv/store"));
+	auto missing = checkCopyTargets(*details, {"/srv/dr", "rados://dr?conf=/etc/ceph/ceph.conf"}, "/srv/store");
+	ASSERT_FALSE(missing);
+	EXPECT_EQ(missing.error().message,
+		  "PolicyDetails.Schedules[0].CrossStoreCopyRules[2].TargetStore: 's3://dr?endpoint=http://10.0.0.9:7480' "
+		  "has no [store-target s3://dr?endpoint=http://10.0.0.9:7480] group with its key-file in virtsnap.conf");
+	auto self = checkCopyTargets(*details, {"/srv/dr"}, "/srv/dr");
+	ASSERT_FALSE(self);
+	EXPECT_NE(self.error().message.find("CrossStoreCopyRules[0].TargetStore: '/srv/dr' is this store"),
+		  std::string::npos) << self.error().message;
+}
+
+TEST(PolicyDetailsTest, RefusesBadCopyRules)
+{
+	const std::string ok = R"({"TargetStore": "/srv/dr"})";
+	expectRefused(withCopies("[" + ok + "," + R"({"TargetStore": "/a"},{"TargetStore": "/b"},{"TargetStore": "/c"}])"),
+		      "Schedules[0].CrossStoreCopyRules: must have 0 to 3 items");
+	expectRefused(withCopies(R"([{"RetainRule": {"Count": 1}}])"),
+		      "Schedules[0].CrossStoreCopyRules[0].TargetStore: is required");
+	expectRefused(withCopies(R"([{"TargetStore": "dr"}])"), "CrossStoreCopyRules[0].TargetStore: 'dr' is not an absolute path");
+	expectRefused(withCopies(R"([{"TargetStore": "ftp://x/dr"}])"), "TargetStore: 'ftp://x/dr' is not an absolute path or a");
+	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "Encrypted": false}])"),
+		      "CrossStoreCopyRules[0].Encrypted: must be true (or absent)");
+	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "Encrypted": "yes"}])"), "CrossStoreCopyRules[0].Encrypted: must be true");
+	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "CmkArn": "key-1"}])"),
+		      "CrossStoreCopyRules[0].CmkArn: is not supported until snapshots have keys of their own");
+	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "RetainRule": {"Count": 0}}])"),
+		      "CrossStoreCopyRules[0].RetainRule.Count: 0 is not 1-1000");
+	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "RetainRule": {}}])"),
+		      "CrossStoreCopyRules[0].RetainRule: needs Count, or Interval and IntervalUnit");
+	expectRefused(withCopies("[" + ok + "," + ok + "]"), "CrossStoreCopyRules[1].TargetStore: '/srv/dr' is the target of another rule");
+	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "TargetRegion": "eu-west-1"}])"),
+		      "CrossStoreCopyRules[0].TargetRegion: is not supported by virtsnap");
+	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "Copytags": true}])"),
+		      "CrossStoreCopyRules[0].Copytags: is not a field of");
+	expectRefused(withCopies(R"({"TargetStore": "/srv/dr"})"), "CrossStoreCopyRules: must be a JSON array");
+	expectRefused(edited(R"("CopyTags": true)", R"("CopyTags": true, "CrossRegionCopyRules": [])"),
+		      "Schedules[0].CrossRegionCopyRules: virtsnap copies between stores, not regions");
 }
 
 // Details checked once are read back without the one check that depends

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "cli_fixture.h"
@@ -64,7 +65,11 @@ protected:
 		REQUIRE_TOOL("qemu-img");
 		ASSERT_EQ(cli({"init"}).status, 0);
 		ASSERT_EQ(other({"init"}).status, 0);
-		daemon_ = std::make_unique<Virtsnapd>(daemonOptions(socket_));
+		// The other store is a target copies may be pushed to; this one,
+		// named there too, is refused as its own target.
+		std::ofstream(config_) << "[store-target " << otherStore_ << "]\nkey-file = " << otherKey_
+				       << "\n[store-target " << storeDir_ << "]\nkey-file = " << keyFile_ << "\n";
+		daemon_ = std::make_unique<Virtsnapd>(daemonOptions(socket_, {"--config", config_}));
 		ASSERT_TRUE(daemon_->start());
 		// 1 GiB, sparse, 3 MiB of random data at two places.
 		int fd = ::open(reference_.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -124,6 +129,7 @@ protected:
 	std::string reference_ = tmp_.file("reference.raw");
 	std::string otherStore_ = tmp_.file("other-store");
 	std::string otherKey_ = tmp_.file("keys/other.key");
+	std::string config_ = tmp_.file("virtsnap.conf");
 	std::unique_ptr<Virtsnapd> daemon_;
 	int restores_ = 0;
 };
@@ -213,6 +219,76 @@ TEST_F(CopySnapshotTest, FromAnotherStoreInProcessAndBadInput)
 	expectRefused(cli({"copy-snapshot", "--source-snapshot-id", pending}, socket_), "IncorrectState");
 	expectRefused(cli({"copy-snapshot", "--source-snapshot-id", "snap-0123456789abcdef0"}, socket_),
 		      "InvalidSnapshot.NotFound");
+}
+
+// Out of this store, through virtsnapd, into a store its config file names
+// with its key: the answer names both ids once the copy is written there;
+// the copy restores bit for bit from the other store, which shows this
+// store as its source; this store is unchanged. A second copy of the same
+// snapshot costs the target nothing. Bad input changes neither store.
+TEST_F(CopySnapshotTest, OutOfThisStoreIntoAStoreTheConfigNames)
+{
+	std::string source = imported();
+	ASSERT_FALSE(source.empty());
+	auto ownBefore = storeFiles(storeDir_);
+	auto otherBefore = storeFiles(otherStore_);
+
+	auto push = [&](std::vector<std::string> more) {
+		std::vector<std::string> args = {"copy-snapshot", "--source-snapshot-id", source};
+		args.insert(args.end(), more.begin(), more.end());
+		return cli(args, socket_);
+	};
+	CliResult unknown = push({"--destination-store", tmp_.file("elsewhere")});
+	expectRefused(unknown, "InvalidParameterValue");
+	EXPECT_NE(unknown.err.find("has no [store-target " + tmp_.file("elsewhere") + "] group"), std::string::npos)
+		<< unknown.err;
+	CliResult self = push({"--destination-store", storeDir_});
+	expectRefused(self, "InvalidParameterValue");
+	EXPECT_NE(self.err.find("is this store"), std::string::npos) << self.err;
+	expectRefused(push({"--destination-store", otherStore_, "--source-store", otherStore_, "--source-key-file",
+			    otherKey_}),
+		      "InvalidParameterValue");
+	expectRefused(push({"--destination-store", otherStore_, "--client-token", "t1"}), "InvalidParameterValue");
+	expectRefused(cli({"copy-snapshot", "--source-snapshot-id", "snap-0123456789abcdef0", "--destination-store",
+			   otherStore_},
+			  socket_),
+		      "InvalidSnapshot.NotFound");
+	EXPECT_EQ(storeFiles(otherStore_), otherBefore);
+
+	CliResult r = push({"--destination-store", otherStore_, "--tag", "dr=yes"});
+	ASSERT_EQ(r.status, 0) << r.err;
+	std::string copy = r.json().getString("SnapshotId").value_or("");
+	EXPECT_EQ(r.json().getString("SourceSnapshotId"), source) << r.out;
+	EXPECT_EQ(r.json().getString("DestinationStore"), otherStore_) << r.out;
+	EXPECT_EQ(r.json().getString("State"), "completed") << r.out;
+	EXPECT_EQ(r.json().getInt("BytesTransferred"), int64_t(3 * kMiB)) << r.out;
+	EXPECT_GE(r.json().getInt("BytesAdded").value_or(0), int64_t(3 * kMiB)) << r.out;
+	EXPECT_EQ(storeFiles(storeDir_), ownBefore) << "the copy is the other store's";
+	CliResult here = cli({"describe-snapshots", "--snapshot-id", copy}, socket_);
+	EXPECT_NE(here.status, 0) << "not in this store: " << here.out;
+
+	Json shown = describe(copy, true);
+	EXPECT_EQ(shown.getString("SourceSnapshotId"), source);
+	EXPECT_EQ(shown.getString("SourceStore"), storeDir_);
+	EXPECT_EQ(shown.get("Tags").at(0).getString("Value"), "yes") << shown.dump();
+	EXPECT_TRUE(restores(copy, true));
+
+	CliResult again = push({"--destination-store", otherStore_});
+	ASSERT_EQ(again.status, 0) << again.err;
+	EXPECT_EQ(again.json().getInt("BytesAdded"), 0) << "the target holds every chunk: " << again.out;
+	std::string second = again.json().getString("SnapshotId").value_or("");
+	EXPECT_NE(second, copy);
+	EXPECT_TRUE(restores(second, true));
+
+	int pushed = 0;
+	for (const std::string &line : lines(readFile(tmp_.file("events/events.jsonl")))) {
+		auto event = Json::parse(line);
+		if (event && event->get("detail").getString("event") == "copySnapshot" &&
+		    event->get("detail").getString("source") == source &&
+		    event->get("detail").getString("result") == "succeeded")
+			pushed++;
+	}
+	EXPECT_EQ(pushed, 2) << readFile(tmp_.file("events/events.jsonl"));
 }
 
 // The destination on the real Ceph cluster: every chunk re-sealed under

@@ -6,12 +6,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <sqlite3.h>
 
 #include "cli_fixture.h"
 #include "core/ids.h"
+#include "tests/support/backends.h"
 #include "tests/support/daemon_connection.h"
 #include "tests/support/qemu_instance.h"
 
@@ -173,8 +175,15 @@ TEST_F(LifecyclePolicyTest, BadInputGivesOneLineAndChangesNothing)
 	expectOneLineError(createWith(with(R"("Count": 7)", R"("Count": 0)")), "InvalidParameterValue",
 			   "PolicyDetails.Schedules[0].RetainRule.Count: 0 is not 1-1000");
 	expectOneLineError(createWith("{not json"), "InvalidParameterValue", "--policy-details is not JSON");
-	expectOneLineError(createWith(with(R"("CopyTags": true)", R"("CopyTags": true, "CrossStoreCopyRules": [])")),
-			   "InvalidParameterValue", "CrossStoreCopyRules: is not yet supported");
+	// In process there is no config file here: no store is a target.
+	expectOneLineError(createWith(with(R"("CopyTags": true)",
+					   R"("CopyTags": true, "CrossStoreCopyRules": [{"TargetStore": "/srv/dr"}])")),
+			   "InvalidParameterValue",
+			   "PolicyDetails.Schedules[0].CrossStoreCopyRules[0].TargetStore: '/srv/dr' has no [store-target "
+			   "/srv/dr] group with its key-file in virtsnap.conf");
+	expectOneLineError(createWith(with(R"("CopyTags": true)",
+					   R"("CopyTags": true, "CrossStoreCopyRules": [{"TargetStore": "/srv/dr", "CmkArn": "k"}])")),
+			   "InvalidParameterValue", "CrossStoreCopyRules[0].CmkArn: is not supported");
 	expectOneLineError(cli({"create-lifecycle-policy", "--description", "x", "--state", "ON", "--policy-details",
 				details}),
 			   "InvalidParameterValue", "--state: 'ON'");
@@ -239,6 +248,49 @@ protected:
 
 	std::set<std::string> all() { return tagged("", ""); }
 };
+
+// A store beside the test's own, used by the virtsnap command in process.
+struct PolicyTargetStore {
+	std::string url, keyFile, stateDir;
+
+	CliResult run(const std::string &tmpDir, std::vector<std::string> args) const
+	{
+		args.insert(args.begin(), {"--store", url, "--key-file", keyFile, "--state-dir", stateDir});
+		return runVirtsnap(args, {"TMPDIR=" + tmpDir, "VIRTSNAP_SOCKET=" + tmpDir + "/no-daemon.sock"});
+	}
+
+	// Its snapshots (listed afresh from the manifests), by id.
+	std::map<std::string, Json> snapshots(const std::string &tmpDir) const
+	{
+		CliResult r = run(tmpDir, {"describe-snapshots", "--refresh"});
+		EXPECT_EQ(r.status, 0) << r.err;
+		std::map<std::string, Json> out;
+		Json list = r.json().get("Snapshots");
+		for (size_t i = 0; i < list.size(); i++)
+			out[list.at(i).getString("SnapshotId").value_or("")] = list.at(i);
+		return out;
+	}
+};
+
+std::string policyTagOf(const Json &snapshot, const std::string &key)
+{
+	Json tags = snapshot.get("Tags");
+	for (size_t i = 0; i < tags.size(); i++)
+		if (tags.at(i).getString("Key") == key)
+			return tags.at(i).getString("Value").value_or("");
+	return "";
+}
+
+// The ids of a run's copies into the target whose URL is `store`, by state.
+std::vector<std::string> runCopiesInto(const Json &run, const std::string &store, const std::string &state)
+{
+	std::vector<std::string> ids;
+	Json copies = run.get("Copies");
+	for (size_t i = 0; i < copies.size(); i++)
+		if (copies.at(i).getString("TargetStore") == store && copies.at(i).getString("State") == state)
+			ids.push_back(copies.at(i).getString("SnapshotId").value_or("failed"));
+	return ids;
+}
 
 TEST_F(RunLifecyclePolicyTest, CountKeepsTheNewestSetsAndAFailedRunDeletesNothing)
 {
@@ -388,6 +440,159 @@ TEST_F(RunLifecyclePolicyTest, AFailedRunEmitsAnEvent)
 	EXPECT_EQ(event->get("detail").getString("state"), "ERROR");
 	EXPECT_EQ(event->get("detail").getString("schedule_name"), "nightly");
 	EXPECT_NE(event->get("detail").getString("cause").value_or("").find("HypervisorError"), std::string::npos) << log;
+}
+
+// CrossStoreCopyRules into a second local store and into the real Ceph
+// (RADOS), run by virtsnapd, whose config file holds the targets' keys:
+// every run's snapshot is copied into both; the copies restore bit for
+// bit from their own stores; each target keeps its RetainRule's Count of
+// the policy's copies, a locked copy besides, and nothing else is touched
+// there; a target out of
+// reach fails the run, which then deletes nothing anywhere, and the next
+// run copies into it again.
+TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTargets)
+{
+	std::unique_ptr<store::Backend> backend;
+	std::string radosUrl;
+	REQUIRE_BACKEND("rados", backend, radosUrl);
+	backend.reset();
+	const std::string tmpDir = workRoot();
+	PolicyTargetStore dr{tmp_.file("dr-store"), tmp_.file("keys/dr.key"), tmp_.file("dr-store")};
+	PolicyTargetStore ceph{radosUrl, tmp_.file("keys/rados.key"), tmp_.file("rados-state")};
+	for (const PolicyTargetStore *t : {&dr, &ceph}) {
+		CliResult init = t->run(tmpDir, {"init"});
+		ASSERT_EQ(init.status, 0) << init.err;
+	}
+	// A snapshot of the DR store's own, which no retention may touch.
+	std::string reference = tmp_.file("vda.raw");
+	std::ofstream(reference).close();
+	std::filesystem::resize_file(reference, 16 * kMiB);
+	CliResult own = dr.run(tmpDir, {"import-image", "--file", reference, "--format", "raw"});
+	ASSERT_EQ(own.status, 0) << own.err;
+	std::string drOwn = own.json().getString("SnapshotId").value_or("");
+
+	std::string conf = tmp_.file("virtsnap.conf");
+	std::ofstream(conf) << "[store-target " << dr.url << "]\nkey-file = " << dr.keyFile << "\n[store-target "
+			    << ceph.url << "]\nkey-file = " << ceph.keyFile << "\n";
+	std::string socket = tmp_.file("virtsnapd.sock");
+	Virtsnapd daemon(daemonOptions(socket, {"--config", conf}));
+	ASSERT_TRUE(daemon.start());
+	CliResult vols = cli({"describe-volumes", "--qmp-socket", vm_->qmpSocket()}, socket);
+	ASSERT_EQ(vols.status, 0) << vols.err;
+	std::string vda = vols.json().get("Volumes").at(0).getString("VolumeId").value_or("");
+	ASSERT_EQ(cli({"create-tags", "--resource", vda, "--tag", "backup=nightly"}, socket).status, 0);
+	CliResult created = cli({"create-lifecycle-policy", "--description", "dr", "--policy-details", R"json({
+	  "ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "backup", "Value": "nightly"}],
+	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+	                 "RetainRule": {"Count": 3}, "TagsToAdd": [{"Key": "env", "Value": "prod"}],
+	                 "CrossStoreCopyRules": [
+	                   {"TargetStore": ")json" + dr.url + R"json(", "Encrypted": true, "CopyTags": true, "RetainRule": {"Count": 2}},
+	                   {"TargetStore": ")json" + ceph.url + R"json(", "RetainRule": {"Count": 1}}]}]})json"},
+				socket);
+	ASSERT_EQ(created.status, 0) << created.err;
+	std::string policy = created.json().getString("PolicyId").value_or("");
+
+	auto runOnce = [&](int pattern, bool succeeds) {
+		mirrorWrite(*vm_, "vda", reference, tmp_.file("pattern.bin"), uint64_t(pattern) * kMiB, kMiB, -1);
+		CliResult r = cli({"run-lifecycle-policy", "--policy-id", policy}, socket);
+		EXPECT_EQ(r.status == 0, succeeds) << r.out << r.err;
+		Json run = r.json().get("Runs").at(0);
+		EXPECT_EQ(run.getString("Outcome"), succeeds ? "succeeded" : "failed") << r.out;
+		return run;
+	};
+	auto restoresFrom = [&](const PolicyTargetStore &t, const std::string &id) {
+		std::string target = tmp_.file(id + ".raw");
+		CliResult r = t.run(tmpDir, {"create-volume", "--snapshot-id", id, "--target", target, "--format", "raw"});
+		if (r.status != 0)
+			return ::testing::AssertionFailure() << "restore of " << id << ": " << r.err;
+		auto same = sameImage(target, "raw", reference);
+		std::filesystem::remove(target);
+		return same;
+	};
+	auto policyCopies = [&](const PolicyTargetStore &t) {
+		std::set<std::string> ids;
+		for (const auto &[id, snapshot] : t.snapshots(tmpDir))
+			if (policyTagOf(snapshot, "aws:dlm:lifecycle-policy-id") == policy)
+				ids.insert(id);
+		return ids;
+	};
+
+	std::vector<std::vector<std::string>> toDr, toCeph;
+	for (int i = 0; i < 3; i++) {
+		Json run = runOnce(i, true);
+		toDr.push_back(runCopiesInto(run, dr.url, "completed"));
+		toCeph.push_back(runCopiesInto(run, ceph.url, "completed"));
+		ASSERT_EQ(toDr.back().size(), 1u) << run.dump();
+		ASSERT_EQ(toCeph.back().size(), 1u) << run.dump();
+		if (i == 0) {
+			EXPECT_TRUE(restoresFrom(dr, toDr[0][0]));
+			// Locked in the DR store: its retention must keep it.
+			CliResult locked = dr.run(tmpDir, {"lock-snapshot", "--snapshot-id", toDr[0][0], "--lock-mode",
+							   "governance", "--lock-duration", "1"});
+			ASSERT_EQ(locked.status, 0) << locked.err;
+		}
+		if (i == 1) {
+			EXPECT_TRUE(restoresFrom(ceph, toCeph[1][0])) << "incremental, into RADOS";
+			Json incremental = ceph.snapshots(tmpDir)[toCeph[1][0]];
+			EXPECT_EQ(incremental.getInt("BytesTransferred"), int64_t(kMiB)) << "what changed: " << incremental.dump();
+			EXPECT_EQ(incremental.getString("ParentSnapshotId"), toCeph[0][0]) << incremental.dump();
+		}
+	}
+	EXPECT_EQ(policyCopies(dr), (std::set<std::string>{toDr[0][0], toDr[1][0], toDr[2][0]}))
+		<< "Count 2, and the locked one";
+	EXPECT_EQ(policyCopies(ceph), (std::set<std::string>{toCeph[2][0]})) << "Count 1";
+	auto drNow = dr.snapshots(tmpDir);
+	EXPECT_TRUE(drNow.count(drOwn)) << "not the policy's: untouched";
+	Json copy = drNow[toDr[2][0]];
+	EXPECT_EQ(policyTagOf(copy, "aws:dlm:lifecycle-schedule-name"), "nightly");
+	EXPECT_EQ(policyTagOf(copy, "virtsnap:source-volume-id"), vda);
+	EXPECT_EQ(policyTagOf(copy, "env"), "prod") << "CopyTags";
+	EXPECT_EQ(policyTagOf(ceph.snapshots(tmpDir)[toCeph[2][0]], "env"), "") << "no CopyTags";
+	EXPECT_FALSE(copy.getString("SourceStore").value_or("").empty()) << copy.dump();
+
+	// The DR store out of reach: the run fails, and deletes nothing, in
+	// this store or in RADOS, where its copy still went.
+	std::set<std::string> sourceBefore = tagged("aws:dlm:lifecycle-policy-id", policy);
+	ASSERT_EQ(sourceBefore.size(), 3u);
+	std::filesystem::rename(dr.url, dr.url + ".away");
+	Json failed = runOnce(3, false);
+	std::filesystem::rename(dr.url + ".away", dr.url);
+	EXPECT_NE(failed.getString("Message").value_or("").find(dr.url), std::string::npos) << failed.dump();
+	EXPECT_EQ(runCopiesInto(failed, dr.url, "failed").size(), 1u) << failed.dump();
+	std::vector<std::string> toCephWhileDown = runCopiesInto(failed, ceph.url, "completed");
+	ASSERT_EQ(toCephWhileDown.size(), 1u) << failed.dump();
+	EXPECT_EQ(failed.get("DeletedSnapshotIds").size(), 0u);
+	EXPECT_EQ(failed.get("DeletedCopies").size(), 0u);
+	EXPECT_EQ(tagged("aws:dlm:lifecycle-policy-id", policy).size(), 4u) << "Count 3, but nothing deleted";
+	EXPECT_EQ(policyCopies(ceph), (std::set<std::string>{toCeph[2][0], toCephWhileDown[0]}));
+	std::string events;
+	for (int i = 0; i < 100 && events.find(policy) == std::string::npos; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		events = readFile(tmp_.file("events/events.jsonl"));
+	}
+	EXPECT_NE(events.find("DLM Policy State Change"), std::string::npos) << events;
+
+	Json again = runOnce(4, true);
+	std::vector<std::string> lastDr = runCopiesInto(again, dr.url, "completed");
+	ASSERT_EQ(lastDr.size(), 1u) << again.dump();
+	EXPECT_EQ(policyCopies(dr), (std::set<std::string>{toDr[0][0], toDr[2][0], lastDr[0]}));
+	EXPECT_EQ(policyCopies(ceph), (std::set<std::string>{runCopiesInto(again, ceph.url, "completed").at(0)}));
+	EXPECT_EQ(tagged("aws:dlm:lifecycle-policy-id", policy).size(), 3u);
+	EXPECT_TRUE(restoresFrom(dr, lastDr[0])) << "after a run that missed the DR store";
+	// Its parent has no copy there, so every chunk was read (5 MiB); only
+	// the 2 MiB written since the last copy there were new to the store.
+	Json full = dr.snapshots(tmpDir)[lastDr[0]];
+	EXPECT_EQ(full.getInt("BytesTransferred"), int64_t(5 * kMiB)) << full.dump();
+	EXPECT_GE(full.getInt("BytesAdded").value_or(0), int64_t(2 * kMiB)) << full.dump();
+	EXPECT_LT(full.getInt("BytesAdded").value_or(0), int64_t(3 * kMiB)) << full.dump();
+	std::printf("copy into the DR store after a missed run: %lld bytes read, %lld added\n",
+		    static_cast<long long>(full.getInt("BytesTransferred").value_or(-1)),
+		    static_cast<long long>(full.getInt("BytesAdded").value_or(-1)));
+
+	Json runs = cli({"get-lifecycle-policy", "--policy-id", policy}, socket).json().get("Policy").get("ScheduleRuns").at(0);
+	EXPECT_EQ(runs.get("RecentRuns").at(0).get("Copies").size(), 2u) << runs.dump();
+	EXPECT_EQ(runs.get("RecentRuns").at(0).get("DeletedCopies").size(), 3u) << runs.dump();
+	EXPECT_EQ(runs.get("RecentRuns").at(1).get("Copies").at(0).getString("State"), "failed") << runs.dump();
 }
 
 } // namespace
