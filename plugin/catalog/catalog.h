@@ -125,6 +125,13 @@ struct Filter {
 	std::vector<std::string> values;
 };
 
+// Which snapshots an account may see (daemon/access.h): those whose
+// owner_id is one of `owners`, or whose id is one of `snapshotIds`.
+struct Scope {
+	std::vector<std::string> owners;
+	std::vector<std::string> snapshotIds;
+};
+
 struct Page {
 	std::vector<SnapshotRow> snapshots;
 	std::string nextToken; // "" on the last page
@@ -133,7 +140,7 @@ struct Page {
 class Catalog
 {
 public:
-	static constexpr int kSchemaVersion = 6;
+	static constexpr int kSchemaVersion = 7;
 
 	// Opens `file`, creating it (mode 0600) and its schema if needed; WAL,
 	// synchronous=FULL, busy_timeout 5000 ms. StoreCorrupted for a schema
@@ -171,8 +178,10 @@ public:
 	// snapshotIds restricts to those ids; one that does not exist is
 	// InvalidSnapshot.NotFound. Ordered by start time, then id. maxResults
 	// 0: all; else 5..1000 per page, continued with the page's nextToken.
+	// Every scope given must hold for a snapshot to be listed.
 	Result<Page> describeSnapshots(const std::vector<Filter> &filters, const std::vector<std::string> &snapshotIds,
-				       int maxResults, const std::string &nextToken);
+				       int maxResults, const std::string &nextToken,
+				       const std::vector<Scope> &scopes = {});
 	// Snapshots of the volume in state "pending".
 	Result<int> countPending(const std::string &volumeId);
 

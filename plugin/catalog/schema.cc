@@ -144,6 +144,14 @@ ALTER TABLE volumes ADD COLUMN kms_key_id TEXT NOT NULL DEFAULT '';
 UPDATE snapshots SET encrypted = 0;
 )sql";
 
+// Version 7: owner_id is the owning account (12 digits; daemon/access.h),
+// no longer the requesting uid. Rows from before name a uid: their
+// snapshots belong to the store's default account, which an empty owner
+// means (as a manifest without account_id does).
+constexpr const char *kSchemaV7 = R"sql(
+UPDATE snapshots SET owner_id = '' WHERE NOT (length(owner_id) = 12 AND owner_id NOT GLOB '*[^0-9]*');
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -185,6 +193,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV5));
 		if (now < 6)
 			VS_TRY(conn_.exec(kSchemaV6));
+		if (now < 7)
+			VS_TRY(conn_.exec(kSchemaV7));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

@@ -134,7 +134,7 @@ Result<void> Catalog::removeSnapshot(const std::string &id)
 }
 
 Result<Page> Catalog::describeSnapshots(const std::vector<Filter> &filters, const std::vector<std::string> &snapshotIds,
-					int maxResults, const std::string &nextToken)
+					int maxResults, const std::string &nextToken, const std::vector<Scope> &scopes)
 {
 	if (maxResults != 0 && (maxResults < 5 || maxResults > 1000))
 		return fail(errc::kInvalidParameterValue,
@@ -146,6 +146,12 @@ Result<Page> Catalog::describeSnapshots(const std::vector<Filter> &filters, cons
 			return fail(errc::kInvalidParameterValue, "NextToken '" + nextToken.substr(0, 64) + "' is not valid");
 	}
 	VS_ASSIGN(Clause clause, filterClause(filters));
+	for (const Scope &scope : scopes) {
+		clause.sql += " AND (s.owner_id IN (SELECT value FROM json_each(?)) OR s.snapshot_id IN (SELECT value "
+			      "FROM json_each(?)))";
+		clause.params.push_back(toJsonArray(scope.owners));
+		clause.params.push_back(toJsonArray(scope.snapshotIds));
+	}
 
 	return reading([&]() -> Result<Page> {
 		VS_TRY(requireSnapshots(conn_, snapshotIds));

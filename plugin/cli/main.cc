@@ -359,7 +359,7 @@ void makePathsAbsolute(Arguments &args)
 {
 	for (const char *option :
 	     {"target", "target-dir", "qmp-socket", "qga-socket", "output-file", "block-data", "nbd-socket",
-	      "encryption-secret-file"}) {
+	      "encryption-secret-file", "account-key-file"}) {
 		std::string value = args.get(option);
 		if (value.empty() || value.front() == '/')
 			continue;
@@ -423,6 +423,7 @@ int run(int argc, char **argv)
 	ctx.location.timeout = config->storeTimeout;
 	ctx.service.libvirtUri = config->libvirtUri;
 	ctx.service.hypervisorTimeout = config->hypervisorTimeout;
+	ctx.service.accounts = config->accounts;
 	ctx.service.storeTargets = config->storeTargets;
 	ctx.service.luksIterTime = config->luksIterTime;
 	ctx.socket = args->get("socket", config->socket.string());

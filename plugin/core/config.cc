@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -236,6 +237,61 @@ std::string fromEnvironment(const char *name)
 	return v ? v : "";
 }
 
+// "alice, bob" or "alice;bob": names, each once.
+std::vector<std::string> nameList(const std::string &text)
+{
+	std::vector<std::string> out;
+	std::string name;
+	for (size_t i = 0; i <= text.size(); i++) {
+		char c = i < text.size() ? text[i] : ',';
+		if (c == ',' || c == ';' || c == ' ' || c == '\t') {
+			if (!name.empty() && std::find(out.begin(), out.end(), name) == out.end())
+				out.push_back(name);
+			name.clear();
+		} else {
+			name += c;
+		}
+	}
+	return out;
+}
+
+bool isAccountIdText(const std::string &id)
+{
+	return id.size() == 12 && id.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// One [account ID] section: key-file (required), users, groups.
+Result<AccountConfig> parseAccountGroup(GKeyFile *keyFile, const std::string &where, const std::string &group)
+{
+	AccountConfig account;
+	account.accountId = group.substr(std::string("account ").size());
+	if (!isAccountIdText(account.accountId))
+		return fail(errc::kInvalidParameterValue,
+			    where + "[" + group + "]: '" + account.accountId + "' is not an account id (12 decimal digits)");
+	gsize keyCount = 0;
+	StrvPtr keys(g_key_file_get_keys(keyFile, group.c_str(), &keyCount, nullptr));
+	for (gsize k = 0; k < keyCount; k++) {
+		const std::string name = keys.get()[k];
+		StringPtr value(g_key_file_get_string(keyFile, group.c_str(), name.c_str(), nullptr));
+		std::string text = value ? trimmed(value.get()) : "";
+		const std::string what = where + "[" + group + "] " + name + ": ";
+		if (name == "key-file") {
+			if (auto r = absolutePath(text, account.keyFile); !r)
+				return fail(r.error().code, what + r.error().message);
+		} else if (name == "users") {
+			account.users = nameList(text);
+		} else if (name == "groups") {
+			account.groups = nameList(text);
+		} else {
+			return fail(errc::kInvalidParameterValue,
+				    where + "[" + group + "] unknown key '" + name + "' (known: key-file, users, groups)");
+		}
+	}
+	if (account.keyFile.empty())
+		return fail(errc::kInvalidParameterValue, where + "[" + group + "]: key-file is missing");
+	return account;
+}
+
 } // namespace
 
 namespace {
@@ -325,6 +381,11 @@ Result<Config> parseConfig(const fs::path &path, const std::string &data)
 	StrvPtr groups(g_key_file_get_groups(keyFile.get(), &groupCount));
 	for (gsize g = 0; g < groupCount; g++) {
 		const std::string group = groups.get()[g];
+		if (group.rfind("account ", 0) == 0) {
+			VS_ASSIGN(AccountConfig account, parseAccountGroup(keyFile.get(), where, group));
+			config.accounts.push_back(std::move(account));
+			continue;
+		}
 		if (auto url = storeTargetUrl(group)) {
 			VS_ASSIGN(StoreTarget target, parseStoreTarget(keyFile.get(), group, *url, where));
 			if (findStoreTarget(config.storeTargets, target.url))
@@ -335,7 +396,7 @@ Result<Config> parseConfig(const fs::path &path, const std::string &data)
 		if (knownKeys(group).empty())
 			return fail(errc::kInvalidParameterValue,
 				    where + "unknown group [" + group + "] (known: " + knownGroups() + ", [" +
-					    kStoreTargetGroup + " URL])");
+					    kStoreTargetGroup + " URL], [account ID])");
 		gsize keyCount = 0;
 		StrvPtr keys(g_key_file_get_keys(keyFile.get(), group.c_str(), &keyCount, nullptr));
 		for (gsize k = 0; k < keyCount; k++) {

@@ -21,6 +21,15 @@
 
 namespace virtsnap {
 
+// An [account ID] section: which local users and groups act as the account
+// (engine/accounts.h), and where its key file is.
+struct AccountConfig {
+	std::string accountId;             // 12 decimal digits
+	std::filesystem::path keyFile;     // key-file
+	std::vector<std::string> users;    // users = alice, bob
+	std::vector<std::string> groups;   // groups = tenant-b
+};
+
 inline constexpr const char *kConfigPath = "/etc/virtsnap/virtsnap.conf";
 inline constexpr const char *kConfigEnv = "VIRTSNAP_CONFIG";
 
@@ -53,6 +62,9 @@ struct Config {
 	std::chrono::seconds hypervisorTimeout{30};                             // [hypervisor] timeout (s)
 	std::vector<StoreTarget> storeTargets;                                  // [store-target URL] groups; none by default
 	std::chrono::milliseconds luksIterTime{2000};                           // [restore] luks-iter-time (ms)
+	// [account ID] sections, in file order. None: every user the daemon
+	// lets in acts as the store's default account (as before accounts).
+	std::vector<AccountConfig> accounts;
 
 	// The file the values were read from; empty when there was none (all
 	// defaults).

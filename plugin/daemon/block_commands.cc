@@ -1,6 +1,7 @@
 // list-snapshot-blocks, list-changed-blocks and get-snapshot-block: the read
 // side of the EBS direct APIs (engine/block_api.h).
 
+#include "access.h"
 #include "catalog/catalog.h"
 #include "core/acting_as.h"
 #include "core/file_util.h"
@@ -17,12 +18,12 @@ namespace {
 // Only completed snapshots are read this way, as on EBS. The catalog knows
 // a pending or failed one; the store alone knows another host's completed
 // one (its manifest), which the engine then finds or not.
-Result<void> checkReadable(Context &ctx, const std::string &id)
+Result<void> checkReadable(Context &ctx, const Call &call, const std::string &id)
 {
 	VS_TRY(checkSnapshotId(id));
-	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(id));
-	if (row && row->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row->state) + ", not completed");
+	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, id));
+	if (row.state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
 	return {};
 }
 
@@ -46,7 +47,7 @@ Result<void> writeBlockFile(const std::string &path, std::span<const uint8_t> da
 Result<Reply> listSnapshotBlocks(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(std::string id, call.args.require("snapshot-id"));
-	VS_TRY(checkReadable(ctx, id));
+	VS_TRY(checkReadable(ctx, call, id));
 	VS_ASSIGN(engine::BlockPage page, parseBlockPage(call.args));
 	VS_ASSIGN(engine::BlockList list,
 		  engine::listSnapshotBlocks(*ctx.store, id, page, std::chrono::system_clock::now()));
@@ -58,8 +59,8 @@ Result<Reply> listChangedBlocks(Context &ctx, const Call &call)
 	std::string first = call.args.get("first-snapshot-id");
 	VS_ASSIGN(std::string second, call.args.require("second-snapshot-id"));
 	if (call.args.has("first-snapshot-id"))
-		VS_TRY(checkReadable(ctx, first));
-	VS_TRY(checkReadable(ctx, second));
+		VS_TRY(checkReadable(ctx, call, first));
+	VS_TRY(checkReadable(ctx, call, second));
 	VS_ASSIGN(engine::BlockPage page, parseBlockPage(call.args));
 	VS_ASSIGN(engine::ChangedBlockList list,
 		  engine::listChangedBlocks(*ctx.store, first, second, page, std::chrono::system_clock::now()));
@@ -69,10 +70,10 @@ Result<Reply> listChangedBlocks(Context &ctx, const Call &call)
 Result<Reply> getSnapshotBlock(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(GetBlockRequest req, parseGetBlock(call.args));
-	VS_TRY(checkReadable(ctx, req.snapshotId));
+	VS_TRY(checkReadable(ctx, call, req.snapshotId));
 	VS_ASSIGN(Bytes data, engine::getSnapshotBlock(*ctx.store, req.snapshotId, req.block, req.token,
 							 std::chrono::system_clock::now()));
-	VS_TRY(writeBlockFile(req.outputFile, data, call.ownerId));
+	VS_TRY(writeBlockFile(req.outputFile, data, call.uid));
 	return ok(blockDataJson(data));
 }
 

@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "access.h"
 #include "catalog/catalog.h"
 #include "catalog_rows.h"
 #include "core/acting_as.h"
@@ -39,7 +40,8 @@ catalog::SnapshotRow pendingRow(const engine::BlockWrite &w)
 	r.state = SnapshotState::Pending;
 	r.startTime = w.startTime;
 	r.description = w.description;
-	r.ownerId = w.ownerId;
+	r.ownerId = w.accountId;
+	r.encrypted = false; // written from outside data: as a plain volume's
 	r.volumeSize = w.volumeSize;
 	r.parentSnapshotId = w.parentSnapshotId;
 	r.captureMode = "direct";
@@ -49,18 +51,22 @@ catalog::SnapshotRow pendingRow(const engine::BlockWrite &w)
 
 // Blocks go only into a snapshot start-snapshot made and that is pending:
 // one the catalog knows in another state is refused here, one it does not
-// know the engine looks for. Only whoever started it (or root) writes into
-// it or completes it: another user's blocks would be in their snapshot.
-Result<void> checkWritable(Context &ctx, const std::string &id, const std::string &callerId)
+// know the engine looks for. Another account's does not exist for the
+// caller; within the account, only whoever started it (or root) writes
+// into it or completes it: another user's blocks would be in their snapshot.
+Result<void> checkWritable(Context &ctx, const std::string &id, const Call &call)
 {
 	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(id));
+	if (row && ownerOf(ctx, *row) != call.accountId)
+		return fail(errc::kSnapshotNotFound, "snapshot " + id + " does not exist");
 	if (row && row->state != SnapshotState::Pending)
 		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row->state) +
 							   (row->stateMessage.empty() ? "" : " (" + row->stateMessage + ")") +
 							   ", not pending");
-	if (row && callerId != "0" && row->ownerId != callerId)
+	VS_ASSIGN(auto write, writesOf(ctx).find(id));
+	if (write && call.uid != "0" && write->ownerId != call.uid)
 		return fail(errc::kAccessDenied,
-			    "snapshot " + id + " was started by uid " + row->ownerId + ": only they or root may write it");
+			    "snapshot " + id + " was started by uid " + write->ownerId + ": only they or root may write it");
 	return {};
 }
 
@@ -217,7 +223,10 @@ Result<std::vector<store::ChunkId>> blockWritesPinned(Context &ctx)
 Result<Reply> startSnapshot(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(StartSnapshotRequest req, parseStartSnapshot(call.args));
-	req.start.ownerId = call.ownerId;
+	req.start.ownerId = call.uid;
+	req.start.accountId = call.accountId;
+	if (!req.start.parentSnapshotId.empty())
+		VS_TRY(visibleSnapshot(ctx, call, req.start.parentSnapshotId));
 	VS_ASSIGN(auto replayed, replayStart(ctx, req));
 	if (replayed)
 		return std::move(*replayed);
@@ -236,8 +245,8 @@ Result<Reply> startSnapshot(Context &ctx, const Call &call)
 Result<Reply> putSnapshotBlock(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(PutBlockRequest req, parsePutBlock(call.args));
-	VS_TRY(checkWritable(ctx, req.snapshotId, call.ownerId));
-	VS_ASSIGN(Bytes data, readBlockFile(req, call.ownerId));
+	VS_TRY(checkWritable(ctx, req.snapshotId, call));
+	VS_ASSIGN(Bytes data, readBlockFile(req, call.uid));
 	auto writes = writesOf(ctx);
 	auto put = writes.put(*ctx.store, req.snapshotId, req.block, data, req.checksum, std::chrono::system_clock::now());
 	if (!put) {
@@ -253,7 +262,7 @@ Result<Reply> putSnapshotBlock(Context &ctx, const Call &call)
 Result<Reply> completeSnapshot(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(CompleteRequest req, parseComplete(call.args));
-	VS_TRY(checkWritable(ctx, req.snapshotId, call.ownerId));
+	VS_TRY(checkWritable(ctx, req.snapshotId, call));
 	auto writes = writesOf(ctx);
 	auto outcome = writes.complete(*ctx.store, req.snapshotId, req.changedBlocks, req.checksum,
 				       std::chrono::system_clock::now());
@@ -268,10 +277,11 @@ Result<Reply> completeSnapshot(Context &ctx, const Call &call)
 Result<Reply> importImage(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(ImportImageRequest req, parseImportImage(call.args));
-	req.start.ownerId = call.ownerId;
-	VS_ASSIGN(UniqueFd fd, openAsCaller("--file", req.file, call.ownerId));
+	req.start.ownerId = call.uid;
+	req.start.accountId = call.accountId;
+	VS_ASSIGN(UniqueFd fd, openAsCaller("--file", req.file, call.uid));
 	engine::ImportRequest ir{fd.get(), req.format, req.start, call.progress, nullptr, ""};
-	if (::geteuid() == 0 && call.ownerId != "0")
+	if (::geteuid() == 0 && call.uid != "0")
 		ir.qcow2Refused = "import-image of a qcow2 through virtsnapd is for root (qemu-nbd would open what its "
 				  "header names as root); convert it to raw (qemu-img convert -O raw) or run virtsnap "
 				  "as yourself without the daemon";

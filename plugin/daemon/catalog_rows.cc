@@ -14,7 +14,7 @@ catalog::SnapshotRow snapshotRow(const store::Manifest &m, SnapshotState state, 
 	r.completionTime = m.completionTime;
 	r.description = m.description;
 	r.name = m.name;
-	r.ownerId = m.ownerId;
+	r.ownerId = m.accountId; // the owning account; "" (from before accounts): the default
 	r.consistencyLevel = m.consistency;
 	r.encrypted = m.encrypted;
 	r.kmsKeyId = m.kmsKeyId;

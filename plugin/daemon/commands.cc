@@ -25,9 +25,23 @@ const std::vector<std::string> kSnapshotColumns = {"SnapshotId", "VolumeId", "Di
 
 } // namespace
 
+namespace {
+
+// Every command on a store takes --account: root acts as any account with
+// it, a user as one of theirs (access.h).
+std::map<std::string, CommandSpec> withAccountOption(std::map<std::string, CommandSpec> table)
+{
+	for (auto &[name, spec] : table)
+		if (spec.needsStore)
+			spec.options.push_back({"account"});
+	return table;
+}
+
+} // namespace
+
 const std::map<std::string, CommandSpec> &commands()
 {
-	static const std::map<std::string, CommandSpec> table = {
+	static const std::map<std::string, CommandSpec> table = withAccountOption({
 		{"init",
 		 {"create the store, and the key file if it is absent", {{"chunk-size"}, {"compression"}}, "", {}, initStore,
 		  /*needsStore=*/false, /*cliOnly=*/true}},
@@ -43,6 +57,8 @@ const std::map<std::string, CommandSpec> &commands()
 		 {"list snapshots: all, the ones named, or those the filters match",
 		  {{"snapshot-id", true, true},
 		   {"filter", true, true},
+		   {"owner-ids", true, true},
+		   {"restorable-by-user-ids", true, true},
 		   {"max-results"},
 		   {"next-token"},
 		   {"refresh", false}},
@@ -201,7 +217,23 @@ const std::map<std::string, CommandSpec> &commands()
 		{"libvirt-hook",
 		 {"what the libvirt hook hands virtsnapd (hooks/): one event of a domain",
 		  {{"domain"}, {"uuid"}, {"operation"}, {"sub-operation"}}, "", {}, libvirtHook}},
-	};
+		{"create-account",
+		 {"add an account to the store (root only); writes its key file when absent",
+		  {{"account-id"}, {"account-key-file"}}, "", {}, createAccount}},
+		{"describe-accounts",
+		 {"list the store's accounts, and which users and groups act as each here", {}, "Accounts",
+		  {"AccountId", "Default", "Users", "Groups"}, describeAccounts}},
+		{"modify-snapshot-attribute",
+		 {"share a completed snapshot with accounts or make it public (createVolumePermission), or take that back",
+		  {{"snapshot-id"}, {"attribute"}, {"operation-type"}, {"user-ids", true, true}, {"group-names", true, true}},
+		  "", {}, modifySnapshotAttribute}},
+		{"describe-snapshot-attribute",
+		 {"show who may create volumes from a snapshot (createVolumePermission)", {{"snapshot-id"}, {"attribute"}},
+		  "CreateVolumePermissions", {"UserId", "Group"}, describeSnapshotAttribute}},
+		{"reset-snapshot-attribute",
+		 {"share a snapshot with nobody again (createVolumePermission)", {{"snapshot-id"}, {"attribute"}}, "", {},
+		  resetSnapshotAttribute}},
+	});
 	return table;
 }
 

@@ -38,6 +38,7 @@ struct ServiceOptions {
 	unsigned maxParallelJobs = 2; // transfers at once; more wait, pending
 	std::string libvirtUri = "qemu:///system"; // --connect's default
 	std::chrono::milliseconds hypervisorTimeout = hypervisor::kDefaultMonitorTimeout; // [hypervisor] timeout
+	std::vector<AccountConfig> accounts; // [account ID] sections: which users act as which account
 	// Where copies may be pushed, with their keys ([store-target URL]):
 	// store_targets.h.
 	std::vector<StoreTarget> storeTargets;
@@ -77,8 +78,9 @@ inline Reply ok(Json doc)
 // One command as asked.
 struct Call {
 	const Arguments &args;
-	std::string ownerId;         // the caller's uid, as text
+	std::string uid;             // the caller's uid, as text (SO_PEERCRED, or getuid in process)
 	engine::ProgressFn progress; // in-process runs draw a progress bar
+	std::string accountId;       // the account the caller acts as (access.h); empty for init
 };
 
 // Commands that guard every user's snapshots against deletion (snapshot
@@ -86,7 +88,7 @@ struct Call {
 // runs virtsnap in process holds the store's key anyway.
 inline Result<void> requireRoot(const Call &call)
 {
-	if (::geteuid() == 0 && call.ownerId != "0")
+	if (::geteuid() == 0 && call.uid != "0")
 		return fail(errc::kAccessDenied, call.args.command() + " through virtsnapd is for root");
 	return {};
 }
@@ -101,6 +103,7 @@ struct Context {
 	Admission *admission = nullptr;
 	JobRunner *jobs = nullptr;
 	DriverCache *drivers = nullptr;
+	std::string defaultAccount; // the store's (engine/accounts.h), once it is open
 };
 
 } // namespace virtsnap::daemon

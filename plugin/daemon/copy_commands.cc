@@ -5,6 +5,7 @@
 // target of the config file (store_targets.h), and the answer waits for it.
 #include <string>
 
+#include "access.h"
 #include "catalog/catalog.h"
 #include "copy_job.h"
 #include "engine/block_writes.h"
@@ -51,9 +52,12 @@ Result<void> requireCompleted(Context &ctx, const std::string &snapshotId)
 }
 
 // --destination-store: the copy is made before the answer, which names
-// both sides. This store's catalog gets no row: the copy is the target's.
-Result<Reply> pushToDestination(Context &ctx, const CopySnapshotRequest &req, const std::string &ownerId)
+// both sides. This store's catalog gets no row: the copy is the target's,
+// and belongs to the target's default account (accounts are a store's).
+Result<Reply> pushToDestination(Context &ctx, const CopySnapshotRequest &req, const Call &call)
 {
+	const std::string &ownerId = call.uid;
+	VS_TRY(visibleSnapshot(ctx, call, req.sourceSnapshotId));
 	VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
 	VS_ASSIGN(auto target, openStoreTarget(ctx, req.destinationStore, "--destination-store"));
 	VS_TRY(engine::copySourceOf(*ctx.store, *target, req.sourceSnapshotId));
@@ -74,11 +78,14 @@ Result<Reply> pushToDestination(Context &ctx, const CopySnapshotRequest &req, co
 
 } // namespace
 
-Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const std::string &ownerId,
-			const engine::ProgressFn &progress)
+Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const Call &call)
 {
+	const std::string &ownerId = call.uid;
 	AdmittedCopy a;
 	if (req.sourceStore.empty()) {
+		// Another account's snapshot, unless shared with this one, does
+		// not exist for it (access.h).
+		VS_TRY(visibleSnapshot(ctx, call, req.sourceSnapshotId));
 		VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
 	} else {
 		VS_ASSIGN(a.otherSource, openSourceStore(ctx, req, ownerId));
@@ -99,11 +106,14 @@ Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const std::string
 				     : req.description;
 	a.copy.tags = req.tags;
 	a.copy.ownerId = ownerId;
+	// The copy is the copying account's, and shares nothing: permissions
+	// are records of the source's id, never copied.
+	a.copy.accountId = call.accountId;
 	// A copy's volume is EBS's vol-ffffffff (ours, kDirectVolumeId): its
 	// pending limit is how many copies (and block writes) may be pending.
 	a.volumes = {engine::kDirectVolumeId};
 	a.request = std::move(req);
-	return CopyJob::start(ctx, std::move(a), progress);
+	return CopyJob::start(ctx, std::move(a), call.progress);
 }
 
 Result<Reply> copySnapshot(Context &ctx, const Call &call)
@@ -116,7 +126,7 @@ Result<Reply> copySnapshot(Context &ctx, const Call &call)
 	if (!req.sourceStore.empty() || !req.destinationStore.empty())
 		VS_TRY(requireRoot(call));
 	if (!req.destinationStore.empty())
-		return pushToDestination(ctx, req, call.ownerId);
+		return pushToDestination(ctx, req, call);
 	VS_ASSIGN(auto seen, earlierRequest(ctx, req.clientToken, req.requestHash));
 	if (seen) {
 		// As first answered: the copy's id.
@@ -125,7 +135,7 @@ Result<Reply> copySnapshot(Context &ctx, const Call &call)
 		doc.set("SnapshotId", Json::string(ids && ids->size() ? ids->at(0).asString() : ""));
 		return ok(doc);
 	}
-	return startCopy(ctx, std::move(req), call.ownerId, call.progress);
+	return startCopy(ctx, std::move(req), call);
 }
 
 } // namespace virtsnap::daemon

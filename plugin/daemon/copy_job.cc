@@ -49,7 +49,8 @@ catalog::SnapshotRow pendingRow(const AdmittedCopy &a)
 	r.state = SnapshotState::Pending;
 	r.startTime = a.copy.startTime;
 	r.description = a.copy.description;
-	r.ownerId = a.copy.ownerId;
+	r.ownerId = a.copy.accountId;
+	r.encrypted = a.sourceManifest.encrypted;
 	r.consistencyLevel = a.sourceManifest.consistency;
 	r.volumeSize = a.sourceManifest.volumeSize;
 	r.captureMode = "full";

@@ -19,9 +19,8 @@ namespace virtsnap::daemon {
 
 // A copy request already parsed (or built: a lifecycle policy's copy
 // rule): the source found and checked, then admission and the job, as
-// copy-snapshot runs it. The copy goes into ctx.store.
-Result<Reply> startCopy(Context &ctx, CopySnapshotRequest request, const std::string &ownerId,
-			const engine::ProgressFn &progress);
+// copy-snapshot runs it, as `call`'s account. The copy goes into ctx.store.
+Result<Reply> startCopy(Context &ctx, CopySnapshotRequest request, const Call &call);
 
 // A copy request whose source was found, before it is admitted.
 struct AdmittedCopy {

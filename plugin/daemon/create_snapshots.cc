@@ -60,7 +60,8 @@ Result<std::optional<Reply>> replay(Context &ctx, const CreateRequest &req)
 Result<Reply> create(Context &ctx, const Call &call, bool oneDisk)
 {
 	VS_ASSIGN(CreateRequest req, parseCreate(call.args, oneDisk, ctx.options.libvirtUri));
-	req.set.ownerId = call.ownerId;
+	req.set.ownerId = call.uid;
+	req.set.accountId = call.accountId;
 	req.set.warn = [](const std::string &w) { std::fprintf(stderr, "virtsnap: warning: %s\n", w.c_str()); };
 	VS_ASSIGN(auto replayed, replay(ctx, req));
 	if (replayed)

@@ -1,5 +1,6 @@
 // serve-snapshot, describe-exports and stop-serving
 // (engine/snapshot_exports.h).
+#include "access.h"
 #include "catalog/catalog.h"
 #include "catalog_sync.h"
 #include "ec2_output.h"
@@ -47,12 +48,9 @@ Result<Reply> serveSnapshot(Context &ctx, const Call &call)
 	// nbdkit runs as virtsnapd's user and listens where it is told.
 	VS_TRY(requireRoot(call));
 	VS_ASSIGN(engine::ServeRequest req, parseServe(call.args));
-	VS_TRY(ctx.sync->learn(*ctx.store, *ctx.catalog, {req.snapshotId})); // another host's snapshot
-	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(req.snapshotId));
-	if (!row)
-		return fail(errc::kSnapshotNotFound, "snapshot " + req.snapshotId + " does not exist");
-	if (row->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + req.snapshotId + " is " + name(row->state) +
+	VS_ASSIGN(auto row, visibleSnapshot(ctx, call, req.snapshotId));
+	if (row.state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + req.snapshotId + " is " + name(row.state) +
 							   "; only a completed snapshot can be served");
 	req.exportsDir = ctx.location.stateDir / "exports";
 	req.storeUrl = absoluteUrl(ctx.location.url);

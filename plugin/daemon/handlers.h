@@ -23,6 +23,15 @@ Result<std::optional<catalog::RequestRow>> earlierRequest(Context &ctx, const st
 // The pending limits per volume that creates and copies count against.
 Admission::Limits pendingLimits(Context &ctx);
 
+// account_commands.cc
+Result<Reply> createAccount(Context &ctx, const Call &call);
+Result<Reply> describeAccounts(Context &ctx, const Call &call);
+
+// sharing_commands.cc
+Result<Reply> modifySnapshotAttribute(Context &ctx, const Call &call);
+Result<Reply> describeSnapshotAttribute(Context &ctx, const Call &call);
+Result<Reply> resetSnapshotAttribute(Context &ctx, const Call &call);
+
 // copy_commands.cc
 Result<Reply> copySnapshot(Context &ctx, const Call &call);
 
@@ -49,8 +58,9 @@ Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call);
 
 // restore_commands.cc
 Result<Reply> restoreInstance(Context &ctx, const Call &call);
-// The snapshots of a set, as the catalog knows them.
-Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const std::string &setId);
+// The snapshots of a set, as the catalog knows them, that the caller's
+// account may see (access.h).
+Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const Call &call, const std::string &setId);
 
 // block_commands.cc
 Result<Reply> listSnapshotBlocks(Context &ctx, const Call &call);

@@ -15,6 +15,7 @@
 #include "engine/instant_restore.h"
 #include "engine/restore_journal.h"
 #include "handlers.h"
+#include "access.h"
 #include "instant_job.h"
 #include "requests.h"
 
@@ -40,7 +41,7 @@ engine::InstantRequest instantRequest(Context &ctx, const Call &call, const std:
 	req.socket = call.args.get("nbd-socket");
 	req.snapshotId = snapshotId;
 	req.target = fs::absolute(target);
-	req.writeAs = call.ownerId;
+	req.writeAs = call.uid;
 	req.instantDir = ctx.location.stateDir / "instant";
 	req.serve.exportsDir = ctx.location.stateDir / "exports";
 	req.serve.storeUrl = absoluteStoreUrl(ctx.location.url);
@@ -126,11 +127,10 @@ Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
 	if (args.has("nbd-socket") && !fs::path(args.get("nbd-socket")).is_absolute())
 		return fail(errc::kInvalidParameterValue, "--nbd-socket must be an absolute path");
 	VS_TRY(ctx.sync->learn(*ctx.store, *ctx.catalog, {s.snapshotId}));
-	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(s.snapshotId));
-	if (!row)
-		return fail(errc::kSnapshotNotFound, "snapshot " + s.snapshotId + " does not exist");
-	if (row->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + s.snapshotId + " is " + name(row->state) + ", not completed");
+	// Its owner's, or shared with the caller's account (access.h).
+	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, s.snapshotId));
+	if (row.state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + s.snapshotId + " is " + name(row.state) + ", not completed");
 	VS_ASSIGN(Copier copier, copierOf(ctx, args)); // an instance that is not there fails before anything is made
 	VS_ASSIGN(engine::InstantVolume v, engine::createInstantVolume(*ctx.store, instantRequest(ctx, call, s.snapshotId, target)));
 	s.target = fs::absolute(target).string();
@@ -182,7 +182,7 @@ Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call)
 		return fail(errc::kInvalidParameterValue, "--instant replaces the domain's disks: no --target-dir");
 	VS_ASSIGN(uint64_t speed, parseSpeed(call.args));
 	VS_ASSIGN(auto driver, ctx.drivers->get(target));
-	VS_ASSIGN(auto set, snapshotsOfSet(ctx, setId));
+	VS_ASSIGN(auto set, snapshotsOfSet(ctx, call, setId));
 	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set));
 	// Each export's socket beside its image, where QEMU's user reaches
 	// the image too, with the group of that directory.
@@ -272,7 +272,7 @@ Result<Reply> completeInstantRestore(Context &ctx, const Call &call)
 	s.stateMessage.clear();
 	if (!copier.driver) {
 		// Offline: nothing may have the image open.
-		VS_TRY(engine::copyInOffline(target, call.ownerId));
+		VS_TRY(engine::copyInOffline(target, call.uid));
 		InstantJob::finish(ctx, s);
 		return instantReply(s);
 	}

@@ -2,6 +2,7 @@
 // (engine/snapshot_locks.h).
 #include <algorithm>
 
+#include "access.h"
 #include "core/ids.h"
 #include "ec2_output.h"
 #include "engine/snapshot_locks.h"
@@ -46,9 +47,10 @@ Result<Reply> lockSnapshot(Context &ctx, const Call &call)
 	VS_ASSIGN(engine::LockRequest req, parseLock(call.args));
 	// The catalog knows a pending or failed snapshot, which has no manifest
 	// to hold yet; the store alone knows another host's completed one.
-	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(req.snapshotId));
-	if (row && row->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + req.snapshotId + " is " + name(row->state) +
+	// Only the owning account locks it.
+	VS_ASSIGN(auto row, ownedSnapshot(ctx, call, req.snapshotId));
+	if (row.state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + req.snapshotId + " is " + name(row.state) +
 							   "; only a completed snapshot can be locked");
 	int64_t now = 0;
 	VS_ASSIGN(engine::SnapshotLock lock, engine::lockSnapshot(*ctx.store, req, now));
@@ -59,6 +61,8 @@ Result<Reply> unlockSnapshot(Context &ctx, const Call &call)
 {
 	VS_TRY(requireRoot(call));
 	VS_ASSIGN(std::string id, call.args.require("snapshot-id"));
+	if (auto row = ctx.catalog->getSnapshot(id); row && *row && ownerOf(ctx, **row) != call.accountId)
+		return fail(errc::kSnapshotNotFound, "snapshot " + id + " does not exist");
 	VS_ASSIGN(engine::SnapshotLock lock, engine::unlockSnapshot(*ctx.store, id));
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(lock.snapshotId));
@@ -80,9 +84,15 @@ Result<Reply> describeLockedSnapshots(Context &ctx, const Call &call)
 	int64_t now = 0;
 	VS_ASSIGN(auto locks, engine::describeLocks(*ctx.store, call.args.all("snapshot-id"), now));
 	Json list = Json::array();
-	for (const engine::SnapshotLock &l : locks)
+	for (const engine::SnapshotLock &l : locks) {
+		// Another account's locks are not listed (a lock whose snapshot
+		// is gone: the default account's to see).
+		VS_ASSIGN(auto row, ctx.catalog->getSnapshot(l.snapshotId));
+		if (row ? ownerOf(ctx, *row) != call.accountId : call.accountId != ctx.defaultAccount)
+			continue;
 		if (matches(filters, l, now))
 			list.append(lockJson(l, now));
+	}
 	Json j = Json::object();
 	j.set("Snapshots", list);
 	return ok(j);

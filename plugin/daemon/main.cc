@@ -89,6 +89,7 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 	s.service.maxParallelJobs = config->maxParallelJobs;
 	s.service.libvirtUri = config->libvirtUri;
 	s.service.hypervisorTimeout = config->hypervisorTimeout;
+	s.service.accounts = config->accounts;
 	s.service.storeTargets = config->storeTargets;
 	s.service.luksIterTime = config->luksIterTime;
 	*status = 2;

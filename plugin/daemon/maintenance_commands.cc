@@ -6,7 +6,9 @@
 #include "catalog_rows.h"
 #include "core/ids.h"
 #include "ec2_output.h"
+#include "engine/accounts.h"
 #include "engine/maintenance.h"
+#include "store/store.h"
 #include "engine/resources.h"
 #include "handlers.h"
 #include "job_runner.h"
@@ -46,8 +48,13 @@ Result<Reply> initStore(Context &ctx, const Call &call)
 	}
 	VS_ASSIGN(engine::StoreCreated created, engine::initStore(ctx.location.url, backendSettings(ctx.location),
 								  ctx.location.keyFile, chunkSize, compression));
+	// The store's first account, the default one (engine/accounts.h).
+	VS_ASSIGN(auto backend, store::openBackend(ctx.location.url, backendSettings(ctx.location)));
+	VS_ASSIGN(auto opened, store::Store::open(std::move(backend), ctx.location.keyFile));
+	VS_ASSIGN(std::string account, engine::ensureDefaultAccount(*opened, ctx.location.keyFile));
 	Json j = Json::object();
 	j.set("Store", Json::string(ctx.location.url));
+	j.set("AccountId", Json::string(account));
 	j.set("KeyFile", Json::string(ctx.location.keyFile.string()));
 	j.set("KeyCreated", Json::boolean(created.keyCreated));
 	j.set("ChunkSize", Json::integer(created.chunkSize));

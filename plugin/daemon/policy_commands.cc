@@ -131,7 +131,7 @@ Result<Reply> createLifecyclePolicy(Context &ctx, const Call &call)
 	row.description = description;
 	row.state = enabled ? "ENABLED" : "DISABLED";
 	row.details = toJson(details).dump();
-	row.ownerId = call.ownerId;
+	row.ownerId = call.uid;
 	row.dateCreated = row.dateModified = row.schedulesFrom = isoTime(now);
 	VS_TRY(ctx.catalog->putPolicy(row));
 	Json doc = Json::object();

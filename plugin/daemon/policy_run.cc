@@ -134,7 +134,7 @@ Result<Reply> runCommand(Context &ctx, const std::string &name, const Json &opti
 {
 	const CommandSpec *spec = findCommand(name);
 	VS_ASSIGN(Arguments args, Arguments::fromJson(name, options.dump(), spec->options));
-	return spec->handler(ctx, Call{args, ownerId, {}});
+	return spec->handler(ctx, Call{args, ownerId, {}, ctx.defaultAccount}); // policies act for the default account
 }
 
 Json idList(const std::vector<std::string> &ids)
@@ -152,7 +152,9 @@ Result<void> capture(Context &ctx, const catalog::PolicyRow &row, const PolicyDe
 {
 	VS_ASSIGN(std::vector<RunTarget> targets, findTargets(ctx, details));
 	for (const RunTarget &t : targets) {
-		VS_ASSIGN(Reply reply, startCreate(ctx, requestFor(t, row, details, schedule, runTime), {}));
+		CreateRequest request = requestFor(t, row, details, schedule, runTime);
+		request.set.accountId = ctx.defaultAccount; // policies act for the default account
+		VS_ASSIGN(Reply reply, startCreate(ctx, request, {}));
 		std::vector<std::string> ids = snapshotIdsOf(reply.doc);
 		made.insert(made.end(), ids.begin(), ids.end());
 		if (reply.failure)

@@ -3,6 +3,7 @@
 // list-snapshots-in-recycle-bin and restore-snapshot-from-recycle-bin.
 #include <algorithm>
 
+#include "access.h"
 #include "catalog/catalog.h"
 #include "catalog_rows.h"
 #include "catalog_sync.h"
@@ -167,6 +168,15 @@ Result<Reply> unlockRule(Context &ctx, const Call &call)
 	return oneRule(r, now);
 }
 
+namespace {
+
+std::string binOwner(const Context &ctx, const engine::BinEntry &e)
+{
+	return e.manifest.accountId.empty() ? ctx.defaultAccount : e.manifest.accountId;
+}
+
+} // namespace
+
 Result<Reply> listSnapshotsInRecycleBin(Context &ctx, const Call &call)
 {
 	for (const std::string &id : call.args.all("snapshot-id"))
@@ -174,7 +184,8 @@ Result<Reply> listSnapshotsInRecycleBin(Context &ctx, const Call &call)
 	VS_ASSIGN(auto entries, engine::listRecycleBin(*ctx.store, call.args.all("snapshot-id")));
 	Json list = Json::array();
 	for (const engine::BinEntry &e : entries)
-		list.append(binEntryJson(e));
+		if (binOwner(ctx, e) == call.accountId) // another account's are not listed
+			list.append(binEntryJson(e));
 	Json j = Json::object();
 	j.set("Snapshots", list);
 	return ok(j);
@@ -183,6 +194,11 @@ Result<Reply> listSnapshotsInRecycleBin(Context &ctx, const Call &call)
 Result<Reply> restoreSnapshotFromRecycleBin(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(std::string id, call.args.require("snapshot-id"));
+	VS_TRY(checkSnapshotId(id));
+	VS_ASSIGN(auto entries, engine::listRecycleBin(*ctx.store, {id}));
+	for (const engine::BinEntry &e : entries)
+		if (binOwner(ctx, e) != call.accountId)
+			return fail(errc::kSnapshotNotFound, "snapshot " + id + " is not in the Recycle Bin");
 	VS_ASSIGN(store::Manifest m, engine::restoreFromRecycleBin(*ctx.store, id));
 	VS_TRY(ctx.sync->learn(*ctx.store, *ctx.catalog, {id}));
 	Json j = Json::object();

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "access.h"
 #include "admission.h"
 #include "catalog/catalog.h"
 #include "driver_cache.h"
@@ -14,9 +15,10 @@
 
 namespace virtsnap::daemon {
 
-Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const std::string &setId)
+Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const Call &call, const std::string &setId)
 {
-	VS_ASSIGN(catalog::Page page, ctx.catalog->describeSnapshots({}, {}, 0, ""));
+	VS_ASSIGN(catalog::Scope scope, scopeOf(ctx, {call.accountId}));
+	VS_ASSIGN(catalog::Page page, ctx.catalog->describeSnapshots({}, {}, 0, "", {scope}));
 	std::vector<engine::SetSnapshot> set;
 	for (const catalog::SnapshotRow &r : page.snapshots)
 		if (r.snapshotSetId == setId)
@@ -35,11 +37,11 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 	std::filesystem::path targetDir = call.args.get("target-dir");
 	// New files anywhere, written by root: only root may ask that of the
 	// daemon (a group member runs it in process, as itself).
-	if (!targetDir.empty() && ::geteuid() == 0 && call.ownerId != "0")
+	if (!targetDir.empty() && ::geteuid() == 0 && call.uid != "0")
 		return fail(errc::kAccessDenied, "restore-instance --target-dir through virtsnapd is for root; run it "
 						 "as yourself without the daemon (--socket to a path where none listens)");
 	VS_ASSIGN(auto driver, ctx.drivers->get(target));
-	VS_ASSIGN(auto set, snapshotsOfSet(ctx, setId));
+	VS_ASSIGN(auto set, snapshotsOfSet(ctx, call, setId));
 	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set, targetDir));
 	VS_ASSIGN(auto given, encryptionSecret(ctx, call));
 	VS_TRY(engine::findPassphrases(*driver, plan, given, ctx.options.luksIterTime));

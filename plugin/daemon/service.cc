@@ -2,7 +2,9 @@
 
 #include <cstdio>
 
+#include "access.h"
 #include "catalog/catalog.h"
+#include "engine/accounts.h"
 #include "commands.h"
 #include "engine/maintenance.h"
 #include "engine/restore_journal.h"
@@ -51,11 +53,12 @@ Result<void> Service::openStore()
 	VS_ASSIGN(catalog_, catalog::Catalog::open(ctx_.location.stateDir / "catalog.sqlite"));
 	ctx_.store = store_.get();
 	ctx_.catalog = catalog_.get();
+	VS_ASSIGN(ctx_.defaultAccount, engine::ensureDefaultAccount(*store_, ctx_.location.keyFile));
 	if (catalog_->isEmpty()) {
 		auto manifests = engine::listSnapshots(*store_);
 		if (manifests && !manifests->empty()) {
 			Arguments none;
-			VS_TRY(rebuildCatalog(ctx_, Call{none, "", nullptr}));
+			VS_TRY(rebuildCatalog(ctx_, Call{none, "", nullptr, ctx_.defaultAccount}));
 		}
 	}
 	return {};
@@ -69,14 +72,17 @@ Service::~Service()
 	admission_.wake();
 }
 
-Result<Reply> Service::run(const Arguments &args, const std::string &ownerId, const engine::ProgressFn &progress)
+Result<Reply> Service::run(const Arguments &args, const std::string &uid, const engine::ProgressFn &progress)
 {
 	const CommandSpec *spec = findCommand(args.command());
 	if (!spec || !spec->handler)
 		return fail(errc::kInvalidParameterValue, "unknown command '" + args.command() + "'");
-	if (spec->needsStore && !store_)
+	if (!spec->needsStore)
+		return spec->handler(ctx_, Call{args, uid, progress, ""});
+	if (!store_)
 		VS_TRY(openStore());
-	return spec->handler(ctx_, Call{args, ownerId, progress});
+	VS_ASSIGN(std::string account, actingAccount(ctx_, uid, args.get("account")));
+	return spec->handler(ctx_, Call{args, uid, progress, account});
 }
 
 void Service::recoverInterruptedJobs()

@@ -29,7 +29,9 @@ public:
 	// Interrupts running jobs (they end in error) and waits for them.
 	~Service();
 
-	Result<Reply> run(const Arguments &args, const std::string &ownerId,
+	// `uid`: the caller's; the account it acts as is resolved here
+	// (access.h), with --account when given.
+	Result<Reply> run(const Arguments &args, const std::string &uid,
 			  const engine::ProgressFn &progress = nullptr);
 
 	// Jobs a killed process (daemon or CLI) left "running" end in error,

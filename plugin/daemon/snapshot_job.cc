@@ -120,7 +120,8 @@ Result<Reply> CreateJob::queue(Context &ctx, AdmittedCreate admitted)
 				r.startTime = now;
 				r.description = req.set.description;
 				r.name = req.set.name;
-				r.ownerId = req.set.ownerId;
+				r.ownerId = req.set.accountId;
+				r.encrypted = false; // encrypted volumes: not yet
 				r.volumeSize = disk.size;
 				r.snapshotSetId = req.set.snapshotSetId;
 				r.diskId = disk.diskId;

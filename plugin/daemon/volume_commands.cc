@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdio>
 
+#include "access.h"
 #include "catalog/catalog.h"
 #include "catalog_rows.h"
 #include "core/file_util.h"
@@ -79,6 +80,7 @@ Result<Reply> changeTags(Context &ctx, const Call &call, bool create)
 		return create ? engine::createTags(*ctx.store, resource, tags) : engine::deleteTags(*ctx.store, resource, tags);
 	};
 	if (isSnapshotId(resource)) {
+		VS_TRY(ownedSnapshot(ctx, call, resource)); // tags are the owner's to change
 		VS_TRY(ctx.catalog->transaction([&]() -> Result<void> {
 			VS_ASSIGN(auto row, ctx.catalog->getSnapshot(resource));
 			if (!row)
@@ -122,15 +124,15 @@ Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const
 	if (!call.args.has("encryption-secret-file"))
 		return std::optional<engine::LuksSettings>();
 	const std::string path = call.args.get("encryption-secret-file");
-	VS_ASSIGN(UniqueFd fd, openAsCaller(option, path, call.ownerId));
+	VS_ASSIGN(UniqueFd fd, openAsCaller(option, path, call.uid));
 	struct stat st;
 	if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
 		return fail(errc::kInvalidParameterValue, option + " " + path + " is not a regular file");
 	uid_t caller = ::geteuid();
-	if (!call.ownerId.empty()) {
-		auto [end, ec] = std::from_chars(call.ownerId.data(), call.ownerId.data() + call.ownerId.size(), caller);
-		if (ec != std::errc() || end != call.ownerId.data() + call.ownerId.size())
-			return fail(errc::kInternal, "the caller '" + call.ownerId + "' is not a uid");
+	if (!call.uid.empty()) {
+		auto [end, ec] = std::from_chars(call.uid.data(), call.uid.data() + call.uid.size(), caller);
+		if (ec != std::errc() || end != call.uid.data() + call.uid.size())
+			return fail(errc::kInternal, "the caller '" + call.uid + "' is not a uid");
 	}
 	if ((st.st_mode & 077) != 0)
 		return fail(errc::kInvalidParameterValue, option + " " + path + " may be read by others (mode " +
@@ -161,10 +163,11 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	if (target.empty())
 		return fail(errc::kMissingParameter, "--target is required");
 	VS_TRY(checkSnapshotId(id));
-	auto row = ctx.catalog->getSnapshot(id);
-	if (row && *row && (*row)->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name((*row)->state) + ", not completed");
-	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.ownerId, {}};
+	// Its owner's, or shared with the caller's account (access.h).
+	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, id));
+	if (row.state != SnapshotState::Completed)
+		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
+	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}};
 	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
 	Json j = Json::object();

@@ -115,6 +115,7 @@ std::string stateJson(const BlockWrite &w)
 	j.set("parent_snapshot_id", Json::string(w.parentSnapshotId));
 	j.set("description", Json::string(w.description));
 	j.set("owner_id", Json::string(w.ownerId));
+	j.set("account_id", Json::string(w.accountId));
 	j.set("start_time", Json::string(w.startTime));
 	j.set("volume_size", Json::integer(int64_t(w.volumeSize)));
 	j.set("timeout_minutes", Json::integer(w.timeout.count()));
@@ -138,6 +139,7 @@ Result<BlockWrite> parseState(const std::string &text, const fs::path &where)
 	w.parentSnapshotId = j->getString("parent_snapshot_id").value_or("");
 	w.description = j->getString("description").value_or("");
 	w.ownerId = j->getString("owner_id").value_or("");
+	w.accountId = j->getString("account_id").value_or("");
 	w.startTime = j->getString("start_time").value_or("");
 	w.volumeSize = uint64_t(*j->getInt("volume_size"));
 	w.timeout = std::chrono::minutes(j->getInt("timeout_minutes").value_or(kDefaultWriteTimeout.count()));
@@ -251,6 +253,7 @@ Result<BlockWrite> BlockWrites::start(store::Store &store, const StartRequest &r
 	w.description = request.description;
 	w.tags = request.tags;
 	w.ownerId = request.ownerId;
+	w.accountId = request.accountId;
 	w.timeout = request.timeout;
 	w.startTime = isoTime(now);
 	fs::path dir = dirOf(w.snapshotId);
@@ -498,6 +501,7 @@ store::Manifest manifestOf(const BlockWrite &w, TimePoint now)
 	m.description = w.description;
 	m.tags = w.tags;
 	m.ownerId = w.ownerId;
+	m.accountId = w.accountId;
 	m.captureMode = "direct";
 	return m;
 }

@@ -62,6 +62,7 @@ struct StartRequest {
 	std::string description;
 	store::Tags tags;
 	std::string ownerId;
+	std::string accountId; // the owning account
 	std::chrono::minutes timeout = kDefaultWriteTimeout;
 };
 
@@ -71,6 +72,7 @@ struct BlockWrite {
 	std::string parentSnapshotId;
 	std::string description;
 	std::string ownerId;
+	std::string accountId; // the owning account; "" in state files from before accounts: the default
 	std::string startTime; // ISO 8601
 	store::Tags tags;
 	uint64_t volumeSize = 0; // bytes

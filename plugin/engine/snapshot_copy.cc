@@ -31,6 +31,7 @@ store::Manifest copyManifest(const store::Manifest &src, const CopyRequest &req,
 	m.productCodes = src.productCodes; // they follow a volume into its copies
 	m.captureMode = "full";
 	m.ownerId = req.ownerId;
+	m.accountId = req.accountId;
 	m.source = {src.snapshotId, source.storeId(), req.sourceStoreUrl};
 	return m;
 }

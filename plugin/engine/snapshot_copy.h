@@ -35,6 +35,7 @@ struct CopyRequest {
 	std::string description;    // "" gives EBS's "[Copied SOURCE from STORE]"
 	store::Tags tags;           // a copy keeps no tags of the source's unless given
 	std::string ownerId;
+	std::string accountId;      // the copying account: the copy's owner
 	std::string startTime;      // when it went pending (ISO 8601)
 };
 

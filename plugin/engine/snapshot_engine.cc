@@ -316,6 +316,7 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 	man.description = request.description;
 	man.name = request.name;
 	man.ownerId = request.ownerId;
+	man.accountId = request.accountId;
 	man.tags = request.tags;
 	man.productCodes = instance.productCodes;
 	// One checkpoint names the bitmaps of a whole set where the driver

@@ -38,6 +38,7 @@ struct SnapshotSetRequest {
 	std::string description;
 	std::string name;
 	std::string ownerId;
+	std::string accountId; // the owning account (engine/accounts.h)
 	store::Tags tags;
 	std::function<void(const std::string &)> warn;
 	// Ids given out before the point in time (a queued request): disk id

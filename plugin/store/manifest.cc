@@ -59,6 +59,8 @@ std::string serializeManifest(const Manifest &m)
 	j.set("quiesce_note", str(m.quiesceNote));
 	j.set("snapshot_set_id", str(m.snapshotSetId));
 	j.set("owner_id", str(m.ownerId));
+	if (!m.accountId.empty())
+		j.set("account_id", str(m.accountId));
 	j.set("bitmap_name", str(m.bitmapName));
 	Json codes = Json::array();
 	for (const ProductCode &code : m.productCodes) {
@@ -133,6 +135,7 @@ Result<Manifest> parseManifest(std::string_view text)
 	m.quiesceNote = s(j, "quiesce_note");
 	m.snapshotSetId = s(j, "snapshot_set_id");
 	m.ownerId = s(j, "owner_id");
+	m.accountId = s(j, "account_id");
 	m.bitmapName = s(j, "bitmap_name");
 	Json codes = j.get("product_codes");
 	for (size_t i = 0; i < codes.size(); i++)

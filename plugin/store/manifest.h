@@ -61,11 +61,15 @@ struct Manifest {
 	std::string quiesceNote;           // why crash-consistent when a freeze was wanted
 	std::string snapshotSetId;         // shared by the snapshots of one create-snapshots
 	std::string ownerId;               // who asked for it (the requesting user's uid)
+	// The owning account (12 digits); empty in manifests written before
+	// accounts existed: those belong to the store's default account.
+	std::string accountId;
 	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
 	std::vector<ProductCode> productCodes; // the volume's, when it was taken
 	// The volume was encrypted (a LUKS image, or marked by modify-volume):
 	// its restores must be encrypted too. kmsKeyId names the key (today
-	// the store's default key domain); "" when not encrypted.
+	// the store's default key domain); "" when not encrypted. Absent
+	// ("encrypted" false) in manifests from before encrypted volumes.
 	bool encrypted = false;
 	std::string kmsKeyId;
 	CopySource source;                 // a copy's origin; empty snapshotId when not a copy

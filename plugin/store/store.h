@@ -105,6 +105,9 @@ public:
 	// Small mutable records (volume tags, instance attributes), sealed
 	// JSON under records/<kind>/<id>. An absent record reads as nullopt.
 	Result<void> putRecord(const std::string &kind, const std::string &id, const std::string &json);
+	// putRecord that fails with ObjectExists when the record is there: of
+	// concurrent creators (any host) exactly one succeeds.
+	Result<void> createRecord(const std::string &kind, const std::string &id, const std::string &json);
 	Result<std::optional<std::string>> getRecord(const std::string &kind, const std::string &id) const;
 	Result<std::vector<std::string>> listRecordIds(const std::string &kind) const;
 	// Not an error when it is absent.

@@ -127,6 +127,15 @@ Result<void> Store::putRecord(const std::string &kind, const std::string &id, co
 	return backend_->put(recordName(kind, id), sealed);
 }
 
+Result<void> Store::createRecord(const std::string &kind, const std::string &id, const std::string &json)
+{
+	if (!isPlainName(kind) || !isPlainName(id))
+		return fail(errc::kInvalidParameterValue, "'" + kind + "/" + id + "' is not a record name");
+	VS_ASSIGN(auto sealed, sealObject(ObjectType::Record, domain_.id, domain_.encKey, kind + "/" + id,
+					  std::span((const uint8_t *)json.data(), json.size())));
+	return backend_->create(recordName(kind, id), sealed);
+}
+
 Result<std::optional<std::string>> Store::getRecord(const std::string &kind, const std::string &id) const
 {
 	if (!isPlainName(kind) || !isPlainName(id))

@@ -690,9 +690,10 @@ TEST_F(CatalogTest, PoliciesAndTheirRuns)
 
 // A catalog an older virtsnap wrote keeps its rows, with what later
 // versions added empty (their manifests had none of it either), and takes
-// whole rows after: version 5 had no encryption columns, version 4 no
-// runs' copies, version 3 no copies' columns, version 2 no product codes,
-// version 1 no policies.
+// whole rows after: version 6 named a uid as a snapshot's owner (now: the
+// default account, ""), version 5 had no encryption columns and said every
+// snapshot was encrypted, version 4 had no runs' copies, version 3 no
+// copies' columns, version 2 no product codes, version 1 no policies.
 TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 {
 	// Version 5 rows all said encrypted (hard-coded); a migration makes
@@ -708,7 +709,7 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 	const std::string noCodes = noCopies + "ALTER TABLE snapshots DROP COLUMN product_codes; ";
 	const std::string noPolicies = noCodes + "DROP TABLE policies; DROP TABLE policy_runs; ";
 	for (const auto &[version, downgrade] : std::vector<std::pair<int, std::string>>{
-		     {5, noEncryption}, {4, noRunCopies}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
+		     {6, ""}, {5, noEncryption}, {4, noRunCopies}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
 		SCOPED_TRACE("from version " + std::to_string(version));
 		std::filesystem::remove(file());
 		SnapshotRow before = fullSnapshot(1);
@@ -720,10 +721,15 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 		}
 		if (version < 3)
 			before.productCodes.clear();
+		SnapshotRow old = before;
+		old.ownerId = "1000";
+		old.encrypted = version < 6; // hard-coded true before version 6
+		before.ownerId = "";
+		before.encrypted = false;
 		{
 			auto cat = openCatalog();
 			ASSERT_TRUE(cat);
-			ASSERT_TRUE(cat->putSnapshot(before));
+			ASSERT_TRUE(cat->putSnapshot(old));
 		}
 		{
 			RawDb raw(file());

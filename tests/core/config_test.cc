@@ -196,6 +196,27 @@ TEST_F(ConfigTest, ShippedExampleDocumentsTheDefaults)
 	expectDefaults(*all);
 }
 
+TEST_F(ConfigTest, AccountSectionsMapUsersAndGroups)
+{
+	auto c = parseConfig("t.conf", "[account 210987654321]\nkey-file = /etc/virtsnap/accounts/b.key\n"
+				       "users = alice, bob\ngroups = tenant-b\n\n[account 123456789012]\n"
+				       "key-file = /k/a.key\n");
+	ASSERT_TRUE(c) << c.error().toString();
+	ASSERT_EQ(c->accounts.size(), 2u);
+	EXPECT_EQ(c->accounts[0].accountId, "210987654321");
+	EXPECT_EQ(c->accounts[0].keyFile, "/etc/virtsnap/accounts/b.key");
+	EXPECT_EQ(c->accounts[0].users, (std::vector<std::string>{"alice", "bob"}));
+	EXPECT_EQ(c->accounts[0].groups, (std::vector<std::string>{"tenant-b"}));
+	EXPECT_TRUE(c->accounts[1].users.empty());
+	EXPECT_TRUE(Config{}.accounts.empty()) << "no sections: every user acts as the default account";
+
+	EXPECT_NE(errorOf("[account 12345]\nkey-file = /k\n").find("'12345' is not an account id"), std::string::npos);
+	EXPECT_NE(errorOf("[account 123456789012]\nusers = a\n").find("key-file is missing"), std::string::npos);
+	EXPECT_NE(errorOf("[account 123456789012]\nkey-file = k\n").find("not an absolute path"), std::string::npos);
+	EXPECT_NE(errorOf("[account 123456789012]\nkey-file = /k\nuser = a\n").find("unknown key 'user'"),
+		  std::string::npos);
+}
+
 TEST_F(ConfigTest, UnknownGroupIsNamed)
 {
 	std::string e = errorOf("[stroe]\npath = /x\n");

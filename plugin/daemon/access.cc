@@ -1,0 +1,143 @@
+#include "access.h"
+
+#include <grp.h>
+#include <pwd.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "catalog_sync.h"
+#include "engine/accounts.h"
+#include "engine/snapshot_permissions.h"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+// The user's name and the names of every group they are in.
+bool userNames(uid_t uid, std::string *user, std::vector<std::string> *groups)
+{
+	struct passwd *pw = ::getpwuid(uid);
+	if (!pw)
+		return false;
+	*user = pw->pw_name;
+	int n = 64;
+	std::vector<gid_t> gids(static_cast<size_t>(n));
+	if (::getgrouplist(pw->pw_name, pw->pw_gid, gids.data(), &n) < 0) {
+		gids.resize(size_t(n));
+		::getgrouplist(pw->pw_name, pw->pw_gid, gids.data(), &n);
+	}
+	for (int i = 0; i < n; i++)
+		if (struct group *g = ::getgrgid(gids[size_t(i)]))
+			groups->push_back(g->gr_name);
+	return true;
+}
+
+bool names(const std::vector<std::string> &list, const std::string &name)
+{
+	return std::find(list.begin(), list.end(), name) != list.end();
+}
+
+// The [account] sections naming the user, those by user name first.
+std::vector<std::string> accountsOfUser(const Context &ctx, uid_t uid)
+{
+	std::string user;
+	std::vector<std::string> groups;
+	std::vector<std::string> out;
+	if (!userNames(uid, &user, &groups))
+		return out;
+	for (const AccountConfig &a : ctx.options.accounts)
+		if (names(a.users, user))
+			out.push_back(a.accountId);
+	for (const AccountConfig &a : ctx.options.accounts)
+		if (!names(a.users, user) && std::any_of(groups.begin(), groups.end(), [&](const std::string &g) {
+			    return names(a.groups, g);
+		    }))
+			out.push_back(a.accountId);
+	return out;
+}
+
+} // namespace
+
+Result<std::string> actingAccount(const Context &ctx, const std::string &uid, const std::string &requested)
+{
+	if (!requested.empty() && !engine::isAccountId(requested))
+		return fail(errc::kInvalidParameterValue,
+			    "--account '" + requested + "' is not an account id (12 decimal digits)");
+	// "": the daemon's own runs (the lifecycle policies' timer).
+	if (uid == "0" || uid.empty()) {
+		if (requested.empty())
+			return ctx.defaultAccount;
+		VS_ASSIGN(auto account, engine::getAccount(*ctx.store, requested));
+		if (!account)
+			return fail(errc::kInvalidParameterValue, "account " + requested + " does not exist in the store");
+		return requested;
+	}
+	if (ctx.options.accounts.empty()) {
+		if (!requested.empty() && requested != ctx.defaultAccount)
+			return fail(errc::kAccessDenied, "uid " + uid + " may not act as account " + requested);
+		return ctx.defaultAccount;
+	}
+	std::vector<std::string> mine = accountsOfUser(ctx, uid_t(std::strtoul(uid.c_str(), nullptr, 10)));
+	if (mine.empty())
+		return fail(errc::kAccessDenied, "uid " + uid + " is in no account (no [account] section of the config names it)");
+	if (requested.empty())
+		return mine.front();
+	if (!names(mine, requested))
+		return fail(errc::kAccessDenied, "uid " + uid + " may not act as account " + requested);
+	return requested;
+}
+
+std::string ownerOf(const Context &ctx, const catalog::SnapshotRow &row)
+{
+	return row.ownerId.empty() || !engine::isAccountId(row.ownerId) ? ctx.defaultAccount : row.ownerId;
+}
+
+Result<bool> maySee(Context &ctx, const std::string &accountId, const catalog::SnapshotRow &row)
+{
+	if (ownerOf(ctx, row) == accountId)
+		return true;
+	if (row.state != SnapshotState::Completed)
+		return false; // only completed snapshots are shared
+	VS_ASSIGN(engine::SnapshotPermissions p, engine::getSnapshotPermissions(*ctx.store, row.snapshotId));
+	return p.grants(accountId);
+}
+
+Result<catalog::SnapshotRow> visibleSnapshot(Context &ctx, const Call &call, const std::string &snapshotId)
+{
+	VS_TRY(ctx.sync->learn(*ctx.store, *ctx.catalog, {snapshotId})); // another host's snapshot
+	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(snapshotId));
+	if (row) {
+		VS_ASSIGN(bool visible, maySee(ctx, call.accountId, *row));
+		if (visible)
+			return *row;
+	}
+	return fail(errc::kSnapshotNotFound, "snapshot " + snapshotId + " does not exist");
+}
+
+Result<catalog::SnapshotRow> ownedSnapshot(Context &ctx, const Call &call, const std::string &snapshotId)
+{
+	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, snapshotId));
+	if (ownerOf(ctx, row) != call.accountId)
+		return fail(errc::kAccessDenied, "snapshot " + snapshotId + " belongs to account " + ownerOf(ctx, row) +
+							 ", not to " + call.accountId + ": only its owner may do that");
+	return row;
+}
+
+Result<catalog::Scope> scopeOf(Context &ctx, const std::vector<std::string> &accountIds)
+{
+	catalog::Scope scope;
+	for (const std::string &id : accountIds) {
+		scope.owners.push_back(id);
+		if (id == ctx.defaultAccount)
+			scope.owners.push_back(""); // manifests from before accounts
+	}
+	VS_ASSIGN(auto all, engine::allSnapshotPermissions(*ctx.store));
+	for (const auto &[snapshotId, permissions] : all)
+		if (std::any_of(accountIds.begin(), accountIds.end(),
+				[&](const std::string &id) { return permissions.grants(id); }))
+			scope.snapshotIds.push_back(snapshotId);
+	return scope;
+}
+
+} // namespace virtsnap::daemon
