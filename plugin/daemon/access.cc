@@ -140,4 +140,12 @@ Result<catalog::Scope> scopeOf(Context &ctx, const std::vector<std::string> &acc
 	return scope;
 }
 
+Result<void> refuseSharedEncrypted(const Context &ctx, const Call &call, const catalog::SnapshotRow &row)
+{
+	if (!row.encrypted || ownerOf(ctx, row) == call.accountId)
+		return {};
+	return fail(errc::kAccessDenied, "snapshot " + row.snapshotId +
+						 " is encrypted and not yours: copy it (copy-snapshot) and restore the copy");
+}
+
 } // namespace virtsnap::daemon

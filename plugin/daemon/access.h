@@ -30,6 +30,10 @@ std::string ownerOf(const Context &ctx, const catalog::SnapshotRow &row);
 Result<catalog::SnapshotRow> visibleSnapshot(Context &ctx, const Call &call, const std::string &snapshotId);
 // The same, and AccessDenied when the account sees it but does not own it.
 Result<catalog::SnapshotRow> ownedSnapshot(Context &ctx, const Call &call, const std::string &snapshotId);
+// An encrypted snapshot restores only for its owner: an account it is
+// shared with copies it into a key of its own first, as on EBS
+// (AccessDenied naming the copy).
+Result<void> refuseSharedEncrypted(const Context &ctx, const Call &call, const catalog::SnapshotRow &row);
 // Whether `accountId` may see the snapshot (owner, shared, public).
 Result<bool> maySee(Context &ctx, const std::string &accountId, const catalog::SnapshotRow &row);
 

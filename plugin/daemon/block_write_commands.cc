@@ -41,7 +41,8 @@ catalog::SnapshotRow pendingRow(const engine::BlockWrite &w)
 	r.startTime = w.startTime;
 	r.description = w.description;
 	r.ownerId = w.accountId;
-	r.encrypted = false; // written from outside data: as a plain volume's
+	r.encrypted = w.encrypted; // its parent's; without one, outside data: as a plain volume's
+	r.kmsKeyId = w.kmsKeyId;
 	r.volumeSize = w.volumeSize;
 	r.parentSnapshotId = w.parentSnapshotId;
 	r.captureMode = "direct";

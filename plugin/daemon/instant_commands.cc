@@ -106,6 +106,13 @@ Reply instantReply(const InstantState &s)
 	return r;
 }
 
+// An instant restore is its account's: another sees none (as it sees no
+// snapshot of another's), root sees all.
+bool ownsRestore(const Call &call, const InstantState &s)
+{
+	return call.uid == "0" || s.ownerId == call.accountId;
+}
+
 } // namespace
 
 Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
@@ -116,6 +123,11 @@ Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
 	s.startTime = isoTimeNow();
 	VS_ASSIGN(s.snapshotId, args.require("snapshot-id"));
 	VS_ASSIGN(std::string target, args.require("target"));
+	// nbdkit runs as virtsnapd's user and binds where it is told, as for
+	// serve-snapshot.
+	if (args.has("nbd-socket"))
+		VS_TRY(requireRoot(call));
+	s.ownerId = call.accountId;
 	VS_TRY(checkSnapshotId(s.snapshotId));
 	if (args.get("format", "qcow2") != "qcow2")
 		return fail(errc::kInvalidParameterValue, "--instant makes a qcow2 image (its backing is the export)");
@@ -131,6 +143,7 @@ Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
 	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, s.snapshotId));
 	if (row.state != SnapshotState::Completed)
 		return fail(errc::kIncorrectState, "snapshot " + s.snapshotId + " is " + name(row.state) + ", not completed");
+	VS_TRY(refuseSharedEncrypted(ctx, call, row));
 	VS_ASSIGN(Copier copier, copierOf(ctx, args)); // an instance that is not there fails before anything is made
 	VS_ASSIGN(engine::InstantVolume v, engine::createInstantVolume(*ctx.store, instantRequest(ctx, call, s.snapshotId, target)));
 	s.target = fs::absolute(target).string();
@@ -184,6 +197,19 @@ Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call)
 	VS_ASSIGN(auto driver, ctx.drivers->get(target));
 	VS_ASSIGN(auto set, snapshotsOfSet(ctx, call, setId));
 	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set));
+	for (const engine::InstanceRestorePlan::Disk &d : plan.disks)
+		if (d.encrypted)
+			return fail(errc::kInvalidParameterValue,
+				    "disk " + d.diskId + " of " + plan.instanceName +
+					    " is encrypted: --instant would put a plain image in its place; "
+					    "restore the set without --instant");
+	// Made before any disk is swapped: nothing after the swap may fail
+	// for want of one.
+	std::vector<std::string> jobIds;
+	for (size_t i = 0; i < plan.disks.size(); i++) {
+		VS_ASSIGN(std::string id, newResourceId("job-"));
+		jobIds.push_back(std::move(id));
+	}
 	// Each export's socket beside its image, where QEMU's user reaches
 	// the image too, with the group of that directory.
 	auto requestFor = [&](const engine::InstanceRestorePlan::Disk &d) {
@@ -201,7 +227,8 @@ Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call)
 	for (size_t i = 0; i < made->size(); i++) {
 		const engine::InstantVolume &v = (*made)[i];
 		InstantState s;
-		VS_ASSIGN(s.jobId, newResourceId("job-"));
+		s.jobId = jobIds[i];
+		s.ownerId = call.accountId;
 		s.startMs = startMs;
 		s.startTime = startTime;
 		s.snapshotId = v.manifest.snapshotId;
@@ -250,7 +277,7 @@ Result<Reply> completeInstantRestore(Context &ctx, const Call &call)
 	VS_ASSIGN(std::string target, call.args.require("target"));
 	target = fs::absolute(target).string();
 	VS_ASSIGN(auto found, findInstantRestore(ctx, target));
-	if (!found)
+	if (!found || !ownsRestore(call, *found))
 		return fail(errc::kResourceNotFound, "no instant restore of " + target + " is known here");
 	InstantState s = *found;
 	if (s.state == "available")
@@ -298,7 +325,7 @@ Result<Reply> describeInstantRestores(Context &ctx, const Call &call)
 				continue;
 			if (!targets.empty() && std::find(targets.begin(), targets.end(), job.target) == targets.end())
 				continue;
-			if (auto j = Json::parse(job.details))
+			if (auto j = Json::parse(job.details); j && ownsRestore(call, InstantState::fromJson(*j)))
 				list.append(*j);
 		}
 	}

@@ -60,6 +60,7 @@ Json InstantState::toJson() const
 	j.set("SnapshotId", Json::string(snapshotId));
 	j.set("VolumeId", Json::string(volumeId));
 	j.set("Target", Json::string(target));
+	j.set("OwnerId", Json::string(ownerId));
 	j.set("Format", Json::string("qcow2"));
 	j.set("Size", Json::integer(int64_t(size)));
 	j.set("State", Json::string(state));
@@ -88,6 +89,7 @@ InstantState InstantState::fromJson(const Json &j)
 	s.snapshotId = j.getString("SnapshotId").value_or("");
 	s.volumeId = j.getString("VolumeId").value_or("");
 	s.target = j.getString("Target").value_or("");
+	s.ownerId = j.getString("OwnerId").value_or("");
 	s.size = uint64_t(j.getInt("Size").value_or(0));
 	s.state = j.getString("State").value_or("initializing");
 	s.stateMessage = j.getString("StateMessage").value_or("");

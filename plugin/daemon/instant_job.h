@@ -25,6 +25,7 @@ inline constexpr const char *kInstantKind = "instant-restore";
 struct InstantState {
 	std::string jobId, snapshotId, volumeId, target, exportId, uri, statsFile;
 	uint64_t size = 0;
+	std::string ownerId;  // the account that asked; only it (or root) sees and completes it
 	std::string instance; // hypervisor::Target::key() of who copies; "" none yet
 	std::string disk;     // its disk id or node name
 	uint64_t speed = 0;   // bytes/s, 0 unlimited

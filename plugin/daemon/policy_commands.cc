@@ -1,6 +1,8 @@
 // Lifecycle policies as DLM's API has them: create, get (all, or one with
 // its schedules' runs), update and delete. Running them is the timer's and
 // run-lifecycle-policy's; here they are only kept, in the catalog.
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "catalog/catalog.h"
@@ -117,6 +119,20 @@ Result<PolicyDetails> detailsOf(const catalog::PolicyRow &row)
 	return details;
 }
 
+Result<void> checkPolicyWriter(const Context &ctx, const Call &call, const PolicyDetails *details)
+{
+	if (::geteuid() != 0 || call.uid == "0")
+		return {};
+	if (call.accountId != ctx.defaultAccount)
+		return fail(errc::kAccessDenied, call.args.command() + ": lifecycle policies act for the store's default "
+									"account, and you act as " + call.accountId);
+	if (details && std::any_of(details->schedules.begin(), details->schedules.end(),
+				   [](const PolicySchedule &s) { return !s.copyRules.empty(); }))
+		return fail(errc::kAccessDenied, call.args.command() +
+							 ": a policy with CrossStoreCopyRules through virtsnapd is for root");
+	return {};
+}
+
 Result<Reply> createLifecyclePolicy(Context &ctx, const Call &call)
 {
 	UtcTime now = policyNow();
@@ -124,6 +140,7 @@ Result<Reply> createLifecyclePolicy(Context &ctx, const Call &call)
 	VS_TRY(checkPolicyDescription(description));
 	VS_ASSIGN(bool enabled, parsePolicyState(call.args.get("state", "ENABLED")));
 	VS_ASSIGN(PolicyDetails details, parsePolicyDetailsOption(call.args, now));
+	VS_TRY(checkPolicyWriter(ctx, call, &details));
 	VS_TRY(checkCopyTargets(details, storeTargetUrls(ctx), ctx.location.url));
 	VS_ASSIGN(std::string id, newResourceId("policy-"));
 	catalog::PolicyRow row;
@@ -196,6 +213,12 @@ Result<Reply> updateLifecyclePolicy(Context &ctx, const Call &call)
 	}
 	VS_TRY(ctx.catalog->transaction([&]() -> Result<void> {
 		VS_ASSIGN(catalog::PolicyRow row, existingPolicy(ctx, id));
+		if (details) {
+			VS_TRY(checkPolicyWriter(ctx, call, &*details));
+		} else {
+			VS_ASSIGN(PolicyDetails current, detailsOf(row));
+			VS_TRY(checkPolicyWriter(ctx, call, &current));
+		}
 		bool restart = details || (enabled && *enabled && row.state != "ENABLED");
 		if (details)
 			row.details = toJson(*details).dump();
@@ -216,6 +239,7 @@ Result<Reply> deleteLifecyclePolicy(Context &ctx, const Call &call)
 	VS_ASSIGN(std::string id, parsePolicyId(call.args));
 	VS_TRY(ctx.catalog->transaction([&]() -> Result<void> {
 		VS_TRY(existingPolicy(ctx, id));
+		VS_TRY(checkPolicyWriter(ctx, call, nullptr));
 		return ctx.catalog->removePolicy(id);
 	}));
 	return ok(Json::object());

@@ -269,6 +269,7 @@ Result<Reply> runLifecyclePolicy(Context &ctx, const Call &call)
 	VS_ASSIGN(std::string id, parsePolicyId(call.args));
 	VS_ASSIGN(catalog::PolicyRow row, existingPolicy(ctx, id));
 	VS_ASSIGN(PolicyDetails details, detailsOf(row));
+	VS_TRY(checkPolicyWriter(ctx, call, &details));
 	std::string only = call.args.get("schedule");
 	if (!only.empty() && std::none_of(details.schedules.begin(), details.schedules.end(),
 					  [&](const PolicySchedule &s) { return s.name == only; }))

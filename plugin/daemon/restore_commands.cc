@@ -21,8 +21,10 @@ Result<std::vector<engine::SetSnapshot>> snapshotsOfSet(Context &ctx, const Call
 	VS_ASSIGN(catalog::Page page, ctx.catalog->describeSnapshots({}, {}, 0, "", {scope}));
 	std::vector<engine::SetSnapshot> set;
 	for (const catalog::SnapshotRow &r : page.snapshots)
-		if (r.snapshotSetId == setId)
+		if (r.snapshotSetId == setId) {
+			VS_TRY(refuseSharedEncrypted(ctx, call, r));
 			set.push_back({r.snapshotId, r.volumeId, r.diskId, r.instanceName, r.state, r.encrypted});
+		}
 	return set;
 }
 

@@ -167,6 +167,7 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, id));
 	if (row.state != SnapshotState::Completed)
 		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
+	VS_TRY(refuseSharedEncrypted(ctx, call, row));
 	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}};
 	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));

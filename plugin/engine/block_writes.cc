@@ -116,6 +116,8 @@ std::string stateJson(const BlockWrite &w)
 	j.set("description", Json::string(w.description));
 	j.set("owner_id", Json::string(w.ownerId));
 	j.set("account_id", Json::string(w.accountId));
+	j.set("encrypted", Json::boolean(w.encrypted));
+	j.set("kms_key_id", Json::string(w.kmsKeyId));
 	j.set("start_time", Json::string(w.startTime));
 	j.set("volume_size", Json::integer(int64_t(w.volumeSize)));
 	j.set("timeout_minutes", Json::integer(w.timeout.count()));
@@ -140,6 +142,8 @@ Result<BlockWrite> parseState(const std::string &text, const fs::path &where)
 	w.description = j->getString("description").value_or("");
 	w.ownerId = j->getString("owner_id").value_or("");
 	w.accountId = j->getString("account_id").value_or("");
+	w.encrypted = j->getBool("encrypted").value_or(false);
+	w.kmsKeyId = j->getString("kms_key_id").value_or("");
 	w.startTime = j->getString("start_time").value_or("");
 	w.volumeSize = uint64_t(*j->getInt("volume_size"));
 	w.timeout = std::chrono::minutes(j->getInt("timeout_minutes").value_or(kDefaultWriteTimeout.count()));
@@ -247,6 +251,8 @@ Result<BlockWrite> BlockWrites::start(store::Store &store, const StartRequest &r
 			return fail(errc::kInvalidParameterValue,
 				    "--volume-size " + std::to_string(request.volumeSizeGiB) + " GiB is smaller than parent " +
 					    parent.snapshotId + " (" + std::to_string(parent.volumeSize) + " bytes)");
+		w.encrypted = parent.encrypted;
+		w.kmsKeyId = parent.kmsKeyId;
 	}
 	VS_ASSIGN(w.snapshotId, newResourceId("snap-"));
 	w.parentSnapshotId = request.parentSnapshotId;
@@ -502,6 +508,8 @@ store::Manifest manifestOf(const BlockWrite &w, TimePoint now)
 	m.tags = w.tags;
 	m.ownerId = w.ownerId;
 	m.accountId = w.accountId;
+	m.encrypted = w.encrypted;
+	m.kmsKeyId = w.kmsKeyId;
 	m.captureMode = "direct";
 	return m;
 }

@@ -73,6 +73,11 @@ struct BlockWrite {
 	std::string description;
 	std::string ownerId;
 	std::string accountId; // the owning account; "" in state files from before accounts: the default
+	// The parent's: a child holds its data, so it is encrypted when the
+	// parent is (else a child of an encrypted snapshot would restore in
+	// plaintext, and could be made public).
+	bool encrypted = false;
+	std::string kmsKeyId;
 	std::string startTime; // ISO 8601
 	store::Tags tags;
 	uint64_t volumeSize = 0; // bytes

@@ -34,14 +34,25 @@ Result<void> checkInstantTarget(const InstantRequest &req)
 }
 
 // Only the group of the socket's directory may connect: QEMU's user
-// (libvirt-qemu) reaches it through that group.
+// (libvirt-qemu) reaches it through that group. We run as root and the
+// path may be in a directory others write: the change goes through a
+// descriptor of the inode checked to be a socket, never through a path a
+// symlink could have been swapped into meanwhile.
 Result<void> shareSocketWithGroup(const fs::path &socket)
 {
+	const std::string what = "give the export's socket " + socket.string() + " to the group of its directory";
+	UniqueFd fd(::open(socket.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+	struct stat st {};
+	if (!fd.isValid() || ::fstat(fd.get(), &st) != 0)
+		return failErrno(what, errno);
+	if (!S_ISSOCK(st.st_mode))
+		return fail(errc::kIo, what + ": it is no longer a socket");
 	struct stat dir {};
 	if (::stat(socket.parent_path().c_str(), &dir) != 0)
 		return failErrno("stat " + socket.parent_path().string(), errno);
-	if (::chown(socket.c_str(), uid_t(-1), dir.st_gid) != 0 || ::chmod(socket.c_str(), 0660) != 0)
-		return failErrno("give the export's socket " + socket.string() + " to the group of its directory", errno);
+	const std::string self = "/proc/self/fd/" + std::to_string(fd.get());
+	if (::fchownat(fd.get(), "", uid_t(-1), dir.st_gid, AT_EMPTY_PATH) != 0 || ::chmod(self.c_str(), 0660) != 0)
+		return failErrno(what, errno);
 	return {};
 }
 

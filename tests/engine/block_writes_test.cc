@@ -167,6 +167,39 @@ TEST_P(BlockWritesTest, TheParentsBlocksShowWhereNoneWasPut)
 	expectRestoresExactly(id, kGiB);
 }
 
+// A child holds its parent's data: a child of an encrypted snapshot is
+// encrypted under the same key (else it would restore in plaintext, and
+// could be made public). The flag goes through the write's state file.
+TEST_P(BlockWritesTest, AChildOfAnEncryptedSnapshotIsEncrypted)
+{
+	store::SnapshotIndex index(kGiB, chunk());
+	auto writer = store_->newWriter();
+	store::Manifest pm = store::test::manifestFor("snap-0123456789abcdef1", isoTimeNow());
+	pm.volumeSize = kGiB;
+	pm.encrypted = true;
+	pm.kmsKeyId = "0123456789abcdef";
+	ASSERT_TRUE(index.save(*writer, *codec_, pm));
+	ASSERT_TRUE(writer->commit());
+	ASSERT_TRUE(store_->putManifest(pm));
+
+	std::string id = start(pm.snapshotId);
+	put(id, 0, randomData(kBlockSize, 13));
+	auto done = writes_.complete(*store_, id, 1, aggregate(), kNow);
+	ASSERT_TRUE(done) << describe(done);
+	ASSERT_EQ(done->state, SnapshotState::Completed) << done->stateMessage;
+	EXPECT_TRUE(done->manifest.encrypted);
+	EXPECT_EQ(done->manifest.kmsKeyId, pm.kmsKeyId);
+	auto stored = store_->getManifest(id);
+	ASSERT_TRUE(stored) << describe(stored);
+	EXPECT_TRUE(stored->encrypted);
+
+	std::string plain = start();
+	put(plain, 0, randomData(kBlockSize, 14));
+	auto other = writes_.complete(*store_, plain, 1, aggregate(), kNow);
+	ASSERT_TRUE(other) << describe(other);
+	EXPECT_FALSE(other->manifest.encrypted) << "outside data without a parent is a plain volume's";
+}
+
 TEST_P(BlockWritesTest, AWrongChecksumStoresNothing)
 {
 	std::string id = start();

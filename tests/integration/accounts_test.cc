@@ -210,9 +210,16 @@ TEST_F(AccountsTest, SnapshotsAreTheirAccountsUntilShared)
 		     {"list-snapshot-blocks", "--snapshot-id", snap},
 		     {"delete-snapshot", "--snapshot-id", snap},
 		     {"modify-snapshot-attribute", "--snapshot-id", snap, "--attribute", "createVolumePermission",
-		      "--operation-type", "add", "--user-ids", kAccountB}})
+		      "--operation-type", "add", "--user-ids", kAccountB},
+		     {"create-volume", "--snapshot-id", snap, "--target", bobVolume, "--instant"}})
 		EXPECT_TRUE(refused(as(bob_, args), "InvalidSnapshot.NotFound")) << args[0];
 	EXPECT_FALSE(fs::exists(bobVolume));
+	// Policies act for the default account: not bob's to make.
+	EXPECT_TRUE(refused(as(bob_, {"create-lifecycle-policy", "--description", "b", "--policy-details",
+				      R"({"ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "k", "Value": "v"}],
+				          "Schedules": [{"Name": "s", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
+				                         "RetainRule": {"Count": 1}}]})"}),
+			    "AccessDenied"));
 	EXPECT_TRUE(refused(as(carol_, {"describe-snapshots"}), "AccessDenied"));
 	EXPECT_TRUE(refused(as(bob_, {"describe-snapshots", "--account", kAccountA}), "AccessDenied"));
 
