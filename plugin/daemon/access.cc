@@ -132,8 +132,16 @@ Result<catalog::Scope> scopeOf(Context &ctx, const std::vector<std::string> &acc
 		if (id == ctx.defaultAccount)
 			scope.owners.push_back(""); // manifests from before accounts
 	}
-	VS_ASSIGN(auto all, engine::allSnapshotPermissions(*ctx.store));
-	for (const auto &[snapshotId, permissions] : all)
+	// A silent store: what the host knows, the accounts' own snapshots
+	// (shared ones cannot be read now anyway), without waiting out its
+	// timeout once more.
+	if (ctx.sync && ctx.sync->storeSilent())
+		return scope;
+	auto all = engine::allSnapshotPermissions(*ctx.store);
+	if (!all && all.error().code == errc::kStoreUnavailable)
+		return scope;
+	VS_TRY(all);
+	for (const auto &[snapshotId, permissions] : *all)
 		if (std::any_of(accountIds.begin(), accountIds.end(),
 				[&](const std::string &id) { return permissions.grants(id); }))
 			scope.snapshotIds.push_back(snapshotId);

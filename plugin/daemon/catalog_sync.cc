@@ -49,6 +49,7 @@ Result<void> CatalogSync::sync(store::Store &store, catalog::Catalog &catalog, b
 		// asked again after kMaxAge, so listings do not each wait out
 		// the timeout. --refresh asks for the store, and fails.
 		last_ = now;
+		silent_ = true;
 		return {};
 	}
 	VS_TRY(listed);
@@ -63,7 +64,14 @@ Result<void> CatalogSync::sync(store::Store &store, catalog::Catalog &catalog, b
 		if (!inCatalog.count(id))
 			VS_TRY(addSnapshot(store, catalog, id));
 	last_ = now;
+	silent_ = false;
 	return {};
+}
+
+bool CatalogSync::storeSilent()
+{
+	std::lock_guard lock(mutex_);
+	return silent_;
 }
 
 Result<void> CatalogSync::learn(store::Store &store, catalog::Catalog &catalog, const std::vector<std::string> &ids)

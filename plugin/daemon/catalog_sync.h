@@ -37,9 +37,14 @@ public:
 	// Rows for the ids the catalog lacks and the store has.
 	Result<void> learn(store::Store &store, catalog::Catalog &catalog, const std::vector<std::string> &ids);
 
+	// Whether the last sync found the store silent (until one that does
+	// not): a listing then asks it nothing more, as the sync did not.
+	bool storeSilent();
+
 private:
 	std::mutex mutex_;
 	std::optional<std::chrono::steady_clock::time_point> last_;
+	bool silent_ = false;
 };
 
 } // namespace virtsnap::daemon

@@ -3,10 +3,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <thread>
 
 #include "catalog/catalog.h"
+#include "driver_cache.h"
+#include "hypervisor/target.h"
 #include "core/ids.h"
 #include "engine/instant_restore.h"
 #include "events/dispatcher.h"
@@ -233,6 +236,67 @@ void InstantJob::retireAll()
 {
 	for (const InstantState &s : disks_)
 		ctx_.jobs->retire(s.jobId);
+}
+
+namespace {
+
+// The instant restores of the catalog left initializing by a virtsnapd
+// that stopped, by the instance that copies them.
+std::map<std::string, std::vector<InstantState>> unwatchedRestores(Context &ctx)
+{
+	std::map<std::string, std::vector<InstantState>> byInstance;
+	auto jobs = ctx.catalog->jobsInState(JobState::Running);
+	if (!jobs)
+		return byInstance;
+	for (const catalog::JobRow &job : *jobs) {
+		if (job.kind != kInstantKind || ctx.jobs->enrolled(job.jobId))
+			continue;
+		auto j = Json::parse(job.details);
+		if (!j)
+			continue;
+		InstantState s = InstantState::fromJson(*j);
+		if (s.state == "initializing" && !s.instance.empty())
+			byInstance[s.instance].push_back(std::move(s));
+	}
+	return byInstance;
+}
+
+} // namespace
+
+void resumeInstantRestores(Context &ctx)
+{
+	for (auto &[instance, disks] : unwatchedRestores(ctx)) {
+		auto driver = ctx.drivers->get(hypervisor::Target::parse(instance));
+		if (!driver) {
+			for (InstantState &s : disks)
+				InstantJob::failed(ctx, s, "its instance is gone: " + driver.error().message);
+			continue;
+		}
+		// The copy that runs first, then those still to copy.
+		std::vector<InstantState> order;
+		bool running = false;
+		for (InstantState &s : disks) {
+			auto st = (*driver)->pullStatus(s.disk);
+			if (st && st->state == hypervisor::PullStatus::State::Done) {
+				InstantJob::finish(ctx, s);
+			} else if (st && st->state == hypervisor::PullStatus::State::Running && !running) {
+				order.insert(order.begin(), s);
+				running = true;
+			} else {
+				order.push_back(s);
+			}
+		}
+		while (!running && !order.empty()) {
+			if (auto pulled = (*driver)->startPull(order.front().disk, order.front().speed); pulled) {
+				running = true;
+			} else {
+				InstantJob::failed(ctx, order.front(), "the copy did not start again: " + pulled.error().toString());
+				order.erase(order.begin());
+			}
+		}
+		if (!order.empty())
+			(void)InstantJob::watch(ctx, std::move(order), *driver);
+	}
 }
 
 } // namespace virtsnap::daemon

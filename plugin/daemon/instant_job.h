@@ -51,6 +51,13 @@ Result<std::optional<InstantState>> findInstantRestore(Context &ctx, const std::
 // Writes the state into its job row.
 Result<void> saveInstantState(Context &ctx, const InstantState &s);
 
+// At virtsnapd's start: the instant restores whose watcher stopped with
+// the last virtsnapd are watched again. Their copies ran on in the
+// hypervisor meanwhile: one that ended is finished (its export stopped),
+// one that runs is followed, one that never started or failed is started
+// again (what was copied stays), one at a time per instance as always.
+void resumeInstantRestores(Context &ctx);
+
 // Watches the copies of one instance's disks one after the other: QEMU
 // 7.2 crashes when its block-node query (which libvirt sends as it ends a
 // job) comes while another stream job has ended and is not yet

@@ -35,8 +35,8 @@ void recoverInterruptedJobs(Context &ctx)
 		return;
 	for (catalog::JobRow &job : *jobs) {
 		// An instant restore's copy runs in its hypervisor and its export
-		// in nbdkit, both without us: complete-instant-restore watches it
-		// again.
+		// in nbdkit, both without us: resumeInstantRestores (instant_job.h)
+		// watches it again.
 		if (alive(job.pid) || job.kind == "instant-restore")
 			continue;
 		std::string note = "interrupted: virtsnapd stopped during the transfer";

@@ -9,6 +9,7 @@
 #include "engine/maintenance.h"
 #include "engine/restore_journal.h"
 #include "handlers.h"
+#include "instant_job.h"
 #include "recovery.h"
 #include "core/file_util.h"
 #include "store/store.h"
@@ -88,6 +89,7 @@ Result<Reply> Service::run(const Arguments &args, const std::string &uid, const 
 void Service::recoverInterruptedJobs()
 {
 	daemon::recoverInterruptedJobs(ctx_);
+	daemon::resumeInstantRestores(ctx_);
 }
 
 } // namespace virtsnap::daemon

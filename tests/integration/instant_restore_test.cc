@@ -205,6 +205,10 @@ TEST_F(InstantRestoreTest, UsableAtOnceCopiedByBlockStreamAndResumedAfterTheStor
 	EXPECT_EQ(resumed.json().getString("State"), "initializing") << resumed.out;
 	EXPECT_TRUE(vm_->qemuIoNode("restored", "read -P 0xab 16M 1M", &out)) << out;
 	EXPECT_EQ(pullJobStatus(), "running") << "the data was read through the export, before the copy ended";
+	// virtsnapd restarted while the copy runs: the new one watches it to
+	// its end, with no complete-instant-restore.
+	daemon.stop();
+	ASSERT_TRUE(daemon.start());
 	ASSERT_TRUE(vm_->control().execute("block-job-set-speed",
 					   *Json::parse(R"({"device":"vs-pull-restored","speed":0})")));
 	Json done = waitInstant(daemonSocket);
