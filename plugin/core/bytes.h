@@ -12,6 +12,9 @@ namespace virtsnap {
 
 using Bytes = std::vector<uint8_t>;
 
+// EBS counts volume sizes in GiB.
+inline constexpr uint64_t kGiB = uint64_t(1) << 30;
+
 std::string toHex(std::span<const uint8_t> data);
 // True when every byte is zero (such chunks are never stored).
 bool isAllZero(std::span<const uint8_t> data);

@@ -7,7 +7,6 @@ namespace virtsnap::daemon {
 
 namespace {
 
-constexpr uint64_t kGiB = 1ull << 30;
 
 Json tagsJson(const catalog::Tags &tags)
 {

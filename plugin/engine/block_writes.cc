@@ -22,7 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uint64_t kGiB = 1ull << 30;
 
 int64_t epochSeconds(TimePoint t)
 {

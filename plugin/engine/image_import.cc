@@ -18,7 +18,6 @@ namespace virtsnap::engine {
 
 namespace {
 
-constexpr uint64_t kGiB = 1ull << 30;
 
 // An image's bytes as a guest would read them, and which blocks may hold
 // data (a block outside them reads as zeros).

@@ -16,10 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.h"
+
 namespace virtsnap::test {
 
 inline constexpr uint64_t kMiB = 1 << 20;
-inline constexpr uint64_t kGiB = uint64_t(1) << 30;
+using virtsnap::kGiB; // the same entity wherever both are seen
 
 // True when the environment variable CI is "true".
 bool inCi();
