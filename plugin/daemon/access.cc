@@ -14,22 +14,31 @@ namespace virtsnap::daemon {
 
 namespace {
 
-// The user's name and the names of every group they are in.
+// The user's name and the names of every group they are in. The _r
+// lookups: virtsnapd serves callers on several threads at once, and
+// getpwuid's shared buffer could give one caller another's name.
 bool userNames(uid_t uid, std::string *user, std::vector<std::string> *groups)
 {
-	struct passwd *pw = ::getpwuid(uid);
-	if (!pw)
+	std::vector<char> buf(16384);
+	struct passwd pwd {};
+	struct passwd *pw = nullptr;
+	if (::getpwuid_r(uid, &pwd, buf.data(), buf.size(), &pw) != 0 || !pw)
 		return false;
 	*user = pw->pw_name;
+	const gid_t primary = pw->pw_gid;
 	int n = 64;
 	std::vector<gid_t> gids(static_cast<size_t>(n));
-	if (::getgrouplist(pw->pw_name, pw->pw_gid, gids.data(), &n) < 0) {
+	if (::getgrouplist(user->c_str(), primary, gids.data(), &n) < 0) {
 		gids.resize(size_t(n));
-		::getgrouplist(pw->pw_name, pw->pw_gid, gids.data(), &n);
+		::getgrouplist(user->c_str(), primary, gids.data(), &n);
 	}
-	for (int i = 0; i < n; i++)
-		if (struct group *g = ::getgrgid(gids[size_t(i)]))
+	for (int i = 0; i < n; i++) {
+		struct group grp {};
+		struct group *g = nullptr;
+		std::vector<char> gbuf(65536);
+		if (::getgrgid_r(gids[size_t(i)], &grp, gbuf.data(), gbuf.size(), &g) == 0 && g)
 			groups->push_back(g->gr_name);
+	}
 	return true;
 }
 
