@@ -57,13 +57,11 @@ Result<void> readClosedImages(std::vector<DiskInfo> &disks, const std::string &w
 	return {};
 }
 
-// Sizes and bitmap states of a running domain's disks, by read-only QMP
-// through libvirt: the libvirt API does not give the bitmaps, and the sizes
-// come with them from the same bounded call.
-Result<void> readRunningDisks(LibvirtDomain &domain, const DomainDescription &desc, std::vector<DiskInfo> &disks)
+} // namespace
+
+Result<Json> LibvirtDomain::queryBlock()
 {
-	const std::string where = domain.describe();
-	VS_ASSIGN(const std::string reply, domain.monitorCall("query-block", [](virDomainPtr dom, std::string *text) {
+	VS_ASSIGN(const std::string reply, monitorCall("query-block", [](virDomainPtr dom, std::string *text) {
 		char *out = nullptr;
 		int rc = virDomainQemuMonitorCommand(dom, R"({"execute":"query-block"})", &out, 0);
 		if (out)
@@ -73,8 +71,19 @@ Result<void> readRunningDisks(LibvirtDomain &domain, const DomainDescription &de
 	}));
 	auto j = Json::parse(reply);
 	if (!j)
-		return fail(errc::kHypervisor, "query-block of " + where + " is not JSON");
-	Json blocks = j->get("return");
+		return fail(errc::kHypervisor, "query-block of " + describe() + " is not JSON");
+	return j->get("return");
+}
+
+namespace {
+
+// Sizes and bitmap states of a running domain's disks, by read-only QMP
+// through libvirt: the libvirt API does not give the bitmaps, and the sizes
+// come with them from the same bounded call.
+Result<void> readRunningDisks(LibvirtDomain &domain, const DomainDescription &desc, std::vector<DiskInfo> &disks)
+{
+	const std::string where = domain.describe();
+	VS_ASSIGN(Json blocks, domain.queryBlock());
 	std::map<std::string, std::string> targetOfAlias;
 	for (const DomainDisk &dd : desc.disks)
 		targetOfAlias[dd.alias] = dd.target;

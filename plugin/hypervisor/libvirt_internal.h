@@ -23,6 +23,7 @@
 
 #include "capture.h"
 #include "domain_xml.h"
+#include "json/json.h"
 
 namespace virtsnap::hypervisor {
 
@@ -101,6 +102,9 @@ public:
 	// in time. A late call runs on to its end on its own thread, and if it
 	// succeeds then, `undoIfLate` undoes it (a backup job nobody reads).
 	Result<std::string> monitorCall(const std::string &what, MonitorCall call, LateUndo undoIfLate = {});
+	// QEMU's query-block ("return": one entry per device), read-only QMP
+	// through libvirt, within the monitor timeout.
+	Result<Json> queryBlock();
 	std::chrono::milliseconds monitorTimeout() const { return monitorTimeout_; }
 
 	// libvirt_checkpoints.cc

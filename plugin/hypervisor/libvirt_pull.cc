@@ -4,8 +4,6 @@
 // the end is read from the disk: without a backing it is done.
 #include "libvirt_driver.h"
 
-#include <libvirt/libvirt-qemu.h>
-
 #include "libvirt_internal.h"
 #include "qemu_driver.h"
 
@@ -17,18 +15,7 @@ namespace {
 // from a backing image: read-only QMP through libvirt.
 Result<bool> pulledDiskHasBacking(LibvirtDomain &domain, const std::string &alias)
 {
-	VS_ASSIGN(const std::string reply, domain.monitorCall("query-block", [](virDomainPtr dom, std::string *text) {
-		char *out = nullptr;
-		int rc = virDomainQemuMonitorCommand(dom, R"({"execute":"query-block"})", &out, 0);
-		if (out)
-			*text = out;
-		free(out);
-		return rc;
-	}));
-	auto j = Json::parse(reply);
-	if (!j)
-		return fail(errc::kHypervisor, "query-block of " + domain.describe() + " is not JSON");
-	Json blocks = j->get("return");
+	VS_ASSIGN(Json blocks, domain.queryBlock());
 	for (size_t i = 0; i < blocks.size(); i++)
 		if (qdevId(blocks.at(i).getString("qdev").value_or("")) == alias)
 			return blocks.at(i).get("inserted").has("backing_file");
