@@ -18,17 +18,10 @@
 #include <thread>
 
 #include "cli_fixture.h"
+#include "tests/support/nbdkit_plugin.h"
 #include "tests/support/random_bytes.h"
 #include "tests/support/test_env.h"
 
-// As serve_test.cc: nbdkit cannot load a sanitized plugin.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define VS_INSTANT_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define VS_INSTANT_SANITIZED 1
-#endif
-#endif
 
 namespace virtsnap::test {
 namespace {
@@ -43,9 +36,7 @@ protected:
 
 	void SetUp() override
 	{
-#ifdef VS_INSTANT_SANITIZED
-		GTEST_SKIP() << "nbdkit cannot load a sanitized plugin";
-#endif
+		SKIP_WHERE_NBDKIT_CANNOT_LOAD_THE_PLUGIN();
 		REQUIRE_QEMU();
 		REQUIRE_TOOL("nbdkit");
 		ASSERT_EQ(cli({"init"}).status, 0);

@@ -28,6 +28,7 @@
 #include "cli_fixture.h"
 #include "hypervisor/libvirt_driver.h"
 #include "test_guest.h"
+#include "tests/support/nbdkit_plugin.h"
 #include "tests/support/test_env.h"
 #include "tests/support/virtsnapd.h"
 
@@ -473,14 +474,7 @@ TEST_F(LibvirtTest, AShutOffDomainIsReadFromItsImagesAndRestoredWhole)
 // they stand alone is comparable.
 TEST_F(LibvirtTest, AnInstantRestoreBootsBeforeItsCopyEndsAndEndsAsAClassicRestore)
 {
-	// As serve_test.cc: nbdkit cannot load a sanitized plugin.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-	GTEST_SKIP() << "nbdkit cannot load a sanitized plugin";
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-	GTEST_SKIP() << "nbdkit cannot load a sanitized plugin";
-#endif
-#endif
+	SKIP_WHERE_NBDKIT_CANNOT_LOAD_THE_PLUGIN();
 	REQUIRE_TOOL("nbdkit");
 	ASSERT_NO_FATAL_FAILURE(define());
 	CliResult taken = snapshotAll();

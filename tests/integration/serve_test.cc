@@ -20,19 +20,10 @@
 #include <thread>
 
 #include "cli_fixture.h"
+#include "tests/support/nbdkit_plugin.h"
 #include "tests/support/random_bytes.h"
 #include "tests/support/test_env.h"
 
-// nbdkit is not sanitized, and cannot load a plugin that is (its
-// sanitizer runtime and coverage hooks would be missing): in the
-// sanitizer builds these tests are skipped.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define VS_PLUGIN_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define VS_PLUGIN_SANITIZED 1
-#endif
-#endif
 
 namespace virtsnap::test {
 namespace {
@@ -48,9 +39,7 @@ protected:
 
 	void SetUp() override
 	{
-#ifdef VS_PLUGIN_SANITIZED
-		GTEST_SKIP() << "nbdkit cannot load a sanitized plugin";
-#endif
+		SKIP_WHERE_NBDKIT_CANNOT_LOAD_THE_PLUGIN();
 		REQUIRE_TOOL("qemu-img");
 		REQUIRE_TOOL("qemu-io");
 		REQUIRE_TOOL("nbdkit");
