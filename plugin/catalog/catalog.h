@@ -216,6 +216,9 @@ public:
 	Result<std::vector<PolicyRow>> listPolicies();
 	// The policy and its runs; no error when it is not there.
 	Result<void> removePolicy(const std::string &id);
+	// Upsert; a schedule keeps its newest kPolicyRunsKept runs, so an
+	// hourly policy does not grow the catalog forever.
+	static constexpr int kPolicyRunsKept = 100;
 	Result<void> putPolicyRun(const PolicyRunRow &row);
 	// The newest `limit` runs of one schedule, newest first.
 	Result<std::vector<PolicyRunRow>> policyRuns(const std::string &policyId, const std::string &scheduleName,

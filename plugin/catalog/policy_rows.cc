@@ -71,7 +71,17 @@ Result<void> Catalog::removePolicy(const std::string &id)
 
 Result<void> Catalog::putPolicyRun(const PolicyRunRow &row)
 {
-	return transaction([&] { return putRow(conn_, kPolicyRuns, row); });
+	return transaction([&]() -> Result<void> {
+		VS_TRY(putRow(conn_, kPolicyRuns, row));
+		VS_ASSIGN(Statement older, conn_.cached("DELETE FROM policy_runs WHERE policy_id = ?1 AND schedule_name = ?2"
+							" AND run_id NOT IN (SELECT run_id FROM policy_runs"
+							" WHERE policy_id = ?1 AND schedule_name = ?2"
+							" ORDER BY start_time DESC, run_id DESC LIMIT ?3)"));
+		older.bind(1, row.policyId);
+		older.bind(2, row.scheduleName);
+		older.bind(3, int64_t(kPolicyRunsKept));
+		return older.run();
+	});
 }
 
 Result<std::vector<PolicyRunRow>> Catalog::policyRuns(const std::string &policyId, const std::string &scheduleName,

@@ -675,6 +675,17 @@ TEST_F(CatalogTest, PoliciesAndTheirRuns)
 	EXPECT_EQ((*runs)[1].runId, "run-30");
 	EXPECT_EQ((*runs)[2].runId, "run-20");
 
+	// A schedule keeps its newest runs only; the other schedule's stay.
+	for (unsigned n = 100; n < 100 + Catalog::kPolicyRunsKept; n++)
+		ASSERT_TRUE(cat->putPolicyRun(run(changed, "daily", n)));
+	auto kept = cat->policyRuns(changed.policyId, "daily", 1000);
+	ASSERT_TRUE(kept) << describe(kept);
+	ASSERT_EQ(kept->size(), size_t(Catalog::kPolicyRunsKept));
+	EXPECT_EQ(kept->back().runId, "run-100") << "the oldest kept";
+	auto weekly = cat->policyRuns(changed.policyId, "weekly", 1000);
+	ASSERT_TRUE(weekly) << describe(weekly);
+	EXPECT_EQ(weekly->size(), 1u);
+
 	// clear() is a rebuild from manifests, which hold no policies.
 	ASSERT_TRUE(cat->clear());
 	ASSERT_TRUE(cat->removePolicy(changed.policyId));
