@@ -3,9 +3,10 @@
 // directory and /var/tmp's scratch directories) or "other" (everything
 // else, which uses QEMU directly). The two parts share nothing else, so
 // meson runs them side by side: most of their time is spent waiting on
-// guests and timeouts, and the suite's wall time nearly halves. Without the
-// variable every test runs, as before. A --gtest_filter given on the
-// command line still applies within the part.
+// guests and timeouts, and the suite's wall time nearly halves. meson
+// splits "other" once more with gtest's sharding variables, for the same
+// reason. Without the variable every test runs, as before. A --gtest_filter
+// given on the command line still applies within the part.
 #include <cstdlib>
 #include <iostream>
 #include <string>
