@@ -314,7 +314,7 @@ TEST_F(AccountsTest, SnapshotsAreTheirAccountsUntilShared)
 TEST_F(AccountsTest, RecycleBinRulesAreTheirAccounts)
 {
 	CliResult made = as(alice_, {"create-rule", "--retention-period",
-				     "RetentionPeriodValue=7,RetentionPeriodUnit=DAYS", "--description", "alice's"});
+				     "RetentionPeriodValue=7,RetentionPeriodUnit=DAYS", "--description", "by alice"});
 	ASSERT_EQ(made.status, 0) << made.err;
 	const std::string rule = made.json().getString("Identifier").value_or("");
 	ASSERT_FALSE(rule.empty()) << made.out;
@@ -334,12 +334,12 @@ TEST_F(AccountsTest, RecycleBinRulesAreTheirAccounts)
 		     {"get-rule", "--identifier", rule},
 		     {"unlock-rule", "--identifier", rule},
 		     {"delete-rule", "--identifier", rule},
-		     {"update-rule", "--identifier", rule, "--description", "bob's"}})
+		     {"update-rule", "--identifier", rule, "--description", "by bob"}})
 		EXPECT_TRUE(refused(as(bob_, args), "ResourceNotFoundException")) << args[0];
 	EXPECT_TRUE(refused(cli({"unlock-rule", "--identifier", rule}), "ResourceNotFoundException"));
 	CliResult asA = cli({"get-rule", "--identifier", rule, "--account", kAccountA});
 	ASSERT_EQ(asA.status, 0) << asA.err;
-	EXPECT_EQ(asA.json().getString("Description"), "alice's") << asA.out;
+	EXPECT_EQ(asA.json().getString("Description"), "by alice") << asA.out;
 	EXPECT_EQ(asA.json().getString("LockState"), "locked") << asA.out;
 }
 
