@@ -63,6 +63,7 @@ struct VolumeRow {
 	bool encrypted = false;      // a LUKS image, or marked by modify-volume
 	std::string kmsKeyId;        // the key its snapshots carry; "" when not encrypted
 	Tags tags;
+	std::vector<std::string> productCodes; // "ID:TYPE" (core/product_code.h): its snapshots carry them
 
 	bool operator==(const VolumeRow &) const = default;
 };
@@ -140,7 +141,7 @@ struct Page {
 class Catalog
 {
 public:
-	static constexpr int kSchemaVersion = 7;
+	static constexpr int kSchemaVersion = 8;
 
 	// Opens `file`, creating it (mode 0600) and its schema if needed; WAL,
 	// synchronous=FULL, busy_timeout 5000 ms. StoreCorrupted for a schema

@@ -152,6 +152,13 @@ constexpr const char *kSchemaV7 = R"sql(
 UPDATE snapshots SET owner_id = '' WHERE NOT (length(owner_id) = 12 AND owner_id NOT GLOB '*[^0-9]*');
 )sql";
 
+// Version 8: volumes' product codes (a JSON array of "ID:TYPE"), those
+// of the snapshots they were restored from. Rows from before have none:
+// their store records had none either.
+constexpr const char *kSchemaV8 = R"sql(
+ALTER TABLE volumes ADD COLUMN product_codes TEXT NOT NULL DEFAULT '[]';
+)sql";
+
 // The file's schema version: 0 for a new file. A newer one than this
 // code's is StoreCorrupted: refused rather than misread.
 Result<int64_t> versionOf(Connection &conn)
@@ -195,6 +202,8 @@ Result<void> Catalog::initSchema()
 			VS_TRY(conn_.exec(kSchemaV6));
 		if (now < 7)
 			VS_TRY(conn_.exec(kSchemaV7));
+		if (now < 8)
+			VS_TRY(conn_.exec(kSchemaV8));
 		return conn_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 	});
 }

@@ -20,6 +20,7 @@ const Table<VolumeRow> kVolumes = {
 		{"size", &VolumeRow::size},
 		{"encrypted", &VolumeRow::encrypted},
 		{"kms_key_id", &VolumeRow::kmsKeyId},
+		{"product_codes", &VolumeRow::productCodes},
 		// Only mark/clearBitmapsSuspect write it: a put must not undo a
 		// stop the hypervisor's hook reported meanwhile.
 		{"bitmaps_suspect", &VolumeRow::bitmapsSuspect, kReadOnly},

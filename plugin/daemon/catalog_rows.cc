@@ -51,6 +51,8 @@ catalog::VolumeRow volumeRow(const engine::VolumeRecord &v, const std::string &t
 	r.encrypted = v.encrypted;
 	r.kmsKeyId = v.kmsKeyId;
 	r.tags = v.tags;
+	for (const ProductCode &code : v.productCodes)
+		r.productCodes.push_back(toString(code));
 	return r;
 }
 

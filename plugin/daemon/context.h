@@ -84,8 +84,9 @@ struct Call {
 };
 
 // Commands that guard every user's snapshots against deletion (snapshot
-// locks, Recycle Bin rules): through virtsnapd, root's alone. A user who
-// runs virtsnap in process holds the store's key anyway.
+// locks): through virtsnapd, root's alone. A user who runs virtsnap in
+// process holds the store's key anyway. (Recycle Bin rules are each
+// account's own: engine/recycle_bin.h.)
 inline Result<void> requireRoot(const Call &call)
 {
 	if (::geteuid() == 0 && call.uid != "0")

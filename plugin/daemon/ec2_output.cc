@@ -50,6 +50,20 @@ Json productCodesJson(const std::vector<ProductCode> &codes)
 	return list;
 }
 
+namespace {
+
+// The catalog's "ID:TYPE" strings, as EC2 shows them.
+Json catalogProductCodesJson(const std::vector<std::string> &texts)
+{
+	std::vector<ProductCode> codes;
+	for (const std::string &text : texts)
+		if (auto code = parseProductCode(text))
+			codes.push_back(*code);
+	return productCodesJson(codes);
+}
+
+} // namespace
+
 Json snapshotJson(const catalog::SnapshotRow &r)
 {
 	Json j = Json::object();
@@ -67,11 +81,7 @@ Json snapshotJson(const catalog::SnapshotRow &r)
 	setIfAny(j, "KmsKeyId", r.kmsKeyId);
 	j.set("OwnerId", Json::string(r.ownerId));
 	j.set("Tags", tagsJson(r.tags));
-	std::vector<ProductCode> codes;
-	for (const std::string &text : r.productCodes)
-		if (auto code = parseProductCode(text))
-			codes.push_back(*code);
-	j.set("ProductCodes", productCodesJson(codes));
+	j.set("ProductCodes", catalogProductCodesJson(r.productCodes));
 	j.set("ConsistencyLevel", Json::string(r.consistencyLevel));
 	if (r.freezeMillis >= 0)
 		j.set("FreezeMillis", Json::integer(r.freezeMillis));
@@ -106,6 +116,7 @@ Json volumeJson(const catalog::VolumeRow &v)
 	j.set("Encrypted", Json::boolean(v.encrypted));
 	setIfAny(j, "KmsKeyId", v.kmsKeyId);
 	j.set("Tags", tagsJson(v.tags));
+	j.set("ProductCodes", catalogProductCodesJson(v.productCodes));
 	j.set("BitmapsSuspect", Json::boolean(v.bitmapsSuspect));
 	return j;
 }

@@ -99,6 +99,9 @@ Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path
 // 0600 (or stricter) owned by the caller or root, 1 to 4096 bytes, taken
 // whole as the LUKS passphrase. Nothing when the option is absent.
 Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const Call &call);
+// The volume a snapshot was restored into gets its product codes, in the
+// store and the catalog (engine::giveVolumeProductCodes).
+Result<void> restoredVolumeProductCodes(Context &ctx, const store::Manifest &m);
 // Block writes whose timeout passed go to error, their rows too: what
 // describe-snapshots and gc do first.
 void expireBlockWrites(Context &ctx);

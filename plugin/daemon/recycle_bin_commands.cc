@@ -1,6 +1,9 @@
 // The Recycle Bin (engine/recycle_bin.h): create-rule, list-rules,
 // get-rule, update-rule, delete-rule, lock-rule, unlock-rule,
 // list-snapshots-in-recycle-bin and restore-snapshot-from-recycle-bin.
+// Every one acts for the caller's account (access.h): a user mapped to an
+// account manages that account's rules and bin, root the default
+// account's (or --account's).
 #include <algorithm>
 
 #include "access.h"
@@ -88,13 +91,13 @@ Json binEntryJson(const engine::BinEntry &e)
 
 Result<Reply> createRule(Context &ctx, const Call &call)
 {
-	VS_TRY(requireRoot(call));
 	VS_TRY(checkResourceType(call.args));
 	engine::RetentionRule rule;
 	VS_ASSIGN(std::string period, call.args.require("retention-period"));
 	VS_ASSIGN(rule.retentionDays, parseRetentionPeriod(period));
 	VS_ASSIGN(rule.resourceTags, parseResourceTags(call.args.all("resource-tags")));
 	rule.description = call.args.get("description");
+	rule.ownerId = call.accountId;
 	VS_ASSIGN(engine::RetentionRule made, engine::createRule(*ctx.store, rule));
 	return ok(ruleJson(made, 0, true));
 }
@@ -104,7 +107,7 @@ Result<Reply> listRules(Context &ctx, const Call &call)
 	VS_TRY(checkResourceType(call.args));
 	std::string state = call.args.get("lock-state");
 	int64_t now = 0;
-	VS_ASSIGN(auto rules, engine::listRules(*ctx.store, now));
+	VS_ASSIGN(auto rules, engine::listRules(*ctx.store, call.accountId, now));
 	Json list = Json::array();
 	for (const engine::RetentionRule &r : rules)
 		if (state.empty() || r.lockState(now) == state)
@@ -118,13 +121,12 @@ Result<Reply> getRule(Context &ctx, const Call &call)
 {
 	VS_ASSIGN(std::string id, call.args.require("identifier"));
 	int64_t now = 0;
-	auto r = engine::getRule(*ctx.store, id, now);
+	auto r = engine::getRule(*ctx.store, call.accountId, id, now);
 	return oneRule(r, now);
 }
 
 Result<Reply> updateRule(Context &ctx, const Call &call)
 {
-	VS_TRY(requireRoot(call));
 	VS_ASSIGN(std::string id, call.args.require("identifier"));
 	engine::RuleChange change;
 	if (call.args.has("retention-period")) {
@@ -136,35 +138,32 @@ Result<Reply> updateRule(Context &ctx, const Call &call)
 	if (call.args.has("description"))
 		change.description = call.args.get("description");
 	int64_t now = 0;
-	auto r = engine::updateRule(*ctx.store, id, change, now);
+	auto r = engine::updateRule(*ctx.store, call.accountId, id, change, now);
 	return oneRule(r, now);
 }
 
 Result<Reply> deleteRule(Context &ctx, const Call &call)
 {
-	VS_TRY(requireRoot(call));
 	VS_ASSIGN(std::string id, call.args.require("identifier"));
-	VS_TRY(engine::deleteRule(*ctx.store, id));
+	VS_TRY(engine::deleteRule(*ctx.store, call.accountId, id));
 	return ok(Json::object());
 }
 
 Result<Reply> lockRule(Context &ctx, const Call &call)
 {
-	VS_TRY(requireRoot(call));
 	VS_ASSIGN(std::string id, call.args.require("identifier"));
 	VS_ASSIGN(std::string config, call.args.require("lock-configuration"));
 	VS_ASSIGN(int64_t days, parseUnlockDelay(config));
 	int64_t now = 0;
-	auto r = engine::lockRule(*ctx.store, id, days, now);
+	auto r = engine::lockRule(*ctx.store, call.accountId, id, days, now);
 	return oneRule(r, now);
 }
 
 Result<Reply> unlockRule(Context &ctx, const Call &call)
 {
-	VS_TRY(requireRoot(call));
 	VS_ASSIGN(std::string id, call.args.require("identifier"));
 	int64_t now = 0;
-	auto r = engine::unlockRule(*ctx.store, id, now);
+	auto r = engine::unlockRule(*ctx.store, call.accountId, id, now);
 	return oneRule(r, now);
 }
 

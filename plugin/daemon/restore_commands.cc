@@ -12,6 +12,7 @@
 #include "engine/restore_journal.h"
 #include "handlers.h"
 #include "requests.h"
+#include "store/store.h"
 
 namespace virtsnap::daemon {
 
@@ -57,6 +58,10 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 	if (replacing)
 		ctx.admission->endRestore(plan.instanceKey);
 	VS_TRY(restored);
+	for (const engine::InstanceRestorePlan::Disk &d : plan.disks) {
+		VS_ASSIGN(store::Manifest m, ctx.store->getManifest(d.snapshotId));
+		VS_TRY(restoredVolumeProductCodes(ctx, m));
+	}
 
 	Json list = Json::array();
 	for (const engine::InstanceRestorePlan::Disk &d : plan.disks) {

@@ -147,6 +147,14 @@ Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const
 	return std::optional<engine::LuksSettings>(engine::LuksSettings{std::move(secret), ctx.options.luksIterTime});
 }
 
+Result<void> restoredVolumeProductCodes(Context &ctx, const store::Manifest &m)
+{
+	VS_ASSIGN(auto changed, engine::giveVolumeProductCodes(*ctx.store, m));
+	if (changed)
+		VS_TRY(syncVolume(ctx, *changed));
+	return {};
+}
+
 Result<Reply> createVolume(Context &ctx, const Call &call)
 {
 	const Arguments &args = call.args;
@@ -171,6 +179,7 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}};
 	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
+	VS_TRY(restoredVolumeProductCodes(ctx, m));
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(m.snapshotId));
 	j.set("VolumeId", Json::string(m.volumeId));
@@ -231,7 +240,7 @@ Result<Reply> describeVolumes(Context &ctx, const Call &call)
 			std::string vol = volumeIdFor(instance.key, disk.diskId);
 			VS_ASSIGN(auto record, engine::loadVolume(*ctx.store, vol));
 			engine::VolumeRecord v = record.value_or(
-				engine::VolumeRecord{vol, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, ""});
+				engine::VolumeRecord{vol, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, "", {}});
 			v.size = disk.size;
 			v.instanceName = instance.name;
 			if (disk.encrypted && !v.encrypted) {

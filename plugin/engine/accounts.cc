@@ -61,6 +61,13 @@ Result<int64_t> storeNow(store::Store &store)
 	return int64_t(std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
 }
 
+} // namespace
+
+bool isAccountId(const std::string &id)
+{
+	return id.size() == 12 && std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 Result<std::optional<std::string>> defaultAccountId(store::Store &store)
 {
 	VS_ASSIGN(auto text, store.getRecord(kAccountKind, kDefaultRecord));
@@ -71,13 +78,6 @@ Result<std::optional<std::string>> defaultAccountId(store::Store &store)
 	if (!isAccountId(id))
 		return fail(errc::kCorrupt, "the store's default account record is damaged");
 	return std::optional<std::string>(id);
-}
-
-} // namespace
-
-bool isAccountId(const std::string &id)
-{
-	return id.size() == 12 && std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 Result<std::optional<Account>> getAccount(store::Store &store, const std::string &accountId)

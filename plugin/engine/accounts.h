@@ -37,6 +37,9 @@ bool isAccountId(const std::string &id);
 // Every account of the store, the default one first.
 Result<std::vector<Account>> listAccounts(store::Store &store);
 Result<std::optional<Account>> getAccount(store::Store &store, const std::string &accountId);
+// The default account's id; none in a store made before accounts, until
+// ensureDefaultAccount makes it.
+Result<std::optional<std::string>> defaultAccountId(store::Store &store);
 
 // The default account's id. A store made before accounts has none: the
 // first host to ask creates it (one winner among racing hosts), with the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "accounts.h"
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
 #include "store/held_manifests.h"
@@ -18,6 +19,7 @@ Json ruleJson(const RetentionRule &r)
 {
 	Json j = Json::object();
 	j.set("Identifier", Json::string(r.identifier));
+	j.set("OwnerId", Json::string(r.ownerId));
 	j.set("Description", Json::string(r.description));
 	j.set("RetentionDays", Json::integer(r.retentionDays));
 	Json tags = Json::array();
@@ -36,6 +38,7 @@ RetentionRule parseRule(const Json &j)
 {
 	RetentionRule r;
 	r.identifier = j.getString("Identifier").value_or("");
+	r.ownerId = j.getString("OwnerId").value_or(""); // none: made before accounts
 	r.description = j.getString("Description").value_or("");
 	r.retentionDays = j.getInt("RetentionDays").value_or(0);
 	Json tags = j.get("ResourceTags");
@@ -72,6 +75,34 @@ Result<RetentionRule> loadRule(store::Store &store, const std::string &identifie
 Result<void> saveRule(store::Store &store, const RetentionRule &r)
 {
 	return store.putRecord(kRuleRecords, r.identifier, ruleJson(r).dump());
+}
+
+// The account `accountId` names: "" is the store's default one (none in a
+// store made before accounts, where every owner is "").
+Result<std::string> ruleAccountOrDefault(store::Store &store, const std::string &accountId)
+{
+	if (!accountId.empty())
+		return accountId;
+	VS_ASSIGN(auto def, defaultAccountId(store));
+	return def.value_or("");
+}
+
+// Every rule of `accountId` (resolved by ruleAccountOrDefault).
+Result<std::vector<RetentionRule>> rulesOfAccount(store::Store &store, const std::string &accountId)
+{
+	VS_ASSIGN(std::string def, ruleAccountOrDefault(store, ""));
+	VS_ASSIGN(auto ids, store.listRecordIds(kRuleRecords));
+	std::vector<RetentionRule> out;
+	for (const std::string &id : ids) {
+		auto r = loadRule(store, id);
+		if (!r && r.error().code == errc::kResourceNotFound)
+			continue; // deleted since the listing
+		if (!r)
+			return std::unexpected(r.error());
+		if ((r->ownerId.empty() ? def : r->ownerId) == accountId)
+			out.push_back(std::move(*r));
+	}
+	return out;
 }
 
 // A rule matches a snapshot with any one of its resource tags; a rule
@@ -137,32 +168,30 @@ Result<RetentionRule> createRule(store::Store &store, const RetentionRule &rule)
 	return r;
 }
 
-Result<std::vector<RetentionRule>> listRules(store::Store &store, int64_t &now)
+Result<std::vector<RetentionRule>> listRules(store::Store &store, const std::string &accountId, int64_t &now)
 {
 	VS_ASSIGN(now, store::storeTime(store));
-	VS_ASSIGN(auto ids, store.listRecordIds(kRuleRecords));
-	std::vector<RetentionRule> out;
-	for (const std::string &id : ids) {
-		auto r = loadRule(store, id);
-		if (!r && r.error().code == errc::kResourceNotFound)
-			continue; // deleted since the listing
-		if (!r)
-			return std::unexpected(r.error());
-		out.push_back(std::move(*r));
-	}
-	return out;
+	VS_ASSIGN(std::string account, ruleAccountOrDefault(store, accountId));
+	return rulesOfAccount(store, account);
 }
 
-Result<RetentionRule> getRule(store::Store &store, const std::string &identifier, int64_t &now)
+Result<RetentionRule> getRule(store::Store &store, const std::string &accountId, const std::string &identifier,
+			      int64_t &now)
 {
 	VS_ASSIGN(now, store::storeTime(store));
-	return loadRule(store, identifier);
+	VS_ASSIGN(RetentionRule r, loadRule(store, identifier));
+	VS_ASSIGN(std::string caller, ruleAccountOrDefault(store, accountId));
+	VS_ASSIGN(std::string owner, ruleAccountOrDefault(store, r.ownerId));
+	// Another account's rule is no rule of the caller's, as on EBS.
+	if (owner != caller)
+		return fail(errc::kResourceNotFound, "retention rule " + identifier + " does not exist");
+	return r;
 }
 
-Result<RetentionRule> updateRule(store::Store &store, const std::string &identifier, const RuleChange &change,
-				 int64_t &now)
+Result<RetentionRule> updateRule(store::Store &store, const std::string &accountId, const std::string &identifier,
+				 const RuleChange &change, int64_t &now)
 {
-	VS_ASSIGN(RetentionRule r, getRule(store, identifier, now));
+	VS_ASSIGN(RetentionRule r, getRule(store, accountId, identifier, now));
 	bool weaker = (change.retentionDays && *change.retentionDays < r.retentionDays) ||
 		      (change.resourceTags && *change.resourceTags != r.resourceTags);
 	if (weaker)
@@ -178,20 +207,20 @@ Result<RetentionRule> updateRule(store::Store &store, const std::string &identif
 	return r;
 }
 
-Result<void> deleteRule(store::Store &store, const std::string &identifier)
+Result<void> deleteRule(store::Store &store, const std::string &accountId, const std::string &identifier)
 {
 	int64_t now = 0;
-	VS_ASSIGN(RetentionRule r, getRule(store, identifier, now));
+	VS_ASSIGN(RetentionRule r, getRule(store, accountId, identifier, now));
 	VS_TRY(checkUnlocked(r, now, "it cannot be deleted"));
 	return store.removeRecord(kRuleRecords, identifier);
 }
 
-Result<RetentionRule> lockRule(store::Store &store, const std::string &identifier, int64_t unlockDelayDays,
-			       int64_t &now)
+Result<RetentionRule> lockRule(store::Store &store, const std::string &accountId, const std::string &identifier,
+			       int64_t unlockDelayDays, int64_t &now)
 {
 	if (unlockDelayDays < 7 || unlockDelayDays > 30)
 		return fail(errc::kInvalidParameterValue, "the unlock delay must be from 7 to 30 days");
-	VS_ASSIGN(RetentionRule r, getRule(store, identifier, now));
+	VS_ASSIGN(RetentionRule r, getRule(store, accountId, identifier, now));
 	if (!r.resourceTags.empty())
 		return fail(errc::kInvalidParameterValue,
 			    "retention rule " + identifier + " has resource tags: only a rule for every snapshot can be locked");
@@ -202,9 +231,10 @@ Result<RetentionRule> lockRule(store::Store &store, const std::string &identifie
 	return r;
 }
 
-Result<RetentionRule> unlockRule(store::Store &store, const std::string &identifier, int64_t &now)
+Result<RetentionRule> unlockRule(store::Store &store, const std::string &accountId, const std::string &identifier,
+				 int64_t &now)
 {
-	VS_ASSIGN(RetentionRule r, getRule(store, identifier, now));
+	VS_ASSIGN(RetentionRule r, getRule(store, accountId, identifier, now));
 	if (r.lockState(now) != "locked")
 		return fail(errc::kIncorrectState, "retention rule " + identifier + " is " + r.lockState(now) +
 							   ", not locked");
@@ -225,8 +255,9 @@ const RetentionRule *ruleFor(const std::vector<RetentionRule> &rules, const stor
 
 Result<std::optional<BinEntry>> recycle(store::Store &store, const store::Manifest &m)
 {
+	// The rules of the snapshot's own account: another's keep nothing of it.
 	int64_t now = 0;
-	VS_ASSIGN(auto rules, listRules(store, now));
+	VS_ASSIGN(auto rules, listRules(store, m.accountId, now));
 	const RetentionRule *longest = ruleFor(rules, m.tags);
 	if (!longest)
 		return std::optional<BinEntry>();

@@ -6,6 +6,12 @@
 // manifest (store/held_manifests.h): gc keeps its chunks until the
 // retention ends, then removes the entry, and the chunks go with the
 // next gc's sweep.
+//
+// A rule is its account's (EBS: an account manages only its own rules):
+// only that account lists, changes, locks or deletes it, and it retains
+// only that account's snapshots. The functions below take the caller's
+// account; "" (and a rule or manifest from before accounts, which names
+// none) is the store's default account.
 #pragma once
 
 #include <optional>
@@ -24,6 +30,7 @@ struct RuleLock {
 
 struct RetentionRule {
 	std::string identifier;
+	std::string ownerId; // the account whose rule it is; "": the default account
 	std::string description;
 	int64_t retentionDays = 0;  // 1 to 365
 	store::Tags resourceTags;   // none: every snapshot; else any one of them (an empty value: any value)
@@ -39,19 +46,24 @@ struct RuleChange {
 	std::optional<store::Tags> resourceTags;
 };
 
+// Made for rule.ownerId.
 Result<RetentionRule> createRule(store::Store &store, const RetentionRule &rule);
-Result<std::vector<RetentionRule>> listRules(store::Store &store, int64_t &now);
-Result<RetentionRule> getRule(store::Store &store, const std::string &identifier, int64_t &now);
+// The rules of `accountId`, as every call below sees them: another
+// account's rule does not exist for it (ResourceNotFoundException).
+Result<std::vector<RetentionRule>> listRules(store::Store &store, const std::string &accountId, int64_t &now);
+Result<RetentionRule> getRule(store::Store &store, const std::string &accountId, const std::string &identifier,
+			      int64_t &now);
 // A locked rule (or one whose unlock delay has not passed) refuses a
 // shorter retention and other resource tags, and deletion.
-Result<RetentionRule> updateRule(store::Store &store, const std::string &identifier, const RuleChange &change,
-				 int64_t &now);
-Result<void> deleteRule(store::Store &store, const std::string &identifier);
+Result<RetentionRule> updateRule(store::Store &store, const std::string &accountId, const std::string &identifier,
+				 const RuleChange &change, int64_t &now);
+Result<void> deleteRule(store::Store &store, const std::string &accountId, const std::string &identifier);
 // Only rules without resource tags can be locked, as on EBS.
-Result<RetentionRule> lockRule(store::Store &store, const std::string &identifier, int64_t unlockDelayDays,
-			       int64_t &now);
+Result<RetentionRule> lockRule(store::Store &store, const std::string &accountId, const std::string &identifier,
+			       int64_t unlockDelayDays, int64_t &now);
 // Starts the unlock delay; the rule is unlocked once it has passed.
-Result<RetentionRule> unlockRule(store::Store &store, const std::string &identifier, int64_t &now);
+Result<RetentionRule> unlockRule(store::Store &store, const std::string &accountId, const std::string &identifier,
+				 int64_t &now);
 
 struct BinEntry {
 	store::Manifest manifest;
@@ -63,8 +75,9 @@ struct BinEntry {
 // The rule whose retention a snapshot with `tags` gets: of those that
 // match, the longest.
 const RetentionRule *ruleFor(const std::vector<RetentionRule> &rules, const store::Tags &tags);
-// With a rule matching the snapshot's tags, moves it into the bin for the
-// longest retention of those rules and returns the entry; else nothing.
+// With a rule of the snapshot's account matching its tags, moves it into
+// the bin for the longest retention of those rules and returns the entry;
+// else nothing.
 Result<std::optional<BinEntry>> recycle(store::Store &store, const store::Manifest &m);
 // The entries whose retention has not ended, or those of the ids named.
 Result<std::vector<BinEntry>> listRecycleBin(store::Store &store, const std::vector<std::string> &snapshotIds);

@@ -3,6 +3,7 @@
 
 #include <functional>
 
+#include "block_writes.h"
 #include "core/ids.h"
 #include "json/json.h"
 
@@ -75,6 +76,13 @@ Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::s
 	v.tags = tagsFrom(j->get("tags"));
 	v.encrypted = j->getBool("encrypted").value_or(false);
 	v.kmsKeyId = j->getString("kms_key_id").value_or("");
+	Json codes = j->get("product_codes");
+	for (size_t i = 0; i < codes.size(); i++) {
+		auto code = parseProductCode(codes.at(i).asString());
+		if (!code)
+			return fail(errc::kCorrupt, "volume record " + volumeId + ": " + code.error().message);
+		v.productCodes.push_back(*code);
+	}
 	return std::optional<VolumeRecord>(v);
 }
 
@@ -92,6 +100,12 @@ Result<void> saveVolume(store::Store &store, const VolumeRecord &v)
 		j.set("encrypted", Json::boolean(true));
 		j.set("kms_key_id", Json::string(v.kmsKeyId));
 	}
+	if (!v.productCodes.empty()) {
+		Json codes = Json::array();
+		for (const ProductCode &code : v.productCodes)
+			codes.append(Json::string(toString(code)));
+		j.set("product_codes", codes);
+	}
 	return store.putRecord("volumes", v.volumeId, j.dump());
 }
 
@@ -105,6 +119,21 @@ Result<std::vector<VolumeRecord>> listVolumes(store::Store &store)
 			out.push_back(*v);
 	}
 	return out;
+}
+
+Result<std::optional<VolumeRecord>> giveVolumeProductCodes(store::Store &store, const store::Manifest &m)
+{
+	if (m.productCodes.empty() || m.volumeId == kDirectVolumeId || !isVolumeId(m.volumeId))
+		return std::optional<VolumeRecord>();
+	VS_ASSIGN(auto known, loadVolume(store, m.volumeId));
+	VolumeRecord v = known.value_or(VolumeRecord{m.volumeId, m.volume.instanceKey, m.volume.instanceName,
+						     m.volume.diskId, m.volumeSize, "standard", {}, m.encrypted, m.kmsKeyId, {}});
+	const size_t had = v.productCodes.size();
+	addProductCodes(v.productCodes, m.productCodes);
+	if (known && v.productCodes.size() == had)
+		return std::optional<VolumeRecord>();
+	VS_TRY(saveVolume(store, v));
+	return std::optional<VolumeRecord>(std::move(v));
 }
 
 Result<std::optional<InstanceRecord>> loadInstance(store::Store &store, const std::string &instanceId)

@@ -23,6 +23,9 @@ struct VolumeRecord {
 	// whatever this says), and the key its snapshots carry then.
 	bool encrypted = false;
 	std::string kmsKeyId;
+	// Those of the snapshots it was restored from (EC2: a volume created
+	// from a snapshot has its product codes); its snapshots carry them.
+	std::vector<ProductCode> productCodes;
 };
 
 struct InstanceRecord {
@@ -36,6 +39,12 @@ struct InstanceRecord {
 Result<std::optional<VolumeRecord>> loadVolume(store::Store &store, const std::string &volumeId);
 Result<void> saveVolume(store::Store &store, const VolumeRecord &volume);
 Result<std::vector<VolumeRecord>> listVolumes(store::Store &store);
+// A snapshot restored into its volume again (create-volume,
+// restore-instance, instant restore) gives the volume its product codes:
+// the record, made from the manifest if there is none, gets those it
+// lacks. Returns the record when it changed. Snapshots of no volume
+// (copies, block writes: kDirectVolumeId) give nothing.
+Result<std::optional<VolumeRecord>> giveVolumeProductCodes(store::Store &store, const store::Manifest &m);
 
 Result<std::optional<InstanceRecord>> loadInstance(store::Store &store, const std::string &instanceId);
 Result<void> saveInstance(store::Store &store, const InstanceRecord &instance);

@@ -327,7 +327,7 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 
 	VS_ASSIGN(auto known, loadVolume(store, man.volumeId));
 	VolumeRecord record =
-		known.value_or(VolumeRecord{man.volumeId, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, ""});
+		known.value_or(VolumeRecord{man.volumeId, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, "", {}});
 	// A LUKS image makes its volume encrypted for good, as a mark does:
 	// EBS never turns an encrypted volume back.
 	bool nowEncrypted = disk.encrypted && !record.encrypted;
@@ -341,6 +341,8 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 	}
 	man.encrypted = record.encrypted;
 	man.kmsKeyId = record.encrypted ? record.kmsKeyId : "";
+	// A volume restored from a snapshot with product codes keeps them.
+	addProductCodes(man.productCodes, record.productCodes);
 	if (request.copyTagsFromSource)
 		for (const auto &[k, v] : record.tags)
 			if (std::none_of(man.tags.begin(), man.tags.end(), [&](const auto &t) { return t.first == k; }))

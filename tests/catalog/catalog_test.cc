@@ -25,6 +25,7 @@ VolumeRow fullVolume(unsigned n)
 	v.encrypted = true;
 	v.kmsKeyId = "8899aabbccddee" + std::to_string(10 + n % 90);
 	v.tags = {{"team", "storage"}, {"Name", "disk \u2603"}};
+	v.productCodes = {"abc123:marketplace", "dp" + std::to_string(n) + ":devpay"};
 	return v;
 }
 
@@ -701,7 +702,7 @@ TEST_F(CatalogTest, PoliciesAndTheirRuns)
 
 // A catalog an older virtsnap wrote keeps its rows, with what later
 // versions added empty (their manifests had none of it either), and takes
-// whole rows after: version 6 named a uid as a snapshot's owner (now: the
+// whole rows after: version 7 had no volumes' product codes, version 6 named a uid as a snapshot's owner (now: the
 // default account, ""), version 5 had no encryption columns and said every
 // snapshot was encrypted, version 4 had no runs' copies, version 3 no
 // copies' columns, version 2 no product codes, version 1 no policies.
@@ -709,7 +710,9 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 {
 	// Version 5 rows all said encrypted (hard-coded); a migration makes
 	// them say what their manifests say: not encrypted.
-	const std::string noEncryption = "ALTER TABLE snapshots DROP COLUMN kms_key_id; "
+	const std::string noVolumeCodes = "ALTER TABLE volumes DROP COLUMN product_codes; ";
+	const std::string noUids = noVolumeCodes;
+	const std::string noEncryption = noUids + "ALTER TABLE snapshots DROP COLUMN kms_key_id; "
 					 "ALTER TABLE volumes DROP COLUMN encrypted; "
 					 "ALTER TABLE volumes DROP COLUMN kms_key_id; ";
 	const std::string noRunCopies = noEncryption + "ALTER TABLE policy_runs DROP COLUMN copies; "
@@ -720,7 +723,7 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 	const std::string noCodes = noCopies + "ALTER TABLE snapshots DROP COLUMN product_codes; ";
 	const std::string noPolicies = noCodes + "DROP TABLE policies; DROP TABLE policy_runs; ";
 	for (const auto &[version, downgrade] : std::vector<std::pair<int, std::string>>{
-		     {6, ""}, {5, noEncryption}, {4, noRunCopies}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
+		     {7, noVolumeCodes}, {6, noUids}, {5, noEncryption}, {4, noRunCopies}, {3, noCopies}, {2, noCodes}, {1, noPolicies}}) {
 		SCOPED_TRACE("from version " + std::to_string(version));
 		std::filesystem::remove(file());
 		SnapshotRow before = fullSnapshot(1);
@@ -733,14 +736,16 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 		if (version < 3)
 			before.productCodes.clear();
 		SnapshotRow old = before;
-		old.ownerId = "1000";
+		old.ownerId = version < 7 ? "1000" : ""; // version 7 named accounts already
 		old.encrypted = version < 6; // hard-coded true before version 6
 		before.ownerId = "";
 		before.encrypted = false;
+		VolumeRow volume = fullVolume(1);
 		{
 			auto cat = openCatalog();
 			ASSERT_TRUE(cat);
 			ASSERT_TRUE(cat->putSnapshot(old));
+			ASSERT_TRUE(cat->putVolume(volume));
 		}
 		{
 			RawDb raw(file());
@@ -753,6 +758,16 @@ TEST_F(CatalogTest, OlderCatalogsAreMigrated)
 		auto kept = cat->getSnapshot(before.snapshotId);
 		ASSERT_TRUE(kept && *kept) << describe(kept);
 		EXPECT_EQ(**kept, before);
+		volume.productCodes.clear(); // no version before 8 had them
+		if (version < 6) {
+			volume.encrypted = false; // nor before 6 encryption
+			volume.kmsKeyId = "";
+		}
+		auto keptVolume = cat->getVolume(volume.volumeId);
+		ASSERT_TRUE(keptVolume && *keptVolume) << describe(keptVolume);
+		EXPECT_EQ(**keptVolume, volume);
+		ASSERT_TRUE(cat->putVolume(fullVolume(2)));
+		EXPECT_EQ(**cat->getVolume(fullVolume(2).volumeId), fullVolume(2));
 		ASSERT_TRUE(cat->putSnapshot(fullSnapshot(2)));
 		auto after = cat->getSnapshot(fullSnapshot(2).snapshotId);
 		ASSERT_TRUE(after && *after) << describe(after);

@@ -72,7 +72,8 @@ protected:
 		return out;
 	}
 
-	void save(const std::string &id, const store::Tags &tags, uint64_t seed)
+	// `accountId`: its owner; "" is the default account.
+	void save(const std::string &id, const store::Tags &tags, uint64_t seed, const std::string &accountId = "")
 	{
 		Bytes bytes = disk(seed);
 		store::SnapshotIndex index(bytes.size(), kChunk);
@@ -84,6 +85,7 @@ protected:
 		}
 		store::Manifest m = store::test::manifestFor(id, isoTimeNow());
 		m.tags = tags;
+		m.accountId = accountId;
 		ASSERT_TRUE(index.save(*writer, *codec_, m));
 		ASSERT_TRUE(writer->commit());
 		ASSERT_TRUE(store_->putManifest(m));

@@ -16,6 +16,7 @@
 #include "core/unique_fd.h"
 #include "engine/block_writes.h"
 #include "engine/maintenance.h"
+#include "engine/resources.h"
 #include "engine/restore.h"
 #include "engine/snapshot_copy.h"
 #include "store/gc.h"
@@ -176,6 +177,46 @@ TEST_F(SnapshotCopyTest, ACopyWithinTheStoreAddsItsManifestAndNothingElse)
 	ASSERT_TRUE(deleteSnapshot(*source_, a));
 	ASSERT_NO_FATAL_FAILURE(gc(*source_));
 	EXPECT_TRUE(restoresAs(*source_, made->snapshotId, refA));
+}
+
+// A snapshot restored into its volume gives the volume record its product
+// codes (and the volume's next snapshots carry them: snapshot_engine.cc);
+// a copy, of no volume, gives none.
+TEST_F(SnapshotCopyTest, ProductCodesGoIntoTheVolumeASnapshotIsRestoredInto)
+{
+	std::string a = write({{0, randomData(kBlockSize, 3)}}, "", root_ / "a.ref");
+	auto m = source_->getManifest(a);
+	ASSERT_TRUE(m) << describe(m);
+	m->volumeId = "vol-0123456789abcdef0";
+	m->volume = {"qmp:/run/vm.sock", "vm", "vda", "qcow2"};
+	m->productCodes = {{"abc123", "marketplace"}};
+	ASSERT_TRUE(source_->putManifest(*m, true));
+
+	auto copied = copy(*source_, *destination_, a, "file://" + storeDir().string());
+	ASSERT_TRUE(copied) << describe(copied);
+	EXPECT_EQ(copied->productCodes, m->productCodes);
+	auto none = giveVolumeProductCodes(*destination_, *copied);
+	ASSERT_TRUE(none) << describe(none);
+	EXPECT_FALSE(*none) << "a copy is of no volume";
+	EXPECT_TRUE(listVolumes(*destination_)->empty());
+
+	// The store has no record of the volume (the snapshot came from
+	// another host): the manifest makes one.
+	auto given = giveVolumeProductCodes(*source_, *m);
+	ASSERT_TRUE(given && *given) << describe(given);
+	auto record = loadVolume(*source_, m->volumeId);
+	ASSERT_TRUE(record && *record) << describe(record);
+	EXPECT_EQ((*record)->productCodes, m->productCodes);
+	EXPECT_EQ((*record)->instanceKey, "qmp:/run/vm.sock");
+	EXPECT_EQ((*record)->diskId, "vda");
+	EXPECT_EQ((*record)->size, kGiB);
+	EXPECT_FALSE(*giveVolumeProductCodes(*source_, *m)) << "nothing new";
+
+	// Another snapshot's codes add to those the volume has.
+	m->productCodes = {{"dp9", "devpay"}, {"abc123", "marketplace"}};
+	ASSERT_TRUE(*giveVolumeProductCodes(*source_, *m));
+	EXPECT_EQ((*loadVolume(*source_, m->volumeId))->productCodes,
+		  (std::vector<ProductCode>{{"abc123", "marketplace"}, {"dp9", "devpay"}}));
 }
 
 TEST_F(SnapshotCopyTest, ACopyToAnotherStoreResealsAndAnIncrementalOneReadsOnlyWhatChanged)

@@ -309,6 +309,40 @@ TEST_F(AccountsTest, SnapshotsAreTheirAccountsUntilShared)
 	EXPECT_EQ(deleted.status, 0) << deleted.err;
 }
 
+// Recycle Bin rules are their account's: alice's rule is hers to list and
+// lock, and does not exist for bob nor for root's default account.
+TEST_F(AccountsTest, RecycleBinRulesAreTheirAccounts)
+{
+	CliResult made = as(alice_, {"create-rule", "--retention-period",
+				     "RetentionPeriodValue=7,RetentionPeriodUnit=DAYS", "--description", "by alice"});
+	ASSERT_EQ(made.status, 0) << made.err;
+	const std::string rule = made.json().getString("Identifier").value_or("");
+	ASSERT_FALSE(rule.empty()) << made.out;
+	ASSERT_EQ(as(alice_, {"lock-rule", "--identifier", rule, "--lock-configuration",
+			      "UnlockDelay={UnlockDelayValue=7,UnlockDelayUnit=DAYS}"})
+			  .status,
+		  0);
+	auto rulesOf = [&](const TestUser *u) {
+		CliResult r = u ? as(*u, {"list-rules"}) : cli({"list-rules"});
+		EXPECT_EQ(r.status, 0) << r.err;
+		return r.json().get("Rules").size();
+	};
+	EXPECT_EQ(rulesOf(&alice_), 1u);
+	EXPECT_EQ(rulesOf(&bob_), 0u);
+	EXPECT_EQ(rulesOf(nullptr), 0u) << "root acts as the default account";
+	for (const std::vector<std::string> &args : std::vector<std::vector<std::string>>{
+		     {"get-rule", "--identifier", rule},
+		     {"unlock-rule", "--identifier", rule},
+		     {"delete-rule", "--identifier", rule},
+		     {"update-rule", "--identifier", rule, "--description", "by bob"}})
+		EXPECT_TRUE(refused(as(bob_, args), "ResourceNotFoundException")) << args[0];
+	EXPECT_TRUE(refused(cli({"unlock-rule", "--identifier", rule}), "ResourceNotFoundException"));
+	CliResult asA = cli({"get-rule", "--identifier", rule, "--account", kAccountA});
+	ASSERT_EQ(asA.status, 0) << asA.err;
+	EXPECT_EQ(asA.json().getString("Description"), "by alice") << asA.out;
+	EXPECT_EQ(asA.json().getString("LockState"), "locked") << asA.out;
+}
+
 TEST_F(AccountsTest, DescribeAccountsListsTheDefaultFirst)
 {
 	CliResult r = cli({"describe-accounts"});

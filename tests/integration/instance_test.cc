@@ -580,6 +580,19 @@ TEST_F(InstanceTest, CopyTagsFromSourceHibernationAndProductCodes)
 	CliResult volume = cli({"create-volume", "--snapshot-id", vdaSnapshot, "--target", tmp_.file("from-coded.qcow2")});
 	ASSERT_EQ(volume.status, 0) << volume.err;
 	EXPECT_EQ(codesOf(volume.json()), expected);
+
+	// The instance's codes taken back: the volume restored from a coded
+	// snapshot keeps them in its record, and its next snapshot carries
+	// them; the other volume's does not.
+	ASSERT_EQ(cli({"register-instance", "--qmp-socket", vm_->qmpSocket()}).status, 0);
+	const std::string vdaVolume = volume.json().getString("VolumeId").value_or("");
+	CliResult volumes = cli({"describe-volumes", "--volume-id", vdaVolume});
+	ASSERT_EQ(volumes.status, 0) << volumes.err;
+	EXPECT_EQ(codesOf(volumes.json().get("Volumes").at(0)), expected) << volumes.out;
+	CliResult next = createSnapshots({"--quiesce", "off"});
+	ASSERT_EQ(next.status, 0) << next.err;
+	EXPECT_EQ(codesOf(byDisk(next.json())["vda"]), expected);
+	EXPECT_EQ(codesOf(byDisk(next.json())["vdb"]), std::vector<std::string>{});
 }
 
 // Writes generation 1, 2, ... into the first 4 KiB of each disk, every
