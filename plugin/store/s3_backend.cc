@@ -311,8 +311,11 @@ Result<bool> S3Backend::retains()
 	if (r.status == 200)
 		objectLock_ = s3::objectLockEnabled(r.body);
 	// No configuration, or an endpoint without Object Lock (MinIO without
-	// it answers the first, Garage the second).
-	else if ((r.status == 404 && code == "ObjectLockConfigurationNotFoundError") || r.status == 501)
+	// it answers the first, Garage the second), or credentials that may
+	// not look (a policy made before locks used it): locks are then
+	// virtsnap's alone, and say so, rather than refused.
+	else if ((r.status == 404 && code == "ObjectLockConfigurationNotFoundError") || r.status == 501 ||
+		 r.status == 403)
 		objectLock_ = false;
 	else
 		return failure(r, "look at the Object Lock configuration", r.status == 404 ? "" : "of the bucket");
