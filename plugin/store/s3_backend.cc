@@ -52,10 +52,10 @@ private:
 
 	std::unique_ptr<s3::Client> client_;
 	std::string keyPrefix_; // "PREFIX/", or empty for the bucket's root
-	// Whether the bucket has Object Lock, once asked: it is set when the
-	// bucket is made and never changes.
+	// Whether the bucket has Object Lock, once it said yes: it can be
+	// turned on (when the bucket is made; on AWS later too), never off.
 	std::mutex objectLockMutex_;
-	std::optional<bool> objectLock_;
+	bool objectLock_ = false;
 };
 
 // Holds what is appended and PUTs it whole at commit(): S3 has no append,
@@ -305,21 +305,20 @@ Result<bool> S3Backend::retains()
 {
 	std::lock_guard lock(objectLockMutex_);
 	if (objectLock_)
-		return *objectLock_;
+		return true;
 	VS_ASSIGN(s3::Response r, client_->perform(s3::Request{.query = {{"object-lock", ""}}}));
 	std::string code = r.error().code;
-	if (r.status == 200)
+	if (r.status == 200) {
 		objectLock_ = s3::objectLockEnabled(r.body);
+		return objectLock_;
+	}
 	// No configuration, or an endpoint without Object Lock (MinIO without
 	// it answers the first, Garage the second), or credentials that may
 	// not look (a policy made before locks used it): locks are then
 	// virtsnap's alone, and say so, rather than refused.
-	else if ((r.status == 404 && code == "ObjectLockConfigurationNotFoundError") || r.status == 501 ||
-		 r.status == 403)
-		objectLock_ = false;
-	else
-		return failure(r, "look at the Object Lock configuration", r.status == 404 ? "" : "of the bucket");
-	return *objectLock_;
+	if ((r.status == 404 && code == "ObjectLockConfigurationNotFoundError") || r.status == 501 || r.status == 403)
+		return false;
+	return failure(r, "look at the Object Lock configuration", r.status == 404 ? "" : "of the bucket");
 }
 
 Result<void> S3Backend::retain(const std::string &name, RetentionMode mode, std::chrono::system_clock::time_point until)
