@@ -44,6 +44,9 @@ inline constexpr const char *kRuleLocked = "ConflictException";
 inline constexpr const char *kObjectNotFound = "ObjectNotFound";
 inline constexpr const char *kObjectExists = "ObjectExists";
 inline constexpr const char *kStoreUnavailable = "StoreUnavailable";
+// What this store's backend cannot do (an S3 Object Lock retention on a
+// directory or RADOS).
+inline constexpr const char *kUnsupported = "UnsupportedOperation";
 } // namespace errc
 
 struct Error {

@@ -28,6 +28,9 @@ Json lockJson(const engine::SnapshotLock &l, int64_t now)
 	j.set("LockCreatedOn", timeJson(l.createdOn));
 	j.set("LockDurationStartTime", timeJson(l.durationStartTime));
 	j.set("LockExpiresOn", timeJson(l.expiresOn));
+	// Not EBS's: whether the store itself (S3 Object Lock) holds to the
+	// lock, or only virtsnap does.
+	j.set("EnforcedByStore", Json::boolean(l.enforcedByStore));
 	return j;
 }
 

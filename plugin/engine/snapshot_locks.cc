@@ -4,6 +4,7 @@
 
 #include "core/ids.h"
 #include "store/held_manifests.h"
+#include "store/snapshot_retention.h"
 
 namespace virtsnap::engine {
 
@@ -31,6 +32,7 @@ Json lockJson(const SnapshotLock &l)
 	j.set("LockDuration", Json::integer(l.lockDurationDays));
 	j.set("CoolOffPeriod", Json::integer(l.coolOffHours));
 	j.set("CoolOffPeriodExpiresOn", Json::integer(l.coolOffExpiresOn));
+	j.set("EnforcedByStore", Json::boolean(l.enforcedByStore));
 	return j;
 }
 
@@ -46,6 +48,7 @@ Result<SnapshotLock> parseLock(const Json &j, const std::string &where)
 	l.lockDurationDays = j.getInt("LockDuration").value_or(0);
 	l.coolOffHours = j.getInt("CoolOffPeriod").value_or(0);
 	l.coolOffExpiresOn = j.getInt("CoolOffPeriodExpiresOn").value_or(0);
+	l.enforcedByStore = j.getBool("EnforcedByStore").value_or(false);
 	if (!isSnapshotId(l.snapshotId) || (l.mode != "governance" && l.mode != "compliance"))
 		return fail(errc::kCorrupt, where + " is not a snapshot lock");
 	return l;
@@ -102,6 +105,35 @@ Result<void> checkChangeAllowed(const SnapshotLock &old, const SnapshotLock &nex
 	return {};
 }
 
+// The backend's own retention, where it has one, for the snapshot's objects
+// before the record is written (a lock it lists is one the backend holds
+// to), and for the record after.
+Result<bool> retainForLock(store::Store &store, const store::Manifest &m, const SnapshotLock &l)
+{
+	VS_ASSIGN(bool retains, store.backend().retains());
+	if (!retains)
+		return false;
+	auto mode = l.mode == "compliance" ? store::RetentionMode::Compliance : store::RetentionMode::Governance;
+	auto until = std::chrono::system_clock::time_point(std::chrono::seconds(l.expiresOn));
+	auto retained = store::retainSnapshot(store, m, mode, until);
+	if (!retained)
+		return fail(retained.error().code, "the lock of " + l.snapshotId + " was not made: " +
+							   retained.error().message);
+	return true;
+}
+
+Result<void> retainLockRecord(store::Store &store, const SnapshotLock &l)
+{
+	auto mode = l.mode == "compliance" ? store::RetentionMode::Compliance : store::RetentionMode::Governance;
+	auto until = std::chrono::system_clock::time_point(std::chrono::seconds(l.expiresOn));
+	auto retained = store.backend().retain(store::recordName(kSnapshotLockRecords, l.snapshotId), mode, until);
+	if (!retained)
+		return fail(retained.error().code,
+			    "snapshot " + l.snapshotId + " is locked, but its lock record is not retained by " +
+				    store.describe() + " (" + retained.error().message + "): lock it again");
+	return {};
+}
+
 } // namespace
 
 std::string SnapshotLock::state(int64_t now) const
@@ -150,9 +182,12 @@ Result<SnapshotLock> lockSnapshot(store::Store &store, const LockRequest &r, int
 		return fail(errc::kInvalidParameterValue, "the lock would end at " + timeText(l.expiresOn) +
 								   ", before the store's time " + timeText(now));
 	l.mode = r.mode;
+	VS_ASSIGN(l.enforcedByStore, retainForLock(store, m, l));
 	Json record = lockJson(l);
 	store::setHeldManifest(record, m, l.expiresOn);
 	VS_TRY(store.putRecord(kSnapshotLockRecords, l.snapshotId, record.dump()));
+	if (l.enforcedByStore)
+		VS_TRY(retainLockRecord(store, l));
 	return l;
 }
 

@@ -6,6 +6,13 @@
 // removed behind virtsnap's back. Times are the store's clock, so that
 // every host sharing the store agrees on when a lock ends.
 //
+// On S3 with Object Lock the backend enforces the lock too
+// (store/snapshot_retention.h): the snapshot's objects and its lock record
+// are retained until the lock expires, in its mode, so that the store's
+// credentials alone destroy nothing. A lock shortened or removed leaves
+// that retention to run out: S3 shortens one only with a governance
+// bypass, and packs are shared with other locked snapshots.
+//
 // The modes, as EBS has them: a governance lock may be changed or removed
 // at any time; a compliance lock may be during its cool-off period only,
 // and after it can only be extended. Who may lock and unlock at all is
@@ -31,6 +38,9 @@ struct SnapshotLock {
 	int64_t lockDurationDays = 0; // 0 when an expiration date was given
 	int64_t coolOffHours = 0;     // compliance only; 0: none
 	int64_t coolOffExpiresOn = 0;
+	// The store's backend retains the snapshot's objects until expiresOn
+	// (S3 Object Lock); false: only virtsnap enforces the lock.
+	bool enforcedByStore = false;
 
 	// "governance", "compliance-cooloff", "compliance" or "expired".
 	std::string state(int64_t now) const;

@@ -7,6 +7,12 @@
 
 namespace virtsnap::store {
 
+Result<void> Backend::retain(const std::string &name, RetentionMode, std::chrono::system_clock::time_point)
+{
+	return fail(errc::kUnsupported, describe() + " cannot keep " + name +
+						" from being destroyed: only S3 with Object Lock can");
+}
+
 Result<std::unique_ptr<Backend>> openBackend(const std::string &url, const BackendSettings &settings)
 {
 	VS_ASSIGN(StoreUrl parsed, parseStoreUrl(url));

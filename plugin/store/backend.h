@@ -10,7 +10,9 @@
 //    ObjectNotFound; list() sees every object put() before it started;
 //  - remove() of an absent object is not an error;
 //  - a writer (openWriter) shows nothing until commit(); dropped, it leaves
-//    nothing a reader sees, at most garbage for sweepPartial().
+//    nothing a reader sees, at most garbage for sweepPartial();
+//  - retain() is optional: a backend that cannot keep an object from
+//    being destroyed (a directory, RADOS) says so with retains() false.
 // Errors name the backend and the cause in one line, within bounded time:
 // an unreachable store is an error, never a hang.
 #pragma once
@@ -46,6 +48,11 @@ public:
 	virtual uint64_t size() const = 0;
 };
 
+// How an object is retained (S3 Object Lock's modes): in governance mode
+// credentials allowed to bypass it may still destroy it, in compliance
+// mode nobody can before the time is up.
+enum class RetentionMode { Governance, Compliance };
+
 class Backend
 {
 public:
@@ -76,6 +83,19 @@ public:
 		uint64_t objects = 0, bytes = 0;
 	};
 	virtual Result<Swept> sweepPartial(std::chrono::seconds grace, bool dryRun) = 0;
+
+	// Whether the backend itself keeps objects from being destroyed
+	// (retain() works): S3 on a bucket with Object Lock.
+	virtual Result<bool> retains() { return false; }
+	// Keeps the object as it is now from being destroyed before `until`
+	// (the backend's clock), in `mode` or more strictly. It only ever
+	// strengthens what the object has: a later time, or compliance over
+	// governance, never an earlier one, so objects several callers retain
+	// keep the latest time and the strictest mode asked. An overwrite or
+	// removal afterwards still succeeds but keeps the retained version.
+	// UnsupportedOperation where retains() is false.
+	virtual Result<void> retain(const std::string &name, RetentionMode mode,
+				    std::chrono::system_clock::time_point until);
 };
 
 struct BackendSettings {

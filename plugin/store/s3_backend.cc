@@ -1,7 +1,11 @@
 #include "s3_backend.h"
 
-#include <algorithm>
+#include <openssl/evp.h>
 
+#include <algorithm>
+#include <mutex>
+
+#include "crypto/crypto.h"
 #include "s3_credentials.h"
 #include "s3_http.h"
 
@@ -36,6 +40,9 @@ public:
 	Result<void> remove(const std::string &name) override;
 	Result<std::chrono::system_clock::time_point> now() override;
 	Result<Swept> sweepPartial(std::chrono::seconds, bool) override { return Swept{}; }
+	Result<bool> retains() override;
+	Result<void> retain(const std::string &name, RetentionMode mode,
+			    std::chrono::system_clock::time_point until) override;
 
 private:
 	Result<std::string> keyOf(const std::string &name) const;
@@ -45,6 +52,10 @@ private:
 
 	std::unique_ptr<s3::Client> client_;
 	std::string keyPrefix_; // "PREFIX/", or empty for the bucket's root
+	// Whether the bucket has Object Lock, once it said yes: it can be
+	// turned on (when the bucket is made; on AWS later too), never off.
+	std::mutex objectLockMutex_;
+	bool objectLock_ = false;
 };
 
 // Holds what is appended and PUTs it whole at commit(): S3 has no append,
@@ -92,6 +103,15 @@ std::string statusText(const s3::Response &response)
 	if (!body.message.empty())
 		out += " (" + body.message + ")";
 	return out;
+}
+
+// S3 wants Content-MD5 on a retention (radosgw does not check it).
+std::string contentMd5(const std::string &body)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int length = 0;
+	EVP_Digest(body.data(), body.size(), digest, &length, EVP_md5(), nullptr);
+	return "content-md5: " + crypto::base64(std::span<const uint8_t>(digest, length));
 }
 
 } // namespace
@@ -281,6 +301,71 @@ Result<std::chrono::system_clock::time_point> S3Backend::now()
 	return *date;
 }
 
+Result<bool> S3Backend::retains()
+{
+	std::lock_guard lock(objectLockMutex_);
+	if (objectLock_)
+		return true;
+	VS_ASSIGN(s3::Response r, client_->perform(s3::Request{.query = {{"object-lock", ""}}}));
+	std::string code = r.error().code;
+	if (r.status == 200) {
+		objectLock_ = s3::objectLockEnabled(r.body);
+		return objectLock_;
+	}
+	// No configuration, or an endpoint without Object Lock (MinIO without
+	// it answers the first, Garage the second), or credentials that may
+	// not look (a policy made before locks used it): locks are then
+	// virtsnap's alone, and say so, rather than refused.
+	if ((r.status == 404 && code == "ObjectLockConfigurationNotFoundError") || r.status == 501 || r.status == 403)
+		return false;
+	return failure(r, "look at the Object Lock configuration", r.status == 404 ? "" : "of the bucket");
+}
+
+Result<void> S3Backend::retain(const std::string &name, RetentionMode mode, std::chrono::system_clock::time_point until)
+{
+	VS_ASSIGN(bool objectLock, retains());
+	if (!objectLock)
+		return fail(errc::kUnsupported, "S3 bucket " + client_->url().bucket + " at " + client_->url().endpoint +
+							" has no Object Lock: " + name + " cannot be retained");
+	VS_ASSIGN(std::string key, keyOf(name));
+	VS_ASSIGN(s3::Response got, client_->perform(s3::Request{.key = key, .query = {{"retention", ""}}}));
+	std::optional<s3::Retention> had;
+	if (got.status == 200) {
+		auto parsed = s3::parseRetention(got.body);
+		if (!parsed)
+			return fail(parsed.error().code, "retention of " + name + " in " + describe() + ": " +
+								 parsed.error().message);
+		had = *parsed;
+	} else if (std::string code = got.error().code;
+		   // AWS's code for an object without retention; radosgw 16 answers
+		   // with the one a bucket without Object Lock has.
+		   got.status != 404 ||
+		   (code != "NoSuchObjectLockConfiguration" && code != "ObjectLockConfigurationNotFoundError")) {
+		return failure(got, "look at the retention of", name);
+	}
+	// Whole seconds, rounded up where they were another's: a date even a
+	// fraction earlier than the object's would shorten it, which S3 refuses.
+	s3::Retention want{mode, std::chrono::ceil<std::chrono::seconds>(until)};
+	if (had) {
+		std::chrono::system_clock::time_point hadUntil = std::chrono::ceil<std::chrono::seconds>(had->until);
+		if (want.until <= hadUntil && (had->mode == RetentionMode::Compliance || mode == RetentionMode::Governance))
+			return {};
+		want.until = std::max(want.until, hadUntil);
+		if (had->mode == RetentionMode::Compliance)
+			want.mode = RetentionMode::Compliance;
+	}
+	std::string body = s3::retentionXml(want);
+	s3::Request put{.method = "PUT", .key = key, .query = {{"retention", ""}}, .headers = {contentMd5(body)},
+			.body = std::span<const uint8_t>((const uint8_t *)body.data(), body.size())};
+	// Governance made compliance is a change S3 lets only a bypass make.
+	if (had && had->mode == RetentionMode::Governance && want.mode == RetentionMode::Compliance)
+		put.headers.push_back("x-amz-bypass-governance-retention: true");
+	VS_ASSIGN(s3::Response r, client_->perform(put));
+	if (r.status / 100 != 2)
+		return failure(r, "retain", name);
+	return {};
+}
+
 Result<std::unique_ptr<Backend>> openS3Backend(const StoreUrl &url, const BackendSettings &settings)
 {
 	VS_ASSIGN(s3::Credentials credentials, s3::loadCredentials(settings));
@@ -290,11 +375,14 @@ Result<std::unique_ptr<Backend>> openS3Backend(const StoreUrl &url, const Backen
 	return std::unique_ptr<Backend>(std::move(backend));
 }
 
-Result<void> createS3Bucket(const StoreUrl &url, const BackendSettings &settings)
+Result<void> createS3Bucket(const StoreUrl &url, const BackendSettings &settings, bool objectLock)
 {
 	VS_ASSIGN(s3::Credentials credentials, s3::loadCredentials(settings));
 	s3::Client client(url, std::move(credentials), settings.timeout);
-	VS_ASSIGN(s3::Response r, client.perform(s3::Request{.method = "PUT"}));
+	s3::Request request{.method = "PUT"};
+	if (objectLock)
+		request.headers.push_back("x-amz-bucket-object-lock-enabled: true");
+	VS_ASSIGN(s3::Response r, client.perform(request));
 	if (r.status / 100 == 2 || r.error().code == "BucketAlreadyOwnedByYou")
 		return {};
 	return fail(r.status == 403 ? errc::kAccessDenied : errc::kIo,

@@ -39,6 +39,7 @@ struct Response {
 	uint64_t received = 0; // bytes written into Request::into
 	std::optional<uint64_t> contentLength;
 	std::string date, lastModified, contentRange;
+	std::string versionId; // x-amz-version-id, on a versioned bucket
 	int attempts = 0;
 	// An earlier attempt failed in a way that may have let the server act
 	// on it (the connection broke after the request went out): a create

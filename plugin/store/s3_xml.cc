@@ -112,6 +112,49 @@ ErrorBody parseErrorBody(std::span<const uint8_t> xml)
 	return out;
 }
 
+Result<Retention> parseRetention(std::span<const uint8_t> xml)
+{
+	Doc doc = parse(xml);
+	const xmlNode *root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
+	if (!root || !named(root, "Retention"))
+		return fail(errc::kCorrupt, "the endpoint answered a retention with something else than a Retention");
+	std::string mode;
+	std::optional<std::chrono::system_clock::time_point> until;
+	for (const xmlNode *c = root->children; c; c = c->next) {
+		if (named(c, "Mode"))
+			mode = textOf(c);
+		else if (named(c, "RetainUntilDate"))
+			until = parseIsoTime(textOf(c));
+	}
+	if ((mode != "GOVERNANCE" && mode != "COMPLIANCE") || !until)
+		return fail(errc::kCorrupt, "the endpoint's Retention lacks a known Mode or a RetainUntilDate");
+	return Retention{mode == "COMPLIANCE" ? RetentionMode::Compliance : RetentionMode::Governance, *until};
+}
+
+std::string retentionXml(const Retention &retention)
+{
+	time_t t = std::chrono::system_clock::to_time_t(retention.until);
+	struct tm tm = {};
+	::gmtime_r(&t, &tm);
+	char date[32];
+	std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return std::string("<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>") +
+	       (retention.mode == RetentionMode::Compliance ? "COMPLIANCE" : "GOVERNANCE") +
+	       "</Mode><RetainUntilDate>" + date + "</RetainUntilDate></Retention>";
+}
+
+bool objectLockEnabled(std::span<const uint8_t> xml)
+{
+	Doc doc = parse(xml);
+	const xmlNode *root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
+	if (!root || !named(root, "ObjectLockConfiguration"))
+		return false;
+	for (const xmlNode *c = root->children; c; c = c->next)
+		if (named(c, "ObjectLockEnabled"))
+			return textOf(c) == "Enabled";
+	return false;
+}
+
 std::optional<std::chrono::system_clock::time_point> parseIsoTime(const std::string &text)
 {
 	struct tm tm = {};

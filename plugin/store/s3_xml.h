@@ -30,6 +30,19 @@ struct ErrorBody {
 };
 ErrorBody parseErrorBody(std::span<const uint8_t> xml);
 
+// An object's Object Lock retention (GET ?retention):
+// <Retention><Mode>GOVERNANCE|COMPLIANCE</Mode><RetainUntilDate>...;
+// Corrupt when the answer is not one.
+struct Retention {
+	RetentionMode mode = RetentionMode::Governance;
+	std::chrono::system_clock::time_point until;
+};
+Result<Retention> parseRetention(std::span<const uint8_t> xml);
+std::string retentionXml(const Retention &retention);
+// Whether a bucket's Object Lock configuration (GET ?object-lock) says
+// <ObjectLockEnabled>Enabled</ObjectLockEnabled>.
+bool objectLockEnabled(std::span<const uint8_t> xml);
+
 // "2026-12-04T20:17:21.044Z", as listings give LastModified.
 std::optional<std::chrono::system_clock::time_point> parseIsoTime(const std::string &text);
 

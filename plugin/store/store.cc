@@ -19,16 +19,11 @@ constexpr const char *kFormatName = "virtsnap-store";
 // store stays readable by those readers. This virtsnap reads both.
 constexpr int kFormatVersion = 1;
 constexpr int kLz4FormatVersion = 2;
-constexpr const char *kConfig = "config.json";
+constexpr const char *kConfig = kConfigName;
 
 bool isPowerOfTwo(uint32_t v)
 {
 	return v && !(v & (v - 1));
-}
-
-std::string keyDomainName(const std::string &domainHex)
-{
-	return "keys/" + domainHex + ".key";
 }
 
 Result<crypto::SecretKey> masterKey(const fs::path &keyFile, bool *created)
@@ -48,6 +43,11 @@ std::span<const uint8_t> bytesOf(const std::string &s)
 }
 
 } // namespace
+
+std::string keyDomainName(const std::string &domainHex)
+{
+	return "keys/" + domainHex + ".key";
+}
 
 Result<void> Store::init(Backend &backend, const fs::path &keyFile, uint32_t chunkSize, bool *keyCreated,
 			 Compression compression)

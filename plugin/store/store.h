@@ -42,6 +42,13 @@ struct StoreConfig {
 };
 Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::string &where);
 
+// Objects' names (FORMAT.md), for what works on the objects themselves
+// (snapshot_retention.h); everything else goes through Store.
+inline constexpr const char *kConfigName = "config.json";
+std::string keyDomainName(const std::string &domainHex);
+std::string manifestName(const std::string &snapshotId);
+std::string recordName(const std::string &kind, const std::string &id);
+
 struct StoreOptions {
 	LeaseOptions lease;
 	// Where the chunk map keeps its runs (chunk_map.h): unlinked files, in

@@ -18,16 +18,6 @@ const std::string kManifests = "snapshots/";
 const std::string kManifestSuffix = ".manifest";
 const std::string kRecordSuffix = ".json.sealed";
 
-std::string manifestName(const std::string &snapshotId)
-{
-	return kManifests + snapshotId + kManifestSuffix;
-}
-
-std::string recordName(const std::string &kind, const std::string &id)
-{
-	return "records/" + kind + "/" + id + kRecordSuffix;
-}
-
 // The names under `prefix` that end in `suffix`, without either, sorted.
 Result<std::vector<std::string>> listNames(Backend &backend, const std::string &prefix, const std::string &suffix)
 {
@@ -42,6 +32,16 @@ Result<std::vector<std::string>> listNames(Backend &backend, const std::string &
 }
 
 } // namespace
+
+std::string manifestName(const std::string &snapshotId)
+{
+	return kManifests + snapshotId + kManifestSuffix;
+}
+
+std::string recordName(const std::string &kind, const std::string &id)
+{
+	return "records/" + kind + "/" + id + kRecordSuffix;
+}
 
 Result<void> Store::putManifest(const Manifest &m, bool overwrite)
 {

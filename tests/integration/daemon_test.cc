@@ -410,6 +410,9 @@ TEST_F(DaemonTest, ALockedSnapshotIsNotDeletedUntilItIsUnlocked)
 	Json locks = cli({"describe-locked-snapshots", "--filter", "Name=lock-state,Values=governance"}).json();
 	ASSERT_EQ(locks.get("Snapshots").size(), 1u) << locks.dump();
 	EXPECT_EQ(locks.get("Snapshots").at(0).getString("SnapshotId"), id);
+	// A directory store has no immutability of its own: virtsnap says
+	// that it alone enforces the lock.
+	EXPECT_EQ(locks.get("Snapshots").at(0).getBool("EnforcedByStore"), false) << locks.dump();
 
 	ASSERT_EQ(cli({"unlock-snapshot", "--snapshot-id", id}).status, 0);
 	CliResult deleted = cli({"delete-snapshot", "--snapshot-id", id});

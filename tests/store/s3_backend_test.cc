@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "store/backend_url.h"
+#include "store/s3_xml.h"
 #include "store_test_util.h"
 #include "tests/support/backends.h"
 #include "tests/support/ceph_cluster.h"
@@ -333,6 +334,51 @@ TEST_F(S3FakeTest, CredentialsFilesTakeCommentsAndNameBadLinesWithoutQuotingThem
 	backend = openBackend(urlOf(server), settings_);
 	ASSERT_FALSE(backend);
 	EXPECT_EQ(backend.error().code, errc::kKeyFile) << describe(backend);
+}
+
+// Object Lock retention only ever grows: a later time, or compliance over
+// governance (with the bypass S3 wants for that change); never a PUT that
+// would shorten or weaken what the object has.
+TEST_F(S3FakeTest, RetentionIsOnlyEverExtendedOrMadeStricter)
+{
+	auto retention = [](const std::string &mode, const std::string &until) {
+		return FakeS3::reply(200, "OK",
+				     "<Retention><Mode>" + mode + "</Mode><RetainUntilDate>" + until +
+					     "</RetainUntilDate></Retention>");
+	};
+	FakeS3 server([&](int n, const std::string &) {
+		switch (n) {
+		case 1:
+			return FakeS3::reply(200, "OK", "<ObjectLockConfiguration><ObjectLockEnabled>Enabled"
+							"</ObjectLockEnabled></ObjectLockConfiguration>");
+		case 2: // a: compliance, later than asked
+			return retention("COMPLIANCE", "2030-01-02T00:00:00.000Z");
+		case 3: // b: governance, earlier than asked
+			return retention("GOVERNANCE", "2029-12-31T00:00:00Z");
+		case 5: // c: none yet (radosgw's answer)
+			return FakeS3::reply(404, "Not Found",
+					     "<Error><Code>ObjectLockConfigurationNotFoundError</Code></Error>");
+		default:
+			return FakeS3::reply(200, "OK");
+		}
+	});
+	auto backend = openBackend(urlOf(server), settings_);
+	ASSERT_TRUE(backend) << describe(backend);
+	auto until = *s3::parseIsoTime("2030-01-01T00:00:00Z");
+	ASSERT_TRUE((*backend)->retain("a", RetentionMode::Governance, until));
+	ASSERT_TRUE((*backend)->retain("b", RetentionMode::Compliance, until));
+	ASSERT_TRUE((*backend)->retain("c", RetentionMode::Governance, until));
+	auto requests = server.requests();
+	ASSERT_EQ(requests.size(), 7u) << "a PUT for a, which had more already";
+	EXPECT_EQ(requests[1].rfind("GET /bucket?object-lock= HTTP/1.1", 0), 0u) << requests[1];
+	EXPECT_EQ(requests[2].rfind("GET /bucket/pre/a?retention= HTTP/1.1", 0), 0u) << requests[2];
+	EXPECT_EQ(requests[4].rfind("PUT /bucket/pre/b?retention= HTTP/1.1", 0), 0u) << requests[4];
+	EXPECT_NE(requests[4].find("<Mode>COMPLIANCE</Mode><RetainUntilDate>2030-01-01T00:00:00Z<"), std::string::npos)
+		<< requests[4];
+	EXPECT_NE(requests[4].find("x-amz-bypass-governance-retention: true"), std::string::npos) << requests[4];
+	EXPECT_NE(requests[4].find("content-md5: "), std::string::npos) << requests[4];
+	EXPECT_NE(requests[6].find("<Mode>GOVERNANCE</Mode>"), std::string::npos) << requests[6];
+	EXPECT_EQ(requests[6].find("bypass"), std::string::npos) << requests[6];
 }
 
 // On the test cluster's radosgw.
