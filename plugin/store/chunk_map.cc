@@ -13,10 +13,11 @@
 
 namespace virtsnap::store {
 
-namespace {
-
 // One entry of a run's file, in this host's byte order: the file never
-// leaves the process that wrote it.
+// leaves the process that wrote it. Not in the anonymous namespace: the
+// map's own classes hold entries, and g++ warns when a class with linkage
+// does so in a unity build.
+namespace chunk_map_file {
 struct Entry {
 	ChunkId id;
 	uint32_t pack;
@@ -24,6 +25,10 @@ struct Entry {
 	uint64_t offset;
 };
 static_assert(sizeof(Entry) == 48);
+} // namespace chunk_map_file
+using chunk_map_file::Entry;
+
+namespace {
 
 // Entries per block: one key in memory per block, and a lookup reads one
 // or two blocks (3 KiB each).
