@@ -342,7 +342,7 @@ TEST_F(AccountsTest, AnEncryptedSnapshotSharedNeedsAGrantOnItsKey)
 	fs::resize_file(image, 3 * kMiB);
 	ASSERT_EQ(::chown(image.c_str(), alice_.uid, alice_.gid), 0);
 
-	CliResult key = as(alice_, {"create-key", "--description", "alice's"});
+	CliResult key = as(alice_, {"create-key", "--description", "for alice"});
 	ASSERT_EQ(key.status, 0) << key.err;
 	const std::string ka = key.json().get("KeyMetadata").getString("KeyId").value_or("");
 	ASSERT_EQ(ka.size(), 16u) << key.out;
