@@ -38,6 +38,8 @@ inline constexpr const char *kSnapshotLocked = "SnapshotLocked";
 // exist; the Recycle Bin's for a change a locked rule refuses.
 inline constexpr const char *kResourceNotFound = "ResourceNotFoundException";
 inline constexpr const char *kRuleLocked = "ConflictException";
+// KMS's name for a key (or grant) that does not exist.
+inline constexpr const char *kKeyNotFound = "NotFoundException";
 // The store's backend: an object that is not there (the store turns it into
 // what it means: a snapshot not found, a store damaged); a create() of a
 // name that is taken; a store that cannot be reached or refuses us.

@@ -8,6 +8,7 @@
 
 #include "catalog_sync.h"
 #include "engine/accounts.h"
+#include "engine/kms_keys.h"
 #include "engine/snapshot_permissions.h"
 
 namespace virtsnap::daemon {
@@ -157,9 +158,24 @@ Result<catalog::Scope> scopeOf(Context &ctx, const std::vector<std::string> &acc
 	return scope;
 }
 
-Result<void> refuseSharedEncrypted(const Context &ctx, const Call &call, const catalog::SnapshotRow &row)
+Result<void> requireSnapshotKey(Context &ctx, const Call &call, const catalog::SnapshotRow &row)
 {
-	if (!row.encrypted || ownerOf(ctx, row) == call.accountId)
+	if (!row.encrypted || row.kmsKeyId.empty())
+		return {};
+	auto used = engine::requireKmsKeyUse(*ctx.store, row.kmsKeyId, call.accountId, ctx.defaultAccount);
+	if (!used && used.error().code == errc::kAccessDenied)
+		return fail(errc::kAccessDenied, "snapshot " + row.snapshotId + " is encrypted with key " + row.kmsKeyId +
+							 ", which account " + call.accountId +
+							 " may not use (its owner may grant it: create-grant)");
+	return used;
+}
+
+Result<void> refuseSharedEncrypted(Context &ctx, const Call &call, const catalog::SnapshotRow &row)
+{
+	if (!row.encrypted)
+		return {};
+	VS_TRY(requireSnapshotKey(ctx, call, row));
+	if (ownerOf(ctx, row) == call.accountId)
 		return {};
 	return fail(errc::kAccessDenied, "snapshot " + row.snapshotId +
 						 " is encrypted and not yours: copy it (copy-snapshot) and restore the copy");

@@ -30,10 +30,14 @@ std::string ownerOf(const Context &ctx, const catalog::SnapshotRow &row);
 Result<catalog::SnapshotRow> visibleSnapshot(Context &ctx, const Call &call, const std::string &snapshotId);
 // The same, and AccessDenied when the account sees it but does not own it.
 Result<catalog::SnapshotRow> ownedSnapshot(Context &ctx, const Call &call, const std::string &snapshotId);
+// Every read of an encrypted snapshot needs its key (engine/kms_keys.h):
+// the account owns it or was granted it, else AccessDenied naming the key,
+// as KMS refuses kms:Decrypt.
+Result<void> requireSnapshotKey(Context &ctx, const Call &call, const catalog::SnapshotRow &row);
 // An encrypted snapshot restores only for its owner: an account it is
 // shared with copies it into a key of its own first, as on EBS
-// (AccessDenied naming the copy).
-Result<void> refuseSharedEncrypted(const Context &ctx, const Call &call, const catalog::SnapshotRow &row);
+// (AccessDenied naming the key without a grant, else naming the copy).
+Result<void> refuseSharedEncrypted(Context &ctx, const Call &call, const catalog::SnapshotRow &row);
 // Whether `accountId` may see the snapshot (owner, shared, public).
 Result<bool> maySee(Context &ctx, const std::string &accountId, const catalog::SnapshotRow &row);
 

@@ -24,7 +24,7 @@ Result<void> checkReadable(Context &ctx, const Call &call, const std::string &id
 	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, id));
 	if (row.state != SnapshotState::Completed)
 		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
-	return {};
+	return requireSnapshotKey(ctx, call, row);
 }
 
 // The block into `path`, whole or not at all, readable by the caller only:

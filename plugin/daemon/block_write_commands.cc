@@ -18,6 +18,7 @@
 #include "core/unique_fd.h"
 #include "ec2_output.h"
 #include "engine/image_import.h"
+#include "engine/kms_keys.h"
 #include "engine/maintenance.h"
 #include "engine/resources.h"
 #include "handlers.h"
@@ -226,8 +227,16 @@ Result<Reply> startSnapshot(Context &ctx, const Call &call)
 	VS_ASSIGN(StartSnapshotRequest req, parseStartSnapshot(call.args));
 	req.start.ownerId = call.uid;
 	req.start.accountId = call.accountId;
-	if (!req.start.parentSnapshotId.empty())
-		VS_TRY(visibleSnapshot(ctx, call, req.start.parentSnapshotId));
+	if (!req.start.parentSnapshotId.empty()) {
+		VS_ASSIGN(catalog::SnapshotRow parent, visibleSnapshot(ctx, call, req.start.parentSnapshotId));
+		// The child reads the parent's chunks: the parent's key too.
+		VS_TRY(requireSnapshotKey(ctx, call, parent));
+	} else if (req.start.encrypted) {
+		if (req.start.kmsKeyId.empty()) {
+			VS_ASSIGN(req.start.kmsKeyId, engine::defaultKmsKey(*ctx.store, call.accountId, ctx.defaultAccount));
+		}
+		VS_TRY(engine::requireKmsKeyUse(*ctx.store, req.start.kmsKeyId, call.accountId, ctx.defaultAccount));
+	}
 	VS_ASSIGN(auto replayed, replayStart(ctx, req));
 	if (replayed)
 		return std::move(*replayed);

@@ -9,6 +9,7 @@
 #include "catalog/catalog.h"
 #include "copy_job.h"
 #include "engine/block_writes.h"
+#include "engine/kms_keys.h"
 #include "handlers.h"
 #include "requests.h"
 #include "store/backend.h"
@@ -51,14 +52,40 @@ Result<void> requireCompleted(Context &ctx, const std::string &snapshotId)
 	return {};
 }
 
+// The copy's key (engine::copyKmsKeyId seals under it): --kms-key-id, which
+// the account must be able to use; else the source's key when the account
+// owns it; else the account's default key, as EBS does for a copy of a
+// key shared with it. "" for a copy that is not encrypted.
+Result<std::string> copyKeyOf(Context &ctx, const Call &call, const CopySnapshotRequest &req,
+			      const store::Manifest &source, bool sameStore)
+{
+	bool encrypted = source.encrypted || req.encrypted;
+	if (!encrypted && !req.kmsKeyId.empty())
+		return fail(errc::kInvalidParameterValue, "--kms-key-id needs --encrypted: " + req.sourceSnapshotId +
+								  " is not encrypted");
+	if (!encrypted)
+		return std::string();
+	if (!req.kmsKeyId.empty()) {
+		VS_TRY(engine::requireKmsKeyUse(*ctx.store, req.kmsKeyId, call.accountId, ctx.defaultAccount));
+		return req.kmsKeyId;
+	}
+	if (sameStore && source.encrypted && !source.kmsKeyId.empty()) {
+		VS_ASSIGN(engine::KmsKey key, engine::getKmsKey(*ctx.store, source.kmsKeyId, ctx.defaultAccount));
+		if (key.accountId == call.accountId)
+			return source.kmsKeyId;
+	}
+	return engine::defaultKmsKey(*ctx.store, call.accountId, ctx.defaultAccount);
+}
+
 // --destination-store: the copy is made before the answer, which names
 // both sides. This store's catalog gets no row: the copy is the target's,
 // and belongs to the target's default account (accounts are a store's).
 Result<Reply> pushToDestination(Context &ctx, const CopySnapshotRequest &req, const Call &call)
 {
 	const std::string &ownerId = call.uid;
-	VS_TRY(visibleSnapshot(ctx, call, req.sourceSnapshotId));
+	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, req.sourceSnapshotId));
 	VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
+	VS_TRY(requireSnapshotKey(ctx, call, row));
 	VS_ASSIGN(auto target, openStoreTarget(ctx, req.destinationStore, "--destination-store"));
 	VS_TRY(engine::copySourceOf(*ctx.store, *target, req.sourceSnapshotId));
 	engine::CopyRequest copy;
@@ -66,6 +93,7 @@ Result<Reply> pushToDestination(Context &ctx, const CopySnapshotRequest &req, co
 	copy.description = req.description;
 	copy.tags = req.tags;
 	copy.ownerId = ownerId;
+	copy.encrypted = req.encrypted; // under the target's default key
 	VS_ASSIGN(store::Manifest made, pushCopy(ctx, *target, std::move(copy)));
 	Json doc = Json::object();
 	doc.set("SourceSnapshotId", Json::string(req.sourceSnapshotId)).set("SnapshotId", Json::string(made.snapshotId));
@@ -85,8 +113,11 @@ Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const Call &call)
 	if (req.sourceStore.empty()) {
 		// Another account's snapshot, unless shared with this one, does
 		// not exist for it (access.h).
-		VS_TRY(visibleSnapshot(ctx, call, req.sourceSnapshotId));
+		VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, req.sourceSnapshotId));
 		VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
+		// A shared encrypted snapshot is copied only with a grant on
+		// its key (or by its key's owner).
+		VS_TRY(requireSnapshotKey(ctx, call, row));
 	} else {
 		VS_ASSIGN(a.otherSource, openSourceStore(ctx, req, ownerId));
 	}
@@ -109,6 +140,8 @@ Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const Call &call)
 	// The copy is the copying account's, and shares nothing: permissions
 	// are records of the source's id, never copied.
 	a.copy.accountId = call.accountId;
+	a.copy.encrypted = req.encrypted;
+	VS_ASSIGN(a.copy.kmsKeyId, copyKeyOf(ctx, call, req, a.sourceManifest, !a.otherSource));
 	// A copy's volume is EBS's vol-ffffffff (ours, kDirectVolumeId): its
 	// pending limit is how many copies (and block writes) may be pending.
 	a.volumes = {engine::kDirectVolumeId};

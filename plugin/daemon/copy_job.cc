@@ -50,7 +50,8 @@ catalog::SnapshotRow pendingRow(const AdmittedCopy &a)
 	r.startTime = a.copy.startTime;
 	r.description = a.copy.description;
 	r.ownerId = a.copy.accountId;
-	r.encrypted = a.sourceManifest.encrypted;
+	r.encrypted = !a.copy.kmsKeyId.empty();
+	r.kmsKeyId = a.copy.kmsKeyId;
 	r.consistencyLevel = a.sourceManifest.consistency;
 	r.volumeSize = a.sourceManifest.volumeSize;
 	r.captureMode = "full";

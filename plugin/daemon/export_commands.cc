@@ -52,6 +52,7 @@ Result<Reply> serveSnapshot(Context &ctx, const Call &call)
 	if (row.state != SnapshotState::Completed)
 		return fail(errc::kIncorrectState, "snapshot " + req.snapshotId + " is " + name(row.state) +
 							   "; only a completed snapshot can be served");
+	VS_TRY(requireSnapshotKey(ctx, call, row));
 	req.exportsDir = ctx.location.stateDir / "exports";
 	req.storeUrl = absoluteUrl(ctx.location.url);
 	req.keyFile = std::filesystem::absolute(ctx.location.keyFile);

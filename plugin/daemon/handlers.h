@@ -26,6 +26,9 @@ Admission::Limits pendingLimits(Context &ctx);
 // account_commands.cc
 Result<Reply> createAccount(Context &ctx, const Call &call);
 Result<Reply> describeAccounts(Context &ctx, const Call &call);
+Result<Reply> createKey(Context &ctx, const Call &call);
+Result<Reply> describeKeys(Context &ctx, const Call &call);
+Result<Reply> createGrant(Context &ctx, const Call &call);
 
 // sharing_commands.cc
 Result<Reply> modifySnapshotAttribute(Context &ctx, const Call &call);

@@ -271,6 +271,12 @@ Result<StartSnapshotRequest> parseStartSnapshot(const Arguments &args)
 	if (args.has("parent-snapshot-id"))
 		VS_TRY(checkSnapshotId(r.start.parentSnapshotId));
 	VS_TRY(parseAttributes(args, r.start));
+	r.start.encrypted = args.has("encrypted") || args.has("kms-key-id");
+	r.start.kmsKeyId = args.get("kms-key-id");
+	if (args.has("kms-key-id") && r.start.kmsKeyId.empty())
+		return fail(errc::kInvalidParameterValue, "--kms-key-id must not be empty");
+	if (args.has("kms-key-id") && !args.has("encrypted"))
+		return fail(errc::kInvalidParameterValue, "--kms-key-id needs --encrypted");
 	if (args.has("timeout")) {
 		VS_ASSIGN(int64_t minutes, parseInt("timeout", args.get("timeout"), engine::kMinWriteTimeout.count(),
 						    engine::kMaxWriteTimeout.count()));
@@ -351,6 +357,13 @@ Result<CopySnapshotRequest> parseCopySnapshot(const Arguments &args)
 	if (r.description.size() > 256)
 		return fail(errc::kInvalidParameterValue, "--description is longer than 256 characters");
 	VS_ASSIGN(r.tags, engine::parseTags(args.all("tag")));
+	r.encrypted = args.has("encrypted");
+	r.kmsKeyId = args.get("kms-key-id");
+	if (args.has("kms-key-id") && r.kmsKeyId.empty())
+		return fail(errc::kInvalidParameterValue, "--kms-key-id must not be empty");
+	if (args.has("kms-key-id") && args.has("destination-store"))
+		return fail(errc::kInvalidParameterValue,
+			    "--kms-key-id names a key of this store; a copy into --destination-store is sealed under that store's");
 	r.clientToken = args.get("client-token");
 	r.requestHash = requestHash(args);
 	return r;

@@ -85,6 +85,8 @@ struct CopySnapshotRequest {
 	std::string sourceStore;   // a store URL; "" for the destination store itself
 	std::string sourceKeyFile; // its master key, with sourceStore
 	std::string destinationStore; // a [store-target URL] of the config; "" for this store
+	bool encrypted = false;       // --encrypted
+	std::string kmsKeyId;         // --kms-key-id; "" when not given
 	std::string description;
 	store::Tags tags;
 	std::string clientToken;

@@ -15,6 +15,7 @@
 #include "crypto/resource_ids.h"
 #include "driver_cache.h"
 #include "ec2_output.h"
+#include "engine/kms_keys.h"
 #include "engine/resources.h"
 #include "engine/restore.h"
 #include "handlers.h"
@@ -245,7 +246,7 @@ Result<Reply> describeVolumes(Context &ctx, const Call &call)
 			v.instanceName = instance.name;
 			if (disk.encrypted && !v.encrypted) {
 				v.encrypted = true;
-				v.kmsKeyId = ctx.store->domain().idHex();
+				VS_ASSIGN(v.kmsKeyId, engine::accountDefaultKmsKey(*ctx.store, call.accountId));
 			}
 			VS_TRY(engine::saveVolume(*ctx.store, v));
 			VS_TRY(ctx.catalog->putVolume(volumeRow(v, target.key())));
@@ -267,22 +268,26 @@ Result<Reply> describeVolumes(Context &ctx, const Call &call)
 }
 
 // --encrypted true marks a volume encrypted (its snapshots then are, and
-// the volumes made from them), with --kms-key-id's key; there is one key
-// today, the store's default key domain. Like EBS, an encrypted volume
-// never becomes unencrypted.
-Result<void> changeEncryption(Context &ctx, const Arguments &args, engine::VolumeRecord &v)
+// the volumes made from them), with --kms-key-id's key: any key the
+// acting account may use (engine/kms_keys.h), its default key when none
+// is given. Like EBS, an encrypted volume never becomes unencrypted.
+Result<void> changeEncryption(Context &ctx, const Call &call, engine::VolumeRecord &v)
 {
+	const Arguments &args = call.args;
 	std::string encrypted = args.get("encrypted");
 	if (encrypted != "" && encrypted != "true" && encrypted != "false")
 		return fail(errc::kInvalidParameterValue, "--encrypted must be true or false");
-	const std::string defaultKey = ctx.store->domain().idHex();
 	std::string key = args.get("kms-key-id");
-	if (args.has("kms-key-id") && key != defaultKey)
-		return fail(errc::kInvalidParameterValue, "unknown key '" + key + "' (the store's key is " + defaultKey + ")");
+	if (args.has("kms-key-id"))
+		VS_TRY(engine::requireKmsKeyUse(*ctx.store, key, call.accountId, ctx.defaultAccount));
 	if (args.has("kms-key-id") && encrypted != "true" && !v.encrypted)
 		return fail(errc::kInvalidParameterValue, "--kms-key-id needs --encrypted true");
 	if (encrypted == "false" && v.encrypted)
 		return fail(errc::kInvalidParameterValue, "volume " + v.volumeId + " is encrypted; it cannot be made unencrypted");
+	std::string defaultKey;
+	if (encrypted == "true" && key.empty() && v.kmsKeyId.empty()) {
+		VS_ASSIGN(defaultKey, engine::defaultKmsKey(*ctx.store, call.accountId, ctx.defaultAccount));
+	}
 	if (encrypted == "true" || v.encrypted) {
 		v.encrypted = true;
 		v.kmsKeyId = key.empty() ? (v.kmsKeyId.empty() ? defaultKey : v.kmsKeyId) : key;
@@ -303,7 +308,7 @@ Result<Reply> modifyVolume(Context &ctx, const Call &call)
 		return fail(errc::kVolumeNotFound, "volume " + id + " is not known here");
 	if (call.args.has("volume-class"))
 		v->volumeClass = cls;
-	VS_TRY(changeEncryption(ctx, call.args, *v));
+	VS_TRY(changeEncryption(ctx, call, *v));
 	VS_TRY(engine::saveVolume(*ctx.store, *v));
 	VS_TRY(syncVolume(ctx, *v));
 	auto row = ctx.catalog->getVolume(id);

@@ -19,7 +19,7 @@ struct Loaded {
 Result<Loaded> loadSnapshot(store::Store &store, const std::string &id)
 {
 	VS_ASSIGN(store::Manifest m, store.getManifest(id));
-	auto codec = store.newCodec();
+	VS_ASSIGN(auto codec, store.codecOf(m));
 	VS_ASSIGN(store::SnapshotIndex index, store::SnapshotIndex::load(store, *codec, m));
 	return Loaded{std::move(m), std::move(index)};
 }
@@ -152,7 +152,7 @@ Result<Bytes> getSnapshotBlock(store::Store &store, const std::string &snapshotI
 	uint64_t begin = block * kBlockSize;
 	uint32_t chunk = s.index.chunkSize();
 	SlotRange slots = slotsOfBlock(s.manifest.volumeSize, chunk, block);
-	auto codec = store.newCodec();
+	VS_ASSIGN(auto codec, store.codecOf(s.manifest));
 	for (uint64_t slot = slots.first; slot < slots.end; slot++) {
 		const store::ChunkId &id = s.index.at(slot);
 		if (store::isZeroId(id))

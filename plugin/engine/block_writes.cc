@@ -250,8 +250,20 @@ Result<BlockWrite> BlockWrites::start(store::Store &store, const StartRequest &r
 			return fail(errc::kInvalidParameterValue,
 				    "--volume-size " + std::to_string(request.volumeSizeGiB) + " GiB is smaller than parent " +
 					    parent.snapshotId + " (" + std::to_string(parent.volumeSize) + " bytes)");
+		// Its unchanged blocks are the parent's chunk ids, keyed by
+		// the parent's key domain.
+		if ((request.encrypted && !parent.encrypted) ||
+		    (!request.kmsKeyId.empty() && request.kmsKeyId != parent.kmsKeyId))
+			return fail(errc::kInvalidParameterValue,
+				    "a snapshot with a parent is sealed under the parent's key (" +
+					    (parent.encrypted ? parent.kmsKeyId : std::string("none: it is unencrypted")) +
+					    "): give no --encrypted or --kms-key-id");
 		w.encrypted = parent.encrypted;
 		w.kmsKeyId = parent.kmsKeyId;
+	} else if (request.encrypted) {
+		VS_TRY(store.domain(request.kmsKeyId));
+		w.encrypted = true;
+		w.kmsKeyId = request.kmsKeyId;
 	}
 	VS_ASSIGN(w.snapshotId, newResourceId("snap-"));
 	w.parentSnapshotId = request.parentSnapshotId;
@@ -334,7 +346,9 @@ Result<void> BlockWrites::putBlocks(store::Store &store, const std::string &snap
 	// batch, so that an import fills packs rather than making one a block.
 	VS_ASSIGN(auto lease, store.lease(store::Lease::Kind::Shared, "block put into " + snapshotId));
 	auto writer = store.newWriter();
-	auto codec = store.newCodec();
+	// A child of an encrypted snapshot is sealed under its parent's key.
+	VS_ASSIGN(const store::KeyDomain *domain, store.domain(w.encrypted ? w.kmsKeyId : std::string()));
+	auto codec = std::make_unique<store::ChunkCodec>(*domain, store.compression());
 	for (size_t i = 0; i < blocks.size(); i++)
 		VS_TRY(storeChunks(*writer, *codec, store.chunkSize(), blocks[i].data, records[i]));
 	VS_TRY(writer->commit());
@@ -542,7 +556,9 @@ Result<CompleteOutcome> BlockWrites::complete(store::Store &store, const std::st
 				return CompleteOutcome{SnapshotState::Error, why, {}};
 			}
 	auto writer = store.newWriter();
-	auto codec = store.newCodec();
+	// A child of an encrypted snapshot is sealed under its parent's key.
+	VS_ASSIGN(const store::KeyDomain *domain, store.domain(w.encrypted ? w.kmsKeyId : std::string()));
+	auto codec = std::make_unique<store::ChunkCodec>(*domain, store.compression());
 	VS_ASSIGN(store::SnapshotIndex index, buildIndex(store, w, records, *writer, *codec));
 	store::Manifest m = manifestOf(w, now);
 	VS_TRY(index.save(*writer, *codec, m));

@@ -64,6 +64,10 @@ struct StartRequest {
 	std::string ownerId;
 	std::string accountId; // the owning account
 	std::chrono::minutes timeout = kDefaultWriteTimeout;
+	// --encrypted [--kms-key-id]: sealed under kmsKeyId, as the daemon
+	// chose it. A child is its parent's: same encryption, same key.
+	bool encrypted = false;
+	std::string kmsKeyId;
 };
 
 // A snapshot being written, as its state.json says.

@@ -69,8 +69,11 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 
 	PipelineOptions options;
 	std::vector<std::unique_ptr<store::ChunkCodec>> codecs;
-	for (unsigned w = 0; w < pipelineWorkers(options); w++)
-		codecs.push_back(store.newCodec());
+	for (unsigned w = 0; w < pipelineWorkers(options); w++) {
+		// The index says which key domain the disk's snapshot is under.
+		VS_ASSIGN(auto codec, store.newCodec(index.domain()));
+		codecs.push_back(std::move(codec));
+	}
 	options.workers = unsigned(codecs.size());
 	auto put = [&](unsigned worker, std::span<const uint8_t> data) {
 		return writer.put(*codecs[worker], data, store::ChunkType::Data);

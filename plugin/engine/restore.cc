@@ -16,7 +16,7 @@ namespace {
 // snapshot holds nothing).
 Result<void> writeRaw(store::Store &store, const store::Manifest &m, int fd, const ProgressFn &progress)
 {
-	auto codec = store.newCodec();
+	VS_ASSIGN(auto codec, store.codecOf(m));
 	VS_ASSIGN(auto index, store::SnapshotIndex::load(store, *codec, m));
 	if (::ftruncate(fd, off_t(m.volumeSize)) != 0)
 		return failErrno("size the new volume", errno);
@@ -41,7 +41,7 @@ Result<void> checkEncryption(const store::Manifest &m, const RestoreRequest &req
 Result<void> writeLuks(store::Store &store, const store::Manifest &m, int fd, const LuksSettings &luks,
 		       const ProgressFn &progress)
 {
-	auto codec = store.newCodec();
+	VS_ASSIGN(auto codec, store.codecOf(m));
 	VS_ASSIGN(auto index, store::SnapshotIndex::load(store, *codec, m));
 	VS_ASSIGN(auto image, LuksImageWriter::create(fd, m.volumeSize, luks));
 	VS_TRY(writeVolume(

@@ -36,11 +36,12 @@ store::Manifest copyManifest(const store::Manifest &src, const CopyRequest &req,
 	return m;
 }
 
-bool sameDomain(const store::Store &source, const store::Store &destination, const store::KeyDomain &domain)
+bool sameDomain(const store::Store &source, const store::Store &destination, const store::ChunkCodec &sourceCodec,
+		const store::KeyDomain &domain)
 {
 	// Store ids are random: the same id is the same store, so the
 	// source's chunks are the destination's.
-	return source.storeId() == destination.storeId() && source.domain().id == domain.id;
+	return source.storeId() == destination.storeId() && sourceCodec.domain() == domain.id;
 }
 
 // Reads and re-seals what the copy needs into `out`, filling `m`'s stats.
@@ -48,11 +49,11 @@ Result<void> reseal(store::Store &source, store::Store &destination, const store
 		    const store::Manifest &src, store::Manifest &m, const ProgressFn &progress,
 		    const std::function<bool()> &cancelled)
 {
-	auto srcCodec = source.newCodec();
+	VS_ASSIGN(auto srcCodec, source.codecOf(src));
 	// The destination's compressor: the copy is its chunks.
 	store::ChunkCodec dstCodec(domain, destination.compression());
 	VS_ASSIGN(store::SnapshotIndex index, store::SnapshotIndex::load(source, *srcCodec, src));
-	VS_ASSIGN(auto base, findCopyBase(source, destination, src));
+	VS_ASSIGN(auto base, findCopyBase(source, destination, src, domain));
 	if (base) {
 		m.parentSnapshotId = base->snapshotId;
 		m.captureMode = "incremental";
@@ -116,14 +117,30 @@ Result<store::Manifest> copySourceOf(store::Store &source, store::Store &destina
 	return src;
 }
 
-const store::KeyDomain &destinationDomain(store::Store &destination, const store::Manifest &)
+std::string copyKmsKeyId(const store::Store &source, const store::Store &destination, const store::Manifest &src,
+			 const CopyRequest &request)
 {
-	return destination.domain();
+	if (!src.encrypted && !request.encrypted)
+		return "";
+	if (!request.kmsKeyId.empty())
+		return request.kmsKeyId;
+	if (src.encrypted && source.storeId() == destination.storeId() && !src.kmsKeyId.empty())
+		return src.kmsKeyId;
+	return destination.domain().idHex();
+}
+
+Result<const store::KeyDomain *> destinationDomain(store::Store &destination, const std::string &kmsKeyId)
+{
+	return destination.domain(kmsKeyId);
 }
 
 Result<std::optional<CopyBase>> findCopyBase(store::Store &source, store::Store &destination,
-					     const store::Manifest &snapshot)
+					     const store::Manifest &snapshot, const store::KeyDomain &domain)
 {
+	const std::string defaultKey = destination.domain().idHex();
+	auto sealedUnder = [&](const store::Manifest &m) {
+		return m.encrypted && !m.kmsKeyId.empty() ? m.kmsKeyId : defaultKey;
+	};
 	if (snapshot.parentSnapshotId.empty())
 		return std::nullopt;
 	auto parent = source.getManifest(snapshot.parentSnapshotId);
@@ -135,12 +152,13 @@ Result<std::optional<CopyBase>> findCopyBase(store::Store &source, store::Store 
 	const store::Manifest *best = nullptr;
 	for (const store::Manifest &m : manifests)
 		if (m.source.snapshotId == parent->snapshotId && m.source.storeId == source.storeId() &&
-		    m.chunkSize == snapshot.chunkSize && (!best || m.completionTime > best->completionTime))
+		    m.chunkSize == snapshot.chunkSize && sealedUnder(m) == domain.idHex() &&
+		    (!best || m.completionTime > best->completionTime))
 			best = &m;
 	if (!best)
 		return std::nullopt;
-	auto srcCodec = source.newCodec();
-	auto dstCodec = destination.newCodec();
+	VS_ASSIGN(auto srcCodec, source.codecOf(*parent));
+	VS_ASSIGN(auto dstCodec, destination.codecOf(*best));
 	VS_ASSIGN(store::SnapshotIndex parentIndex, store::SnapshotIndex::load(source, *srcCodec, *parent));
 	VS_ASSIGN(store::SnapshotIndex copyIndex, store::SnapshotIndex::load(destination, *dstCodec, *best));
 	return CopyBase{best->snapshotId, std::move(parentIndex), std::move(copyIndex)};
@@ -159,13 +177,15 @@ Result<store::Manifest> copySnapshot(store::Store &source, store::Store &destina
 		VS_ASSIGN(sourceLease, source.lease(store::Lease::Kind::Shared, "copy of " + request.sourceSnapshotId));
 	}
 	VS_ASSIGN(store::Manifest src, copySourceOf(source, destination, request.sourceSnapshotId));
-	const store::KeyDomain &domain = destinationDomain(destination, src);
 	store::Manifest m = copyManifest(src, request, source);
-	// A copy of an encrypted snapshot is encrypted, under the key its
-	// data is sealed with now.
-	m.encrypted = src.encrypted;
-	m.kmsKeyId = src.encrypted ? domain.idHex() : "";
-	if (sameDomain(source, destination, domain)) {
+	// A copy of an encrypted snapshot is encrypted, and so is one asked
+	// for with --encrypted, under the key its data is sealed with now.
+	m.kmsKeyId = copyKmsKeyId(source, destination, src, request);
+	m.encrypted = !m.kmsKeyId.empty();
+	VS_ASSIGN(const store::KeyDomain *domainOf, destinationDomain(destination, m.kmsKeyId));
+	const store::KeyDomain &domain = *domainOf;
+	VS_ASSIGN(auto sourceCodec, source.codecOf(src));
+	if (sameDomain(source, destination, *sourceCodec, domain)) {
 		m.indexPages = src.indexPages;
 		if (progress)
 			progress(1, 1);

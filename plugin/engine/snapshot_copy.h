@@ -5,8 +5,8 @@
 // (destinationDomain) against the source's:
 //  - the same store and the same domain: nothing; the copy is a new
 //    manifest over the source's index pages, and so its chunks;
-//  - another domain (another store today; a re-encrypting copy once
-//    snapshots have keys of their own): each chunk is read and
+//  - another domain (another store, or a re-encrypting copy: another
+//    KMS key, kms_keys.h): each chunk is read and
 //    authenticated under the source's keys and sealed anew under the
 //    destination's (new keyed ids); what the destination holds already
 //    costs no space (dedup), but is read all the same;
@@ -36,6 +36,13 @@ struct CopyRequest {
 	store::Tags tags;           // a copy keeps no tags of the source's unless given
 	std::string ownerId;
 	std::string accountId;      // the copying account: the copy's owner
+	// --encrypted: the copy is encrypted even when the source is not. A
+	// copy of an encrypted snapshot always is.
+	bool encrypted = false;
+	// The key an encrypted copy is sealed under, as the daemon chose it
+	// (--kms-key-id, the source's, the account's default); "": the
+	// source's key within one store, else the destination's default.
+	std::string kmsKeyId;
 	std::string startTime;      // when it went pending (ISO 8601)
 };
 
@@ -48,22 +55,26 @@ std::string defaultCopyDescription(const std::string &sourceSnapshotId, const st
 Result<store::Manifest> copySourceOf(store::Store &source, store::Store &destination,
 				     const std::string &snapshotId);
 
-// The key domain a copy is sealed under. One per store today; where
-// --kms-key-id, --encrypted and accounts will choose.
-const store::KeyDomain &destinationDomain(store::Store &destination, const store::Manifest &source);
+// The KmsKeyId of the copy ("" when it is not encrypted), and the key
+// domain of the destination its chunks are sealed under: a different
+// domain from the source's re-seals every chunk.
+std::string copyKmsKeyId(const store::Store &source, const store::Store &destination, const store::Manifest &src,
+			 const CopyRequest &request);
+Result<const store::KeyDomain *> destinationDomain(store::Store &destination, const std::string &kmsKeyId);
 
 // A copy of the source's parent that the destination holds: the copy whose
 // manifest names the parent and the source store's store_id (config.json,
 // so no spelling of a URL matters), the latest if several. Both indexes
 // are loaded: the parent's from the source, the copy's from the
-// destination.
+// destination. Only a copy sealed under `domain` counts: ids of another
+// key name no chunk of this one.
 struct CopyBase {
 	std::string snapshotId;       // the destination's copy of the parent
 	store::SnapshotIndex parent;  // the parent, in the source
 	store::SnapshotIndex copy;    // its copy, in the destination
 };
 Result<std::optional<CopyBase>> findCopyBase(store::Store &source, store::Store &destination,
-					     const store::Manifest &snapshot);
+					     const store::Manifest &snapshot, const store::KeyDomain &domain);
 
 // Makes the copy (its manifest written last, under shared leases on both
 // stores) and returns its manifest: BytesAdded are the blobs the

@@ -11,6 +11,7 @@
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
 #include "disk_copier.h"
+#include "kms_keys.h"
 #include "resources.h"
 #include "work_dir.h"
 
@@ -28,7 +29,17 @@ struct Plan {
 	std::vector<std::string> obsoleteBitmaps;
 };
 
-Plan planCapture(const std::vector<store::Manifest> &history, const DiskInfo &disk)
+// The key domain a snapshot's chunks are sealed under; "" the store's
+// default (`defaultKey`), whether named or not.
+std::string sealingKeyOf(const store::Manifest &m, const std::string &defaultKey)
+{
+	return m.encrypted && m.kmsKeyId != defaultKey ? m.kmsKeyId : "";
+}
+
+// `key`: the new snapshot's (sealingKeyOf). Chunk ids are keyed per
+// domain, so a parent under another key has no id the new one can keep.
+Plan planCapture(const std::vector<store::Manifest> &history, const DiskInfo &disk, const std::string &key,
+		 const std::string &defaultKey)
 {
 	Plan plan;
 	const store::Manifest *latest = history.empty() ? nullptr : &history.back();
@@ -52,6 +63,8 @@ Plan planCapture(const std::vector<store::Manifest> &history, const DiskInfo &di
 			      " has a granularity that does not divide the chunk size";
 	else if (latest->volumeSize != disk.size)
 		plan.reason = "the volume changed size since " + latest->snapshotId;
+	else if (sealingKeyOf(*latest, defaultKey) != key)
+		plan.reason = "the volume's key changed since " + latest->snapshotId;
 	else
 		plan.parent = latest;
 	// An unusable bitmap of the latest snapshot is obsolete too.
@@ -187,8 +200,6 @@ private:
 	{
 		auto failed = [&](const std::string &why) { return outcomesOf(members_, SnapshotState::Error, why); };
 		auto interrupted = [&] { return cancelRequested() || (cancelled && cancelled()); };
-		auto codec = store_.newCodec();
-
 		// Progress over the whole set: each disk reports within its size.
 		std::atomic<uint64_t> base{0};
 		uint64_t grandTotal = 0;
@@ -214,7 +225,10 @@ private:
 				return failed("disk " + m.disk.diskId + ": " + copied.error().toString());
 			m.manifest.stats.chunksNew = writer->chunksNew() - newBefore;
 			m.manifest.stats.chunksReused = writer->chunksReused() - reusedBefore;
-			if (auto r = m.index->save(*writer, *codec, m.manifest); !r)
+			auto codec = store_.codecOf(m.manifest);
+			if (!codec)
+				return failed("disk " + m.disk.diskId + ": " + codec.error().toString());
+			if (auto r = m.index->save(*writer, **codec, m.manifest); !r)
 				return failed("disk " + m.disk.diskId + ": " + r.error().toString());
 			base += m.disk.size;
 			m.manifest.stats.bytesRead = copied->bytesRead;
@@ -335,8 +349,10 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 		record.size = disk.size;
 		record.instanceName = instance.name;
 		record.encrypted |= disk.encrypted;
-		if (record.encrypted && record.kmsKeyId.empty())
-			record.kmsKeyId = store.domain().idHex();
+		if (record.encrypted && record.kmsKeyId.empty()) {
+			// A LUKS image: its account's default key, as EBS's aws/ebs.
+			VS_ASSIGN(record.kmsKeyId, accountDefaultKmsKey(store, request.accountId));
+		}
 		VS_TRY(saveVolume(store, record));
 	}
 	man.encrypted = record.encrypted;
@@ -355,14 +371,16 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 Result<std::vector<std::vector<store::Manifest>>> planMembers(store::Store &store, std::vector<Member> &members,
 							       const std::vector<store::Manifest> &all)
 {
-	auto codec = store.newCodec();
 	std::vector<std::vector<store::Manifest>> history(members.size());
 	for (size_t i = 0; i < members.size(); i++) {
 		Member &m = members[i];
 		for (const store::Manifest &x : all)
 			if (x.volumeId == m.manifest.volumeId)
 				history[i].push_back(x);
-		m.plan = planCapture(history[i], m.disk);
+		const std::string defaultKey = store.domain().idHex();
+		m.plan = planCapture(history[i], m.disk, sealingKeyOf(m.manifest, defaultKey), defaultKey);
+		// The new snapshot's key: a parent has the same one (planCapture).
+		VS_ASSIGN(auto codec, store.codecOf(m.manifest));
 		if (m.plan.parent) {
 			VS_ASSIGN(auto loaded, store::SnapshotIndex::load(store, *codec, *m.plan.parent));
 			m.index.emplace(std::move(loaded));
@@ -370,6 +388,7 @@ Result<std::vector<std::vector<store::Manifest>>> planMembers(store::Store &stor
 			m.manifest.captureMode = "incremental";
 		} else {
 			m.index.emplace(m.disk.size, store.chunkSize());
+			m.index->setDomain(codec->domain());
 			m.manifest.captureMode = "full";
 			m.manifest.captureReason = m.plan.reason;
 		}

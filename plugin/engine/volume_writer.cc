@@ -91,10 +91,14 @@ public:
 
 		std::atomic<size_t> next{0};
 		auto work = [&] {
-			auto codec = store_.newCodec();
+			auto codec = store_.newCodec(index_.domain());
+			if (!codec) {
+				setError(codec.error());
+				return;
+			}
 			Bytes buf, plain;
 			for (size_t n; !failed_ && (n = next++) < batches.size();)
-				if (auto r = batch(*codec, buf, plain, batches[n], pieces); !r)
+				if (auto r = batch(**codec, buf, plain, batches[n], pieces); !r)
 					setError(r.error());
 		};
 		std::vector<std::thread> threads;

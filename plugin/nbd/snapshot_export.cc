@@ -25,7 +25,7 @@ Result<std::unique_ptr<SnapshotExport>> SnapshotExport::open(const ExportSetting
 {
 	VS_ASSIGN(auto store, openStore(settings));
 	VS_ASSIGN(store::Manifest m, store->getManifest(settings.snapshotId));
-	auto codec = store->newCodec();
+	VS_ASSIGN(auto codec, store->codecOf(m));
 	VS_ASSIGN(auto index, store::SnapshotIndex::load(*store, *codec, m));
 	std::unique_ptr<SnapshotExport> e(new SnapshotExport(settings, std::move(index)));
 	e->store_ = std::move(store);
@@ -99,8 +99,10 @@ Result<std::shared_ptr<const Bytes>> SnapshotExport::chunk(uint64_t slot)
 		return cached;
 	// A codec holds buffers: one per nbdkit thread.
 	thread_local std::unique_ptr<store::ChunkCodec> codec;
-	if (!codec)
-		codec = store_->newCodec();
+	if (!codec) {
+		// One export per nbdkit: one snapshot, so one key domain.
+		VS_ASSIGN(codec, store_->newCodec(index_.domain()));
+	}
 	VS_ASSIGN(Bytes plain, store_->readChunk(*codec, id));
 	bytesFromStore_ += plain.size();
 	auto shared = std::make_shared<const Bytes>(std::move(plain));

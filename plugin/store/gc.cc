@@ -87,7 +87,9 @@ Result<Marks> mark(Store &store, const GcOptions &opts, GcReport &report, HeldSe
 	auto manifests = manifestsToMark(store, held, report);
 	if (!manifests)
 		return std::unexpected(manifests.error());
-	auto codec = store.newCodec();
+	// Index pages are sealed under each snapshot's key domain: gc reads
+	// every one, whoever owns the key (FORMAT.md, "Keys").
+	std::unordered_map<std::string, std::unique_ptr<ChunkCodec>> codecs;
 	Marks marks;
 	// Unchanged pages are shared by the snapshots of a volume: read once.
 	std::unordered_set<ChunkId, ChunkIdHash> pagesRead;
@@ -95,6 +97,14 @@ Result<Marks> mark(Store &store, const GcOptions &opts, GcReport &report, HeldSe
 		if (cancelRequested())
 			return interrupted();
 		report.snapshots++;
+		std::unique_ptr<ChunkCodec> &codec = codecs[m.encrypted ? m.kmsKeyId : std::string()];
+		if (!codec) {
+			auto made = store.codecOf(m);
+			if (!made)
+				return fail(made.error().code, "gc cannot open the key of " + m.snapshotId + " (" +
+								       made.error().message + "); nothing was removed");
+			codec = std::move(*made);
+		}
 		for (size_t p = 0; p < m.indexPages.size(); p++) {
 			const ChunkId &pageId = m.indexPages[p];
 			if (isZeroId(pageId))

@@ -67,9 +67,10 @@ struct Manifest {
 	std::string bitmapName;            // the dirty bitmap that tracks changes since this snapshot
 	std::vector<ProductCode> productCodes; // the volume's, when it was taken
 	// The volume was encrypted (a LUKS image, or marked by modify-volume):
-	// its restores must be encrypted too. kmsKeyId names the key (today
-	// the store's default key domain); "" when not encrypted. Absent
-	// ("encrypted" false) in manifests from before encrypted volumes.
+	// its restores must be encrypted too. kmsKeyId names the key whose
+	// domain seals its chunks and index pages (Store::codecOf); "" when
+	// not encrypted. Absent ("encrypted" false) in manifests from before
+	// encrypted volumes.
 	bool encrypted = false;
 	std::string kmsKeyId;
 	CopySource source;                 // a copy's origin; empty snapshotId when not a copy

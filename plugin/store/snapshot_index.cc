@@ -14,7 +14,7 @@ SnapshotIndex::SnapshotIndex(uint64_t volumeSize, uint32_t chunkSize)
 
 SnapshotIndex::SnapshotIndex(SnapshotIndex &&other) noexcept
 	: volumeSize_(other.volumeSize_), chunkSize_(other.chunkSize_), slots_(other.slots_),
-	  pages_(std::move(other.pages_))
+	  domain_(other.domain_), pages_(std::move(other.pages_))
 {
 	other.pages_.clear();
 }
@@ -27,6 +27,7 @@ SnapshotIndex &SnapshotIndex::operator=(SnapshotIndex &&other) noexcept
 		volumeSize_ = other.volumeSize_;
 		chunkSize_ = other.chunkSize_;
 		slots_ = other.slots_;
+		domain_ = other.domain_;
 		pages_ = std::move(other.pages_);
 		other.pages_.clear();
 	}
@@ -42,6 +43,7 @@ SnapshotIndex::~SnapshotIndex()
 SnapshotIndex SnapshotIndex::copy() const
 {
 	SnapshotIndex out(volumeSize_, chunkSize_);
+	out.domain_ = domain_;
 	for (size_t p = 0; p < pages_.size(); p++)
 		if (const Page *page = pageAt(p))
 			out.pages_[p] = new Page(*page);
@@ -79,7 +81,9 @@ uint32_t SnapshotIndex::slotLength(uint64_t slot) const
 
 Result<SnapshotIndex> SnapshotIndex::load(Store &store, ChunkCodec &codec, const Manifest &m)
 {
-	return fromPages(m, [&](const ChunkId &page) { return store.readChunk(codec, page); });
+	VS_ASSIGN(SnapshotIndex index, fromPages(m, [&](const ChunkId &page) { return store.readChunk(codec, page); }));
+	index.domain_ = codec.domain();
+	return index;
 }
 
 Result<SnapshotIndex> SnapshotIndex::fromPages(const Manifest &m, const PageReader &readPage)

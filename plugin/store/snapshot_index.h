@@ -38,6 +38,10 @@ public:
 	uint64_t volumeSize() const { return volumeSize_; }
 	uint32_t chunkSize() const { return chunkSize_; }
 	uint64_t slots() const { return slots_; }
+	// The key domain its chunks are sealed under (load: the codec's; the
+	// zero id, the store's default, for one built in memory).
+	const DomainId &domain() const { return domain_; }
+	void setDomain(const DomainId &domain) { domain_ = domain; }
 	uint32_t slotLength(uint64_t slot) const;
 	const ChunkId &at(uint64_t slot) const
 	{
@@ -65,6 +69,7 @@ private:
 	uint64_t volumeSize_;
 	uint32_t chunkSize_;
 	uint64_t slots_;
+	DomainId domain_{};
 	// One per page of the grid, owned; none where every id is zero, so that
 	// the holes of a huge sparse disk cost 8 bytes per 64 MiB. Set through
 	// atomic_ref, as workers fill pages concurrently.

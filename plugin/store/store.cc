@@ -162,6 +162,7 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, con
 		return std::unexpected(domain.error());
 	}
 	s->domain_ = std::move(*domain);
+	s->master_ = master;
 	VS_TRY(s->refresh());
 	// Learning a large store leaves runs of several sizes: one is cheaper
 	// to ask from here on.
@@ -171,6 +172,70 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, con
 }
 
 Store::~Store() = default;
+
+Result<const KeyDomain *> Store::domain(const DomainId &id) const
+{
+	if (id == DomainId{} || id == domain_.id)
+		return &domain_;
+	const std::string hex = toHex(id);
+	{
+		std::shared_lock lock(domainsMutex_);
+		if (auto it = domains_.find(hex); it != domains_.end())
+			return it->second.get();
+	}
+	auto wrapped = backend_->get(keyDomainName(hex));
+	if (!wrapped && wrapped.error().code == errc::kObjectNotFound)
+		return fail(errc::kKeyNotFound, "key " + hex + " does not exist in store " + describe());
+	if (!wrapped)
+		return std::unexpected(wrapped.error());
+	auto unwrapped = unwrapDomain(*wrapped, master_, storeId_);
+	if (!unwrapped)
+		return fail(unwrapped.error().code == errc::kWrongKey ? errc::kCorrupt : unwrapped.error().code,
+			    "key domain " + hex + " of store " + describe() + " does not open with its master key");
+	if (unwrapped->id != id)
+		return fail(errc::kCorrupt, "keys/" + hex + ".key of store " + describe() + " holds another domain");
+	std::unique_lock lock(domainsMutex_);
+	auto &slot = domains_[hex];
+	if (!slot)
+		slot = std::make_unique<KeyDomain>(std::move(*unwrapped));
+	return slot.get();
+}
+
+Result<const KeyDomain *> Store::domain(const std::string &idHex) const
+{
+	if (idHex.empty())
+		return &domain_;
+	auto raw = idHex.size() == 2 * sizeof(DomainId) ? fromHex(idHex) : std::nullopt;
+	if (!raw || raw->size() != sizeof(DomainId) || idHex.find_first_not_of("0123456789abcdef") != std::string::npos)
+		return fail(errc::kKeyNotFound, "'" + idHex + "' is not a key id (16 lowercase hex digits)");
+	DomainId id;
+	std::copy(raw->begin(), raw->end(), id.begin());
+	return domain(id);
+}
+
+Result<const KeyDomain *> Store::createDomain()
+{
+	VS_ASSIGN(KeyDomain made, KeyDomain::generate());
+	VS_ASSIGN(auto wrapped, wrapDomain(made, master_, storeId_));
+	// create: a (vanishingly unlikely) id taken already is not overwritten.
+	VS_TRY(backend_->create(keyDomainName(made.idHex()), wrapped));
+	std::unique_lock lock(domainsMutex_);
+	auto &slot = domains_[made.idHex()];
+	slot = std::make_unique<KeyDomain>(std::move(made));
+	return slot.get();
+}
+
+Result<std::unique_ptr<ChunkCodec>> Store::newCodec(const DomainId &id) const
+{
+	VS_ASSIGN(const KeyDomain *d, domain(id));
+	return std::make_unique<ChunkCodec>(*d, compression_);
+}
+
+Result<std::unique_ptr<ChunkCodec>> Store::codecOf(const Manifest &m) const
+{
+	VS_ASSIGN(const KeyDomain *d, domain(m.encrypted ? m.kmsKeyId : std::string()));
+	return std::make_unique<ChunkCodec>(*d, compression_);
+}
 
 std::unique_ptr<ChunkWriter> Store::newWriter()
 {

@@ -85,9 +85,23 @@ public:
 	const std::string &storeId() const { return storeId_; }
 	uint32_t chunkSize() const { return chunkSize_; }
 	const Compression &compression() const { return compression_; }
+	// The default key domain: the one every manifest, pack index and
+	// record is sealed with, and unencrypted snapshots' chunks.
 	const KeyDomain &domain() const { return domain_; }
+	// Any key domain of the store (FORMAT.md, "Keys"): a KMS key's. Read
+	// from keys/ on first use, so a domain another host made is found;
+	// the zero id is the default domain. NotFoundException when the store
+	// has no such domain.
+	Result<const KeyDomain *> domain(const DomainId &id) const;
+	Result<const KeyDomain *> domain(const std::string &idHex) const;
+	// A new key domain, wrapped by the master key under keys/.
+	Result<const KeyDomain *> createDomain();
 
 	std::unique_ptr<ChunkCodec> newCodec() const { return std::make_unique<ChunkCodec>(domain_, compression_); }
+	Result<std::unique_ptr<ChunkCodec>> newCodec(const DomainId &id) const;
+	// The codec of a snapshot's chunks and index pages: its kmsKeyId's
+	// domain, the default one when it has none.
+	Result<std::unique_ptr<ChunkCodec>> codecOf(const Manifest &m) const;
 	std::unique_ptr<ChunkWriter> newWriter();
 
 	bool contains(const ChunkId &id) const;
@@ -162,6 +176,10 @@ private:
 	uint32_t chunkSize_ = kDefaultChunkSize;
 	Compression compression_;
 	KeyDomain domain_;
+	crypto::SecretKey master_; // unwraps the other domains when first used
+	mutable std::shared_mutex domainsMutex_;
+	// Stable addresses: callers keep the pointers as long as the Store.
+	mutable std::unordered_map<std::string, std::unique_ptr<KeyDomain>> domains_;
 
 	mutable std::shared_mutex mutex_;
 	// Which pack holds each chunk, in bounded memory (FORMAT.md, "The

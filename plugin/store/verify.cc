@@ -52,7 +52,9 @@ struct Failure {
 
 // One worker's codec, buffer and counters; merged after the join.
 struct Reader {
-	std::unique_ptr<ChunkCodec> codec;
+	// By key domain: a chunk is checked under the domain its header
+	// names, which its keyed id then proves.
+	std::map<DomainId, std::unique_ptr<ChunkCodec>> codecs;
 	Bytes blob;
 	uint64_t bytesRead = 0;
 	uint64_t bytesChecked = 0;
@@ -79,10 +81,20 @@ Result<Bytes> readAndCheck(const Store &store, Reader &r, const ChunkId &id, con
 						    read.error().message);
 	}
 	r.bytesRead += loc.length;
-	auto plain = r.codec->decode(id, r.blob);
+	auto header = parseBlobHeader(r.blob);
+	if (!header)
+		return fail(errc::kCorrupt, reasonOf(header.error(), id));
+	std::unique_ptr<ChunkCodec> &codec = r.codecs[header->domain];
+	if (!codec) {
+		auto made = store.newCodec(header->domain);
+		if (!made)
+			return fail(errc::kCorrupt, "names key domain " + toHex(header->domain) + ": " + made.error().message);
+		codec = std::move(*made);
+	}
+	auto plain = codec->decode(id, r.blob);
 	if (!plain)
 		return fail(errc::kCorrupt, reasonOf(plain.error(), id));
-	ChunkId actual = r.codec->idOf(*plain);
+	ChunkId actual = codec->idOf(*plain);
 	if (actual != id)
 		return fail(errc::kCorrupt, "does not hash to its id (its content hashes to " + shortId(actual) + ")");
 	r.bytesChecked += plain->size();
@@ -167,8 +179,6 @@ public:
 	{
 		unsigned n = threads ? threads : std::min(16u, std::max(1u, std::thread::hardware_concurrency()));
 		readers_.resize(n);
-		for (Reader &r : readers_)
-			r.codec = store.newCodec();
 	}
 
 	Result<VerifyReport> run(const std::vector<std::string> &requested)

@@ -177,8 +177,13 @@ TEST_P(BlockWritesTest, AChildOfAnEncryptedSnapshotIsEncrypted)
 	store::Manifest pm = store::test::manifestFor("snap-0123456789abcdef1", isoTimeNow());
 	pm.volumeSize = kGiB;
 	pm.encrypted = true;
-	pm.kmsKeyId = "0123456789abcdef";
-	ASSERT_TRUE(index.save(*writer, *codec_, pm));
+	// A key of the store (a key domain): the child's chunks are sealed
+	// under it as the parent's are.
+	auto key = store_->createDomain();
+	ASSERT_TRUE(key) << describe(key);
+	pm.kmsKeyId = (*key)->idHex();
+	store::ChunkCodec keyCodec(**key, store_->compression());
+	ASSERT_TRUE(index.save(*writer, keyCodec, pm));
 	ASSERT_TRUE(writer->commit());
 	ASSERT_TRUE(store_->putManifest(pm));
 

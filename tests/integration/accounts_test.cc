@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -115,6 +116,19 @@ protected:
 	}
 
 	std::string homeOf(const TestUser &u) { return tmp_.file("home-" + u.name); }
+
+	// Every file under `dir` with its size: what a refused command must
+	// leave as it was.
+	static std::map<std::string, uintmax_t> treeOf(const std::string &dir)
+	{
+		std::map<std::string, uintmax_t> out;
+		std::error_code ec;
+		for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+		     it.increment(ec))
+			if (it->is_regular_file())
+				out[it->path().string()] = it->file_size();
+		return out;
+	}
 
 	// virtsnap as `u`, through the daemon.
 	CliResult as(const TestUser &u, std::vector<std::string> args)
@@ -341,6 +355,113 @@ TEST_F(AccountsTest, RecycleBinRulesAreTheirAccounts)
 	ASSERT_EQ(asA.status, 0) << asA.err;
 	EXPECT_EQ(asA.json().getString("Description"), "by alice") << asA.out;
 	EXPECT_EQ(asA.json().getString("LockState"), "locked") << asA.out;
+}
+
+// KMS-style keys: alice's encrypted snapshot (an import copied --encrypted
+// under a key of hers) shared with bob is unreadable to him until alice
+// grants him its key; then he copies it into his own default key and
+// restores his copy bit-exact after alice's original is gone and gc ran.
+TEST_F(AccountsTest, AnEncryptedSnapshotSharedNeedsAGrantOnItsKey)
+{
+	std::string image = homeOf(alice_) + "/disk.raw";
+	{
+		std::ofstream out(image, std::ios::binary);
+		std::mt19937_64 rng(21);
+		std::vector<uint8_t> buf(kMiB);
+		for (int m = 0; m < 2; m++) {
+			fillRandom(rng, buf);
+			out.write(reinterpret_cast<const char *>(buf.data()), std::streamsize(buf.size()));
+		}
+	}
+	fs::resize_file(image, 3 * kMiB);
+	ASSERT_EQ(::chown(image.c_str(), alice_.uid, alice_.gid), 0);
+
+	CliResult key = as(alice_, {"create-key", "--description", "for alice"});
+	ASSERT_EQ(key.status, 0) << key.err;
+	const std::string ka = key.json().get("KeyMetadata").getString("KeyId").value_or("");
+	ASSERT_EQ(ka.size(), 16u) << key.out;
+	EXPECT_EQ(key.json().get("KeyMetadata").getString("AWSAccountId"), kAccountA) << key.out;
+	EXPECT_EQ(key.json().get("KeyMetadata").getString("KeyState"), "Enabled") << key.out;
+
+	CliResult imported = as(alice_, {"import-image", "--file", image, "--format", "raw"});
+	ASSERT_EQ(imported.status, 0) << imported.err;
+	const std::string plain = imported.json().getString("SnapshotId").value_or("");
+	CliResult sealed = as(alice_, {"copy-snapshot", "--source-snapshot-id", plain, "--encrypted", "--kms-key-id",
+				       ka, "--wait"});
+	ASSERT_EQ(sealed.status, 0) << sealed.err << daemonLog();
+	const std::string snap = sealed.json().getString("SnapshotId").value_or("");
+	EXPECT_EQ(sealed.json().getBool("Encrypted"), true) << sealed.out;
+	EXPECT_EQ(sealed.json().getString("KmsKeyId"), ka) << sealed.out;
+
+	// Bad input, one line each, nothing changed: a key bob may not use, an
+	// unknown key, a grantee that is no account, and another's key as
+	// bob's --kms-key-id.
+	auto before = treeOf(storeDir_ + "/records");
+	EXPECT_TRUE(refused(as(bob_, {"create-grant", "--key-id", ka, "--grantee-account", kAccountB}),
+			    "NotFoundException"));
+	EXPECT_TRUE(refused(as(alice_, {"create-grant", "--key-id", "0123456789abcdef", "--grantee-account", kAccountB}),
+			    "NotFoundException"));
+	EXPECT_TRUE(refused(as(alice_, {"create-grant", "--key-id", ka, "--grantee-account", "999999999999"}),
+			    "InvalidParameterValue"));
+	EXPECT_TRUE(refused(as(bob_, {"copy-snapshot", "--source-snapshot-id", plain, "--wait"}),
+			    "InvalidSnapshot.NotFound"));
+	EXPECT_EQ(treeOf(storeDir_ + "/records"), before);
+
+	// Shared without a grant: bob sees it, and every read is refused,
+	// naming the key.
+	ASSERT_EQ(as(alice_, {"modify-snapshot-attribute", "--snapshot-id", snap, "--attribute", "createVolumePermission",
+			      "--operation-type", "add", "--user-ids", kAccountB})
+			  .status,
+		  0);
+	EXPECT_TRUE(has(visibleTo(&bob_), snap));
+	std::string bobVolume = homeOf(bob_) + "/restored.qcow2";
+	for (const std::vector<std::string> &args : std::vector<std::vector<std::string>>{
+		     {"copy-snapshot", "--source-snapshot-id", snap, "--wait"},
+		     {"list-snapshot-blocks", "--snapshot-id", snap},
+		     {"create-volume", "--snapshot-id", snap, "--target", bobVolume}}) {
+		CliResult r = as(bob_, args);
+		EXPECT_TRUE(refused(r, "AccessDenied")) << args[0];
+		EXPECT_NE(r.err.find(ka), std::string::npos) << args[0] << ": " << r.err;
+	}
+
+	// Granted: bob may copy it (into his own default key), never restore
+	// the original.
+	CliResult grant = as(alice_, {"create-grant", "--key-id", ka, "--grantee-account", kAccountB});
+	ASSERT_EQ(grant.status, 0) << grant.err;
+	EXPECT_EQ(grant.json().getString("GrantId").value_or("").size(), 64u) << grant.out;
+	CliResult bobKeys = as(bob_, {"describe-keys"});
+	ASSERT_EQ(bobKeys.status, 0) << bobKeys.err;
+	EXPECT_NE(bobKeys.out.find(ka), std::string::npos) << "granted keys are listed";
+	EXPECT_TRUE(refused(as(bob_, {"create-volume", "--snapshot-id", snap, "--target", bobVolume}), "AccessDenied"));
+	CliResult copied = as(bob_, {"copy-snapshot", "--source-snapshot-id", snap, "--wait"});
+	ASSERT_EQ(copied.status, 0) << copied.err << daemonLog();
+	const std::string copy = copied.json().getString("SnapshotId").value_or("");
+	EXPECT_EQ(copied.json().getString("OwnerId"), kAccountB) << copied.out;
+	const std::string kb = copied.json().getString("KmsKeyId").value_or("");
+	EXPECT_EQ(kb.size(), 16u) << copied.out;
+	EXPECT_NE(kb, ka) << "a copy of a key of someone else's goes under the copier's default key";
+
+	// alice's snapshots gone, gc run: bob's copy restores bit for bit.
+	ASSERT_EQ(as(alice_, {"delete-snapshot", "--snapshot-id", snap}).status, 0);
+	ASSERT_EQ(as(alice_, {"delete-snapshot", "--snapshot-id", plain}).status, 0);
+	CliResult gc = cli({"gc", "--grace-seconds", "0"});
+	ASSERT_EQ(gc.status, 0) << gc.err;
+	std::string secret = homeOf(bob_) + "/secret";
+	{
+		std::ofstream(secret) << "bob's passphrase";
+	}
+	ASSERT_EQ(::chmod(secret.c_str(), 0600), 0);
+	ASSERT_EQ(::chown(secret.c_str(), bob_.uid, bob_.gid), 0);
+	CliResult restored =
+		as(bob_, {"create-volume", "--snapshot-id", copy, "--target", bobVolume, "--encryption-secret-file", secret});
+	ASSERT_EQ(restored.status, 0) << restored.err;
+	std::string out;
+	EXPECT_EQ(runCommand({"qemu-img", "compare", "--object", "secret,id=sec0,file=" + secret + ",format=raw",
+			      "--image-opts", "driver=qcow2,file.filename=" + bobVolume + ",encrypt.key-secret=sec0",
+			      "driver=raw,file.filename=" + image},
+			     &out),
+		  0)
+		<< out;
 }
 
 TEST_F(AccountsTest, DescribeAccountsListsTheDefaultFirst)

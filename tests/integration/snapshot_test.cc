@@ -198,14 +198,16 @@ TEST_F(SnapshotTest, ThirdSnapshotAfterNoChangeAddsAlmostNothing)
 }
 
 // A volume marked encrypted gives encrypted snapshots, which restore only
-// with a passphrase; keys other than the store's are unknown, and nothing
-// turns an encrypted volume back.
+// with a passphrase; a key the store does not have is NotFoundException,
+// and nothing turns an encrypted volume back. Marked with the default
+// account's default key (the store's default domain), the next snapshot
+// is still incremental: the same domain, the same chunk ids.
 TEST_F(SnapshotTest, AVolumeMarkedEncryptedGivesEncryptedSnapshots)
 {
 	std::string volume = snapshot().getString("VolumeId").value_or("");
 	CliResult unknown = cli({"modify-volume", "--volume-id", volume, "--encrypted", "true", "--kms-key-id", "k1"});
 	EXPECT_NE(unknown.status, 0);
-	EXPECT_NE(unknown.err.find("unknown key"), std::string::npos) << unknown.err;
+	EXPECT_NE(unknown.err.find("NotFoundException"), std::string::npos) << unknown.err;
 	CliResult marked = cli({"modify-volume", "--volume-id", volume, "--encrypted", "true"});
 	ASSERT_EQ(marked.status, 0) << marked.err;
 	EXPECT_EQ(marked.json().getBool("Encrypted"), true) << marked.out;
@@ -218,6 +220,7 @@ TEST_F(SnapshotTest, AVolumeMarkedEncryptedGivesEncryptedSnapshots)
 	Json s2 = snapshot();
 	EXPECT_EQ(s2.getBool("Encrypted"), true);
 	EXPECT_EQ(s2.getString("KmsKeyId"), key);
+	EXPECT_EQ(s2.getString("CaptureMode"), "incremental") << "the default key is the default domain";
 	std::string id = s2.getString("SnapshotId").value_or("");
 	CliResult listed = cli({"describe-snapshots", "--filter", "Name=encrypted,Values=true"});
 	ASSERT_EQ(listed.status, 0) << listed.err;
