@@ -295,15 +295,10 @@ protected:
 				     &out),
 			  0)
 			<< out;
-		std::ofstream(file("secret.xml")) << "<secret ephemeral='no' private='no'><description>" << name_
-						  << " vde</description></secret>";
+		secretUuid_ = readFile("/proc/sys/kernel/random/uuid").substr(0, 36);
+		std::ofstream(file("secret.xml")) << "<secret ephemeral='no' private='no'><uuid>" << secretUuid_
+						  << "</uuid><description>" << name_ << " vde</description></secret>";
 		EXPECT_EQ(virsh({"secret-define", file("secret.xml")}, &out), 0) << out;
-		// "Secret UUID created"
-		std::istringstream words(out);
-		for (std::string w; words >> w;)
-			if (w.size() == 36 && std::count(w.begin(), w.end(), '-') == 4)
-				secretUuid_ = w;
-		EXPECT_FALSE(secretUuid_.empty()) << out;
 		EXPECT_EQ(virsh({"secret-set-value", secretUuid_, "--file", file("vde.pass"), "--plain"}, &out), 0) << out;
 		return "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" + file("vde.qcow2") +
 		       "'><encryption format='luks'><secret type='passphrase' uuid='" + secretUuid_ +
