@@ -189,7 +189,8 @@ Result<void> makeBackupScratchFiles(const std::vector<BackupDisk> &disks, const 
 	for (const BackupDisk &d : disks) {
 		if (!d.backup)
 			continue;
-		auto info = std::find_if(sizes.begin(), sizes.end(), [&](const DiskInfo &i) { return i.diskId == d.target; });
+		auto info = std::find_if(sizes.begin(), sizes.end(),
+					 [&](const DiskInfo &i) { return i.diskId == d.target; });
 		if (info == sizes.end() || info->size == 0)
 			return fail(errc::kHypervisor, "disk " + d.target + ": libvirt does not say its size");
 		Result<void> made;

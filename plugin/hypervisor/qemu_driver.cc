@@ -484,9 +484,9 @@ Result<void> QemuDriver::nameDisksLocked(QemuCapture &cap, const CaptureSpec &sp
 
 namespace {
 
-// A new random key as the `secret` object `id` of QEMU, given over the
-// monitor (object-add; base64, so that no byte needs JSON escaping), never
-// in argv or a file; and the same key in a memfd, for qemu-img.
+// QEMU's `secret` object `id`, holding a new random key: given over the
+// monitor (object-add, its data base64), never in argv or a file. The same
+// key comes back in a memfd, for qemu-img.
 Result<UniqueFd> addRandomSecret(qmp::QmpClient &qmp, const std::string &id)
 {
 	VS_ASSIGN(const std::string key, randomScratchKey());
@@ -495,7 +495,8 @@ Result<UniqueFd> addRandomSecret(qmp::QmpClient &qmp, const std::string &id)
 	a.set("qom-type", Json::string("secret"));
 	a.set("id", Json::string(id));
 	a.set("format", Json::string("base64"));
-	a.set("data", Json::string(crypto::base64(std::span(reinterpret_cast<const uint8_t *>(key.data()), key.size()))));
+	const auto bytes = std::span(reinterpret_cast<const uint8_t *>(key.data()), key.size());
+	a.set("data", Json::string(crypto::base64(bytes)));
 	if (auto r = qmp.execute("object-add", a); !r)
 		return qmpFail("add the scratch key", r.error());
 	return fd;
@@ -516,18 +517,22 @@ Result<void> QemuDriver::addScratchLocked(QemuCapture &cap, const fs::path &scra
 	for (QemuCapture::Disk &disk : cap.disks_) {
 		const std::string file = disk.names.scratchFile.string();
 		Result<void> made;
+		// An encrypted disk's scratch takes its decrypted data: it is
+		// encrypted too (scratch_key.h).
 		if (disk.encrypted) {
 			auto key = addRandomSecret(*qmp_, disk.names.scratchSecret);
 			if (!key)
-				return fail(key.error().code, "disk " + disk.request.diskId + ": " + key.error().message);
+				return fail(key.error().code,
+					    "disk " + disk.request.diskId + ": " + key.error().message);
 			disk.scratchSecretAdded = true;
 			disk.scratchFileMade = true;
-			made = createLuksQcow2({file, disk.size, key->get(), kScratchLuksIterTime, "cluster_size=65536", {}},
-					       errc::kHypervisor);
+			made = createLuksQcow2(
+				{file, disk.size, key->get(), kScratchLuksIterTime, "cluster_size=65536", {}},
+				errc::kHypervisor);
 		} else {
 			disk.scratchFileMade = true;
-			auto plain = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", file,
-						 std::to_string(disk.size)},
+			auto plain = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
+						 file, std::to_string(disk.size)},
 						errc::kHypervisor);
 			if (!plain)
 				made = std::unexpected(plain.error());
