@@ -179,13 +179,14 @@ BackupRequest backupRequest(const DomainDescription &desc, const CaptureSpec &sp
 	return {backupXml(socket, disks), checkpointXml(created), disks};
 }
 
-// The scratch qcow2s the backup reuses, of the disks' sizes; an encrypted
-// disk's under `key`. Made here, not by libvirt: libvirt would give an
-// encrypted one QEMU's default key derivation, seconds of it inside the
-// freeze, where a random key needs none.
-Result<void> makeBackupScratchFiles(const std::vector<BackupDisk> &disks, const std::vector<DiskInfo> &sizes,
-				    const std::string &key)
+// The scratch qcow2s the backup reuses, of the disks' sizes, given to
+// QEMU's user; an encrypted disk's under `key`. Made here, not by libvirt:
+// libvirt would give an encrypted one QEMU's default key derivation,
+// seconds of it inside the freeze, where a random key needs none.
+Result<void> makeBackupScratchFiles(virDomainPtr dom, const std::vector<BackupDisk> &disks,
+				    const std::vector<DiskInfo> &sizes, const std::string &key)
 {
+	const auto user = qemuUser(dom);
 	for (const BackupDisk &d : disks) {
 		if (!d.backup)
 			continue;
@@ -209,6 +210,8 @@ Result<void> makeBackupScratchFiles(const std::vector<BackupDisk> &disks, const 
 		if (!made)
 			return fail(errc::kHypervisor, "disk " + d.target + ": cannot create its scratch file " +
 							       d.scratchFile + ": " + made.error().message);
+		if (user && ::chown(d.scratchFile.c_str(), user->first, user->second) != 0)
+			return failErrno("give " + d.scratchFile + " to QEMU's user", errno);
 	}
 	return {};
 }
@@ -273,7 +276,7 @@ Result<std::unique_ptr<Capture>> captureRunning(std::shared_ptr<LibvirtDomain> d
 		VS_ASSIGN(key, randomScratchKey());
 		VS_TRY(domain->defineSecret(secret, key));
 	}
-	VS_TRY(makeBackupScratchFiles(request.disks, sizes, key));
+	VS_TRY(makeBackupScratchFiles(domain->dom(), request.disks, sizes, key));
 	Result<void> frozen;
 	if (spec.quiescer)
 		frozen = spec.quiescer->freeze();
