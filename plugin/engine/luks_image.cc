@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/file_util.h"
+#include "core/luks_qcow2.h"
 #include "core/secret_memfd.h"
 #include "core/socket_probe.h"
 #include "work_dir.h"
@@ -20,7 +21,6 @@ constexpr const char *kLuksSecretId = "vssec0";
 // Opening the image derives its key first: iter-time, many times over on
 // a loaded host.
 constexpr std::chrono::seconds kLuksStartLimit{120};
-constexpr int kLuksCreateAttempts = 5;
 
 std::unexpected<Error> luksFail(const std::string &what)
 {
@@ -48,20 +48,7 @@ Result<std::unique_ptr<LuksImageWriter>> LuksImageWriter::create(int imageFd, ui
 	VS_ASSIGN(w->secret_, secretMemfd(luks.passphrase));
 	const std::string object = secretObject(kLuksSecretId, w->secret_.get());
 	const std::string image = heldOpenPath(imageFd);
-	// QEMU 7.2 times its key derivation by the thread's CPU time, which on
-	// hosts with tick-based accounting reads 0 now and then: it then fails
-	// with "Unable to get accurate CPU usage" (a third of the runs on this
-	// project's VMs), and a second run does not.
-	Result<std::string> made;
-	for (int attempt = 0; attempt < kLuksCreateAttempts; attempt++) {
-		made = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "--object", object, "-o",
-				   std::string("encrypt.format=luks,encrypt.key-secret=") + kLuksSecretId +
-					   ",encrypt.iter-time=" + std::to_string(luks.iterTime.count()),
-				   image, std::to_string(size)},
-				  errc::kIo, {imageFd, w->secret_.get()});
-		if (made || made.error().message.find("accurate CPU usage") == std::string::npos)
-			break;
-	}
+	auto made = createLuksQcow2({image, size, w->secret_.get(), luks.iterTime, "", {imageFd}}, errc::kIo);
 	if (!made)
 		return fail(made.error().code, "cannot create the LUKS image: " + made.error().message);
 

@@ -205,7 +205,15 @@ std::string backupXml(const std::string &socket, const std::vector<BackupDisk> &
 			XmlBuilder::set(disk, "incremental", d.incremental);
 			XmlBuilder::set(disk, "exportbitmap", d.exportBitmap);
 		}
-		XmlBuilder::set(XmlBuilder::add(disk, "scratch"), "file", d.scratchFile);
+		xmlNode *scratch = XmlBuilder::add(disk, "scratch");
+		XmlBuilder::set(scratch, "file", d.scratchFile);
+		if (!d.scratchSecret.empty()) {
+			xmlNode *encryption = XmlBuilder::add(scratch, "encryption");
+			XmlBuilder::set(encryption, "format", "luks");
+			xmlNode *secret = XmlBuilder::add(encryption, "secret");
+			XmlBuilder::set(secret, "type", "passphrase");
+			XmlBuilder::set(secret, "uuid", d.scratchSecret);
+		}
 	}
 	return b.dump();
 }

@@ -85,6 +85,8 @@ struct BackupDisk {
 	std::string incremental;  // the checkpoint changes are read since; "" = full
 	std::string exportBitmap; // incremental only: the bitmap the export offers
 	std::string scratchFile;
+	// The libvirt secret the scratch is LUKS-encrypted with ("": plain).
+	std::string scratchSecret;
 };
 
 // A pull-mode <domainbackup> whose NBD server listens on unix `socket`.

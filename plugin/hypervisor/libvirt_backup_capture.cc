@@ -2,8 +2,10 @@
 // (virDomainBackupBegin) that creates the new checkpoint with it. libvirt's
 // NBD server exports each disk under its target name, with the dirty bitmap
 // since the parent checkpoint as "backup-TARGET". Ending the job removes
-// the exports and the scratch files; unless committed, the new checkpoint
-// goes too.
+// the exports; unless committed, the new checkpoint goes too. The scratch
+// files are made here and reused by the backup: an encrypted disk's is
+// encrypted too (scratch_key.h), under an ephemeral private libvirt secret
+// that goes with the capture.
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,9 +13,13 @@
 #include <cstdio>
 #include <optional>
 
+#include "core/luks_qcow2.h"
+#include "core/process.h"
 #include "core/scratch_dir.h"
+#include "core/secret_memfd.h"
 #include "json/json.h"
 #include "libvirt_internal.h"
+#include "scratch_key.h"
 
 namespace virtsnap::hypervisor {
 
@@ -47,9 +53,9 @@ class BackupCapture : public Capture
 {
 public:
 	BackupCapture(std::shared_ptr<LibvirtDomain> domain, std::string checkpoint, std::string socket,
-		      ScratchDir scratch, std::vector<std::string> keep)
+		      ScratchDir scratch, std::vector<std::string> keep, std::string scratchSecret)
 		: domain_(std::move(domain)), checkpoint_(std::move(checkpoint)), socket_(std::move(socket)),
-		  scratch_(std::move(scratch)), keep_(std::move(keep))
+		  scratch_(std::move(scratch)), keep_(std::move(keep)), scratchSecret_(std::move(scratchSecret))
 	{
 	}
 	// The scratch directory goes last, once the job that used it ended.
@@ -59,6 +65,7 @@ public:
 		endJobLocked();
 		if (!committed_)
 			domain_->dropCheckpointLocked(checkpoint_);
+		domain_->undefineSecret(scratchSecret_);
 	}
 
 	const std::vector<DiskExport> &exports() const override { return exports_; }
@@ -82,6 +89,7 @@ public:
 		r.set("driver", Json::string("libvirt"));
 		r.set("checkpoint", Json::string(checkpoint_));
 		r.set("nbd_socket", Json::string(socket_));
+		r.set("scratch_secret", Json::string(scratchSecret_));
 		return r.dump();
 	}
 
@@ -103,6 +111,7 @@ private:
 	std::string socket_;
 	ScratchDir scratch_; // holds socket_ and the scratch files
 	std::vector<std::string> keep_;
+	std::string scratchSecret_; // the libvirt secret's uuid; "": no disk is encrypted
 	std::vector<DiskExport> exports_;
 	bool jobRunning_ = false;
 	bool committed_ = false;
@@ -138,11 +147,13 @@ Result<ScratchDir> qemuScratchDir(virDomainPtr dom)
 struct BackupRequest {
 	std::string backup;     // the job
 	std::string checkpoint; // the checkpoint it creates
+	std::vector<BackupDisk> disks;
 };
 
-// Every disk of the domain is named; the disks of `spec` are backed up.
+// Every disk of the domain is named; the disks of `spec` are backed up,
+// the encrypted ones with scratch files encrypted under `scratchSecret`.
 BackupRequest backupRequest(const DomainDescription &desc, const CaptureSpec &spec, const fs::path &dir,
-			    const std::string &socket)
+			    const std::string &socket, const std::string &scratchSecret)
 {
 	std::vector<BackupDisk> disks;
 	CheckpointDefinition created{spec.disks.front().newBitmap, {}, std::nullopt};
@@ -160,10 +171,58 @@ BackupRequest backupRequest(const DomainDescription &desc, const CaptureSpec &sp
 		disk.incremental = req->parentBitmap;
 		disk.exportBitmap = req->parentBitmap.empty() ? "" : "backup-" + d.target;
 		disk.scratchFile = (dir / (d.target + ".scratch")).string();
+		if (!d.encryptionFormat.empty())
+			disk.scratchSecret = scratchSecret;
 		// Only qcow2 keeps bitmaps; a raw disk is read in full each time.
 		created.disks.push_back({d.target, req->persistent});
 	}
-	return {backupXml(socket, disks), checkpointXml(created)};
+	return {backupXml(socket, disks), checkpointXml(created), disks};
+}
+
+// The scratch qcow2s the backup reuses, of the disks' sizes, given to
+// QEMU's user; an encrypted disk's under `key`. Made here, not by libvirt:
+// libvirt would give an encrypted one QEMU's default key derivation,
+// seconds of it inside the freeze, where a random key needs none.
+Result<void> makeBackupScratchFiles(virDomainPtr dom, const std::vector<BackupDisk> &disks,
+				    const std::vector<DiskInfo> &sizes, const std::string &key)
+{
+	const auto user = qemuUser(dom);
+	for (const BackupDisk &d : disks) {
+		if (!d.backup)
+			continue;
+		auto info = std::find_if(sizes.begin(), sizes.end(),
+					 [&](const DiskInfo &i) { return i.diskId == d.target; });
+		if (info == sizes.end() || info->size == 0)
+			return fail(errc::kHypervisor, "disk " + d.target + ": libvirt does not say its size");
+		Result<void> made;
+		if (d.scratchSecret.empty()) {
+			auto plain = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
+						 d.scratchFile, std::to_string(info->size)},
+						errc::kHypervisor);
+			if (!plain)
+				made = std::unexpected(plain.error());
+		} else {
+			VS_ASSIGN(UniqueFd fd, secretMemfd(key));
+			made = createLuksQcow2(
+				{d.scratchFile, info->size, fd.get(), kScratchLuksIterTime, "cluster_size=65536", {}},
+				errc::kHypervisor);
+		}
+		if (!made)
+			return fail(errc::kHypervisor, "disk " + d.target + ": cannot create its scratch file " +
+							       d.scratchFile + ": " + made.error().message);
+		if (user && ::chown(d.scratchFile.c_str(), user->first, user->second) != 0)
+			return failErrno("give " + d.scratchFile + " to QEMU's user", errno);
+	}
+	return {};
+}
+
+bool capturesEncryptedDisk(const DomainDescription &desc, const CaptureSpec &spec)
+{
+	return std::any_of(desc.disks.begin(), desc.disks.end(), [&](const DomainDisk &d) {
+		return !d.encryptionFormat.empty() &&
+		       std::any_of(spec.disks.begin(), spec.disks.end(),
+				   [&](const CaptureRequest &r) { return r.diskId == d.target; });
+	});
 }
 
 std::vector<DiskExport> exportsOf(const CaptureSpec &spec, const std::string &socket,
@@ -197,15 +256,27 @@ Result<std::unique_ptr<Capture>> captureRunning(std::shared_ptr<LibvirtDomain> d
 	VS_ASSIGN(const DomainDescription desc, domain->description());
 	VS_ASSIGN(ScratchDir scratch, qemuScratchDir(domain->dom()));
 	const std::string socket = (scratch.path() / "nbd.sock").string();
-	const BackupRequest request = backupRequest(desc, spec, scratch.path(), socket);
 	for (const CaptureRequest &r : spec.disks)
 		if (std::none_of(desc.disks.begin(), desc.disks.end(),
 				 [&](const DomainDisk &d) { return d.target == r.diskId; }))
 			return fail(errc::kDiskNotFound, "no disk '" + r.diskId + "' in " + domain->describe());
+	const bool encrypted = capturesEncryptedDisk(desc, spec);
+	std::string secret;
+	if (encrypted) {
+		VS_ASSIGN(secret, randomUuid());
+	}
+	const BackupRequest request = backupRequest(desc, spec, scratch.path(), socket, secret);
+	VS_ASSIGN(const std::vector<DiskInfo> sizes, domain->disksLocked());
 
-	cap = std::make_unique<BackupCapture>(domain, checkpoint, socket, std::move(scratch), spec.stillNeeded);
+	cap = std::make_unique<BackupCapture>(domain, checkpoint, socket, std::move(scratch), spec.stillNeeded, secret);
 	if (spec.beforeChanges)
 		VS_TRY(spec.beforeChanges(cap->cleanupRecord()));
+	std::string key;
+	if (encrypted) {
+		VS_ASSIGN(key, randomScratchKey());
+		VS_TRY(domain->defineSecret(secret, key));
+	}
+	VS_TRY(makeBackupScratchFiles(domain->dom(), request.disks, sizes, key));
 	Result<void> frozen;
 	if (spec.quiescer)
 		frozen = spec.quiescer->freeze();
@@ -216,7 +287,8 @@ Result<std::unique_ptr<Capture>> captureRunning(std::shared_ptr<LibvirtDomain> d
 	auto begun = domain->monitorCall(
 		"the point-in-time backup",
 		[request](virDomainPtr dom, std::string *) {
-			return virDomainBackupBegin(dom, request.backup.c_str(), request.checkpoint.c_str(), 0);
+			return virDomainBackupBegin(dom, request.backup.c_str(), request.checkpoint.c_str(),
+						    VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL);
 		},
 		[checkpoint](virDomainPtr dom) { undoLateBackup(dom, checkpoint); });
 	if (spec.quiescer)
@@ -224,7 +296,6 @@ Result<std::unique_ptr<Capture>> captureRunning(std::shared_ptr<LibvirtDomain> d
 	if (!begun)
 		return std::unexpected(begun.error());
 	cap->jobStarted();
-	VS_ASSIGN(const std::vector<DiskInfo> sizes, domain->disksLocked());
 	cap->setExports(exportsOf(spec, socket, sizes, domain->monitorTimeout()));
 	return std::unique_ptr<Capture>(std::move(cap));
 }
@@ -244,6 +315,7 @@ void removeBackupLeftovers(LibvirtDomain &domain, const std::string &cleanupReco
 			(void)domain.monitorCall("the end of the backup job", abortJob);
 	}
 	domain.dropCheckpointLocked(record->getString("checkpoint").value_or(""));
+	domain.undefineSecret(record->getString("scratch_secret").value_or(""));
 	std::error_code ec;
 	fs::path dir = fs::path(socket).parent_path();
 	if (dir.parent_path() == kScratchRoot && dir.filename().string().rfind(kScratchPrefix, 0) == 0)

@@ -206,4 +206,32 @@ Result<std::optional<std::string>> LibvirtDomain::secretValue(const std::string 
 	return std::optional<std::string>(std::move(out));
 }
 
+Result<void> LibvirtDomain::defineSecret(const std::string &uuid, const std::string &value)
+{
+	const std::string xml = "<secret ephemeral='yes' private='yes'><uuid>" + uuid +
+				"</uuid><description>virtsnap capture scratch</description></secret>";
+	virSecretPtr secret = virSecretDefineXML(conn_, xml.c_str(), 0);
+	if (!secret)
+		return libvirtFail("define libvirt secret " + uuid);
+	int set = virSecretSetValue(secret, reinterpret_cast<const unsigned char *>(value.data()), value.size(), 0);
+	if (set < 0) {
+		auto failed = libvirtFail("set the value of libvirt secret " + uuid);
+		virSecretUndefine(secret);
+		virSecretFree(secret);
+		return failed;
+	}
+	virSecretFree(secret);
+	return {};
+}
+
+void LibvirtDomain::undefineSecret(const std::string &uuid)
+{
+	if (uuid.empty())
+		return;
+	if (virSecretPtr secret = virSecretLookupByUUIDString(conn_, uuid.c_str())) {
+		virSecretUndefine(secret);
+		virSecretFree(secret);
+	}
+}
+
 } // namespace virtsnap::hypervisor

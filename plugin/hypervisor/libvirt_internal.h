@@ -90,6 +90,11 @@ public:
 	// The value of the libvirt secret `uuid`; nothing when the secret is
 	// private (libvirt then gives its value to no client).
 	Result<std::optional<std::string>> secretValue(const std::string &uuid);
+	// Defines secret `uuid`, ephemeral and private (libvirt keeps it in
+	// memory and gives its value to no client), holding `value`.
+	Result<void> defineSecret(const std::string &uuid, const std::string &value);
+	// Best effort: it may be gone already.
+	void undefineSecret(const std::string &uuid);
 
 	// libvirt_watchdog.cc
 	// A libvirt call that returns < 0 on failure and may put text (a

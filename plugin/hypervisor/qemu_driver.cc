@@ -5,8 +5,12 @@
 #include <chrono>
 #include <thread>
 
+#include "core/luks_qcow2.h"
 #include "core/process.h"
+#include "core/secret_memfd.h"
+#include "crypto/crypto.h"
 #include "guest_agent_quiescer.h"
+#include "scratch_key.h"
 
 namespace virtsnap::hypervisor {
 
@@ -18,6 +22,9 @@ namespace fs = std::filesystem;
 struct DiskNames {
 	std::string diskId, formatNode, scratchNode, jobId, exportId, exportBitmap, newBitmap;
 	fs::path scratchFile;
+	// The `secret` object of an encrypted disk's scratch key ("" for a
+	// plaintext disk).
+	std::string scratchSecret;
 };
 
 namespace {
@@ -98,6 +105,15 @@ void deleteNode(qmp::QmpClient &qmp, const std::string &node)
 	(void)qmp.execute("blockdev-del", a);
 }
 
+void deleteSecret(qmp::QmpClient &qmp, const std::string &id)
+{
+	if (id.empty())
+		return;
+	Json a = args();
+	a.set("id", Json::string(id));
+	(void)qmp.execute("object-del", a);
+}
+
 } // namespace
 
 class QemuDriver::QemuCapture : public Capture
@@ -107,7 +123,9 @@ public:
 		DiskNames names;
 		CaptureRequest request;
 		uint64_t size = 0;
+		bool encrypted = false;
 		bool scratchFileMade = false;
+		bool scratchSecretAdded = false;
 		bool scratchNodeAdded = false;
 		bool transactionDone = false;
 		bool exported = false;
@@ -148,6 +166,7 @@ public:
 			j.set("format_node", Json::string(d.names.formatNode));
 			j.set("scratch_node", Json::string(d.names.scratchNode));
 			j.set("scratch_file", Json::string(d.names.scratchFile.string()));
+			j.set("scratch_secret", Json::string(d.names.scratchSecret));
 			j.set("job_id", Json::string(d.names.jobId));
 			j.set("export_id", Json::string(d.names.exportId));
 			j.set("new_bitmap", Json::string(d.names.newBitmap));
@@ -184,6 +203,8 @@ private:
 		for (Disk &d : disks_) {
 			if (d.scratchNodeAdded)
 				deleteNode(qmp, d.names.scratchNode);
+			if (d.scratchSecretAdded)
+				deleteSecret(qmp, d.names.scratchSecret);
 			if (d.scratchFileMade)
 				::unlink(d.names.scratchFile.c_str());
 			if (d.transactionDone && !committed_)
@@ -411,6 +432,7 @@ void QemuDriver::removeLeftovers(const std::string &cleanupRecord)
 	for (size_t i = 0; i < disks.size(); i++) {
 		Json d = disks.at(i);
 		deleteNode(*qmp_, d.getString("scratch_node").value_or(""));
+		deleteSecret(*qmp_, d.getString("scratch_secret").value_or(""));
 		removeFileAndDir(d.getString("scratch_file").value_or(""));
 		removeBitmap(*qmp_, d.getString("format_node").value_or(""), d.getString("new_bitmap").value_or(""));
 	}
@@ -451,33 +473,85 @@ Result<void> QemuDriver::nameDisksLocked(QemuCapture &cap, const CaptureSpec &sp
 		QemuCapture::Disk d;
 		d.request = requests[i];
 		d.size = info.size;
+		d.encrypted = info.encrypted;
 		d.names = {requests[i].diskId, info.nodeName, tag + "s" + n, tag + "j" + n, tag + "e" + n,
-			   tag + "x" + n, requests[i].newBitmap, spec.scratchDir / (tag + "s" + n + ".qcow2")};
+			   tag + "x" + n, requests[i].newBitmap, spec.scratchDir / (tag + "s" + n + ".qcow2"),
+			   info.encrypted ? tag + "k" + n : ""};
 		cap.disks_.push_back(d);
 	}
 	return {};
 }
 
+namespace {
+
+// QEMU's `secret` object `id`, holding a new random key: given over the
+// monitor (object-add, its data base64), never in argv or a file. The same
+// key comes back in a memfd, for qemu-img.
+Result<UniqueFd> addRandomSecret(qmp::QmpClient &qmp, const std::string &id)
+{
+	VS_ASSIGN(const std::string key, randomScratchKey());
+	VS_ASSIGN(UniqueFd fd, secretMemfd(key));
+	Json a = args();
+	a.set("qom-type", Json::string("secret"));
+	a.set("id", Json::string(id));
+	a.set("format", Json::string("base64"));
+	const auto bytes = std::span(reinterpret_cast<const uint8_t *>(key.data()), key.size());
+	a.set("data", Json::string(crypto::base64(bytes)));
+	if (auto r = qmp.execute("object-add", a); !r)
+		return qmpFail("add the scratch key", r.error());
+	return fd;
+}
+
+Json scratchEncryption(const std::string &secretId)
+{
+	Json encrypt = Json::object();
+	encrypt.set("format", Json::string("luks"));
+	encrypt.set("key-secret", Json::string(secretId));
+	return encrypt;
+}
+
+} // namespace
+
 Result<void> QemuDriver::addScratchLocked(QemuCapture &cap, const fs::path &scratchDir)
 {
 	for (QemuCapture::Disk &disk : cap.disks_) {
-		auto made = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
-					disk.names.scratchFile.string(), std::to_string(disk.size)},
-				       errc::kHypervisor);
+		const std::string file = disk.names.scratchFile.string();
+		Result<void> made;
+		// An encrypted disk's scratch takes its decrypted data: it is
+		// encrypted too (scratch_key.h).
+		if (disk.encrypted) {
+			auto key = addRandomSecret(*qmp_, disk.names.scratchSecret);
+			if (!key)
+				return fail(key.error().code,
+					    "disk " + disk.request.diskId + ": " + key.error().message);
+			disk.scratchSecretAdded = true;
+			disk.scratchFileMade = true;
+			made = createLuksQcow2(
+				{file, disk.size, key->get(), kScratchLuksIterTime, "cluster_size=65536", {}},
+				errc::kHypervisor);
+		} else {
+			disk.scratchFileMade = true;
+			auto plain = runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
+						 file, std::to_string(disk.size)},
+						errc::kHypervisor);
+			if (!plain)
+				made = std::unexpected(plain.error());
+		}
 		if (!made)
 			return fail(errc::kHypervisor, "disk " + disk.request.diskId +
 							       ": cannot create its scratch file in " +
 							       scratchDir.string() + ": " + made.error().message);
-		disk.scratchFileMade = true;
 
-		Json file = Json::object();
-		file.set("driver", Json::string("file"));
-		file.set("filename", Json::string(disk.names.scratchFile.string()));
+		Json fileNode = Json::object();
+		fileNode.set("driver", Json::string("file"));
+		fileNode.set("filename", Json::string(file));
 		Json a = args();
 		a.set("driver", Json::string("qcow2"));
 		a.set("node-name", Json::string(disk.names.scratchNode));
-		a.set("file", file);
+		a.set("file", fileNode);
 		a.set("backing", Json::string(disk.names.formatNode));
+		if (disk.encrypted)
+			a.set("encrypt", scratchEncryption(disk.names.scratchSecret));
 		if (auto r = qmp_->execute("blockdev-add", a); !r)
 			return qmpFail("disk " + disk.request.diskId + ": add its scratch node", r.error());
 		disk.scratchNodeAdded = true;

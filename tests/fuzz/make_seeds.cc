@@ -107,9 +107,9 @@ void libvirtXml()
 	emit("domain-xml", "checkpoint.xml", checkpointXml({"virtsnap-snap-a", {{"vda", true}, {"vdb", false}}, {}}));
 	emit("domain-xml", "checkpoint-redefined.xml",
 	     checkpointXml({"virtsnap-snap-b", {{"vda", true}}, 1700000000}));
-	BackupDisk full{"vda", true, "vda", "", "", "/var/tmp/d/vda.scratch"};
-	BackupDisk incremental{"vdb", true, "vdb", "virtsnap-snap-a", "backup-vdb", "/var/tmp/d/vdb.scratch"};
-	BackupDisk skipped{"sda", false, "", "", "", ""};
+	BackupDisk full{"vda", true, "vda", "", "", "/var/tmp/d/vda.scratch", ""};
+	BackupDisk incremental{"vdb", true, "vdb", "virtsnap-snap-a", "backup-vdb", "/var/tmp/d/vdb.scratch", ""};
+	BackupDisk skipped{"sda", false, "", "", "", "", ""};
 	emit("domain-xml", "backup.xml", backupXml("/var/tmp/d/nbd.sock", {full, incremental, skipped}));
 }
 

@@ -183,6 +183,7 @@ TEST(BackupXml, APullBackupParsesBackWithItsSocketAndDisks)
 	incremental.incremental = kAwkward;
 	incremental.exportBitmap = "backup-vd'b";
 	incremental.scratchFile = "/var/tmp/d/vd'b.scratch";
+	incremental.scratchSecret = "0b8c7a3e-5d1f-4e2a-9c6b-7f0e1d2c3b4a";
 	skipped.target = "vd<c>";
 	const std::string socket = "/var/tmp/" + kAwkward + "/nbd.sock";
 	std::string xml = backupXml(socket, {full, incremental, skipped});
@@ -201,6 +202,12 @@ TEST(BackupXml, APullBackupParsesBackWithItsSocketAndDisks)
 	EXPECT_EQ(select(xml, "/domainbackup/disks/disk/@type"), (Strings{"file", "file"}));
 	EXPECT_EQ(select(xml, "/domainbackup/disks/disk/scratch/@file"),
 		  (Strings{"/var/tmp/d/vda.scratch", "/var/tmp/d/vd'b.scratch"}));
+	// Only the encrypted disk's scratch is encrypted, under the secret.
+	EXPECT_EQ(select(xml, "/domainbackup/disks/disk/scratch/encryption/@format"), Strings{"luks"});
+	EXPECT_EQ(select(xml, "/domainbackup/disks/disk[@name=\"vd'b\"]/scratch/encryption/secret/@type"),
+		  Strings{"passphrase"});
+	EXPECT_EQ(select(xml, "/domainbackup/disks/disk/scratch/encryption/secret/@uuid"),
+		  Strings{"0b8c7a3e-5d1f-4e2a-9c6b-7f0e1d2c3b4a"});
 	// A disk left out carries nothing but its name.
 	EXPECT_EQ(select(xml, "/domainbackup/disks/disk[@backup='no']/@*").size(), 2u);
 	EXPECT_EQ(select(xml, "/domainbackup/disks/disk[@backup='no']/*").size(), 0u);

@@ -2,7 +2,10 @@
 // QEMU through a `secret` object is snapshotted full and incremental, and
 // each snapshot restores into a LUKS qcow2 that holds the guest's data, by
 // qemu-img compare against a raw reference this test wrote itself, and no
-// plaintext (a marker written into the disk is not in the file).
+// plaintext (a marker written into the disk is not in the file). A
+// capture's scratch file, which receives the old data the guest overwrites
+// while the capture is read, holds no plaintext either; and another
+// account a shared encrypted snapshot is shared with must copy it first.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,9 +14,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <string>
 
 #include "cli_fixture.h"
+#include "hypervisor/target.h"
 #include "tests/support/qemu_instance.h"
 #include "tests/support/test_env.h"
 #include "tests/support/virtsnapd.h"
@@ -155,6 +160,19 @@ protected:
 		EXPECT_EQ(fileText(target).find(kLuksMarker), std::string::npos) << target << " holds plaintext";
 	}
 
+	// The ids of vm_'s QOM objects (its `secret` objects among them).
+	std::set<std::string> qomObjects()
+	{
+		Json a = Json::object();
+		a.set("path", Json::string("/objects"));
+		auto list = vm_->control().execute("qom-list", a);
+		EXPECT_TRUE(list) << list.error().toString();
+		std::set<std::string> ids;
+		for (size_t i = 0; list && i < list->size(); i++)
+			ids.insert(list->at(i).getString("name").value_or(""));
+		return ids;
+	}
+
 	std::string secret_, config_, reference_, disk_;
 };
 
@@ -218,6 +236,96 @@ TEST_F(LuksTest, SnapshotsRestoreIntoLuksImagesWithoutPlaintext)
 			EXPECT_EQ(fileText(e.path()).find(kLuksMarker), std::string::npos) << e.path() << " holds plaintext";
 		}
 	}
+}
+
+// While a capture is read, what the guest overwrites is first copied to the
+// capture's scratch file: of an encrypted disk, that is the guest's
+// decrypted data. It goes in encrypted, under a random key that dies with
+// the capture; the export still reads the old data through it.
+TEST_F(LuksTest, ACaptureScratchOfAnEncryptedDiskHoldsNoPlaintext)
+{
+	writeMarker(2 * kMiB);
+	hypervisor::Target target{vm_->qmpSocket(), "", ""};
+	auto driver = hypervisor::connectDriver(target, workRoot());
+	ASSERT_TRUE(driver) << driver.error().toString();
+	fs::path scratch = workRoot() + "/virtsnap-luks-scratch";
+	fs::create_directories(scratch);
+	hypervisor::CaptureSpec spec{{{"vda", "snap-0123456789abcdef0", "", 65536, true, {}}}, scratch, nullptr, {}, {}};
+	std::string record;
+	spec.beforeChanges = [&](const std::string &r) -> Result<void> {
+		record = r;
+		return {};
+	};
+	const std::set<std::string> objectsBefore = qomObjects();
+	auto cap = (*driver)->capture(spec);
+	ASSERT_TRUE(cap) << cap.error().toString();
+	EXPECT_EQ(qomObjects().size(), objectsBefore.size() + 1) << "the scratch key";
+
+	// The guest overwrites the marker during the transfer.
+	std::string out;
+	ASSERT_TRUE(vm_->qemuIo("vda", "write -P 0x33 2M 64k", &out)) << out;
+	std::vector<fs::path> scratchFiles;
+	for (auto &e : fs::directory_iterator(scratch))
+		scratchFiles.push_back(e.path());
+	ASSERT_EQ(scratchFiles.size(), 1u);
+	const fs::path scratchFile = scratchFiles.front();
+	EXPECT_EQ(fileText(scratchFile).find(kLuksMarker), std::string::npos) << scratchFile << " holds plaintext";
+	ASSERT_EQ(runCommand({"qemu-img", "info", "-U", "--output=json", scratchFile}, &out), 0) << out;
+	EXPECT_EQ(Json::parse(out).value_or(Json()).getBool("encrypted"), true) << out;
+	// The point in time still holds the marker: it came from the scratch.
+	const hypervisor::DiskExport &e = (*cap)->exports().at(0);
+	std::string exported = tmp_.file("exported.raw");
+	ASSERT_EQ(runCommand({"qemu-img", "convert", "-f", "raw", "-O", "raw",
+			      "nbd+unix:///" + e.exportName + "?socket=" + e.nbdSocket, exported},
+			     &out),
+		  0)
+		<< out;
+	EXPECT_NE(fileText(exported).find(kLuksMarker), std::string::npos) << "the scratch had the old data";
+
+	// What recovery removes after a crash takes the key too; the capture's
+	// own teardown then finds nothing left.
+	(*driver)->removeLeftovers(record);
+	EXPECT_EQ(qomObjects(), objectsBefore);
+	EXPECT_FALSE(fs::exists(scratchFile));
+	cap->reset();
+	EXPECT_EQ(qomObjects(), objectsBefore);
+}
+
+// A snapshot of an encrypted volume shared with another account: it sees
+// it, and a create-volume from it is refused, naming the copy it must make
+// first (EBS requires the copy).
+TEST_F(LuksTest, ASharedEncryptedSnapshotIsCopiedNotRestoredByItsRecipient)
+{
+	if (getuid() != 0)
+		GTEST_SKIP() << "create-account is root's";
+	writeMarker(kMiB);
+	const std::string snap = snapshot().getString("SnapshotId").value_or("");
+	ASSERT_FALSE(snap.empty());
+	const std::string other = "222222222222";
+	CliResult made = run({"create-account", "--account-id", other, "--account-key-file", tmp_.file("other.key")});
+	ASSERT_EQ(made.status, 0) << made.err;
+	CliResult shared = run({"modify-snapshot-attribute", "--snapshot-id", snap, "--attribute",
+				"createVolumePermission", "--operation-type", "add", "--user-ids", other});
+	ASSERT_EQ(shared.status, 0) << shared.err;
+
+	CliResult seen = run({"describe-snapshots", "--snapshot-id", snap, "--account", other});
+	ASSERT_EQ(seen.status, 0) << seen.err;
+	EXPECT_EQ(seen.json().get("Snapshots").at(0).getBool("Encrypted"), true) << seen.out;
+	const std::string target = tmp_.file("recipient.qcow2");
+	for (std::vector<std::string> restore :
+	     {std::vector<std::string>{"create-volume", "--snapshot-id", snap, "--target", target,
+				       "--encryption-secret-file", secret_},
+	      std::vector<std::string>{"create-volume", "--snapshot-id", snap, "--target", target, "--instant"}}) {
+		restore.insert(restore.end(), {"--account", other});
+		CliResult refused = run(restore);
+		EXPECT_NE(refused.status, 0) << refused.out;
+		EXPECT_NE(refused.err.find("AccessDenied"), std::string::npos) << refused.err;
+		EXPECT_NE(refused.err.find("copy-snapshot"), std::string::npos) << refused.err;
+		EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+		EXPECT_FALSE(fs::exists(target));
+	}
+	// Its owner restores it as before.
+	expectRestoresEncrypted(snap, reference_);
 }
 
 } // namespace
