@@ -311,6 +311,10 @@ TEST_F(LuksTest, ASharedEncryptedSnapshotIsCopiedNotRestoredByItsRecipient)
 	CliResult seen = run({"describe-snapshots", "--snapshot-id", snap, "--account", other});
 	ASSERT_EQ(seen.status, 0) << seen.err;
 	EXPECT_EQ(seen.json().get("Snapshots").at(0).getBool("Encrypted"), true) << seen.out;
+	// Even with a grant on its key, which it needs to read it at all.
+	const std::string key = seen.json().get("Snapshots").at(0).getString("KmsKeyId").value_or("");
+	CliResult granted = run({"create-grant", "--key-id", key, "--grantee-account", other});
+	ASSERT_EQ(granted.status, 0) << granted.err;
 	const std::string target = tmp_.file("recipient.qcow2");
 	for (std::vector<std::string> restore :
 	     {std::vector<std::string>{"create-volume", "--snapshot-id", snap, "--target", target,
