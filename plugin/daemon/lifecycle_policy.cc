@@ -276,14 +276,14 @@ Result<CrossStoreCopyRule> parseCopyRule(const Json &json, const std::string &pa
 			 {"TargetRegion", "Target", "DeprecateRule"}));
 	CrossStoreCopyRule rule;
 	VS_ASSIGN(rule.targetStore, parseTargetStore(json, path));
-	// Every store seals every chunk under its key domain, and a copy into
-	// another store is re-sealed under that store's: an unencrypted copy
-	// cannot be had, nor yet one under a key of the user's choosing.
-	if (json.has("Encrypted") && json.getBool("Encrypted") != std::optional<bool>(true))
-		return bad(path + ".Encrypted", "must be true (or absent): every copy is sealed under the target store's key");
+	// As DLM: Encrypted makes the copy of an unencrypted snapshot
+	// encrypted; a copy of an encrypted one always is. A copy into another
+	// store is sealed under that store's default key: the keys of this
+	// store mean nothing there.
+	VS_ASSIGN(rule.encrypted, optionalBool(json, path, "Encrypted"));
 	if (json.has("CmkArn"))
-		return bad(path + ".CmkArn", "is not supported until snapshots have keys of their own: a copy is sealed "
-					     "under the target store's key");
+		return bad(path + ".CmkArn", "is not supported: a copy into another store is sealed under that "
+					     "store's default key");
 	VS_ASSIGN(rule.copyTags, optionalBool(json, path, "CopyTags"));
 	if (json.has("RetainRule")) {
 		VS_ASSIGN(rule.retain, parseRetainRule(json.get("RetainRule"), path + ".RetainRule"));
@@ -483,7 +483,7 @@ Json scheduleJson(const PolicySchedule &s)
 	Json copies = Json::array();
 	for (const CrossStoreCopyRule &rule : s.copyRules) {
 		Json c = Json::object();
-		c.set("TargetStore", Json::string(rule.targetStore)).set("Encrypted", Json::boolean(true));
+		c.set("TargetStore", Json::string(rule.targetStore)).set("Encrypted", Json::boolean(rule.encrypted));
 		c.set("CopyTags", Json::boolean(rule.copyTags));
 		if (rule.retain)
 			c.set("RetainRule", retainJson(*rule.retain));

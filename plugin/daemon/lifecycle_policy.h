@@ -47,6 +47,7 @@ struct RetainRule {
 // until snapshots have keys of their own.
 struct CrossStoreCopyRule {
 	std::string targetStore;
+	bool encrypted = false;          // a copy of an unencrypted snapshot is encrypted
 	bool copyTags = false;           // the source snapshot's tags too
 	std::optional<RetainRule> retain; // none: copies are kept until deleted
 };

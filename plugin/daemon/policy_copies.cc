@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "engine/kms_keys.h"
 #include "engine/maintenance.h"
 #include "engine/snapshot_locks.h"
 #include "lifecycle_schedule.h"
@@ -73,11 +74,18 @@ Result<void> PolicyCopies::copyOne(const CrossStoreCopyRule &rule, const std::st
 		VS_ASSIGN(auto source, ctx_.catalog->getSnapshot(snapshotId));
 		if (!source)
 			return fail(errc::kSnapshotNotFound, "snapshot " + snapshotId + " does not exist");
+		// The policy's account reads the snapshot as a copy-snapshot of
+		// its own would: an encrypted one only under a key it may use.
+		if (source->encrypted && !source->kmsKeyId.empty())
+			VS_TRY(engine::requireKmsKeyUse(*ctx_.store, source->kmsKeyId,
+							row_.ownerId.empty() ? ctx_.defaultAccount : row_.ownerId,
+							ctx_.defaultAccount));
 		VS_ASSIGN(store::Store * to, target(rule));
 		engine::CopyRequest request;
 		request.sourceSnapshotId = snapshotId;
 		request.tags = copyTagsFor(row_, schedule_, rule, *source);
 		request.ownerId = row_.ownerId;
+		request.encrypted = rule.encrypted;
 		return pushCopy(ctx_, *to, std::move(request));
 	}();
 	if (made) {

@@ -87,8 +87,10 @@ Result<std::string> ruleAccountOrDefault(store::Store &store, const std::string 
 	return def.value_or("");
 }
 
-// Every rule of `accountId` (resolved by ruleAccountOrDefault).
-Result<std::vector<RetentionRule>> rulesOfAccount(store::Store &store, const std::string &accountId)
+// Every rule of `accountId` (resolved by ruleAccountOrDefault); with
+// `withOwnerless`, the rules made before accounts too, whoever owns them.
+Result<std::vector<RetentionRule>> rulesOfAccount(store::Store &store, const std::string &accountId,
+						  bool withOwnerless = false)
 {
 	VS_ASSIGN(std::string def, ruleAccountOrDefault(store, ""));
 	VS_ASSIGN(auto ids, store.listRecordIds(kRuleRecords));
@@ -99,7 +101,7 @@ Result<std::vector<RetentionRule>> rulesOfAccount(store::Store &store, const std
 			continue; // deleted since the listing
 		if (!r)
 			return std::unexpected(r.error());
-		if ((r->ownerId.empty() ? def : r->ownerId) == accountId)
+		if ((r->ownerId.empty() ? def : r->ownerId) == accountId || (withOwnerless && r->ownerId.empty()))
 			out.push_back(std::move(*r));
 	}
 	return out;
@@ -255,9 +257,12 @@ const RetentionRule *ruleFor(const std::vector<RetentionRule> &rules, const stor
 
 Result<std::optional<BinEntry>> recycle(store::Store &store, const store::Manifest &m)
 {
-	// The rules of the snapshot's own account: another's keep nothing of it.
-	int64_t now = 0;
-	VS_ASSIGN(auto rules, listRules(store, m.accountId, now));
+	// The rules of the snapshot's own account: another's keep nothing of
+	// it. A rule made before accounts kept every snapshot, and still does:
+	// the upgrade must not weaken a locked rule before its unlock delay.
+	VS_ASSIGN(std::string account, ruleAccountOrDefault(store, m.accountId));
+	VS_ASSIGN(auto rules, rulesOfAccount(store, account, true));
+	VS_ASSIGN(int64_t now, store::storeTime(store));
 	const RetentionRule *longest = ruleFor(rules, m.tags);
 	if (!longest)
 		return std::optional<BinEntry>();

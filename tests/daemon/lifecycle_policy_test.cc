@@ -201,11 +201,10 @@ TEST(PolicyDetailsTest, RefusesBadCopyRules)
 		      "Schedules[0].CrossStoreCopyRules[0].TargetStore: is required");
 	expectRefused(withCopies(R"([{"TargetStore": "dr"}])"), "CrossStoreCopyRules[0].TargetStore: 'dr' is not an absolute path");
 	expectRefused(withCopies(R"([{"TargetStore": "ftp://x/dr"}])"), "TargetStore: 'ftp://x/dr' is not an absolute path or a");
-	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "Encrypted": false}])"),
-		      "CrossStoreCopyRules[0].Encrypted: must be true (or absent)");
-	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "Encrypted": "yes"}])"), "CrossStoreCopyRules[0].Encrypted: must be true");
+	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "Encrypted": "yes"}])"),
+		      "CrossStoreCopyRules[0].Encrypted: must be true or false");
 	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "CmkArn": "key-1"}])"),
-		      "CrossStoreCopyRules[0].CmkArn: is not supported until snapshots have keys of their own");
+		      "CrossStoreCopyRules[0].CmkArn: is not supported: a copy into another store is sealed under");
 	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "RetainRule": {"Count": 0}}])"),
 		      "CrossStoreCopyRules[0].RetainRule.Count: 0 is not 1-1000");
 	expectRefused(withCopies(R"([{"TargetStore": "/srv/dr", "RetainRule": {}}])"),

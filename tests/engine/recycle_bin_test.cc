@@ -210,7 +210,7 @@ TEST_F(RecycleBinTest, ARuleIsItsAccountsAlone)
 	EXPECT_EQ(gc().snapshotsHeld, 1u) << "b's chunks are not held";
 }
 
-TEST_F(RecycleBinTest, ARuleFromBeforeAccountsIsTheDefaultAccounts)
+TEST_F(RecycleBinTest, ARuleFromBeforeAccountsIsTheDefaultAccountsAndStillKeepsEverySnapshot)
 {
 	auto def = ensureDefaultAccount(*store_, keyFile());
 	ASSERT_TRUE(def) << describe(def);
@@ -220,8 +220,9 @@ TEST_F(RecycleBinTest, ARuleFromBeforeAccountsIsTheDefaultAccounts)
 	ASSERT_EQ(listRules(*store_, *def, now)->size(), 1u);
 	EXPECT_TRUE(getRule(*store_, *def, old.identifier, now));
 	EXPECT_TRUE(listRules(*store_, other, now)->empty());
-	// It keeps the default account's snapshots: those from before accounts
-	// (id_ names none) and those naming it; not another's.
+	// It is managed by the default account, but keeps every account's
+	// snapshots, as it did before accounts: an upgrade must not weaken a
+	// rule that may be locked.
 	const std::string named = "snap-000000000000000d1", others = "snap-000000000000000c1";
 	ASSERT_NO_FATAL_FAILURE(save(named, {}, 2, *def));
 	ASSERT_NO_FATAL_FAILURE(save(others, {}, 3, other));
@@ -232,7 +233,7 @@ TEST_F(RecycleBinTest, ARuleFromBeforeAccountsIsTheDefaultAccounts)
 	std::vector<std::string> ids;
 	for (const BinEntry &e : *bin)
 		ids.push_back(e.manifest.snapshotId);
-	std::vector<std::string> expected{id_, named};
+	std::vector<std::string> expected{id_, named, others};
 	std::sort(ids.begin(), ids.end());
 	std::sort(expected.begin(), expected.end());
 	EXPECT_EQ(ids, expected);

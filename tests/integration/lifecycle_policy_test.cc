@@ -486,7 +486,7 @@ TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTarge
 	  "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 24, "IntervalUnit": "HOURS"},
 	                 "RetainRule": {"Count": 3}, "TagsToAdd": [{"Key": "env", "Value": "prod"}],
 	                 "CrossStoreCopyRules": [
-	                   {"TargetStore": ")json" + dr.url + R"json(", "Encrypted": true, "CopyTags": true, "RetainRule": {"Count": 2}},
+	                   {"TargetStore": ")json" + dr.url + R"json(", "Encrypted": false, "CopyTags": true, "RetainRule": {"Count": 2}},
 	                   {"TargetStore": ")json" + ceph.url + R"json(", "RetainRule": {"Count": 1}}]}]})json"},
 				socket);
 	ASSERT_EQ(created.status, 0) << created.err;
@@ -547,6 +547,7 @@ TEST_F(RunLifecyclePolicyTest, CrossStoreCopiesRestoreAndAreRetainedInTheirTarge
 	EXPECT_EQ(policyTagOf(copy, "aws:dlm:lifecycle-schedule-name"), "nightly");
 	EXPECT_EQ(policyTagOf(copy, "virtsnap:source-volume-id"), vda);
 	EXPECT_EQ(policyTagOf(copy, "env"), "prod") << "CopyTags";
+	EXPECT_EQ(copy.getBool("Encrypted"), false) << "Encrypted false, of an unencrypted snapshot";
 	EXPECT_EQ(policyTagOf(ceph.snapshots(tmpDir)[toCeph[2][0]], "env"), "") << "no CopyTags";
 	EXPECT_FALSE(copy.getString("SourceStore").value_or("").empty()) << copy.dump();
 
