@@ -20,7 +20,9 @@ Result<std::set<PackId>> packsOfSnapshot(Store &store, const Manifest &m)
 		packs.insert(at->pack);
 		return {};
 	};
-	auto codec = store.newCodec();
+	// Index pages are sealed under the snapshot's own key domain, not
+	// necessarily the default one.
+	VS_ASSIGN(auto codec, store.codecOf(m));
 	for (const ChunkId &pageId : m.indexPages) {
 		if (isZeroId(pageId))
 			continue;
@@ -44,10 +46,13 @@ Result<size_t> retainSnapshot(Store &store, const Manifest &m, RetentionMode mod
 			      std::chrono::system_clock::time_point until)
 {
 	VS_ASSIGN(std::set<PackId> packs, packsOfSnapshot(store, m));
-	// Without config.json and the key domain nothing of the store opens:
-	// they are kept as long as any snapshot's lock.
+	// Without config.json and the key domains nothing of the snapshot
+	// opens: the default one seals its manifest, its KMS key's (when it
+	// has one) its chunks and index pages. They are kept as long as the lock.
 	std::vector<std::string> names = {manifestName(m.snapshotId), kConfigName,
 					  keyDomainName(store.domain().idHex())};
+	if (m.encrypted && !m.kmsKeyId.empty() && m.kmsKeyId != store.domain().idHex())
+		names.push_back(keyDomainName(m.kmsKeyId));
 	for (const PackId &pack : packs) {
 		names.push_back(packName(pack));
 		names.push_back(packIndexName(pack));

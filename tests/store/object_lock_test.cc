@@ -66,9 +66,16 @@ protected:
 		store_ = std::move(*opened);
 	}
 
-	void save(const std::string &id, uint64_t seed)
+	// Under the default key domain, or (given one) a KMS key's, as an
+	// encrypted volume's snapshot is.
+	void save(const std::string &id, uint64_t seed, const KeyDomain *kmsDomain = nullptr)
 	{
-		auto codec = store_->newCodec();
+		std::unique_ptr<ChunkCodec> codec = store_->newCodec();
+		if (kmsDomain) {
+			auto own = store_->newCodec(kmsDomain->id);
+			ASSERT_TRUE(own) << describe(own);
+			codec = std::move(*own);
+		}
 		SnapshotIndex index(kLockSlots * kLockChunk, kLockChunk);
 		auto writer = store_->newWriter();
 		for (uint64_t s = 0; s < kLockSlots; s++) {
@@ -79,6 +86,10 @@ protected:
 			chunks_[id].push_back(*c);
 		}
 		Manifest m = manifestFor(id, isoTimeNow());
+		if (kmsDomain) {
+			m.encrypted = true;
+			m.kmsKeyId = kmsDomain->idHex();
+		}
 		ASSERT_TRUE(index.save(*writer, *codec, m));
 		ASSERT_TRUE(writer->commit());
 		ASSERT_TRUE(store_->putManifest(m));
@@ -190,6 +201,29 @@ TEST_F(ObjectLockTest, ALockedSnapshotsObjectsCannotBeDestroyedWithTheStoresCred
 	// credentials, are destroyed: the refusals above were the lock's.
 	for (const std::string &name : objectsOf(unlocked_))
 		EXPECT_EQ(destroy(name, currentVersion(name)), 204) << name;
+}
+
+// A snapshot sealed under a KMS key other than the store's default: its
+// index pages are read under that key's domain, and the key's file is
+// retained with its packs (without it the snapshot cannot be read).
+TEST_F(ObjectLockTest, ASnapshotUnderAnotherKeyIsLockedWithItsKeyFile)
+{
+	auto domain = store_->createDomain();
+	ASSERT_TRUE(domain) << describe(domain);
+	const std::string keyed = "snap-0b1ec7100c0000003";
+	ASSERT_NO_FATAL_FAILURE(save(keyed, 3, *domain));
+	int64_t now = 0;
+	auto made = engine::lockSnapshot(*store_, {keyed, "governance", 1, std::nullopt, std::nullopt}, now);
+	ASSERT_TRUE(made) << describe(made);
+	EXPECT_TRUE(made->enforcedByStore);
+
+	std::vector<std::string> names = objectsOf(keyed);
+	names.push_back(keyDomainName((*domain)->idHex()));
+	names.push_back(keyDomainName(store_->domain().idHex()));
+	for (const std::string &name : names) {
+		EXPECT_EQ(destroy(name, currentVersion(name)), 403) << name << " was destroyed";
+		EXPECT_TRUE(retention(name)) << name << " has no retention";
+	}
 }
 
 // gc on a versioned bucket: its deletes are delete markers, which it makes
