@@ -103,8 +103,10 @@ Result<UniqueFd> openAsCaller(const std::string &option, const std::string &path
 // whole as the LUKS passphrase. Nothing when the option is absent.
 Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const Call &call);
 // The volume a snapshot was restored into gets its product codes, in the
-// store and the catalog (engine::giveVolumeProductCodes).
-Result<void> restoredVolumeProductCodes(Context &ctx, const store::Manifest &m);
+// store and the catalog (engine::giveVolumeProductCodes), when the caller
+// owns the snapshot. Best effort: it comes after the data is in place,
+// which a failure here must not report as failed; it warns on stderr.
+void restoredVolumeProductCodes(Context &ctx, const Call &call, const store::Manifest &m);
 // Block writes whose timeout passed go to error, their rows too: what
 // describe-snapshots and gc do first.
 void expireBlockWrites(Context &ctx);

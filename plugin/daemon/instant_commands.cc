@@ -177,7 +177,7 @@ Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
 		undoInstant(ctx, v, s.target);
 		return std::unexpected(saved.error());
 	}
-	VS_TRY(restoredVolumeProductCodes(ctx, v.manifest));
+	restoredVolumeProductCodes(ctx, call, v.manifest);
 	if (copier.driver)
 		s = InstantJob::watch(ctx, {s}, copier.driver).front();
 	return instantReply(s);
@@ -243,7 +243,7 @@ Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call)
 		s.disk = plan.disks[i].diskId;
 		s.speed = speed;
 		VS_TRY(saveInstantState(ctx, s));
-		VS_TRY(restoredVolumeProductCodes(ctx, v.manifest));
+		restoredVolumeProductCodes(ctx, call, v.manifest);
 		states.push_back(std::move(s));
 	}
 	// From here the domain's disks are the instant images: a failure to

@@ -60,7 +60,7 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 	VS_TRY(restored);
 	for (const engine::InstanceRestorePlan::Disk &d : plan.disks) {
 		VS_ASSIGN(store::Manifest m, ctx.store->getManifest(d.snapshotId));
-		VS_TRY(restoredVolumeProductCodes(ctx, m));
+		restoredVolumeProductCodes(ctx, call, m);
 	}
 
 	Json list = Json::array();

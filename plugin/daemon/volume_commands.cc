@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <iostream>
 
 #include "access.h"
 #include "catalog/catalog.h"
@@ -148,12 +149,17 @@ Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const
 	return std::optional<engine::LuksSettings>(engine::LuksSettings{std::move(secret), ctx.options.luksIterTime});
 }
 
-Result<void> restoredVolumeProductCodes(Context &ctx, const store::Manifest &m)
+void restoredVolumeProductCodes(Context &ctx, const Call &call, const store::Manifest &m)
 {
-	VS_ASSIGN(auto changed, engine::giveVolumeProductCodes(*ctx.store, m));
-	if (changed)
-		VS_TRY(syncVolume(ctx, *changed));
-	return {};
+	// Only the owner's restore speaks for the volume: a recipient of a
+	// shared snapshot does not write into another account's records.
+	if ((m.accountId.empty() ? ctx.defaultAccount : m.accountId) != call.accountId)
+		return;
+	auto changed = engine::giveVolumeProductCodes(*ctx.store, m);
+	auto synced = changed && *changed ? syncVolume(ctx, **changed) : Result<void>{};
+	if (!changed || !synced)
+		std::cerr << "virtsnap: warning: the product codes of " << m.snapshotId << " were not recorded on volume "
+			  << m.volumeId << ": " << (changed ? synced.error() : changed.error()).toString() << "\n";
 }
 
 Result<Reply> createVolume(Context &ctx, const Call &call)
@@ -180,7 +186,7 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}};
 	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
-	VS_TRY(restoredVolumeProductCodes(ctx, m));
+	restoredVolumeProductCodes(ctx, call, m);
 	Json j = Json::object();
 	j.set("SnapshotId", Json::string(m.snapshotId));
 	j.set("VolumeId", Json::string(m.volumeId));
