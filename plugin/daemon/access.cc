@@ -10,6 +10,7 @@
 #include "engine/accounts.h"
 #include "engine/kms_keys.h"
 #include "engine/snapshot_permissions.h"
+#include "store/store.h"
 
 namespace virtsnap::daemon {
 
@@ -160,12 +161,26 @@ Result<catalog::Scope> scopeOf(Context &ctx, const std::vector<std::string> &acc
 
 Result<void> requireSnapshotKey(Context &ctx, const Call &call, const catalog::SnapshotRow &row)
 {
-	if (!row.encrypted || row.kmsKeyId.empty())
+	if (!row.encrypted)
 		return {};
-	auto used = engine::requireKmsKeyUse(*ctx.store, row.kmsKeyId, call.accountId, ctx.defaultAccount);
+	// No key named (sealed before keys had names): the store's default key.
+	const std::string key = row.kmsKeyId.empty() ? ctx.store->domain().idHex() : row.kmsKeyId;
+	auto used = engine::requireKmsKeyUse(*ctx.store, key, call.accountId, ctx.defaultAccount);
 	if (!used && used.error().code == errc::kAccessDenied)
-		return fail(errc::kAccessDenied, "snapshot " + row.snapshotId + " is encrypted with key " + row.kmsKeyId +
+		return fail(errc::kAccessDenied, "snapshot " + row.snapshotId + " is encrypted with key " + key +
 							 ", which account " + call.accountId +
+							 " may not use (its owner may grant it: create-grant)");
+	return used;
+}
+
+Result<void> requireVolumeKey(Context &ctx, const std::string &accountId, const engine::VolumeRecord &v)
+{
+	if (!v.encrypted || v.kmsKeyId.empty())
+		return {};
+	auto used = engine::requireKmsKeyUse(*ctx.store, v.kmsKeyId, accountId, ctx.defaultAccount);
+	if (!used && used.error().code == errc::kAccessDenied)
+		return fail(errc::kAccessDenied, "volume " + v.volumeId + " is encrypted with key " + v.kmsKeyId +
+							 ", which account " + accountId +
 							 " may not use (its owner may grant it: create-grant)");
 	return used;
 }

@@ -10,6 +10,7 @@
 
 #include "catalog/catalog.h"
 #include "context.h"
+#include "engine/resources.h"
 
 namespace virtsnap::daemon {
 
@@ -34,6 +35,11 @@ Result<catalog::SnapshotRow> ownedSnapshot(Context &ctx, const Call &call, const
 // the account owns it or was granted it, else AccessDenied naming the key,
 // as KMS refuses kms:Decrypt.
 Result<void> requireSnapshotKey(Context &ctx, const Call &call, const catalog::SnapshotRow &row);
+// Snapshotting or re-keying an encrypted volume needs its current key
+// (volumes have no owner: the key decides who reads their snapshots), as
+// EBS refuses CreateSnapshot without KMS permission: AccessDenied naming
+// the key. A volume with no key yet needs none.
+Result<void> requireVolumeKey(Context &ctx, const std::string &accountId, const engine::VolumeRecord &v);
 // An encrypted snapshot restores only for its owner: an account it is
 // shared with copies it into a key of its own first, as on EBS
 // (AccessDenied naming the key without a grant, else naming the copy).

@@ -3,6 +3,7 @@
 // (snapshot_job.h).
 #include <cstdio>
 
+#include "access.h"
 #include "admission.h"
 #include "catalog/catalog.h"
 #include "crypto/resource_ids.h"
@@ -86,6 +87,12 @@ Result<Reply> startCreate(Context &ctx, CreateRequest req, const engine::Progres
 	a.claims = a.volumes;
 	if (driver->oneCaptureAtATime())
 		a.claims.push_back(a.instance.key);
+	// Before anything is captured or queued: the volumes' keys.
+	for (const std::string &volume : a.volumes) {
+		VS_ASSIGN(auto record, engine::loadVolume(*ctx.store, volume));
+		if (record)
+			VS_TRY(requireVolumeKey(ctx, req.set.accountId, *record));
+	}
 	a.request = std::move(req);
 	VS_TRY(ctx.admission->admit(a.volumes, pendingLimits(ctx)));
 	// One capture per disk (QEMU) or domain (libvirt): while one is alive,

@@ -250,10 +250,10 @@ Result<Reply> describeVolumes(Context &ctx, const Call &call)
 				engine::VolumeRecord{vol, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, "", {}});
 			v.size = disk.size;
 			v.instanceName = instance.name;
-			if (disk.encrypted && !v.encrypted) {
-				v.encrypted = true;
-				VS_ASSIGN(v.kmsKeyId, engine::accountDefaultKmsKey(*ctx.store, call.accountId));
-			}
+			// Encrypted, with no key yet: the first snapshot gives it its
+			// account's default key. A describe by any caller must not fix
+			// the key of a volume others snapshot.
+			v.encrypted |= disk.encrypted;
 			VS_TRY(engine::saveVolume(*ctx.store, v));
 			VS_TRY(ctx.catalog->putVolume(volumeRow(v, target.key())));
 			seen.push_back(vol);
@@ -286,6 +286,10 @@ Result<void> changeEncryption(Context &ctx, const Call &call, engine::VolumeReco
 	std::string key = args.get("kms-key-id");
 	if (args.has("kms-key-id"))
 		VS_TRY(engine::requireKmsKeyUse(*ctx.store, key, call.accountId, ctx.defaultAccount));
+	// Re-keying decides who reads the volume's next snapshots: only an
+	// account that may read them under the current key may do it.
+	if ((args.has("kms-key-id") || encrypted == "true") && !v.kmsKeyId.empty())
+		VS_TRY(requireVolumeKey(ctx, call.accountId, v));
 	if (args.has("kms-key-id") && encrypted != "true" && !v.encrypted)
 		return fail(errc::kInvalidParameterValue, "--kms-key-id needs --encrypted true");
 	if (encrypted == "false" && v.encrypted)

@@ -344,7 +344,9 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 		known.value_or(VolumeRecord{man.volumeId, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, "", {}});
 	// A LUKS image makes its volume encrypted for good, as a mark does:
 	// EBS never turns an encrypted volume back.
-	bool nowEncrypted = disk.encrypted && !record.encrypted;
+	// A volume describe-volumes found encrypted has no key yet: the first
+	// snapshot gives it one.
+	bool nowEncrypted = (disk.encrypted || record.encrypted) && record.kmsKeyId.empty();
 	if (!known || record.size != disk.size || record.instanceName != instance.name || nowEncrypted) {
 		record.size = disk.size;
 		record.instanceName = instance.name;

@@ -298,12 +298,50 @@ TEST_F(LuksTest, ASharedEncryptedSnapshotIsCopiedNotRestoredByItsRecipient)
 {
 	if (getuid() != 0)
 		GTEST_SKIP() << "create-account is root's";
-	writeMarker(kMiB);
-	const std::string snap = snapshot().getString("SnapshotId").value_or("");
-	ASSERT_FALSE(snap.empty());
 	const std::string other = "222222222222";
 	CliResult made = run({"create-account", "--account-id", other, "--account-key-file", tmp_.file("other.key")});
 	ASSERT_EQ(made.status, 0) << made.err;
+	// Another account's describe shows the LUKS volume encrypted, with no
+	// key yet, and fixes none: the first snapshot's account's key it gets.
+	CliResult described = run({"describe-volumes", "--qmp-socket", vm_->qmpSocket(), "--account", other});
+	ASSERT_EQ(described.status, 0) << described.err;
+	EXPECT_EQ(described.json().get("Volumes").at(0).getBool("Encrypted"), true) << described.out;
+	EXPECT_FALSE(described.json().get("Volumes").at(0).getString("KmsKeyId")) << described.out;
+	writeMarker(kMiB);
+	Json first = snapshot();
+	const std::string snap = first.getString("SnapshotId").value_or("");
+	ASSERT_FALSE(snap.empty());
+	const std::string volume = first.getString("VolumeId").value_or("");
+	const std::string volumeKey = first.getString("KmsKeyId").value_or("");
+	ASSERT_EQ(volumeKey.size(), 16u) << first.dump();
+	CliResult otherKeys = run({"describe-keys", "--account", other});
+	ASSERT_EQ(otherKeys.status, 0) << otherKeys.err;
+	EXPECT_EQ(otherKeys.out.find(volumeKey), std::string::npos) << "the describe gave the volume its key";
+
+	// Without the volume's key, the other account neither re-keys the
+	// volume (not even to a key of its own) nor snapshots it: one line
+	// naming the key, nothing changed.
+	CliResult ownKey = run({"create-key", "--account", other});
+	ASSERT_EQ(ownKey.status, 0) << ownKey.err;
+	const std::string otherKey = ownKey.json().get("KeyMetadata").getString("KeyId").value_or("");
+	for (const std::vector<std::string> &args : std::vector<std::vector<std::string>>{
+		     {"modify-volume", "--volume-id", volume, "--encrypted", "true"},
+		     {"modify-volume", "--volume-id", volume, "--encrypted", "true", "--kms-key-id", otherKey},
+		     {"create-snapshot", "--qmp-socket", vm_->qmpSocket(), "--disk", "vda", "--wait"}}) {
+		std::vector<std::string> asOther = args;
+		asOther.insert(asOther.end(), {"--account", other});
+		CliResult refused = run(asOther);
+		EXPECT_NE(refused.status, 0) << args[0] << ": " << refused.out;
+		EXPECT_NE(refused.err.find("AccessDenied"), std::string::npos) << args[0] << ": " << refused.err;
+		EXPECT_NE(refused.err.find(volumeKey), std::string::npos) << args[0] << ": " << refused.err;
+		EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+	}
+	CliResult after = run({"describe-volumes", "--volume-id", volume});
+	ASSERT_EQ(after.status, 0) << after.err;
+	EXPECT_EQ(after.json().get("Volumes").at(0).getString("KmsKeyId"), volumeKey) << after.out;
+	CliResult snaps = run({"describe-snapshots"});
+	ASSERT_EQ(snaps.status, 0) << snaps.err;
+	EXPECT_EQ(snaps.json().get("Snapshots").size(), 1u) << snaps.out;
 	CliResult shared = run({"modify-snapshot-attribute", "--snapshot-id", snap, "--attribute",
 				"createVolumePermission", "--operation-type", "add", "--user-ids", other});
 	ASSERT_EQ(shared.status, 0) << shared.err;
