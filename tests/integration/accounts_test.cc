@@ -182,6 +182,8 @@ protected:
 	std::string socket_ = tmp_.file("virtsnapd.sock");
 	std::string config_ = tmp_.file("virtsnap.conf");
 	Virtsnapd daemon_{daemonOptions(socket_, {"--config", config_})};
+	// Before the users: released once they are gone.
+	HostUsersLock usersLock_;
 	bool madeGroup_ = false;
 	std::string defaultAccount_;
 	TestUser alice_, bob_, carol_;

@@ -720,6 +720,7 @@ TEST_F(DaemonTest, AGroupMemberHasFilesWrittenOnlyWhereItMayWrite)
 	REQUIRE_TOOL("setpriv");
 	if (getuid() != 0)
 		GTEST_SKIP() << "needs root to create a user";
+	HostUsersLock usersLock;
 	std::string out;
 	bool madeGroup = !getgrnam("virtsnap");
 	if (madeGroup) {
@@ -865,6 +866,7 @@ TEST_F(DaemonTest, TheSocketRefusesUsersOutsideTheGroup)
 	if (getuid() != 0)
 		GTEST_SKIP() << "needs root to create a user";
 	ASSERT_TRUE(daemon_.start());
+	HostUsersLock usersLock;
 	std::string user = "vstest" + std::to_string(getpid() % 100000);
 	std::string out;
 	ASSERT_EQ(runCommand({"useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user}, &out),

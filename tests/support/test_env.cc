@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -127,6 +128,18 @@ std::vector<std::string> lines(const std::string &text)
 std::chrono::milliseconds since(std::chrono::steady_clock::time_point start)
 {
 	return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
+HostUsersLock::HostUsersLock() : fd_(::open("/tmp/virtsnap-test-users.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600))
+{
+	while (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+	}
+}
+
+HostUsersLock::~HostUsersLock()
+{
+	if (fd_ >= 0)
+		::close(fd_);
 }
 
 StoppedProcess::StoppedProcess(pid_t pid) : pid_(pid > 0 && ::kill(pid, SIGSTOP) == 0 ? pid : -1) {}

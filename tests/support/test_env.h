@@ -72,6 +72,22 @@ std::vector<std::string> lines(const std::string &text);
 // The time since `start`, for checks of how long something took.
 std::chrono::milliseconds since(std::chrono::steady_clock::time_point start);
 
+// Held while a test adds or removes system users and the group virtsnap:
+// the integration tests run in several processes at once, and one must
+// not delete the group another's users are in (nor race it for
+// /etc/passwd's lock).
+class HostUsersLock
+{
+public:
+	HostUsersLock();
+	~HostUsersLock();
+	HostUsersLock(const HostUsersLock &) = delete;
+	HostUsersLock &operator=(const HostUsersLock &) = delete;
+
+private:
+	int fd_;
+};
+
 // A process stopped with SIGSTOP, as a hung host process is (not a paused
 // guest: nothing answers at all), until resume() or the end of the scope.
 class StoppedProcess
