@@ -23,12 +23,14 @@
 #include "engine/snapshot_copy.h"
 #include "store/gc.h"
 #include "store/verify.h"
+#include "tests/engine/block_write_util.h"
 #include "tests/store/store_test_util.h"
 
 namespace virtsnap::engine {
 namespace {
 
 using store::test::describe;
+using test::writeReference;
 using store::test::randomData;
 
 const TimePoint kKeysNow = TimePoint(std::chrono::seconds(1'800'000'000));
@@ -58,26 +60,9 @@ protected:
 		req.volumeSizeGiB = 1;
 		req.encrypted = !key.empty();
 		req.kmsKeyId = key;
-		auto w = writes_.start(*store_, req, kKeysNow);
-		EXPECT_TRUE(w) << describe(w);
-		if (!w)
-			return "";
-		std::vector<BlockPut> puts;
-		std::vector<std::string> sums;
-		for (const auto &[b, data] : blocks)
-			sums.push_back(crypto::base64(crypto::sha256(data)));
-		size_t i = 0;
-		for (const auto &[b, data] : blocks)
-			puts.push_back({b, data, sums[i++]});
-		auto put = writes_.putBlocks(*store_, w->snapshotId, puts, kKeysNow);
-		EXPECT_TRUE(put) << describe(put);
-		auto done = writes_.complete(*store_, w->snapshotId, blocks.size(), "", kKeysNow);
-		EXPECT_TRUE(done && done->state == SnapshotState::Completed) << describe(done);
-		UniqueFd fd(::open(reference.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
-		EXPECT_EQ(::ftruncate(fd.get(), off_t(kKeysGiB)), 0);
-		for (const auto &[b, data] : blocks)
-			EXPECT_EQ(::pwrite(fd.get(), data.data(), data.size(), off_t(b * kBlockSize)), ssize_t(data.size()));
-		return w->snapshotId;
+		std::string id = test::writeBlocks(writes_, *store_, req, blocks, kKeysNow);
+		writeReference(reference, kKeysGiB, blocks);
+		return id;
 	}
 
 	// The chunk ids of a snapshot, index pages included, read under the

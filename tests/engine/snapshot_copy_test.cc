@@ -20,12 +20,14 @@
 #include "engine/restore.h"
 #include "engine/snapshot_copy.h"
 #include "store/gc.h"
+#include "tests/engine/block_write_util.h"
 #include "tests/store/store_test_util.h"
 
 namespace virtsnap::engine {
 namespace {
 
 using store::test::describe;
+using test::writeReference;
 using store::test::randomData;
 
 const TimePoint kNow = TimePoint(std::chrono::seconds(1'800'000'000));
@@ -72,29 +74,11 @@ protected:
 		StartRequest req;
 		req.volumeSizeGiB = 1;
 		req.parentSnapshotId = parent;
-		auto w = writes_.start(*source_, req, kNow);
-		EXPECT_TRUE(w) << describe(w);
-		if (!w)
-			return "";
-		std::vector<BlockPut> puts;
-		std::vector<std::string> sums;
-		for (const auto &[b, data] : blocks)
-			sums.push_back(crypto::base64(crypto::sha256(data)));
-		size_t i = 0;
-		for (const auto &[b, data] : blocks)
-			puts.push_back({b, data, sums[i++]});
-		auto put = writes_.putBlocks(*source_, w->snapshotId, puts, kNow);
-		EXPECT_TRUE(put) << describe(put);
-		auto done = writes_.complete(*source_, w->snapshotId, blocks.size(), "", kNow);
-		EXPECT_TRUE(done && done->state == SnapshotState::Completed) << describe(done);
-
+		std::string id = test::writeBlocks(writes_, *source_, req, blocks, kNow);
 		for (const auto &[b, data] : blocks)
 			parentBlocks[b] = data;
-		UniqueFd fd(::open(reference.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
-		EXPECT_EQ(::ftruncate(fd.get(), off_t(kGiB)), 0);
-		for (const auto &[b, data] : parentBlocks)
-			EXPECT_EQ(::pwrite(fd.get(), data.data(), data.size(), off_t(b * kBlockSize)), ssize_t(data.size()));
-		return w->snapshotId;
+		writeReference(reference, kGiB, parentBlocks);
+		return id;
 	}
 
 	Result<store::Manifest> copy(store::Store &from, store::Store &to, const std::string &id,

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "cli_fixture.h"
+#include "scratch_checks.h"
 #include "hypervisor/libvirt_driver.h"
 #include "test_guest.h"
 #include "tests/support/nbdkit_plugin.h"
@@ -1252,17 +1253,8 @@ TEST_F(LibvirtScratchTest, TheScratchOfAnEncryptedDiskHoldsNoPlaintext)
 		dirs.erase(d);
 	ASSERT_EQ(dirs.size(), 1u);
 	const std::string scratchFile = *dirs.begin() + "/vde.scratch";
-	EXPECT_EQ(readFile(scratchFile).find(kLibvirtLuksMarker), std::string::npos) << scratchFile << " holds plaintext";
-	ASSERT_EQ(runCommand({"qemu-img", "info", "-U", "--output=json", scratchFile}, &out), 0) << out;
-	EXPECT_EQ(Json::parse(out).value_or(Json()).getBool("encrypted"), true) << out;
-	const hypervisor::DiskExport &e = (*cap)->exports().at(0);
-	std::string exported = tmp_.file("exported.raw");
-	ASSERT_EQ(runCommand({"qemu-img", "convert", "-f", "raw", "-O", "raw",
-			      "nbd+unix:///" + e.exportName + "?socket=" + e.nbdSocket, exported},
-			     &out),
-		  0)
-		<< out;
-	EXPECT_NE(readFile(exported).find(kLibvirtLuksMarker), std::string::npos) << "the scratch had the old data";
+	ASSERT_NO_FATAL_FAILURE(expectEncryptedScratch(scratchFile, (*cap)->exports().at(0), kLibvirtLuksMarker,
+						       tmp_.file("exported.raw")));
 
 	cap->reset();
 	EXPECT_EQ(secrets(), secretsBefore);

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "cli_fixture.h"
+#include "scratch_checks.h"
 #include "hypervisor/target.h"
 #include "tests/support/qemu_instance.h"
 #include "tests/support/test_env.h"
@@ -269,18 +270,9 @@ TEST_F(LuksTest, ACaptureScratchOfAnEncryptedDiskHoldsNoPlaintext)
 		scratchFiles.push_back(e.path());
 	ASSERT_EQ(scratchFiles.size(), 1u);
 	const fs::path scratchFile = scratchFiles.front();
-	EXPECT_EQ(fileText(scratchFile).find(kLuksMarker), std::string::npos) << scratchFile << " holds plaintext";
-	ASSERT_EQ(runCommand({"qemu-img", "info", "-U", "--output=json", scratchFile}, &out), 0) << out;
-	EXPECT_EQ(Json::parse(out).value_or(Json()).getBool("encrypted"), true) << out;
 	// The point in time still holds the marker: it came from the scratch.
-	const hypervisor::DiskExport &e = (*cap)->exports().at(0);
-	std::string exported = tmp_.file("exported.raw");
-	ASSERT_EQ(runCommand({"qemu-img", "convert", "-f", "raw", "-O", "raw",
-			      "nbd+unix:///" + e.exportName + "?socket=" + e.nbdSocket, exported},
-			     &out),
-		  0)
-		<< out;
-	EXPECT_NE(fileText(exported).find(kLuksMarker), std::string::npos) << "the scratch had the old data";
+	ASSERT_NO_FATAL_FAILURE(
+		expectEncryptedScratch(scratchFile, (*cap)->exports().at(0), kLuksMarker, tmp_.file("exported.raw")));
 
 	// What recovery removes after a crash takes the key too; the capture's
 	// own teardown then finds nothing left.
