@@ -341,10 +341,27 @@ bool CephCluster::startMon(std::string *why)
 			return false;
 		}
 		if (listening(monPort_))
-			return true;
+			return monIsOurs(why);
 		std::this_thread::sleep_for(20ms);
 	}
 	*why = "ceph-mon did not listen on 127.0.0.1:" + std::to_string(monPort_) + " within 60 s:" + logTail("mon.a");
+	return false;
+}
+
+// Whether what listens on the mon's port is this cluster's mon: another
+// test binary's cluster, started at the same moment, may have found the
+// same port free and bound it first (then ours exits, a little later).
+// Not ours: ours is stopped, and the caller tries another port.
+bool CephCluster::monIsOurs(std::string *why)
+{
+	auto fsid = ceph("ceph", {"fsid"}, why);
+	if (fsid && fsid->find(fsid_) != std::string::npos)
+		return true;
+	*why = "port " + std::to_string(monPort_) + " is another cluster's mon (" + (fsid ? trimmed(*fsid) : *why) + ")";
+	for (Daemon &d : daemons_)
+		if (d.name == "mon.a")
+			stop(d);
+	forget("mon.a");
 	return false;
 }
 

@@ -91,6 +91,7 @@ private:
 	bool startWatchdog(std::string *why);
 	bool writeConf(std::string *why);
 	bool startMon(std::string *why);
+	bool monIsOurs(std::string *why);
 	bool startOsd(bool manager, std::string *why);
 	bool waitOsdUp(std::string *why);
 	bool startGateway(std::string *why);
