@@ -48,7 +48,8 @@ constexpr bool kSanitized = false;
 constexpr bool kSanitized = false;
 #endif
 
-constexpr int kRounds = 5;
+// Enough rounds that a leak outgrows what the malloc arenas may (below).
+constexpr int kRounds = 9;
 constexpr int kClients = 10;
 constexpr int kRequestsPerClient = 5;
 constexpr size_t kPendingLimit = 5; // per volume (README, "Limits")
@@ -229,7 +230,7 @@ protected:
 const std::set<std::string> kExpectedRefusals = {"ConcurrentSnapshotLimitExceeded", "IncorrectState",
 						 "InvalidSnapshot.NotFound"};
 
-TEST_F(DaemonLoadTest, FiftyConcurrentRequestsFiveTimesAreEachAnsweredOnceWithinTheLimits)
+TEST_F(DaemonLoadTest, FiftyConcurrentRequestsARoundAreEachAnsweredOnceWithinTheLimits)
 {
 	std::vector<Answer> all;
 	std::set<std::string> created;
@@ -244,6 +245,7 @@ TEST_F(DaemonLoadTest, FiftyConcurrentRequestsFiveTimesAreEachAnsweredOnceWithin
 		sampler.join();
 		mostPending = std::max(mostPending, sampled);
 		ASSERT_EQ(answers.size(), size_t(kClients * kRequestsPerClient));
+		std::vector<std::string> thisRound;
 		for (const Answer &a : answers) {
 			ASSERT_TRUE(a.reply.has("ok")) << a.command << ": no answer within the bound";
 			if (!a.reply.getBool("ok").value_or(false)) {
@@ -253,11 +255,12 @@ TEST_F(DaemonLoadTest, FiftyConcurrentRequestsFiveTimesAreEachAnsweredOnceWithin
 			} else if (a.command == "create-snapshot") {
 				std::string id = a.reply.get("result").getString("SnapshotId").value_or("");
 				EXPECT_TRUE(created.insert(id).second) << id << " answered to two creates";
+				thisRound.push_back(id);
 			}
 			all.push_back(a);
 		}
 		// Settle: every pending snapshot ends before the next round.
-		for (const std::string &id : created)
+		for (const std::string &id : thisRound)
 			cli({"wait-snapshot-completed", "--snapshot-id", id, "--timeout", "120"});
 		rssAfter[r] = procStatusField(daemon_.pid(), "VmRSS");
 	}
@@ -281,11 +284,13 @@ TEST_F(DaemonLoadTest, FiftyConcurrentRequestsFiveTimesAreEachAnsweredOnceWithin
 		    "%ld ms, most pending on a volume %zu, RSS after each round %s kB, peak %ld kB\n",
 		    all.size(), created.size(), refused, p99, latencies.back(), mostPending, rss.c_str(), peak);
 	// Flat: bounded, not growing with the rounds. Each of virtsnapd's
-	// four malloc arenas may grow once (some 10 MiB) when a round first
-	// lands on it; a leak, or arenas without that cap, grew RSS some
-	// 10 MiB a round, 40 over these four.
+	// four malloc arenas (main.cc caps them) may grow once, some 10 MiB,
+	// when a round first lands on it, and with other tests beside this
+	// one three did after the first round (+33 MiB over four rounds). A
+	// leak, or arenas without that cap, grew RSS some 10 MiB a round: 80
+	// over these eight.
 	if (!kSanitized) {
-		EXPECT_LT(rssAfter[kRounds - 1] - rssAfter[0], 24 * 1024) << "kB";
+		EXPECT_LT(rssAfter[kRounds - 1] - rssAfter[0], 48 * 1024) << "kB";
 	}
 
 	// The catalog and the store agree: a catalog rebuilt from the store's
