@@ -1,12 +1,12 @@
 #include "kms_keys.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "accounts.h"
 #include "core/bytes.h"
 #include "crypto/crypto.h"
 #include "json/json.h"
+#include "store/held_manifests.h"
 #include "store/store.h"
 
 namespace virtsnap::engine {
@@ -16,12 +16,6 @@ namespace {
 constexpr const char *kKmsKeyKind = "kms-keys";
 constexpr const char *kKmsGrantKind = "kms-grants";
 constexpr const char *kKmsDefaultKind = "kms-default-keys";
-
-Result<int64_t> kmsStoreNow(store::Store &store)
-{
-	VS_ASSIGN(auto now, store.backend().now());
-	return int64_t(std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
-}
 
 std::string kmsKeyJson(const KmsKey &k)
 {
@@ -125,7 +119,7 @@ Result<KmsKey> createKmsKey(store::Store &store, const std::string &accountId, c
 	k.keyId = domain->idHex();
 	k.accountId = accountId;
 	k.description = description;
-	VS_ASSIGN(k.creationDate, kmsStoreNow(store));
+	VS_ASSIGN(k.creationDate, store::storeTime(store));
 	VS_TRY(store.createRecord(kKmsKeyKind, k.keyId, kmsKeyJson(k)));
 	return k;
 }
@@ -222,7 +216,7 @@ Result<KmsGrant> createKmsGrant(store::Store &store, const std::string &keyId, c
 	g.grantId = toHex(raw);
 	g.keyId = keyId;
 	g.granteeAccount = granteeAccount;
-	VS_ASSIGN(g.creationDate, kmsStoreNow(store));
+	VS_ASSIGN(g.creationDate, store::storeTime(store));
 	Json j = Json::object();
 	j.set("GrantId", Json::string(g.grantId));
 	j.set("KeyId", Json::string(keyId));
