@@ -3,10 +3,13 @@
 // minutes) and without dropping the page cache (which would disturb every
 // other test on the machine), with a second store given by --store as a
 // file:// URL, the way a RADOS or S3 store is given (those need a Ceph
-// cluster: by hand, --ceph). Checked: the JSON has the four virtsnap rows
-// of each store with positive numbers, the restores are identical to the
-// disk (qemu-img compare, inside run-bench), and the limit was measured. No
-// time is asserted: speed is the benchmark's business, not the test suite's.
+// cluster: by hand, --ceph), and with the 3-disk set (--sets) and one and
+// two parallel jobs through a virtsnapd (--parallel-jobs 1,2). Checked: the
+// JSON has the four virtsnap rows of each store with positive numbers, the
+// restores are identical to the disk (qemu-img compare, inside run-bench),
+// the set and job rows stored every disk's own data, and the limit was
+// measured. No time is asserted: speed is the benchmark's business, not the
+// test suite's.
 #include <json-c/json.h>
 
 #include "json/json.h"
@@ -32,8 +35,8 @@ TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
 	std::string output;
 	int status = runCommand({envOr("RUN_BENCH"), "--size", "64M", "--peers", "none", "--warm", "--limit-seconds",
 				 "1", "--workdir", tmp.path(), "--out", out, "--store", "file://" + tmp.file("stores"),
-				 "--virtsnap", envOr("VIRTSNAP_BIN"),
-				 "--bench-data", envOr("BENCH_DATA_BIN")},
+				 "--sets", "--parallel-jobs", "1,2", "--virtsnap", envOr("VIRTSNAP_BIN"),
+				 "--virtsnapd", envOr("VIRTSNAPD_BIN"), "--bench-data", envOr("BENCH_DATA_BIN")},
 				&output);
 	ASSERT_EQ(status, 0) << output;
 	EXPECT_NE(output.find("virtsnap         full"), std::string::npos) << output;
@@ -45,7 +48,7 @@ TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
 
 	const char *ops[] = {"full", "incremental 1%", "incremental 10%", "restore"};
 	virtsnap::Json rows = doc->get("rows");
-	ASSERT_EQ(rows.size(), 8u) << text;
+	ASSERT_EQ(rows.size(), 12u) << text;
 	for (size_t j = 0; j < 8; j++) {
 		size_t i = j % 4;
 		virtsnap::Json r = rows.at(j);
@@ -71,6 +74,32 @@ TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
 	// An incremental stores what changed, not the disk again.
 	EXPECT_LT(number(rows.at(1), "store_bytes_added"), number(rows.at(0), "store_bytes_added") / 4);
 	EXPECT_EQ(rows.at(4).getString("store").value_or(""), "file://" + tmp.file("stores"));
+
+	// Three disks of different data store three times one disk's full, in
+	// a set and one by one alike; so do two instances against one.
+	double oneDisk = number(rows.at(0), "store_bytes_added");
+	struct {
+		const char *tool, *op;
+		double disks;
+	} const more[] = {{"virtsnap set", "full x3 set", 3},
+			  {"virtsnap set", "full x3 singles", 3},
+			  {"virtsnapd", "full x1 parallel", 1},
+			  {"virtsnapd", "full x2 parallel", 2}};
+	for (size_t j = 0; j < 4; j++) {
+		virtsnap::Json r = rows.at(8 + j);
+		SCOPED_TRACE(std::string(more[j].tool) + " " + more[j].op);
+		EXPECT_EQ(r.getString("tool").value_or(""), more[j].tool);
+		EXPECT_EQ(r.getString("op").value_or(""), more[j].op);
+		EXPECT_GT(number(r, "wall_s"), 0);
+		EXPECT_GT(number(r, "cpu_s"), 0);
+		EXPECT_GT(number(r, "peak_rss_mib"), 0);
+		EXPECT_GT(number(r, "cores_busy"), 0);
+		EXPECT_GT(number(r, "store_bytes_added"), (more[j].disks - 0.5) * oneDisk);
+		EXPECT_LT(number(r, "store_bytes_added"), (more[j].disks + 0.5) * oneDisk);
+	}
+	EXPECT_GT(number(rows.at(8), "ratio_set_to_singles"), 0);
+	EXPECT_GT(number(rows.at(11), "throughput_mbps"), 0);
+	EXPECT_GT(number(rows.at(11), "scaling_vs_1_job"), 0);
 
 	virtsnap::Json limits = doc->get("limits");
 	for (const char *key : {"sha256_mbps", "aes_256_gcm_mbps", "zstd1_compress_mbps", "seq_read_mbps",
