@@ -7,11 +7,13 @@
 // And a qcow2 restore of a volume past 16 TiB, which ext4 cannot hold as a
 // raw file: written straight into the qcow2, sparse, bit-exact.
 #include <linux/capability.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -120,6 +122,68 @@ TEST_F(ClockedStoreTest, AQcow2RestorePast16TiBIsWrittenSparseWithoutARawImage)
 		allocated++;
 	EXPECT_EQ(allocated, slots.size()) << *map;
 	EXPECT_FALSE(fs::exists(root_ / "restored.qcow2.raw"));
+}
+
+// $PATH for one test: a directory of the test's own that has qemu-img and
+// what the test puts there as qemu-nbd, or nothing.
+class QemuNbdStandIn
+{
+public:
+	QemuNbdStandIn(const fs::path &dir, const std::string &script) : saved_(std::getenv("PATH"))
+	{
+		fs::create_directories(dir);
+		auto qemuImg = runProgram({"sh", "-c", "command -v qemu-img"});
+		if (qemuImg)
+			fs::create_symlink(lastLine(*qemuImg), dir / "qemu-img");
+		if (!script.empty()) {
+			std::ofstream(dir / "qemu-nbd") << "#!/bin/sh\n" << script << "\n";
+			fs::permissions(dir / "qemu-nbd", fs::perms::owner_all);
+		}
+		::setenv("PATH", dir.c_str(), 1);
+	}
+	~QemuNbdStandIn() { ::setenv("PATH", saved_.c_str(), 1); }
+
+private:
+	std::string saved_;
+};
+
+// A restore that fails says why in one line and leaves no target behind.
+void expectOneLineAndNoTarget(const Result<store::Manifest> &r, const fs::path &target, const std::string &says)
+{
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kIo);
+	EXPECT_NE(r.error().message.find(says), std::string::npos) << r.error().toString();
+	EXPECT_EQ(r.error().message.find('\n'), std::string::npos) << r.error().toString();
+	EXPECT_FALSE(fs::exists(target));
+}
+
+TEST_F(ClockedStoreTest, AQcow2RestoreWithoutAWorkingQemuNbdFailsInOneLine)
+{
+	fs::path qcow = root_ / "restored.qcow2";
+	{
+		QemuNbdStandIn none(root_ / "bin-none", "");
+		expectOneLineAndNoTarget(createVolume(*store_, {id_, qcow, "qcow2", {}, ""}), qcow,
+					 "cannot start qemu-nbd for the new qcow2 image");
+	}
+	{
+		QemuNbdStandIn refusing(root_ / "bin-refusing", "echo 'qemu-nbd: Failed to blk_new_open' >&2; exit 1");
+		expectOneLineAndNoTarget(createVolume(*store_, {id_, qcow, "qcow2", {}, ""}), qcow,
+					 "qemu-nbd could not serve the new qcow2 image: qemu-nbd: Failed to blk_new_open");
+	}
+}
+
+TEST_F(ClockedStoreTest, AQcow2RestoreOntoAFullFileSystemFailsInOneLine)
+{
+	if (::geteuid() != 0)
+		GTEST_SKIP() << "needs root to mount a small tmpfs";
+	// Room for the qcow2's header and tables, not for the snapshot's data.
+	fs::path full = root_ / "full";
+	fs::create_directories(full);
+	ASSERT_EQ(::mount("tmpfs", full.c_str(), "tmpfs", 0, "size=256k"), 0) << std::strerror(errno);
+	fs::path qcow = full / "restored.qcow2";
+	auto r = createVolume(*store_, {id_, qcow, "qcow2", {}, ""});
+	expectOneLineAndNoTarget(r, qcow, "No space left on device");
+	EXPECT_EQ(::umount(full.c_str()), 0) << std::strerror(errno);
 }
 
 } // namespace
