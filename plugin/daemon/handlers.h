@@ -7,7 +7,7 @@
 #include "core/unique_fd.h"
 #include "context.h"
 #include "engine/restore_instance.h"
-#include "engine/luks_image.h"
+#include "engine/luks_settings.h"
 #include "store/chunk_id.h"
 
 namespace virtsnap::daemon {

@@ -79,7 +79,7 @@ Result<InstantVolume> createInstantVolume(store::Store &store, const InstantRequ
 	VS_TRY(checkSnapshotId(req.snapshotId));
 	VS_TRY(checkInstantTarget(req));
 	// Its image would take the guest's data in plaintext: an encrypted
-	// snapshot is restored only into a LUKS image (luks_image.h). One
+	// snapshot is restored only into a LUKS image (qcow2_image_writer.h). One
 	// without a manifest yet is refused below, as serving it is.
 	if (auto early = store.getManifest(req.snapshotId); early && early->encrypted)
 		return fail(errc::kInvalidParameterValue, "snapshot " + req.snapshotId +

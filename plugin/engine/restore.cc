@@ -4,7 +4,7 @@
 
 #include "core/acting_as.h"
 #include "core/ids.h"
-#include "core/process.h"
+#include "qcow2_image_writer.h"
 #include "store/snapshot_index.h"
 #include "volume_writer.h"
 
@@ -36,14 +36,15 @@ Result<void> checkEncryption(const store::Manifest &m, const RestoreRequest &req
 	return {};
 }
 
-// Plaintext goes only to qemu-nbd, which writes it encrypted: no
-// plaintext file, not even a temporary one.
-Result<void> writeLuks(store::Store &store, const store::Manifest &m, int fd, const LuksSettings &luks,
-		       const ProgressFn &progress)
+// Through qemu-nbd into a qcow2 it serves (qcow2_image_writer.h): no raw
+// image of the volume's size on the way (ext4 holds none past 16 TiB), and
+// with LUKS no plaintext on disk, not even in a temporary file.
+Result<void> writeQcow2(store::Store &store, const store::Manifest &m, int fd, const LuksSettings *luks,
+			const ProgressFn &progress)
 {
 	VS_ASSIGN(auto codec, store.codecOf(m));
 	VS_ASSIGN(auto index, store::SnapshotIndex::load(store, *codec, m));
-	VS_ASSIGN(auto image, LuksImageWriter::create(fd, m.volumeSize, luks));
+	VS_ASSIGN(auto image, Qcow2ImageWriter::create(fd, m.volumeSize, luks));
 	VS_TRY(writeVolume(
 		store, index,
 		[&](std::span<const uint8_t> data, uint64_t offset) { return image->write(data, offset); }, progress));
@@ -77,26 +78,10 @@ Result<WrittenVolume> writeVolumeFile(store::Store &store, const RestoreRequest 
 	VS_ASSIGN(store::Manifest m, store.getManifest(snapshotId));
 	VS_TRY(checkEncryption(m, request));
 	VS_ASSIGN(TempFile out, createAs(request.writeAs, request.target, request.luks ? 0600 : 0644));
-	if (request.luks) {
-		VS_TRY(writeLuks(store, m, out.fd(), *request.luks, request.progress));
-		return WrittenVolume{std::move(out), std::move(m)};
-	}
-	if (request.format == "raw") {
+	if (request.format == "raw")
 		VS_TRY(writeRaw(store, m, out.fd(), request.progress));
-		return WrittenVolume{std::move(out), std::move(m)};
-	}
-
-	// qcow2: the raw image is written first, then converted into an image
-	// created beforehand, so the file we fsync is the one qemu-img wrote.
-	VS_ASSIGN(TempFile raw, createAs(request.writeAs, request.target.string() + ".raw", 0600));
-	VS_TRY(writeRaw(store, m, raw.fd(), request.progress));
-	// qemu-img opens the files we hold, not their names: the directory
-	// may be the caller's, who could swap a symlink in.
-	VS_TRY(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", heldOpenPath(out.fd()), std::to_string(m.volumeSize)},
-			  errc::kIo, {out.fd()}));
-	VS_TRY(runProgram({"qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", heldOpenPath(raw.fd()),
-			   heldOpenPath(out.fd())},
-			  errc::kIo, {raw.fd(), out.fd()}));
+	else
+		VS_TRY(writeQcow2(store, m, out.fd(), request.luks ? &*request.luks : nullptr, request.progress));
 	return WrittenVolume{std::move(out), std::move(m)};
 }
 

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "core/file_util.h"
-#include "luks_image.h"
+#include "luks_settings.h"
 #include "snapshot_engine.h"
 
 namespace virtsnap::engine {

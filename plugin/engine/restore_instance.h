@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "luks_image.h"
+#include "luks_settings.h"
 #include "snapshot_engine.h"
 
 namespace virtsnap::engine {

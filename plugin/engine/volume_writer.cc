@@ -29,6 +29,16 @@ constexpr uint64_t kMaxGap = 128ull << 10;
 // writeback finished are dropped at the same time (see batch()).
 constexpr uint64_t kWritebackEvery = 64ull << 20;
 
+// The slot after `slot`, past the rest of its page when the page holds no
+// chunk: a 64 TiB disk has a billion slots at 64 KiB chunks, nearly all in
+// such pages when sparse.
+uint64_t nextSlotToScan(const store::SnapshotIndex &index, uint64_t slot)
+{
+	if (index.pageHeldAt(slot))
+		return slot + 1;
+	return (slot / store::SnapshotIndex::kPageEntries + 1) * store::SnapshotIndex::kPageEntries;
+}
+
 struct Piece {
 	uint64_t slot;
 	store::Store::BlobRef blob;
@@ -55,7 +65,7 @@ public:
 	Result<void> window(uint64_t first, uint64_t end)
 	{
 		std::vector<Piece> pieces;
-		for (uint64_t s = first; s < end; s++) {
+		for (uint64_t s = first; s < end; s = nextSlotToScan(index_, s)) {
 			const store::ChunkId &id = index_.at(s);
 			if (store::isZeroId(id))
 				continue;
@@ -72,6 +82,8 @@ public:
 		std::sort(pieces.begin(), pieces.end(), [](const Piece &a, const Piece &b) {
 			return std::tie(a.blob.pack, a.blob.offset, a.slot) < std::tie(b.blob.pack, b.blob.offset, b.slot);
 		});
+		if (pieces.empty())
+			return {};
 		std::vector<Batch> batches;
 		for (size_t i = 0; i < pieces.size(); i++) {
 			const auto &b = pieces[i].blob;
@@ -198,7 +210,7 @@ Result<void> writeSlots(store::Store &store, const store::SnapshotIndex &index, 
 		      const ProgressFn &progress)
 {
 	uint64_t total = 0;
-	for (uint64_t s = 0; s < index.slots(); s++)
+	for (uint64_t s = 0; s < index.slots(); s = nextSlotToScan(index, s))
 		if (!store::isZeroId(index.at(s)))
 			total += index.slotLength(s);
 	Writer writer(store, index, fd, sink, progress, total);

@@ -17,9 +17,10 @@ namespace virtsnap::engine {
 // comes, so the caller's final fsync has little left to do.
 Result<void> writeVolume(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress);
 
-// The same into `sink` instead of a file (an encrypted image's writer,
-// luks_image.h), called from several threads at once. Nothing is written
-// for zero chunks and holes: the sink's image must read them as zeros.
+// The same into `sink` instead of a file (a qcow2 image's writer,
+// qcow2_image_writer.h), called from several threads at once. Nothing is
+// written for zero chunks and holes: the sink's image must read them as
+// zeros.
 using VolumeSink = std::function<Result<void>(std::span<const uint8_t> data, uint64_t offset)>;
 Result<void> writeVolume(store::Store &store, const store::SnapshotIndex &index, const VolumeSink &sink,
 			 const ProgressFn &progress);

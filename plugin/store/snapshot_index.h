@@ -53,6 +53,9 @@ public:
 	// Pages that hold a non-zero id now: what the index costs in memory,
 	// 32 KiB each.
 	size_t pagesHeld() const;
+	// Whether the page of `slot` may hold a non-zero id: none past it in
+	// that page do when not, so a scan of a sparse disk can skip them.
+	bool pageHeldAt(uint64_t slot) const { return pageAt(slot / kPageEntries) != nullptr; }
 
 	// Stores every page (unchanged pages dedup to nothing) and fills the
 	// manifest's chunkSize, pageEntries and indexPages.

@@ -3,10 +3,17 @@
 // under the systemd unit its children lack CAP_SYS_PTRACE, so they may
 // not open /proc/OURPID/fd/N. The restore must still work, bit-exact: its
 // helper programs open the files they were handed as /proc/self/fd/N.
+//
+// And a qcow2 restore of a volume past 16 TiB, which ext4 cannot hold as a
+// raw file: written straight into the qcow2, sparse, bit-exact.
 #include <linux/capability.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -37,6 +44,146 @@ TEST_F(ClockedStoreTest, AQcow2RestoreNeedsNoLookIntoANonDumpableDaemon)
 	ASSERT_TRUE(converted) << describe(converted);
 	std::ifstream in(raw, std::ios::binary);
 	EXPECT_EQ(Bytes(std::istreambuf_iterator<char>(in), {}), disk(1));
+}
+
+// A file size limit far below the volume's, for one test: a raw file of the
+// volume's size then fails as it does on ext4 past 16 TiB (EFBIG), on any
+// file system the test runs on.
+class FileSizeLimit
+{
+public:
+	explicit FileSizeLimit(rlim_t bytes)
+	{
+		::getrlimit(RLIMIT_FSIZE, &saved_);
+		// EFBIG rather than a signal that ends the test.
+		oldHandler_ = std::signal(SIGXFSZ, SIG_IGN);
+		rlimit limit = saved_;
+		limit.rlim_cur = bytes;
+		ok_ = ::setrlimit(RLIMIT_FSIZE, &limit) == 0;
+	}
+	~FileSizeLimit()
+	{
+		::setrlimit(RLIMIT_FSIZE, &saved_);
+		std::signal(SIGXFSZ, oldHandler_);
+	}
+	bool ok() const { return ok_; }
+
+private:
+	rlimit saved_{};
+	void (*oldHandler_)(int) = SIG_DFL;
+	bool ok_ = false;
+};
+
+TEST_F(ClockedStoreTest, AQcow2RestorePast16TiBIsWrittenSparseWithoutARawImage)
+{
+	constexpr uint64_t kTiB = 1ull << 40;
+	constexpr uint64_t kVolume = 17 * kTiB;
+	// The first chunk, one at 10 TiB and the last: past 16 TiB too.
+	const std::vector<uint64_t> slots{0, 10 * kTiB / kChunk, kVolume / kChunk - 1};
+	const std::string id = "snap-0123456789abcdef1";
+	fs::path reference = root_ / "reference.qcow2";
+	ASSERT_TRUE(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", reference.string(), std::to_string(kVolume)}));
+	store::SnapshotIndex index(kVolume, kChunk);
+	auto writer = store_->newWriter();
+	for (uint64_t slot : slots) {
+		Bytes chunk = store::test::randomData(kChunk, slot);
+		auto c = writer->put(*codec_, chunk, store::ChunkType::Data);
+		ASSERT_TRUE(c) << describe(c);
+		index.set(slot, *c);
+		// The reference is QEMU's own writing, not ours.
+		fs::path part = root_ / "chunk.bin";
+		std::ofstream(part, std::ios::binary).write(reinterpret_cast<const char *>(chunk.data()), kChunk);
+		auto wrote = runProgram({"qemu-io", "-f", "qcow2", "-c",
+					 "write -s " + part.string() + " " + std::to_string(slot * kChunk) + " " +
+						 std::to_string(kChunk),
+					 reference.string()});
+		ASSERT_TRUE(wrote) << describe(wrote);
+	}
+	store::Manifest m = store::test::manifestFor(id, isoTimeNow());
+	ASSERT_TRUE(index.save(*writer, *codec_, m));
+	ASSERT_TRUE(writer->commit());
+	ASSERT_TRUE(store_->putManifest(m));
+
+	fs::path qcow = root_ / "restored.qcow2";
+	{
+		FileSizeLimit limit(1ull << 30);
+		ASSERT_TRUE(limit.ok()) << std::strerror(errno);
+		auto restored = createVolume(*store_, {id, qcow, "qcow2", {}, ""});
+		ASSERT_TRUE(restored) << describe(restored);
+	}
+	auto same = runProgram({"qemu-img", "compare", "-q", "-f", "qcow2", "-F", "qcow2", reference.string(), qcow.string()});
+	EXPECT_TRUE(same) << describe(same);
+	// Allocated: the data and qcow2's tables, not the volume's size.
+	EXPECT_LT(fs::file_size(qcow), 16ull << 20);
+	auto map = runProgram({"qemu-img", "map", "--output=json", "-f", "qcow2", qcow.string()});
+	ASSERT_TRUE(map) << describe(map);
+	size_t allocated = 0;
+	for (size_t at = 0; (at = map->find("\"data\": true", at)) != std::string::npos; at++)
+		allocated++;
+	EXPECT_EQ(allocated, slots.size()) << *map;
+	EXPECT_FALSE(fs::exists(root_ / "restored.qcow2.raw"));
+}
+
+// $PATH for one test: a directory of the test's own that has qemu-img and
+// what the test puts there as qemu-nbd, or nothing.
+class QemuNbdStandIn
+{
+public:
+	QemuNbdStandIn(const fs::path &dir, const std::string &script) : saved_(std::getenv("PATH"))
+	{
+		fs::create_directories(dir);
+		auto qemuImg = runProgram({"sh", "-c", "command -v qemu-img"});
+		if (qemuImg)
+			fs::create_symlink(lastLine(*qemuImg), dir / "qemu-img");
+		if (!script.empty()) {
+			std::ofstream(dir / "qemu-nbd") << "#!/bin/sh\n" << script << "\n";
+			fs::permissions(dir / "qemu-nbd", fs::perms::owner_all);
+		}
+		::setenv("PATH", dir.c_str(), 1);
+	}
+	~QemuNbdStandIn() { ::setenv("PATH", saved_.c_str(), 1); }
+
+private:
+	std::string saved_;
+};
+
+// A restore that fails says why in one line and leaves no target behind.
+void expectOneLineAndNoTarget(const Result<store::Manifest> &r, const fs::path &target, const std::string &says)
+{
+	ASSERT_FALSE(r);
+	EXPECT_EQ(r.error().code, errc::kIo);
+	EXPECT_NE(r.error().message.find(says), std::string::npos) << r.error().toString();
+	EXPECT_EQ(r.error().message.find('\n'), std::string::npos) << r.error().toString();
+	EXPECT_FALSE(fs::exists(target));
+}
+
+TEST_F(ClockedStoreTest, AQcow2RestoreWithoutAWorkingQemuNbdFailsInOneLine)
+{
+	fs::path qcow = root_ / "restored.qcow2";
+	{
+		QemuNbdStandIn none(root_ / "bin-none", "");
+		expectOneLineAndNoTarget(createVolume(*store_, {id_, qcow, "qcow2", {}, ""}), qcow,
+					 "cannot start qemu-nbd for the new qcow2 image");
+	}
+	{
+		QemuNbdStandIn refusing(root_ / "bin-refusing", "echo 'qemu-nbd: Failed to blk_new_open' >&2; exit 1");
+		expectOneLineAndNoTarget(createVolume(*store_, {id_, qcow, "qcow2", {}, ""}), qcow,
+					 "qemu-nbd could not serve the new qcow2 image: qemu-nbd: Failed to blk_new_open");
+	}
+}
+
+TEST_F(ClockedStoreTest, AQcow2RestoreOntoAFullFileSystemFailsInOneLine)
+{
+	if (::geteuid() != 0)
+		GTEST_SKIP() << "needs root to mount a small tmpfs";
+	// Room for the qcow2's header and tables, not for the snapshot's data.
+	fs::path full = root_ / "full";
+	fs::create_directories(full);
+	ASSERT_EQ(::mount("tmpfs", full.c_str(), "tmpfs", 0, "size=256k"), 0) << std::strerror(errno);
+	fs::path qcow = full / "restored.qcow2";
+	auto r = createVolume(*store_, {id_, qcow, "qcow2", {}, ""});
+	expectOneLineAndNoTarget(r, qcow, "No space left on device");
+	EXPECT_EQ(::umount(full.c_str()), 0) << std::strerror(errno);
 }
 
 } // namespace

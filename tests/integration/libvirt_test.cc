@@ -821,31 +821,33 @@ protected:
 	void stopDaemon() { daemon_.stop(); }
 
 	// The daemon's PATH with a qemu-img that, while holdFile() exists,
-	// stops before a conversion (restore-instance converts each disk it
-	// restores) and creates heldFile(): the test acts while a restore is
-	// writing the disks, knowing rather than guessing that it is. Held two
-	// minutes at most, should the test never let go.
+	// stops before it creates an image (restore-instance creates the
+	// qcow2 of each disk it restores) and creates heldFile(): the test
+	// acts while a restore is writing the disks, knowing rather than
+	// guessing that it is. Held two minutes at most, should the test never
+	// let go.
 	std::string holdingPath()
 	{
 		std::string bin = tmp_.file("holding-bin");
 		fs::create_directories(bin);
 		std::ofstream(bin + "/qemu-img")
-			<< "#!/bin/sh\nif [ \"$1\" = convert ] && [ -e " << holdFile() << " ]; then\n\t: > " << heldFile()
+			<< "#!/bin/sh\nif [ \"$1\" = create ] && [ -e " << holdFile() << " ]; then\n\t: > " << heldFile()
 			<< "\n\ti=0\n\twhile [ -e " << holdFile()
 			<< " ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done\nfi\nexec "
 			<< findTool("qemu-img").value_or("qemu-img") << " \"$@\"\n";
 		::chmod((bin + "/qemu-img").c_str(), 0755);
 		return "PATH=" + bin + ":" + envOr("PATH");
 	}
-	// The daemon's PATH with a qemu-img whose conversion number N fails
-	// while failFile() holds N: a failure injected into a restore.
+	// The daemon's PATH with a qemu-img whose image creation number N
+	// fails while failFile() holds N: a failure injected into a restore
+	// (one qcow2 created per disk).
 	std::string failingPath()
 	{
 		std::string bin = tmp_.file("failing-bin");
 		fs::create_directories(bin);
 		const std::string fail = failFile();
 		std::ofstream(bin + "/qemu-img")
-			<< "#!/bin/sh\nif [ \"$1\" = convert ] && [ -e " << fail << " ]; then\n"
+			<< "#!/bin/sh\nif [ \"$1\" = create ] && [ -e " << fail << " ]; then\n"
 			<< "\tn=$(($(cat " << fail << ".count 2>/dev/null || echo 0) + 1))\n"
 			<< "\techo $n > " << fail << ".count\n"
 			<< "\tif [ $n = \"$(cat " << fail << ")\" ]; then echo 'qemu-img: injected failure' >&2; exit 1; fi\n"
