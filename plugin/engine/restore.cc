@@ -5,6 +5,7 @@
 #include "core/acting_as.h"
 #include "core/ids.h"
 #include "core/process.h"
+#include "image_product_codes.h"
 #include "store/snapshot_index.h"
 #include "volume_writer.h"
 
@@ -63,6 +64,29 @@ Result<TempFile> createAs(const std::string &writeAs, const fs::path &path, mode
 	return file;
 }
 
+// The volume's bytes into `out`, in the format asked for.
+Result<void> writeImage(store::Store &store, const store::Manifest &m, const RestoreRequest &request,
+			const TempFile &out)
+{
+	if (request.luks)
+		return writeLuks(store, m, out.fd(), *request.luks, request.progress);
+	if (request.format == "raw")
+		return writeRaw(store, m, out.fd(), request.progress);
+
+	// qcow2: the raw image is written first, then converted into an image
+	// created beforehand, so the file we fsync is the one qemu-img wrote.
+	VS_ASSIGN(TempFile raw, createAs(request.writeAs, request.target.string() + ".raw", 0600));
+	VS_TRY(writeRaw(store, m, raw.fd(), request.progress));
+	// qemu-img opens the files we hold, not their names: the directory
+	// may be the caller's, who could swap a symlink in.
+	VS_TRY(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", heldOpenPath(out.fd()), std::to_string(m.volumeSize)},
+			  errc::kIo, {out.fd()}));
+	VS_TRY(runProgram({"qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", heldOpenPath(raw.fd()),
+			   heldOpenPath(out.fd())},
+			  errc::kIo, {raw.fd(), out.fd()}));
+	return {};
+}
+
 } // namespace
 
 Result<WrittenVolume> writeVolumeFile(store::Store &store, const RestoreRequest &request)
@@ -77,26 +101,9 @@ Result<WrittenVolume> writeVolumeFile(store::Store &store, const RestoreRequest 
 	VS_ASSIGN(store::Manifest m, store.getManifest(snapshotId));
 	VS_TRY(checkEncryption(m, request));
 	VS_ASSIGN(TempFile out, createAs(request.writeAs, request.target, request.luks ? 0600 : 0644));
-	if (request.luks) {
-		VS_TRY(writeLuks(store, m, out.fd(), *request.luks, request.progress));
-		return WrittenVolume{std::move(out), std::move(m)};
-	}
-	if (request.format == "raw") {
-		VS_TRY(writeRaw(store, m, out.fd(), request.progress));
-		return WrittenVolume{std::move(out), std::move(m)};
-	}
-
-	// qcow2: the raw image is written first, then converted into an image
-	// created beforehand, so the file we fsync is the one qemu-img wrote.
-	VS_ASSIGN(TempFile raw, createAs(request.writeAs, request.target.string() + ".raw", 0600));
-	VS_TRY(writeRaw(store, m, raw.fd(), request.progress));
-	// qemu-img opens the files we hold, not their names: the directory
-	// may be the caller's, who could swap a symlink in.
-	VS_TRY(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", heldOpenPath(out.fd()), std::to_string(m.volumeSize)},
-			  errc::kIo, {out.fd()}));
-	VS_TRY(runProgram({"qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", heldOpenPath(raw.fd()),
-			   heldOpenPath(out.fd())},
-			  errc::kIo, {raw.fd(), out.fd()}));
+	VS_TRY(writeImage(store, m, request, out));
+	// Through the descriptor we wrote: the name is in the caller's directory.
+	markRestoredImage(out.fd(), request.target, m.productCodes, request.warn);
 	return WrittenVolume{std::move(out), std::move(m)};
 }
 
