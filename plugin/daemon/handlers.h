@@ -107,6 +107,9 @@ Result<std::optional<engine::LuksSettings>> encryptionSecret(Context &ctx, const
 // owns the snapshot. Best effort: it comes after the data is in place,
 // which a failure here must not report as failed; it warns on stderr.
 void restoredVolumeProductCodes(Context &ctx, const Call &call, const store::Manifest &m);
+// One warning line on the stderr of the process that does the work (the
+// daemon's journal): what a restore or describe went on without.
+void warnOnStderr(const std::string &message);
 // Block writes whose timeout passed go to error, their rows too: what
 // describe-snapshots and gc do first.
 void expireBlockWrites(Context &ctx);

@@ -42,6 +42,7 @@ engine::InstantRequest instantRequest(Context &ctx, const Call &call, const std:
 	req.snapshotId = snapshotId;
 	req.target = fs::absolute(target);
 	req.writeAs = call.uid;
+	req.warn = warnOnStderr;
 	req.instantDir = ctx.location.stateDir / "instant";
 	req.serve.exportsDir = ctx.location.stateDir / "exports";
 	req.serve.storeUrl = absoluteStoreUrl(ctx.location.url);

@@ -54,7 +54,7 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 	if (replacing)
 		VS_TRY(ctx.admission->beginRestore(plan.instanceKey, plan.described));
 	auto restored = engine::restoreInstance(*ctx.store, *driver, plan,
-						engine::restoreJournalDir(ctx.location.stateDir), call.progress);
+						engine::restoreJournalDir(ctx.location.stateDir), call.progress, warnOnStderr);
 	if (replacing)
 		ctx.admission->endRestore(plan.instanceKey);
 	VS_TRY(restored);

@@ -16,6 +16,7 @@
 #include "crypto/resource_ids.h"
 #include "driver_cache.h"
 #include "ec2_output.h"
+#include "engine/image_product_codes.h"
 #include "engine/kms_keys.h"
 #include "engine/resources.h"
 #include "engine/restore.h"
@@ -162,6 +163,11 @@ void restoredVolumeProductCodes(Context &ctx, const Call &call, const store::Man
 			  << m.volumeId << ": " << (changed ? synced.error() : changed.error()).toString() << "\n";
 }
 
+void warnOnStderr(const std::string &message)
+{
+	std::cerr << "virtsnap: warning: " << message << "\n";
+}
+
 Result<Reply> createVolume(Context &ctx, const Call &call)
 {
 	const Arguments &args = call.args;
@@ -183,7 +189,7 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	if (row.state != SnapshotState::Completed)
 		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
 	VS_TRY(refuseSharedEncrypted(ctx, call, row));
-	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}};
+	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}, warnOnStderr};
 	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
 	restoredVolumeProductCodes(ctx, call, m);
@@ -254,6 +260,9 @@ Result<Reply> describeVolumes(Context &ctx, const Call &call)
 			// account's default key. A describe by any caller must not fix
 			// the key of a volume others snapshot.
 			v.encrypted |= disk.encrypted;
+			// A file restored from a snapshot with product codes has them
+			// wherever it is attached (engine/image_product_codes.h).
+			engine::addImageProductCodes(v, disk, warnOnStderr);
 			VS_TRY(engine::saveVolume(*ctx.store, v));
 			VS_TRY(ctx.catalog->putVolume(volumeRow(v, target.key())));
 			seen.push_back(vol);

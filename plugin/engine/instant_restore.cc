@@ -9,6 +9,7 @@
 #include "core/ids.h"
 #include "core/process.h"
 #include "crypto/resource_ids.h"
+#include "image_product_codes.h"
 #include "json/json.h"
 #include "restore_journal.h"
 
@@ -58,7 +59,7 @@ Result<void> shareSocketWithGroup(const fs::path &socket)
 
 // The qcow2 over the export, created as the caller and renamed into place
 // whole. -u: qemu-img need not open the backing to learn the size.
-Result<void> writeOverlay(const InstantRequest &req, const std::string &uri, uint64_t size)
+Result<void> writeOverlay(const InstantRequest &req, const std::string &uri, const store::Manifest &m)
 {
 	VS_ASSIGN(ActingAs asCaller, ActingAs::caller(req.writeAs));
 	auto out = TempFile::create(req.target, 0644);
@@ -67,8 +68,9 @@ Result<void> writeOverlay(const InstantRequest &req, const std::string &uri, uin
 	if (!out)
 		return std::unexpected(out.error());
 	VS_TRY(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", uri, "-u",
-			   heldOpenPath(out->fd()), std::to_string(size)},
+			   heldOpenPath(out->fd()), std::to_string(m.volumeSize)},
 			  errc::kIo, {out->fd()}));
+	markRestoredImage(out->fd(), req.target, m.productCodes, req.warn);
 	return out->commit(false);
 }
 
@@ -111,7 +113,7 @@ Result<InstantVolume> createInstantVolume(store::Store &store, const InstantRequ
 		stop();
 		return std::unexpected(shared.error());
 	}
-	if (auto made = writeOverlay(req, exported.uri, m->volumeSize); !made) {
+	if (auto made = writeOverlay(req, exported.uri, *m); !made) {
 		stop();
 		return std::unexpected(made.error());
 	}

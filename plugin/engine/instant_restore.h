@@ -34,6 +34,9 @@ struct InstantRequest {
 	// It is made 0660 with the group of its directory: the group QEMU's
 	// user must be in to read the image's backing.
 	std::filesystem::path socket;
+	// Told when the image cannot keep the snapshot's product codes, as
+	// RestoreRequest::warn.
+	std::function<void(const std::string &)> warn;
 };
 
 struct InstantVolume {
@@ -44,7 +47,8 @@ struct InstantVolume {
 };
 
 // Serves the snapshot and creates `target`, a qcow2 image of the
-// snapshot's size backed by the export (raw). On failure nothing is left:
+// snapshot's size backed by the export (raw), marked with the snapshot's
+// product codes (image_product_codes.h). On failure nothing is left:
 // no file, no export.
 Result<InstantVolume> createInstantVolume(store::Store &store, const InstantRequest &request);
 

@@ -4,6 +4,7 @@
 
 #include "core/acting_as.h"
 #include "core/ids.h"
+#include "image_product_codes.h"
 #include "qcow2_image_writer.h"
 #include "store/snapshot_index.h"
 #include "volume_writer.h"
@@ -82,6 +83,8 @@ Result<WrittenVolume> writeVolumeFile(store::Store &store, const RestoreRequest 
 		VS_TRY(writeRaw(store, m, out.fd(), request.progress));
 	else
 		VS_TRY(writeQcow2(store, m, out.fd(), request.luks ? &*request.luks : nullptr, request.progress));
+	// Through the descriptor we wrote: the name is in the caller's directory.
+	markRestoredImage(out.fd(), request.target, m.productCodes, request.warn);
 	return WrittenVolume{std::move(out), std::move(m)};
 }
 

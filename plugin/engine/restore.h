@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,9 @@ struct RestoreRequest {
 	// Write a LUKS qcow2 with this passphrase. Required for a snapshot of
 	// an encrypted volume (else InvalidParameterValue), allowed for any.
 	std::optional<LuksSettings> luks = std::nullopt;
+	// Told when the new file cannot keep the snapshot's product codes
+	// (image_product_codes.h); the restore goes on.
+	std::function<void(const std::string &)> warn = nullptr;
 };
 
 // Writes the volume under a temporary name and renames it into place only
@@ -31,7 +35,7 @@ struct RestoreRequest {
 Result<store::Manifest> createVolume(store::Store &store, const RestoreRequest &request);
 
 // A snapshot's volume, complete under a temporary name beside its final
-// path: the caller's commit() makes it durable and puts it in place (over
+// path and marked with the snapshot's product codes: the caller's commit() makes it durable and puts it in place (over
 // an existing file, if it says so); dropped, it is removed.
 struct WrittenVolume {
 	TempFile file;

@@ -99,14 +99,15 @@ Result<void> takeOwnerAndMode(const TempFile &restored, const std::filesystem::p
 } // namespace
 
 Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, const InstanceRestorePlan &plan,
-			     const std::filesystem::path &journalDir, const ProgressFn &progress)
+			     const std::filesystem::path &journalDir, const ProgressFn &progress,
+			     const std::function<void(const std::string &)> &warn)
 {
 	// Every disk complete and durable beside its image before any image
 	// changes: dropped on a failure, they leave every original as it was.
 	std::vector<TempFile> restored;
 	std::vector<ImageSwap> swaps;
 	for (const InstanceRestorePlan::Disk &d : plan.disks) {
-		auto written = writeVolumeFile(store, {d.snapshotId, d.image, d.format, progress, "", d.luks});
+		auto written = writeVolumeFile(store, {d.snapshotId, d.image, d.format, progress, "", d.luks, warn});
 		if (!written)
 			return fail(written.error().code, "disk " + d.diskId + ": " + written.error().message);
 		VS_TRY(takeOwnerAndMode(written->file, d.image));

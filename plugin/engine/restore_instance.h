@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,8 +56,9 @@ Result<InstanceRestorePlan> planInstanceRestore(hypervisor::Driver &driver, cons
 Result<void> findPassphrases(hypervisor::Driver &driver, InstanceRestorePlan &plan,
 			     const std::optional<LuksSettings> &given, std::chrono::milliseconds iterTime);
 // The journal goes into `journalDir` (restoreJournalDir() of the host's
-// state directory).
+// state directory). `warn`: as RestoreRequest's.
 Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, const InstanceRestorePlan &plan,
-			     const std::filesystem::path &journalDir, const ProgressFn &progress);
+			     const std::filesystem::path &journalDir, const ProgressFn &progress,
+			     const std::function<void(const std::string &)> &warn = nullptr);
 
 } // namespace virtsnap::engine

@@ -11,6 +11,7 @@
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
 #include "disk_copier.h"
+#include "image_product_codes.h"
 #include "kms_keys.h"
 #include "resources.h"
 #include "work_dir.h"
@@ -342,12 +343,13 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 	VS_ASSIGN(auto known, loadVolume(store, man.volumeId));
 	VolumeRecord record =
 		known.value_or(VolumeRecord{man.volumeId, instance.key, instance.name, disk.diskId, disk.size, "standard", {}, false, "", {}});
+	const bool newCodes = addImageProductCodes(record, disk, request.warn);
 	// A LUKS image makes its volume encrypted for good, as a mark does:
 	// EBS never turns an encrypted volume back.
 	// A volume describe-volumes found encrypted has no key yet: the first
 	// snapshot gives it one.
 	bool nowEncrypted = (disk.encrypted || record.encrypted) && record.kmsKeyId.empty();
-	if (!known || record.size != disk.size || record.instanceName != instance.name || nowEncrypted) {
+	if (!known || record.size != disk.size || record.instanceName != instance.name || nowEncrypted || newCodes) {
 		record.size = disk.size;
 		record.instanceName = instance.name;
 		record.encrypted |= disk.encrypted;
@@ -359,7 +361,8 @@ Result<Member> newMember(store::Store &store, const SnapshotSetRequest &request,
 	}
 	man.encrypted = record.encrypted;
 	man.kmsKeyId = record.encrypted ? record.kmsKeyId : "";
-	// A volume restored from a snapshot with product codes keeps them.
+	// A volume restored from a snapshot with product codes keeps them,
+	// as does an image file marked with them.
 	addProductCodes(man.productCodes, record.productCodes);
 	if (request.copyTagsFromSource)
 		for (const auto &[k, v] : record.tags)

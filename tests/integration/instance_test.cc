@@ -498,7 +498,9 @@ TEST_F(InstanceTest, ADiskThatFailsFailsTheWholeSetAndLeavesNoBitmaps)
 
 // Tags copied from volumes, hibernation refused, and product codes carried
 // from the registered instance into its snapshots and the volumes made
-// from them: one boot for the instance attributes.
+// from them, and by a file made from them into the volumes and snapshots
+// of another instance it is attached to: one boot for the instance
+// attributes, and a QEMU without a guest for the file.
 TEST_F(InstanceTest, CopyTagsFromSourceHibernationAndProductCodes)
 {
 	ASSERT_NO_FATAL_FAILURE(boot());
@@ -593,6 +595,38 @@ TEST_F(InstanceTest, CopyTagsFromSourceHibernationAndProductCodes)
 	ASSERT_EQ(next.status, 0) << next.err;
 	EXPECT_EQ(codesOf(byDisk(next.json())["vda"]), expected);
 	EXPECT_EQ(codesOf(byDisk(next.json())["vdb"]), std::vector<std::string>{});
+
+	// The file carries them itself: attached to another instance as other
+	// disks (new volume ids), a copy made with `cp -a` too, its snapshots
+	// and its volume have them. No guest OS is needed for that.
+	const std::string copied = tmp_.file("from-coded-copy.qcow2");
+	ASSERT_EQ(runCommand({"cp", "-a", tmp_.file("from-coded.qcow2"), copied}), 0);
+	QemuOptions otherOpts;
+	otherOpts.name = "vs-coded-file";
+	otherOpts.disks = {{tmp_.file("from-coded.qcow2"), "qcow2", "vdz"}, {copied, "qcow2", "vdy"}};
+	std::string error;
+	std::unique_ptr<QemuInstance> other = QemuInstance::start(otherOpts, &error);
+	ASSERT_TRUE(other) << error;
+	CliResult otherSnap = cli({"create-snapshot", "--qmp-socket", other->qmpSocket(), "--disk", "vdz", "--wait"});
+	ASSERT_EQ(otherSnap.status, 0) << otherSnap.err;
+	const std::string otherSnapId = otherSnap.json().getString("SnapshotId").value_or("");
+	CliResult otherDescribed = cli({"describe-snapshots", "--snapshot-id", otherSnapId});
+	ASSERT_EQ(otherDescribed.status, 0) << otherDescribed.err;
+	const Json otherSnapJson = otherDescribed.json().get("Snapshots").at(0);
+	const std::string otherVolume = otherSnapJson.getString("VolumeId").value_or("");
+	EXPECT_NE(otherVolume, vdaVolume);
+	EXPECT_EQ(codesOf(otherSnapJson), expected) << otherDescribed.out;
+	// Only the catalog: what the capture saved in the volume's record.
+	CliResult savedVolume = cli({"describe-volumes", "--volume-id", otherVolume});
+	ASSERT_EQ(savedVolume.status, 0) << savedVolume.err;
+	EXPECT_EQ(codesOf(savedVolume.json().get("Volumes").at(0)), expected) << savedVolume.out;
+	// The copy, never snapshotted: describe-volumes reads its mark.
+	CliResult otherVolumes = cli({"describe-volumes", "--qmp-socket", other->qmpSocket()});
+	ASSERT_EQ(otherVolumes.status, 0) << otherVolumes.err;
+	Json list = otherVolumes.json().get("Volumes");
+	ASSERT_EQ(list.size(), 2u) << otherVolumes.out;
+	for (size_t i = 0; i < list.size(); i++)
+		EXPECT_EQ(codesOf(list.at(i)), expected) << otherVolumes.out;
 }
 
 // Writes generation 1, 2, ... into the first 4 KiB of each disk, every
