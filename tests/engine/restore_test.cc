@@ -190,6 +190,7 @@ TEST_F(ClockedStoreTest, AQcow2RestoreOntoAFullFileSystemFailsInOneLine)
 	auto r = createVolume(*store_, {id_, qcow, "qcow2", {}, ""});
 	expectOneLineAndNoTarget(r, qcow, "No space left on device");
 	EXPECT_EQ(::umount(full.c_str()), 0) << std::strerror(errno);
+}
 
 // A raw restore (no helper program: it runs after the test above too).
 TEST_F(ClockedStoreTest, ARestoredFileCarriesItsSnapshotsProductCodesToTheVolumeThatAttachesIt)
