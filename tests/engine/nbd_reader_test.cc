@@ -96,6 +96,16 @@ private:
 
 const std::string kNoAnswer = "QEMU's export of vdz answered nothing within 1 s ([hypervisor] timeout)";
 
+// The runs of a test's mask of wanted slots.
+SlotRuns runsOf(const std::vector<bool> &wanted)
+{
+	SlotRuns runs;
+	for (uint64_t s = 0; s < wanted.size(); s++)
+		if (wanted[s])
+			runs.add(s, s + 1);
+	return runs;
+}
+
 PutChunk hashingPut()
 {
 	return [](unsigned, std::span<const uint8_t> data) -> Result<store::ChunkId> { return crypto::sha256(data); };
@@ -116,7 +126,7 @@ TEST(NbdReaderTest, AnExportThatAnswersIsCopiedWhole)
 
 	store::SnapshotIndex index(kSize, kChunk);
 	std::vector<bool> wanted(index.slots(), true);
-	auto copied = copySlots(**reader, wanted, index, hashingPut(), {}, {});
+	auto copied = copySlots(**reader, runsOf(wanted), index, hashingPut(), {}, {});
 	ASSERT_TRUE(copied) << copied.error().toString();
 	EXPECT_EQ(copied->bytesRead, kSize);
 	Bytes expected(kChunk);
@@ -167,7 +177,7 @@ TEST(NbdReaderTest, ReadsThatDoNotComeBackFailTheCopyWithinTheTimeout)
 	store::SnapshotIndex index(kSize, kChunk);
 	std::vector<bool> wanted(index.slots(), true);
 	auto start = std::chrono::steady_clock::now();
-	auto copied = copySlots(**reader, wanted, index, hashingPut(), {}, {});
+	auto copied = copySlots(**reader, runsOf(wanted), index, hashingPut(), {}, {});
 	ASSERT_FALSE(copied);
 	EXPECT_NE(copied.error().message.find(kNoAnswer), std::string::npos) << copied.error().message;
 	EXPECT_EQ((*reader)->inFlight(), 0u);
@@ -196,7 +206,7 @@ TEST(NbdReaderTest, AServerStoppedMidCopyFailsItWithinTheTimeout)
 		}
 		return crypto::sha256(data);
 	};
-	auto copied = copySlots(**reader, wanted, index, put, {}, {});
+	auto copied = copySlots(**reader, runsOf(wanted), index, put, {}, {});
 	auto took = test::since(stoppedAt);
 	ASSERT_TRUE(stopped && stopped->stopped());
 	ASSERT_FALSE(copied) << "the copy finished although its server was stopped";
