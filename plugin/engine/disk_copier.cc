@@ -39,6 +39,23 @@ Result<SlotRuns> dataRuns(NbdReader &reader, uint32_t chunkSize, std::span<const
 	return data;
 }
 
+// Slots the dirty bitmap marks, over the whole disk. On a connection of
+// its own: a block-status request reports every context the connection
+// negotiated, and QEMU's base:allocation of a whole 16 TiB qcow2 costs it
+// 0.78 s where the bitmap costs 0.08 s.
+Result<SlotRuns> dirtyRuns(const hypervisor::DiskExport &exp, uint32_t chunkSize)
+{
+	VS_ASSIGN(auto reader, NbdReader::open(exp, {exp.dirtyBitmapContext}));
+	SlotRuns dirty;
+	VS_TRY(reader->extents(exp.dirtyBitmapContext, [&](uint64_t off, uint64_t len, uint32_t flags) {
+		if (flags & NbdReader::kStateDirty) {
+			SlotRun r = slotsOf(off, len, chunkSize);
+			dirty.add(r.first, r.end);
+		}
+	}));
+	return dirty;
+}
+
 // The byte windows the allocation of `dirty` is asked in.
 std::vector<NbdReader::ByteRange> allocationWindows(const SlotRuns &dirty, uint32_t chunkSize)
 {
@@ -97,10 +114,13 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 			   store::SnapshotIndex &index, const ProgressFn &progress,
 			   const std::function<bool()> &cancelled)
 {
-	std::vector<std::string> contexts{kAllocation};
-	if (!exp.dirtyBitmapContext.empty())
-		contexts.push_back(exp.dirtyBitmapContext);
-	VS_ASSIGN(auto reader, NbdReader::open(exp, contexts));
+	// The bitmap's connection is closed before this one opens: an export
+	// may take one client at a time (qemu-nbd's default).
+	SlotRuns dirty;
+	if (!exp.dirtyBitmapContext.empty()) {
+		VS_ASSIGN(dirty, dirtyRuns(exp, index.chunkSize()));
+	}
+	VS_ASSIGN(auto reader, NbdReader::open(exp, {kAllocation}));
 	if (reader->size() != index.volumeSize())
 		return fail(errc::kHypervisor, "the export of " + exp.diskId + " has " +
 						       std::to_string(reader->size()) + " bytes, expected " +
@@ -120,13 +140,6 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 	} else {
 		// The change first, then the allocation of only what changed:
 		// the cost follows the change, not the disk.
-		SlotRuns dirty;
-		VS_TRY(reader->extents(exp.dirtyBitmapContext, [&](uint64_t off, uint64_t len, uint32_t flags) {
-			if (flags & NbdReader::kStateDirty) {
-				SlotRun r = slotsOf(off, len, chunkSize);
-				dirty.add(r.first, r.end);
-			}
-		}));
 		auto windows = allocationWindows(dirty, chunkSize);
 		if (!windows.empty()) {
 			VS_ASSIGN(SlotRuns data, dataRuns(*reader, chunkSize, windows));

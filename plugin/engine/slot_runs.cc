@@ -1,8 +1,6 @@
 #include "slot_runs.h"
 
 #include <algorithm>
-#include <array>
-#include <bit>
 
 namespace virtsnap::engine {
 
@@ -53,27 +51,32 @@ uint64_t SlotRuns::slots() const
 
 void SlotRuns::coalesce()
 {
-	// Gaps by their bit width: joining every gap up to 2^b - 1 for the
-	// smallest b that leaves cap/2 runs bridges at most twice the gap an
-	// exact choice would, in two passes and no memory.
-	std::array<uint64_t, 65> byWidth{};
+	// The gap below which every gap is joined: the one that leaves cap/2
+	// runs. Gaps equal to it are joined only as far as needed (first ones
+	// first), so that a disk changed in an even pattern, all of its gaps
+	// alike, does not become one run. The gaps are a transient copy of
+	// 8 bytes per run.
+	std::vector<uint64_t> gaps(runs_.size() - 1);
 	for (size_t i = 1; i < runs_.size(); i++)
-		byWidth[std::bit_width(runs_[i].first - runs_[i - 1].end)]++;
-	const uint64_t joins = runs_.size() - cap_ / 2;
-	uint64_t count = 0;
-	unsigned width = 0;
-	while (width < 64 && (count += byWidth[width]) < joins)
-		width++;
-	uint64_t limit = width >= 64 ? UINT64_MAX : (uint64_t(1) << width) - 1;
-	bridged_ = std::max(bridged_, limit);
+		gaps[i - 1] = runs_[i].first - runs_[i - 1].end;
+	size_t joins = runs_.size() - cap_ / 2;
+	std::nth_element(gaps.begin(), gaps.begin() + long(joins - 1), gaps.end());
+	const uint64_t limit = gaps[joins - 1];
+	gaps = {};
+	for (size_t i = 1; i < runs_.size(); i++)
+		joins -= runs_[i].first - runs_[i - 1].end < limit;
 	size_t out = 0;
 	for (size_t i = 1; i < runs_.size(); i++) {
-		if (!apart(runs_[out].end, runs_[i].first))
-			runs_[out].end = std::max(runs_[out].end, runs_[i].end);
-		else
+		uint64_t gap = runs_[i].first - runs_[out].end;
+		if (gap < limit || (gap == limit && joins > 0)) {
+			joins -= gap == limit;
+			runs_[out].end = runs_[i].end;
+		} else {
 			runs_[++out] = runs_[i];
+		}
 	}
 	runs_.resize(out + 1);
+	bridged_ = std::max(bridged_, limit - 1);
 }
 
 } // namespace virtsnap::engine
