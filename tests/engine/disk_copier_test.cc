@@ -25,7 +25,7 @@ using store::SnapshotIndex;
 
 constexpr uint32_t kChunk = 64 * 1024;
 constexpr uint64_t kMiB = 1 << 20;
-constexpr uint64_t kSize = 1024 * kMiB;
+constexpr uint64_t kSize = 256 * kMiB;
 
 // Runs a tool to its end; its reports (qemu-io's) are not the test's.
 void runTool(const std::vector<std::string> &argv)
@@ -139,7 +139,7 @@ protected:
 TEST_F(DiskCopierTest, AnIncrementalReadsOnlyDirtySlotsWithData)
 {
 	runTool({"qemu-img", "create", "-q", "-f", "qcow2", image_, std::to_string(kSize)});
-	qemuIo({"write -P 0x11 0 1M", "write -P 0x22 100M 3M", "write -P 0x33 700M 64K", "write -P 0x44 1023M 1M"});
+	qemuIo({"write -P 0x11 0 1M", "write -P 0x22 100M 3M", "write -P 0x33 200M 64K", "write -P 0x44 255M 1M"});
 
 	SnapshotIndex full(kSize, kChunk);
 	auto copied = copy("", full);
@@ -152,8 +152,8 @@ TEST_F(DiskCopierTest, AnIncrementalReadsOnlyDirtySlotsWithData)
 	// After the bitmap: new data in a hole, a slot of data rewritten, one
 	// zeroed, a MiB discarded, and 4 KiB in a hole (a slot partly data).
 	runTool({"qemu-img", "bitmap", "--add", "-g", "64K", image_, "b0"});
-	qemuIo({"write -P 0x55 500M 128K", "write -P 0x66 101M 64K", "write -z 102M 64K", "discard 0 1M",
-		"write -P 0x77 300M 4K"});
+	qemuIo({"write -P 0x55 150M 128K", "write -P 0x66 101M 64K", "write -z 102M 64K", "discard 0 1M",
+		"write -P 0x77 180M 4K"});
 
 	SnapshotIndex next = full.copy();
 	copied = copy("b0", next);
