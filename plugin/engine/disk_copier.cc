@@ -61,18 +61,17 @@ std::vector<NbdReader::ByteRange> allocationWindows(const SlotRuns &dirty, uint3
 {
 	std::vector<NbdReader::ByteRange> windows;
 	const uint64_t join = kAllocationJoin / chunkSize;
-	uint64_t first = 0, end = 0;
+	if (dirty.empty())
+		return windows;
+	uint64_t first = dirty.runs().front().first, end = first;
 	for (const SlotRun &r : dirty.runs()) {
-		if (end > first && r.first - end > join) {
+		if (r.first - end > join) {
 			windows.push_back({first * chunkSize, (end - first) * chunkSize});
-			first = r.first;
-		} else if (end == first) {
 			first = r.first;
 		}
 		end = r.end;
 	}
-	if (end > first)
-		windows.push_back({first * chunkSize, (end - first) * chunkSize});
+	windows.push_back({first * chunkSize, (end - first) * chunkSize});
 	return windows;
 }
 
@@ -145,6 +144,7 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 			VS_ASSIGN(SlotRuns data, dataRuns(*reader, chunkSize, windows));
 			wanted = splitHoles(dirty.runs(), data, index, stats.zeroChunks);
 		}
+		dirty = SlotRuns(); // freed before the copy
 	}
 
 	PipelineOptions options;
