@@ -149,25 +149,29 @@ unsigned pipelineWorkers(const PipelineOptions &options)
 
 namespace {
 
-// Reads are made one at a time from a cursor over the slots, never listed,
+// Reads are made one at a time from a cursor over the runs, never listed,
 // so a huge disk costs nothing here either.
 class RequestCursor
 {
 public:
-	RequestCursor(const std::vector<bool> &wanted, const store::SnapshotIndex &index, uint64_t slots,
-		      uint32_t slotsPerRequest)
-		: wanted_(wanted), index_(index), slots_(slots), slotsPerRequest_(slotsPerRequest)
+	RequestCursor(const SlotRuns &wanted, const store::SnapshotIndex &index, uint32_t slotsPerRequest)
+		: runs_(wanted.runs()), index_(index), slotsPerRequest_(slotsPerRequest)
 	{
+		if (!runs_.empty())
+			cursor_ = runs_.front().first;
 	}
 
 	std::optional<Job> next()
 	{
-		while (cursor_ < slots_ && !wanted_[cursor_])
-			cursor_++;
-		if (cursor_ >= slots_)
+		while (run_ < runs_.size() && cursor_ >= std::min(runs_[run_].end, index_.slots())) {
+			if (++run_ < runs_.size())
+				cursor_ = std::max(cursor_, runs_[run_].first);
+		}
+		if (run_ >= runs_.size())
 			return std::nullopt;
+		const uint64_t end = std::min(runs_[run_].end, index_.slots());
 		Job j{cursor_, 0, 0, 0};
-		while (cursor_ < slots_ && wanted_[cursor_] && j.slots < slotsPerRequest_) {
+		while (cursor_ < end && j.slots < slotsPerRequest_) {
 			j.length += index_.slotLength(cursor_);
 			j.slots++;
 			cursor_++;
@@ -176,12 +180,26 @@ public:
 	}
 
 private:
-	const std::vector<bool> &wanted_;
+	const std::vector<SlotRun> &runs_;
 	const store::SnapshotIndex &index_;
-	const uint64_t slots_;
 	const uint32_t slotsPerRequest_;
+	size_t run_ = 0;
 	uint64_t cursor_ = 0;
 };
+
+// The bytes of the slots of `wanted` within the index: from the runs, not
+// slot by slot.
+uint64_t wantedBytes(const SlotRuns &wanted, const store::SnapshotIndex &index)
+{
+	uint64_t total = 0;
+	const uint64_t chunkSize = index.chunkSize();
+	for (const SlotRun &r : wanted.runs()) {
+		uint64_t end = std::min(r.end, index.slots());
+		if (r.first < end)
+			total += std::min(end * chunkSize, index.volumeSize()) - r.first * chunkSize;
+	}
+	return total;
+}
 
 // What the workers share besides the pipeline: they store every chunk of a
 // job that is not all zeros and count what is done.
@@ -293,12 +311,11 @@ void drain(ReadSource &source, Pipeline &pipe)
 
 } // namespace
 
-Result<PipelineStats> copySlots(ReadSource &source, const std::vector<bool> &wanted, store::SnapshotIndex &index,
+Result<PipelineStats> copySlots(ReadSource &source, const SlotRuns &wanted, store::SnapshotIndex &index,
 				const PutChunk &put, const ProgressFn &progress,
 				const std::function<bool()> &cancelled, const PipelineOptions &options)
 {
 	const uint32_t chunkSize = index.chunkSize();
-	const uint64_t slots = std::min<uint64_t>(index.slots(), wanted.size());
 	// Whole chunks per read, at least one.
 	const uint32_t slotsPerRequest = std::max<uint32_t>(1, options.requestBytes / chunkSize);
 	const uint32_t requestBytes = slotsPerRequest * chunkSize;
@@ -306,10 +323,7 @@ Result<PipelineStats> copySlots(ReadSource &source, const std::vector<bool> &wan
 	const unsigned maxInFlight = std::max(1u, options.maxInFlight);
 	const unsigned bufferCount = options.buffers ? std::max(options.buffers, 1u) : maxInFlight + 2 * workerCount;
 
-	uint64_t total = 0;
-	for (uint64_t s = 0; s < slots; s++)
-		if (wanted[s])
-			total += index.slotLength(s);
+	const uint64_t total = wantedBytes(wanted, index);
 
 	PipelineStats stats;
 	stats.bufferBytes = uint64_t(bufferCount) * requestBytes;
@@ -324,7 +338,7 @@ Result<PipelineStats> copySlots(ReadSource &source, const std::vector<bool> &wan
 	for (unsigned w = 0; w < workerCount; w++)
 		workers.emplace_back([&work, w] { work.run(w); });
 
-	RequestCursor cursor(wanted, index, slots, slotsPerRequest);
+	RequestCursor cursor(wanted, index, slotsPerRequest);
 	readAll(source, pipe, cursor, maxInFlight, chunkSize, stats, cancelled);
 	drain(source, pipe);
 	pipe.close();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "slot_runs.h"
 #include "snapshot_engine.h"
 #include "store/snapshot_index.h"
 
@@ -65,14 +66,14 @@ using PutChunk = std::function<Result<store::ChunkId>(unsigned worker, std::span
 // The number of worker threads `options` asks for.
 unsigned pipelineWorkers(const PipelineOptions &options);
 
-// Reads every slot of `index` marked in `wanted` from `source` (slot s at
-// offset s * chunk size) and sets that slot to the chunk's id: the zero id
+// Reads every slot of `index` in the runs `wanted` from `source` (slot s at
+// offset s * chunk size; slots past the index are ignored) and sets that slot to the chunk's id: the zero id
 // for all-zero chunks (without calling `put`), else what `put` returns.
-// Slots not marked are left alone. The first error (of the source, of a
+// Other slots are left alone. The first error (of the source, of a
 // `put`, or cancellation: `cancelled()` or SIGINT/SIGTERM, checked between
 // reads) stops everything; the call returns only once no read is in flight
 // and no worker runs, so the caller's buffers and index are free to go.
-Result<PipelineStats> copySlots(ReadSource &source, const std::vector<bool> &wanted, store::SnapshotIndex &index,
+Result<PipelineStats> copySlots(ReadSource &source, const SlotRuns &wanted, store::SnapshotIndex &index,
 				const PutChunk &put, const ProgressFn &progress,
 				const std::function<bool()> &cancelled, const PipelineOptions &options = {});
 

@@ -12,6 +12,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "copy_pipeline.h"
 #include "core/error.h"
@@ -40,9 +41,17 @@ public:
 	Error noAnswer() const;
 
 	uint64_t size() const { return size_; }
-	// Walks [0, size) in the extents of `context`.
-	Result<void> extents(const std::string &context,
-			     const std::function<void(uint64_t offset, uint64_t length, uint32_t flags)> &visit);
+	using ExtentFn = std::function<void(uint64_t offset, uint64_t length, uint32_t flags)>;
+	struct ByteRange {
+		uint64_t offset = 0;
+		uint64_t length = 0;
+	};
+	// Walks [0, size) in the extents of `context`, in offset order.
+	Result<void> extents(const std::string &context, const ExtentFn &visit);
+	// Walks only `ranges` (ascending, disjoint; clipped to the size), in
+	// offset order, with several requests in flight; extents are clipped
+	// to the ranges.
+	Result<void> extents(const std::string &context, std::span<const ByteRange> ranges, const ExtentFn &visit);
 	// ReadSource: reads in flight. Every call, and every `done`, happens
 	// on the one thread that drives the reader.
 	Result<void> startRead(std::span<uint8_t> out, uint64_t offset, Done done) override;
@@ -59,6 +68,8 @@ private:
 	static void freePending(void *user);
 
 	NbdReader() = default;
+	// Sends one block-status request over [from, to).
+	Result<std::shared_ptr<Call>> startExtents(const std::string &context, uint64_t from, uint64_t to);
 	// Drives the connection until `finished()`, or fails with noAnswer()
 	// when the export has answered nothing for the answer timeout.
 	Result<void> waitFor(const std::function<bool()> &finished);

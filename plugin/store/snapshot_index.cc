@@ -65,6 +65,18 @@ void SnapshotIndex::set(uint64_t slot, const ChunkId &id)
 	(*page)[slot % kPageEntries] = id;
 }
 
+void SnapshotIndex::clear(uint64_t firstSlot, uint64_t endSlot)
+{
+	endSlot = std::min(endSlot, slots_);
+	for (uint64_t slot = firstSlot; slot < endSlot;) {
+		uint64_t pageEnd = std::min(endSlot, (slot / kPageEntries + 1) * kPageEntries);
+		if (Page *page = pages_[slot / kPageEntries])
+			std::fill(page->begin() + long(slot % kPageEntries),
+				  page->begin() + long(slot % kPageEntries + (pageEnd - slot)), kZeroChunk);
+		slot = pageEnd;
+	}
+}
+
 size_t SnapshotIndex::pagesHeld() const
 {
 	size_t n = 0;

@@ -50,6 +50,10 @@ public:
 	}
 	// Threads may set distinct slots at once (the copy's workers do).
 	void set(uint64_t slot, const ChunkId &id);
+	// Sets [firstSlot, endSlot) to the zero id. Pages not held are zero
+	// already and are skipped, so a huge hole costs per page, not per
+	// slot. Not concurrent with set().
+	void clear(uint64_t firstSlot, uint64_t endSlot);
 	// Pages that hold a non-zero id now: what the index costs in memory,
 	// 32 KiB each.
 	size_t pagesHeld() const;

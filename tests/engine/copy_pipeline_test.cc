@@ -186,6 +186,16 @@ SnapshotIndex markedIndex(uint64_t volumeSize)
 	return index;
 }
 
+// The runs of a test's mask of wanted slots.
+SlotRuns runsOf(const std::vector<bool> &wanted)
+{
+	SlotRuns runs;
+	for (uint64_t s = 0; s < wanted.size(); s++)
+		if (wanted[s])
+			runs.add(s, s + 1);
+	return runs;
+}
+
 PutChunk hashingPut(std::atomic<uint64_t> *calls = nullptr)
 {
 	return [calls](unsigned, std::span<const uint8_t> data) -> Result<ChunkId> {
@@ -220,7 +230,7 @@ TEST_P(OrderTest, EverySlotGetsTheIdOfItsOwnBytes)
 	std::vector<bool> wanted(index.slots(), true);
 	PipelineOptions options{3 * kChunk, 5, 4, 0};
 	std::atomic<uint64_t> puts{0};
-	auto stats = copySlots(source, wanted, index, hashingPut(&puts), {}, {}, options);
+	auto stats = copySlots(source, runsOf(wanted), index, hashingPut(&puts), {}, {}, options);
 	ASSERT_TRUE(stats) << stats.error().toString();
 	expectSlotIds(index, wanted);
 	EXPECT_EQ(stats->bytesRead, size);
@@ -246,7 +256,7 @@ TEST(CopyPipelineTest, ReadsOnlyWantedSlotsInRequestsWithinTheLimits)
 			wantedBytes += kChunk;
 		}
 	PipelineOptions options{4 * kChunk, 3, 2, 0};
-	auto stats = copySlots(source, wanted, index, hashingPut(), {}, {}, options);
+	auto stats = copySlots(source, runsOf(wanted), index, hashingPut(), {}, {}, options);
 	ASSERT_TRUE(stats) << stats.error().toString();
 	expectSlotIds(index, wanted);
 	EXPECT_EQ(stats->bytesRead, wantedBytes);
@@ -268,7 +278,7 @@ TEST(CopyPipelineTest, NothingWantedReadsNothing)
 	FakeSource source(64 * kChunk, Order::Fifo);
 	SnapshotIndex index = markedIndex(64 * kChunk);
 	std::vector<bool> wanted(index.slots(), false);
-	auto stats = copySlots(source, wanted, index, hashingPut(), {}, {});
+	auto stats = copySlots(source, runsOf(wanted), index, hashingPut(), {}, {});
 	ASSERT_TRUE(stats);
 	EXPECT_TRUE(source.requests.empty());
 	expectSlotIds(index, wanted);
@@ -287,7 +297,7 @@ TEST(CopyPipelineTest, AWorkerErrorEndsTheCopyWithThatError)
 		return idOfBytes(data);
 	};
 	PipelineOptions options{2 * kChunk, 4, 3, 0};
-	auto stats = copySlots(source, wanted, index, put, {}, {}, options);
+	auto stats = copySlots(source, runsOf(wanted), index, put, {}, {}, options);
 	ASSERT_FALSE(stats);
 	EXPECT_EQ(stats.error().code, errc::kNoSpace);
 	EXPECT_EQ(stats.error().message, "write pack: No space left on device");
@@ -304,7 +314,7 @@ TEST(CopyPipelineTest, AFailedReadEndsTheCopyWithItsError)
 	SnapshotIndex index = markedIndex(size);
 	std::vector<bool> wanted(index.slots(), true);
 	PipelineOptions options{kChunk, 4, 2, 0};
-	auto stats = copySlots(source, wanted, index, hashingPut(), {}, {}, options);
+	auto stats = copySlots(source, runsOf(wanted), index, hashingPut(), {}, {}, options);
 	ASSERT_FALSE(stats);
 	EXPECT_EQ(stats.error().code, errc::kHypervisor);
 	EXPECT_EQ(stats.error().message, "read failed at " + std::to_string(40 * kChunk));
@@ -321,7 +331,7 @@ TEST(CopyPipelineTest, AReadThatCannotStartEndsTheCopy)
 	SnapshotIndex index = markedIndex(size);
 	std::vector<bool> wanted(index.slots(), true);
 	PipelineOptions options{kChunk, 4, 2, 0};
-	auto stats = copySlots(source, wanted, index, hashingPut(), {}, {}, options);
+	auto stats = copySlots(source, runsOf(wanted), index, hashingPut(), {}, {}, options);
 	ASSERT_FALSE(stats);
 	EXPECT_EQ(stats.error().message, "start refused at " + std::to_string(100 * kChunk));
 	EXPECT_EQ(source.inFlight(), 0u);
@@ -341,7 +351,7 @@ TEST(CopyPipelineTest, ASourceThatStopsAnsweringIsAbandonedAndTheCopyFails)
 	SnapshotIndex index = markedIndex(size);
 	std::vector<bool> wanted(index.slots(), true);
 	PipelineOptions options{kChunk, 4, 2, 0};
-	auto stats = copySlots(source, wanted, index, hashingPut(), {}, {}, options);
+	auto stats = copySlots(source, runsOf(wanted), index, hashingPut(), {}, {}, options);
 	ASSERT_FALSE(stats);
 	EXPECT_EQ(stats.error().message, "the source answered nothing");
 	EXPECT_EQ(source.abandoned, 1u);
@@ -364,7 +374,7 @@ TEST(CopyPipelineTest, CancellationStopsBetweenReads)
 	auto cancelled = [&] { return ++checks > 20; };
 	std::atomic<uint64_t> puts{0};
 	PipelineOptions options{kChunk, 4, 2, 0};
-	auto stats = copySlots(source, wanted, index, hashingPut(&puts), {}, cancelled, options);
+	auto stats = copySlots(source, runsOf(wanted), index, hashingPut(&puts), {}, cancelled, options);
 	ASSERT_FALSE(stats);
 	EXPECT_EQ(stats.error().code, errc::kIncorrectState);
 	EXPECT_EQ(stats.error().message, "interrupted");
@@ -390,7 +400,7 @@ TEST(CopyPipelineTest, ProgressReachesTheTotalOfWantedBytes)
 		last = std::max(last, done);
 		total = t;
 	};
-	auto stats = copySlots(source, wanted, index, hashingPut(), progress, {}, PipelineOptions{2 * kChunk, 3, 2, 0});
+	auto stats = copySlots(source, runsOf(wanted), index, hashingPut(), progress, {}, PipelineOptions{2 * kChunk, 3, 2, 0});
 	ASSERT_TRUE(stats);
 	EXPECT_EQ(total, size - 2 * kChunk);
 	EXPECT_EQ(last, total);
@@ -415,7 +425,7 @@ TEST(CopyPipelineTest, MemoryIsTheBufferPoolWhateverTheDiskSize)
 				std::this_thread::sleep_for(std::chrono::milliseconds(2));
 			return idOfBytes(data);
 		};
-		auto stats = copySlots(source, wanted, index, slowPut, {}, {}, options);
+		auto stats = copySlots(source, runsOf(wanted), index, slowPut, {}, {}, options);
 		ASSERT_TRUE(stats) << stats.error().toString();
 		EXPECT_EQ(stats->bufferBytes, pool) << slots << " slots";
 		// Every read went into one of the pool's buffers, all in one region

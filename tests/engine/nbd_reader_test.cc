@@ -46,14 +46,15 @@ void patternBytes(uint64_t offset, std::span<uint8_t> out)
 class NbdKit
 {
 public:
-	explicit NbdKit(const std::vector<std::string> &extra, const std::string &plugin = "pattern")
+	explicit NbdKit(const std::vector<std::string> &extra, const std::string &plugin = "pattern",
+			uint64_t size = kSize)
 	{
 		std::vector<std::string> argv{"nbdkit", "--foreground", "--exit-with-parent", "--unix", socket_};
 		// Options (--filter=...) go before the plugin, parameters after.
 		for (const std::string &a : extra)
 			if (a.starts_with("--"))
 				argv.push_back(a);
-		argv.insert(argv.end(), {plugin, "size=" + std::to_string(kSize)});
+		argv.insert(argv.end(), {plugin, "size=" + std::to_string(size)});
 		for (const std::string &a : extra)
 			if (!a.starts_with("--"))
 				argv.push_back(a);
@@ -96,6 +97,16 @@ private:
 
 const std::string kNoAnswer = "QEMU's export of vdz answered nothing within 1 s ([hypervisor] timeout)";
 
+// The runs of a test's mask of wanted slots.
+SlotRuns runsOf(const std::vector<bool> &wanted)
+{
+	SlotRuns runs;
+	for (uint64_t s = 0; s < wanted.size(); s++)
+		if (wanted[s])
+			runs.add(s, s + 1);
+	return runs;
+}
+
 PutChunk hashingPut()
 {
 	return [](unsigned, std::span<const uint8_t> data) -> Result<store::ChunkId> { return crypto::sha256(data); };
@@ -116,7 +127,7 @@ TEST(NbdReaderTest, AnExportThatAnswersIsCopiedWhole)
 
 	store::SnapshotIndex index(kSize, kChunk);
 	std::vector<bool> wanted(index.slots(), true);
-	auto copied = copySlots(**reader, wanted, index, hashingPut(), {}, {});
+	auto copied = copySlots(**reader, runsOf(wanted), index, hashingPut(), {}, {});
 	ASSERT_TRUE(copied) << copied.error().toString();
 	EXPECT_EQ(copied->bytesRead, kSize);
 	Bytes expected(kChunk);
@@ -124,6 +135,47 @@ TEST(NbdReaderTest, AnExportThatAnswersIsCopiedWhole)
 		patternBytes(s * kChunk, expected);
 		EXPECT_EQ(index.at(s), crypto::sha256(expected)) << "slot " << s;
 	}
+}
+
+// A disk of many 4 GiB windows, asked with several in flight, which nbdkit
+// answers on several threads: the extents still come in offset order and
+// cover exactly what was asked, the whole disk or only some ranges.
+TEST(NbdReaderTest, ExtentsOfManyWindowsComeInOrderAndCoverWhatWasAsked)
+{
+	const uint64_t size = 100ull << 30;
+	// The memory plugin: one hole, answered by nbdkit's threads, each
+	// reply a little late so that several are in flight.
+	START_NBDKIT(server, {"--filter=delay", "delay-extents=1ms"}, "memory", size);
+	auto reader = NbdReader::open(server.disk(), {"base:allocation"});
+	ASSERT_TRUE(reader) << reader.error().toString();
+	ASSERT_EQ((*reader)->size(), size);
+	auto walk = [&](std::span<const NbdReader::ByteRange> ranges) {
+		std::vector<NbdReader::ByteRange> seen;
+		auto visit = [&](uint64_t off, uint64_t len, uint32_t) {
+			if (!seen.empty() && seen.back().offset + seen.back().length == off)
+				seen.back().length += len;
+			else
+				seen.push_back({off, len});
+		};
+		auto r = ranges.empty() ? (*reader)->extents("base:allocation", visit)
+					: (*reader)->extents("base:allocation", ranges, visit);
+		EXPECT_TRUE(r) << r.error().toString();
+		return seen;
+	};
+	auto whole = walk({});
+	ASSERT_EQ(whole.size(), 1u);
+	EXPECT_EQ(whole[0].offset, 0u);
+	EXPECT_EQ(whole[0].length, size);
+	const std::vector<NbdReader::ByteRange> ranges{
+		{5, 10ull << 30}, {(20ull << 30) + 7, 1}, {(40ull << 30) - 1, 30ull << 30}, {size - 9, 100}};
+	auto parts = walk(ranges);
+	ASSERT_EQ(parts.size(), 4u);
+	for (size_t i = 0; i < 3; i++) {
+		EXPECT_EQ(parts[i].offset, ranges[i].offset) << i;
+		EXPECT_EQ(parts[i].length, ranges[i].length) << i;
+	}
+	EXPECT_EQ(parts[3].offset, size - 9);
+	EXPECT_EQ(parts[3].length, 9u); // clipped to the disk
 }
 
 TEST(NbdReaderTest, AStoppedServerFailsTheHandshakeWithinTheTimeout)
@@ -167,7 +219,7 @@ TEST(NbdReaderTest, ReadsThatDoNotComeBackFailTheCopyWithinTheTimeout)
 	store::SnapshotIndex index(kSize, kChunk);
 	std::vector<bool> wanted(index.slots(), true);
 	auto start = std::chrono::steady_clock::now();
-	auto copied = copySlots(**reader, wanted, index, hashingPut(), {}, {});
+	auto copied = copySlots(**reader, runsOf(wanted), index, hashingPut(), {}, {});
 	ASSERT_FALSE(copied);
 	EXPECT_NE(copied.error().message.find(kNoAnswer), std::string::npos) << copied.error().message;
 	EXPECT_EQ((*reader)->inFlight(), 0u);
@@ -196,7 +248,7 @@ TEST(NbdReaderTest, AServerStoppedMidCopyFailsItWithinTheTimeout)
 		}
 		return crypto::sha256(data);
 	};
-	auto copied = copySlots(**reader, wanted, index, put, {}, {});
+	auto copied = copySlots(**reader, runsOf(wanted), index, put, {}, {});
 	auto took = test::since(stoppedAt);
 	ASSERT_TRUE(stopped && stopped->stopped());
 	ASSERT_FALSE(copied) << "the copy finished although its server was stopped";

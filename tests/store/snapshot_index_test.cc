@@ -55,6 +55,25 @@ protected:
 
 };
 
+// clear() zeroes exactly its range, across pages, and allocates no page
+// for a range that holds none: a hole the size of the disk costs nothing.
+TEST_F(SnapshotIndexTest, ClearZeroesItsRangeAndAllocatesNothing)
+{
+	const uint64_t slots = 4 * SnapshotIndex::kPageEntries + 10;
+	SnapshotIndex index(slots * kChunk, kChunk);
+	index.clear(0, slots);
+	EXPECT_EQ(index.pagesHeld(), 0u);
+	for (uint64_t s = 0; s < slots; s += 7)
+		index.set(s, slotId(s));
+	const uint64_t first = SnapshotIndex::kPageEntries - 3, end = 3 * SnapshotIndex::kPageEntries + 5;
+	index.clear(first, end);
+	for (uint64_t s = 0; s < slots; s++)
+		ASSERT_EQ(index.at(s), s % 7 != 0 || (s >= first && s < end) ? kZeroChunk : slotId(s)) << "slot " << s;
+	index.clear(0, UINT64_MAX); // past the grid: clipped
+	for (uint64_t s = 0; s < slots; s++)
+		ASSERT_EQ(index.at(s), kZeroChunk) << "slot " << s;
+}
+
 TEST_F(SnapshotIndexTest, GridWithShortLastSlot)
 {
 	SnapshotIndex index(10 * kChunk + 100, kChunk);
