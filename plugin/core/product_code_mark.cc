@@ -49,6 +49,12 @@ Result<void> writeProductCodeMark(int fd, const std::vector<ProductCode> &codes)
 	std::string text;
 	for (const ProductCode &code : codes)
 		text += (text.empty() ? "" : " ") + toString(code);
+	// What readProductCodeMark would refuse is not written: the file would
+	// carry a mark that every capture then ignores.
+	if (text.size() > kMaxMarkBytes)
+		return fail(errc::kInvalidParameterValue, std::to_string(codes.size()) + " product codes take " +
+								  std::to_string(text.size()) + " bytes, more than a mark holds (" +
+								  std::to_string(kMaxMarkBytes) + ")");
 	if (::fsetxattr(fd, kProductCodeMarkAttribute, text.data(), text.size(), 0) == 0)
 		return {};
 	const int err = errno;

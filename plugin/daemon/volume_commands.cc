@@ -159,13 +159,14 @@ void restoredVolumeProductCodes(Context &ctx, const Call &call, const store::Man
 	auto changed = engine::giveVolumeProductCodes(*ctx.store, m);
 	auto synced = changed && *changed ? syncVolume(ctx, **changed) : Result<void>{};
 	if (!changed || !synced)
-		std::cerr << "virtsnap: warning: the product codes of " << m.snapshotId << " were not recorded on volume "
-			  << m.volumeId << ": " << (changed ? synced.error() : changed.error()).toString() << "\n";
+		warnOnStderr("the product codes of " + m.snapshotId + " were not recorded on volume " + m.volumeId + ": " +
+			     (changed ? synced.error() : changed.error()).toString());
 }
 
 void warnOnStderr(const std::string &message)
 {
-	std::cerr << "virtsnap: warning: " << message << "\n";
+	// One write: jobs in parallel warn into one journal.
+	std::cerr << ("virtsnap: warning: " + message + "\n");
 }
 
 Result<Reply> createVolume(Context &ctx, const Call &call)

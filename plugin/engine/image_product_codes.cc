@@ -8,6 +8,10 @@ Result<std::vector<ProductCode>> imageProductCodes(const std::string &filename)
 {
 	if (filename.empty() || filename.front() != '/')
 		return std::vector<ProductCode>();
+	// An image QEMU was handed by descriptor (/proc/self/fd/N, libvirt's
+	// /dev/fdset/N) names, in this process, another file or none.
+	if (filename.starts_with("/proc/") || filename.starts_with("/dev/"))
+		return std::vector<ProductCode>();
 	return readProductCodeMark(filename);
 }
 

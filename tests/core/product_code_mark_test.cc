@@ -112,6 +112,22 @@ TEST_F(ProductCodeMarkTest, AMarkThatDoesNotParseIsRefusedNamingTheFile)
 	}
 }
 
+// What the reader would refuse is not written: a file marked so would lose
+// its codes at every capture, silently but for a warning.
+TEST_F(ProductCodeMarkTest, AMarkTooLongToReadBackIsNotWritten)
+{
+	std::vector<ProductCode> many;
+	for (int i = 0; i < 100; i++)
+		many.push_back({std::string(60, 'a') + std::to_string(1000 + i), "marketplace"});
+	auto written = writeProductCodeMark(fd_.get(), many);
+	EXPECT_EQ(codeOf(written), "InvalidParameterValue") << describe(written);
+	char raw[16];
+	EXPECT_LT(::getxattr(image_.c_str(), "user.virtsnap.product-codes", raw, sizeof raw), 0) << "nothing set";
+	auto read = readProductCodeMark(image_);
+	ASSERT_TRUE(read) << describe(read);
+	EXPECT_TRUE(read->empty());
+}
+
 // A real ENOTSUP from the kernel: procfs keeps no user xattrs. (Not a
 // place an image goes; the point is what the error is called.)
 TEST_F(ProductCodeMarkTest, AFilesystemWithoutUserXattrsIsUnsupported)

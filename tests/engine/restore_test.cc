@@ -224,6 +224,11 @@ TEST_F(ClockedStoreTest, ARestoredFileCarriesItsSnapshotsProductCodesToTheVolume
 	disk.filename = "json:{\"driver\": \"file\", \"filename\": \"" + coded.string() + "\"}";
 	VolumeRecord plain{"vol-0123456789abcdef1", "name:other", "other", "vdd", 0, "standard", {}, false, "", {}};
 	EXPECT_FALSE(addImageProductCodes(plain, disk, warn)) << "not a plain path";
+	// Handed to QEMU by descriptor: /proc/self/fd/N is another file here.
+	UniqueFd held(::open(coded.c_str(), O_RDONLY | O_CLOEXEC));
+	ASSERT_TRUE(held.isValid()) << std::strerror(errno);
+	disk.filename = "/proc/self/fd/" + std::to_string(held.get());
+	EXPECT_FALSE(addImageProductCodes(plain, disk, warn)) << "a descriptor's name";
 	EXPECT_TRUE(warnings.empty());
 
 	// A mark that is not ours: left out, with one warning.
