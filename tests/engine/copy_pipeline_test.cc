@@ -22,10 +22,13 @@
 #include "core/bytes.h"
 #include "crypto/crypto.h"
 #include "engine/copy_pipeline.h"
+#include "tests/engine/slot_runs_util.h"
 #include "tests/support/random_bytes.h"
 
 namespace virtsnap::engine {
 namespace {
+
+using virtsnap::test::runsOf;
 
 using store::ChunkId;
 using virtsnap::test::fillRandom;
@@ -184,16 +187,6 @@ SnapshotIndex markedIndex(uint64_t volumeSize)
 	for (uint64_t s = 0; s < index.slots(); s++)
 		index.set(s, untouched());
 	return index;
-}
-
-// The runs of a test's mask of wanted slots.
-SlotRuns runsOf(const std::vector<bool> &wanted)
-{
-	SlotRuns runs;
-	for (uint64_t s = 0; s < wanted.size(); s++)
-		if (wanted[s])
-			runs.add(s, s + 1);
-	return runs;
 }
 
 PutChunk hashingPut(std::atomic<uint64_t> *calls = nullptr)

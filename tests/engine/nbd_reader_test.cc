@@ -19,10 +19,13 @@
 #include "crypto/crypto.h"
 #include "engine/copy_pipeline.h"
 #include "engine/nbd_reader.h"
+#include "tests/engine/slot_runs_util.h"
 #include "tests/support/test_env.h"
 
 namespace virtsnap::engine {
 namespace {
+
+using virtsnap::test::runsOf;
 
 using namespace std::chrono_literals;
 using test::kMiB;
@@ -96,16 +99,6 @@ private:
 	ASSERT_TRUE(name.up()) << "nbdkit did not start"
 
 const std::string kNoAnswer = "QEMU's export of vdz answered nothing within 1 s ([hypervisor] timeout)";
-
-// The runs of a test's mask of wanted slots.
-SlotRuns runsOf(const std::vector<bool> &wanted)
-{
-	SlotRuns runs;
-	for (uint64_t s = 0; s < wanted.size(); s++)
-		if (wanted[s])
-			runs.add(s, s + 1);
-	return runs;
-}
 
 PutChunk hashingPut()
 {
