@@ -20,8 +20,10 @@ struct SlotRun {
 // joined across their smallest gaps, so the set can grow (never shrink).
 // Reading a slot that did not need it is always correct, it only costs
 // work: clean data is read again and dedups to the id it had, and a hole
-// reads as zeros and gets the zero id it had. Never hold slots that are
-// acted on without reading (holes cleared in the index) in one.
+// reads as zeros and gets the zero id it had. Never act on a set's slots
+// without asking the export about them: the incremental's dirty runs may
+// hold clean slots, which is correct only because each is then read, or
+// cleared where the export itself says it is a hole now.
 class SlotRuns
 {
 public:
