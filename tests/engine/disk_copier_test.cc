@@ -15,6 +15,7 @@
 
 #include "core/socket_probe.h"
 #include "engine/disk_copier.h"
+#include "tests/engine/nbd_server_process.h"
 #include "tests/store/store_test_util.h"
 
 namespace virtsnap::engine {
@@ -51,18 +52,9 @@ public:
 		if (!bitmap.empty())
 			argv.insert(argv.end(), {"-B", bitmap});
 		argv.push_back(image);
-		pid_ = test::spawn(argv, STDERR_FILENO, STDERR_FILENO);
-		for (int i = 0; i < 1000 && pid_ > 0 && !virtsnap::socketAnswers(socket_); i++)
-			std::this_thread::sleep_for(10ms);
+		server_.start(argv);
 	}
-	~QemuNbd()
-	{
-		if (pid_ > 0) {
-			::kill(pid_, SIGTERM);
-			::waitpid(pid_, nullptr, 0);
-		}
-	}
-	bool up() const { return pid_ > 0 && virtsnap::socketAnswers(socket_); }
+	bool up() const { return server_.up(); }
 	hypervisor::DiskExport disk(const std::string &bitmap) const
 	{
 		hypervisor::DiskExport e{"vdz", socket_, "disk", kSize, "", 10s};
@@ -72,9 +64,8 @@ public:
 	}
 
 private:
-	test::TempDir dir_{"vs-qemu-nbd"};
-	std::string socket_ = dir_.file("nbd.sock");
-	pid_t pid_ = -1;
+	test::NbdServerProcess server_{"vs-qemu-nbd"};
+	const std::string &socket_ = server_.socket();
 };
 
 class DiskCopierTest : public store::test::WithOpenStore<store::test::StoreDirTest>

@@ -19,6 +19,7 @@
 #include "crypto/crypto.h"
 #include "engine/copy_pipeline.h"
 #include "engine/nbd_reader.h"
+#include "tests/engine/nbd_server_process.h"
 #include "tests/engine/slot_runs_util.h"
 #include "tests/support/test_env.h"
 
@@ -61,22 +62,10 @@ public:
 		for (const std::string &a : extra)
 			if (!a.starts_with("--"))
 				argv.push_back(a);
-		pid_ = test::spawn(argv, STDERR_FILENO, STDERR_FILENO);
-		for (int i = 0; i < 1000 && pid_ > 0 && !virtsnap::socketAnswers(socket_); i++) {
-			if (::waitpid(pid_, nullptr, WNOHANG) == pid_)
-				pid_ = -1;
-			std::this_thread::sleep_for(10ms);
-		}
+		server_.start(argv);
 	}
-	~NbdKit()
-	{
-		if (pid_ > 0) {
-			::kill(pid_, SIGKILL);
-			::waitpid(pid_, nullptr, 0);
-		}
-	}
-	bool up() const { return pid_ > 0 && virtsnap::socketAnswers(socket_); }
-	pid_t pid() const { return pid_; }
+	bool up() const { return server_.up(); }
+	pid_t pid() const { return server_.pid(); }
 	hypervisor::DiskExport disk() const
 	{
 		hypervisor::DiskExport e;
@@ -88,9 +77,8 @@ public:
 	}
 
 private:
-	test::TempDir dir_{"vs-nbdkit"};
-	std::string socket_ = dir_.file("nbd.sock");
-	pid_t pid_ = -1;
+	test::NbdServerProcess server_{"vs-nbdkit"};
+	const std::string &socket_ = server_.socket();
 };
 
 #define START_NBDKIT(name, ...)                                            \
