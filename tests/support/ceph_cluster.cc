@@ -110,6 +110,39 @@ int httpStatus(int port)
 	return status;
 }
 
+// Whether process `pid` holds the socket listening on 127.0.0.1:`port`:
+// an answer on a port found free may come from another cluster's radosgw
+// that bound it first. The kernel's socket table gives the listener's
+// inode, and the process's descriptors show whether it has it.
+bool holdsListener(pid_t pid, int port)
+{
+	char local[32];
+	std::snprintf(local, sizeof(local), "0100007F:%04X", unsigned(port));
+	std::ifstream table("/proc/net/tcp");
+	std::string line, inode;
+	std::getline(table, line); // the header
+	while (inode.empty() && std::getline(table, line)) {
+		std::istringstream fields(line);
+		std::string slot, address, remote, state, skip;
+		fields >> slot >> address >> remote >> state;
+		if (address != local || state != "0A") // 0A: LISTEN
+			continue;
+		for (int i = 0; i < 5; i++) // tx:rx, tr:when, retrnsmt, uid, timeout
+			fields >> skip;
+		fields >> inode;
+	}
+	if (inode.empty())
+		return false;
+	std::string want = "socket:[" + inode + "]";
+	std::error_code ec;
+	for (const auto &entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+		std::error_code link;
+		if (std::filesystem::read_symlink(entry.path(), link).string() == want)
+			return true;
+	}
+	return false;
+}
+
 // Reaps the child if it has exited.
 bool exited(pid_t pid)
 {
@@ -509,8 +542,18 @@ int CephCluster::startRadosgw(std::string *why)
 			*why = "radosgw exited at start (port " + std::to_string(port) + "):" + logTail("client.rgw.r");
 			return 0;
 		}
-		if (httpStatus(port) == 200)
-			return port;
+		if (httpStatus(port) == 200) {
+			if (holdsListener(pid, port))
+				return port;
+			// Another cluster's radosgw took the port first: ours
+			// cannot bind it, and the caller tries another.
+			*why = "port " + std::to_string(port) + " is another radosgw's";
+			for (Daemon &d : daemons_)
+				if (d.name == "client.rgw.r")
+					stop(d);
+			forget("client.rgw.r");
+			return 0;
+		}
 		std::this_thread::sleep_for(50ms);
 	}
 	// Not another port: a radosgw that neither answers nor exits will not
