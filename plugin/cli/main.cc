@@ -416,16 +416,8 @@ int run(int argc, char **argv)
 	if (!config)
 		return printError(config.error());
 	Settings ctx;
-	ctx.location.url = args->get("store", config->storePath);
-	ctx.location.keyFile = args->get("key-file", config->keyFile.string());
-	ctx.location.stateDir = stateDirFor(ctx.location.url, args->get("state-dir", config->stateDir.string()));
-	ctx.location.s3CredentialsFile = config->s3CredentialsFile;
-	ctx.location.timeout = config->storeTimeout;
-	ctx.service.libvirtUri = config->libvirtUri;
-	ctx.service.hypervisorTimeout = config->hypervisorTimeout;
-	ctx.service.accounts = config->accounts;
-	ctx.service.storeTargets = config->storeTargets;
-	ctx.service.luksIterTime = config->luksIterTime;
+	ctx.location = daemon::storeLocationFrom(*args, *config);
+	ctx.service = daemon::serviceOptionsFrom(*config);
 	ctx.socket = args->get("socket", config->socket.string());
 	std::string output = args->get("output", "json");
 	if (output != "json" && output != "table") {

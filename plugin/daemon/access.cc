@@ -135,6 +135,20 @@ Result<catalog::SnapshotRow> ownedSnapshot(Context &ctx, const Call &call, const
 	return row;
 }
 
+Result<void> requireCompleted(const catalog::SnapshotRow &row, const std::string &used)
+{
+	if (row.state == SnapshotState::Completed)
+		return {};
+	return fail(errc::kIncorrectState, "snapshot " + row.snapshotId + " is " + std::string(name(row.state)) +
+						   "; only a completed snapshot can be " + used);
+}
+
+Result<void> requireCompletedIfKnown(Context &ctx, const std::string &snapshotId, const std::string &used)
+{
+	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(snapshotId));
+	return row ? requireCompleted(*row, used) : Result<void>{};
+}
+
 Result<catalog::Scope> scopeOf(Context &ctx, const std::vector<std::string> &accountIds)
 {
 	catalog::Scope scope;

@@ -31,6 +31,13 @@ std::string ownerOf(const Context &ctx, const catalog::SnapshotRow &row);
 Result<catalog::SnapshotRow> visibleSnapshot(Context &ctx, const Call &call, const std::string &snapshotId);
 // The same, and AccessDenied when the account sees it but does not own it.
 Result<catalog::SnapshotRow> ownedSnapshot(Context &ctx, const Call &call, const std::string &snapshotId);
+// Only a completed snapshot may be `used` ("copied", "served"): EBS
+// answers IncorrectState for a pending or failed one.
+Result<void> requireCompleted(const catalog::SnapshotRow &row, const std::string &used);
+// The same for a snapshot this host's catalog may not know: its pending and
+// failed ones are there (they have no manifest), another host's completed
+// one is in the store alone.
+Result<void> requireCompletedIfKnown(Context &ctx, const std::string &snapshotId, const std::string &used);
 // Every read of an encrypted snapshot needs its key (engine/kms_keys.h):
 // the account owns it or was granted it, else AccessDenied naming the key,
 // as KMS refuses kms:Decrypt.

@@ -22,8 +22,7 @@ Result<void> checkReadable(Context &ctx, const Call &call, const std::string &id
 {
 	VS_TRY(checkSnapshotId(id));
 	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, id));
-	if (row.state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
+	VS_TRY(requireCompleted(row, "read"));
 	return requireSnapshotKey(ctx, call, row);
 }
 

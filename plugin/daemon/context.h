@@ -55,6 +55,13 @@ struct StoreLocation {
 	std::chrono::seconds timeout{30}; // of each store request ([store] timeout)
 };
 
+// The CLI and virtsnapd find their store and configure their service
+// alike: --store, --key-file and --state-dir, else the config file.
+StoreLocation storeLocationFrom(const Arguments &args, const Config &config);
+// Everything but whether jobs run on threads and how many at once, which
+// only virtsnapd sets.
+ServiceOptions serviceOptionsFrom(const Config &config);
+
 inline store::BackendSettings backendSettings(const StoreLocation &location)
 {
 	store::BackendSettings s;

@@ -41,17 +41,6 @@ Result<std::unique_ptr<store::Store>> openSourceStore(Context &ctx, const CopySn
 	return opened;
 }
 
-// Only a completed snapshot is copied (EBS: IncorrectState); this host's
-// catalog knows its pending and failed ones, which have no manifest.
-Result<void> requireCompleted(Context &ctx, const std::string &snapshotId)
-{
-	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(snapshotId));
-	if (row && row->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + snapshotId + " is " + std::string(name(row->state)) +
-							   "; only a completed snapshot can be copied");
-	return {};
-}
-
 // The copy's key (engine::copyKmsKeyId seals under it): --kms-key-id, which
 // the account must be able to use; else the source's key when the account
 // owns it; else the account's default key, as EBS does for a copy of a
@@ -84,7 +73,7 @@ Result<Reply> pushToDestination(Context &ctx, const CopySnapshotRequest &req, co
 {
 	const std::string &ownerId = call.uid;
 	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, req.sourceSnapshotId));
-	VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
+	VS_TRY(requireCompletedIfKnown(ctx, req.sourceSnapshotId, "copied"));
 	VS_TRY(requireSnapshotKey(ctx, call, row));
 	VS_ASSIGN(auto target, openStoreTarget(ctx, req.destinationStore, "--destination-store"));
 	VS_TRY(engine::copySourceOf(*ctx.store, *target, req.sourceSnapshotId));
@@ -114,7 +103,7 @@ Result<Reply> startCopy(Context &ctx, CopySnapshotRequest req, const Call &call)
 		// Another account's snapshot, unless shared with this one, does
 		// not exist for it (access.h).
 		VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, req.sourceSnapshotId));
-		VS_TRY(requireCompleted(ctx, req.sourceSnapshotId));
+		VS_TRY(requireCompletedIfKnown(ctx, req.sourceSnapshotId, "copied"));
 		// A shared encrypted snapshot is copied only with a grant on
 		// its key (or by its key's owner).
 		VS_TRY(requireSnapshotKey(ctx, call, row));

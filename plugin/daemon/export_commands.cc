@@ -49,9 +49,7 @@ Result<Reply> serveSnapshot(Context &ctx, const Call &call)
 	VS_TRY(requireRoot(call));
 	VS_ASSIGN(engine::ServeRequest req, parseServe(call.args));
 	VS_ASSIGN(auto row, visibleSnapshot(ctx, call, req.snapshotId));
-	if (row.state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + req.snapshotId + " is " + name(row.state) +
-							   "; only a completed snapshot can be served");
+	VS_TRY(requireCompleted(row, "served"));
 	VS_TRY(requireSnapshotKey(ctx, call, row));
 	req.exportsDir = ctx.location.stateDir / "exports";
 	req.storeUrl = absoluteUrl(ctx.location.url);

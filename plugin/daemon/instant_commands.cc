@@ -142,8 +142,7 @@ Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
 	VS_TRY(ctx.sync->learn(*ctx.store, *ctx.catalog, {s.snapshotId}));
 	// Its owner's, or shared with the caller's account (access.h).
 	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, s.snapshotId));
-	if (row.state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + s.snapshotId + " is " + name(row.state) + ", not completed");
+	VS_TRY(requireCompleted(row, "restored"));
 	VS_TRY(refuseSharedEncrypted(ctx, call, row));
 	VS_ASSIGN(Copier copier, copierOf(ctx, args)); // an instance that is not there fails before anything is made
 	VS_ASSIGN(engine::InstantVolume v, engine::createInstantVolume(*ctx.store, instantRequest(ctx, call, s.snapshotId, target)));

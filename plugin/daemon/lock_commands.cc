@@ -52,9 +52,7 @@ Result<Reply> lockSnapshot(Context &ctx, const Call &call)
 	// to hold yet; the store alone knows another host's completed one.
 	// Only the owning account locks it.
 	VS_ASSIGN(auto row, ownedSnapshot(ctx, call, req.snapshotId));
-	if (row.state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + req.snapshotId + " is " + name(row.state) +
-							   "; only a completed snapshot can be locked");
+	VS_TRY(requireCompleted(row, "locked"));
 	int64_t now = 0;
 	VS_ASSIGN(engine::SnapshotLock lock, engine::lockSnapshot(*ctx.store, req, now));
 	return ok(lockJson(lock, now));

@@ -75,23 +75,15 @@ std::optional<Settings> settingsFrom(const Arguments &args, int *status)
 		return std::nullopt;
 	}
 	Settings s;
-	s.location.url = args.get("store", config->storePath);
-	s.location.keyFile = args.get("key-file", config->keyFile.string());
-	s.location.stateDir = stateDirFor(s.location.url, args.get("state-dir", config->stateDir.string()));
-	s.location.s3CredentialsFile = config->s3CredentialsFile;
-	s.location.timeout = config->storeTimeout;
+	s.location = daemon::storeLocationFrom(args, *config);
 	s.socket = args.get("socket", config->socket.string());
 	s.loadedFrom = config->loadedFrom.string();
 	s.events.logFile = args.get("events-log", config->eventsLog.string());
 	s.events.handlerDir = args.get("events-dir", config->eventsDir.string());
 	s.events.handlerTimeout = config->handlerTimeout;
+	s.service = daemon::serviceOptionsFrom(*config);
 	s.service.background = true;
 	s.service.maxParallelJobs = config->maxParallelJobs;
-	s.service.libvirtUri = config->libvirtUri;
-	s.service.hypervisorTimeout = config->hypervisorTimeout;
-	s.service.accounts = config->accounts;
-	s.service.storeTargets = config->storeTargets;
-	s.service.luksIterTime = config->luksIterTime;
 	*status = 2;
 	// The same rules as in the config file, so the two never disagree.
 	if (args.has("handler-timeout")) {

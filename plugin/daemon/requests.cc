@@ -85,6 +85,25 @@ std::string requestHash(const Arguments &args)
 	return toHex(crypto::sha256(std::span((const uint8_t *)text.data(), text.size())));
 }
 
+// --snapshot-id, required and well formed.
+Result<std::string> requireSnapshotId(const Arguments &args)
+{
+	VS_ASSIGN(std::string id, args.require("snapshot-id"));
+	VS_TRY(checkSnapshotId(id));
+	return id;
+}
+
+// A block's index in a block API request (512 KiB blocks of a volume of at
+// most 2^50 blocks, far past any volume EBS allows).
+constexpr int64_t kMaxBlockIndex = int64_t(1) << 50;
+
+Result<uint64_t> requireBlockIndex(const Arguments &args)
+{
+	VS_ASSIGN(std::string block, args.require("block-index"));
+	VS_ASSIGN(int64_t index, parseInt("block-index", block, 0, kMaxBlockIndex));
+	return uint64_t(index);
+}
+
 Result<void> checkSnapshotIds(const Arguments &args)
 {
 	for (const std::string &id : args.all("snapshot-id"))
@@ -187,9 +206,9 @@ Result<store::GcOptions> parseGc(const Arguments &args)
 Result<engine::BlockPage> parseBlockPage(const Arguments &args)
 {
 	engine::BlockPage page;
-	constexpr int64_t kMaxBlock = int64_t(1) << 50;
 	if (args.has("starting-block-index")) {
-		VS_ASSIGN(int64_t start, parseInt("starting-block-index", args.get("starting-block-index"), 0, kMaxBlock));
+		VS_ASSIGN(int64_t start,
+			  parseInt("starting-block-index", args.get("starting-block-index"), 0, kMaxBlockIndex));
 		page.start = uint64_t(start);
 	}
 	if (args.has("max-results")) {
@@ -205,11 +224,8 @@ Result<engine::BlockPage> parseBlockPage(const Arguments &args)
 Result<GetBlockRequest> parseGetBlock(const Arguments &args)
 {
 	GetBlockRequest r;
-	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
-	VS_TRY(checkSnapshotId(r.snapshotId));
-	VS_ASSIGN(std::string block, args.require("block-index"));
-	VS_ASSIGN(int64_t index, parseInt("block-index", block, 0, int64_t(1) << 50));
-	r.block = uint64_t(index);
+	VS_ASSIGN(r.snapshotId, requireSnapshotId(args));
+	VS_ASSIGN(r.block, requireBlockIndex(args));
 	VS_ASSIGN(r.token, args.require("block-token"));
 	VS_ASSIGN(r.outputFile, args.require("output-file"));
 	return r;
@@ -244,8 +260,7 @@ Result<void> checkChecksumKind(const Arguments &args, bool aggregate)
 Result<engine::ServeRequest> parseServe(const Arguments &args)
 {
 	engine::ServeRequest r;
-	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
-	VS_TRY(checkSnapshotId(r.snapshotId));
+	VS_ASSIGN(r.snapshotId, requireSnapshotId(args));
 	if (args.has("nbd-socket") == args.has("port"))
 		return fail(errc::kInvalidParameterValue, "give one of --nbd-socket PATH and --port N");
 	if (args.has("nbd-socket")) {
@@ -290,11 +305,8 @@ Result<StartSnapshotRequest> parseStartSnapshot(const Arguments &args)
 Result<PutBlockRequest> parsePutBlock(const Arguments &args)
 {
 	PutBlockRequest r;
-	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
-	VS_TRY(checkSnapshotId(r.snapshotId));
-	VS_ASSIGN(std::string block, args.require("block-index"));
-	VS_ASSIGN(int64_t index, parseInt("block-index", block, 0, int64_t(1) << 50));
-	r.block = uint64_t(index);
+	VS_ASSIGN(r.snapshotId, requireSnapshotId(args));
+	VS_ASSIGN(r.block, requireBlockIndex(args));
 	VS_ASSIGN(r.blockData, args.require("block-data"));
 	VS_ASSIGN(std::string length, args.require("data-length"));
 	VS_ASSIGN(int64_t bytes, parseInt("data-length", length, 1, int64_t(1) << 31));
@@ -310,10 +322,9 @@ Result<PutBlockRequest> parsePutBlock(const Arguments &args)
 Result<CompleteRequest> parseComplete(const Arguments &args)
 {
 	CompleteRequest r;
-	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
-	VS_TRY(checkSnapshotId(r.snapshotId));
+	VS_ASSIGN(r.snapshotId, requireSnapshotId(args));
 	VS_ASSIGN(std::string count, args.require("changed-blocks-count"));
-	VS_ASSIGN(int64_t n, parseInt("changed-blocks-count", count, 0, int64_t(1) << 50));
+	VS_ASSIGN(int64_t n, parseInt("changed-blocks-count", count, 0, kMaxBlockIndex));
 	r.changedBlocks = uint64_t(n);
 	r.checksum = args.get("checksum");
 	if (args.has("checksum") && r.checksum.empty())
@@ -395,8 +406,7 @@ Result<Arguments> parseRequestLine(const std::string &line)
 Result<engine::LockRequest> parseLock(const Arguments &args)
 {
 	engine::LockRequest r;
-	VS_ASSIGN(r.snapshotId, args.require("snapshot-id"));
-	VS_TRY(checkSnapshotId(r.snapshotId));
+	VS_ASSIGN(r.snapshotId, requireSnapshotId(args));
 	VS_ASSIGN(r.mode, args.require("lock-mode"));
 	if (args.has("lock-duration")) {
 		VS_ASSIGN(r.lockDurationDays, parseInt("lock-duration", args.get("lock-duration"), 1, 36500));

@@ -34,9 +34,7 @@ Result<engine::SnapshotPermissions> ownPermissions(Context &ctx, const Call &cal
 {
 	VS_TRY(checkSnapshotId(id));
 	VS_ASSIGN(*row, ownedSnapshot(ctx, call, id));
-	if (row->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row->state) +
-							   "; only a completed snapshot can be shared");
+	VS_TRY(requireCompleted(*row, "shared"));
 	return engine::getSnapshotPermissions(*ctx.store, id);
 }
 

@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "access.h"
 #include "admission.h"
 #include "catalog/catalog.h"
 #include "core/cancel.h"
@@ -29,17 +30,6 @@ void emitPushed(Context &ctx, const engine::CopyRequest &request, const Result<s
 	n.startTime = request.startTime;
 	n.endTime = isoTimeNow();
 	ctx.events->emit(events::toJson(n));
-}
-
-// Only a completed snapshot is copied (EBS: IncorrectState); this host's
-// catalog knows its pending and failed ones, which have no manifest.
-Result<void> requireCompletedSource(Context &ctx, const std::string &snapshotId)
-{
-	VS_ASSIGN(auto row, ctx.catalog->getSnapshot(snapshotId));
-	if (row && row->state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + snapshotId + " is " + std::string(name(row->state)) +
-							   "; only a completed snapshot can be copied");
-	return {};
 }
 
 } // namespace
@@ -88,7 +78,7 @@ Result<std::unique_ptr<store::Store>> openStoreTarget(Context &ctx, const std::s
 
 Result<store::Manifest> pushCopy(Context &ctx, store::Store &target, engine::CopyRequest request)
 {
-	VS_TRY(requireCompletedSource(ctx, request.sourceSnapshotId));
+	VS_TRY(requireCompletedIfKnown(ctx, request.sourceSnapshotId, "copied"));
 	if (request.snapshotId.empty()) {
 		VS_ASSIGN(request.snapshotId, newResourceId("snap-"));
 	}

@@ -187,8 +187,7 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	VS_TRY(checkSnapshotId(id));
 	// Its owner's, or shared with the caller's account (access.h).
 	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, id));
-	if (row.state != SnapshotState::Completed)
-		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
+	VS_TRY(requireCompleted(row, "restored"));
 	VS_TRY(refuseSharedEncrypted(ctx, call, row));
 	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}, warnOnStderr};
 	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));

@@ -198,6 +198,15 @@ Result<std::optional<BlockWrite>> BlockWrites::find(const std::string &snapshotI
 	return std::optional(std::move(*w));
 }
 
+Result<BlockWrites::Locked> BlockWrites::lockedWrite(const std::string &snapshotId) const
+{
+	VS_TRY(checkSnapshotId(snapshotId));
+	VS_TRY(load(snapshotId));
+	VS_ASSIGN(UniqueFd lock, lockDir(dirOf(snapshotId)));
+	VS_ASSIGN(BlockWrite w, load(snapshotId));
+	return Locked{std::move(w), std::move(lock)};
+}
+
 Result<TimePoint> BlockWrites::deadline(const BlockWrite &w) const
 {
 	VS_ASSIGN(Bytes text, readFile(dirOf(w.snapshotId) / "activity"));
@@ -328,13 +337,12 @@ Result<void> BlockWrites::put(store::Store &store, const std::string &snapshotId
 Result<void> BlockWrites::putBlocks(store::Store &store, const std::string &snapshotId,
 				    const std::vector<BlockPut> &blocks, TimePoint now)
 {
-	VS_TRY(checkSnapshotId(snapshotId));
 	fs::path dir = dirOf(snapshotId);
-	VS_ASSIGN(BlockWrite w, load(snapshotId));
+	BlockWrite w;
 	{
-		VS_ASSIGN(UniqueFd lock, lockDir(dir));
-		VS_ASSIGN(w, load(snapshotId));
-		VS_TRY(checkPending(w, now));
+		VS_ASSIGN(Locked locked, lockedWrite(snapshotId));
+		VS_TRY(checkPending(locked.write, now));
+		w = std::move(locked.write);
 	}
 	std::vector<BlockRecord> records;
 	for (const BlockPut &p : blocks) {
@@ -355,9 +363,8 @@ Result<void> BlockWrites::putBlocks(store::Store &store, const std::string &snap
 	if (!lease->held())
 		return fail(errc::kStoreUnavailable, "the lease on " + store.describe() +
 							     " could not be renewed in time; the blocks were not recorded");
-	VS_ASSIGN(UniqueFd lock, lockDir(dir));
-	VS_ASSIGN(w, load(snapshotId));
-	VS_TRY(checkPending(w, now));
+	VS_ASSIGN(Locked locked, lockedWrite(snapshotId));
+	VS_TRY(checkPending(locked.write, now));
 	for (size_t i = 0; i < blocks.size(); i++)
 		VS_TRY(writeFileAtomic(dir / "blocks" / std::to_string(blocks[i].block), encodeRecord(records[i]), 0600));
 	return touchActivity(dir, now);
@@ -365,13 +372,10 @@ Result<void> BlockWrites::putBlocks(store::Store &store, const std::string &snap
 
 Result<void> BlockWrites::abandon(const std::string &snapshotId, const std::string &why)
 {
-	VS_TRY(checkSnapshotId(snapshotId));
-	VS_ASSIGN(BlockWrite w, load(snapshotId));
-	VS_ASSIGN(UniqueFd lock, lockDir(dirOf(snapshotId)));
-	VS_ASSIGN(w, load(snapshotId));
-	if (w.state != SnapshotState::Pending)
+	VS_ASSIGN(Locked locked, lockedWrite(snapshotId));
+	if (locked.write.state != SnapshotState::Pending)
 		return {};
-	return endInError(w, why);
+	return endInError(locked.write, why);
 }
 
 Result<void> BlockWrites::forget(const std::string &snapshotId)
@@ -532,12 +536,10 @@ store::Manifest manifestOf(const BlockWrite &w, TimePoint now)
 Result<CompleteOutcome> BlockWrites::complete(store::Store &store, const std::string &snapshotId,
 					      uint64_t changedBlocks, const std::string &aggregate, TimePoint now)
 {
-	VS_TRY(checkSnapshotId(snapshotId));
 	fs::path dir = dirOf(snapshotId);
-	VS_ASSIGN(BlockWrite w, load(snapshotId));
 	// Held to the end: no put records a block while the snapshot seals.
-	VS_ASSIGN(UniqueFd lock, lockDir(dir));
-	VS_ASSIGN(w, load(snapshotId));
+	VS_ASSIGN(Locked locked, lockedWrite(snapshotId));
+	BlockWrite &w = locked.write;
 	VS_TRY(checkPending(w, now));
 	VS_ASSIGN(auto records, readRecords(dir, kBlockSize / store.chunkSize()));
 	if (std::string why = mismatch(records, changedBlocks, aggregate); !why.empty()) {

@@ -38,6 +38,7 @@
 #include "block_map.h"
 #include "block_tokens.h"
 #include "core/states.h"
+#include "core/unique_fd.h"
 #include "store/manifest.h"
 #include "store/store.h"
 
@@ -161,6 +162,13 @@ private:
 	std::filesystem::path dirOf(const std::string &snapshotId) const { return root_ / snapshotId; }
 	Result<BlockWrite> load(const std::string &snapshotId) const;
 	Result<void> save(const BlockWrite &w) const;
+	// The write as it is under its directory's lock, held while `lock`
+	// lives. An unknown id is NotFound as load() says it.
+	struct Locked {
+		BlockWrite write;
+		UniqueFd lock;
+	};
+	Result<Locked> lockedWrite(const std::string &snapshotId) const;
 	// Ends the snapshot in error and drops its blocks (the lock held).
 	Result<void> endInError(BlockWrite &w, const std::string &why) const;
 	// IncorrectState unless pending; a timed-out one is failed first.
