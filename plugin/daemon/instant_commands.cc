@@ -114,6 +114,38 @@ bool ownsRestore(const Call &call, const InstantState &s)
 	return call.uid == "0" || s.ownerId == call.accountId;
 }
 
+// What the engine made for one instant volume, as its state records it.
+void recordVolume(InstantState &s, const engine::InstantVolume &v)
+{
+	s.snapshotId = v.manifest.snapshotId;
+	s.volumeId = v.manifest.volumeId;
+	s.size = v.manifest.volumeSize;
+	s.target = v.target.string();
+	s.exportId = v.exported.exportId;
+	s.uri = v.exported.uri;
+	s.statsFile = v.statsFile.string();
+}
+
+// The saved states of an instance's instant volumes: `common`'s owner,
+// times, instance and speed, each disk's own job id and volume.
+Result<std::vector<InstantState>> saveInstanceStates(Context &ctx, const Call &call, const InstantState &common,
+						     const engine::InstanceRestorePlan &plan,
+						     const std::vector<engine::InstantVolume> &made,
+						     const std::vector<std::string> &jobIds)
+{
+	std::vector<InstantState> states;
+	for (size_t i = 0; i < made.size(); i++) {
+		InstantState s = common;
+		s.jobId = jobIds[i];
+		s.disk = plan.disks[i].diskId;
+		recordVolume(s, made[i]);
+		VS_TRY(saveInstantState(ctx, s));
+		restoredVolumeProductCodes(ctx, call, made[i].manifest);
+		states.push_back(std::move(s));
+	}
+	return states;
+}
+
 } // namespace
 
 Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
@@ -146,12 +178,8 @@ Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
 	VS_TRY(refuseSharedEncrypted(ctx, call, row));
 	VS_ASSIGN(Copier copier, copierOf(ctx, args)); // an instance that is not there fails before anything is made
 	VS_ASSIGN(engine::InstantVolume v, engine::createInstantVolume(*ctx.store, instantRequest(ctx, call, s.snapshotId, target)));
+	recordVolume(s, v);
 	s.target = fs::absolute(target).string();
-	s.volumeId = v.manifest.volumeId;
-	s.size = v.manifest.volumeSize;
-	s.exportId = v.exported.exportId;
-	s.uri = v.exported.uri;
-	s.statsFile = v.statsFile.string();
 	auto job = newResourceId("job-");
 	if (!job) {
 		undoInstant(ctx, v, s.target);
@@ -185,8 +213,10 @@ Result<Reply> createVolumeInstant(Context &ctx, const Call &call)
 
 Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call)
 {
-	const int64_t startMs = unixMillisNow();
-	const std::string startTime = isoTimeNow();
+	InstantState common;
+	common.startMs = unixMillisNow();
+	common.startTime = isoTimeNow();
+	common.ownerId = call.accountId;
 	VS_ASSIGN(std::string setId, call.args.require("snapshot-set-id"));
 	VS_ASSIGN(hypervisor::Target target, parseTarget(call.args, ctx.options.libvirtUri));
 	if (!target.isLibvirt())
@@ -194,7 +224,8 @@ Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call)
 							  "a plain QEMU's disk: create-volume --instant --qmp-socket");
 	if (call.args.has("target-dir"))
 		return fail(errc::kInvalidParameterValue, "--instant replaces the domain's disks: no --target-dir");
-	VS_ASSIGN(uint64_t speed, parseSpeed(call.args));
+	VS_ASSIGN(common.speed, parseSpeed(call.args));
+	common.instance = target.key();
 	VS_ASSIGN(auto driver, ctx.drivers->get(target));
 	VS_ASSIGN(auto set, snapshotsOfSet(ctx, call, setId));
 	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set));
@@ -224,39 +255,18 @@ Result<Reply> restoreInstanceInstant(Context &ctx, const Call &call)
 						   engine::restoreJournalDir(ctx.location.stateDir), requestFor);
 	ctx.admission->endRestore(plan.instanceKey);
 	VS_TRY(made);
-	std::vector<InstantState> states;
-	for (size_t i = 0; i < made->size(); i++) {
-		const engine::InstantVolume &v = (*made)[i];
-		InstantState s;
-		s.jobId = jobIds[i];
-		s.ownerId = call.accountId;
-		s.startMs = startMs;
-		s.startTime = startTime;
-		s.snapshotId = v.manifest.snapshotId;
-		s.volumeId = v.manifest.volumeId;
-		s.size = v.manifest.volumeSize;
-		s.target = v.target.string();
-		s.exportId = v.exported.exportId;
-		s.uri = v.exported.uri;
-		s.statsFile = v.statsFile.string();
-		s.instance = target.key();
-		s.disk = plan.disks[i].diskId;
-		s.speed = speed;
-		VS_TRY(saveInstantState(ctx, s));
-		restoredVolumeProductCodes(ctx, call, v.manifest);
-		states.push_back(std::move(s));
-	}
+	VS_ASSIGN(std::vector<InstantState> states, saveInstanceStates(ctx, call, common, plan, *made, jobIds));
 	// From here the domain's disks are the instant images: a failure to
 	// start or to copy leaves them usable, and complete-instant-restore
 	// copies them.
 	VS_TRY(driver->startInstance());
-	const int64_t ready = unixMillisNow() - startMs;
+	const int64_t ready = unixMillisNow() - common.startMs;
 	// One copy at a time (instant_job.h says why): the first starts here,
 	// the job starts each next one.
 	for (InstantState &s : states)
 		s.readyMillis = ready;
 	Json list = Json::array();
-	if (auto pulled = driver->startPull(states.front().disk, speed); !pulled) {
+	if (auto pulled = driver->startPull(states.front().disk, common.speed); !pulled) {
 		for (InstantState &s : states)
 			InstantJob::failed(ctx, s, "the copy did not start: " + pulled.error().toString());
 	} else {
