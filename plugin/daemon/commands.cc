@@ -39,6 +39,8 @@ std::map<std::string, CommandSpec> withAccountOption(std::map<std::string, Comma
 
 } // namespace
 
+// One table, one entry a command, in one function: a reader finds every
+// command and its options in one place, so it runs past a screen.
 const std::map<std::string, CommandSpec> &commands()
 {
 	static const std::map<std::string, CommandSpec> table = withAccountOption({

@@ -28,6 +28,7 @@ struct CommandSpec {
 	bool cliOnly = false;
 };
 
+// Every command the CLI and the socket know, with its options and handler.
 const std::map<std::string, CommandSpec> &commands();
 // The command's spec, or null when there is none.
 const CommandSpec *findCommand(const std::string &name);
