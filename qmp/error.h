@@ -8,9 +8,15 @@
 
 namespace qmp {
 
+// The transport's own classes, beside those QEMU sends.
+inline constexpr const char *kConnectionFailed = "ConnectionFailed";
+inline constexpr const char *kConnectionClosed = "ConnectionClosed";
+inline constexpr const char *kTimeout = "Timeout";
+inline constexpr const char *kProtocolError = "ProtocolError";
+
 struct Error {
-	// QEMU's error.class ("GenericError", "DeviceNotFound", ...) or one of:
-	// "ConnectionFailed", "ConnectionClosed", "Timeout", "ProtocolError".
+	// QEMU's error.class ("GenericError", "DeviceNotFound", ...) or one of
+	// the transport's above.
 	std::string errorClass;
 	std::string desc;
 

@@ -49,7 +49,7 @@ Result<std::unique_ptr<GuestAgentClient>> GuestAgentClient::connect(const std::s
 	Deadline deadline = Clock::now() + timeout;
 	auto fd = detail::connectUnix(socketPath);
 	if (!fd)
-		return fail("ConnectionFailed", "guest agent: " + fd.error().desc);
+		return fail(kConnectionFailed, "guest agent: " + fd.error().desc);
 	std::unique_ptr<GuestAgentClient> client(new GuestAgentClient(*fd, socketPath));
 	auto synced = client->syncUntil(deadline, timeout, "");
 	if (!synced)
@@ -89,7 +89,7 @@ Result<std::optional<Json>> GuestAgentClient::nextReply()
 		auto reply = stream_->next(buffer_);
 		buffer_ += rest;
 		if (!reply)
-			return fail("ProtocolError", reply.error());
+			return fail(kProtocolError, reply.error());
 		if (*reply || delimiter == std::string::npos)
 			return std::move(*reply);
 		// The delimiter cut a reply short: what came before it is junk.
@@ -102,7 +102,7 @@ Result<void> GuestAgentClient::syncUntil(Deadline deadline, Duration timeout, co
 	needSync_ = true;
 	const std::string peer = "guest agent socket " + socketPath_;
 	auto timedOut = [&] {
-		return fail("Timeout", "guest agent did not answer guest-sync-delimited" +
+		return fail(kTimeout, "guest agent did not answer guest-sync-delimited" +
 					       (what.empty() ? std::string() : " (before " + what + ")") +
 					       " within " + ms(timeout) + " on " + socketPath_);
 	};
@@ -113,7 +113,7 @@ Result<void> GuestAgentClient::syncUntil(Deadline deadline, Duration timeout, co
 	request.set("arguments", Json::object().set("id", Json::integer(id)));
 	auto sent = detail::sendAll(fd_, std::string(1, kDelimiter) + request.dump() + "\n", deadline, peer);
 	if (!sent) {
-		if (sent.error().errorClass == "Timeout")
+		if (sent.error().errorClass == kTimeout)
 			return timedOut();
 		return sent;
 	}
@@ -153,7 +153,7 @@ Result<void> GuestAgentClient::syncUntil(Deadline deadline, Duration timeout, co
 		}
 		auto received = detail::receiveSome(fd_, buffer_, deadline, peer);
 		if (!received) {
-			if (received.error().errorClass == "Timeout")
+			if (received.error().errorClass == kTimeout)
 				return timedOut();
 			return received;
 		}
@@ -172,7 +172,7 @@ Result<Json> GuestAgentClient::execute(const std::string &command, Json argument
 	const std::string peer = "guest agent socket " + socketPath_;
 	auto timedOut = [&] {
 		needSync_ = true;
-		return fail("Timeout", "guest agent did not answer " + command + " within " + ms(timeout) +
+		return fail(kTimeout, "guest agent did not answer " + command + " within " + ms(timeout) +
 					       " on " + socketPath_);
 	};
 	Json request = Json::object();
@@ -182,7 +182,7 @@ Result<Json> GuestAgentClient::execute(const std::string &command, Json argument
 	auto sent = detail::sendAll(fd_, request.dump() + "\n", deadline, peer);
 	if (!sent) {
 		needSync_ = true;
-		if (sent.error().errorClass == "Timeout")
+		if (sent.error().errorClass == kTimeout)
 			return timedOut();
 		return std::unexpected(sent.error());
 	}
@@ -192,7 +192,7 @@ Result<Json> GuestAgentClient::execute(const std::string &command, Json argument
 		if (!reply) {
 			needSync_ = true;
 			buffer_.clear();
-			return fail("ProtocolError", peer + " answered " + command + " with " + reply.error().desc);
+			return fail(kProtocolError, peer + " answered " + command + " with " + reply.error().desc);
 		}
 		if (*reply) {
 			Json message = std::move(**reply);
@@ -203,12 +203,12 @@ Result<Json> GuestAgentClient::execute(const std::string &command, Json argument
 			if (message.has("return"))
 				return message.get("return");
 			needSync_ = true;
-			return fail("ProtocolError",
+			return fail(kProtocolError,
 				    peer + " answered " + command + " with " + excerpt(message));
 		}
 		auto received = detail::receiveSome(fd_, buffer_, deadline, peer);
 		if (!received) {
-			if (received.error().errorClass == "Timeout")
+			if (received.error().errorClass == kTimeout)
 				return timedOut();
 			needSync_ = true;
 			return std::unexpected(received.error());
@@ -226,8 +226,8 @@ Result<void> GuestAgentClient::post(const std::string &command, Json arguments, 
 		request.set("arguments", arguments);
 	auto sent = detail::sendAll(fd_, std::string(1, kDelimiter) + request.dump() + "\n",
 				    Clock::now() + timeout, "guest agent socket " + socketPath_);
-	if (!sent && sent.error().errorClass == "Timeout")
-		return fail("Timeout", "could not send " + command + " to the guest agent within " + ms(timeout) +
+	if (!sent && sent.error().errorClass == kTimeout)
+		return fail(kTimeout, "could not send " + command + " to the guest agent within " + ms(timeout) +
 					       " on " + socketPath_);
 	return sent;
 }

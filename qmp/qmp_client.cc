@@ -34,18 +34,18 @@ Result<std::unique_ptr<QmpClient>> QmpClient::connect(const std::string &socketP
 	Deadline deadline = Clock::now() + timeout;
 	auto fd = detail::connectUnix(socketPath);
 	if (!fd)
-		return fail("ConnectionFailed", "QMP: " + fd.error().desc);
+		return fail(kConnectionFailed, "QMP: " + fd.error().desc);
 	std::unique_ptr<QmpClient> client(new QmpClient(*fd, socketPath));
 
 	auto greeting = client->readMessage(deadline);
 	if (!greeting) {
-		if (greeting.error().errorClass == "Timeout")
-			return fail("Timeout", "no QMP greeting from " + socketPath + " within " + ms(timeout) +
+		if (greeting.error().errorClass == kTimeout)
+			return fail(kTimeout, "no QMP greeting from " + socketPath + " within " + ms(timeout) +
 						       " (is another client connected?)");
 		return std::unexpected(greeting.error());
 	}
 	if (!greeting->get("QMP").isObject())
-		return fail("ProtocolError",
+		return fail(kProtocolError,
 			    "expected a QMP greeting from " + socketPath + ", got " + excerpt(*greeting));
 	client->version_ = greeting->get("QMP").get("version").get("qemu");
 
@@ -74,16 +74,16 @@ Result<Json> QmpClient::readMessage(Deadline deadline)
 			return std::unexpected(*dead_);
 		auto value = stream_->next(buffer_);
 		if (!value)
-			return die({"ProtocolError", "QMP socket " + socketPath_ + " sent " + value.error()});
+			return die({kProtocolError, "QMP socket " + socketPath_ + " sent " + value.error()});
 		if (*value) {
 			if (!(*value)->isObject())
-				return die({"ProtocolError", "QMP socket " + socketPath_ +
+				return die({kProtocolError, "QMP socket " + socketPath_ +
 								     " sent a non-object message: " + excerpt(**value)});
 			return std::move(**value);
 		}
 		auto received = detail::receiveSome(fd_, buffer_, deadline, "QMP socket " + socketPath_);
 		if (!received) {
-			if (received.error().errorClass == "Timeout")
+			if (received.error().errorClass == kTimeout)
 				return std::unexpected(received.error());
 			return die(received.error());
 		}
@@ -111,7 +111,7 @@ Result<Json> QmpClient::executeUntil(const std::string &command, const Json &arg
 	if (dead_)
 		return std::unexpected(*dead_);
 	auto timedOut = [&] {
-		return fail("Timeout", "QEMU did not answer " + command + " within " + ms(timeout) +
+		return fail(kTimeout, "QEMU did not answer " + command + " within " + ms(timeout) +
 					       " on " + socketPath_);
 	};
 
@@ -124,8 +124,8 @@ Result<Json> QmpClient::executeUntil(const std::string &command, const Json &arg
 	auto sent = detail::sendAll(fd_, request.dump() + "\r\n", deadline, "QMP socket " + socketPath_);
 	if (!sent) {
 		// A partly written command would corrupt the stream for the next one.
-		if (sent.error().errorClass == "Timeout")
-			return die({"Timeout", "could not send " + command + " to " + socketPath_ +
+		if (sent.error().errorClass == kTimeout)
+			return die({kTimeout, "could not send " + command + " to " + socketPath_ +
 						       " within " + ms(timeout)});
 		return die(sent.error());
 	}
@@ -133,7 +133,7 @@ Result<Json> QmpClient::executeUntil(const std::string &command, const Json &arg
 	for (;;) {
 		auto message = readMessage(deadline);
 		if (!message) {
-			if (message.error().errorClass == "Timeout")
+			if (message.error().errorClass == kTimeout)
 				return timedOut();
 			return std::unexpected(message.error());
 		}
@@ -180,8 +180,8 @@ Result<Event> QmpClient::waitEvent(const std::string &name,
 	for (;;) {
 		auto message = readMessage(deadline);
 		if (!message) {
-			if (message.error().errorClass == "Timeout")
-				return fail("Timeout", "no " + (name.empty() ? std::string("QMP") : name) +
+			if (message.error().errorClass == kTimeout)
+				return fail(kTimeout, "no " + (name.empty() ? std::string("QMP") : name) +
 							       " event arrived within " + ms(timeout) + " on " +
 							       socketPath_);
 			return std::unexpected(message.error());
@@ -193,7 +193,7 @@ Result<Event> QmpClient::waitEvent(const std::string &name,
 			return event;
 		}
 		if (Clock::now() >= deadline)
-			return fail("Timeout", "no " + (name.empty() ? std::string("QMP") : name) +
+			return fail(kTimeout, "no " + (name.empty() ? std::string("QMP") : name) +
 						       " event arrived within " + ms(timeout) + " on " + socketPath_);
 	}
 }

@@ -39,11 +39,11 @@ Result<void> waitFor(int fd, short events, Deadline deadline)
 			return {};
 		if (n == 0) {
 			if (Clock::now() >= deadline)
-				return fail("Timeout", "timed out");
+				return fail(kTimeout, "timed out");
 			continue;
 		}
 		if (errno != EINTR)
-			return fail("ConnectionClosed", "poll failed: " + errnoText(errno));
+			return fail(kConnectionClosed, "poll failed: " + errnoText(errno));
 	}
 }
 
@@ -54,12 +54,12 @@ Result<int> connectUnix(const std::string &path)
 	struct sockaddr_un addr = {};
 	addr.sun_family = AF_UNIX;
 	if (path.empty() || path.size() >= sizeof(addr.sun_path))
-		return fail("ConnectionFailed", "invalid unix socket path '" + path + "'");
+		return fail(kConnectionFailed, "invalid unix socket path '" + path + "'");
 	std::memcpy(addr.sun_path, path.data(), path.size());
 
 	int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return fail("ConnectionFailed", "cannot create socket for " + path + ": " + errnoText(errno));
+		return fail(kConnectionFailed, "cannot create socket for " + path + ": " + errnoText(errno));
 	int rc;
 	do {
 		rc = ::connect(fd, reinterpret_cast<struct sockaddr *>(&addr), sizeof(addr));
@@ -67,7 +67,7 @@ Result<int> connectUnix(const std::string &path)
 	if (rc < 0) {
 		int err = errno;
 		::close(fd);
-		return fail("ConnectionFailed", "cannot connect to " + path + ": " + errnoText(err));
+		return fail(kConnectionFailed, "cannot connect to " + path + ": " + errnoText(err));
 	}
 	return fd;
 }
@@ -88,7 +88,7 @@ Result<void> sendAll(int fd, std::string_view data, Deadline deadline, const std
 				return ready;
 			continue;
 		}
-		return fail("ConnectionClosed", "cannot write to " + peer + ": " + errnoText(errno));
+		return fail(kConnectionClosed, "cannot write to " + peer + ": " + errnoText(errno));
 	}
 	return {};
 }
@@ -103,7 +103,7 @@ Result<void> receiveSome(int fd, std::string &buffer, Deadline deadline, const s
 			return {};
 		}
 		if (n == 0)
-			return fail("ConnectionClosed", peer + " closed the connection");
+			return fail(kConnectionClosed, peer + " closed the connection");
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -112,7 +112,7 @@ Result<void> receiveSome(int fd, std::string &buffer, Deadline deadline, const s
 				return ready;
 			continue;
 		}
-		return fail("ConnectionClosed", "cannot read from " + peer + ": " + errnoText(errno));
+		return fail(kConnectionClosed, "cannot read from " + peer + ": " + errnoText(errno));
 	}
 }
 

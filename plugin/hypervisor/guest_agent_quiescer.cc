@@ -42,7 +42,7 @@ Result<void> GuestAgentQuiescer::freeze()
 	freezeSent_ = true;
 	auto frozen = agent_->execute("guest-fsfreeze-freeze", virtsnap::Json(), timeout_);
 	if (!frozen) {
-		freezeUnanswered_ = frozen.error().errorClass == "Timeout";
+		freezeUnanswered_ = frozen.error().errorClass == qmp::kTimeout;
 		return failed(frozen.error().desc);
 	}
 	frozen_ = true;
