@@ -322,6 +322,8 @@ private:
 			return stop.load() || cancelRequested() || (cancelled && cancelled());
 		};
 		// The cores shared out: a copy alone on a host uses all of them.
+		// Each copy holds its own pool of 8 + 2 x workers 1 MiB buffers
+		// (copy_pipeline.h), so K copies about 8 K + 2 x cores MiB.
 		const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
 		const unsigned workers = (cores + parallel_ - 1) / parallel_;
 		auto copier = [&] {
