@@ -111,7 +111,7 @@ SlotRuns splitHoles(const std::vector<SlotRun> &wanted, const SlotRuns &data, st
 
 Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &store, store::ChunkWriter &writer,
 			   store::SnapshotIndex &index, const ProgressFn &progress,
-			   const std::function<bool()> &cancelled)
+			   const std::function<bool()> &cancelled, unsigned workers)
 {
 	// The bitmap's connection is closed before this one opens: an export
 	// may take one client at a time (qemu-nbd's default).
@@ -148,6 +148,7 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 	}
 
 	PipelineOptions options;
+	options.workers = workers;
 	std::vector<std::unique_ptr<store::ChunkCodec>> codecs;
 	for (unsigned w = 0; w < pipelineWorkers(options); w++) {
 		// The index says which key domain the disk's snapshot is under.
@@ -155,12 +156,16 @@ Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &stor
 		codecs.push_back(std::move(codec));
 	}
 	options.workers = unsigned(codecs.size());
+	store::WriteTally tally;
 	auto put = [&](unsigned worker, std::span<const uint8_t> data) {
-		return writer.put(*codecs[worker], data, store::ChunkType::Data);
+		return writer.put(*codecs[worker], data, store::ChunkType::Data, &tally);
 	};
 	VS_ASSIGN(auto copied, copySlots(*reader, wanted, index, put, progress, cancelled, options));
 	stats.bytesRead = copied.bytesRead;
 	stats.zeroChunks += copied.zeroChunks;
+	stats.chunksNew = tally.chunksNew;
+	stats.chunksReused = tally.chunksReused;
+	stats.bytesAdded = tally.bytesAdded;
 	return stats;
 }
 

@@ -14,17 +14,22 @@
 
 namespace virtsnap::engine {
 
+// One copy's own figures, whoever else writes through the same writer.
 struct CopyStats {
 	uint64_t bytesRead = 0;
 	uint64_t zeroChunks = 0;
+	uint64_t chunksNew = 0;
+	uint64_t chunksReused = 0;
+	uint64_t bytesAdded = 0;
 };
 
 // Updates `index` in place: every slot the export marks dirty (or every
 // slot, without a dirty bitmap) gets the id of its current content.
 // `cancelled` (may be empty) is polled between reads, besides the process's
-// own SIGINT/SIGTERM flag.
+// own SIGINT/SIGTERM flag. Several copies may share `writer` at once.
+// `workers`: the copy's worker threads, 0 one per hardware thread.
 Result<CopyStats> copyDisk(const hypervisor::DiskExport &exp, store::Store &store, store::ChunkWriter &writer,
 			   store::SnapshotIndex &index, const ProgressFn &progress,
-			   const std::function<bool()> &cancelled = {});
+			   const std::function<bool()> &cancelled = {}, unsigned workers = 0);
 
 } // namespace virtsnap::engine

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "core/cancel.h"
 #include "core/ids.h"
@@ -86,6 +88,19 @@ const DiskInfo *bootDisk(const std::vector<DiskInfo> &disks)
 
 } // namespace
 
+unsigned disksAtOnce(size_t disks, unsigned requested)
+{
+	// One disk's copy is held near 1.3 GB/s by its NBD export, which QEMU
+	// serves from one thread; hashing, compressing and sealing that much
+	// takes about 3 cores where chunks are zeros, compress or dedup, up to
+	// 5 for random data (4.2 CPU s per GiB: tests/bench/RESULTS.md). So a
+	// copy per 3 cores keeps a large host's cores busy, and on fewer than
+	// 6 the disks go one after another, each over every core: side by side
+	// they would only split the same cores, and hold a buffer pool each.
+	size_t wanted = requested ? requested : std::max(1u, std::thread::hardware_concurrency()) / 3;
+	return unsigned(std::clamp<size_t>(wanted, 1, std::max<size_t>(disks, 1)));
+}
+
 Result<std::vector<DiskInfo>> selectDisks(hypervisor::Driver &driver, const SnapshotSetRequest &request)
 {
 	VS_ASSIGN(auto all, driver.disks());
@@ -144,6 +159,60 @@ std::vector<SnapshotOutcome> outcomesOf(std::vector<Member> &members, SnapshotSt
 	return out;
 }
 
+// Progress over a set whose disks are copied side by side: each disk
+// reports within its size, and the sum goes on only when it grew, so the
+// set's progress never goes back whichever copy or worker reports first.
+class SetProgress
+{
+public:
+	SetProgress(const std::vector<Member> &members, ProgressFn progress) : progress_(std::move(progress))
+	{
+		for (const Member &m : members) {
+			sizes_.push_back(m.disk.size);
+			total_ += m.disk.size;
+		}
+		done_.assign(sizes_.size(), 0);
+	}
+
+	// For disk `disk`'s copy (empty when nobody listens).
+	ProgressFn of(size_t disk)
+	{
+		if (!progress_)
+			return {};
+		return [this, disk](uint64_t done, uint64_t total) {
+			uint64_t size = sizes_[disk];
+			report(disk, total ? done * size / total : size);
+		};
+	}
+
+	// Every disk is copied: 100%, whether or not the copies said so (a
+	// clean incremental reads nothing, so reports nothing).
+	void finished()
+	{
+		for (size_t i = 0; i < sizes_.size(); i++)
+			if (progress_)
+				report(i, sizes_[i]);
+	}
+
+private:
+	void report(size_t disk, uint64_t scaled)
+	{
+		std::lock_guard lock(mutex_);
+		if (scaled <= done_[disk])
+			return;
+		reported_ += scaled - done_[disk];
+		done_[disk] = scaled;
+		progress_(reported_, total_);
+	}
+
+	ProgressFn progress_;
+	std::vector<uint64_t> sizes_;
+	uint64_t total_ = 0;
+	std::mutex mutex_; // held while progress_ runs, so calls arrive in order
+	std::vector<uint64_t> done_;
+	uint64_t reported_ = 0;
+};
+
 // A set that failed at its point in time: nothing to move, every snapshot
 // is already in error.
 class FailedJob : public SnapshotJob
@@ -166,9 +235,10 @@ class SetJob : public SnapshotJob
 public:
 	SetJob(store::Store &store, std::unique_ptr<store::Lease> lease, std::vector<Member> members,
 	       std::vector<std::vector<store::Manifest>> history, std::unique_ptr<hypervisor::Capture> capture,
-	       std::unique_ptr<WorkDir> workDir, std::function<void(const std::string &)> warn)
+	       std::unique_ptr<WorkDir> workDir, std::function<void(const std::string &)> warn, unsigned parallel)
 		: store_(store), lease_(std::move(lease)), members_(std::move(members)), history_(std::move(history)),
-		  capture_(std::move(capture)), workDir_(std::move(workDir)), warn_(std::move(warn))
+		  capture_(std::move(capture)), workDir_(std::move(workDir)), warn_(std::move(warn)),
+		  parallel_(disksAtOnce(members_.size(), parallel))
 	{
 	}
 
@@ -200,42 +270,9 @@ private:
 	std::vector<SnapshotOutcome> transfer(const ProgressFn &progress, const std::function<bool()> &cancelled)
 	{
 		auto failed = [&](const std::string &why) { return outcomesOf(members_, SnapshotState::Error, why); };
-		auto interrupted = [&] { return cancelRequested() || (cancelled && cancelled()); };
-		// Progress over the whole set: each disk reports within its size.
-		std::atomic<uint64_t> base{0};
-		uint64_t grandTotal = 0;
-		for (const Member &m : members_)
-			grandTotal += m.disk.size;
 		auto writer = store_.newWriter();
-		for (size_t i = 0; i < members_.size(); i++) {
-			Member &m = members_[i];
-			if (interrupted())
-				return failed("interrupted before " + m.disk.diskId + " was read");
-			ProgressFn diskProgress;
-			if (progress)
-				diskProgress = [&, size = m.disk.size](uint64_t done, uint64_t total) {
-					uint64_t scaled = total ? done * size / total : size;
-					progress(base.load() + scaled, grandTotal);
-				};
-			// Disks go one after the other, so the writer's counters
-			// before and after each are that snapshot's own cost.
-			uint64_t addedBefore = writer->bytesAdded();
-			uint64_t newBefore = writer->chunksNew(), reusedBefore = writer->chunksReused();
-			auto copied = copyDisk(capture_->exports()[i], store_, *writer, *m.index, diskProgress, cancelled);
-			if (!copied)
-				return failed("disk " + m.disk.diskId + ": " + copied.error().toString());
-			m.manifest.stats.chunksNew = writer->chunksNew() - newBefore;
-			m.manifest.stats.chunksReused = writer->chunksReused() - reusedBefore;
-			auto codec = store_.codecOf(m.manifest);
-			if (!codec)
-				return failed("disk " + m.disk.diskId + ": " + codec.error().toString());
-			if (auto r = m.index->save(*writer, **codec, m.manifest); !r)
-				return failed("disk " + m.disk.diskId + ": " + r.error().toString());
-			base += m.disk.size;
-			m.manifest.stats.bytesRead = copied->bytesRead;
-			m.manifest.stats.zeroChunks = copied->zeroChunks;
-			m.manifest.stats.bytesAdded = writer->bytesAdded() - addedBefore;
-		}
+		if (auto why = copyAll(*writer, progress, cancelled))
+			return failed(*why);
 		if (auto r = writer->commit(); !r)
 			return failed(r.error().toString());
 		// Dedup found chunks that gc elsewhere could have removed, had it
@@ -264,6 +301,72 @@ private:
 		return outcomesOf(members_, SnapshotState::Completed, "");
 	}
 
+	// Copies every disk into `writer`, up to parallel_ at once. Returns why
+	// the set failed: the first failure, upon which the copies still
+	// running are cancelled and no further one starts.
+	std::optional<std::string> copyAll(store::ChunkWriter &writer, const ProgressFn &progress,
+					   const std::function<bool()> &cancelled)
+	{
+		SetProgress setProgress(members_, progress);
+		std::atomic<size_t> next{0};
+		std::atomic<bool> stop{false};
+		std::mutex failureMutex;
+		std::optional<std::string> failure;
+		auto fail = [&](std::string why) {
+			std::lock_guard lock(failureMutex);
+			if (!failure)
+				failure = std::move(why);
+			stop = true;
+		};
+		std::function<bool()> stopped = [&] {
+			return stop.load() || cancelRequested() || (cancelled && cancelled());
+		};
+		// The cores shared out: a copy alone on a host uses all of them.
+		// Each copy holds its own pool of 8 + 2 x workers 1 MiB buffers
+		// (copy_pipeline.h), so K copies about 8 K + 2 x cores MiB.
+		const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+		const unsigned workers = (cores + parallel_ - 1) / parallel_;
+		auto copier = [&] {
+			for (size_t i = next++; i < members_.size(); i = next++) {
+				const std::string &diskId = members_[i].disk.diskId;
+				if (stopped())
+					return fail("interrupted before " + diskId + " was read");
+				if (auto r = copyMember(i, writer, setProgress.of(i), stopped, workers); !r)
+					return fail("disk " + diskId + ": " + r.error().toString());
+			}
+		};
+		std::vector<std::thread> others;
+		for (unsigned t = 1; t < parallel_; t++)
+			others.emplace_back(copier);
+		copier();
+		for (std::thread &t : others)
+			t.join();
+		if (!failure)
+			setProgress.finished();
+		return failure;
+	}
+
+	// Disk i into `writer`, its index saved: its snapshot's stats are what
+	// its own puts cost, whatever the other copies put meanwhile. A chunk
+	// two copies put at once is stored by one and reused by the other.
+	Result<void> copyMember(size_t i, store::ChunkWriter &writer, const ProgressFn &progress,
+				const std::function<bool()> &cancelled, unsigned workers)
+	{
+		Member &m = members_[i];
+		VS_ASSIGN(CopyStats copied,
+			  copyDisk(capture_->exports()[i], store_, writer, *m.index, progress, cancelled, workers));
+		VS_ASSIGN(auto codec, store_.codecOf(m.manifest));
+		store::WriteTally pages;
+		VS_TRY(m.index->save(writer, *codec, m.manifest, &pages));
+		m.manifest.stats.bytesRead = copied.bytesRead;
+		m.manifest.stats.zeroChunks = copied.zeroChunks;
+		m.manifest.stats.chunksNew = copied.chunksNew;
+		m.manifest.stats.chunksReused = copied.chunksReused;
+		// The index pages it saved count in what it added, not in chunks.
+		m.manifest.stats.bytesAdded = copied.bytesAdded + pages.bytesAdded;
+		return {};
+	}
+
 	store::Store &store_;
 	std::unique_ptr<store::Lease> lease_; // until the manifests are written, gc elsewhere waits
 	std::vector<Member> members_;
@@ -271,6 +374,7 @@ private:
 	std::unique_ptr<hypervisor::Capture> capture_;
 	std::unique_ptr<WorkDir> workDir_;
 	std::function<void(const std::string &)> warn_;
+	unsigned parallel_; // disks copied at once
 };
 
 // What each volume of the instance continues from: the bitmap of its latest
@@ -515,7 +619,7 @@ Result<std::unique_ptr<SnapshotJob>> beginSnapshots(store::Store &store, const S
 	recordConsistency(members, quiescer.get(), request.warn);
 	return std::unique_ptr<SnapshotJob>(std::make_unique<SetJob>(store, std::move(lease), std::move(members),
 								     std::move(history), std::move(*capture),
-								     std::move(work), request.warn));
+								     std::move(work), request.warn, request.parallelDisks));
 }
 
 Result<std::vector<std::string>> reconcileInstance(store::Store &store, hypervisor::Driver &driver)

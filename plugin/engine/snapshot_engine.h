@@ -49,7 +49,14 @@ struct SnapshotSetRequest {
 	// before the capture changes the instance (CaptureSpec::beforeChanges).
 	std::function<Result<void>(const std::vector<std::string> &snapshotIds, const std::string &cleanupRecord)>
 		beforeCapture;
+	// Disks of the set copied at once; 0: as many as the cores can feed
+	// (disksAtOnce).
+	unsigned parallelDisks = 0;
 };
+
+// How many of a set of `disks` disks are copied side by side: `requested`,
+// or from the cores when 0; never more than the disks, never 0.
+unsigned disksAtOnce(size_t disks, unsigned requested);
 
 // The disks a request names, after exclusions (what beginSnapshots takes).
 Result<std::vector<hypervisor::DiskInfo>> selectDisks(hypervisor::Driver &driver,

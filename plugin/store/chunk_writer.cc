@@ -2,23 +2,26 @@
 
 namespace virtsnap::store {
 
-Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type)
+Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type,
+				  WriteTally *tally)
 {
 	ChunkId id = codec.idOf(data);
-	if (store_.contains(id)) {
+	auto reused = [&] {
 		chunksReused_++;
+		if (tally)
+			tally->chunksReused++;
 		return id;
-	}
+	};
+	if (store_.contains(id))
+		return reused();
 	{
 		std::lock_guard lock(mutex_);
 		if (error_)
 			return errorLocked();
 		// Put in this job already (maybe by another thread right now), or
 		// its pack became visible since the check above.
-		if (pending_.count(id) || store_.contains(id)) {
-			chunksReused_++;
-			return id;
-		}
+		if (pending_.count(id) || store_.contains(id))
+			return reused();
 		pending_.insert(id);
 	}
 	// Encode outside the lock: this is where the CPU goes.
@@ -39,6 +42,10 @@ Result<ChunkId> ChunkWriter::put(ChunkCodec &codec, std::span<const uint8_t> dat
 	queueBytes_ += blob.bytes.size();
 	bytesAdded_ += blob.bytes.size();
 	chunksNew_++;
+	if (tally) {
+		tally->bytesAdded += blob.bytes.size();
+		tally->chunksNew++;
+	}
 	queue_.push_back(std::move(blob));
 	startThreadsLocked();
 	if (queueBytes_ >= kAppendBatchBytes)

@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "store.h"
+#include "write_tally.h"
 
 namespace virtsnap::store {
 
@@ -27,6 +28,10 @@ namespace virtsnap::store {
 // slower than they are: then a full queue, or a pack still being finished
 // when the next one fills, slows put() down instead of piling up.
 // Errors of those threads come back from a later put() or from commit().
+//
+// A chunk is stored once per job however many threads put it at the same
+// moment: the first to mark its id pending stores it, the others find it
+// pending and count it reused.
 class ChunkWriter
 {
 public:
@@ -43,7 +48,9 @@ public:
 	ChunkWriter(const ChunkWriter &) = delete;
 	ChunkWriter &operator=(const ChunkWriter &) = delete;
 
-	Result<ChunkId> put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type);
+	// `tally` (may be null) counts this put besides the writer's totals.
+	Result<ChunkId> put(ChunkCodec &codec, std::span<const uint8_t> data, ChunkType type,
+			    WriteTally *tally = nullptr);
 	Result<void> commit();
 
 	uint64_t bytesAdded() const { return bytesAdded_; }

@@ -124,7 +124,7 @@ Result<SnapshotIndex> SnapshotIndex::fromPages(const Manifest &m, const PageRead
 	return index;
 }
 
-Result<void> SnapshotIndex::save(ChunkWriter &writer, ChunkCodec &codec, Manifest &m) const
+Result<void> SnapshotIndex::save(ChunkWriter &writer, ChunkCodec &codec, Manifest &m, WriteTally *tally) const
 {
 	m.chunkSize = chunkSize_;
 	m.volumeSize = volumeSize_;
@@ -138,7 +138,7 @@ Result<void> SnapshotIndex::save(ChunkWriter &writer, ChunkCodec &codec, Manifes
 			continue;
 		}
 		std::span<const uint8_t> bytes(ids->front().data(), count * sizeof(ChunkId));
-		VS_ASSIGN(auto id, writer.put(codec, bytes, ChunkType::IndexPage));
+		VS_ASSIGN(auto id, writer.put(codec, bytes, ChunkType::IndexPage, tally));
 		m.indexPages.push_back(id);
 	}
 	return {};

@@ -10,6 +10,7 @@
 #include "chunk_id.h"
 #include "manifest.h"
 #include "store.h"
+#include "write_tally.h"
 
 namespace virtsnap::store {
 
@@ -62,8 +63,9 @@ public:
 	bool pageHeldAt(uint64_t slot) const { return pageAt(slot / kPageEntries) != nullptr; }
 
 	// Stores every page (unchanged pages dedup to nothing) and fills the
-	// manifest's chunkSize, pageEntries and indexPages.
-	Result<void> save(ChunkWriter &writer, ChunkCodec &codec, Manifest &m) const;
+	// manifest's chunkSize, pageEntries and indexPages. `tally` (may be
+	// null) counts the pages' puts.
+	Result<void> save(ChunkWriter &writer, ChunkCodec &codec, Manifest &m, WriteTally *tally = nullptr) const;
 
 private:
 	using Page = std::array<ChunkId, kPageEntries>;

@@ -1,7 +1,7 @@
 // Instance snapshots on a real guest with a real qemu-guest-agent: one
 // point in time across disks, the freeze, the agent failing, sets failing;
 // and on a QEMU with no guest (SetTest): 40 disks and not 41, a disk failing
-// mid-transfer, a suspended instance.
+// mid-transfer, disks copied side by side, a suspended instance.
 // The guest (tests/guest) appends "record N" to a log on vdb and fsyncs it,
 // then the same on vdc; a consistent capture never has record N on vdc
 // without it on vdb. Restored disks are checked offline with e2fsck and
@@ -16,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <set>
@@ -23,6 +24,9 @@
 #include <thread>
 
 #include "cli_fixture.h"
+#include "engine/restore.h"
+#include "engine/snapshot_engine.h"
+#include "hypervisor/qemu_driver.h"
 #include "test_guest.h"
 #include "qmp/guest_agent_client.h"
 #include "tests/support/qemu_instance.h"
@@ -808,6 +812,112 @@ TEST_F(SetTest, ADiskFailingMidTransferFailsTheSetAndKeepsThePreviousBitmaps)
 	ASSERT_EQ(detail.get("snapshots").size(), 3u);
 	for (size_t i = 0; i < 3; i++)
 		EXPECT_EQ(detail.get("snapshots").at(i).getString("status"), "error");
+}
+
+// A set's disks copied side by side (three at once, forced: this host's
+// cores would copy them one after another), through the engine itself on a
+// QEMU with no guest. d0 and d2 hold the same data, d1 shares its first
+// 8 MiB with them: each snapshot restores byte for byte, its counts are its
+// own disk's whichever copy stored a shared chunk first, and a disk failing
+// mid-copy fails the set and commits nothing.
+TEST_F(SetTest, DisksCopiedSideBySideCountTheirOwnChunksAndFailTogether)
+{
+	constexpr size_t kSize = 48 << 20, kData = 32 << 20, kShared = 8 << 20;
+	std::vector<uint8_t> first(kData), second(kData);
+	std::mt19937_64 rng(11);
+	fillRandom(rng, first);
+	fillRandom(rng, second);
+	std::copy_n(first.begin(), kShared, second.begin());
+	// d1 fails every read once written to: the first set reads it.
+	const std::string readsFailOnceWritten =
+		"set-state.0.event=write_aio,set-state.0.state=1,set-state.0.new_state=2,"
+		"inject-error.0.event=read_aio,inject-error.0.state=2,inject-error.0.errno=5,inject-error.0.once=off";
+	std::vector<DiskSpec> disks;
+	for (int i = 0; i < 3; i++) {
+		const std::vector<uint8_t> &data = i == 1 ? second : first;
+		{
+			std::ofstream out(reference(i), std::ios::binary);
+			out.write(reinterpret_cast<const char *>(data.data()), std::streamsize(data.size()));
+		}
+		fs::resize_file(reference(i), kSize);
+		std::string path = tmp_.file("d" + std::to_string(i) + ".qcow2"), error;
+		ASSERT_TRUE(convertImage(reference(i), "raw", path, "qcow2", &error)) << error;
+		disks.push_back({path, "qcow2", "d" + std::to_string(i)});
+	}
+	disks[1].blkdebug = readsFailOnceWritten;
+	ASSERT_NO_FATAL_FAILURE(startGuestless(disks));
+
+	auto store = store::Store::open(storeDir_, keyFile_);
+	ASSERT_TRUE(store) << store.error().toString();
+	fs::create_directory(tmp_.file("w"));
+	auto driver = hypervisor::QemuDriver::connect(vm_->qmpSocket(), tmp_.file("w"));
+	ASSERT_TRUE(driver) << driver.error().toString();
+	engine::SnapshotSetRequest request;
+	request.driver = *driver;
+	request.parallelDisks = 3;
+	// The set's progress, as the copies report it: never back, and whole
+	// at the end.
+	std::mutex progressMutex;
+	uint64_t lastDone = 0, lastTotal = 0;
+	bool wentBack = false;
+	auto progress = [&](uint64_t done, uint64_t total) {
+		std::lock_guard lock(progressMutex);
+		wentBack |= done < lastDone || done > total;
+		lastDone = done;
+		lastTotal = total;
+	};
+	auto takeSet = [&] {
+		auto job = engine::beginSnapshots(**store, request);
+		EXPECT_TRUE(job) << job.error().toString();
+		return job ? (*job)->run(progress, nullptr) : std::vector<engine::SnapshotOutcome>{};
+	};
+
+	std::vector<engine::SnapshotOutcome> set = takeSet();
+	ASSERT_EQ(set.size(), 3u);
+	EXPECT_FALSE(wentBack);
+	EXPECT_EQ(lastDone, 3 * kSize);
+	EXPECT_EQ(lastTotal, 3 * kSize);
+	const uint64_t chunk = (*store)->chunkSize(), dataChunks = kData / chunk, sharedChunks = kShared / chunk;
+	uint64_t stored = 0;
+	for (size_t i = 0; i < set.size(); i++) {
+		const store::Manifest &m = set[i].manifest;
+		ASSERT_EQ(set[i].state, SnapshotState::Completed) << set[i].stateMessage;
+		ASSERT_EQ(m.volume.diskId, "d" + std::to_string(i));
+		// Every data chunk of the disk is either its own new one or one
+		// found stored: none of another disk's.
+		EXPECT_EQ(m.stats.chunksNew + m.stats.chunksReused, dataChunks) << m.volume.diskId;
+		EXPECT_EQ(m.stats.bytesRead, kData) << m.volume.diskId;
+		EXPECT_EQ(m.stats.zeroChunks, (kSize - kData) / chunk) << m.volume.diskId;
+		EXPECT_GE(m.stats.bytesAdded, m.stats.chunksNew * chunk) << m.volume.diskId; // random: stored whole
+		std::printf("%s: %llu new, %llu reused\n", m.volume.diskId.c_str(), (unsigned long long)m.stats.chunksNew,
+			    (unsigned long long)m.stats.chunksReused);
+		stored += m.stats.chunksNew;
+		std::string restored = tmp_.file(m.snapshotId + ".raw");
+		engine::RestoreRequest restore;
+		restore.snapshotId = m.snapshotId;
+		restore.target = restored;
+		restore.format = "raw";
+		auto made = engine::createVolume(**store, restore);
+		ASSERT_TRUE(made) << made.error().toString();
+		EXPECT_TRUE(sameImage(restored, "raw", reference(int(i)))) << m.volume.diskId;
+		fs::remove(restored);
+	}
+	// Random data: every distinct chunk stored once, by one of the copies.
+	EXPECT_EQ(stored, 2 * dataChunks - sharedChunks);
+
+	std::set<std::string> previous = bitmaps();
+	auto manifests = (*store)->listManifests();
+	ASSERT_TRUE(manifests);
+	ASSERT_TRUE(vm_->qemuIo("d1", "write -P 0x5a 1M 64k"));
+	std::vector<engine::SnapshotOutcome> failed = takeSet();
+	ASSERT_EQ(failed.size(), 3u);
+	for (const engine::SnapshotOutcome &o : failed) {
+		EXPECT_EQ(o.state, SnapshotState::Error) << o.manifest.volume.diskId;
+		EXPECT_NE(o.stateMessage.find("disk d1"), std::string::npos) << o.stateMessage;
+		EXPECT_FALSE(fs::exists(storeDir_ + "/snapshots/" + o.manifest.snapshotId + ".manifest"));
+	}
+	EXPECT_EQ((*store)->listManifests()->size(), manifests->size());
+	EXPECT_EQ(bitmaps(), previous);
 }
 
 // restore-instance does not write over the disks of a running plain QEMU;
