@@ -190,7 +190,8 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	if (row.state != SnapshotState::Completed)
 		return fail(errc::kIncorrectState, "snapshot " + id + " is " + name(row.state) + ", not completed");
 	VS_TRY(refuseSharedEncrypted(ctx, call, row));
-	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}, warnOnStderr};
+	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}, warnOnStderr,
+				   ctx.options.hypervisorTimeout};
 	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
 	restoredVolumeProductCodes(ctx, call, m);

@@ -135,6 +135,7 @@ Result<std::unique_ptr<QcowSource>> QcowSource::open(int fd)
 	opts.out = Stdio::null();
 	opts.err = Stdio::null();
 	opts.ownProcessGroup = true;
+	opts.dieWithParent = true;
 	opts.keepFds = {fd};
 	// --persistent: the probe below is a client, and without it qemu-nbd
 	// exits when its first client leaves. It is stopped with this source.
