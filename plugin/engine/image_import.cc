@@ -153,7 +153,7 @@ Result<std::unique_ptr<QcowSource>> QcowSource::open(int fd)
 		std::this_thread::sleep_for(std::chrono::milliseconds(20));
 	}
 	hypervisor::DiskExport exp{"the image", socket, "image", 0, "", std::chrono::seconds(30)};
-	VS_ASSIGN(s->reader_, NbdReader::open(exp, {"base:allocation"}));
+	VS_ASSIGN(s->reader_, NbdReader::open(exp, {"base:allocation"}, "qemu-nbd"));
 	return s;
 }
 
