@@ -23,7 +23,6 @@
 #include <fstream>
 #include <iterator>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include "core/process.h"
@@ -31,6 +30,7 @@
 #include "engine/image_product_codes.h"
 #include "engine/qcow2_image_writer.h"
 #include "engine/restore.h"
+#include "tests/engine/child_processes.h"
 #include "tests/engine/clocked_store.h"
 
 namespace virtsnap::engine {
@@ -183,37 +183,6 @@ TEST_F(ClockedStoreTest, AQcow2RestoreWithoutAWorkingQemuNbdFailsInOneLine)
 	}
 }
 
-// Our children of that name, as /proc lists them.
-std::vector<pid_t> childrenNamed(const std::string &name)
-{
-	std::vector<pid_t> found;
-	for (const auto &entry : fs::directory_iterator("/proc")) {
-		std::string pid = entry.path().filename().string();
-		if (pid.find_first_not_of("0123456789") != std::string::npos)
-			continue;
-		std::ifstream in(entry.path() / "stat");
-		std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-		auto open = text.find('('), close = text.rfind(')');
-		if (open == std::string::npos || close == std::string::npos || text.substr(open + 1, close - open - 1) != name)
-			continue;
-		std::istringstream rest(text.substr(close + 2));
-		std::string state;
-		pid_t ppid = 0;
-		if (rest >> state >> ppid && ppid == ::getpid())
-			found.push_back(pid_t(std::stol(pid)));
-	}
-	return found;
-}
-
-// Neither running nor stopped: gone, or a zombie its new parent has yet to reap.
-bool processGone(pid_t pid)
-{
-	std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-	std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-	auto close = text.rfind(')');
-	return text.empty() || (close != std::string::npos && text.substr(close + 2, 1) == "Z");
-}
-
 TEST_F(ClockedStoreTest, AQcow2RestoreWhoseQemuNbdStopsFailsWithinTheTimeoutInOneLine)
 {
 	fs::path qcow = root_ / "restored.qcow2";
@@ -224,7 +193,7 @@ TEST_F(ClockedStoreTest, AQcow2RestoreWhoseQemuNbdStopsFailsWithinTheTimeoutInOn
 	// Stopped once the first chunk is in: what is left never comes back.
 	request.progress = [&](uint64_t, uint64_t) {
 		std::call_once(once, [&] {
-			stopped = childrenNamed("qemu-nbd");
+			stopped = test::childrenNamed("qemu-nbd");
 			for (pid_t pid : stopped)
 				::kill(pid, SIGSTOP);
 		});
@@ -233,7 +202,7 @@ TEST_F(ClockedStoreTest, AQcow2RestoreWhoseQemuNbdStopsFailsWithinTheTimeoutInOn
 				 "qemu-nbd's export of the new qcow2 image " + qcow.string() +
 					 " answered nothing within 1 s ([hypervisor] timeout): is qemu-nbd stopped or hung?");
 	ASSERT_EQ(stopped.size(), 1u);
-	EXPECT_TRUE(childrenNamed("qemu-nbd").empty()) << "qemu-nbd killed and reaped";
+	EXPECT_TRUE(test::childrenNamed("qemu-nbd").empty()) << "qemu-nbd killed and reaped";
 }
 
 // A virtsnap or virtsnapd SIGKILLed mid-restore takes its qemu-nbd with it.
@@ -247,7 +216,7 @@ TEST_F(ClockedStoreTest, QemuNbdDiesWithTheProcessThatStartedIt)
 		fs::path image = root_ / "orphan.qcow2";
 		UniqueFd fd(::open(image.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
 		auto writer = Qcow2ImageWriter::create(fd.get(), 1 << 20, nullptr, image.string(), std::chrono::seconds(5));
-		auto found = childrenNamed("qemu-nbd");
+		auto found = test::childrenNamed("qemu-nbd");
 		pid_t nbd = writer && found.size() == 1 ? found[0] : -1;
 		(void)!::write(report[1], &nbd, sizeof nbd);
 		::pause();
@@ -261,9 +230,9 @@ TEST_F(ClockedStoreTest, QemuNbdDiesWithTheProcessThatStartedIt)
 	::waitpid(restorer, nullptr, 0);
 	ASSERT_GT(nbd, 0) << "the restorer started no qemu-nbd";
 	// Bounded only to keep a failure from hanging the suite.
-	for (int i = 0; i < 1000 && !processGone(nbd); i++)
+	for (int i = 0; i < 1000 && !test::processGone(nbd); i++)
 		std::this_thread::sleep_for(std::chrono::milliseconds(10));
-	bool gone = processGone(nbd);
+	bool gone = test::processGone(nbd);
 	if (!gone)
 		::kill(nbd, SIGKILL);
 	EXPECT_TRUE(gone) << "qemu-nbd outlived the process that started it";
