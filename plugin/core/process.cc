@@ -179,8 +179,6 @@ struct ForkedChild {
 	sigset_t parentMask; // the spawning thread's
 };
 
-// The child's side: only async-signal-safe calls (the parent has other
-// threads, and one may have held the allocator's lock at the fork).
 // Tells the parent why the child could not run, and ends it.
 [[noreturn]] void processChildFailed(int statusFd, int error)
 {
@@ -188,6 +186,8 @@ struct ForkedChild {
 	::_exit(127);
 }
 
+// The child's side: only async-signal-safe calls (the parent has other
+// threads, and one may have held a lock at the fork).
 [[noreturn]] void processRunForkedChild(const ForkedChild &c)
 {
 	// Tied to the thread that forked us. Had it ended before the prctl,
@@ -213,14 +213,19 @@ struct ForkedChild {
 	for (int fd : c.options.keepFds)
 		if (::fcntl(fd, F_SETFD, 0) != 0)
 			processChildFailed(c.statusFd, errno);
-	sigset_t mask = c.parentMask;
-	if (c.options.defaultSignals) {
-		struct sigaction dfl = {};
-		dfl.sa_handler = SIG_DFL;
-		for (int sig = 1; sig < NSIG; sig++)
+	// Our handlers go before signals are let in: exec would reset them,
+	// but a signal could come first. Ignored ones stay so unless asked.
+	struct sigaction dfl = {};
+	dfl.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction now = {};
+		if (::sigaction(sig, nullptr, &now) == 0 &&
+		    (c.options.defaultSignals || (now.sa_handler != SIG_IGN && now.sa_handler != SIG_DFL)))
 			(void)::sigaction(sig, &dfl, nullptr);
-		sigemptyset(&mask);
 	}
+	sigset_t mask = c.parentMask;
+	if (c.options.defaultSignals)
+		sigemptyset(&mask);
 	::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
 	::execve(c.file, c.argv, c.envp);
 	processChildFailed(c.statusFd, errno);
