@@ -3,12 +3,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <pthread.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 #include <thread>
@@ -50,21 +54,20 @@ Result<std::pair<UniqueFd, UniqueFd>> makePipe()
 	return std::pair(std::move(*r), std::move(*w));
 }
 
-// posix_spawn's file actions and attributes, freed on every return.
-struct SpawnPlan {
-	SpawnPlan()
-	{
-		posix_spawn_file_actions_init(&actions);
-		posix_spawnattr_init(&attr);
-	}
-	~SpawnPlan()
-	{
-		posix_spawn_file_actions_destroy(&actions);
-		posix_spawnattr_destroy(&attr);
-	}
-	SpawnPlan(const SpawnPlan &) = delete;
-	SpawnPlan &operator=(const SpawnPlan &) = delete;
+// One thing the child does with a descriptor of its own before exec: dup2
+// `from` onto `fd` (onto itself: keep it open across exec), or open
+// `path` as `fd`.
+struct ChildFdStep {
+	int fd;
+	int from = -1;
+	const char *path = nullptr;
+	int flags = 0;
+};
 
+// What the child does before exec, made before the spawn: either
+// posix_spawn's file actions and attributes, or by hand in a child of
+// fork() where posix_spawn has no attribute for it (the death signal).
+struct SpawnPlan {
 	// Sets up the child's `fd` as `stdio` says; a pipe's end for the
 	// child is kept in `childEnd` until the spawn, ours goes to `ourEnd`.
 	Result<void> redirect(int fd, const Stdio &stdio, UniqueFd &childEnd, UniqueFd &ourEnd)
@@ -73,25 +76,50 @@ struct SpawnPlan {
 		case Stdio::Kind::Inherit:
 			break;
 		case Stdio::Kind::Null:
-			posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
+			steps.push_back({fd, -1, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY});
 			break;
 		case Stdio::Kind::Pipe: {
 			VS_ASSIGN(auto ends, makePipe());
 			childEnd = std::move(fd == 0 ? ends.first : ends.second);
 			ourEnd = std::move(fd == 0 ? ends.second : ends.first);
-			posix_spawn_file_actions_adddup2(&actions, childEnd.get(), fd);
+			steps.push_back({fd, childEnd.get()});
 			break;
 		}
 		case Stdio::Kind::File:
-			posix_spawn_file_actions_addopen(&actions, fd, stdio.file.c_str(),
-							 fd == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC, 0600);
+			steps.push_back({fd, -1, stdio.file.c_str(), fd == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC});
 			break;
 		case Stdio::Kind::SameAsStdout:
-			posix_spawn_file_actions_adddup2(&actions, 1, fd);
+			steps.push_back({fd, 1});
 			break;
 		}
 		return {};
 	}
+
+	std::vector<ChildFdStep> steps;
+};
+
+// posix_spawn's file actions and attributes for a plan, freed on every
+// return.
+struct PosixSpawnPlan {
+	PosixSpawnPlan(const SpawnPlan &plan, const SpawnOptions &options)
+	{
+		posix_spawn_file_actions_init(&actions);
+		posix_spawnattr_init(&attr);
+		for (const ChildFdStep &step : plan.steps) {
+			if (step.from >= 0)
+				posix_spawn_file_actions_adddup2(&actions, step.from, step.fd);
+			else
+				posix_spawn_file_actions_addopen(&actions, step.fd, step.path, step.flags, 0600);
+		}
+		setAttributes(options);
+	}
+	~PosixSpawnPlan()
+	{
+		posix_spawn_file_actions_destroy(&actions);
+		posix_spawnattr_destroy(&attr);
+	}
+	PosixSpawnPlan(const PosixSpawnPlan &) = delete;
+	PosixSpawnPlan &operator=(const PosixSpawnPlan &) = delete;
 
 	void setAttributes(const SpawnOptions &options)
 	{
@@ -119,6 +147,123 @@ struct SpawnPlan {
 	posix_spawn_file_actions_t actions;
 	posix_spawnattr_t attr;
 };
+
+// argv[0] as posix_spawnp finds it: by $PATH when it names no directory.
+// Looked up before fork(): the child may call nothing that allocates.
+std::string processFindProgram(const std::string &name, bool searchPath)
+{
+	if (!searchPath || name.find('/') != std::string::npos)
+		return name;
+	const char *path = std::getenv("PATH");
+	std::string_view dirs = path ? path : "/bin:/usr/bin";
+	for (size_t at = 0; at <= dirs.size();) {
+		size_t end = std::min(dirs.find(':', at), dirs.size());
+		std::string dir(dirs.substr(at, end - at));
+		std::string file = (dir.empty() ? "." : dir) + "/" + name;
+		if (::access(file.c_str(), X_OK) == 0)
+			return file;
+		at = end + 1;
+	}
+	return name; // execve fails with ENOENT, as posix_spawnp would
+}
+
+// What a child of fork() needs, all made before the fork.
+struct ForkedChild {
+	const SpawnPlan &plan;
+	const SpawnOptions &options;
+	pid_t parent;
+	const char *file;
+	char *const *argv;
+	char *const *envp;
+	int statusFd;        // gets errno if exec fails; closes on exec
+	sigset_t parentMask; // the spawning thread's
+};
+
+// Tells the parent why the child could not run, and ends it.
+[[noreturn]] void processChildFailed(int statusFd, int error)
+{
+	(void)!::write(statusFd, &error, sizeof error);
+	::_exit(127);
+}
+
+// The child's side: only async-signal-safe calls (the parent has other
+// threads, and one may have held a lock at the fork).
+[[noreturn]] void processRunForkedChild(const ForkedChild &c)
+{
+	// Tied to the thread that forked us. Had it ended before the prctl,
+	// the signal would never come: our parent is then someone else.
+	if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+		processChildFailed(c.statusFd, errno);
+	if (::getppid() != c.parent)
+		::_exit(127);
+	if (c.options.ownProcessGroup && ::setpgid(0, 0) != 0)
+		processChildFailed(c.statusFd, errno);
+	for (const ChildFdStep &step : c.plan.steps) {
+		int got = step.from >= 0 ? step.from : ::open(step.path, step.flags, 0600);
+		if (got < 0 || (got != step.fd && ::dup2(got, step.fd) < 0))
+			processChildFailed(c.statusFd, errno);
+		if (step.from < 0 && got != step.fd)
+			::close(got);
+	}
+	if (c.options.closeOtherFds) {
+		if (c.statusFd > 3)
+			::close_range(3, unsigned(c.statusFd - 1), 0);
+		::close_range(unsigned(c.statusFd + 1), ~0u, 0);
+	}
+	for (int fd : c.options.keepFds)
+		if (::fcntl(fd, F_SETFD, 0) != 0)
+			processChildFailed(c.statusFd, errno);
+	// Our handlers go before signals are let in: exec would reset them,
+	// but a signal could come first. Ignored ones stay so unless asked.
+	struct sigaction dfl = {};
+	dfl.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction now = {};
+		if (::sigaction(sig, nullptr, &now) == 0 &&
+		    (c.options.defaultSignals || (now.sa_handler != SIG_IGN && now.sa_handler != SIG_DFL)))
+			(void)::sigaction(sig, &dfl, nullptr);
+	}
+	sigset_t mask = c.parentMask;
+	if (c.options.defaultSignals)
+		sigemptyset(&mask);
+	::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+	::execve(c.file, c.argv, c.envp);
+	processChildFailed(c.statusFd, errno);
+}
+
+// fork() and exec, where posix_spawn has no way to set the death signal.
+// 0, or the errno of what failed in the child.
+int processForkSpawn(pid_t &pid, const SpawnPlan &plan, const SpawnOptions &options, const std::string &file,
+		     char *const *argv, char *const *envp)
+{
+	// Above stdio, as the child's steps may dup2 onto 0 to 2.
+	auto status = makePipe();
+	if (!status)
+		return EMFILE;
+	auto &[statusRead, statusWrite] = *status;
+	ForkedChild child{plan, options, ::getpid(), file.c_str(), argv, envp, statusWrite.get(), {}};
+	// No handler of ours runs in the child before exec.
+	sigset_t all;
+	sigfillset(&all);
+	::pthread_sigmask(SIG_SETMASK, &all, &child.parentMask);
+	pid = ::fork();
+	if (pid == 0)
+		processRunForkedChild(child);
+	int forkError = errno;
+	::pthread_sigmask(SIG_SETMASK, &child.parentMask, nullptr);
+	if (pid < 0)
+		return forkError;
+	statusWrite.reset();
+	int error = 0;
+	ssize_t n;
+	while ((n = ::read(statusRead.get(), &error, sizeof error)) < 0 && errno == EINTR) {
+	}
+	if (n != ssize_t(sizeof error))
+		return 0; // exec closed the pipe
+	while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+	}
+	return error;
+}
 
 // Reads both pipes to their end.
 void readBoth(UniqueFd &outPipe, UniqueFd &errPipe, std::string &out, std::string &err)
@@ -181,16 +326,23 @@ Result<Process> Process::spawn(const std::vector<std::string> &argv, const Spawn
 	VS_TRY(plan.redirect(0, options.in, childEnds[0], p.in_));
 	VS_TRY(plan.redirect(1, options.out, childEnds[1], p.out_));
 	VS_TRY(plan.redirect(2, options.err, childEnds[2], p.err_));
-	plan.setAttributes(options);
 
 	std::vector<char *> args;
 	for (const std::string &a : argv)
 		args.push_back(const_cast<char *>(a.c_str()));
 	args.push_back(nullptr);
 	std::vector<char *> env = childEnvironment(options.extraEnv);
-	int rc = options.searchPath
-			 ? ::posix_spawnp(&p.pid_, args[0], &plan.actions, &plan.attr, args.data(), env.data())
-			 : ::posix_spawn(&p.pid_, args[0], &plan.actions, &plan.attr, args.data(), env.data());
+	int rc = 0;
+	if (options.dieWithParent) {
+		std::string file = processFindProgram(argv[0], options.searchPath);
+		rc = processForkSpawn(p.pid_, plan, options, file, args.data(), env.data());
+	} else {
+		PosixSpawnPlan spawnPlan(plan, options);
+		rc = options.searchPath ? ::posix_spawnp(&p.pid_, args[0], &spawnPlan.actions, &spawnPlan.attr,
+							 args.data(), env.data())
+					: ::posix_spawn(&p.pid_, args[0], &spawnPlan.actions, &spawnPlan.attr,
+							args.data(), env.data());
+	}
 	if (rc != 0) {
 		p.pid_ = -1;
 		return fail(options.errorCode,

@@ -46,6 +46,12 @@ struct SpawnOptions {
 	// An empty signal mask and default dispositions in the child, whatever
 	// the calling thread blocks or this process ignores.
 	bool defaultSignals = false;
+	// SIGKILL for the child when the thread that spawned it ends, and so
+	// when this process dies, SIGKILLed or not: a helper that serves only
+	// us (qemu-nbd) never outlives us. Not for a child meant to stay (an
+	// export's nbdkit), nor from a thread that ends before the child
+	// should. (fork() and exec: posix_spawn cannot set it.)
+	bool dieWithParent = false;
 	// Nothing open in the child but its stdin, stdout and stderr, not even
 	// descriptors some library opened without O_CLOEXEC.
 	bool closeOtherFds = false;

@@ -290,7 +290,7 @@ Result<Reply> importImage(Context &ctx, const Call &call)
 	req.start.ownerId = call.uid;
 	req.start.accountId = call.accountId;
 	VS_ASSIGN(UniqueFd fd, openAsCaller("--file", req.file, call.uid));
-	engine::ImportRequest ir{fd.get(), req.format, req.start, call.progress, nullptr, ""};
+	engine::ImportRequest ir{fd.get(), req.format, req.start, call.progress, nullptr, "", ctx.options.hypervisorTimeout};
 	if (::geteuid() == 0 && call.uid != "0")
 		ir.qcow2Refused = "import-image of a qcow2 through virtsnapd is for root (qemu-nbd would open what its "
 				  "header names as root); convert it to raw (qemu-img convert -O raw) or run virtsnap "

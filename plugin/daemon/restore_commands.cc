@@ -48,6 +48,7 @@ Result<Reply> restoreInstance(Context &ctx, const Call &call)
 	VS_ASSIGN(engine::InstanceRestorePlan plan, engine::planInstanceRestore(*driver, setId, set, targetDir));
 	VS_ASSIGN(auto given, encryptionSecret(ctx, call));
 	VS_TRY(engine::findPassphrases(*driver, plan, given, ctx.options.luksIterTime));
+	plan.answerTimeout = ctx.options.hypervisorTimeout;
 
 	// While its disks are written, the hook refuses to start the domain.
 	const bool replacing = targetDir.empty();

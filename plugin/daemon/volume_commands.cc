@@ -189,7 +189,8 @@ Result<Reply> createVolume(Context &ctx, const Call &call)
 	VS_ASSIGN(catalog::SnapshotRow row, visibleSnapshot(ctx, call, id));
 	VS_TRY(requireCompleted(row, "restored"));
 	VS_TRY(refuseSharedEncrypted(ctx, call, row));
-	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}, warnOnStderr};
+	engine::RestoreRequest req{id, target, args.get("format", "qcow2"), call.progress, call.uid, {}, warnOnStderr,
+				   ctx.options.hypervisorTimeout};
 	VS_ASSIGN(req.luks, encryptionSecret(ctx, call));
 	VS_ASSIGN(store::Manifest m, engine::createVolume(*ctx.store, req));
 	restoredVolumeProductCodes(ctx, call, m);

@@ -76,7 +76,7 @@ private:
 class QcowSource : public ImageSource
 {
 public:
-	static Result<std::unique_ptr<QcowSource>> open(int fd);
+	static Result<std::unique_ptr<QcowSource>> open(int fd, std::chrono::milliseconds answerTimeout);
 	~QcowSource() override
 	{
 		reader_.reset();
@@ -125,7 +125,7 @@ Result<void> refuseExternalFiles(int fd)
 	return {};
 }
 
-Result<std::unique_ptr<QcowSource>> QcowSource::open(int fd)
+Result<std::unique_ptr<QcowSource>> QcowSource::open(int fd, std::chrono::milliseconds answerTimeout)
 {
 	VS_TRY(refuseExternalFiles(fd));
 	auto s = std::make_unique<QcowSource>();
@@ -135,6 +135,7 @@ Result<std::unique_ptr<QcowSource>> QcowSource::open(int fd)
 	opts.out = Stdio::null();
 	opts.err = Stdio::null();
 	opts.ownProcessGroup = true;
+	opts.dieWithParent = true;
 	opts.keepFds = {fd};
 	// --persistent: the probe below is a client, and without it qemu-nbd
 	// exits when its first client leaves. It is stopped with this source.
@@ -151,8 +152,8 @@ Result<std::unique_ptr<QcowSource>> QcowSource::open(int fd)
 			return fail(errc::kIo, "qemu-nbd did not export the image within 30 s");
 		std::this_thread::sleep_for(std::chrono::milliseconds(20));
 	}
-	hypervisor::DiskExport exp{"the image", socket, "image", 0, "", std::chrono::seconds(30)};
-	VS_ASSIGN(s->reader_, NbdReader::open(exp, {"base:allocation"}));
+	hypervisor::DiskExport exp{"the image", socket, "image", 0, "", answerTimeout};
+	VS_ASSIGN(s->reader_, NbdReader::open(exp, {"base:allocation"}, "qemu-nbd"));
 	return s;
 }
 
@@ -167,10 +168,11 @@ Result<std::string> formatOf(int fd, const std::string &asked)
 	return n == 4 && std::memcmp(magic, "QFI\xfb", 4) == 0 ? "qcow2" : "raw";
 }
 
-Result<std::unique_ptr<ImageSource>> openSource(int fd, const std::string &format)
+Result<std::unique_ptr<ImageSource>> openSource(int fd, const std::string &format,
+						std::chrono::milliseconds answerTimeout)
 {
 	if (format == "qcow2") {
-		VS_ASSIGN(auto s, QcowSource::open(fd));
+		VS_ASSIGN(auto s, QcowSource::open(fd, answerTimeout));
 		return std::unique_ptr<ImageSource>(std::move(s));
 	}
 	struct stat st;
@@ -219,7 +221,7 @@ Result<ImportOutcome> importImage(store::Store &store, BlockWrites &writes, cons
 	VS_ASSIGN(std::string format, formatOf(request.fd, request.format));
 	if (format == "qcow2" && !request.qcow2Refused.empty())
 		return fail(errc::kAccessDenied, request.qcow2Refused);
-	VS_ASSIGN(auto source, openSource(request.fd, format));
+	VS_ASSIGN(auto source, openSource(request.fd, format, request.answerTimeout));
 	if (source->size() == 0)
 		return fail(errc::kInvalidParameterValue, "the image is empty");
 	StartRequest start = request.start;

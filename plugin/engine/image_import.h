@@ -10,6 +10,7 @@
 // byte. Blocks that read as zeros are not put, as EBS's importers do.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -32,6 +33,9 @@ struct ImportRequest {
 	// any check and qemu-nbd's open. virtsnapd (root) refuses qcow2 to
 	// other callers with this message; AccessDenied.
 	std::string qcow2Refused;
+	// How long the qcow2's qemu-nbd may leave a request unanswered before
+	// the import gives up on it ([hypervisor] timeout).
+	std::chrono::milliseconds answerTimeout = hypervisor::kDefaultMonitorTimeout;
 };
 
 struct ImportOutcome {

@@ -1,8 +1,6 @@
 #include "nbd_reader.h"
 
 #include <libnbd.h>
-#include <poll.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,19 +10,6 @@
 #include <optional>
 
 namespace virtsnap::engine {
-
-namespace {
-
-std::unexpected<Error> nbdFail(const std::string &what)
-{
-	const char *msg = nbd_get_error();
-	return fail(errc::kHypervisor, what + ": " + (msg ? msg : "unknown NBD error"));
-}
-
-// How long a clean disconnect may take before the handle is just closed.
-constexpr std::chrono::milliseconds kDisconnectLimit{1000};
-
-} // namespace
 
 // One block-status request over the window [from, to): what its callbacks
 // share with the walk that made it. Its extents are kept until the walk
@@ -89,7 +74,7 @@ int NbdReader::onReadDone(void *user, int *error)
 	auto *p = static_cast<Pending *>(user);
 	p->completed = true;
 	p->reader->inFlight_--;
-	p->reader->lastAnswer_ = std::chrono::steady_clock::now();
+	p->reader->conn_->answered();
 	if (*error != 0)
 		p->done(fail(errc::kHypervisor, "read " + p->reader->name_ + " at " + std::to_string(p->offset) +
 							" (" + std::to_string(p->length) + " bytes): " + std::strerror(*error)));
@@ -105,82 +90,41 @@ void NbdReader::freePending(void *user)
 }
 
 Result<std::unique_ptr<NbdReader>> NbdReader::open(const hypervisor::DiskExport &exp,
-						    const std::vector<std::string> &contexts)
+						    const std::vector<std::string> &contexts, const std::string &program)
 {
 	std::unique_ptr<NbdReader> r(new NbdReader());
 	r->name_ = exp.diskId;
-	r->answerTimeout_ = exp.answerTimeout;
-	r->nbd_ = nbd_create();
-	if (!r->nbd_)
-		return nbdFail("create NBD handle");
+	VS_ASSIGN(r->conn_, NbdConnection::create({program + "'s export of " + exp.diskId, program,
+						   errc::kHypervisor, exp.answerTimeout}));
+	nbd_handle *nbd = r->conn_->handle();
 	for (const std::string &c : contexts)
-		if (nbd_add_meta_context(r->nbd_, c.c_str()) != 0)
-			return nbdFail("request " + c);
+		if (nbd_add_meta_context(nbd, c.c_str()) != 0)
+			return r->conn_->failed("request " + c);
 	// libnbd zeroes every read buffer first, against applications that
 	// use a buffer whose read failed. Ours never do (a failed read fails
 	// the copy and its buffer is not looked at), and the zeroing is a
 	// memset of the whole disk.
-	if (nbd_set_pread_initialize(r->nbd_, false) != 0)
-		return nbdFail("configure the NBD handle");
-	if (nbd_set_export_name(r->nbd_, exp.exportName.c_str()) != 0)
-		return nbdFail("set export name");
-	r->lastAnswer_ = std::chrono::steady_clock::now();
-	if (nbd_aio_connect_unix(r->nbd_, exp.nbdSocket.c_str()) != 0)
-		return nbdFail("connect to the export of " + exp.diskId);
-	nbd_handle *nbd = r->nbd_;
-	VS_TRY(r->waitFor([nbd] { return nbd_aio_is_connecting(nbd) == 0; }));
-	if (nbd_aio_is_ready(r->nbd_) != 1)
-		return nbdFail("connect to the export of " + exp.diskId);
+	if (nbd_set_pread_initialize(nbd, false) != 0)
+		return r->conn_->failed("configure the NBD handle");
+	if (nbd_set_export_name(nbd, exp.exportName.c_str()) != 0)
+		return r->conn_->failed("set export name");
+	VS_TRY(r->conn_->connectUnix(exp.nbdSocket));
 	for (const std::string &c : contexts)
-		if (nbd_can_meta_context(r->nbd_, c.c_str()) != 1)
+		if (nbd_can_meta_context(nbd, c.c_str()) != 1)
 			return fail(errc::kHypervisor, "the export of " + exp.diskId + " does not offer " + c);
-	int64_t size = nbd_get_size(r->nbd_);
+	int64_t size = nbd_get_size(nbd);
 	if (size < 0)
-		return nbdFail("size of the export of " + exp.diskId);
+		return r->conn_->failed("size of the export of " + exp.diskId);
 	r->size_ = uint64_t(size);
 	return r;
 }
 
-NbdReader::~NbdReader()
-{
-	if (!nbd_)
-		return;
-	// A clean NBD_CMD_DISC waits for the reads in flight, and for an
-	// export that answers: only then, and only for a moment.
-	if (inFlight_ == 0 && !unanswered_ && nbd_aio_disconnect(nbd_, 0) == 0) {
-		auto limit = std::chrono::steady_clock::now() + kDisconnectLimit;
-		while (nbd_aio_is_closed(nbd_) == 0 && nbd_aio_is_dead(nbd_) == 0) {
-			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-				limit - std::chrono::steady_clock::now());
-			if (left.count() <= 0 || !pollOnce(-1, int(left.count())))
-				break;
-		}
-	}
-	nbd_close(nbd_);
-}
+// The connection disconnects cleanly when nothing is in flight.
+NbdReader::~NbdReader() = default;
 
 Error NbdReader::noAnswer() const
 {
-	// Whole seconds, as [hypervisor] timeout is given and as the monitor's
-	// own timeout says it (libvirt_watchdog.cc).
-	auto seconds = std::chrono::duration_cast<std::chrono::seconds>(answerTimeout_).count();
-	return Error{errc::kHypervisor, "QEMU's export of " + name_ + " answered nothing within " +
-						std::to_string(seconds) + " s ([hypervisor] timeout): is QEMU stopped or hung?"};
-}
-
-Result<void> NbdReader::waitFor(const std::function<bool()> &finished)
-{
-	lastAnswer_ = std::chrono::steady_clock::now();
-	while (!finished()) {
-		auto waited = std::chrono::steady_clock::now() - lastAnswer_;
-		auto left = std::chrono::duration_cast<std::chrono::milliseconds>(answerTimeout_ - waited);
-		if (left.count() <= 0) {
-			unanswered_ = true;
-			return std::unexpected(noAnswer());
-		}
-		VS_TRY(pollOnce(-1, int(std::min<int64_t>(left.count() + 1, 1000))));
-	}
-	return {};
+	return conn_->noAnswer();
 }
 
 Result<void> NbdReader::extents(const std::string &context, const ExtentFn &visit)
@@ -199,8 +143,8 @@ Result<std::shared_ptr<NbdReader::Call>> NbdReader::startExtents(const std::stri
 	call->described = from;
 	nbd_extent_callback extents{Call::onExtents, Call::hold(call), Call::release};
 	nbd_completion_callback done{Call::onDone, Call::hold(call), Call::release};
-	if (nbd_aio_block_status(nbd_, to - from, from, extents, done, 0) < 0)
-		return nbdFail("block status of " + name_);
+	if (nbd_aio_block_status(conn_->handle(), to - from, from, extents, done, 0) < 0)
+		return conn_->failed("block status of " + name_);
 	return call;
 }
 
@@ -249,7 +193,7 @@ Result<void> NbdReader::extents(const std::string &context, std::span<const Byte
 		if (queue.empty())
 			return {};
 		std::shared_ptr<Call> head = queue.front();
-		if (auto waited = waitFor([&head] { return head->done; }); !waited) {
+		if (auto waited = conn_->waitFor([&head] { return head->done; }); !waited) {
 			giveUp();
 			return waited;
 		}
@@ -280,81 +224,39 @@ Result<void> NbdReader::extents(const std::string &context, std::span<const Byte
 
 Result<void> NbdReader::startRead(std::span<uint8_t> out, uint64_t offset, Done done)
 {
-	if (!nbd_)
+	if (!conn_->handle())
 		return std::unexpected(noAnswer());
 	auto *p = new Pending{this, offset, out.size(), std::move(done)};
 	nbd_completion_callback cb{onReadDone, p, freePending};
 	// The timeout counts from the first read of a quiet connection, not
 	// from its last answer long ago.
 	if (inFlight_ == 0)
-		lastAnswer_ = std::chrono::steady_clock::now();
+		conn_->answered();
 	// Counted before the call: a read the server answers at once may
 	// complete inside it.
 	inFlight_++;
-	if (nbd_aio_pread(nbd_, out.data(), out.size(), offset, cb, 0) < 0) {
+	if (nbd_aio_pread(conn_->handle(), out.data(), out.size(), offset, cb, 0) < 0) {
 		inFlight_--;
 		// freePending has run already (libnbd frees on failure too).
-		return nbdFail("read " + name_ + " at " + std::to_string(offset));
+		return conn_->failed("read " + name_ + " at " + std::to_string(offset));
 	}
 	return {};
 }
 
 Result<void> NbdReader::poll(int wakeFd, int timeoutMs)
 {
-	if (!nbd_)
+	if (!conn_->handle())
 		return std::unexpected(noAnswer());
-	VS_TRY(pollOnce(wakeFd, timeoutMs));
-	if (inFlight_ > 0 && std::chrono::steady_clock::now() - lastAnswer_ >= answerTimeout_) {
-		unanswered_ = true;
-		return std::unexpected(noAnswer());
-	}
+	VS_TRY(conn_->pollOnce(wakeFd, timeoutMs));
+	if (inFlight_ > 0)
+		VS_TRY(conn_->checkAnswered());
 	return {};
 }
 
 void NbdReader::abandon()
 {
-	if (!nbd_)
-		return;
-	// libnbd forgets the commands of a closed handle without calling them
-	// back, and writes into no buffer after nbd_close.
-	nbd_close(nbd_);
-	nbd_ = nullptr;
+	conn_->abandon();
 	inFlight_ = 0;
-}
-
-Result<void> NbdReader::pollOnce(int wakeFd, int timeoutMs)
-{
-	int fd = nbd_aio_get_fd(nbd_);
-	if (fd < 0)
-		return nbdFail("the connection to the export of " + name_);
-	unsigned dir = nbd_aio_get_direction(nbd_);
-	struct pollfd fds[2] = {};
-	fds[0].fd = fd;
-	fds[0].events = short(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
-			      ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
-	fds[1].fd = wakeFd;
-	fds[1].events = POLLIN;
-	int r = ::poll(fds, wakeFd >= 0 ? 2 : 1, timeoutMs);
-	if (r < 0) {
-		// A signal: the caller checks for cancellation and calls again.
-		if (errno == EINTR)
-			return {};
-		return failErrno("poll the export of " + name_, errno);
-	}
-	if (wakeFd >= 0 && (fds[1].revents & POLLIN)) {
-		uint64_t count;
-		(void)!::read(wakeFd, &count, sizeof(count));
-	}
-	// Errors and hang-ups are found by reading: libnbd then fails the
-	// reads in flight through their callbacks.
-	if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-		if (nbd_aio_notify_read(nbd_) < 0)
-			return nbdFail("read from the export of " + name_);
-	} else if (fds[0].revents & POLLOUT) {
-		if (nbd_aio_notify_write(nbd_) < 0)
-			return nbdFail("write to the export of " + name_);
-	}
-	return {};
 }
 
 } // namespace virtsnap::engine

@@ -17,8 +17,7 @@
 #include "copy_pipeline.h"
 #include "core/error.h"
 #include "hypervisor/capture.h"
-
-struct nbd_handle;
+#include "nbd_connection.h"
 
 namespace virtsnap::engine {
 
@@ -29,9 +28,11 @@ public:
 	static constexpr uint32_t kStateZero = 2;  // base:allocation
 	static constexpr uint32_t kStateDirty = 1; // qemu:dirty-bitmap
 
-	// `contexts` are the metadata contexts to negotiate.
+	// `contexts` are the metadata contexts to negotiate. `program` is who
+	// serves the export, for the errors ("QEMU's export of vda").
 	static Result<std::unique_ptr<NbdReader>> open(const hypervisor::DiskExport &exp,
-						       const std::vector<std::string> &contexts);
+						       const std::vector<std::string> &contexts,
+						       const std::string &program = "QEMU");
 	// Closes the connection; reads still in flight are abandoned (their
 	// buffers are not touched after this returns).
 	~NbdReader() override;
@@ -70,23 +71,11 @@ private:
 	NbdReader() = default;
 	// Sends one block-status request over [from, to).
 	Result<std::shared_ptr<Call>> startExtents(const std::string &context, uint64_t from, uint64_t to);
-	// Drives the connection until `finished()`, or fails with noAnswer()
-	// when the export has answered nothing for the answer timeout.
-	Result<void> waitFor(const std::function<bool()> &finished);
-	// Polls the connection (and `wakeFd`) for at most `timeoutMs`.
-	Result<void> pollOnce(int wakeFd, int timeoutMs);
 
-	nbd_handle *nbd_ = nullptr;
+	std::unique_ptr<NbdConnection> conn_;
 	uint64_t size_ = 0;
 	std::string name_;
-	std::chrono::milliseconds answerTimeout_{0};
 	size_t inFlight_ = 0;
-	// When the export last answered, or was last asked with nothing
-	// outstanding: the start of the wait the timeout bounds.
-	std::chrono::steady_clock::time_point lastAnswer_;
-	// Set once the export missed its timeout: its requests may never
-	// finish, so the handle is only closed, never shut down cleanly.
-	bool unanswered_ = false;
 };
 
 } // namespace virtsnap::engine

@@ -26,12 +26,6 @@ constexpr std::chrono::seconds kQcow2WriterStartLimit{120};
 // restore's workers (two per core) queue on its lock.
 constexpr size_t kQcow2WriterConnections = 4;
 
-std::unexpected<Error> qcow2WriterFail(const std::string &what)
-{
-	const char *msg = nbd_get_error();
-	return fail(errc::kIo, what + ": " + (msg ? msg : "unknown NBD error"));
-}
-
 // What qemu-nbd said on stderr before it died, for the error.
 std::string qemuNbdSaid(Process &server)
 {
@@ -44,9 +38,13 @@ std::string qemuNbdSaid(Process &server)
 
 } // namespace
 
-Result<std::unique_ptr<Qcow2ImageWriter>> Qcow2ImageWriter::create(int imageFd, uint64_t size, const LuksSettings *luks)
+Result<std::unique_ptr<Qcow2ImageWriter>> Qcow2ImageWriter::create(int imageFd, uint64_t size, const LuksSettings *luks,
+								   const std::string &target,
+								   std::chrono::milliseconds answerTimeout)
 {
 	std::unique_ptr<Qcow2ImageWriter> w(new Qcow2ImageWriter());
+	w->target_ = target;
+	w->answerTimeout_ = answerTimeout;
 	// qemu-img and qemu-nbd open the file we hold, not its name: the
 	// directory may be the caller's, who could swap a symlink in.
 	const std::string image = heldOpenPath(imageFd);
@@ -83,6 +81,7 @@ Result<void> Qcow2ImageWriter::serve(int imageFd, const std::string &image, cons
 	argv.insert(argv.end(), {"--image-opts", opts, "--socket", socket_});
 	SpawnOptions options;
 	options.err = Stdio::pipe();
+	options.dieWithParent = true; // an image half written serves no one
 	options.keepFds = {imageFd};
 	if (secretId)
 		options.keepFds.push_back(secret_.get());
@@ -104,24 +103,39 @@ Result<void> Qcow2ImageWriter::serve(int imageFd, const std::string &image, cons
 
 Result<void> Qcow2ImageWriter::connect()
 {
+	NbdPeer peer{"qemu-nbd's export of the new " + what_ + " image " + target_, "qemu-nbd", errc::kIo,
+		     answerTimeout_};
 	for (size_t i = 0; i < kQcow2WriterConnections; i++) {
 		auto &c = connections_.emplace_back(std::make_unique<Connection>());
-		c->nbd = nbd_create();
-		if (!c->nbd)
-			return qcow2WriterFail("libnbd");
-		if (nbd_connect_unix(c->nbd, socket_.c_str()) != 0)
-			return qcow2WriterFail("connect to qemu-nbd");
+		VS_ASSIGN(c->nbd, NbdConnection::create(peer));
+		VS_TRY(c->nbd->connectUnix(socket_));
 	}
 	return {};
 }
 
 Qcow2ImageWriter::~Qcow2ImageWriter()
 {
-	for (auto &c : connections_)
-		if (c->nbd)
-			nbd_close(c->nbd);
+	// qemu-nbd first: a connection to a stopped one would wait for its
+	// clean disconnect, one to a dead one closes at once.
 	if (server_ && !server_->reaped())
 		server_->stop(std::chrono::seconds(5));
+	connections_.clear();
+}
+
+Result<void> Qcow2ImageWriter::complete(NbdConnection &c, int64_t cookie, const std::string &what)
+{
+	if (cookie < 0)
+		return c.failed(what);
+	int done = 0;
+	auto waited = c.waitFor([&] { return (done = nbd_aio_command_completed(c.handle(), uint64_t(cookie))) != 0; });
+	if (!waited) {
+		// Its request may still come back: nothing may read our buffer then.
+		c.abandon();
+		return waited;
+	}
+	if (done < 0)
+		return c.failed(what);
+	return {};
 }
 
 Result<void> Qcow2ImageWriter::write(std::span<const uint8_t> data, uint64_t offset)
@@ -140,9 +154,11 @@ Result<void> Qcow2ImageWriter::write(std::span<const uint8_t> data, uint64_t off
 	}
 	if (!c->nbd)
 		return fail(errc::kInternal, "write to a finished " + what_ + " image");
-	if (nbd_pwrite(c->nbd, data.data(), data.size(), offset, 0) != 0)
-		return qcow2WriterFail("write into the " + what_ + " image at offset " + std::to_string(offset));
-	return {};
+	// One that missed its timeout before fails the same way at once.
+	if (!c->nbd->handle())
+		return std::unexpected(c->nbd->noAnswer());
+	int64_t cookie = nbd_aio_pwrite(c->nbd->handle(), data.data(), data.size(), offset, nbd_completion_callback{}, 0);
+	return complete(*c->nbd, cookie, "write into the " + what_ + " image at offset " + std::to_string(offset));
 }
 
 Result<void> Qcow2ImageWriter::finish()
@@ -151,11 +167,11 @@ Result<void> Qcow2ImageWriter::finish()
 	// that one flush covers the others' writes.
 	for (auto &c : connections_) {
 		std::lock_guard lock(c->mutex);
-		if (nbd_flush(c->nbd, 0) != 0)
-			return qcow2WriterFail("flush the " + what_ + " image");
-		(void)nbd_shutdown(c->nbd, 0);
-		nbd_close(c->nbd);
-		c->nbd = nullptr;
+		if (!c->nbd->handle())
+			return std::unexpected(c->nbd->noAnswer());
+		VS_TRY(complete(*c->nbd, nbd_aio_flush(c->nbd->handle(), nbd_completion_callback{}, 0),
+				"flush the " + what_ + " image"));
+		c->nbd.reset(); // disconnects
 	}
 	// SIGTERM: qemu-nbd closes the image cleanly (qcow2 metadata and all)
 	// and exits 0.

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -25,8 +26,7 @@
 #include "core/process.h"
 #include "core/unique_fd.h"
 #include "luks_settings.h"
-
-struct nbd_handle;
+#include "nbd_connection.h"
 
 namespace virtsnap::engine {
 
@@ -37,8 +37,13 @@ class Qcow2ImageWriter
 public:
 	// Makes `imageFd` (an empty file we hold) a qcow2 of `size` bytes,
 	// LUKS-encrypted when `luks` is given, and starts qemu-nbd on it.
-	static Result<std::unique_ptr<Qcow2ImageWriter>> create(int imageFd, uint64_t size, const LuksSettings *luks);
-	// Stops qemu-nbd if finish() did not run: the image is then not whole.
+	// `target` names the image in errors. qemu-nbd dies with us; a request
+	// it leaves unanswered for `answerTimeout` ([hypervisor] timeout) fails
+	// the write, the handshake or the flush.
+	static Result<std::unique_ptr<Qcow2ImageWriter>> create(int imageFd, uint64_t size, const LuksSettings *luks,
+								 const std::string &target,
+								 std::chrono::milliseconds answerTimeout);
+	// Kills qemu-nbd if finish() did not run: the image is then not whole.
 	~Qcow2ImageWriter();
 	Qcow2ImageWriter(const Qcow2ImageWriter &) = delete;
 	Qcow2ImageWriter &operator=(const Qcow2ImageWriter &) = delete;
@@ -52,15 +57,20 @@ private:
 	// One NBD connection and the lock that keeps finish() from closing it
 	// under a writer.
 	struct Connection {
-		nbd_handle *nbd = nullptr;
+		std::unique_ptr<NbdConnection> nbd; // null once finished
 		std::mutex mutex;
 	};
 
 	Qcow2ImageWriter() = default;
 	Result<void> serve(int imageFd, const std::string &image, const std::string &object, const char *secretId);
 	Result<void> connect();
+	// Waits for the request `cookie` on `c` (or its failure to be sent,
+	// -1) to complete; on a timeout the connection is given up on.
+	Result<void> complete(NbdConnection &c, int64_t cookie, const std::string &what);
 
 	std::string what_; // "qcow2" or "LUKS", for errors
+	std::string target_;
+	std::chrono::milliseconds answerTimeout_{0};
 	std::unique_ptr<WorkDir> work_;
 	std::string socket_;
 	UniqueFd secret_;

@@ -40,15 +40,16 @@ Result<void> checkEncryption(const store::Manifest &m, const RestoreRequest &req
 // Through qemu-nbd into a qcow2 it serves (qcow2_image_writer.h): no raw
 // image of the volume's size on the way (ext4 holds none past 16 TiB), and
 // with LUKS no plaintext on disk, not even in a temporary file.
-Result<void> writeQcow2(store::Store &store, const store::Manifest &m, int fd, const LuksSettings *luks,
-			const ProgressFn &progress)
+Result<void> writeQcow2(store::Store &store, const store::Manifest &m, int fd, const RestoreRequest &request)
 {
 	VS_ASSIGN(auto codec, store.codecOf(m));
 	VS_ASSIGN(auto index, store::SnapshotIndex::load(store, *codec, m));
-	VS_ASSIGN(auto image, Qcow2ImageWriter::create(fd, m.volumeSize, luks));
+	VS_ASSIGN(auto image, Qcow2ImageWriter::create(fd, m.volumeSize, request.luks ? &*request.luks : nullptr,
+						       request.target.string(), request.answerTimeout));
 	VS_TRY(writeVolume(
 		store, index,
-		[&](std::span<const uint8_t> data, uint64_t offset) { return image->write(data, offset); }, progress));
+		[&](std::span<const uint8_t> data, uint64_t offset) { return image->write(data, offset); },
+		request.progress));
 	return image->finish();
 }
 
@@ -82,7 +83,7 @@ Result<WrittenVolume> writeVolumeFile(store::Store &store, const RestoreRequest 
 	if (request.format == "raw")
 		VS_TRY(writeRaw(store, m, out.fd(), request.progress));
 	else
-		VS_TRY(writeQcow2(store, m, out.fd(), request.luks ? &*request.luks : nullptr, request.progress));
+		VS_TRY(writeQcow2(store, m, out.fd(), request));
 	// Through the descriptor we wrote: the name is in the caller's directory.
 	markRestoredImage(out.fd(), request.target, m.productCodes, request.warn);
 	return WrittenVolume{std::move(out), std::move(m)};

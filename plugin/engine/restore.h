@@ -2,12 +2,14 @@
 // snapshot, only the chunks its own index names.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
 
 #include "core/file_util.h"
+#include "hypervisor/capture.h"
 #include "luks_settings.h"
 #include "snapshot_engine.h"
 
@@ -28,6 +30,9 @@ struct RestoreRequest {
 	// Told when the new file cannot keep the snapshot's product codes
 	// (image_product_codes.h); the restore goes on.
 	std::function<void(const std::string &)> warn = nullptr;
+	// How long qemu-nbd, writing a qcow2, may leave a request unanswered
+	// before the restore gives up on it ([hypervisor] timeout).
+	std::chrono::milliseconds answerTimeout = hypervisor::kDefaultMonitorTimeout;
 };
 
 // Writes the volume under a temporary name and renames it into place only

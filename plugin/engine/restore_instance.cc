@@ -107,7 +107,8 @@ Result<void> restoreInstance(store::Store &store, hypervisor::Driver &driver, co
 	std::vector<TempFile> restored;
 	std::vector<ImageSwap> swaps;
 	for (const InstanceRestorePlan::Disk &d : plan.disks) {
-		auto written = writeVolumeFile(store, {d.snapshotId, d.image, d.format, progress, "", d.luks, warn});
+		auto written = writeVolumeFile(
+			store, {d.snapshotId, d.image, d.format, progress, "", d.luks, warn, plan.answerTimeout});
 		if (!written)
 			return fail(written.error().code, "disk " + d.diskId + ": " + written.error().message);
 		VS_TRY(takeOwnerAndMode(written->file, d.image));

@@ -40,6 +40,8 @@ struct InstanceRestorePlan {
 		std::optional<LuksSettings> luks;
 	};
 	std::vector<Disk> disks;
+	// As RestoreRequest's: how long a qcow2's qemu-nbd may not answer.
+	std::chrono::milliseconds answerTimeout = hypervisor::kDefaultMonitorTimeout;
 };
 
 // Checks, before anything is written, that the instance is shut off, that

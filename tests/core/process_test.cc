@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -208,6 +209,85 @@ TEST(Spawn, DefaultSignalsClearsTheMaskTheCallerBlocks)
 	t.join();
 	EXPECT_EQ(masks[0], "SigBlk:\t0000000000001000\n"); // SIGPIPE, 13
 	EXPECT_EQ(masks[1], "SigBlk:\t0000000000000000\n");
+}
+
+// The death signal's path (fork() and exec) sets the child up as
+// posix_spawn does: pipes, a file, 2>&1, kept descriptors, the group, the
+// mask, the environment, and a program that cannot run named.
+TEST(Spawn, ChildrenThatDieWithUsAreSetUpAsAnyOther)
+{
+	test::TempDir dir("vs-process");
+	UniqueFd kept(::open(dir.file("kept").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+	ASSERT_TRUE(kept.isValid());
+	std::string held = heldOpenPath(kept.get());
+	std::string outputs[2];
+	for (int i = 0; i < 2; i++) {
+		SpawnOptions options;
+		options.dieWithParent = i == 1;
+		options.in = Stdio::pipe();
+		options.out = Stdio::pipe();
+		options.err = Stdio::sameAsStdout();
+		options.keepFds = {kept.get()};
+		options.ownProcessGroup = true;
+		options.defaultSignals = true;
+		options.extraEnv = {"VIRTSNAP_TEST_EXTRA=theirs"};
+		std::string script = "read line; echo \"$line\"; echo err >&2; echo kept > " + held +
+				     "; echo $VIRTSNAP_TEST_EXTRA; ps -o pgid= -p $$ | tr -d ' ';"
+				     " echo $$; grep ^SigBlk /proc/self/status";
+		auto p = Process::spawn({"sh", "-c", script}, options);
+		ASSERT_TRUE(p) << p.error().toString();
+		ASSERT_EQ(::write(p->stdinPipe().get(), "in\n", 3), 3);
+		p->stdinPipe().reset();
+		std::string out = readAll(p->stdoutPipe());
+		EXPECT_TRUE(exitedWith(p->wait(), 0)) << out;
+		// The group and the pid are the child's own: equal, whatever they are.
+		std::istringstream lines(out);
+		std::string in, err, extra, pgid, pid, mask;
+		std::getline(lines, in), std::getline(lines, err), std::getline(lines, extra);
+		std::getline(lines, pgid), std::getline(lines, pid), std::getline(lines, mask);
+		EXPECT_EQ(pgid, pid) << out;
+		outputs[i] = in + "|" + err + "|" + extra + "|" + mask;
+		std::ifstream keptFile(dir.file("kept"));
+		std::string word;
+		EXPECT_TRUE(keptFile >> word && word == "kept") << "kept descriptor, " << (i ? "fork" : "posix_spawn");
+		ASSERT_EQ(::ftruncate(kept.get(), 0), 0);
+	}
+	EXPECT_EQ(outputs[0], "in|err|theirs|SigBlk:\t0000000000000000");
+	EXPECT_EQ(outputs[1], outputs[0]);
+
+	SpawnOptions options;
+	options.dieWithParent = true;
+	auto missing = Process::spawn({"virtsnap-no-such-program"}, options);
+	ASSERT_FALSE(missing);
+	EXPECT_EQ(missing.error().message, "cannot run virtsnap-no-such-program: No such file or directory");
+}
+
+// PR_SET_PDEATHSIG fires when the thread that spawned the child ends (as
+// when the whole process is killed): the child goes with it.
+TEST(Spawn, AChildThatDiesWithUsGoesWithTheThreadThatStartedIt)
+{
+	for (bool dies : {false, true}) {
+		pid_t pid = -1;
+		std::optional<Process> child;
+		std::thread t([&] {
+			SpawnOptions options;
+			options.dieWithParent = dies;
+			auto p = Process::spawn({"sleep", "60"}, options);
+			if (p) {
+				pid = p->pid();
+				child.emplace(std::move(*p));
+			}
+		});
+		t.join();
+		ASSERT_GT(pid, 0);
+		if (dies) {
+			// Reaped by us once the signal came; bounded by the test's timeout.
+			ASSERT_TRUE(child->waitFor(30s)) << "the child outlived the thread that started it";
+			EXPECT_TRUE(WIFSIGNALED(child->wait()) && WTERMSIG(child->wait()) == SIGKILL);
+		} else {
+			EXPECT_FALSE(child->waitFor(200ms)) << "a child of a thread that ended dies only if asked to";
+		}
+	}
 }
 
 TEST(Process, HasExitedLeavesItUnreapedUntilWait)

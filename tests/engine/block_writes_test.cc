@@ -6,6 +6,7 @@
 // input is refused in one line. What is expected is worked out from the
 // bytes put, never from the index.
 #include <fcntl.h>
+#include <signal.h>
 
 #include <map>
 
@@ -15,6 +16,7 @@
 #include "engine/restore.h"
 #include "core/process.h"
 #include "store/gc.h"
+#include "tests/engine/child_processes.h"
 #include "tests/store/store_test_util.h"
 
 namespace virtsnap::engine {
@@ -380,6 +382,39 @@ TEST_P(BlockWritesTest, ImportImageRawAndQcow2RestoreAsTheImageReads)
 		EXPECT_EQ(imported->blocksPut, 6u) << path;
 		expectRestoresExactly(imported->write.snapshotId, kGiB);
 	}
+}
+
+// A qemu-nbd stopped mid-import (SIGSTOP) fails the import within its
+// timeout, in one line; the snapshot ends in error and qemu-nbd is gone.
+TEST_P(BlockWritesTest, ImportOfAQcow2WhoseQemuNbdStopsFailsWithinTheTimeout)
+{
+	fs::path qcow = root_ / "image.qcow2";
+	ASSERT_TRUE(runProgram({"qemu-img", "create", "-q", "-f", "qcow2", qcow.string(), "4M"}));
+	ASSERT_TRUE(runProgram({"qemu-io", "-f", "qcow2", "-c", "write -P 7 0 4M", qcow.string()}));
+	UniqueFd fd(::open(qcow.c_str(), O_RDONLY));
+	ImportRequest req;
+	req.fd = fd.get();
+	req.answerTimeout = std::chrono::seconds(1);
+	std::string id;
+	req.started = [&](const BlockWrite &w) {
+		id = w.snapshotId;
+		return Result<void>{};
+	};
+	std::vector<pid_t> stopped;
+	req.progress = [&](uint64_t, uint64_t) {
+		if (!stopped.empty())
+			return;
+		stopped = test::childrenNamed("qemu-nbd");
+		for (pid_t pid : stopped)
+			::kill(pid, SIGSTOP);
+	};
+	auto imported = importImage(*store_, writes_, req);
+	ASSERT_FALSE(imported);
+	EXPECT_EQ(imported.error().message, "qemu-nbd's export of the image answered nothing within 1 s "
+					    "([hypervisor] timeout): is qemu-nbd stopped or hung?");
+	ASSERT_EQ(stopped.size(), 1u);
+	EXPECT_TRUE(test::childrenNamed("qemu-nbd").empty()) << "qemu-nbd killed and reaped";
+	EXPECT_EQ(stateOf(id), SnapshotState::Error);
 }
 
 // qemu-nbd would open a backing file by the name the image gives, as the

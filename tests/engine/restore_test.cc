@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -21,11 +22,15 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <mutex>
+#include <thread>
 
 #include "core/process.h"
 #include "core/product_code_mark.h"
 #include "engine/image_product_codes.h"
+#include "engine/qcow2_image_writer.h"
 #include "engine/restore.h"
+#include "tests/engine/child_processes.h"
 #include "tests/engine/clocked_store.h"
 
 namespace virtsnap::engine {
@@ -176,6 +181,61 @@ TEST_F(ClockedStoreTest, AQcow2RestoreWithoutAWorkingQemuNbdFailsInOneLine)
 		expectOneLineAndNoTarget(createVolume(*store_, {id_, qcow, "qcow2", {}, ""}), qcow,
 					 "qemu-nbd could not serve the new qcow2 image: qemu-nbd: Failed to blk_new_open");
 	}
+}
+
+TEST_F(ClockedStoreTest, AQcow2RestoreWhoseQemuNbdStopsFailsWithinTheTimeoutInOneLine)
+{
+	fs::path qcow = root_ / "restored.qcow2";
+	std::once_flag once;
+	std::vector<pid_t> stopped;
+	RestoreRequest request{id_, qcow, "qcow2", {}, ""};
+	request.answerTimeout = std::chrono::seconds(1);
+	// Stopped once the first chunk is in: what is left never comes back.
+	request.progress = [&](uint64_t, uint64_t) {
+		std::call_once(once, [&] {
+			stopped = test::childrenNamed("qemu-nbd");
+			for (pid_t pid : stopped)
+				::kill(pid, SIGSTOP);
+		});
+	};
+	expectOneLineAndNoTarget(createVolume(*store_, request), qcow,
+				 "qemu-nbd's export of the new qcow2 image " + qcow.string() +
+					 " answered nothing within 1 s ([hypervisor] timeout): is qemu-nbd stopped or hung?");
+	ASSERT_EQ(stopped.size(), 1u);
+	EXPECT_TRUE(test::childrenNamed("qemu-nbd").empty()) << "qemu-nbd killed and reaped";
+}
+
+// A virtsnap or virtsnapd SIGKILLed mid-restore takes its qemu-nbd with it.
+TEST_F(ClockedStoreTest, QemuNbdDiesWithTheProcessThatStartedIt)
+{
+	int report[2];
+	ASSERT_EQ(::pipe(report), 0);
+	pid_t restorer = ::fork();
+	ASSERT_GE(restorer, 0);
+	if (restorer == 0) {
+		fs::path image = root_ / "orphan.qcow2";
+		UniqueFd fd(::open(image.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+		auto writer = Qcow2ImageWriter::create(fd.get(), 1 << 20, nullptr, image.string(), std::chrono::seconds(5));
+		auto found = test::childrenNamed("qemu-nbd");
+		pid_t nbd = writer && found.size() == 1 ? found[0] : -1;
+		(void)!::write(report[1], &nbd, sizeof nbd);
+		::pause();
+		::_exit(0);
+	}
+	::close(report[1]);
+	pid_t nbd = -1;
+	EXPECT_EQ(::read(report[0], &nbd, sizeof nbd), ssize_t(sizeof nbd));
+	::close(report[0]);
+	::kill(restorer, SIGKILL);
+	::waitpid(restorer, nullptr, 0);
+	ASSERT_GT(nbd, 0) << "the restorer started no qemu-nbd";
+	// Bounded only to keep a failure from hanging the suite.
+	for (int i = 0; i < 1000 && !test::processGone(nbd); i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	bool gone = test::processGone(nbd);
+	if (!gone)
+		::kill(nbd, SIGKILL);
+	EXPECT_TRUE(gone) << "qemu-nbd outlived the process that started it";
 }
 
 TEST_F(ClockedStoreTest, AQcow2RestoreOntoAFullFileSystemFailsInOneLine)
