@@ -53,23 +53,28 @@ protected:
 		return id;
 	}
 
-	fs::path indexFile(uint32_t pack) const { return storeDir() / packIndexName(packIdOf(pack)); }
+	fs::path indexFile(uint32_t pack, const fs::path &store = {}) const
+	{
+		return (store.empty() ? storeDir() : store) / packIndexName(packIdOf(pack));
+	}
 
 	// A pack index naming kCachePerPack chunks (no pack behind it: the map
-	// learns from indexes alone), written straight into the directory.
-	void writeIndex(const Store &store, uint32_t pack)
+	// learns from indexes alone), written straight into the directory; the
+	// chunks of pack `chunksOf` when another one's.
+	void writeIndex(const Store &store, uint32_t pack, const fs::path &dir = {}, int64_t chunksOf = -1)
 	{
 		PackIndex index;
 		index.packId = packIdOf(pack);
+		uint32_t source = chunksOf < 0 ? pack : uint32_t(chunksOf);
 		for (uint32_t i = 0; i < kCachePerPack; i++)
 			index.entries.push_back(
-				PackEntry{cachedChunkId(pack, i), ChunkType::Data, 0, cachedChunkOffset(i), 1000, 4096});
+				PackEntry{cachedChunkId(source, i), ChunkType::Data, 0, cachedChunkOffset(i), 1000, 4096});
 		const KeyDomain &domain = store.domain();
 		auto sealed = sealObject(ObjectType::PackIndex, domain.id, domain.encKey, toHex(index.packId),
 					 serializePackIndex(index));
 		ASSERT_TRUE(sealed);
-		fs::create_directories(indexFile(pack).parent_path());
-		writeCacheTestFile(indexFile(pack), std::string(sealed->begin(), sealed->end()));
+		fs::create_directories(indexFile(pack, dir).parent_path());
+		writeCacheTestFile(indexFile(pack, dir), std::string(sealed->begin(), sealed->end()));
 	}
 
 	std::unique_ptr<Store> openCached()
@@ -212,10 +217,13 @@ TEST_F(ChunkMapCacheTest, AnotherStoresCacheIsNotUsed)
 	fs::path dir = setUpSaved();
 	ASSERT_FALSE(dir.empty());
 	// A second store with the same state directory and the first one's
-	// cache where its own would be.
+	// cache where its own would be; its one pack has the id of the
+	// first's pack 0 (ids are random: only a test makes them meet) and
+	// other chunks.
 	fs::path other = root_ / "other";
 	auto made = initAndOpenAt(other, keyFile());
 	ASSERT_TRUE(made);
+	writeIndex(*made, 0, other, 40);
 	fs::path otherDir = ChunkMapCache::dirFor(stateDir(), made->storeId());
 	fs::create_directories(otherDir.parent_path());
 	fs::copy(dir, otherDir);
@@ -223,8 +231,10 @@ TEST_F(ChunkMapCacheTest, AnotherStoresCacheIsNotUsed)
 	options.stateDir = stateDir();
 	auto store = Store::open(other, keyFile(), options);
 	ASSERT_TRUE(store) << describe(store);
-	for (uint32_t i = 0; i < kCachePerPack; i++)
+	for (uint32_t i = 0; i < kCachePerPack; i++) {
 		ASSERT_FALSE((*store)->contains(cachedChunkId(0, i))) << i;
+		ASSERT_TRUE((*store)->contains(cachedChunkId(40, i))) << i;
+	}
 }
 
 TEST_F(ChunkMapCacheTest, TwoSaversLeaveOneWholeCache)
