@@ -260,9 +260,11 @@ void ChunkMapCache::removeUnnamed(const std::vector<std::string> &kept) const
 	keep.insert(kCacheMapName);
 	keep.insert(kCacheLockName);
 	std::error_code ec;
-	for (const auto &entry : fs::directory_iterator(dir_, ec))
-		if (!keep.count(entry.path().filename().string()))
-			fs::remove(entry.path(), ec);
+	for (auto it = fs::directory_iterator(dir_, ec); !ec && it != fs::end(it); it.increment(ec))
+		if (!keep.count(it->path().filename().string())) {
+			std::error_code ignored;
+			fs::remove(it->path(), ignored);
+		}
 }
 
 Result<void> ChunkMapCache::save(ChunkMap &map, const std::vector<Pack> &packs) const

@@ -1,5 +1,7 @@
 #include "store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -190,7 +192,7 @@ void Store::loadChunkMap()
 		return;
 	// Without a directory of its own, the map is learnt as it always was.
 	fs::path dir = ChunkMapCache::dirFor(options_.stateDir, storeId_);
-	if (!makeDirs(dir, 0700))
+	if (!makeDirs(dir, 0700) || ::access(dir.c_str(), R_OK | W_OK | X_OK) != 0)
 		return;
 	cache_ = std::make_unique<ChunkMapCache>(dir, storeId_);
 	// Runs made next to the saved ones, so that a save links them.
@@ -201,7 +203,8 @@ void Store::loadChunkMap()
 	if (!packs) {
 		// Missing is the first open's normal case, and anything else only
 		// costs the learning: worth a line, never an error.
-		if (fs::exists(dir / "map"))
+		std::error_code ec;
+		if (fs::exists(dir / "map", ec))
 			std::fprintf(stderr, "virtsnap: learning the chunk map of %s again: the one saved in %s is unusable (%s)\n",
 				     describe().c_str(), dir.c_str(), why.c_str());
 		return;
