@@ -44,7 +44,11 @@ Result<std::unique_ptr<Service>> Service::open(const StoreLocation &location, Se
 Result<void> Service::openStore()
 {
 	VS_ASSIGN(auto backend, store::openBackend(ctx_.location.url, backendSettings(ctx_.location)));
-	VS_ASSIGN(store_, store::Store::open(std::move(backend), ctx_.location.keyFile));
+	// The chunk map kept in the state directory: an open learns only the
+	// pack indexes added since the last one.
+	store::StoreOptions options;
+	options.stateDir = ctx_.location.stateDir;
+	VS_ASSIGN(store_, store::Store::open(std::move(backend), ctx_.location.keyFile, options));
 	// A remote store's state directory is this host's alone: 0700.
 	VS_TRY(makeDirs(ctx_.location.stateDir, store_->backend().local() ? 0750 : 0700));
 	// A restore-instance that a crash stopped after its commit point is

@@ -1,10 +1,12 @@
 #include "chunk_map.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <queue>
 
@@ -58,6 +60,11 @@ uint64_t wordAt(const ChunkId &id, size_t at)
 Result<UniqueFd> unlinkedFile(const std::filesystem::path &dir)
 {
 	std::filesystem::path base = dir.empty() ? std::filesystem::temp_directory_path() : dir;
+	// Unnamed from the start, and linkable: the cache names the runs it
+	// keeps without copying them.
+	UniqueFd tmp(::open(base.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+	if (tmp.isValid())
+		return tmp;
 	std::string name = (base / "virtsnap-chunk-map-XXXXXX").string();
 	UniqueFd fd(::mkostemp(name.data(), O_CLOEXEC));
 	if (!fd.isValid())
@@ -88,16 +95,48 @@ public:
 	// Entries come in id order.
 	Result<void> append(const Entry &e)
 	{
-		if (count_ % kBlockEntries == 0)
-			fences_.push_back(prefixOf(e.id));
-		uint64_t bits = filter_.size() * 64;
-		for (uint64_t i = 0, h = wordAt(e.id, 8), step = wordAt(e.id, 16) | 1; i < 4; i++, h += step)
-			filter_[(h % bits) / 64] |= 1ull << (h % 64);
+		remember(e);
 		buffer_.push_back(e);
-		count_++;
 		if (buffer_.size() == kStreamEntries)
 			return flush();
 		return {};
+	}
+
+	// A run saved before: its file read whole, to check it against what
+	// was saved and to build the filter and keys.
+	static Result<std::unique_ptr<Run>> load(UniqueFd fd, const RunFile &saved, uint32_t bitsPerEntry,
+						 uint32_t packs)
+	{
+		struct stat st;
+		if (::fstat(fd.get(), &st) != 0)
+			return failErrno("stat a saved chunk map run", errno);
+		if (uint64_t(st.st_size) != saved.entries * sizeof(Entry))
+			return fail(errc::kCorrupt, "a saved chunk map run has " + std::to_string(st.st_size) +
+							    " bytes, not " + std::to_string(saved.entries) + " entries");
+		uint64_t bits = std::max<uint64_t>(64, saved.entries * bitsPerEntry);
+		std::unique_ptr<Run> run(new Run(std::move(fd)));
+		run->filter_.assign((bits + 63) / 64, 0);
+		run->level_ = saved.level;
+		std::vector<Entry> buffer(kStreamEntries);
+		ChunkId previous{};
+		for (uint64_t done = 0; done < saved.entries;) {
+			size_t n = size_t(std::min<uint64_t>(kStreamEntries, saved.entries - done));
+			std::span<uint8_t> bytes((uint8_t *)buffer.data(), n * sizeof(Entry));
+			VS_TRY(preadAll(run->fd_.get(), bytes, done * sizeof(Entry)));
+			run->checksum_ = checksumOf(bytes, run->checksum_);
+			for (size_t i = 0; i < n; i++) {
+				const Entry &e = buffer[i];
+				if (e.pack >= packs || std::memcmp(previous.data(), e.id.data(), 32) > 0)
+					return fail(errc::kCorrupt, "a saved chunk map run is out of order");
+				run->remember(e);
+				previous = e.id;
+			}
+			done += n;
+		}
+		if (run->checksum_ != saved.checksum)
+			return fail(errc::kCorrupt, "a saved chunk map run does not match its checksum");
+		run->fences_.shrink_to_fit();
+		return run;
 	}
 
 	Result<void> finish()
@@ -109,6 +148,8 @@ public:
 	}
 
 	uint64_t count() const { return count_; }
+	int fd() const { return fd_.get(); }
+	uint64_t checksum() const { return checksum_; }
 	// Runs of level n were merged n times.
 	int level() const { return level_; }
 	void setLevel(int level) { level_ = level; }
@@ -172,6 +213,17 @@ public:
 private:
 	explicit Run(UniqueFd fd) : fd_(std::move(fd)) {}
 
+	// Into the filter and the block keys.
+	void remember(const Entry &e)
+	{
+		if (count_ % kBlockEntries == 0)
+			fences_.push_back(prefixOf(e.id));
+		uint64_t bits = filter_.size() * 64;
+		for (uint64_t i = 0, h = wordAt(e.id, 8), step = wordAt(e.id, 16) | 1; i < 4; i++, h += step)
+			filter_[(h % bits) / 64] |= 1ull << (h % 64);
+		count_++;
+	}
+
 	bool mayHold(const ChunkId &id) const
 	{
 		uint64_t bits = filter_.size() * 64;
@@ -184,6 +236,7 @@ private:
 	Result<void> flush()
 	{
 		std::span<const uint8_t> bytes((const uint8_t *)buffer_.data(), buffer_.size() * sizeof(Entry));
+		checksum_ = checksumOf(bytes, checksum_);
 		VS_TRY(writeAll(fd_.get(), bytes));
 		buffer_.clear();
 		return {};
@@ -191,6 +244,7 @@ private:
 
 	UniqueFd fd_;
 	uint64_t count_ = 0;
+	uint64_t checksum_ = 0;
 	int level_ = 0;
 	std::vector<uint64_t> fences_;
 	std::vector<uint64_t> filter_;
@@ -286,9 +340,49 @@ Result<void> ChunkMap::flushTable()
 
 Result<void> ChunkMap::compact()
 {
-	if (runs_.size() < 2)
+	size_t first = runs_.size();
+	uint64_t newer = 0;
+	while (first > 0 && (first == runs_.size() || runs_[first - 1]->count() <= kFanIn * newer))
+		newer += runs_[--first]->count();
+	if (runs_.size() - first < 2)
 		return {};
-	return mergeRuns(0, runs_.front()->level() + 1);
+	return mergeRuns(first, runs_[first]->level() + 1);
+}
+
+Result<std::vector<ChunkMap::RunFile>> ChunkMap::runFiles()
+{
+	if (!table_.empty())
+		VS_TRY(flushTable());
+	std::vector<RunFile> files;
+	for (const auto &run : runs_)
+		files.push_back({run->fd(), run->count(), run->level(), run->checksum()});
+	return files;
+}
+
+Result<void> ChunkMap::adopt(UniqueFd fd, const RunFile &saved, uint32_t packs)
+{
+	VS_ASSIGN(auto run, Run::load(std::move(fd), saved, options_.filterBitsPerEntry, packs));
+	runs_.push_back(std::move(run));
+	return {};
+}
+
+uint64_t ChunkMap::checksumOf(std::span<const uint8_t> bytes, uint64_t seed)
+{
+	// Not a cryptographic hash: it finds a cache file that a crash, a full
+	// disk or a stray write damaged, at memory speed (the file is the
+	// host's own, in a 0700 directory).
+	// Word by word, so that the sum of a file does not depend on the
+	// buffers it was written or read in (whole words each).
+	uint64_t h = seed;
+	size_t i = 0;
+	for (; i + 8 <= bytes.size(); i += 8) {
+		uint64_t w;
+		std::memcpy(&w, bytes.data() + i, 8);
+		h = std::rotl(h ^ (w * 0xbf58476d1ce4e5b9ull), 31) * 0x94d049bb133111ebull + 0x9e3779b97f4a7c15ull;
+	}
+	for (; i < bytes.size(); i++)
+		h = std::rotl(h ^ bytes[i], 8) * 0x94d049bb133111ebull + 0x9e3779b97f4a7c15ull;
+	return h;
 }
 
 Result<void> ChunkMap::mergeRuns(size_t first, int level)

@@ -1,8 +1,12 @@
 #include "store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 
 #include "chunk_writer.h"
+#include "core/file_util.h"
 #include "core/ids.h"
 #include "crypto/crypto.h"
 #include "json/json.h"
@@ -163,15 +167,74 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, con
 	}
 	s->domain_ = std::move(*domain);
 	s->master_ = master;
+	s->loadChunkMap();
 	VS_TRY(s->refresh());
-	// Learning a large store leaves runs of several sizes: one is cheaper
+	// Learning a large store leaves runs of several sizes: few are cheaper
 	// to ask from here on.
 	if (auto compacted = s->chunks_->compact(); !compacted)
 		return fail(compacted.error().code, "chunk map of store " + where + ": " + compacted.error().message);
+	// Now rather than only at the end: another process opening the store
+	// meanwhile (or this one, killed) learns only what changed after.
+	if (s->unsaved_)
+		s->saveChunkMap();
 	return s;
 }
 
-Store::~Store() = default;
+Store::~Store()
+{
+	if (unsaved_)
+		saveChunkMap();
+}
+
+void Store::loadChunkMap()
+{
+	if (options_.stateDir.empty())
+		return;
+	// Without a directory of its own, the map is learnt as it always was.
+	fs::path dir = ChunkMapCache::dirFor(options_.stateDir, storeId_);
+	if (!makeDirs(dir, 0700) || ::access(dir.c_str(), R_OK | W_OK | X_OK) != 0)
+		return;
+	cache_ = std::make_unique<ChunkMapCache>(dir, storeId_);
+	// Runs made next to the saved ones, so that a save links them.
+	chunks_ = std::make_unique<ChunkMap>(ChunkMap::Options{.dir = dir});
+	auto loaded = std::make_unique<ChunkMap>(ChunkMap::Options{.dir = dir});
+	std::string why;
+	auto packs = cache_->load(*loaded, &why);
+	if (!packs) {
+		// Missing is the first open's normal case, and anything else only
+		// costs the learning: worth a line, never an error.
+		std::error_code ec;
+		if (fs::exists(dir / "map", ec))
+			std::fprintf(stderr, "virtsnap: learning the chunk map of %s again: the one saved in %s is unusable (%s)\n",
+				     describe().c_str(), dir.c_str(), why.c_str());
+		return;
+	}
+	chunks_ = std::move(loaded);
+	std::vector<uint32_t> forgotten;
+	for (uint32_t i = 0; i < packs->size(); i++) {
+		packs_.push_back((*packs)[i].id);
+		if ((*packs)[i].forgotten)
+			forgotten.push_back(i);
+		else
+			packNames_.insert(toHex((*packs)[i].id));
+	}
+	chunks_->forget(forgotten);
+}
+
+void Store::saveChunkMap()
+{
+	if (!cache_)
+		return;
+	std::unique_lock lock(mutex_);
+	std::vector<ChunkMapCache::Pack> packs;
+	packs.reserve(packs_.size());
+	for (const PackId &p : packs_)
+		packs.push_back({p, !packNames_.count(toHex(p))});
+	// A save that fails leaves the one before, which a later open brings
+	// up to date as it would have this one.
+	if (cache_->save(*chunks_, packs))
+		unsaved_ = 0;
+}
 
 Result<const KeyDomain *> Store::domain(const DomainId &id) const
 {
@@ -300,6 +363,7 @@ Result<void> Store::addPackLocked(const PackIndex &index)
 		return {};
 	uint32_t ordinal = uint32_t(packs_.size());
 	packs_.push_back(index.packId);
+	unsaved_++;
 	auto added = chunks_->add(ordinal, index.entries);
 	if (!added) {
 		// Unknown, so that the next refresh tries again.
@@ -323,6 +387,7 @@ void Store::forgetPacks(const std::vector<PackId> &packs)
 		// Ordinals stay: a BlobRef elsewhere may still name one.
 		if (gone.count(toHex(packs_[i])) && packNames_.erase(toHex(packs_[i])))
 			dropped.push_back(i);
+	unsaved_ += dropped.size();
 	chunks_->forget(dropped);
 }
 

@@ -21,6 +21,7 @@
 #include "backend.h"
 #include "chunk_codec.h"
 #include "chunk_map.h"
+#include "chunk_map_cache.h"
 #include "key_domain.h"
 #include "lease.h"
 #include "manifest.h"
@@ -51,9 +52,15 @@ std::string recordName(const std::string &kind, const std::string &id);
 
 struct StoreOptions {
 	LeaseOptions lease;
-	// Where the chunk map keeps its runs (chunk_map.h): unlinked files, in
-	// the temporary directory when empty.
+	// Where the chunk map keeps its runs (chunk_map.h): unnamed files, in
+	// the temporary directory when empty. Unused with a stateDir.
 	fs::path chunkMapDir;
+	// The host's state directory: the chunk map is kept in its
+	// chunk-map/<store id>/ between processes (chunk_map_cache.h), saved
+	// at the end of an open that learnt or forgot a pack and when the
+	// Store is destroyed if it changed since. Empty: every open learns it
+	// from every pack index.
+	fs::path stateDir;
 };
 
 class Store
@@ -166,6 +173,8 @@ private:
 	{
 	}
 	Result<void> addPackLocked(const PackIndex &index);
+	void loadChunkMap();
+	void saveChunkMap();
 	std::optional<ChunkMap::Location> findLocked(const ChunkId &id) const;
 	// The pack a map entry names, if it is still known.
 	std::optional<PackId> packOf(uint32_t ordinal) const;
@@ -187,6 +196,8 @@ private:
 	std::unique_ptr<ChunkMap> chunks_;
 	std::vector<PackId> packs_;                      // by ordinal; a forgotten one stays, unnamed
 	std::unordered_set<std::string> packNames_;      // the packs known now
+	std::unique_ptr<ChunkMapCache> cache_;           // with a stateDir
+	uint64_t unsaved_ = 0;                           // packs learnt or forgotten since the cache
 };
 
 } // namespace virtsnap::store

@@ -7,10 +7,12 @@
 //       a function of their number) to an initialised store in a
 //       directory. No pack is behind them: never read those chunks, and
 //       never run gc or verify on such a store.
-//   store-scale lookup STORE_DIR KEY_FILE CHUNKS
+//   store-scale lookup STORE_DIR KEY_FILE CHUNKS [STATE_DIR]
 //       opens the store and looks up every hundredth made-up chunk and as
 //       many absent ones; prints one JSON line (seconds to open, seconds
-//       to look up, whether every answer was right).
+//       to look up, whether every answer was right). With STATE_DIR, the
+//       chunk map is loaded from and saved to it (chunk_map_cache.h), as
+//       virtsnap does with its state directory.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -73,10 +75,12 @@ int populate(const std::string &dir, const std::string &key, uint64_t chunks)
 	return 0;
 }
 
-int lookup(const std::string &dir, const std::string &key, uint64_t chunks)
+int lookup(const std::string &dir, const std::string &key, uint64_t chunks, const std::string &stateDir)
 {
 	auto t0 = std::chrono::steady_clock::now();
-	auto store = Store::open(dir, key);
+	StoreOptions options;
+	options.stateDir = stateDir;
+	auto store = Store::open(dir, key, options);
 	if (!store) {
 		std::fprintf(stderr, "store-scale: %s\n", store.error().message.c_str());
 		return 1;
@@ -100,8 +104,8 @@ int lookup(const std::string &dir, const std::string &key, uint64_t chunks)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		std::fprintf(stderr, "usage: store-scale populate|lookup STORE_DIR KEY_FILE CHUNKS\n");
+	if (argc != 5 && !(argc == 6 && std::string(argv[1]) == "lookup")) {
+		std::fprintf(stderr, "usage: store-scale populate|lookup STORE_DIR KEY_FILE CHUNKS [STATE_DIR]\n");
 		return 2;
 	}
 	std::string what = argv[1];
@@ -109,7 +113,7 @@ int main(int argc, char **argv)
 	if (what == "populate")
 		return populate(argv[2], argv[3], chunks);
 	if (what == "lookup")
-		return lookup(argv[2], argv[3], chunks);
+		return lookup(argv[2], argv[3], chunks, argc == 6 ? argv[5] : "");
 	std::fprintf(stderr, "store-scale: unknown command %s\n", what.c_str());
 	return 2;
 }

@@ -43,13 +43,15 @@ uint64_t storeBytes(const fs::path &dir)
 	return total;
 }
 
-// What a store directory holds, file by file, without leases and catalog.
+// What a store directory holds, file by file, without leases and the host
+// state (catalog, chunk map).
 std::map<std::string, uint64_t> storeFiles(const fs::path &dir)
 {
 	std::map<std::string, uint64_t> out;
 	for (const auto &e : fs::recursive_directory_iterator(dir)) {
 		std::string rel = fs::relative(e.path(), dir).string();
-		if (e.is_regular_file() && rel.rfind("locks/", 0) != 0 && rel.find("catalog") == std::string::npos)
+		if (e.is_regular_file() && rel.rfind("locks/", 0) != 0 && rel.find("catalog") == std::string::npos &&
+		    rel.rfind("chunk-map/", 0) != 0)
 			out[rel] = e.file_size();
 	}
 	return out;

@@ -119,14 +119,15 @@ protected:
 		EXPECT_TRUE(sameImage(target, format, expected)) << snapshotId;
 	}
 
-	// What the store holds; not the catalog beside it, which is this
-	// host's state and records failed attempts too.
+	// What the store holds; not the catalog and chunk map beside it, which
+	// are this host's state and record failed attempts too.
 	std::set<std::string> storeFiles()
 	{
 		std::set<std::string> files;
 		for (auto &e : fs::recursive_directory_iterator(storeDir_))
 			if (e.is_regular_file() && e.path().filename() != "lock" &&
-			    !e.path().filename().string().starts_with("catalog.sqlite"))
+			    !e.path().filename().string().starts_with("catalog.sqlite") &&
+			    e.path().string().find("/chunk-map/") == std::string::npos)
 				files.insert(e.path().string() + ":" + std::to_string(e.file_size()));
 		return files;
 	}

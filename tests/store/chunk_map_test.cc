@@ -189,9 +189,12 @@ protected:
 	// is wrong.
 	int lookupPass()
 	{
-		auto store = openOrNull(storeDir(), keyFile());
-		if (!store)
+		StoreOptions options;
+		options.stateDir = stateDir_;
+		auto opened = Store::open(storeDir(), keyFile(), options);
+		if (!opened)
 			return 1;
+		auto &store = *opened;
 		for (uint64_t n = 0; n < uint64_t(kPacks) * kPerPack; n += 10) {
 			auto where = store->locate(syntheticId(n));
 			if (!where || where->offset != kPackHeaderSize + (n % kPerPack) * 1000 || where->length != 1000)
@@ -201,6 +204,9 @@ protected:
 		}
 		return 0;
 	}
+
+	// Empty: the map is learnt at each open, as without a state directory.
+	fs::path stateDir_;
 };
 
 // AddressSanitizer's allocator and shadow memory multiply RSS (221 MiB
@@ -222,6 +228,23 @@ TEST_F(ChunkMapMemoryTest, AMillionChunkStoreOpensAndLooksUpWithinABound)
 	std::printf("peak RSS growth: %ld KiB (bound %ld KiB)\n", growth, kBoundKiB);
 	if (kRssMeaningful) {
 		EXPECT_LT(growth, kBoundKiB);
+	}
+}
+
+// The map saved in the state directory by one open and loaded by the
+// next: the loaded runs' filters and keys are within the same bound.
+TEST_F(ChunkMapMemoryTest, AMillionChunkMapLoadedFromTheStateDirectoryStaysWithinTheBound)
+{
+	stateDir_ = storeDir() / "state";
+	long learnt = peakGrowthKiB();
+	ASSERT_GE(learnt, 0) << (learnt == -1 ? "a lookup went wrong" : "the child failed");
+	ASSERT_TRUE(fs::exists(stateDir_ / "chunk-map"));
+	long loaded = peakGrowthKiB();
+	ASSERT_GE(loaded, 0) << (loaded == -1 ? "a lookup went wrong" : "the child failed");
+	std::printf("peak RSS growth: %ld KiB learnt, %ld KiB loaded (bound %ld KiB)\n", learnt, loaded, kBoundKiB);
+	if (kRssMeaningful) {
+		EXPECT_LT(learnt, kBoundKiB);
+		EXPECT_LT(loaded, kBoundKiB);
 	}
 }
 
