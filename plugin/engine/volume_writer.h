@@ -10,14 +10,11 @@
 
 namespace virtsnap::engine {
 
-// Writes every non-zero slot of `index` into `fd` (a regular file or a
-// block device), which is already sized (and so sparse where nothing is
-// written: zero chunks and holes cost nothing). Blobs are read in pack
-// order, several per read, and decrypted, decompressed and written on
-// every core; adjacent chunks go out in one write, with O_DIRECT where the
-// file system takes it (direct_file.h), else buffered with writeback
-// started as the data comes. Either way the caller's final fsync has
-// little left to do. `fd` keeps its flags.
+// Writes every non-zero slot of `index` into `fd`, which is already sized
+// (and so sparse where nothing is written: zero chunks and holes cost
+// nothing). Blobs are read in pack order, several per read, and decrypted,
+// decompressed and written on every core; writeback starts as the data
+// comes, so the caller's final fsync has little left to do.
 Result<void> writeVolume(store::Store &store, const store::SnapshotIndex &index, int fd, const ProgressFn &progress);
 
 // The same into `sink` instead of a file (a qcow2 image's writer,

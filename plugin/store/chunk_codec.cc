@@ -128,16 +128,6 @@ Result<std::span<const uint8_t>> ChunkCodec::decode(const ChunkId &expected, std
 						    Bytes &buffer)
 {
 	VS_ASSIGN(auto h, parseBlobHeader(blob));
-	// Grown, never shrunk: resize() zero-fills what it adds.
-	if (buffer.size() < h.rawLength)
-		buffer.resize(h.rawLength);
-	return decodeInto(expected, blob, std::span<uint8_t>(buffer.data(), h.rawLength));
-}
-
-Result<std::span<const uint8_t>> ChunkCodec::decodeInto(const ChunkId &expected, std::span<const uint8_t> blob,
-							std::span<uint8_t> room)
-{
-	VS_ASSIGN(auto h, parseBlobHeader(blob));
 	if (h.id != expected)
 		return fail(errc::kCorrupt, "blob holds chunk " + idHex(h.id) + ", not " + idHex(expected));
 	if (h.domain != domain_)
@@ -147,20 +137,21 @@ Result<std::span<const uint8_t>> ChunkCodec::decodeInto(const ChunkId &expected,
 		return fail(errc::kCorrupt, "chunk " + idHex(expected) + " has a wrong length");
 	if (h.flags == 0 && h.bodyLength != h.rawLength)
 		return fail(errc::kCorrupt, "chunk " + idHex(expected) + " has a wrong raw length");
-	if (h.rawLength > room.size())
-		return fail(errc::kCorrupt, "chunk " + idHex(expected) + " has " + std::to_string(h.rawLength) +
-						    " bytes, more than the " + std::to_string(room.size()) + " it may have");
 	crypto::Nonce nonce;
 	std::memcpy(nonce.data(), blob.data() + 56, nonce.size());
-	std::span<uint8_t> plain = room.first(h.rawLength);
-	if (h.flags != 0 && scratch_.size() < h.bodyLength)
-		scratch_.resize(h.bodyLength); // grown, never shrunk, as `buffer` above
-	std::span<uint8_t> body = h.flags == 0 ? plain : std::span<uint8_t>(scratch_.data(), h.bodyLength);
+	// Grown, never shrunk: resize() zero-fills what it adds.
+	auto room = [](Bytes &b, size_t n) {
+		if (b.size() < n)
+			b.resize(n);
+		return std::span<uint8_t>(b.data(), n);
+	};
+	std::span<uint8_t> body = room(h.flags == 0 ? buffer : scratch_, h.bodyLength);
 	auto opened = aead_.open(nonce, blob.first(kBlobHeaderSize), blob.subspan(kBlobHeaderSize), body);
 	if (!opened)
 		return fail(errc::kCorrupt, "chunk " + idHex(expected) + ": " + opened.error().message);
 	if (h.flags == 0)
 		return std::span<const uint8_t>(body);
+	std::span<uint8_t> plain = room(buffer, h.rawLength);
 	bool whole = false;
 	if (h.flags == kFlagLz4) {
 		int n = LZ4_decompress_safe((const char *)body.data(), (char *)plain.data(), int(body.size()),

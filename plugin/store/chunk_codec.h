@@ -58,11 +58,6 @@ public:
 	// nothing per chunk. The span returned lives in `buffer`.
 	Result<std::span<const uint8_t>> decode(const ChunkId &expected, std::span<const uint8_t> blob,
 						Bytes &buffer);
-	// The same into `room`, which must hold the chunk (Corrupt if not):
-	// restore decodes into the aligned buffer it writes from, so no byte
-	// is copied between the two. Returns the part of `room` filled.
-	Result<std::span<const uint8_t>> decodeInto(const ChunkId &expected, std::span<const uint8_t> blob,
-						    std::span<uint8_t> room);
 
 private:
 	struct Contexts;

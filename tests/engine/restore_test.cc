@@ -252,25 +252,6 @@ TEST_F(ClockedStoreTest, AQcow2RestoreOntoAFullFileSystemFailsInOneLine)
 	EXPECT_EQ(::umount(full.c_str()), 0) << std::strerror(errno);
 }
 
-// And raw, written with O_DIRECT where the file system takes it (tmpfs
-// does since Linux 6.6): ENOSPC from a direct write is the same one line.
-TEST_F(ClockedStoreTest, ARawRestoreOntoAFullFileSystemFailsInOneLine)
-{
-	if (::geteuid() != 0)
-		GTEST_SKIP() << "needs root to mount a small tmpfs";
-	// Room for half the snapshot's data.
-	fs::path full = root_ / "full-raw";
-	fs::create_directories(full);
-	ASSERT_EQ(::mount("tmpfs", full.c_str(), "tmpfs", 0, "size=128k"), 0) << std::strerror(errno);
-	fs::path raw = full / "restored.raw";
-	auto r = createVolume(*store_, {id_, raw, "raw", {}, ""});
-	ASSERT_FALSE(r);
-	EXPECT_EQ(r.error().code, errc::kNoSpace);
-	EXPECT_EQ(r.error().message, "write: No space left on device");
-	EXPECT_TRUE(fs::is_empty(full)) << "the partial target is removed";
-	EXPECT_EQ(::umount(full.c_str()), 0) << std::strerror(errno);
-}
-
 // A raw restore (no helper program: it runs after the test above too).
 TEST_F(ClockedStoreTest, ARestoredFileCarriesItsSnapshotsProductCodesToTheVolumeThatAttachesIt)
 {
