@@ -16,6 +16,7 @@
 #include "image_product_codes.h"
 #include "kms_keys.h"
 #include "resources.h"
+#include "set_progress.h"
 #include "work_dir.h"
 
 namespace virtsnap::engine {
@@ -159,60 +160,6 @@ std::vector<SnapshotOutcome> outcomesOf(std::vector<Member> &members, SnapshotSt
 	return out;
 }
 
-// Progress over a set whose disks are copied side by side: each disk
-// reports within its size, and the sum goes on only when it grew, so the
-// set's progress never goes back whichever copy or worker reports first.
-class SetProgress
-{
-public:
-	SetProgress(const std::vector<Member> &members, ProgressFn progress) : progress_(std::move(progress))
-	{
-		for (const Member &m : members) {
-			sizes_.push_back(m.disk.size);
-			total_ += m.disk.size;
-		}
-		done_.assign(sizes_.size(), 0);
-	}
-
-	// For disk `disk`'s copy (empty when nobody listens).
-	ProgressFn of(size_t disk)
-	{
-		if (!progress_)
-			return {};
-		return [this, disk](uint64_t done, uint64_t total) {
-			uint64_t size = sizes_[disk];
-			report(disk, total ? done * size / total : size);
-		};
-	}
-
-	// Every disk is copied: 100%, whether or not the copies said so (a
-	// clean incremental reads nothing, so reports nothing).
-	void finished()
-	{
-		for (size_t i = 0; i < sizes_.size(); i++)
-			if (progress_)
-				report(i, sizes_[i]);
-	}
-
-private:
-	void report(size_t disk, uint64_t scaled)
-	{
-		std::lock_guard lock(mutex_);
-		if (scaled <= done_[disk])
-			return;
-		reported_ += scaled - done_[disk];
-		done_[disk] = scaled;
-		progress_(reported_, total_);
-	}
-
-	ProgressFn progress_;
-	std::vector<uint64_t> sizes_;
-	uint64_t total_ = 0;
-	std::mutex mutex_; // held while progress_ runs, so calls arrive in order
-	std::vector<uint64_t> done_;
-	uint64_t reported_ = 0;
-};
-
 // A set that failed at its point in time: nothing to move, every snapshot
 // is already in error.
 class FailedJob : public SnapshotJob
@@ -307,7 +254,10 @@ private:
 	std::optional<std::string> copyAll(store::ChunkWriter &writer, const ProgressFn &progress,
 					   const std::function<bool()> &cancelled)
 	{
-		SetProgress setProgress(members_, progress);
+		std::vector<uint64_t> sizes;
+		for (const Member &m : members_)
+			sizes.push_back(m.disk.size);
+		SetProgress setProgress(std::move(sizes), progress);
 		std::atomic<size_t> next{0};
 		std::atomic<bool> stop{false};
 		std::mutex failureMutex;
