@@ -93,6 +93,11 @@ bool Json::isString() const
 	return json_object_is_type(obj_, json_type_string);
 }
 
+bool Json::isInt() const
+{
+	return json_object_is_type(obj_, json_type_int);
+}
+
 Json Json::get(std::string_view key) const
 {
 	json_object *value = nullptr;

@@ -34,6 +34,7 @@ public:
 	bool isObject() const;
 	bool isArray() const;
 	bool isString() const;
+	bool isInt() const;
 
 	// Object access. get() returns a null Json when the key is absent.
 	Json get(std::string_view key) const;

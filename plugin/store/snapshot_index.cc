@@ -130,6 +130,9 @@ Result<void> SnapshotIndex::save(ChunkWriter &writer, ChunkCodec &codec, Manifes
 	m.volumeSize = volumeSize_;
 	m.pageEntries = kPageEntries;
 	m.indexPages.clear();
+	// At once: grown page by page, the list of a 16 TiB disk (8 MiB) was
+	// copied and faulted in over again, a fifth of an incremental's CPU.
+	m.indexPages.reserve(pages_.size());
 	for (size_t page = 0; page < pages_.size(); page++) {
 		uint64_t count = std::min<uint64_t>(kPageEntries, slots_ - uint64_t(page) * kPageEntries);
 		const Page *ids = pageAt(page);

@@ -215,7 +215,7 @@ TEST(ManifestTest, ParseRejectsIndexNotCoveringTheVolume)
 TEST(ManifestTest, ParseRejectsUnknownVersion)
 {
 	Manifest m = smallManifest("snap-00000000000000006", "t");
-	for (int64_t v : {0, 2, 99, -1}) {
+	for (int64_t v : {0, 3, 99, -1}) {
 		auto r = parseEdited(m, [v](virtsnap::Json &j) { j.set("version", virtsnap::Json::integer(v)); });
 		ASSERT_FALSE(r) << v;
 		EXPECT_EQ(r.error().code, errc::kCorrupt) << v;
@@ -255,6 +255,89 @@ TEST(ManifestTest, ParseRejectsMalformedInput)
 		auto r = parseEdited(m, [field](virtsnap::Json &j) { j.set(field, virtsnap::Json()); });
 		EXPECT_FALSE(r) << field;
 	}
+}
+
+// Version 2: a run of zero pages is its length. A 16 TiB disk holding data
+// in two places was 17 MB of manifest, every page 64 hex zeros.
+TEST(ManifestFormat, ZeroPagesAreWrittenAsRunsAndReadBack)
+{
+	Manifest m = smallManifest("snap-00000000000000010", "t");
+	m.volumeSize = 16ull << 40;
+	m.indexPages.assign(262144, kZeroChunk);
+	m.indexPages[0] = idFrom(1);
+	m.indexPages[100000] = idFrom(2);
+	m.indexPages[262143] = idFrom(3);
+	std::string text = serializeManifest(m);
+	EXPECT_LT(text.size(), 2000u);
+	auto j = virtsnap::Json::parse(text);
+	ASSERT_TRUE(j);
+	EXPECT_EQ(j->getInt("version"), 2);
+	virtsnap::Json pages = j->get("index_pages");
+	ASSERT_EQ(pages.size(), 5u);
+	EXPECT_EQ(pages.at(1).asInt(), 99999);
+	EXPECT_EQ(pages.at(3).asInt(), 162142);
+	auto back = parseManifest(text);
+	ASSERT_TRUE(back) << describe(back);
+	expectSame(m, *back);
+}
+
+// What readers before version 2 read stays version 1: an index without a
+// zero page, and one too large for runs (their cost would not be bounded
+// by the text).
+TEST(ManifestFormat, AnIndexWithoutRunsIsWrittenAsVersion1)
+{
+	Manifest m = smallManifest("snap-00000000000000011", "t");
+	auto j = virtsnap::Json::parse(serializeManifest(m));
+	ASSERT_TRUE(j);
+	EXPECT_EQ(j->getInt("version"), 1);
+	EXPECT_TRUE(j->get("index_pages").at(0).isString());
+
+	Manifest huge = smallManifest("snap-00000000000000012", "t");
+	huge.volumeSize = (64ull << 40) + 65536; // one page past 2^20
+	huge.indexPages.assign((1u << 20) + 1, kZeroChunk);
+	std::string text = serializeManifest(huge);
+	auto hj = virtsnap::Json::parse(text);
+	ASSERT_TRUE(hj);
+	EXPECT_EQ(hj->getInt("version"), 1);
+	auto back = parseManifest(text);
+	ASSERT_TRUE(back) << describe(back);
+	EXPECT_EQ(back->indexPages.size(), huge.indexPages.size());
+}
+
+TEST(ManifestFormat, RunsThatDoNotCoverTheVolumeAreCorrupt)
+{
+	Manifest m = smallManifest("snap-00000000000000013", "t");
+	m.volumeSize = 4ull << 30; // 64 pages
+	m.indexPages.assign(64, kZeroChunk);
+	m.indexPages[10] = idFrom(7);
+	auto withPages = [&](std::vector<virtsnap::Json> elements, int64_t version = 2) {
+		return parseEdited(m, [&](virtsnap::Json &j) {
+			virtsnap::Json pages = virtsnap::Json::array();
+			for (virtsnap::Json &e : elements)
+				pages.append(e);
+			j.set("index_pages", pages);
+			j.set("version", virtsnap::Json::integer(version));
+		});
+	};
+	auto run = [](int64_t n) { return virtsnap::Json::integer(n); };
+	auto page = virtsnap::Json::string(idHex(idFrom(7)));
+	EXPECT_TRUE(withPages({run(10), page, run(53)}));
+	EXPECT_EQ(codeOf(withPages({run(10), page, run(52)})), errc::kCorrupt);		 // short
+	EXPECT_EQ(codeOf(withPages({run(10), page, run(54)})), errc::kCorrupt);		 // long
+	EXPECT_EQ(codeOf(withPages({run(64), page})), errc::kCorrupt);			 // a page past the end
+	EXPECT_EQ(codeOf(withPages({run(10), page, run(0), run(53)})), errc::kCorrupt);	 // empty run
+	EXPECT_EQ(codeOf(withPages({run(-1), run(11), page, run(53)})), errc::kCorrupt); // negative
+	EXPECT_EQ(codeOf(withPages({run(INT64_MAX), page})), errc::kCorrupt);
+	EXPECT_EQ(codeOf(withPages({run(10), page, run(53)}, 1)), errc::kCorrupt); // no runs in version 1
+	// A run may not claim more pages than runs are written for, whatever
+	// the volume size says.
+	auto vast = parseEdited(m, [&](virtsnap::Json &j) {
+		virtsnap::Json pages = virtsnap::Json::array();
+		pages.append(run(int64_t(1) << 36)); // every page of that volume
+		j.set("index_pages", pages);
+		j.set("volume_size", virtsnap::Json::integer(int64_t(1) << 62));
+	});
+	EXPECT_EQ(codeOf(vast), errc::kCorrupt);
 }
 
 // Found with tests/fuzz (snapshot-index): any chunk and page size parsed, and
