@@ -103,7 +103,8 @@ TEST(BenchSmoke, VirtsnapRowsWithAnIdenticalRestore)
 
 	virtsnap::Json limits = doc->get("limits");
 	for (const char *key : {"sha256_mbps", "aes_256_gcm_mbps", "zstd1_compress_mbps", "seq_read_mbps",
-				"full_limit_s", "virtsnap_full_share", "restore_limit_s"})
+				"seq_read_write_mbps", "full_limit_s", "virtsnap_full_share", "restore_limit_s",
+				"restore_read_write_s"})
 		EXPECT_GT(number(limits, key), 0) << key;
 }
 
