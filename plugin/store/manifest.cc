@@ -6,11 +6,11 @@ namespace virtsnap::store {
 
 namespace {
 
-// Version 2 writes a run of zero index pages as its length, where version
-// 1 wrote each as 64 zeros: the manifest of a 16 TiB disk holding a few
-// GiB was 17 MB of JSON, and its parsing, hex and writing were most of an
-// incremental's CPU there. A manifest without such a run is written as
-// version 1, which readers before version 2 read too.
+// Manifest version 2 writes a run of zero index pages as its length, where
+// version 1 wrote each as 64 zeros: the manifest of a 16 TiB disk holding a
+// few GiB was 17 MB of JSON, and its parsing, hex and writing were most of
+// an incremental's CPU there. Written only into stores of format version 3
+// (store.cc), and only when there is a run: else version 1.
 constexpr int kManifestVersion = 2;
 constexpr int kFirstVersionWithZeroRuns = 2;
 // A run costs a reader 32 bytes a page whatever the manifest's size, so
@@ -62,25 +62,25 @@ Result<std::vector<ChunkId>> parseIndexPages(const Json &pages, bool zeroRuns, u
 
 } // namespace
 
-std::string serializeManifest(const Manifest &m)
+std::string serializeManifest(const Manifest &m, bool zeroRuns)
 {
 	Json pages = Json::array();
-	bool zeroRuns = false;
-	const bool mayRun = m.indexPages.size() <= kMaxPagesWithZeroRuns;
+	const bool mayRun = zeroRuns && m.indexPages.size() <= kMaxPagesWithZeroRuns;
+	bool ran = false;
 	for (size_t i = 0; i < m.indexPages.size();) {
 		size_t end = i;
 		while (mayRun && end < m.indexPages.size() && isZeroId(m.indexPages[end]))
 			end++;
 		if (end > i) {
 			pages.append(u64(end - i));
-			zeroRuns = true;
+			ran = true;
 			i = end;
 		} else {
 			pages.append(str(idHex(m.indexPages[i++])));
 		}
 	}
 	Json j = Json::object();
-	j.set("version", Json::integer(zeroRuns ? kManifestVersion : 1));
+	j.set("version", Json::integer(ran ? kManifestVersion : 1));
 	j.set("snapshot_id", str(m.snapshotId));
 	j.set("volume_id", str(m.volumeId));
 	Json vol = Json::object();
@@ -199,7 +199,8 @@ Result<Manifest> parseManifest(std::string_view text)
 	if (m.snapshotId.empty() || m.chunkSize == 0 || m.pageEntries == 0)
 		return fail(errc::kCorrupt, "manifest lacks required fields");
 	// Readers allocate an id per slot: with the geometry any store has, that
-	// is 32 bytes per 32 KiB page, bounded by the manifest's own size.
+	// is 32 bytes per 32 KiB page, bounded by the manifest's own size in
+	// version 1 and by kMaxPagesWithZeroRuns in version 2.
 	bool powerOfTwo = (m.chunkSize & (m.chunkSize - 1)) == 0;
 	if (!powerOfTwo || m.chunkSize < kMinChunkSize || m.chunkSize > kMaxChunkSize ||
 	    m.pageEntries != kIndexPageEntries)

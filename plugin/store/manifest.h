@@ -77,7 +77,11 @@ struct Manifest {
 	CaptureStats stats;
 };
 
-std::string serializeManifest(const Manifest &m);
+// With `zeroRuns`, a run of zero index pages is written as its length
+// (manifest version 2), which only readers of store format version 3 read;
+// the store passes it for its own manifests (FORMAT.md, "Manifest").
+// Without, version 1: what records that carry a manifest use too.
+std::string serializeManifest(const Manifest &m, bool zeroRuns = false);
 Result<Manifest> parseManifest(std::string_view json);
 
 } // namespace virtsnap::store

@@ -17,12 +17,17 @@ namespace virtsnap::store {
 namespace {
 
 constexpr const char *kFormatName = "virtsnap-store";
-// Version 2 is version 1 whose chunks may be lz4 (FORMAT.md, "Chunks"): a
-// store says 2 only when it was made with lz4, so that a reader from before
-// lz4 refuses it at open instead of failing on its chunks; every other
-// store stays readable by those readers. This virtsnap reads both.
+// Version 2 is version 1 whose chunks may be lz4 (FORMAT.md, "Chunks"); a
+// reader from before lz4 refuses it at open instead of failing on its
+// chunks. Version 3 is version 2 whose manifests may write runs of zero
+// index pages (FORMAT.md, "Manifest"), which every store made now is:
+// a reader from before them refuses it at open, where it would have failed
+// on nearly every manifest. Stores made before keep their version and
+// their manifests stay readable by the readers they had. This virtsnap
+// reads all three.
 constexpr int kFormatVersion = 1;
 constexpr int kLz4FormatVersion = 2;
+constexpr int kZeroRunsFormatVersion = 3;
 constexpr const char *kConfig = kConfigName;
 
 bool isPowerOfTwo(uint32_t v)
@@ -77,8 +82,7 @@ Result<void> Store::init(Backend &backend, const fs::path &keyFile, uint32_t chu
 	// and of two inits racing, one makes it.
 	Json config = Json::object();
 	config.set("format", Json::string(kFormatName));
-	bool lz4 = compression.method == Compression::Method::Lz4;
-	config.set("version", Json::integer(lz4 ? kLz4FormatVersion : kFormatVersion));
+	config.set("version", Json::integer(kZeroRunsFormatVersion));
 	config.set("store_id", Json::string(storeId));
 	config.set("chunk_size", Json::integer(chunkSize));
 	config.set("compression", Json::string(compression.name()));
@@ -109,11 +113,12 @@ Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::
 	if (!config || config->getString("format").value_or("") != kFormatName)
 		return fail(errc::kCorrupt, where + "/config.json is not a virtsnap store config");
 	int64_t version = config->getInt("version").value_or(0);
-	if (version != kFormatVersion && version != kLz4FormatVersion)
+	if (version < kFormatVersion || version > kZeroRunsFormatVersion)
 		return fail(errc::kCorrupt, "store " + where + " has format version " + std::to_string(version) +
 						    "; this virtsnap reads versions " + std::to_string(kFormatVersion) +
-						    " and " + std::to_string(kLz4FormatVersion));
+						    " to " + std::to_string(kZeroRunsFormatVersion));
 	StoreConfig c;
+	c.manifestZeroRuns = version >= kZeroRunsFormatVersion;
 	c.storeId = config->getString("store_id").value_or("");
 	c.defaultDomainHex = config->getString("default_key_domain").value_or("");
 	if (c.storeId.empty() || c.defaultDomainHex.size() != 16 || !fromHex(c.defaultDomainHex))
@@ -151,6 +156,7 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<Backend> backend, con
 	s->storeId_ = config.storeId;
 	s->chunkSize_ = config.chunkSize;
 	s->compression_ = config.compression;
+	s->manifestZeroRuns_ = config.manifestZeroRuns;
 	const std::string &domainHex = config.defaultDomainHex;
 
 	auto wrapped = s->backend_->get(keyDomainName(domainHex));

@@ -40,6 +40,7 @@ struct StoreConfig {
 	uint32_t chunkSize = 0;
 	std::string defaultDomainHex;
 	Compression compression; // "compression"; absent: zstd:1
+	bool manifestZeroRuns = false; // format version 3 (store.cc)
 };
 Result<StoreConfig> parseStoreConfig(std::span<const uint8_t> bytes, const std::string &where);
 
@@ -184,6 +185,7 @@ private:
 	std::string storeId_;
 	uint32_t chunkSize_ = kDefaultChunkSize;
 	Compression compression_;
+	bool manifestZeroRuns_ = false; // FORMAT.md, "Manifest"
 	KeyDomain domain_;
 	crypto::SecretKey master_; // unwraps the other domains when first used
 	mutable std::shared_mutex domainsMutex_;

@@ -47,7 +47,7 @@ Result<void> Store::putManifest(const Manifest &m, bool overwrite)
 {
 	if (!isPlainName(m.snapshotId))
 		return fail(errc::kSnapshotIdMalformed, "'" + m.snapshotId + "' is not a snapshot id");
-	std::string json = serializeManifest(m);
+	std::string json = serializeManifest(m, manifestZeroRuns_);
 	VS_ASSIGN(auto sealed, sealObject(ObjectType::Manifest, domain_.id, domain_.encKey, m.snapshotId,
 					  std::span((const uint8_t *)json.data(), json.size())));
 	if (overwrite)

@@ -143,6 +143,12 @@ int main(int argc, char **argv)
 	for (const Manifest &m : manifests) {
 		std::string text = serializeManifest(m);
 		emit("manifest", m.snapshotId + ".json", text);
+		// Grown by 255 pages of zeros, written as a run (manifest version
+		// 2), as a store of format version 3 writes it.
+		Manifest sparse = m;
+		sparse.volumeSize = 256ull * kIndexPageEntries * m.chunkSize;
+		sparse.indexPages.resize(256, kZeroChunk);
+		emit("manifest", m.snapshotId + "-runs.json", serializeManifest(sparse, true));
 		emit("manifest", m.snapshotId + ".sealed",
 		     need(sealObject(ObjectType::Manifest, test.id, test.encKey, "snap-0123456789abcdef0",
 				     std::span((const uint8_t *)text.data(), text.size())), "seal"));

@@ -2,6 +2,7 @@
 // store; parse refuses what a reader could misinterpret; put/get/list/
 // delete keep their promises (no silent overwrite, NotFound, ordering).
 #include <algorithm>
+#include <regex>
 
 #include "core/ids.h"
 #include "crypto/resource_ids.h"
@@ -267,7 +268,7 @@ TEST(ManifestFormat, ZeroPagesAreWrittenAsRunsAndReadBack)
 	m.indexPages[0] = idFrom(1);
 	m.indexPages[100000] = idFrom(2);
 	m.indexPages[262143] = idFrom(3);
-	std::string text = serializeManifest(m);
+	std::string text = serializeManifest(m, true);
 	EXPECT_LT(text.size(), 2000u);
 	auto j = virtsnap::Json::parse(text);
 	ASSERT_TRUE(j);
@@ -281,27 +282,32 @@ TEST(ManifestFormat, ZeroPagesAreWrittenAsRunsAndReadBack)
 	expectSame(m, *back);
 }
 
-// What readers before version 2 read stays version 1: an index without a
-// zero page, and one too large for runs (their cost would not be bounded
-// by the text).
+// Version 1, which readers before version 2 read: what is asked without
+// runs (records that carry a manifest), an index without a zero page, and
+// one too large for runs (their cost would not be bounded by the text).
 TEST(ManifestFormat, AnIndexWithoutRunsIsWrittenAsVersion1)
 {
-	Manifest m = smallManifest("snap-00000000000000011", "t");
-	auto j = virtsnap::Json::parse(serializeManifest(m));
-	ASSERT_TRUE(j);
-	EXPECT_EQ(j->getInt("version"), 1);
-	EXPECT_TRUE(j->get("index_pages").at(0).isString());
+	auto versionOf = [](const std::string &text) {
+		auto j = virtsnap::Json::parse(text);
+		return j ? j->getInt("version").value_or(0) : 0;
+	};
+	Manifest sparse = smallManifest("snap-00000000000000010", "t");
+	sparse.volumeSize = 1ull << 40;
+	sparse.indexPages.assign(16384, kZeroChunk);
+	sparse.indexPages[5] = idFrom(5);
+	EXPECT_EQ(versionOf(serializeManifest(sparse)), 1);
+	EXPECT_EQ(versionOf(serializeManifest(sparse, true)), 2);
 
+	Manifest dense = smallManifest("snap-00000000000000011", "t");
+	EXPECT_EQ(versionOf(serializeManifest(dense, true)), 1);
+
+	// Not parsed back: 70 MB of JSON, and version 1 parsing is tested above.
 	Manifest huge = smallManifest("snap-00000000000000012", "t");
 	huge.volumeSize = (64ull << 40) + 65536; // one page past 2^20
 	huge.indexPages.assign((1u << 20) + 1, kZeroChunk);
-	std::string text = serializeManifest(huge);
-	auto hj = virtsnap::Json::parse(text);
-	ASSERT_TRUE(hj);
-	EXPECT_EQ(hj->getInt("version"), 1);
-	auto back = parseManifest(text);
-	ASSERT_TRUE(back) << describe(back);
-	EXPECT_EQ(back->indexPages.size(), huge.indexPages.size());
+	std::string text = serializeManifest(huge, true);
+	EXPECT_EQ(text.find("\"version\":2"), std::string::npos);
+	EXPECT_NE(text.find("\"version\":1"), std::string::npos) << text.substr(0, 40);
 }
 
 TEST(ManifestFormat, RunsThatDoNotCoverTheVolumeAreCorrupt)
@@ -394,6 +400,44 @@ TEST_F(StoreManifestTest, PutGetRoundTripsEveryField)
 	auto again = (*reopened)->getManifest(m.snapshotId);
 	ASSERT_TRUE(again) << describe(again);
 	expectSame(m, *again);
+}
+
+// A store made now (format version 3) writes its manifests' zero pages as
+// runs; one made before (1 or 2, here edited back to 1) writes version 1,
+// which the readers it had can still read. Either reads both.
+TEST_F(StoreManifestTest, OnlyAStoreOfFormatVersion3WritesZeroRuns)
+{
+	Manifest m = smallManifest("snap-00000000000000020", "t");
+	m.volumeSize = 16ull << 40;
+	m.indexPages.assign(262144, kZeroChunk);
+	m.indexPages[7] = idFrom(7);
+	auto sealedSize = [&](Store &store) {
+		auto raw = readFile(storeDir() / "snapshots" / (m.snapshotId + ".manifest"));
+		EXPECT_TRUE(raw);
+		auto got = store.getManifest(m.snapshotId);
+		EXPECT_TRUE(got) << describe(got);
+		if (got) {
+			EXPECT_TRUE(got->indexPages == m.indexPages);
+		}
+		return raw ? raw->size() : 0;
+	};
+	auto store = initAndOpen();
+	ASSERT_TRUE(store);
+	ASSERT_TRUE(store->putManifest(m));
+	EXPECT_LT(sealedSize(*store), 4096u);
+
+	store.reset();
+	fs::path config = storeDir() / "config.json";
+	auto text = readFile(config);
+	ASSERT_TRUE(text);
+	std::string edited = std::regex_replace(std::string(text->begin(), text->end()),
+						std::regex("\"version\":\\s*3"), "\"version\": 1");
+	ASSERT_NE(edited, std::string(text->begin(), text->end()));
+	ASSERT_TRUE(writeFileAtomic(config, asBytes(edited)));
+	auto old = Store::open(storeDir(), keyFile());
+	ASSERT_TRUE(old) << describe(old);
+	ASSERT_TRUE((*old)->putManifest(m, true));
+	EXPECT_GT(sealedSize(**old), 16u << 20) << "64 hex zeros a page, as readers of version 1 expect";
 }
 
 TEST_F(StoreManifestTest, PutRefusesToOverwriteByDefault)

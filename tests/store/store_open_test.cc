@@ -60,7 +60,7 @@ TEST_P(StoreOpenTest, InitCreatesLayoutAndKeyFile)
 	auto config = virtsnap::Json::parse(std::string_view((const char *)text->data(), text->size()));
 	ASSERT_TRUE(config.has_value());
 	EXPECT_EQ(config->getString("format").value_or(""), "virtsnap-store");
-	EXPECT_EQ(config->getInt("version").value_or(0), 1);
+	EXPECT_EQ(config->getInt("version").value_or(0), 3);
 	EXPECT_EQ(config->getInt("chunk_size").value_or(0), int64_t(Store::kDefaultChunkSize));
 	std::string storeId = config->getString("store_id").value_or("");
 	EXPECT_FALSE(storeId.empty());
@@ -276,8 +276,8 @@ TEST_P(StoreOpenTest, ConfigOfAnotherVersionIsRefused)
 	ASSERT_TRUE(text);
 	auto config = virtsnap::Json::parse(std::string_view((const char *)text->data(), text->size()));
 	ASSERT_TRUE(config.has_value());
-	// 1 and 2 (lz4 chunks, FORMAT.md "Chunks") are read; 3 is a later one.
-	config->set("version", virtsnap::Json::integer(3));
+	// 1 to 3 are read (FORMAT.md); 4 is a later one.
+	config->set("version", virtsnap::Json::integer(4));
 	std::string changed = config->dump(true);
 	ASSERT_TRUE(backend_->put("config.json", asBytes(changed)));
 
