@@ -26,7 +26,6 @@ constexpr const char *kFormatName = "virtsnap-store";
 // their manifests stay readable by the readers they had. This virtsnap
 // reads all three.
 constexpr int kFormatVersion = 1;
-constexpr int kLz4FormatVersion = 2;
 constexpr int kZeroRunsFormatVersion = 3;
 constexpr const char *kConfig = kConfigName;
 
